@@ -1,11 +1,28 @@
 #![doc = include_str!("../README.md")]
 #![no_std]
+#![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
 
 extern crate alloc;
 
 pub mod apdu;
+pub mod attr;
+pub mod auth;
+pub mod cert;
+pub mod consts;
+pub mod crypto;
+pub mod date;
+pub mod error;
+pub mod pers;
+pub mod record;
 pub mod sw;
+pub mod tlv;
 
 pub use apdu::{CardLost, Command, CommandView, ContactlessCard, Response};
+pub use attr::{AttributeId, AttributeSet};
+pub use cert::{Certificate, CertificateBody, Role};
+pub use consts::{LifeCycle, AID};
+pub use date::Date;
+pub use error::Error;
+pub use record::{AttributeEntry, RecordBody, ResidentRecord};
 pub use sw::StatusWord;

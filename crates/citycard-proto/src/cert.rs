@@ -1,0 +1,311 @@
+//! Card-verifiable certificates for issuing stations and partner readers
+//! (spec §5.2), in the spirit of BSI TR-03110 CV certificates.
+//!
+//! ```text
+//! 7F21 Certificate
+//!   7F4E Body (signed bytes: the whole 7F4E TLV)
+//!     5F29 01       profile/version = 01
+//!     42   1..16    issuer reference (the city's issuer id, ASCII)
+//!     5F20 1..16    holder reference (station or partner name, ASCII)
+//!     5F4C 05       role (01 station, 02 reader) ‖ grants (4-byte attribute mask)
+//!     53   10       pseudonym domain (readers only)
+//!     5F25 04       effective date
+//!     5F24 04       expiry date
+//!     7F49 { 86 21  holder public key, compressed P-256 }
+//!   5F37 40         root signature r‖s over the 7F4E TLV
+//! ```
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use p256::{PublicKey, SecretKey};
+
+use crate::attr::AttributeSet;
+use crate::crypto::{self, POINT_LEN, SIGNATURE_LEN};
+use crate::date::Date;
+use crate::error::{Error, Result};
+use crate::tlv::{self, Sequence};
+
+/// Tag of a certificate.
+pub const TAG_CERTIFICATE: u32 = 0x7F21;
+/// Tag of a certificate body.
+pub const TAG_BODY: u32 = 0x7F4E;
+/// Tag of a signature.
+pub const TAG_SIGNATURE: u32 = 0x5F37;
+const TAG_VERSION: u32 = 0x5F29;
+const TAG_ISSUER: u32 = 0x42;
+const TAG_HOLDER: u32 = 0x5F20;
+const TAG_AUTHORISATION: u32 = 0x5F4C;
+const TAG_DOMAIN: u32 = 0x53;
+const TAG_EFFECTIVE: u32 = 0x5F25;
+const TAG_EXPIRY: u32 = 0x5F24;
+const TAG_PUBLIC_KEY: u32 = 0x7F49;
+const TAG_POINT: u32 = 0x86;
+
+/// Length of a certificate fingerprint (first bytes of SHA-256 over the certificate).
+pub const FINGERPRINT_LEN: usize = 8;
+/// Length of a pseudonym domain.
+pub const DOMAIN_LEN: usize = 16;
+/// Maximum length of issuer and holder references.
+pub const MAX_REFERENCE_LEN: usize = 16;
+
+/// What a certificate's holder may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// An issuing station: may personalise and terminate cards.
+    Station,
+    /// A partner reader: may read the attributes its certificate grants.
+    Reader,
+}
+
+impl Role {
+    const fn to_byte(self) -> u8 {
+        match self {
+            Self::Station => 1,
+            Self::Reader => 2,
+        }
+    }
+}
+
+/// The signed content of a certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateBody {
+    /// The issuer (city) identifier; must equal the root's.
+    pub issuer: String,
+    /// The holder's name (station or partner).
+    pub holder: String,
+    /// Station or reader.
+    pub role: Role,
+    /// Attributes a reader may read (empty for stations).
+    pub grants: AttributeSet,
+    /// The reader's pseudonym domain (readers only).
+    pub domain: Option<[u8; DOMAIN_LEN]>,
+    /// First valid day.
+    pub effective: Date,
+    /// Last valid day.
+    pub expiry: Date,
+    /// The holder's public key.
+    pub public_key: PublicKey,
+}
+
+fn check_reference(s: &str, tag: u32) -> Result<()> {
+    if s.is_empty() || s.len() > MAX_REFERENCE_LEN {
+        return Err(Error::BadLength(tag));
+    }
+    if !s.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::BadValue(tag));
+    }
+    Ok(())
+}
+
+impl CertificateBody {
+    /// Checks field constraints (lengths, role/domain consistency, dates).
+    pub fn validate(&self) -> Result<()> {
+        check_reference(&self.issuer, TAG_ISSUER)?;
+        check_reference(&self.holder, TAG_HOLDER)?;
+        match (self.role, self.domain.is_some(), self.grants.is_empty()) {
+            (Role::Station, false, true) | (Role::Reader, true, _) => {}
+            _ => return Err(Error::BadValue(TAG_AUTHORISATION)),
+        }
+        if self.expiry < self.effective {
+            return Err(Error::BadValue(TAG_EXPIRY));
+        }
+        Ok(())
+    }
+
+    /// The bytes the root signs: the encoded `7F4E` TLV.
+    pub fn to_be_signed(&self) -> Result<Vec<u8>> {
+        self.validate()?;
+        let mut v = Vec::with_capacity(128);
+        tlv::push(&mut v, TAG_VERSION, &[1]);
+        tlv::push(&mut v, TAG_ISSUER, self.issuer.as_bytes());
+        tlv::push(&mut v, TAG_HOLDER, self.holder.as_bytes());
+        let mut auth = [0u8; 5];
+        auth[0] = self.role.to_byte();
+        auth[1..].copy_from_slice(&self.grants.to_bytes());
+        tlv::push(&mut v, TAG_AUTHORISATION, &auth);
+        if let Some(domain) = &self.domain {
+            tlv::push(&mut v, TAG_DOMAIN, domain);
+        }
+        tlv::push(&mut v, TAG_EFFECTIVE, &self.effective.to_bytes());
+        tlv::push(&mut v, TAG_EXPIRY, &self.expiry.to_bytes());
+        tlv::push(&mut v, TAG_PUBLIC_KEY, &tlv::encode(TAG_POINT, &crypto::encode_point(&self.public_key)));
+        Ok(tlv::encode(TAG_BODY, &v))
+    }
+
+    /// Signs with the root key (for file-held keys; HSMs sign [`Self::to_be_signed`]
+    /// themselves and call [`Certificate::assemble`]).
+    pub fn sign(self, root: &SecretKey) -> Result<Certificate> {
+        let tbs = self.to_be_signed()?;
+        let sig = crypto::sign(root, &tbs);
+        Certificate::assemble(&tbs, &sig)
+    }
+
+    fn decode(body_tlv: &[u8]) -> Result<Self> {
+        let body = tlv::read_exact(body_tlv, TAG_BODY)?;
+        let mut s = Sequence::new(body.value)?;
+        let version = s.required(TAG_VERSION)?;
+        if version.value != [1] {
+            return Err(Error::UnsupportedVersion(version.value.first().copied().unwrap_or(0)));
+        }
+        let text = |tag: u32, f: tlv::Field<'_>| -> Result<String> {
+            let s = core::str::from_utf8(f.value).map_err(|_| Error::BadValue(tag))?;
+            check_reference(s, tag)?;
+            Ok(String::from(s))
+        };
+        let issuer = text(TAG_ISSUER, s.required(TAG_ISSUER)?)?;
+        let holder = text(TAG_HOLDER, s.required(TAG_HOLDER)?)?;
+        let auth = tlv::fixed::<5>(&s.required(TAG_AUTHORISATION)?)?;
+        let role = match auth[0] {
+            1 => Role::Station,
+            2 => Role::Reader,
+            _ => return Err(Error::BadValue(TAG_AUTHORISATION)),
+        };
+        let grants = AttributeSet::from_bytes(&auth[1..]).map_err(|_| Error::BadValue(TAG_AUTHORISATION))?;
+        let domain = s.optional(TAG_DOMAIN)?.map(|f| tlv::fixed::<DOMAIN_LEN>(&f)).transpose()?;
+        let effective = Date::from_bytes(s.required(TAG_EFFECTIVE)?.value)?;
+        let expiry = Date::from_bytes(s.required(TAG_EXPIRY)?.value)?;
+        let pk_field = s.required(TAG_PUBLIC_KEY)?;
+        s.finish()?;
+        let point = tlv::read_exact(pk_field.value, TAG_POINT)?;
+        if point.value.len() != POINT_LEN {
+            return Err(Error::BadLength(TAG_POINT));
+        }
+        let public_key = crypto::decode_point(point.value)?;
+        let body = Self { issuer, holder, role, grants, domain, effective, expiry, public_key };
+        body.validate()?;
+        Ok(body)
+    }
+}
+
+/// A certificate as encoded on the wire, with its decoded body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Certificate {
+    body: CertificateBody,
+    encoded: Vec<u8>,
+    body_start: usize,
+    body_len: usize,
+    signature: [u8; SIGNATURE_LEN],
+}
+
+impl Certificate {
+    /// Joins signed body bytes (from [`CertificateBody::to_be_signed`]) and a
+    /// raw signature into a certificate. Does not verify the signature.
+    pub fn assemble(body_tlv: &[u8], signature: &[u8]) -> Result<Self> {
+        let mut inner = Vec::with_capacity(body_tlv.len() + 70);
+        inner.extend_from_slice(body_tlv);
+        tlv::push(&mut inner, TAG_SIGNATURE, signature);
+        Self::decode(&tlv::encode(TAG_CERTIFICATE, &inner))
+    }
+
+    /// Decodes a certificate (structure and field checks only; see [`Self::verify`]).
+    pub fn decode(bytes: &[u8]) -> Result<Self> {
+        let outer = tlv::read_exact(bytes, TAG_CERTIFICATE)?;
+        let (body_field, rest) = tlv::read_one(outer.value)?;
+        tlv::expect_tag(&body_field, TAG_BODY)?;
+        let sig_field = tlv::read_exact(rest, TAG_SIGNATURE)?;
+        let signature = tlv::fixed::<SIGNATURE_LEN>(&sig_field)?;
+        let body = CertificateBody::decode(body_field.raw)?;
+        let body_start = bytes.len().saturating_sub(outer.value.len());
+        Ok(Self { body, encoded: bytes.to_vec(), body_start, body_len: body_field.raw.len(), signature })
+    }
+
+    /// Verifies the root's signature.
+    pub fn verify(&self, root: &PublicKey) -> Result<()> {
+        crypto::verify(root, self.signed_bytes(), &self.signature)
+    }
+
+    /// The signed bytes (the `7F4E` TLV).
+    pub fn signed_bytes(&self) -> &[u8] {
+        self.encoded.get(self.body_start..self.body_start + self.body_len).unwrap_or(&[])
+    }
+
+    /// The decoded body.
+    pub fn body(&self) -> &CertificateBody {
+        &self.body
+    }
+
+    /// The raw signature.
+    pub fn signature(&self) -> &[u8; SIGNATURE_LEN] {
+        &self.signature
+    }
+
+    /// The full encoding.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.encoded
+    }
+
+    /// The certificate's fingerprint: the first 8 bytes of SHA-256 over its encoding.
+    pub fn fingerprint(&self) -> [u8; FINGERPRINT_LEN] {
+        fingerprint(&self.encoded)
+    }
+
+    /// `true` when `date` is within the validity window (inclusive).
+    pub fn is_valid_on(&self, date: Date) -> bool {
+        self.body.effective <= date && date <= self.body.expiry
+    }
+}
+
+/// Fingerprint of an encoded certificate.
+pub fn fingerprint(encoded: &[u8]) -> [u8; FINGERPRINT_LEN] {
+    let h = crypto::sha256(&[encoded]);
+    let mut out = [0u8; FINGERPRINT_LEN];
+    out.copy_from_slice(h.get(..FINGERPRINT_LEN).unwrap_or(&[0; FINGERPRINT_LEN]));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attr::AttributeId;
+    use rand_chacha::rand_core::SeedableRng;
+
+    fn body(pk: PublicKey) -> CertificateBody {
+        CertificateBody {
+            issuer: "LIEGE".into(),
+            holder: "library".into(),
+            role: Role::Reader,
+            grants: AttributeSet::EMPTY.with(AttributeId::PSEUDONYM).with(AttributeId::RESIDENT),
+            domain: Some([9; 16]),
+            effective: Date::new(2026, 1, 1).unwrap(),
+            expiry: Date::new(2027, 1, 1).unwrap(),
+            public_key: pk,
+        }
+    }
+
+    #[test]
+    fn sign_decode_verify_round_trip() {
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([1; 32]);
+        let root = crypto::generate(&mut rng);
+        let reader = crypto::generate(&mut rng);
+        let cert = body(reader.public_key()).sign(&root).unwrap();
+        let again = Certificate::decode(cert.as_bytes()).unwrap();
+        assert_eq!(again.body(), cert.body());
+        again.verify(&root.public_key()).unwrap();
+        assert!(again.verify(&reader.public_key()).is_err());
+        assert!(cert.as_bytes().len() < 200, "{}", cert.as_bytes().len());
+    }
+
+    #[test]
+    fn any_flipped_byte_is_rejected() {
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([2; 32]);
+        let root = crypto::generate(&mut rng);
+        let cert = body(crypto::generate(&mut rng).public_key()).sign(&root).unwrap();
+        for i in 0..cert.as_bytes().len() {
+            let mut bad = cert.as_bytes().to_vec();
+            bad[i] ^= 0x01;
+            let accepted = Certificate::decode(&bad).and_then(|c| c.verify(&root.public_key()));
+            assert!(accepted.is_err(), "flip at {i} accepted");
+        }
+    }
+
+    #[test]
+    fn station_cannot_carry_grants() {
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([3; 32]);
+        let mut b = body(crypto::generate(&mut rng).public_key());
+        b.role = Role::Station;
+        assert!(b.to_be_signed().is_err());
+        b.domain = None;
+        b.grants = AttributeSet::EMPTY;
+        assert!(b.to_be_signed().is_ok());
+    }
+}
