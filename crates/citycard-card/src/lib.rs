@@ -1,5 +1,14 @@
-//! The citycard reference card (work in progress).
+#![doc = include_str!("../README.md")]
 #![no_std]
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
 extern crate alloc;
+
+pub mod applet;
+pub mod state;
 pub mod storage;
+
+pub use applet::{Applet, Faults};
+pub use state::PersistentState;
 pub use storage::{MemoryStorage, Storage, StorageError};
