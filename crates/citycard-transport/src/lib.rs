@@ -1,1 +1,25 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+
+mod channel;
+mod error;
+mod memory;
+#[cfg(feature = "pcsc")]
+mod pcsc_backend;
+mod trace;
+mod transport;
+
+pub use channel::{exchange, CardChannel, ChannelConfig};
+pub use error::TransportError;
+pub use memory::MemoryTransport;
+#[cfg(feature = "pcsc")]
+pub use pcsc_backend::{PcscContext, PcscTransport};
+/// The `pcsc` crate, re-exported for [`PcscTransport::disconnect_with`]'s `Disposition`.
+#[cfg(feature = "pcsc")]
+pub use pcsc;
+pub use trace::{TraceEntry, TraceStats, Traced};
+pub use transport::{CardTransport, TransactionFn};
+
+// Re-exported so that users need not depend on citycard-proto for the basics.
+pub use citycard_proto::{CardLost, Command, ContactlessCard, Response, StatusWord};
