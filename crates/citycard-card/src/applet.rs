@@ -155,7 +155,12 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
     fn shape_response(&mut self, data: Vec<u8>, raw: &[u8]) -> (Vec<u8>, StatusWord) {
         let le = CommandView::parse(raw).ok().and_then(|c| c.le).unwrap_or(256).min(256);
         if data.len() <= le {
-            return (data, StatusWord::Success);
+            let sw = match self.volatile.pending.len() {
+                0 => StatusWord::Success,
+                n if n > 255 => StatusWord::BytesRemaining(0),
+                n => StatusWord::BytesRemaining(n as u8),
+            };
+            return (data, sw);
         }
         let mut data = data;
         let rest = data.split_off(le);

@@ -1,0 +1,31 @@
+//! Writes `applet-spec/vectors/*.json` from the reference card, or with
+//! `--check` fails if the committed files differ from what the card produces.
+
+use citycard_testkit::vectors::{generate_all, to_json, vectors_dir};
+
+fn main() {
+    let check = std::env::args().any(|a| a == "--check");
+    let dir = vectors_dir();
+    let mut stale = Vec::new();
+    for v in generate_all() {
+        let path = dir.join(format!("{}.json", v.name));
+        let text = to_json(&v);
+        if check {
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                stale.push(path.display().to_string());
+            }
+        } else if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("error: writing {}: {e}", path.display());
+            std::process::exit(1);
+        } else {
+            println!("wrote {} ({} steps)", path.display(), v.steps.len());
+        }
+    }
+    if !stale.is_empty() {
+        eprintln!("error: vectors out of date (run `cargo run -p citycard-testkit --bin gen-vectors`):");
+        for s in stale {
+            eprintln!("  {s}");
+        }
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,114 @@
+//! Fixed keys and certificates for tests and test vectors. Never use in production.
+
+use citycard_proto::attr::{AttributeId, AttributeSet};
+use citycard_proto::cert::{Certificate, CertificateBody, Role};
+use citycard_proto::crypto;
+use citycard_proto::Date;
+use p256::SecretKey;
+
+/// The issuer identifier used in tests.
+pub const ISSUER: &str = "LIEGE";
+/// The date test readers claim as "today".
+pub const TODAY: (u16, u8, u8) = (2026, 11, 26);
+
+/// A private key derived from a label: SHA-256(label) as a scalar.
+pub fn test_key(label: &str) -> SecretKey {
+    let mut seed = crypto::sha256(&[b"citycard test key ", label.as_bytes()]);
+    loop {
+        if let Ok(k) = SecretKey::from_slice(&seed) {
+            return k;
+        }
+        seed = crypto::sha256(&[&seed]);
+    }
+}
+
+/// Hex of a private key (for vector files).
+pub fn key_hex(k: &SecretKey) -> String {
+    hex::encode(k.to_bytes())
+}
+
+/// A date from a tuple (test constants only).
+pub fn date((y, m, d): (u16, u8, u8)) -> Date {
+    Date::new(y, m, d).expect("test date constant is a valid date")
+}
+
+/// A partner reader: its key and root-signed certificate.
+pub struct TestReader {
+    /// Profile name.
+    pub name: &'static str,
+    /// The reader's static private key.
+    pub key: SecretKey,
+    /// Its certificate.
+    pub certificate: Certificate,
+}
+
+/// The whole fixed key set of the test city.
+pub struct TestCity {
+    /// Root key.
+    pub root: SecretKey,
+    /// Issuing-station key.
+    pub station: SecretKey,
+    /// Station certificate.
+    pub station_certificate: Certificate,
+}
+
+/// Builds the test city (root "LIEGE", one station valid 2026-01-01..2027-12-31).
+pub fn city() -> TestCity {
+    city_named(ISSUER, "root")
+}
+
+/// Another city's keys under `issuer` with root label `root_label` (for "wrong issuer" tests).
+pub fn city_named(issuer: &str, root_label: &str) -> TestCity {
+    let root = test_key(&format!("{issuer} {root_label}"));
+    let station = test_key(&format!("{issuer} station"));
+    let station_certificate = CertificateBody {
+        issuer: issuer.into(),
+        holder: "station-1".into(),
+        role: Role::Station,
+        grants: AttributeSet::EMPTY,
+        domain: None,
+        effective: date((2026, 1, 1)),
+        expiry: date((2027, 12, 31)),
+        public_key: station.public_key(),
+    }
+    .sign(&root)
+    .expect("fixture certificate");
+    TestCity { root, station, station_certificate }
+}
+
+/// The reader profiles used in vectors and tests.
+pub fn reader(city: &TestCity, profile: &'static str) -> TestReader {
+    let grants: AttributeSet = match profile {
+        "library" => [AttributeId::PSEUDONYM, AttributeId::RESIDENT].into_iter().collect(),
+        "transit" => [AttributeId::AGE_OVER_65, AttributeId::AGE_OVER_18].into_iter().collect(),
+        _ => [
+            AttributeId::PSEUDONYM,
+            AttributeId::CARD_NUMBER,
+            AttributeId::NAME,
+            AttributeId::BIRTH_DATE,
+            AttributeId::ADDRESS,
+            AttributeId::CARE_OF_ADDRESS,
+            AttributeId::LANGUAGE,
+            AttributeId::RESIDENT,
+            AttributeId::AGE_OVER_18,
+        ]
+        .into_iter()
+        .collect(),
+    };
+    let key = test_key(&format!("reader {profile}"));
+    let mut domain = [0u8; 16];
+    domain.copy_from_slice(&crypto::sha256(&[b"domain ", profile.as_bytes()])[..16]);
+    let certificate = CertificateBody {
+        issuer: city.station_certificate.body().issuer.clone(),
+        holder: profile.into(),
+        role: Role::Reader,
+        grants,
+        domain: Some(domain),
+        effective: date((2026, 1, 1)),
+        expiry: date((2027, 12, 31)),
+        public_key: key.public_key(),
+    }
+    .sign(&city.root)
+    .expect("fixture certificate");
+    TestReader { name: profile, key, certificate }
+}
