@@ -36,7 +36,7 @@ struct StationSession {
 /// Data staged during personalisation; committed only by ACTIVATE.
 struct Staging {
     card_key: SecretKey,
-    pseudonym_key: Zeroizing<[u8; 32]>,
+    pseudonym_key: Zeroizing<[u8; 16]>,
     record: Option<Vec<u8>>,
     attributes: Vec<AttributeEntry>,
 }
@@ -415,7 +415,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             LifeCycle::Anchored => {
                 // Key generation on the card: the private key never leaves it.
                 let card_key = crypto::generate(&mut self.rng);
-                let mut pseudonym_key = Zeroizing::new([0u8; 32]);
+                let mut pseudonym_key = Zeroizing::new([0u8; 16]);
                 self.rng.fill_bytes(pseudonym_key.as_mut_slice());
                 self.volatile.staging =
                     Some(Staging { card_key: card_key.clone(), pseudonym_key, record: None, attributes: Vec::new() });

@@ -7,7 +7,7 @@
 //! 81 01  life cycle (required)
 //! 82 ..  anchor: issuer length ‖ issuer ‖ root key (33)
 //! 83 20  card private key
-//! 84 20  pseudonym key
+//! 84 10  pseudonym key
 //! 85 ..  record (E1 TLV)
 //! 86 ..  stored attributes (C1 TLVs)
 //! 87 04  card date (highest certificate effective date seen)
@@ -45,7 +45,7 @@ pub struct Personalisation {
     /// The card's private key (generated on the card).
     pub card_key: SecretKey,
     /// The pseudonym key (generated on the card).
-    pub pseudonym_key: Zeroizing<[u8; 32]>,
+    pub pseudonym_key: Zeroizing<[u8; 16]>,
     /// The station-signed record (E1 TLV).
     pub record: Vec<u8>,
     /// Stored attributes with their salts.
@@ -165,7 +165,7 @@ impl PersistentState {
             Some(k) => {
                 let card_key = SecretKey::from_slice(k.value).map_err(|_| CorruptState)?;
                 let pk = s.required(0x84).map_err(|_| CorruptState)?;
-                let pseudonym_key = Zeroizing::new(tlv::fixed::<32>(&pk).map_err(|_| CorruptState)?);
+                let pseudonym_key = Zeroizing::new(tlv::fixed::<16>(&pk).map_err(|_| CorruptState)?);
                 let record = s.required(0x85).map_err(|_| CorruptState)?.value.to_vec();
                 let attrs = s.required(0x86).map_err(|_| CorruptState)?;
                 let mut attributes = Vec::new();

@@ -13,12 +13,12 @@
 //! Response data: `7C { 86 21 E_C, 87 n ciphertext }`, where the card
 //! generated the ephemeral key E_C and
 //! ```text
-//! th    = SHA-256(command data field)
-//! K_enc = HKDF(ikm = ECDH(e_C, R), salt = E_C, info = "citycard-v1 disclosure")[16]
-//! K_mac = HKDF(ikm = ECDH(card, E_R), salt = th, info = "citycard-v1 card-auth")[32]
-//! P     = 90 th[..16] ‖ E1 record ‖ C1 attributes… ‖ [92 pseudonym] ‖ [93 answered‖true]
+//! echo  = E_R[1..17] (the first 16 bytes of E_R's x-coordinate)
+//! K_enc = KDF(ECDH(e_C, R),    "citycard-v1 disclosure" ‖ E_C)[16]
+//! K_mac = KDF(ECDH(card, E_R), "citycard-v1 card-auth"  ‖ E_C)[16]
+//! P     = 90 echo ‖ E1 record ‖ C1 attributes… ‖ [92 pseudonym] ‖ [93 answered‖holds]
 //!         ‖ 9E MAC ‖ [99 padding]
-//! MAC   = HMAC-SHA256(K_mac, "citycard-v1 mac" ‖ E_C ‖ P up to 9E)[16]
+//! MAC   = AES-CMAC(K_mac, "citycard-v1 mac" ‖ command data ‖ E_C ‖ P up to 9E)
 //! C     = AES-128-GCM(K_enc, nonce = 0¹², aad = E_C, P)
 //! ```
 
@@ -118,7 +118,7 @@ pub struct CardData<'a> {
     /// The card's private key.
     pub card_key: &'a SecretKey,
     /// The card's pseudonym key.
-    pub pseudonym_key: &'a [u8; 32],
+    pub pseudonym_key: &'a [u8; 16],
     /// The encoded `E1` record.
     pub record: &'a [u8],
     /// Stored attributes with salts.
@@ -126,11 +126,9 @@ pub struct CardData<'a> {
 }
 
 /// The pseudonym the card gives a partner domain.
-pub fn pseudonym(pseudonym_key: &[u8; 32], domain: &[u8; DOMAIN_LEN]) -> [u8; PSEUDONYM_LEN] {
-    let mut out = [0u8; PSEUDONYM_LEN];
-    let full = crypto::hmac_sha256(pseudonym_key, &[label::PSEUDONYM, domain]);
-    out.copy_from_slice(full.get(..PSEUDONYM_LEN).unwrap_or(&[0; PSEUDONYM_LEN]));
-    out
+/// `AES-CMAC(pseudonym key, "citycard-v1 pseudonym" ‖ domain)`.
+pub fn pseudonym(pseudonym_key: &[u8; 16], domain: &[u8; DOMAIN_LEN]) -> [u8; PSEUDONYM_LEN] {
+    crypto::cmac(pseudonym_key, &[label::PSEUDONYM, domain])
 }
 
 fn evaluate_predicates(requested: AttributeSet, attributes: &[AttributeEntry], date: Date) -> Predicates {
@@ -151,14 +149,20 @@ fn evaluate_predicates(requested: AttributeSet, attributes: &[AttributeEntry], d
     Predicates { answered, holds }
 }
 
-fn transcript_hash(command_data: &[u8]) -> [u8; 32] {
-    crypto::sha256(&[command_data])
+/// The echo of the command in the response: the first 16 bytes of the x-coordinate of E_R.
+fn echo_of(reader_ephemeral: &PublicKey) -> [u8; 16] {
+    let point = crypto::encode_point(reader_ephemeral);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(point.get(1..17).unwrap_or(&[0; 16]));
+    out
 }
 
-fn keys(z_enc: &[u8], e_c: &[u8; POINT_LEN], z_mac: &[u8], th: &[u8; 32]) -> ([u8; 16], [u8; 32]) {
-    let k_enc = crypto::hkdf::<16>(z_enc, e_c, label::DISCLOSURE);
-    let k_mac = crypto::hkdf::<32>(z_mac, th, label::CARD_AUTH);
-    (*k_enc, *k_mac)
+fn disclosure_key(z_enc: &[u8], e_c: &[u8; POINT_LEN]) -> zeroize::Zeroizing<[u8; 16]> {
+    crypto::kdf::<16>(z_enc, &[label::DISCLOSURE, e_c])
+}
+
+fn card_auth_key(z_mac: &[u8], e_c: &[u8; POINT_LEN]) -> zeroize::Zeroizing<[u8; 16]> {
+    crypto::kdf::<16>(z_mac, &[label::CARD_AUTH, e_c])
 }
 
 /// Card side: builds the GENERAL AUTHENTICATE response data for a request the
@@ -173,13 +177,13 @@ pub fn card_respond(
 ) -> Vec<u8> {
     let ephemeral = crypto::generate(rng);
     let e_c = crypto::encode_point(&ephemeral.public_key());
-    let th = transcript_hash(command_data);
     let z_enc = crypto::ecdh(&ephemeral, &reader.public_key);
     let z_mac = crypto::ecdh(card.card_key, &request.reader_ephemeral);
-    let (k_enc, k_mac) = keys(z_enc.as_slice(), &e_c, z_mac.as_slice(), &th);
+    let k_enc = disclosure_key(z_enc.as_slice(), &e_c);
+    let k_mac = card_auth_key(z_mac.as_slice(), &e_c);
 
     let mut p = Vec::with_capacity(512);
-    tlv::push(&mut p, TAG_TRANSCRIPT, th.get(..16).unwrap_or(&[]));
+    tlv::push(&mut p, TAG_TRANSCRIPT, &echo_of(&request.reader_ephemeral));
     p.extend_from_slice(card.record);
     for entry in card.attributes.iter().filter(|a| request.requested.contains(a.id)) {
         p.extend_from_slice(&entry.encode());
@@ -194,7 +198,7 @@ pub fn card_respond(
         v[4..].copy_from_slice(&predicates.holds.to_bytes());
         tlv::push(&mut p, TAG_PREDICATES, &v);
     }
-    let mac = crypto::mac16(&k_mac, &[label::MAC, &e_c, &p]);
+    let mac = crypto::cmac(&k_mac, &[label::MAC, command_data, &e_c, &p]);
     tlv::push(&mut p, TAG_MAC, &mac);
     pad(&mut p);
     let ciphertext = crypto::seal(&k_enc, &[0; 12], &e_c, &p);
@@ -286,16 +290,15 @@ impl ReaderSession {
         let ciphertext = s.required(TAG_CIPHERTEXT)?.value;
         s.finish()?;
         let e_c = crypto::decode_point(&e_c_bytes)?;
-        let th = transcript_hash(&self.command_data);
         let z_enc = crypto::ecdh(reader_key, &e_c);
-        let k_enc = crypto::hkdf::<16>(z_enc.as_slice(), &e_c_bytes, label::DISCLOSURE);
+        let k_enc = disclosure_key(z_enc.as_slice(), &e_c_bytes);
         let plaintext = crypto::open(&k_enc, &[0; 12], &e_c_bytes, ciphertext)?;
 
         let fields = tlv::read_all(&plaintext)?;
         let mut it = fields.iter();
         let echo = it.next().ok_or(Error::Missing(TAG_TRANSCRIPT))?;
         tlv::expect_tag(echo, TAG_TRANSCRIPT)?;
-        if !crypto::mac_eq(echo.value, th.get(..16).unwrap_or(&[])) {
+        if !crypto::mac_eq(echo.value, &echo_of(&self.request.reader_ephemeral)) {
             return Err(Error::TranscriptMismatch);
         }
         let record_field = it.next().ok_or(Error::Missing(TAG_RECORD))?;
@@ -342,9 +345,9 @@ impl ReaderSession {
         }
 
         let z_mac = crypto::ecdh(&self.ephemeral, &record.body().card_key);
-        let k_mac = crypto::hkdf::<32>(z_mac.as_slice(), &th, label::CARD_AUTH);
+        let k_mac = card_auth_key(z_mac.as_slice(), &e_c_bytes);
         let covered = plaintext.get(..mac_offset).ok_or(Error::MalformedTlv)?;
-        let expected = crypto::mac16(k_mac.as_slice(), &[label::MAC, &e_c_bytes, covered]);
+        let expected = crypto::cmac(&k_mac, &[label::MAC, &self.command_data, &e_c_bytes, covered]);
         if !crypto::mac_eq(&expected, &mac) {
             return Err(Error::BadMac);
         }

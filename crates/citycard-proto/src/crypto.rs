@@ -3,13 +3,15 @@
 //! - Curve: NIST P-256; points travel compressed (33 bytes).
 //! - Signatures: ECDSA P-256 with SHA-256, raw `r‖s` (64 bytes).
 //! - Key agreement: ECDH P-256, shared secret = x-coordinate (32 bytes).
-//! - KDF: HKDF-SHA256. MAC: HMAC-SHA256 truncated to 16 bytes.
+//! - KDF: the one-step KDF of NIST SP 800-56C rev. 2 with SHA-256
+//!   (`K = SHA-256(00000001 ‖ Z ‖ FixedInfo)`, truncated), as in BSI TR-03110;
+//!   one or two SHA-256 blocks on the card instead of HKDF's four HMAC passes.
+//! - MAC and PRF: AES-128-CMAC (NIST SP 800-38B), 16 bytes.
 //! - Cipher: AES-128-GCM, 12-byte nonce, 16-byte tag.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes128Gcm, Nonce};
 use alloc::vec::Vec;
-use hmac::{Hmac, Mac};
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use p256::elliptic_curve::sec1::ToEncodedPoint;
@@ -74,30 +76,28 @@ pub fn ecdh(sk: &SecretKey, pk: &PublicKey) -> Secret32 {
     out
 }
 
-/// HKDF-SHA256 (extract with `salt`, expand with `info`) into `N` bytes.
-pub fn hkdf<const N: usize>(ikm: &[u8], salt: &[u8], info: &[u8]) -> Zeroizing<[u8; N]> {
+/// One-step KDF (NIST SP 800-56C rev. 2, option 1, SHA-256) with a single
+/// counter block: the first `N` (≤ 32) bytes of
+/// `SHA-256(00 00 00 01 ‖ z ‖ fixed_info…)`.
+pub fn kdf<const N: usize>(z: &[u8], fixed_info: &[&[u8]]) -> Zeroizing<[u8; N]> {
+    let mut h = Sha256::new();
+    h.update(1u32.to_be_bytes());
+    h.update(z);
+    for part in fixed_info {
+        h.update(part);
+    }
+    let full = Zeroizing::new(<[u8; 32]>::from(h.finalize()));
     let mut out = Zeroizing::new([0u8; N]);
-    let hk = hkdf::Hkdf::<Sha256>::new(Some(salt), ikm);
-    // N ≤ 255·32 for every use in this crate, so expand cannot fail.
-    let _ = hk.expand(info, out.as_mut_slice());
+    for (o, b) in out.iter_mut().zip(full.iter()) {
+        *o = *b;
+    }
     out
 }
 
-/// HMAC-SHA256 over the concatenation of `parts`, truncated to 16 bytes.
-pub fn mac16(key: &[u8], parts: &[&[u8]]) -> [u8; MAC_LEN] {
-    let full = hmac_sha256(key, parts);
-    let mut out = [0u8; MAC_LEN];
-    out.copy_from_slice(full.get(..MAC_LEN).unwrap_or(&[0u8; MAC_LEN]));
-    out
-}
-
-/// Full HMAC-SHA256 over the concatenation of `parts`.
-pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
-    let mut m = match <Hmac<Sha256> as Mac>::new_from_slice(key) {
-        Ok(m) => m,
-        Err(_) => return [0u8; 32],
-    };
+/// AES-128-CMAC over the concatenation of `parts`.
+pub fn cmac(key: &[u8; 16], parts: &[&[u8]]) -> [u8; MAC_LEN] {
+    use cmac::Mac as _;
+    let mut m = <cmac::Cmac<aes::Aes128> as cmac::Mac>::new(key.into());
     for p in parts {
         m.update(p);
     }
@@ -167,6 +167,22 @@ mod tests {
         verify(&k.public_key(), b"record", &sig).unwrap();
         assert_eq!(verify(&k.public_key(), b"recorD", &sig), Err(Error::BadSignature));
         assert_eq!(verify(&k.public_key(), b"record", &sig[..63]), Err(Error::BadSignature));
+    }
+
+    #[test]
+    fn cmac_matches_sp800_38b_example() {
+        // NIST SP 800-38B, D.1 example 2 (AES-128, 16-byte message).
+        let key: [u8; 16] = hex::decode("2b7e151628aed2a6abf7158809cf4f3c").unwrap().try_into().unwrap();
+        let msg = hex::decode("6bc1bee22e409f96e93d7e117393172a").unwrap();
+        assert_eq!(hex::encode(cmac(&key, &[&msg])), "070a16b46b4d4144f79bdd9dd04a287c");
+        assert_eq!(cmac(&key, &[&msg[..5], &msg[5..]]), cmac(&key, &[&msg]));
+    }
+
+    #[test]
+    fn kdf_is_sha256_of_counter_z_info() {
+        let k = kdf::<16>(b"zz", &[b"info"]);
+        let full = sha256(&[&[0, 0, 0, 1], b"zz", b"info"]);
+        assert_eq!(&k[..], &full[..16]);
     }
 
     #[test]

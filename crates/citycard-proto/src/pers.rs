@@ -6,7 +6,7 @@
 //! EXTERNAL AUTHENTICATE  data 7C { 81 E_S, 82 sig_S }, sig_S = ECDSA_station(
 //!                           "citycard-v1 station-auth" ‖ rnd_C ‖ E_S)
 //!                        ← 7C { 84 card public key }
-//! K_sm  = HKDF(ikm = ECDH(card, E_S), salt = rnd_C, info = "citycard-v1 personalisation")[16]
+//! K_sm  = KDF(ECDH(card, E_S), "citycard-v1 personalisation" ‖ rnd_C)[16]
 //! secured command data  = AES-128-GCM(K_sm, nonce = 0⁸ ‖ counter (u32 BE, from 1),
 //!                         aad = CLA (chaining bit cleared) ‖ INS ‖ P1 ‖ P2, plaintext)
 //! ```
@@ -97,13 +97,13 @@ impl SecureChannel {
     /// Card side: from the card key and the station's ephemeral key.
     pub fn for_card(card_key: &SecretKey, station_ephemeral: &PublicKey, challenge: &[u8; CHALLENGE_LEN]) -> Self {
         let z = crypto::ecdh(card_key, station_ephemeral);
-        Self { key: crypto::hkdf::<16>(z.as_slice(), challenge, label::PERSONALISATION), counter: 0 }
+        Self { key: crypto::kdf::<16>(z.as_slice(), &[label::PERSONALISATION, challenge]), counter: 0 }
     }
 
     /// Station side: from the station's ephemeral key and the card's public key.
     pub fn for_station(station_ephemeral: &SecretKey, card_key: &PublicKey, challenge: &[u8; CHALLENGE_LEN]) -> Self {
         let z = crypto::ecdh(station_ephemeral, card_key);
-        Self { key: crypto::hkdf::<16>(z.as_slice(), challenge, label::PERSONALISATION), counter: 0 }
+        Self { key: crypto::kdf::<16>(z.as_slice(), &[label::PERSONALISATION, challenge]), counter: 0 }
     }
 
     fn next_nonce(&mut self) -> Result<[u8; 12]> {

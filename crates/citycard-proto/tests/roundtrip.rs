@@ -12,7 +12,7 @@ use rand_chacha::ChaCha20Rng;
 
 struct Fixture {
     card_key: p256::SecretKey,
-    pseudonym_key: [u8; 32],
+    pseudonym_key: [u8; 16],
     record: Vec<u8>,
     attributes: Vec<AttributeEntry>,
     reader_key: p256::SecretKey,
@@ -36,7 +36,7 @@ fn fixture(rng: &mut ChaCha20Rng) -> Fixture {
     let grants: AttributeSet = [AttributeId::PSEUDONYM, AttributeId::RESIDENT, AttributeId::NAME, AttributeId::AGE_OVER_65].into_iter().collect();
     Fixture {
         card_key,
-        pseudonym_key: [9; 32],
+        pseudonym_key: [9; 16],
         record: record.as_bytes().to_vec(),
         attributes,
         reader: AuthorisedReader { public_key: reader_key.public_key(), grants, domain: [4; 16] },
