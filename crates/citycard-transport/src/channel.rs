@@ -157,13 +157,18 @@ impl<T: CardTransport> CardChannel<T> {
         let config = self.config.clone();
         let mut body = Some(body);
         let mut outcome: Option<Result<R, E>> = None;
-        let ended = self.transport.transaction(&mut |tx: &mut dyn CardTransport| {
-            if let Some(body) = body.take() {
-                let mut channel = CardChannel { transport: tx, config: config.clone() };
-                outcome = Some(body(&mut channel));
-            }
-            Ok(())
-        });
+        let ended = self
+            .transport
+            .transaction(&mut |tx: &mut dyn CardTransport| {
+                if let Some(body) = body.take() {
+                    let mut channel = CardChannel {
+                        transport: tx,
+                        config: config.clone(),
+                    };
+                    outcome = Some(body(&mut channel));
+                }
+                Ok(())
+            });
         match (outcome, ended) {
             (Some(Err(err)), _) => Err(err),
             (_, Err(err)) => Err(err.into()),
@@ -192,7 +197,14 @@ pub fn exchange<T: CardTransport + ?Sized>(
     while rest.len() > segment_len {
         let (segment, tail) = rest.split_at(segment_len);
         rest = tail;
-        let apdu = encode(cmd.cla | CLA_CHAINING, cmd.ins, cmd.p1, cmd.p2, segment, None);
+        let apdu = encode(
+            cmd.cla | CLA_CHAINING,
+            cmd.ins,
+            cmd.p1,
+            cmd.p2,
+            segment,
+            None,
+        );
         let response = split_response(&transport.transmit_raw(&apdu)?)?;
         if response.sw != StatusWord::Success {
             if config.chaining_refusal_is_error {
@@ -205,12 +217,26 @@ pub fn exchange<T: CardTransport + ?Sized>(
 
     // The last (or only) segment, then GET RESPONSE rounds. `current` is the
     // APDU being sent: header, data and Le, so that `6Cxx` can resend it.
-    let mut current = Segment { cla: cmd.cla, ins: cmd.ins, p1: cmd.p1, p2: cmd.p2, data: rest, le: cmd.le };
+    let mut current = Segment {
+        cla: cmd.cla,
+        ins: cmd.ins,
+        p1: cmd.p1,
+        p2: cmd.p2,
+        data: rest,
+        le: cmd.le,
+    };
     let mut data: Vec<u8> = Vec::new();
     let mut get_responses = 0usize;
     let mut retried_wrong_le = false;
     loop {
-        let apdu = encode(current.cla, current.ins, current.p1, current.p2, current.data, current.le);
+        let apdu = encode(
+            current.cla,
+            current.ins,
+            current.p1,
+            current.p2,
+            current.data,
+            current.le,
+        );
         let response = split_response(&transport.transmit_raw(&apdu)?)?;
         match response.sw {
             StatusWord::WrongLe(le) if !retried_wrong_le => {
@@ -221,7 +247,9 @@ pub fn exchange<T: CardTransport + ?Sized>(
             StatusWord::BytesRemaining(le) => {
                 append(&mut data, &response.data, config)?;
                 if get_responses >= config.max_get_response {
-                    return Err(TransportError::TooManyGetResponse { limit: config.max_get_response });
+                    return Err(TransportError::TooManyGetResponse {
+                        limit: config.max_get_response,
+                    });
                 }
                 get_responses += 1;
                 retried_wrong_le = false;
@@ -283,7 +311,9 @@ fn split_response(raw: &[u8]) -> Result<Response, TransportError> {
 
 fn check_len(len: usize, config: &ChannelConfig) -> Result<(), TransportError> {
     if len > config.max_response_len {
-        Err(TransportError::ResponseTooLong { limit: config.max_response_len })
+        Err(TransportError::ResponseTooLong {
+            limit: config.max_response_len,
+        })
     } else {
         Ok(())
     }
@@ -303,8 +333,13 @@ mod tests {
     fn encodes_all_cases() {
         assert_eq!(encode(0, 0xA4, 4, 0, &[], None), [0, 0xA4, 4, 0]);
         assert_eq!(encode(0, 0xB0, 0, 0, &[], Some(256)), [0, 0xB0, 0, 0, 0]);
-        assert_eq!(encode(0, 0xDA, 0, 0, &[1, 2], None), [0, 0xDA, 0, 0, 2, 1, 2]);
-        assert_eq!(encode(0, 0x86, 0, 0, &[7], Some(16)), [0, 0x86, 0, 0, 1, 7, 16]);
+        assert_eq!(
+            encode(0, 0xDA, 0, 0, &[1, 2], None),
+            [0, 0xDA, 0, 0, 2, 1, 2]
+        );
+        assert_eq!(
+            encode(0, 0x86, 0, 0, &[7], Some(16)),
+            [0, 0x86, 0, 0, 1, 7, 16]
+        );
     }
-
 }

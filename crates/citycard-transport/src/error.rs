@@ -109,7 +109,11 @@ fn list(names: &[String]) -> String {
     if names.is_empty() {
         "(none)".to_owned()
     } else {
-        names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+        names
+            .iter()
+            .map(|n| format!("{n:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

@@ -1,6 +1,14 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
-#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic))]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
 
 mod channel;
 mod error;
@@ -13,11 +21,11 @@ mod transport;
 pub use channel::{exchange, CardChannel, ChannelConfig};
 pub use error::TransportError;
 pub use memory::MemoryTransport;
-#[cfg(feature = "pcsc")]
-pub use pcsc_backend::{PcscContext, PcscTransport};
 /// The `pcsc` crate, re-exported for [`PcscTransport::disconnect_with`]'s `Disposition`.
 #[cfg(feature = "pcsc")]
 pub use pcsc;
+#[cfg(feature = "pcsc")]
+pub use pcsc_backend::{PcscContext, PcscTransport};
 pub use trace::{TraceEntry, TraceStats, Traced};
 pub use transport::{CardTransport, TransactionFn};
 

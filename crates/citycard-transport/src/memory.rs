@@ -34,7 +34,10 @@ impl<C: ContactlessCard> MemoryTransport<C> {
     /// Puts `card` on the reader: resets it (volatile state cleared) and powers it.
     pub fn new(mut card: C) -> Self {
         card.reset();
-        Self { card, powered: true }
+        Self {
+            card,
+            powered: true,
+        }
     }
 
     /// The card.

@@ -43,12 +43,18 @@ impl PcscContext {
     ///
     /// [`TransportError::NoService`] when pcscd is not running.
     pub fn establish() -> Result<Self, TransportError> {
-        Ok(Self { ctx: Context::establish(Scope::User)? })
+        Ok(Self {
+            ctx: Context::establish(Scope::User)?,
+        })
     }
 
     /// The names of all readers; empty when there is none.
     pub fn list_readers(&self) -> Result<Vec<String>, TransportError> {
-        Ok(self.list_readers_c()?.iter().map(|name| lossy(name)).collect())
+        Ok(self
+            .list_readers_c()?
+            .iter()
+            .map(|name| lossy(name))
+            .collect())
     }
 
     fn list_readers_c(&self) -> Result<Vec<CString>, TransportError> {
@@ -81,7 +87,10 @@ impl PcscContext {
             return Ok(exact.clone());
         }
         let needle = name.to_lowercase();
-        let mut matches: Vec<&CString> = readers.iter().filter(|r| lossy(r).to_lowercase().contains(&needle)).collect();
+        let mut matches: Vec<&CString> = readers
+            .iter()
+            .filter(|r| lossy(r).to_lowercase().contains(&needle))
+            .collect();
         match (matches.pop(), matches.is_empty()) {
             (Some(only), true) => Ok(only.clone()),
             (Some(last), false) => {
@@ -109,11 +118,18 @@ impl PcscContext {
         let card = match self.ctx.connect(&name, ShareMode::Shared, protocols()) {
             Ok(card) => card,
             Err(pcsc::Error::UnknownReader | pcsc::Error::ReaderUnavailable) => {
-                return Err(TransportError::ReaderNotFound { name: lossy(&name), available: self.list_readers()? })
+                return Err(TransportError::ReaderNotFound {
+                    name: lossy(&name),
+                    available: self.list_readers()?,
+                })
             }
             Err(err) => return Err(err.into()),
         };
-        Ok(PcscTransport { card: Some(card), reader: lossy(&name), buf: vec![0; pcsc::MAX_BUFFER_SIZE_EXTENDED] })
+        Ok(PcscTransport {
+            card: Some(card),
+            reader: lossy(&name),
+            buf: vec![0; pcsc::MAX_BUFFER_SIZE_EXTENDED],
+        })
     }
 
     /// Blocks until a (responsive) card is present in `reader`, or `timeout`
@@ -124,7 +140,11 @@ impl PcscContext {
     ///
     /// [`TransportError::Timeout`], [`TransportError::Cancelled`], or
     /// [`TransportError::ReaderNotFound`] if the reader disappears.
-    pub fn wait_for_card(&self, reader: &str, timeout: Option<Duration>) -> Result<Vec<u8>, TransportError> {
+    pub fn wait_for_card(
+        &self,
+        reader: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<u8>, TransportError> {
         self.wait_for(reader, timeout, true)
     }
 
@@ -134,11 +154,20 @@ impl PcscContext {
     /// # Errors
     ///
     /// As [`wait_for_card`](Self::wait_for_card).
-    pub fn wait_for_removal(&self, reader: &str, timeout: Option<Duration>) -> Result<(), TransportError> {
+    pub fn wait_for_removal(
+        &self,
+        reader: &str,
+        timeout: Option<Duration>,
+    ) -> Result<(), TransportError> {
         self.wait_for(reader, timeout, false).map(|_| ())
     }
 
-    fn wait_for(&self, reader: &str, timeout: Option<Duration>, present: bool) -> Result<Vec<u8>, TransportError> {
+    fn wait_for(
+        &self,
+        reader: &str,
+        timeout: Option<Duration>,
+        present: bool,
+    ) -> Result<Vec<u8>, TransportError> {
         let name = self.resolve_reader_c(reader)?;
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut states = [ReaderState::new(name.clone(), State::UNAWARE)];
@@ -148,7 +177,10 @@ impl PcscContext {
             let [state] = &mut states;
             let event = state.event_state();
             if event.intersects(State::UNKNOWN | State::UNAVAILABLE | State::IGNORE) {
-                return Err(TransportError::ReaderNotFound { name: lossy(&name), available: self.list_readers()? });
+                return Err(TransportError::ReaderNotFound {
+                    name: lossy(&name),
+                    available: self.list_readers()?,
+                });
             }
             let has_card = event.contains(State::PRESENT) && !event.contains(State::MUTE);
             if present && has_card {
@@ -196,7 +228,9 @@ pub struct PcscTransport {
 
 impl std::fmt::Debug for PcscTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PcscTransport").field("reader", &self.reader).finish_non_exhaustive()
+        f.debug_struct("PcscTransport")
+            .field("reader", &self.reader)
+            .finish_non_exhaustive()
     }
 }
 
@@ -254,9 +288,10 @@ fn transmit(
 ) -> Result<Vec<u8>, (pcsc::Error, TransportError)> {
     match card.transmit(apdu, buf) {
         Ok(response) => Ok(response.to_vec()),
-        Err(pcsc::Error::InsufficientBuffer) => {
-            Err((pcsc::Error::InsufficientBuffer, TransportError::ResponseTooLong { limit: buf.len() }))
-        }
+        Err(pcsc::Error::InsufficientBuffer) => Err((
+            pcsc::Error::InsufficientBuffer,
+            TransportError::ResponseTooLong { limit: buf.len() },
+        )),
         Err(err) => Err((err, err.into())),
     }
 }
@@ -284,7 +319,9 @@ impl CardTransport for PcscTransport {
     }
 
     fn reset(&mut self) -> Result<(), TransportError> {
-        Ok(self.card()?.reconnect(ShareMode::Shared, protocols(), Disposition::ResetCard)?)
+        Ok(self
+            .card()?
+            .reconnect(ShareMode::Shared, protocols(), Disposition::ResetCard)?)
     }
 
     fn transaction(&mut self, body: &mut TransactionFn<'_>) -> Result<(), TransportError> {
@@ -320,7 +357,8 @@ impl CardTransport for PcscTransaction<'_> {
         match transmit(&self.tx, self.buf, apdu) {
             Ok(response) => Ok(response),
             Err((pcsc::Error::ResetCard, err)) => {
-                self.tx.reconnect(ShareMode::Shared, protocols(), Disposition::LeaveCard)?;
+                self.tx
+                    .reconnect(ShareMode::Shared, protocols(), Disposition::LeaveCard)?;
                 Err(err)
             }
             Err((_, err)) => Err(err),
@@ -332,7 +370,9 @@ impl CardTransport for PcscTransaction<'_> {
     }
 
     fn reset(&mut self) -> Result<(), TransportError> {
-        Ok(self.tx.reconnect(ShareMode::Shared, protocols(), Disposition::ResetCard)?)
+        Ok(self
+            .tx
+            .reconnect(ShareMode::Shared, protocols(), Disposition::ResetCard)?)
     }
 
     fn transaction(&mut self, body: &mut TransactionFn<'_>) -> Result<(), TransportError> {

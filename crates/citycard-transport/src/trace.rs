@@ -84,7 +84,11 @@ impl fmt::Debug for Recorder {
 }
 
 impl Recorder {
-    fn transmit(&mut self, inner: &mut dyn CardTransport, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
+    fn transmit(
+        &mut self,
+        inner: &mut dyn CardTransport,
+        apdu: &[u8],
+    ) -> Result<Vec<u8>, TransportError> {
         self.line(format_args!(">> {}", hex::encode_upper(apdu)));
         let start = Instant::now();
         let result = inner.transmit_raw(apdu);
@@ -95,8 +99,14 @@ impl Recorder {
         let ms = elapsed.as_secs_f64() * 1000.0;
         match &result {
             Ok(response) => {
-                self.stats.bytes_received = self.stats.bytes_received.saturating_add(response.len() as u64);
-                self.line(format_args!("<< {}  ({ms:.3} ms)", hex::encode_upper(response)));
+                self.stats.bytes_received = self
+                    .stats
+                    .bytes_received
+                    .saturating_add(response.len() as u64);
+                self.line(format_args!(
+                    "<< {}  ({ms:.3} ms)",
+                    hex::encode_upper(response)
+                ));
             }
             Err(err) => self.line(format_args!("<< error: {err}  ({ms:.3} ms)")),
         }
@@ -105,7 +115,12 @@ impl Recorder {
                 Ok(response) => (response.clone(), None),
                 Err(err) => (Vec::new(), Some(err.to_string())),
             };
-            self.entries.push(TraceEntry { command: apdu.to_vec(), response, error, elapsed });
+            self.entries.push(TraceEntry {
+                command: apdu.to_vec(),
+                response,
+                error,
+                elapsed,
+            });
         }
         result
     }
@@ -154,7 +169,15 @@ pub struct Traced<T> {
 impl<T: CardTransport> Traced<T> {
     /// Wraps `inner`, recording entries and counters, printing nothing.
     pub fn new(inner: T) -> Self {
-        Self { inner, recorder: Recorder { stats: TraceStats::default(), entries: Vec::new(), keep_entries: true, echo: None } }
+        Self {
+            inner,
+            recorder: Recorder {
+                stats: TraceStats::default(),
+                entries: Vec::new(),
+                keep_entries: true,
+                echo: None,
+            },
+        }
     }
 
     /// Wraps `inner`, keeping counters but no entries.
@@ -229,7 +252,10 @@ impl<T: CardTransport> CardTransport for Traced<T> {
     fn transaction(&mut self, body: &mut TransactionFn<'_>) -> Result<(), TransportError> {
         let Self { inner, recorder } = self;
         inner.transaction(&mut |tx: &mut dyn CardTransport| {
-            let mut view = TracedView { inner: tx, recorder: &mut *recorder };
+            let mut view = TracedView {
+                inner: tx,
+                recorder: &mut *recorder,
+            };
             body(&mut view)
         })
     }
