@@ -21,6 +21,37 @@ fn lossy(name: &CStr) -> String {
     name.to_string_lossy().into_owned()
 }
 
+/// Picks the reader `name` designates among `readers`: exact name first,
+/// else the unique case-insensitive substring match (an empty `name` thus
+/// picks the only reader, if there is exactly one).
+fn select_reader(readers: Vec<CString>, name: &str) -> Result<CString, TransportError> {
+    if readers.is_empty() {
+        return Err(TransportError::NoReadersAvailable);
+    }
+    if let Some(exact) = readers.iter().find(|r| lossy(r) == name) {
+        return Ok(exact.clone());
+    }
+    let needle = name.to_lowercase();
+    let mut matches: Vec<&CString> = readers
+        .iter()
+        .filter(|r| lossy(r).to_lowercase().contains(&needle))
+        .collect();
+    match (matches.pop(), matches.is_empty()) {
+        (Some(only), true) => Ok(only.clone()),
+        (Some(last), false) => {
+            matches.push(last);
+            Err(TransportError::AmbiguousReader {
+                name: name.to_owned(),
+                matches: matches.iter().map(|r| lossy(r)).collect(),
+            })
+        }
+        (None, _) => Err(TransportError::ReaderNotFound {
+            name: name.to_owned(),
+            available: readers.iter().map(|r| lossy(r)).collect(),
+        }),
+    }
+}
+
 /// A PC/SC resource-manager context (a connection to pcscd).
 ///
 /// Cloning gives another handle on the same context; [`cancel`](Self::cancel)
@@ -79,32 +110,7 @@ impl PcscContext {
     }
 
     fn resolve_reader_c(&self, name: &str) -> Result<CString, TransportError> {
-        let readers = self.list_readers_c()?;
-        if readers.is_empty() {
-            return Err(TransportError::NoReadersAvailable);
-        }
-        if let Some(exact) = readers.iter().find(|r| lossy(r) == name) {
-            return Ok(exact.clone());
-        }
-        let needle = name.to_lowercase();
-        let mut matches: Vec<&CString> = readers
-            .iter()
-            .filter(|r| lossy(r).to_lowercase().contains(&needle))
-            .collect();
-        match (matches.pop(), matches.is_empty()) {
-            (Some(only), true) => Ok(only.clone()),
-            (Some(last), false) => {
-                matches.push(last);
-                Err(TransportError::AmbiguousReader {
-                    name: name.to_owned(),
-                    matches: matches.iter().map(|r| lossy(r)).collect(),
-                })
-            }
-            (None, _) => Err(TransportError::ReaderNotFound {
-                name: name.to_owned(),
-                available: readers.iter().map(|r| lossy(r)).collect(),
-            }),
-        }
+        select_reader(self.list_readers_c()?, name)
     }
 
     /// Connects to the card in the reader designated by `reader` (see
@@ -378,5 +384,90 @@ impl CardTransport for PcscTransaction<'_> {
     fn transaction(&mut self, body: &mut TransactionFn<'_>) -> Result<(), TransportError> {
         // Already inside a transaction.
         body(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn readers(names: &[&str]) -> Vec<CString> {
+        names.iter().map(|n| CString::new(*n).unwrap()).collect()
+    }
+
+    #[test]
+    fn selects_exact_then_unique_substring() {
+        let two = readers(&["Virtual PCD 00 00", "Virtual PCD 00 01"]);
+        let pick = |name: &str| select_reader(two.clone(), name).map(|c| lossy(&c));
+        assert_eq!(pick("Virtual PCD 00 01").unwrap(), "Virtual PCD 00 01");
+        assert_eq!(pick("00 00").unwrap(), "Virtual PCD 00 00");
+        assert_eq!(pick("pcd 00 01").unwrap(), "Virtual PCD 00 01");
+        match pick("virtual") {
+            Err(TransportError::AmbiguousReader { name, matches }) => {
+                assert_eq!(name, "virtual");
+                assert_eq!(matches, ["Virtual PCD 00 00", "Virtual PCD 00 01"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let err = pick("ACR122").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "reader \"ACR122\" not found; available readers: \"Virtual PCD 00 00\", \"Virtual PCD 00 01\""
+        );
+        assert!(matches!(
+            select_reader(Vec::new(), "x"),
+            Err(TransportError::NoReadersAvailable)
+        ));
+        // An exact name wins even when it is also a substring of another reader.
+        let nested = readers(&["Reader", "Reader 2"]);
+        assert_eq!(
+            lossy(&select_reader(nested.clone(), "Reader").unwrap()),
+            "Reader"
+        );
+        assert!(matches!(
+            select_reader(nested, "reader"),
+            Err(TransportError::AmbiguousReader { .. })
+        ));
+        assert_eq!(
+            lossy(&select_reader(readers(&["Only one"]), "").unwrap()),
+            "Only one"
+        );
+    }
+
+    #[test]
+    fn maps_pcsc_errors_to_typed_variants() {
+        use pcsc::Error as E;
+        assert!(matches!(
+            TransportError::from(E::NoReadersAvailable),
+            TransportError::NoReadersAvailable
+        ));
+        assert!(matches!(
+            TransportError::from(E::NoSmartcard),
+            TransportError::NoCard
+        ));
+        assert!(matches!(
+            TransportError::from(E::RemovedCard),
+            TransportError::CardRemoved
+        ));
+        assert!(matches!(
+            TransportError::from(E::ResetCard),
+            TransportError::CardReset
+        ));
+        assert!(matches!(
+            TransportError::from(E::Timeout),
+            TransportError::Timeout
+        ));
+        assert!(matches!(
+            TransportError::from(E::Cancelled),
+            TransportError::Cancelled
+        ));
+        assert!(matches!(
+            TransportError::from(E::NoService),
+            TransportError::NoService
+        ));
+        assert!(matches!(
+            TransportError::from(E::SharingViolation),
+            TransportError::Pcsc(E::SharingViolation)
+        ));
     }
 }
