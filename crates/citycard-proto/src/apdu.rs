@@ -2,7 +2,7 @@
 //! [`ContactlessCard`] trait that every card implementation (the reference
 //! card in-process, the emulator behind vpcd) presents to a host.
 //!
-//! Spec: `applet-spec/SPEC.md` §4 (APDU format).
+//! Spec: `applet-spec/SPEC.md` §4 (APDUs).
 
 use alloc::vec::Vec;
 

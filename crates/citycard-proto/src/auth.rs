@@ -1,6 +1,6 @@
 //! The reader protocol: one GENERAL AUTHENTICATE that authenticates the card
 //! (ECDH + MAC, deniable), binds the transcript and returns the record and the
-//! granted attributes encrypted to the reader's certified key (spec §6.3).
+//! granted attributes encrypted to the reader's certified key (spec §6.10, §7.5, §8).
 //!
 //! Command data:
 //! ```text

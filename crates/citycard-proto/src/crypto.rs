@@ -1,4 +1,4 @@
-//! The cryptographic primitives of the protocol (spec §7), in one place.
+//! The cryptographic primitives of the protocol (spec §7.1), in one place.
 //!
 //! - Curve: NIST P-256; points travel compressed (33 bytes).
 //! - Signatures: ECDSA P-256 with SHA-256, raw `r‖s` (64 bytes).

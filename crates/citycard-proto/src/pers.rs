@@ -1,4 +1,4 @@
-//! Personalisation messages (spec §6.2): station authentication and the
+//! Personalisation messages (spec §6.6–§6.9, §7.4): station authentication and the
 //! secure-messaging wrapper for PUT DATA, ACTIVATE and TERMINATE.
 //!
 //! ```text

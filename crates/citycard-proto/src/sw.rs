@@ -1,6 +1,6 @@
 //! ISO 7816-4 status words as a typed enum shared by card and host.
 //!
-//! Spec: `applet-spec/SPEC.md` §6 (status words).
+//! Spec: `applet-spec/SPEC.md` §9 (status words).
 
 use core::fmt;
 
