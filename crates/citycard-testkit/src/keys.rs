@@ -73,14 +73,22 @@ pub fn city_named(issuer: &str, root_label: &str) -> TestCity {
     }
     .sign(&root)
     .expect("fixture certificate");
-    TestCity { root, station, station_certificate }
+    TestCity {
+        root,
+        station,
+        station_certificate,
+    }
 }
 
 /// The reader profiles used in vectors and tests.
 pub fn reader(city: &TestCity, profile: &'static str) -> TestReader {
     let grants: AttributeSet = match profile {
-        "library" => [AttributeId::PSEUDONYM, AttributeId::RESIDENT].into_iter().collect(),
-        "transit" => [AttributeId::AGE_OVER_65, AttributeId::AGE_OVER_18].into_iter().collect(),
+        "library" => [AttributeId::PSEUDONYM, AttributeId::RESIDENT]
+            .into_iter()
+            .collect(),
+        "transit" => [AttributeId::AGE_OVER_65, AttributeId::AGE_OVER_18]
+            .into_iter()
+            .collect(),
         _ => [
             AttributeId::PSEUDONYM,
             AttributeId::CARD_NUMBER,
@@ -110,5 +118,9 @@ pub fn reader(city: &TestCity, profile: &'static str) -> TestReader {
     }
     .sign(&city.root)
     .expect("fixture certificate");
-    TestReader { name: profile, key, certificate }
+    TestReader {
+        name: profile,
+        key,
+        certificate,
+    }
 }

@@ -2,7 +2,13 @@
 //! record raw APDU transcripts, and the `applet-spec/vectors` generator and
 //! runner. Test support only: fixtures are constants, so this crate may panic
 //! on a broken fixture.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 pub mod keys;
 pub mod script;

@@ -57,7 +57,11 @@ pub struct Script<'a> {
 impl<'a> Script<'a> {
     /// Wraps a raw transmit function.
     pub fn new(link: &'a mut dyn FnMut(&[u8]) -> Result<Vec<u8>, String>) -> Self {
-        Self { link, steps: Vec::new(), note: None }
+        Self {
+            link,
+            steps: Vec::new(),
+            note: None,
+        }
     }
 
     /// Sets the note attached to the next recorded step.
@@ -74,13 +78,18 @@ impl<'a> Script<'a> {
             response_sw: None,
             note: self.note.take(),
         });
-        Response::from_bytes(&resp).ok_or_else(|| ScriptError::Link("response shorter than SW".into()))
+        Response::from_bytes(&resp)
+            .ok_or_else(|| ScriptError::Link("response shorter than SW".into()))
     }
 
     /// Sends a command, chaining if its data exceeds 255 bytes and fetching
     /// `61xx` remainders with GET RESPONSE; every APDU is recorded.
     pub fn send(&mut self, cmd: &Command) -> Result<Response, ScriptError> {
-        let chunks: Vec<&[u8]> = if cmd.data.is_empty() { vec![&[][..]] } else { cmd.data.chunks(255).collect() };
+        let chunks: Vec<&[u8]> = if cmd.data.is_empty() {
+            vec![&[][..]]
+        } else {
+            cmd.data.chunks(255).collect()
+        };
         let last = chunks.len() - 1;
         let mut resp = None;
         for (i, chunk) in chunks.iter().enumerate() {
@@ -90,7 +99,10 @@ impl<'a> Script<'a> {
             } else {
                 c.le = cmd.le;
             }
-            let r = self.raw(&c.to_short_bytes().map_err(|_| ScriptError::Link("encode".into()))?)?;
+            let r = self.raw(
+                &c.to_short_bytes()
+                    .map_err(|_| ScriptError::Link("encode".into()))?,
+            )?;
             if i < last && r.sw != StatusWord::Success {
                 return Ok(r);
             }
@@ -99,7 +111,12 @@ impl<'a> Script<'a> {
         let mut resp = resp.ok_or_else(|| ScriptError::Link("no response".into()))?;
         while let StatusWord::BytesRemaining(n) = resp.sw {
             let le = if n == 0 { 256 } else { usize::from(n) };
-            let more = self.raw(&Command::new(0, ins::GET_RESPONSE, 0, 0).with_le(le).to_short_bytes().unwrap())?;
+            let more = self.raw(
+                &Command::new(0, ins::GET_RESPONSE, 0, 0)
+                    .with_le(le)
+                    .to_short_bytes()
+                    .unwrap(),
+            )?;
             resp.data.extend_from_slice(&more.data);
             resp.sw = more.sw;
         }
@@ -118,7 +135,9 @@ impl<'a> Script<'a> {
 
 /// SELECT by AID.
 pub fn select_command() -> Command {
-    Command::new(cla::ISO, ins::SELECT, 0x04, 0x00).with_data(AID.to_vec()).with_le(256)
+    Command::new(cla::ISO, ins::SELECT, 0x04, 0x00)
+        .with_data(AID.to_vec())
+        .with_le(256)
 }
 
 /// The sample resident used in vectors.
@@ -126,8 +145,14 @@ pub fn sample_resident() -> Vec<(AttributeId, Vec<u8>)> {
     vec![
         (AttributeId::CARD_NUMBER, b"LG-2026-000042".to_vec()),
         (AttributeId::NAME, "Alex Moreau".as_bytes().to_vec()),
-        (AttributeId::BIRTH_DATE, Date::new(1958, 3, 14).unwrap().to_bytes().to_vec()),
-        (AttributeId::ADDRESS, "Rue Léopold 12, 4000 Liège".as_bytes().to_vec()),
+        (
+            AttributeId::BIRTH_DATE,
+            Date::new(1958, 3, 14).unwrap().to_bytes().to_vec(),
+        ),
+        (
+            AttributeId::ADDRESS,
+            "Rue Léopold 12, 4000 Liège".as_bytes().to_vec(),
+        ),
         (AttributeId::LANGUAGE, b"fr".to_vec()),
         (AttributeId::RESIDENT, vec![1]),
     ]
@@ -152,7 +177,10 @@ pub struct Personalisation<'k> {
 }
 
 /// Runs a whole personalisation; returns the signed record.
-pub fn personalise(s: &mut Script<'_>, p: Personalisation<'_>) -> Result<citycard_proto::ResidentRecord, ScriptError> {
+pub fn personalise(
+    s: &mut Script<'_>,
+    p: Personalisation<'_>,
+) -> Result<citycard_proto::ResidentRecord, ScriptError> {
     s.note("SELECT");
     s.expect_ok("SELECT", &select_command())?;
     let issuer = p.city.station_certificate.body().issuer.clone();
@@ -172,11 +200,18 @@ pub fn personalise(s: &mut Script<'_>, p: Personalisation<'_>) -> Result<citycar
         p.salts.fill_bytes(&mut salt);
         entries.push(AttributeEntry::new(*id, salt, value.clone())?);
     }
-    let body = RecordBody::new(p.city.station_certificate.fingerprint(), p.valid_from, p.valid_to, card_key, &entries)?;
+    let body = RecordBody::new(
+        p.city.station_certificate.fingerprint(),
+        p.valid_from,
+        p.valid_to,
+        card_key,
+        &entries,
+    )?;
     let record = body.sign(&p.city.station)?;
     let put = |channel: &mut SecureChannel, plaintext: &[u8]| -> Result<Command, ScriptError> {
         let header = [cla::PROPRIETARY, ins::PUT_DATA, 0, 0];
-        Ok(Command::new(cla::PROPRIETARY, ins::PUT_DATA, 0, 0).with_data(channel.seal(header, plaintext)?))
+        Ok(Command::new(cla::PROPRIETARY, ins::PUT_DATA, 0, 0)
+            .with_data(channel.seal(header, plaintext)?))
     };
     s.note("PUT DATA (record)");
     let cmd = put(&mut channel, record.as_bytes())?;
@@ -190,7 +225,8 @@ pub fn personalise(s: &mut Script<'_>, p: Personalisation<'_>) -> Result<citycar
     s.expect_ok("PUT DATA attributes", &cmd)?;
     s.note("ACTIVATE");
     let header = [cla::PROPRIETARY, ins::ACTIVATE, 0, 0];
-    let cmd = Command::new(cla::PROPRIETARY, ins::ACTIVATE, 0, 0).with_data(channel.seal(header, &[])?);
+    let cmd =
+        Command::new(cla::PROPRIETARY, ins::ACTIVATE, 0, 0).with_data(channel.seal(header, &[])?);
     s.expect_ok("ACTIVATE", &cmd)?;
     Ok(record)
 }
@@ -205,19 +241,31 @@ pub fn authenticate_station(
     s.note("PSO: VERIFY CERTIFICATE (station)");
     s.expect_ok("PSO station", &pso_command(&city.station_certificate))?;
     s.note("GET CHALLENGE");
-    let challenge = s.expect_ok("GET CHALLENGE", &Command::new(cla::ISO, ins::GET_CHALLENGE, 0, 0).with_le(16))?;
-    let challenge: [u8; CHALLENGE_LEN] =
-        challenge.try_into().map_err(|_| ScriptError::Link("challenge length".into()))?;
+    let challenge = s.expect_ok(
+        "GET CHALLENGE",
+        &Command::new(cla::ISO, ins::GET_CHALLENGE, 0, 0).with_le(16),
+    )?;
+    let challenge: [u8; CHALLENGE_LEN] = challenge
+        .try_into()
+        .map_err(|_| ScriptError::Link("challenge length".into()))?;
     let e_s = crypto::encode_point(&station_ephemeral.public_key());
     let sig = crypto::sign(&city.station, &pers::station_auth_message(&challenge, &e_s));
-    let auth = StationAuth { ephemeral: e_s, signature: sig };
+    let auth = StationAuth {
+        ephemeral: e_s,
+        signature: sig,
+    };
     s.note("EXTERNAL AUTHENTICATE");
     let resp = s.expect_ok(
         "EXTERNAL AUTHENTICATE",
-        &Command::new(cla::ISO, ins::EXTERNAL_AUTHENTICATE, 0, 0).with_data(auth.encode()).with_le(256),
+        &Command::new(cla::ISO, ins::EXTERNAL_AUTHENTICATE, 0, 0)
+            .with_data(auth.encode())
+            .with_le(256),
     )?;
     let card_key = pers::decode_card_key(&resp)?;
-    Ok((card_key, SecureChannel::for_station(station_ephemeral, &card_key, &challenge)))
+    Ok((
+        card_key,
+        SecureChannel::for_station(station_ephemeral, &card_key, &challenge),
+    ))
 }
 
 /// PSO: VERIFY CERTIFICATE.
@@ -240,7 +288,8 @@ pub fn verify(
         s.note("PSO: VERIFY CERTIFICATE (reader)");
         s.expect_ok("PSO reader", &pso_command(&reader.certificate))?;
     }
-    let session = ReaderSession::with_ephemeral(ephemeral, reader.certificate.fingerprint(), requested, date);
+    let session =
+        ReaderSession::with_ephemeral(ephemeral, reader.certificate.fingerprint(), requested, date);
     s.note("GENERAL AUTHENTICATE");
     let resp = s.expect_ok("GENERAL AUTHENTICATE", &session.command())?;
     Ok(session.open(&resp, &reader.key)?)

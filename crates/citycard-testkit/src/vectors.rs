@@ -17,7 +17,9 @@ use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{self, city, city_named, date, key_hex, reader, test_key, TestCity, TODAY};
-use crate::script::{self, personalise, sample_resident, select_command, Personalisation, Script, Step};
+use crate::script::{
+    self, personalise, sample_resident, select_command, Personalisation, Script, Step,
+};
 
 /// One vector file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,7 +46,13 @@ pub enum VectorMismatch {
     Link { step: usize, error: String },
     /// A response differs.
     #[error("step {step} ({note}): command {command}\n  expected {expected}\n  got      {got}")]
-    Response { step: usize, note: String, command: String, expected: String, got: String },
+    Response {
+        step: usize,
+        note: String,
+        command: String,
+        expected: String,
+        got: String,
+    },
     /// The vector itself is malformed.
     #[error("step {step}: malformed vector: {reason}")]
     Malformed { step: usize, reason: String },
@@ -52,23 +60,39 @@ pub enum VectorMismatch {
 
 /// Replays `vector` over `link` (a card fresh from the factory in
 /// deterministic mode with the vector's seed).
-pub fn run(vector: &Vector, link: &mut dyn FnMut(&[u8]) -> Result<Vec<u8>, String>) -> Result<(), VectorMismatch> {
+pub fn run(
+    vector: &Vector,
+    link: &mut dyn FnMut(&[u8]) -> Result<Vec<u8>, String>,
+) -> Result<(), VectorMismatch> {
     for (i, step) in vector.steps.iter().enumerate() {
-        let command = hex::decode(&step.command)
-            .map_err(|e| VectorMismatch::Malformed { step: i, reason: e.to_string() })?;
+        let command = hex::decode(&step.command).map_err(|e| VectorMismatch::Malformed {
+            step: i,
+            reason: e.to_string(),
+        })?;
         let got = link(&command).map_err(|error| VectorMismatch::Link { step: i, error })?;
         let got_hex = hex::encode_upper(&got);
         let ok = match (&step.response, &step.response_sw) {
             (Some(r), _) => r.eq_ignore_ascii_case(&got_hex),
-            (None, Some(sw)) => got_hex.len() >= 4 && got_hex[got_hex.len() - 4..].eq_ignore_ascii_case(sw),
-            (None, None) => return Err(VectorMismatch::Malformed { step: i, reason: "no expected response".into() }),
+            (None, Some(sw)) => {
+                got_hex.len() >= 4 && got_hex[got_hex.len() - 4..].eq_ignore_ascii_case(sw)
+            }
+            (None, None) => {
+                return Err(VectorMismatch::Malformed {
+                    step: i,
+                    reason: "no expected response".into(),
+                })
+            }
         };
         if !ok {
             return Err(VectorMismatch::Response {
                 step: i,
                 note: step.note.clone().unwrap_or_default(),
                 command: step.command.clone(),
-                expected: step.response.clone().or_else(|| step.response_sw.clone()).unwrap_or_default(),
+                expected: step
+                    .response
+                    .clone()
+                    .or_else(|| step.response_sw.clone())
+                    .unwrap_or_default(),
                 got: got_hex,
             });
         }
@@ -151,12 +175,22 @@ impl Builder {
         });
     }
 
-    fn verify(&mut self, city: &TestCity, profile: &'static str, requested: AttributeSet, pso: bool, eph: &str) {
+    fn verify(
+        &mut self,
+        city: &TestCity,
+        profile: &'static str,
+        requested: AttributeSet,
+        pso: bool,
+        eph: &str,
+    ) {
         let r = reader(city, profile);
         self.key(&format!("reader_{profile}"), &r.key);
         let e = test_key(eph);
         self.key(&format!("reader_ephemeral_{eph}"), &e);
-        self.with(|s| script::verify(s, &r, requested, date(TODAY), e, pso).expect("verification of the vector card"));
+        self.with(|s| {
+            script::verify(s, &r, requested, date(TODAY), e, pso)
+                .expect("verification of the vector card")
+        });
     }
 
     fn finish(self) -> Vector {
@@ -177,7 +211,10 @@ fn set(ids: &[AttributeId]) -> AttributeSet {
 /// Reader profiles used in the verification vectors: (profile, requested set).
 pub fn profiles() -> Vec<(&'static str, AttributeSet)> {
     vec![
-        ("library", set(&[AttributeId::PSEUDONYM, AttributeId::RESIDENT])),
+        (
+            "library",
+            set(&[AttributeId::PSEUDONYM, AttributeId::RESIDENT]),
+        ),
         ("transit", set(&[AttributeId::AGE_OVER_65])),
         (
             "full",
@@ -195,7 +232,11 @@ pub fn profiles() -> Vec<(&'static str, AttributeSet)> {
 }
 
 fn gen_auth(data: &[u8]) -> Vec<u8> {
-    Command::new(cla::ISO, ins::GENERAL_AUTHENTICATE, 0, 0).with_data(data.to_vec()).with_le(256).to_short_bytes().unwrap()
+    Command::new(cla::ISO, ins::GENERAL_AUTHENTICATE, 0, 0)
+        .with_data(data.to_vec())
+        .with_le(256)
+        .to_short_bytes()
+        .unwrap()
 }
 
 /// Generates every vector from the reference card.
@@ -208,32 +249,81 @@ pub fn generate_all() -> Vec<Vector> {
         s.note("SELECT, FCI requested");
         s.send(&select_command()).unwrap();
         s.note("SELECT, no FCI (P2=0C)");
-        s.raw(&Command::new(0, ins::SELECT, 4, 0x0C).with_data(citycard_proto::AID.to_vec()).to_short_bytes().unwrap()).unwrap();
+        s.raw(
+            &Command::new(0, ins::SELECT, 4, 0x0C)
+                .with_data(citycard_proto::AID.to_vec())
+                .to_short_bytes()
+                .unwrap(),
+        )
+        .unwrap();
     });
     out.push(b.finish());
 
-    let mut b = Builder::new("error-not-selected", "Commands before the application is selected, and SELECT of another AID, are refused.");
-    b.raw("GENERAL AUTHENTICATE before SELECT: 6985", &gen_auth(&[0x7C, 0x00]));
-    b.raw("SELECT of an unknown AID: 6A82", &Command::new(0, ins::SELECT, 4, 0).with_data(vec![0xF0, 0, 0, 0, 0, 1]).with_le(256).to_short_bytes().unwrap());
-    b.raw("GET CHALLENGE after a failed SELECT: 6985", &[0x00, 0x84, 0x00, 0x00, 0x10]);
+    let mut b = Builder::new(
+        "error-not-selected",
+        "Commands before the application is selected, and SELECT of another AID, are refused.",
+    );
+    b.raw(
+        "GENERAL AUTHENTICATE before SELECT: 6985",
+        &gen_auth(&[0x7C, 0x00]),
+    );
+    b.raw(
+        "SELECT of an unknown AID: 6A82",
+        &Command::new(0, ins::SELECT, 4, 0)
+            .with_data(vec![0xF0, 0, 0, 0, 0, 1])
+            .with_le(256)
+            .to_short_bytes()
+            .unwrap(),
+    );
+    b.raw(
+        "GET CHALLENGE after a failed SELECT: 6985",
+        &[0x00, 0x84, 0x00, 0x00, 0x10],
+    );
     b.card_seed_none();
     out.push(b.finish_without_seed());
 
-    let mut b = Builder::new("error-malformed", "Malformed and unsupported APDUs get ISO status words, never a crash.");
+    let mut b = Builder::new(
+        "error-malformed",
+        "Malformed and unsupported APDUs get ISO status words, never a crash.",
+    );
     b.with(|s| {
         s.note("SELECT");
         s.send(&select_command()).unwrap();
     });
     b.raw("3-byte APDU: 6700", &[0x00, 0xA4, 0x04]);
-    b.raw("Lc larger than the data: 6700", &[0x00, 0xA4, 0x04, 0x00, 0x05, 0x01]);
-    b.raw("extended length: 6700", &[0x00, 0x86, 0x00, 0x00, 0x00, 0x00, 0x01, 0xAA]);
+    b.raw(
+        "Lc larger than the data: 6700",
+        &[0x00, 0xA4, 0x04, 0x00, 0x05, 0x01],
+    );
+    b.raw(
+        "extended length: 6700",
+        &[0x00, 0x86, 0x00, 0x00, 0x00, 0x00, 0x01, 0xAA],
+    );
     b.raw("unknown INS: 6D00", &[0x00, 0xCA, 0x00, 0x00, 0x00]);
-    b.raw("wrong CLA for GENERAL AUTHENTICATE: 6E00", &[0x80, 0x86, 0x00, 0x00, 0x02, 0x7C, 0x00, 0x00]);
-    b.raw("GET RESPONSE with nothing pending: 6985", &[0x00, 0xC0, 0x00, 0x00, 0x00]);
-    b.raw("chaining on a command that does not chain: 6884", &[0x10, 0x86, 0x00, 0x00, 0x02, 0x7C, 0x00]);
-    b.raw("PSO on a blank card (life cycle is checked before parameters): 6985", &[0x00, 0x2A, 0x00, 0x00, 0x01, 0x00]);
-    b.raw("GET CHALLENGE on a blank card: 6985", &[0x00, 0x84, 0x00, 0x00, 0x10]);
-    b.raw("GENERAL AUTHENTICATE on a blank card: 6982 (uniform)", &gen_auth(&[0x7C, 0x00]));
+    b.raw(
+        "wrong CLA for GENERAL AUTHENTICATE: 6E00",
+        &[0x80, 0x86, 0x00, 0x00, 0x02, 0x7C, 0x00, 0x00],
+    );
+    b.raw(
+        "GET RESPONSE with nothing pending: 6985",
+        &[0x00, 0xC0, 0x00, 0x00, 0x00],
+    );
+    b.raw(
+        "chaining on a command that does not chain: 6884",
+        &[0x10, 0x86, 0x00, 0x00, 0x02, 0x7C, 0x00],
+    );
+    b.raw(
+        "PSO on a blank card (life cycle is checked before parameters): 6985",
+        &[0x00, 0x2A, 0x00, 0x00, 0x01, 0x00],
+    );
+    b.raw(
+        "GET CHALLENGE on a blank card: 6985",
+        &[0x00, 0x84, 0x00, 0x00, 0x10],
+    );
+    b.raw(
+        "GENERAL AUTHENTICATE on a blank card: 6982 (uniform)",
+        &gen_auth(&[0x7C, 0x00]),
+    );
     out.push(b.finish());
 
     let mut b = Builder::new("anchor", "SET ISSUER ANCHOR installs the city root on a blank card (blank → anchored); a second anchor is refused.");
@@ -252,7 +342,10 @@ pub fn generate_all() -> Vec<Vector> {
         s.send(&select_command()).unwrap();
     });
     b.raw("SET ISSUER ANCHOR again: 6985", &anchor);
-    b.raw("SET ISSUER ANCHOR with a bad key: 6985 (state checked first)", &[0x80, 0x10, 0x00, 0x00, 0x03, 0x86, 0x01, 0x00]);
+    b.raw(
+        "SET ISSUER ANCHOR with a bad key: 6985 (state checked first)",
+        &[0x80, 0x10, 0x00, 0x00, 0x03, 0x86, 0x01, 0x00],
+    );
     out.push(b.finish());
 
     let mut b = Builder::new("personalise", "A whole personalisation: anchor, station certificate, challenge, station authentication (the card generates its key), secured PUT DATA of the record and the attributes, ACTIVATE (blank → issued). Then everything that would write is refused.");
@@ -261,8 +354,14 @@ pub fn generate_all() -> Vec<Vector> {
         s.note("SELECT: life cycle 07 (issued)");
         s.send(&select_command()).unwrap();
     });
-    b.raw("PUT DATA after issuance: 6985", &[0x80, 0xDA, 0x00, 0x00, 0x01, 0x00]);
-    b.raw("ACTIVATE after issuance: 6985", &[0x80, 0x44, 0x00, 0x00, 0x01, 0x00]);
+    b.raw(
+        "PUT DATA after issuance: 6985",
+        &[0x80, 0xDA, 0x00, 0x00, 0x01, 0x00],
+    );
+    b.raw(
+        "ACTIVATE after issuance: 6985",
+        &[0x80, 0x44, 0x00, 0x00, 0x01, 0x00],
+    );
     b.raw("SET ISSUER ANCHOR after issuance: 6985", &anchor);
     out.push(b.finish());
 
@@ -276,26 +375,54 @@ pub fn generate_all() -> Vec<Vector> {
     let other = city_named("LIEGE", "forged root");
     b.with(|s| {
         s.note("PSO with a station certificate signed by another root: 6982");
-        let r = s.send(&script::pso_command(&other.station_certificate)).unwrap();
+        let r = s
+            .send(&script::pso_command(&other.station_certificate))
+            .unwrap();
         assert_eq!(r.sw, StatusWord::SecurityStatusNotSatisfied);
     });
     b.raw("GET CHALLENGE", &[0x00, 0x84, 0x00, 0x00, 0x10]);
     b.raw("EXTERNAL AUTHENTICATE without a verified station: 6982", &{
-        let auth = pers::StationAuth { ephemeral: crypto::encode_point(&test_key("x").public_key()), signature: [1; 64] };
-        Command::new(0, ins::EXTERNAL_AUTHENTICATE, 0, 0).with_data(auth.encode()).with_le(256).to_short_bytes().unwrap()
+        let auth = pers::StationAuth {
+            ephemeral: crypto::encode_point(&test_key("x").public_key()),
+            signature: [1; 64],
+        };
+        Command::new(0, ins::EXTERNAL_AUTHENTICATE, 0, 0)
+            .with_data(auth.encode())
+            .with_le(256)
+            .to_short_bytes()
+            .unwrap()
     });
     b.with(|s| {
         s.note("PSO: VERIFY CERTIFICATE (station)");
-        s.send(&script::pso_command(&city.station_certificate)).unwrap();
+        s.send(&script::pso_command(&city.station_certificate))
+            .unwrap();
         s.note("GET CHALLENGE");
-        s.send(&Command::new(0, ins::GET_CHALLENGE, 0, 0).with_le(16)).unwrap();
+        s.send(&Command::new(0, ins::GET_CHALLENGE, 0, 0).with_le(16))
+            .unwrap();
         s.note("EXTERNAL AUTHENTICATE signed over the wrong challenge: 6982");
         let e = crypto::encode_point(&test_key("station ephemeral").public_key());
         let sig = crypto::sign(&city.station, &pers::station_auth_message(&[0; 16], &e));
-        let r = s.send(&Command::new(0, ins::EXTERNAL_AUTHENTICATE, 0, 0).with_data(pers::StationAuth { ephemeral: e, signature: sig }.encode()).with_le(256)).unwrap();
+        let r = s
+            .send(
+                &Command::new(0, ins::EXTERNAL_AUTHENTICATE, 0, 0)
+                    .with_data(
+                        pers::StationAuth {
+                            ephemeral: e,
+                            signature: sig,
+                        }
+                        .encode(),
+                    )
+                    .with_le(256),
+            )
+            .unwrap();
         assert_eq!(r.sw, StatusWord::SecurityStatusNotSatisfied);
     });
-    b.raw("PUT DATA without a session: 6982", &[0x80, 0xDA, 0x00, 0x00, 0x11, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    b.raw(
+        "PUT DATA without a session: 6982",
+        &[
+            0x80, 0xDA, 0x00, 0x00, 0x11, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ],
+    );
     b.with(|s| {
         s.note("SELECT: still 03 (anchored)");
         s.send(&select_command()).unwrap();
@@ -310,21 +437,37 @@ pub fn generate_all() -> Vec<Vector> {
     });
     b.raw("SET ISSUER ANCHOR", &anchor);
     b.with(|s| {
-        let (_card_key, mut channel) = script::authenticate_station(s, &city, &test_key("station ephemeral")).unwrap();
+        let (_card_key, mut channel) =
+            script::authenticate_station(s, &city, &test_key("station ephemeral")).unwrap();
         let wrong = test_key("not this card").public_key();
         let entry = AttributeEntry::new(AttributeId::RESIDENT, [7; 16], vec![1]).unwrap();
-        let record = RecordBody::new(city.station_certificate.fingerprint(), date((2026, 11, 20)), date((2031, 11, 19)), wrong, std::slice::from_ref(&entry))
-            .unwrap()
-            .sign(&city.station)
-            .unwrap();
+        let record = RecordBody::new(
+            city.station_certificate.fingerprint(),
+            date((2026, 11, 20)),
+            date((2031, 11, 19)),
+            wrong,
+            std::slice::from_ref(&entry),
+        )
+        .unwrap()
+        .sign(&city.station)
+        .unwrap();
         let mut data = record.as_bytes().to_vec();
         data.extend_from_slice(&entry.encode());
         let header = [cla::PROPRIETARY, ins::PUT_DATA, 0, 0];
         s.note("PUT DATA (record for another key, attribute)");
-        s.send(&Command::new(cla::PROPRIETARY, ins::PUT_DATA, 0, 0).with_data(channel.seal(header, &data).unwrap())).unwrap();
+        s.send(
+            &Command::new(cla::PROPRIETARY, ins::PUT_DATA, 0, 0)
+                .with_data(channel.seal(header, &data).unwrap()),
+        )
+        .unwrap();
         let header = [cla::PROPRIETARY, ins::ACTIVATE, 0, 0];
         s.note("ACTIVATE: 6A80");
-        let r = s.send(&Command::new(cla::PROPRIETARY, ins::ACTIVATE, 0, 0).with_data(channel.seal(header, &[]).unwrap())).unwrap();
+        let r = s
+            .send(
+                &Command::new(cla::PROPRIETARY, ins::ACTIVATE, 0, 0)
+                    .with_data(channel.seal(header, &[]).unwrap()),
+            )
+            .unwrap();
         assert_eq!(r.sw, StatusWord::IncorrectData);
         s.note("SELECT: still 03 (anchored)");
         s.send(&select_command()).unwrap();
@@ -357,13 +500,22 @@ pub fn generate_all() -> Vec<Vector> {
     let eph = test_key("uniform");
     b.key("reader_ephemeral_uniform", &eph);
     let req = |reader_fp: [u8; 8], requested: AttributeSet, on: citycard_proto::Date| {
-        citycard_proto::auth::AuthRequest { certificate: reader_fp, reader_ephemeral: eph.public_key(), requested, date: on }.encode()
+        citycard_proto::auth::AuthRequest {
+            certificate: reader_fp,
+            reader_ephemeral: eph.public_key(),
+            requested,
+            date: on,
+        }
+        .encode()
     };
     b.with(|s| {
         s.note("SELECT");
         s.send(&select_command()).unwrap();
     });
-    b.raw("GENERAL AUTHENTICATE with a certificate the card has not verified: 6982", &gen_auth(&req(lib.certificate.fingerprint(), library, date(TODAY))));
+    b.raw(
+        "GENERAL AUTHENTICATE with a certificate the card has not verified: 6982",
+        &gen_auth(&req(lib.certificate.fingerprint(), library, date(TODAY))),
+    );
     let other = city_named("LIEGE", "forged root");
     let forged = reader(&other, "library");
     b.with(|s| {
@@ -372,15 +524,42 @@ pub fn generate_all() -> Vec<Vector> {
         s.note("PSO: VERIFY CERTIFICATE (library reader): 9000");
         s.send(&script::pso_command(&lib.certificate)).unwrap();
     });
-    b.raw("request beyond the grant (name): 6982", &gen_auth(&req(lib.certificate.fingerprint(), library.with(AttributeId::NAME), date(TODAY))));
-    b.raw("date after the certificate's expiry: 6982", &gen_auth(&req(lib.certificate.fingerprint(), library, date((2028, 1, 1)))));
-    b.raw("date before the card's date (the certificate's effective date): 6982", &gen_auth(&req(lib.certificate.fingerprint(), library, date((2025, 12, 31)))));
-    b.raw("malformed template: 6982", &gen_auth(&[0x7C, 0x03, 0x80, 0x01, 0x00]));
-    b.raw("invalid ephemeral point: 6982", &gen_auth(&{
-        let mut d = req(lib.certificate.fingerprint(), library, date(TODAY));
-        d[14] ^= 0xFF;
-        d
-    }));
+    b.raw(
+        "request beyond the grant (name): 6982",
+        &gen_auth(&req(
+            lib.certificate.fingerprint(),
+            library.with(AttributeId::NAME),
+            date(TODAY),
+        )),
+    );
+    b.raw(
+        "date after the certificate's expiry: 6982",
+        &gen_auth(&req(
+            lib.certificate.fingerprint(),
+            library,
+            date((2028, 1, 1)),
+        )),
+    );
+    b.raw(
+        "date before the card's date (the certificate's effective date): 6982",
+        &gen_auth(&req(
+            lib.certificate.fingerprint(),
+            library,
+            date((2025, 12, 31)),
+        )),
+    );
+    b.raw(
+        "malformed template: 6982",
+        &gen_auth(&[0x7C, 0x03, 0x80, 0x01, 0x00]),
+    );
+    b.raw(
+        "invalid ephemeral point: 6982",
+        &gen_auth(&{
+            let mut d = req(lib.certificate.fingerprint(), library, date(TODAY));
+            d[14] ^= 0xFF;
+            d
+        }),
+    );
     out.push(b.finish());
 
     let mut b = Builder::new("terminate", "A station terminates an issued card: keys and personal data are wiped; SELECT then answers 6283 and every other command 6985.");
@@ -388,12 +567,20 @@ pub fn generate_all() -> Vec<Vector> {
     b.with(|s| {
         s.note("SELECT");
         s.send(&select_command()).unwrap();
-        let (_, mut channel) = script::authenticate_station(s, &city, &test_key("station ephemeral")).unwrap();
+        let (_, mut channel) =
+            script::authenticate_station(s, &city, &test_key("station ephemeral")).unwrap();
         let header = [cla::PROPRIETARY, ins::TERMINATE, 0, 0];
         s.note("TERMINATE");
-        s.send(&Command::new(cla::PROPRIETARY, ins::TERMINATE, 0, 0).with_data(channel.seal(header, &[]).unwrap())).unwrap();
+        s.send(
+            &Command::new(cla::PROPRIETARY, ins::TERMINATE, 0, 0)
+                .with_data(channel.seal(header, &[]).unwrap()),
+        )
+        .unwrap();
     });
-    b.raw("SELECT of a terminated card: 6283", &select_command().to_short_bytes().unwrap());
+    b.raw(
+        "SELECT of a terminated card: 6283",
+        &select_command().to_short_bytes().unwrap(),
+    );
     b.raw("GENERAL AUTHENTICATE: 6985", &gen_auth(&[0x7C, 0x00]));
     out.push(b.finish());
 
@@ -411,7 +598,11 @@ impl Builder {
 
 /// The folder holding the committed vectors.
 pub fn vectors_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().and_then(|p| p.parent()).map(|root| root.join("applet-spec/vectors")).unwrap_or_default()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|root| root.join("applet-spec/vectors"))
+        .unwrap_or_default()
 }
 
 /// Loads every committed vector, sorted by name.
@@ -423,8 +614,10 @@ pub fn load_all(dir: &std::path::Path) -> Result<Vec<Vector>, String> {
         if path.extension().and_then(|e| e.to_str()) != Some("json") {
             continue;
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let v: Vector = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let v: Vector =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         out.push(v);
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -22,7 +22,9 @@ fn main() {
         }
     }
     if !stale.is_empty() {
-        eprintln!("error: vectors out of date (run `cargo run -p citycard-testkit --bin gen-vectors`):");
+        eprintln!(
+            "error: vectors out of date (run `cargo run -p citycard-testkit --bin gen-vectors`):"
+        );
         for s in stale {
             eprintln!("  {s}");
         }
