@@ -28,7 +28,7 @@ use citycard_emulator::{
     serve, EmulatorError, ReconnectPolicy, ServeOptions, ServeOutcome, VPCD_PORT,
 };
 use citycard_proto::apdu::{CardLost, ContactlessCard};
-use pcsc::{Context, Disposition, Protocols, Scope, ShareMode};
+use pcsc::{Context, Disposition, Protocols, ReaderState, Scope, ShareMode, State};
 
 const READER: &str = "Virtual PCD 00 00";
 
@@ -124,15 +124,50 @@ fn serve_trivial_card() -> Served {
 }
 
 impl Served {
-    fn stop(self) {
+    /// Stops the emulator and waits until pcscd has seen the card leave, so
+    /// that the next test starts with an empty reader.
+    fn stop(self, ctx: &Context, reader: &CString) {
         self.stop.store(true, Ordering::SeqCst);
         let outcome = self.handle.join().expect("serve thread panicked");
         assert_eq!(outcome.unwrap(), ServeOutcome::Stopped);
+        wait_for(
+            ctx,
+            reader,
+            State::EMPTY,
+            "the card to leave the reader after the emulator stopped",
+        );
+    }
+}
+
+/// Waits up to 10 s until the reader's state contains `wanted`.
+fn wait_for(ctx: &Context, reader: &CString, wanted: State, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut states = [ReaderState::new(reader.clone(), State::UNAWARE)];
+    loop {
+        match ctx.get_status_change(Duration::from_millis(200), &mut states) {
+            Ok(()) | Err(pcsc::Error::Timeout) => {}
+            Err(e) => panic!("get_status_change on {READER:?}: {e}"),
+        }
+        if states[0].event_state().contains(wanted) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after 10 s waiting for {what} (reader state {:?}; another emulator on port {VPCD_PORT}?)",
+            states[0].event_state()
+        );
+        states[0].sync_current_state();
     }
 }
 
 /// Connects to the reader, waiting up to 10 s for pcscd to see the card.
 fn connect(ctx: &Context, reader: &CString) -> pcsc::Card {
+    wait_for(
+        ctx,
+        reader,
+        State::PRESENT,
+        "pcscd to see the emulated card",
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match ctx.connect(reader, ShareMode::Shared, Protocols::ANY) {
@@ -159,6 +194,12 @@ fn pcsc_client_talks_to_emulated_card() {
         return;
     };
     let reader = CString::new(READER).unwrap();
+    wait_for(
+        &ctx,
+        &reader,
+        State::EMPTY,
+        "an empty reader (another emulator on the port?)",
+    );
     let served = serve_trivial_card();
 
     let card = connect(&ctx, &reader);
@@ -211,21 +252,11 @@ fn pcsc_client_talks_to_emulated_card() {
         .expect("disconnect");
 
     // Stopping the emulator removes the card from the reader.
-    served.stop();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match ctx.connect(&reader, ShareMode::Shared, Protocols::ANY) {
-            Err(pcsc::Error::NoSmartcard) | Err(pcsc::Error::RemovedCard) => break,
-            Err(e) => panic!("unexpected error after the card left: {e}"),
-            Ok(card) => {
-                let _ = card.disconnect(Disposition::LeaveCard);
-                assert!(
-                    Instant::now() < deadline,
-                    "card still present 10 s after the emulator stopped"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+    served.stop(&ctx, &reader);
+    match ctx.connect(&reader, ShareMode::Shared, Protocols::ANY) {
+        Err(pcsc::Error::NoSmartcard) | Err(pcsc::Error::RemovedCard) => {}
+        Err(e) => panic!("unexpected error after the card left: {e}"),
+        Ok(_) => panic!("a card is still in {READER:?} after the emulator stopped"),
     }
 }
 
@@ -236,6 +267,12 @@ fn opensc_tool_talks_to_emulated_card() {
         return;
     };
     let reader = CString::new(READER).unwrap();
+    wait_for(
+        &ctx,
+        &reader,
+        State::EMPTY,
+        "an empty reader (another emulator on the port?)",
+    );
     let served = serve_trivial_card();
     // Wait until pcscd sees the card, then let go of it.
     connect(&ctx, &reader)
@@ -256,5 +293,5 @@ fn opensc_tool_talks_to_emulated_card() {
     );
     assert!(stdout.contains("Sending: 00 A4 04 00 00"), "{stdout}");
     assert!(stdout.contains("Received (SW1=0x90, SW2=0x00)"), "{stdout}");
-    served.stop();
+    served.stop(&ctx, &reader);
 }
