@@ -1,1 +1,55 @@
-fn main() {}
+//! `citycard`: the command-line tool.
+//!
+//! Exit codes (stable, documented in the README):
+//! - 0 success
+//! - 1 runtime error (I/O, PC/SC, card refused)
+//! - 2 usage error (bad arguments)
+//! - 75 `card emulate`: the emulated card lost power (tear fault), as a pulled card
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Municipal resident cards: issue, emulate and verify contactless citycards.
+#[derive(Parser, Debug)]
+#[command(name = "citycard", version, about, long_about = None)]
+struct Cli {
+    /// Print every APDU exchange in hex on stderr (`>>` command, `<<` response).
+    #[arg(long, global = true)]
+    trace: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Show the whole story on a built-in emulated card: SELECT, life cycle,
+    /// personalisation, a library and a transit verification, a rejected clone.
+    Demo(commands::demo::DemoArgs),
+    /// The reference card: emulate it behind vpcd, inspect it.
+    #[command(subcommand)]
+    Card(commands::card::CardCommand),
+    /// List PC/SC readers and whether a card is present.
+    Readers,
+    /// Send raw APDUs (hex) to the card in a PC/SC reader and print the responses.
+    Apdu(commands::apdu::ApduArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => commands::demo::run(&args, cli.trace),
+        Command::Card(cmd) => commands::card::run(cmd, cli.trace),
+        Command::Readers => commands::apdu::readers(),
+        Command::Apdu(args) => commands::apdu::run(&args, cli.trace),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("citycard: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! `citycard card emulate` and `citycard card show`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use citycard_card::{Applet, Faults, PersistentState, Storage};
+use citycard_emulator::{
+    serve, FileStore, ServeOptions, ServeOutcome, TearingStorage, POWER_LOST_EXIT_STATUS,
+};
+use citycard_proto::{CardLost, ContactlessCard};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+/// `citycard card …`
+#[derive(clap::Subcommand, Debug)]
+pub enum CardCommand {
+    /// Run the reference card as the card in a vpcd virtual reader (pcscd must be
+    /// running with vsmartcard-vpcd installed). Runs until killed.
+    Emulate(EmulateArgs),
+    /// Print the life cycle and contents summary of a card state file (no personal data).
+    Show {
+        /// The card's state file.
+        #[arg(long)]
+        state: PathBuf,
+    },
+}
+
+/// Arguments of `card emulate`.
+#[derive(clap::Args, Debug)]
+pub struct EmulateArgs {
+    /// vpcd address: 127.0.0.1:35963 is reader "Virtual PCD 00 00", 127.0.0.1:35964 is "Virtual PCD 00 01".
+    #[arg(long, default_value = "127.0.0.1:35963")]
+    vpcd: SocketAddr,
+    /// The card's persistent state ("EEPROM"); a blank card is created if it does not exist.
+    #[arg(long)]
+    state: PathBuf,
+    /// Deterministic mode (test vectors only): 32-byte hex seed for all card randomness.
+    #[arg(long)]
+    seed: Option<String>,
+    /// Test-bench fault, repeatable: `tear-after-writes=N` (the first N persistent
+    /// writes complete, the next is interrupted partway and the process exits with
+    /// status 75), `clone` (same public data, a different private key),
+    /// `latency-ms=N` (delay every response by N ms).
+    #[arg(long = "fault")]
+    faults: Vec<String>,
+}
+
+struct TracedCard<C> {
+    inner: C,
+    trace: bool,
+}
+
+impl<C: ContactlessCard> ContactlessCard for TracedCard<C> {
+    fn atr(&self) -> Vec<u8> {
+        self.inner.atr()
+    }
+    fn reset(&mut self) {
+        if self.trace {
+            eprintln!("-- reset");
+        }
+        self.inner.reset();
+    }
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, CardLost> {
+        let r = self.inner.transmit(command);
+        if self.trace {
+            match &r {
+                Ok(resp) => super::trace_line(command, resp),
+                Err(_) => eprintln!(">> {}\n<< (power lost)", hex::encode_upper(command)),
+            }
+        }
+        r
+    }
+}
+
+/// Runs a `card` subcommand.
+pub fn run(cmd: CardCommand, trace: bool) -> anyhow::Result<ExitCode> {
+    match cmd {
+        CardCommand::Emulate(args) => emulate(&args, trace),
+        CardCommand::Show { state } => show(&state),
+    }
+}
+
+fn rng(seed: Option<&str>) -> anyhow::Result<ChaCha20Rng> {
+    Ok(match seed {
+        Some(h) => {
+            let bytes: [u8; 32] = hex::decode(h)
+                .context("--seed is not hex")?
+                .try_into()
+                .map_err(|_| anyhow::anyhow!("--seed must be 32 bytes (64 hex digits)"))?;
+            ChaCha20Rng::from_seed(bytes)
+        }
+        None => ChaCha20Rng::from_rng(rand_core::OsRng).context("no OS randomness")?,
+    })
+}
+
+fn emulate(args: &EmulateArgs, trace: bool) -> anyhow::Result<ExitCode> {
+    let mut faults = Faults::default();
+    let mut tear = None;
+    let mut latency = None;
+    for f in &args.faults {
+        if f == "clone" {
+            faults.clone = true;
+            continue;
+        }
+        match f.parse::<citycard_emulator::Fault>() {
+            Ok(citycard_emulator::Fault::TearAfterWrites(n)) => tear = Some(n),
+            Ok(citycard_emulator::Fault::Latency(d)) => latency = Some(d),
+            Ok(other) => bail!("unsupported fault {other:?}"),
+            Err(e) => bail!("{e} (or clone)"),
+        }
+    }
+    let store = FileStore::new(&args.state)
+        .with_context(|| format!("state file {}", args.state.display()))?;
+    let rng = rng(args.seed.as_deref())?;
+    let mut opts = ServeOptions::new(args.vpcd);
+    opts.latency = latency;
+    let storage: Box<dyn Storage> = match tear {
+        Some(n) => {
+            let tearing = TearingStorage::new(store, n);
+            opts.power_latch = Some(tearing.latch());
+            Box::new(tearing)
+        }
+        None => Box::new(store),
+    };
+    let mut applet = Applet::new(storage, rng);
+    let Some(life_cycle) = applet.life_cycle() else {
+        bail!(
+            "the state file {} is corrupt; the card would be mute",
+            args.state.display()
+        );
+    };
+    applet.set_faults(faults);
+    eprintln!(
+        "citycard card emulate: {} card (state {}), vpcd {}{}{}{}",
+        life_cycle.name(),
+        args.state.display(),
+        args.vpcd,
+        if faults.clone { ", fault clone" } else { "" },
+        tear.map(|n| format!(", fault tear-after-writes={n}"))
+            .unwrap_or_default(),
+        latency
+            .map(|d| format!(", fault latency-ms={}", d.as_millis()))
+            .unwrap_or_default(),
+    );
+    let mut card = TracedCard {
+        inner: applet,
+        trace,
+    };
+    match serve(&mut card, &opts)? {
+        ServeOutcome::PowerLost => {
+            eprintln!("citycard card emulate: power lost (tear fault); exiting like a pulled card");
+            Ok(ExitCode::from(POWER_LOST_EXIT_STATUS as u8))
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
+}
+
+fn show(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let mut store =
+        FileStore::new(path).with_context(|| format!("state file {}", path.display()))?;
+    let Some(bytes) = store.load().map_err(|e| anyhow::anyhow!("{e}"))? else {
+        println!("{{\"life_cycle\":\"blank\",\"stored\":false}}");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let state = PersistentState::decode(&bytes).map_err(|_| anyhow::anyhow!("state is corrupt"))?;
+    let summary = serde_json::json!({
+        "life_cycle": state.life_cycle.name(),
+        "anchored_issuer": state.anchor.as_ref().map(|a| a.issuer.clone()),
+        "personalised": state.personalisation.is_some(),
+        "attributes": state.personalisation.as_ref().map(|p| p.attributes.iter().map(|a| a.id.name()).collect::<Vec<_>>()),
+        "card_date": state.card_date.map(|d| d.to_string()),
+        "cached_reader_certificates": state.cache.len(),
+    });
+    println!("{summary}");
+    Ok(ExitCode::SUCCESS)
+}
