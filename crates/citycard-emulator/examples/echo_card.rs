@@ -11,7 +11,9 @@
 
 use std::net::SocketAddr;
 
-use citycard_emulator::{serve, Fault, ServeOptions, ServeOutcome, POWER_LOST_EXIT_STATUS, VPCD_PORT};
+use citycard_emulator::{
+    serve, Fault, ServeOptions, ServeOutcome, POWER_LOST_EXIT_STATUS, VPCD_PORT,
+};
 use citycard_proto::apdu::{CardLost, ContactlessCard};
 
 struct EchoCard;
@@ -27,7 +29,9 @@ impl ContactlessCard for EchoCard {
         eprintln!("echo_card: <- {command:02X?}");
         let mut response = match command {
             [_, 0xA4, ..] => Vec::new(),
-            [_, _, _, _, lc, rest @ ..] => rest.get(..usize::from(*lc)).unwrap_or_default().to_vec(),
+            [_, _, _, _, lc, rest @ ..] => {
+                rest.get(..usize::from(*lc)).unwrap_or_default().to_vec()
+            }
             _ => Vec::new(),
         };
         response.extend_from_slice(&[0x90, 0x00]);
@@ -44,7 +48,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             opts.latency = Some(latency);
         }
     }
-    eprintln!("echo_card: serving on {} (default port {VPCD_PORT})", opts.addr);
+    eprintln!(
+        "echo_card: serving on {} (default port {VPCD_PORT})",
+        opts.addr
+    );
     if serve(&mut EchoCard, &opts)? == ServeOutcome::PowerLost {
         std::process::exit(POWER_LOST_EXIT_STATUS);
     }
