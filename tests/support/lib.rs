@@ -1,1 +1,223 @@
-//! End-to-end test support.
+//! Support for the end-to-end tests: pcscd availability, a process-wide lock
+//! on the vpcd reader, the reference card served in-process or as a
+//! `citycard card emulate` process, and a raw PC/SC link.
+//!
+//! These tests need pcscd running with the vsmartcard vpcd driver
+//! (`tools/testbench start`, done by `tools/test` and `.ci/run`). Without it
+//! they FAIL with a message saying so; set `CITYCARD_NO_PCSCD=1` to make them
+//! print a notice and pass without testing (for machines without the bench).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use citycard_card::{Applet, Storage};
+use citycard_emulator::{serve, FileStore, ServeOptions};
+use citycard_transport::{CardTransport, PcscContext, PcscTransport};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+/// The first vpcd reader.
+pub const READER: &str = "Virtual PCD 00 00";
+/// Its vpcd port.
+pub const PORT: u16 = 35963;
+
+static VPCD: Mutex<()> = Mutex::new(());
+
+/// Serialises tests that use the vpcd reader.
+pub fn vpcd_lock() -> MutexGuard<'static, ()> {
+    VPCD.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// `true` when the bench is available; panics with instructions when it is not
+/// (unless `CITYCARD_NO_PCSCD=1`, then `false`).
+pub fn bench_available(test: &str) -> bool {
+    let problem = match PcscContext::establish() {
+        Err(e) => format!("cannot reach pcscd ({e})"),
+        Ok(ctx) => match ctx.list_readers() {
+            Ok(r) if r.iter().any(|n| n == READER) => return true,
+            Ok(r) => format!(
+                "pcscd has no reader {READER:?} (readers: {r:?}); is vsmartcard-vpcd installed?"
+            ),
+            Err(e) => format!("listing readers failed ({e})"),
+        },
+    };
+    if std::env::var_os("CITYCARD_NO_PCSCD").is_some_and(|v| v == "1") {
+        eprintln!("NOTICE: {test}: NOT RUN — {problem} (CITYCARD_NO_PCSCD=1)");
+        return false;
+    }
+    panic!("{test}: {problem}. Start the bench with `tools/testbench start` (as root), or set CITYCARD_NO_PCSCD=1 to skip.");
+}
+
+/// The reference card served to vpcd by a thread of this process.
+pub struct ServedCard {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl ServedCard {
+    /// Serves a card over the state file `state` with RNG seed `seed`.
+    pub fn start(state: &Path, seed: [u8; 32]) -> Self {
+        let store = FileStore::new(state).expect("state file");
+        Self::start_with(Box::new(store), seed)
+    }
+
+    /// Serves a card over any storage.
+    pub fn start_with(storage: Box<dyn Storage + Send>, seed: [u8; 32]) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut opts = ServeOptions::new(([127, 0, 0, 1], PORT).into());
+        opts.stop = Some(stop.clone());
+        opts.poll_interval = Duration::from_millis(20);
+        let handle = std::thread::spawn(move || {
+            let mut card = Applet::new(storage, ChaCha20Rng::from_seed(seed));
+            let _ = serve(&mut card, &opts);
+        });
+        wait_for_card(Duration::from_secs(10));
+        Self {
+            stop,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Drop for ServedCard {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        wait_for_removal(Duration::from_secs(10));
+    }
+}
+
+/// Waits until the reader reports a card.
+pub fn wait_for_card(timeout: Duration) {
+    let ctx = PcscContext::establish().expect("pcscd");
+    ctx.wait_for_card(READER, Some(timeout))
+        .expect("card did not appear in the vpcd reader");
+}
+
+/// Waits until the reader reports no card.
+pub fn wait_for_removal(timeout: Duration) {
+    if let Ok(ctx) = PcscContext::establish() {
+        let _ = ctx.wait_for_removal(READER, Some(timeout));
+    }
+}
+
+/// Connects to the card in the vpcd reader.
+pub fn connect() -> PcscTransport {
+    let ctx = PcscContext::establish().expect("pcscd");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match ctx.connect(READER) {
+            Ok(t) => return t,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("connect: {e}; retrying");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => panic!("cannot connect to {READER}: {e}"),
+        }
+    }
+}
+
+/// A raw link for scripts and vector runs: one APDU in, raw response out.
+pub fn raw_link(t: &mut PcscTransport) -> impl FnMut(&[u8]) -> Result<Vec<u8>, String> + '_ {
+    move |apdu: &[u8]| t.transmit_raw(apdu).map_err(|e| e.to_string())
+}
+
+/// Path of the `citycard` binary, building it if needed.
+pub fn citycard_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
+    let bin = target.join("citycard");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "citycard-cli", "--bin", "citycard"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building citycard failed");
+    }
+    assert!(bin.exists(), "{} not found", bin.display());
+    bin
+}
+
+/// A `citycard card emulate` process.
+pub struct EmulatorProcess {
+    child: Option<Child>,
+}
+
+impl EmulatorProcess {
+    /// Starts the emulator on `state` with extra arguments (faults, seed) and
+    /// waits for the card to appear in the reader.
+    pub fn start(state: &Path, extra: &[&str]) -> Self {
+        let child = Command::new(citycard_bin())
+            .args([
+                "card",
+                "emulate",
+                "--vpcd",
+                &format!("127.0.0.1:{PORT}"),
+                "--state",
+            ])
+            .arg(state)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn citycard card emulate");
+        wait_for_card(Duration::from_secs(10));
+        Self { child: Some(child) }
+    }
+
+    /// Waits for the process to exit by itself; its exit code.
+    pub fn wait_exit(mut self, timeout: Duration) -> Option<i32> {
+        let mut child = self.child.take()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                wait_for_removal(Duration::from_secs(10));
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                wait_for_removal(Duration::from_secs(10));
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the process (a card pulled from the field).
+    pub fn kill(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        wait_for_removal(Duration::from_secs(10));
+    }
+}
+
+impl Drop for EmulatorProcess {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            wait_for_removal(Duration::from_secs(10));
+        }
+    }
+}
