@@ -11,7 +11,9 @@ use citycard_proto::auth::{self, AuthRequest, CardData};
 use citycard_proto::cert::{Certificate, Role};
 use citycard_proto::consts::{atr, cla, ins, AID, PROTOCOL_VERSION};
 use citycard_proto::crypto;
-use citycard_proto::pers::{self, SecureChannel, StationAuth, CHALLENGE_LEN, TAG_ANCHOR_ISSUER, TAG_ANCHOR_KEY};
+use citycard_proto::pers::{
+    self, SecureChannel, StationAuth, CHALLENGE_LEN, TAG_ANCHOR_ISSUER, TAG_ANCHOR_KEY,
+};
 use citycard_proto::record::{AttributeEntry, ResidentRecord, TAG_ATTRIBUTE, TAG_RECORD};
 use citycard_proto::tlv;
 use citycard_proto::{CardLost, ContactlessCard, LifeCycle, StatusWord};
@@ -91,7 +93,11 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
     /// Enables test-bench faults.
     pub fn set_faults(&mut self, faults: Faults) {
         self.faults = faults;
-        self.clone_key = if faults.clone { Some(crypto::generate(&mut self.rng)) } else { None };
+        self.clone_key = if faults.clone {
+            Some(crypto::generate(&mut self.rng))
+        } else {
+            None
+        };
     }
 
     /// The current life-cycle state, or `None` if storage is unreadable.
@@ -153,7 +159,11 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
 
     /// Splits long responses for GET RESPONSE.
     fn shape_response(&mut self, data: Vec<u8>, raw: &[u8]) -> (Vec<u8>, StatusWord) {
-        let le = CommandView::parse(raw).ok().and_then(|c| c.le).unwrap_or(256).min(256);
+        let le = CommandView::parse(raw)
+            .ok()
+            .and_then(|c| c.le)
+            .unwrap_or(256)
+            .min(256);
         if data.len() <= le {
             let sw = match self.volatile.pending.len() {
                 0 => StatusWord::Success,
@@ -166,7 +176,10 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         let rest = data.split_off(le);
         let remaining = rest.len();
         self.volatile.pending = rest;
-        (data, StatusWord::BytesRemaining(if remaining > 255 { 0 } else { remaining as u8 }))
+        (
+            data,
+            StatusWord::BytesRemaining(if remaining > 255 { 0 } else { remaining as u8 }),
+        )
     }
 
     fn dispatch(&mut self, raw: &[u8]) -> Outcome {
@@ -192,7 +205,12 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         self.volatile.pending.clear();
 
         // Command chaining (ISO 7816-4 5.3.3).
-        let header = [command.cla & !cla::CHAIN, command.ins, command.p1, command.p2];
+        let header = [
+            command.cla & !cla::CHAIN,
+            command.ins,
+            command.p1,
+            command.p2,
+        ];
         let mut assembled: Option<Vec<u8>> = None;
         if let Some((chain_header, buffer)) = self.volatile.chain.take() {
             if chain_header != header {
@@ -246,9 +264,12 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
                     return Err(StatusWord::IncorrectP1P2);
                 }
                 // Uniform failure: every reason is 6982.
-                self.verify_certificate(data).map_err(|_| StatusWord::SecurityStatusNotSatisfied)
+                self.verify_certificate(data)
+                    .map_err(|_| StatusWord::SecurityStatusNotSatisfied)
             }
-            (ins::GET_CHALLENGE, LifeCycle::Anchored | LifeCycle::Issued) => self.get_challenge(command),
+            (ins::GET_CHALLENGE, LifeCycle::Anchored | LifeCycle::Issued) => {
+                self.get_challenge(command)
+            }
             (ins::EXTERNAL_AUTHENTICATE, LifeCycle::Anchored | LifeCycle::Issued) => {
                 self.external_authenticate(command, data)
             }
@@ -260,7 +281,8 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
                     return Err(StatusWord::IncorrectP1P2);
                 }
                 // Uniform failure: every reason, including a card that is not issued, is 6982.
-                self.general_authenticate(data).map_err(|_| StatusWord::SecurityStatusNotSatisfied)
+                self.general_authenticate(data)
+                    .map_err(|_| StatusWord::SecurityStatusNotSatisfied)
             }
             (
                 ins::SET_ANCHOR
@@ -288,7 +310,11 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         if data != AID {
             return Err(StatusWord::FileNotFound);
         }
-        let life_cycle = self.state.as_ref().map(|s| s.life_cycle).ok_or(StatusWord::Unknown)?;
+        let life_cycle = self
+            .state
+            .as_ref()
+            .map(|s| s.life_cycle)
+            .ok_or(StatusWord::Unknown)?;
         self.volatile.selected = true;
         if life_cycle == LifeCycle::Terminated {
             return Err(StatusWord::SelectedFileDeactivated);
@@ -308,8 +334,12 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             return Err(StatusWord::IncorrectP1P2);
         }
         let mut s = tlv::Sequence::new(data).map_err(|_| StatusWord::IncorrectData)?;
-        let issuer = s.required(TAG_ANCHOR_ISSUER).map_err(|_| StatusWord::IncorrectData)?;
-        let key = s.required(TAG_ANCHOR_KEY).map_err(|_| StatusWord::IncorrectData)?;
+        let issuer = s
+            .required(TAG_ANCHOR_ISSUER)
+            .map_err(|_| StatusWord::IncorrectData)?;
+        let key = s
+            .required(TAG_ANCHOR_KEY)
+            .map_err(|_| StatusWord::IncorrectData)?;
         s.finish().map_err(|_| StatusWord::IncorrectData)?;
         let issuer = core::str::from_utf8(issuer.value).map_err(|_| StatusWord::IncorrectData)?;
         if issuer.is_empty() || issuer.len() > 16 || !issuer.bytes().all(|b| b.is_ascii_graphic()) {
@@ -317,7 +347,10 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         }
         let root = crypto::decode_point(key.value).map_err(|_| StatusWord::IncorrectData)?;
         let mut next = self.state.clone().ok_or(StatusWord::Unknown)?;
-        next.anchor = Some(Anchor { issuer: issuer.into(), root });
+        next.anchor = Some(Anchor {
+            issuer: issuer.into(),
+            root,
+        });
         next.life_cycle = LifeCycle::Anchored;
         self.commit(next)?;
         Ok(Vec::new())
@@ -325,7 +358,10 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
 
     fn verify_certificate(&mut self, data: &[u8]) -> Outcome {
         let state = self.state.as_ref().ok_or(StatusWord::Unknown)?;
-        let anchor = state.anchor.as_ref().ok_or(StatusWord::SecurityStatusNotSatisfied)?;
+        let anchor = state
+            .anchor
+            .as_ref()
+            .ok_or(StatusWord::SecurityStatusNotSatisfied)?;
         let cert = Certificate::decode(data).map_err(|_| StatusWord::SecurityStatusNotSatisfied)?;
         let body = cert.body();
         if body.issuer != anchor.issuer {
@@ -336,8 +372,12 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         }
         match body.role {
             Role::Station => {
-                cert.verify(&anchor.root).map_err(|_| StatusWord::SecurityStatusNotSatisfied)?;
-                self.volatile.station = Some(StationSession { certificate: cert, channel: None });
+                cert.verify(&anchor.root)
+                    .map_err(|_| StatusWord::SecurityStatusNotSatisfied)?;
+                self.volatile.station = Some(StationSession {
+                    certificate: cert,
+                    channel: None,
+                });
                 self.volatile.staging = None;
                 Ok(Vec::new())
             }
@@ -350,7 +390,8 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
                     // Already verified once: no signature check, no write.
                     return Ok(Vec::new());
                 }
-                cert.verify(&anchor.root).map_err(|_| StatusWord::SecurityStatusNotSatisfied)?;
+                cert.verify(&anchor.root)
+                    .map_err(|_| StatusWord::SecurityStatusNotSatisfied)?;
                 let domain = body.domain.ok_or(StatusWord::SecurityStatusNotSatisfied)?;
                 let mut next = state.clone();
                 next.card_date = Some(match state.card_date {
@@ -362,7 +403,11 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
                 }
                 next.cache.push(CachedReader {
                     fingerprint,
-                    reader: auth::AuthorisedReader { public_key: body.public_key, grants: body.grants, domain },
+                    reader: auth::AuthorisedReader {
+                        public_key: body.public_key,
+                        grants: body.grants,
+                        domain,
+                    },
                     effective: body.effective,
                     expiry: body.expiry,
                 });
@@ -399,7 +444,11 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         result
     }
 
-    fn try_external_authenticate(&mut self, challenge: Option<[u8; CHALLENGE_LEN]>, data: &[u8]) -> Outcome {
+    fn try_external_authenticate(
+        &mut self,
+        challenge: Option<[u8; CHALLENGE_LEN]>,
+        data: &[u8],
+    ) -> Outcome {
         let deny = StatusWord::SecurityStatusNotSatisfied;
         let challenge = challenge.ok_or(deny)?;
         let station = self.volatile.station.as_ref().ok_or(deny)?;
@@ -408,8 +457,14 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         }
         let auth = StationAuth::decode(data).map_err(|_| deny)?;
         let message = pers::station_auth_message(&challenge, &auth.ephemeral);
-        crypto::verify(&station.certificate.body().public_key, &message, &auth.signature).map_err(|_| deny)?;
-        let station_ephemeral: PublicKey = crypto::decode_point(&auth.ephemeral).map_err(|_| deny)?;
+        crypto::verify(
+            &station.certificate.body().public_key,
+            &message,
+            &auth.signature,
+        )
+        .map_err(|_| deny)?;
+        let station_ephemeral: PublicKey =
+            crypto::decode_point(&auth.ephemeral).map_err(|_| deny)?;
         let life_cycle = self.life_cycle().ok_or(StatusWord::Unknown)?;
         let card_key = match life_cycle {
             LifeCycle::Anchored => {
@@ -417,8 +472,12 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
                 let card_key = crypto::generate(&mut self.rng);
                 let mut pseudonym_key = Zeroizing::new([0u8; 16]);
                 self.rng.fill_bytes(pseudonym_key.as_mut_slice());
-                self.volatile.staging =
-                    Some(Staging { card_key: card_key.clone(), pseudonym_key, record: None, attributes: Vec::new() });
+                self.volatile.staging = Some(Staging {
+                    card_key: card_key.clone(),
+                    pseudonym_key,
+                    record: None,
+                    attributes: Vec::new(),
+                });
                 card_key
             }
             _ => self
@@ -436,8 +495,16 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
     }
 
     /// Decrypts a secured command; any failure ends the station session.
-    fn open_secured(&mut self, header: [u8; 4], data: &[u8]) -> Result<Zeroizing<Vec<u8>>, StatusWord> {
-        let channel = self.volatile.station.as_mut().and_then(|s| s.channel.as_mut());
+    fn open_secured(
+        &mut self,
+        header: [u8; 4],
+        data: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, StatusWord> {
+        let channel = self
+            .volatile
+            .station
+            .as_mut()
+            .and_then(|s| s.channel.as_mut());
         let opened = match channel {
             Some(channel) => channel.open(header, data).ok(),
             None => None,
@@ -461,7 +528,11 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         }
         let plaintext = self.open_secured(header, data)?;
         let fields = tlv::read_all(&plaintext).map_err(|_| StatusWord::IncorrectData)?;
-        let staging = self.volatile.staging.as_mut().ok_or(StatusWord::SecurityStatusNotSatisfied)?;
+        let staging = self
+            .volatile
+            .staging
+            .as_mut()
+            .ok_or(StatusWord::SecurityStatusNotSatisfied)?;
         // Validate everything before staging anything: a bad command stages nothing.
         let mut record = None;
         let mut entries = Vec::new();
@@ -472,8 +543,13 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
                     record = Some(f.raw.to_vec());
                 }
                 TAG_ATTRIBUTE => {
-                    let entry = AttributeEntry::decode_value(f.value).map_err(|_| StatusWord::IncorrectData)?;
-                    let duplicate = staging.attributes.iter().chain(entries.iter()).any(|e| e.id == entry.id);
+                    let entry = AttributeEntry::decode_value(f.value)
+                        .map_err(|_| StatusWord::IncorrectData)?;
+                    let duplicate = staging
+                        .attributes
+                        .iter()
+                        .chain(entries.iter())
+                        .any(|e| e.id == entry.id);
                     if duplicate || entry.id.kind() != AttributeKind::Stored {
                         return Err(StatusWord::IncorrectData);
                     }
@@ -503,9 +579,20 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         if !plaintext.is_empty() {
             return Err(StatusWord::IncorrectData);
         }
-        let station = self.volatile.station.as_ref().ok_or(StatusWord::SecurityStatusNotSatisfied)?;
-        let staging = self.volatile.staging.as_ref().ok_or(StatusWord::SecurityStatusNotSatisfied)?;
-        let record_bytes = staging.record.as_ref().ok_or(StatusWord::ConditionsNotSatisfied)?;
+        let station = self
+            .volatile
+            .station
+            .as_ref()
+            .ok_or(StatusWord::SecurityStatusNotSatisfied)?;
+        let staging = self
+            .volatile
+            .staging
+            .as_ref()
+            .ok_or(StatusWord::SecurityStatusNotSatisfied)?;
+        let record_bytes = staging
+            .record
+            .as_ref()
+            .ok_or(StatusWord::ConditionsNotSatisfied)?;
         let record = ResidentRecord::decode(record_bytes).map_err(|_| StatusWord::IncorrectData)?;
         let body = record.body();
         // The record must certify this card's key, come from the authenticated
@@ -516,7 +603,10 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             || !station_cert.is_valid_on(body.valid_from)
             || record.verify(&station_cert.body().public_key).is_err()
             || body.digests.len() != staging.attributes.len()
-            || staging.attributes.iter().any(|e| record.check_entry(e).is_err())
+            || staging
+                .attributes
+                .iter()
+                .any(|e| record.check_entry(e).is_err())
         {
             return Err(StatusWord::IncorrectData);
         }
@@ -546,9 +636,15 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             return Err(StatusWord::IncorrectData);
         }
         // Terminating wipes keys and personal data; only the state byte remains.
-        let next = PersistentState { life_cycle: LifeCycle::Terminated, ..PersistentState::blank() };
+        let next = PersistentState {
+            life_cycle: LifeCycle::Terminated,
+            ..PersistentState::blank()
+        };
         self.commit(next)?;
-        self.volatile = Volatile { selected: true, ..Volatile::default() };
+        self.volatile = Volatile {
+            selected: true,
+            ..Volatile::default()
+        };
         Ok(Vec::new())
     }
 
@@ -560,7 +656,11 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             return Err(deny);
         }
         let request = AuthRequest::decode(data).map_err(|_| deny)?;
-        let cached = state.cache.iter().find(|c| c.fingerprint == request.certificate).ok_or(deny)?;
+        let cached = state
+            .cache
+            .iter()
+            .find(|c| c.fingerprint == request.certificate)
+            .ok_or(deny)?;
         if request.date < cached.effective || request.date > cached.expiry {
             return Err(deny);
         }
@@ -580,7 +680,13 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             record: &personalisation.record,
             attributes: &personalisation.attributes,
         };
-        Ok(auth::card_respond(data, &request, &cached.reader, &card, &mut self.rng))
+        Ok(auth::card_respond(
+            data,
+            &request,
+            &cached.reader,
+            &card,
+            &mut self.rng,
+        ))
     }
 }
 

@@ -93,7 +93,13 @@ pub struct CorruptState;
 impl PersistentState {
     /// A card fresh from the factory.
     pub fn blank() -> Self {
-        Self { life_cycle: LifeCycle::Blank, anchor: None, personalisation: None, card_date: None, cache: Vec::new() }
+        Self {
+            life_cycle: LifeCycle::Blank,
+            anchor: None,
+            personalisation: None,
+            card_date: None,
+            cache: Vec::new(),
+        }
     }
 
     /// Serialises the state.
@@ -165,7 +171,8 @@ impl PersistentState {
             Some(k) => {
                 let card_key = SecretKey::from_slice(k.value).map_err(|_| CorruptState)?;
                 let pk = s.required(0x84).map_err(|_| CorruptState)?;
-                let pseudonym_key = Zeroizing::new(tlv::fixed::<16>(&pk).map_err(|_| CorruptState)?);
+                let pseudonym_key =
+                    Zeroizing::new(tlv::fixed::<16>(&pk).map_err(|_| CorruptState)?);
                 let record = s.required(0x85).map_err(|_| CorruptState)?.value.to_vec();
                 let attrs = s.required(0x86).map_err(|_| CorruptState)?;
                 let mut attributes = Vec::new();
@@ -173,9 +180,15 @@ impl PersistentState {
                     if f.tag != TAG_ATTRIBUTE {
                         return Err(CorruptState);
                     }
-                    attributes.push(AttributeEntry::decode_value(f.value).map_err(|_| CorruptState)?);
+                    attributes
+                        .push(AttributeEntry::decode_value(f.value).map_err(|_| CorruptState)?);
                 }
-                Some(Personalisation { card_key, pseudonym_key, record, attributes })
+                Some(Personalisation {
+                    card_key,
+                    pseudonym_key,
+                    record,
+                    attributes,
+                })
             }
         };
         let card_date = match s.optional(0x87).map_err(|_| CorruptState)? {
@@ -184,11 +197,15 @@ impl PersistentState {
         };
         let mut cache = Vec::new();
         if let Some(f) = s.optional(0x88).map_err(|_| CorruptState)? {
-            if f.value.len() % CACHE_ENTRY_LEN != 0 || f.value.len() / CACHE_ENTRY_LEN > CACHE_ENTRIES {
+            if f.value.len() % CACHE_ENTRY_LEN != 0
+                || f.value.len() / CACHE_ENTRY_LEN > CACHE_ENTRIES
+            {
                 return Err(CorruptState);
             }
             for e in f.value.chunks_exact(CACHE_ENTRY_LEN) {
-                let (fp, rest) = e.split_first_chunk::<FINGERPRINT_LEN>().ok_or(CorruptState)?;
+                let (fp, rest) = e
+                    .split_first_chunk::<FINGERPRINT_LEN>()
+                    .ok_or(CorruptState)?;
                 let (pk, rest) = rest.split_first_chunk::<POINT_LEN>().ok_or(CorruptState)?;
                 let (grants, rest) = rest.split_first_chunk::<4>().ok_or(CorruptState)?;
                 let (domain, rest) = rest.split_first_chunk::<DOMAIN_LEN>().ok_or(CorruptState)?;
@@ -216,6 +233,12 @@ impl PersistentState {
         if !consistent {
             return Err(CorruptState);
         }
-        Ok(Self { life_cycle, anchor, personalisation, card_date, cache })
+        Ok(Self {
+            life_cycle,
+            anchor,
+            personalisation,
+            card_date,
+            cache,
+        })
     }
 }

@@ -81,7 +81,14 @@ impl<'a> CommandView<'a> {
                 }
             }
         };
-        Ok(Self { cla, ins, p1, p2, data, le })
+        Ok(Self {
+            cla,
+            ins,
+            p1,
+            p2,
+            data,
+            le,
+        })
     }
 
     /// `true` when the class byte announces that more commands of the chain follow (b5 set).
@@ -110,7 +117,14 @@ pub struct Command {
 impl Command {
     /// A command without data and without Le.
     pub fn new(cla: u8, ins: u8, p1: u8, p2: u8) -> Self {
-        Self { cla, ins, p1, p2, data: Vec::new(), le: None }
+        Self {
+            cla,
+            ins,
+            p1,
+            p2,
+            data: Vec::new(),
+            le: None,
+        }
     }
 
     /// Sets the data field.
@@ -155,7 +169,10 @@ impl Response {
     /// Splits raw response bytes into data and SW. `None` if fewer than two bytes.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
         let (data, sw) = bytes.split_last_chunk::<2>()?;
-        Some(Self { data: data.to_vec(), sw: StatusWord::from_bytes(sw[0], sw[1]) })
+        Some(Self {
+            data: data.to_vec(),
+            sw: StatusWord::from_bytes(sw[0], sw[1]),
+        })
     }
 
     /// Encodes data followed by SW1 SW2.
@@ -208,19 +225,33 @@ mod tests {
     #[test]
     fn rejects_malformed() {
         assert_eq!(CommandView::parse(&[0, 1, 2]), Err(ApduError::TooShort));
-        assert_eq!(CommandView::parse(&[0, 1, 2, 3, 3, 1]), Err(ApduError::LengthMismatch));
-        assert_eq!(CommandView::parse(&[0, 1, 2, 3, 1, 1, 1, 1]), Err(ApduError::LengthMismatch));
-        assert_eq!(CommandView::parse(&[0, 1, 2, 3, 0, 0, 1, 5]), Err(ApduError::ExtendedLength));
+        assert_eq!(
+            CommandView::parse(&[0, 1, 2, 3, 3, 1]),
+            Err(ApduError::LengthMismatch)
+        );
+        assert_eq!(
+            CommandView::parse(&[0, 1, 2, 3, 1, 1, 1, 1]),
+            Err(ApduError::LengthMismatch)
+        );
+        assert_eq!(
+            CommandView::parse(&[0, 1, 2, 3, 0, 0, 1, 5]),
+            Err(ApduError::ExtendedLength)
+        );
     }
 
     #[test]
     fn encode_then_parse_round_trips() {
-        let cmd = Command::new(0x80, 0x86, 1, 2).with_data([1u8, 2, 3]).with_le(256);
+        let cmd = Command::new(0x80, 0x86, 1, 2)
+            .with_data([1u8, 2, 3])
+            .with_le(256);
         let bytes = cmd.to_short_bytes().unwrap();
         let view = CommandView::parse(&bytes).unwrap();
         assert_eq!((view.cla, view.ins, view.p1, view.p2), (0x80, 0x86, 1, 2));
         assert_eq!(view.data, &[1, 2, 3]);
         assert_eq!(view.le, Some(256));
-        assert!(Command::new(0, 0, 0, 0).with_data(alloc::vec![0u8; 256]).to_short_bytes().is_err());
+        assert!(Command::new(0, 0, 0, 0)
+            .with_data(alloc::vec![0u8; 256])
+            .to_short_bytes()
+            .is_err());
     }
 }

@@ -117,7 +117,10 @@ impl AttributeId {
 
     /// Looks an id up by its machine name.
     pub fn from_name(name: &str) -> Result<Self> {
-        ALL.iter().copied().find(|id| id.name() == name).ok_or(Error::UnknownAttribute(0xFF))
+        ALL.iter()
+            .copied()
+            .find(|id| id.name() == name)
+            .ok_or(Error::UnknownAttribute(0xFF))
     }
 
     /// Checks that `value` is a valid encoding for this stored attribute.
@@ -138,7 +141,10 @@ impl AttributeId {
                 if value.is_empty() || value.len() > 20 {
                     return Err(Error::BadLength(tag));
                 }
-                if !value.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-') {
+                if !value
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+                {
                     return Err(Error::BadValue(tag));
                 }
                 Ok(())
@@ -175,7 +181,9 @@ impl AttributeId {
     pub fn display_value(self, value: &[u8]) -> String {
         use core::fmt::Write;
         match self.0 {
-            3 => Date::from_bytes(value).map(|d| alloc::format!("{d}")).unwrap_or_default(),
+            3 => Date::from_bytes(value)
+                .map(|d| alloc::format!("{d}"))
+                .unwrap_or_default(),
             8 => String::from(if value == [1] { "yes" } else { "invalid" }),
             24..=31 => value.iter().fold(String::new(), |mut s, b| {
                 let _ = write!(s, "{b:02x}");
@@ -295,7 +303,9 @@ impl AttributeSet {
         list.split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
-            .try_fold(Self::EMPTY, |set, name| Ok(set.with(AttributeId::from_name(name)?)))
+            .try_fold(Self::EMPTY, |set, name| {
+                Ok(set.with(AttributeId::from_name(name)?))
+            })
     }
 }
 
@@ -346,16 +356,24 @@ mod tests {
 
     #[test]
     fn values_are_validated() {
-        assert!(AttributeId::NAME.validate_value("Alex Dupont".as_bytes()).is_ok());
+        assert!(AttributeId::NAME
+            .validate_value("Alex Dupont".as_bytes())
+            .is_ok());
         assert!(AttributeId::NAME.validate_value(b"").is_err());
         assert!(AttributeId::NAME.validate_value(&[0xFF]).is_err());
-        assert!(AttributeId::NAME.validate_value(" padded".as_bytes()).is_err());
+        assert!(AttributeId::NAME
+            .validate_value(" padded".as_bytes())
+            .is_err());
         assert!(AttributeId::LANGUAGE.validate_value(b"fr").is_ok());
         assert!(AttributeId::LANGUAGE.validate_value(b"FR").is_err());
-        assert!(AttributeId::BIRTH_DATE.validate_value(&[0x07, 0xD0, 2, 30]).is_err());
+        assert!(AttributeId::BIRTH_DATE
+            .validate_value(&[0x07, 0xD0, 2, 30])
+            .is_err());
         assert!(AttributeId::RESIDENT.validate_value(&[1]).is_ok());
         assert!(AttributeId::RESIDENT.validate_value(&[0]).is_err());
-        assert!(AttributeId::CARD_NUMBER.validate_value(b"LG-000123").is_ok());
+        assert!(AttributeId::CARD_NUMBER
+            .validate_value(b"LG-000123")
+            .is_ok());
         assert!(AttributeId::CARD_NUMBER.validate_value(b"LG 1").is_err());
     }
 }

@@ -74,7 +74,11 @@ impl AuthRequest {
     pub fn encode(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(64);
         tlv::push(&mut v, TAG_CERT_REF, &self.certificate);
-        tlv::push(&mut v, TAG_READER_EPHEMERAL, &crypto::encode_point(&self.reader_ephemeral));
+        tlv::push(
+            &mut v,
+            TAG_READER_EPHEMERAL,
+            &crypto::encode_point(&self.reader_ephemeral),
+        );
         tlv::push(&mut v, TAG_REQUEST, &self.requested.to_bytes());
         tlv::push(&mut v, TAG_DATE, &self.date.to_bytes());
         tlv::encode(TAG_DYNAMIC, &v)
@@ -89,7 +93,12 @@ impl AuthRequest {
         let requested = AttributeSet::from_bytes(s.required(TAG_REQUEST)?.value)?;
         let date = Date::from_bytes(s.required(TAG_DATE)?.value)?;
         s.finish()?;
-        Ok(Self { certificate, reader_ephemeral, requested, date })
+        Ok(Self {
+            certificate,
+            reader_ephemeral,
+            requested,
+            date,
+        })
     }
 }
 
@@ -131,14 +140,21 @@ pub fn pseudonym(pseudonym_key: &[u8; 16], domain: &[u8; DOMAIN_LEN]) -> [u8; PS
     crypto::cmac(pseudonym_key, &[label::PSEUDONYM, domain])
 }
 
-fn evaluate_predicates(requested: AttributeSet, attributes: &[AttributeEntry], date: Date) -> Predicates {
+fn evaluate_predicates(
+    requested: AttributeSet,
+    attributes: &[AttributeEntry],
+    date: Date,
+) -> Predicates {
     let birth = attributes
         .iter()
         .find(|a| a.id == AttributeId::BIRTH_DATE)
         .and_then(|a| Date::from_bytes(&a.value).ok());
     let mut answered = AttributeSet::EMPTY;
     let mut holds = AttributeSet::EMPTY;
-    for id in requested.iter().filter(|id| id.kind() == AttributeKind::Predicate) {
+    for id in requested
+        .iter()
+        .filter(|id| id.kind() == AttributeKind::Predicate)
+    {
         if let (Some(birth), Some(threshold)) = (birth, id.age_threshold()) {
             answered = answered.with(id);
             if birth.years_until(date) >= threshold {
@@ -185,14 +201,26 @@ pub fn card_respond(
     let mut p = Vec::with_capacity(512);
     tlv::push(&mut p, TAG_TRANSCRIPT, &echo_of(&request.reader_ephemeral));
     p.extend_from_slice(card.record);
-    for entry in card.attributes.iter().filter(|a| request.requested.contains(a.id)) {
+    for entry in card
+        .attributes
+        .iter()
+        .filter(|a| request.requested.contains(a.id))
+    {
         p.extend_from_slice(&entry.encode());
     }
     if request.requested.contains(AttributeId::PSEUDONYM) {
-        tlv::push(&mut p, TAG_PSEUDONYM, &pseudonym(card.pseudonym_key, &reader.domain));
+        tlv::push(
+            &mut p,
+            TAG_PSEUDONYM,
+            &pseudonym(card.pseudonym_key, &reader.domain),
+        );
     }
     let predicates = evaluate_predicates(request.requested, card.attributes, request.date);
-    if request.requested.iter().any(|id| id.kind() == AttributeKind::Predicate) {
+    if request
+        .requested
+        .iter()
+        .any(|id| id.kind() == AttributeKind::Predicate)
+    {
         let mut v = [0u8; 8];
         v[..4].copy_from_slice(&predicates.answered.to_bytes());
         v[4..].copy_from_slice(&predicates.holds.to_bytes());
@@ -263,9 +291,18 @@ impl ReaderSession {
         requested: AttributeSet,
         date: Date,
     ) -> Self {
-        let request = AuthRequest { certificate, reader_ephemeral: ephemeral.public_key(), requested, date };
+        let request = AuthRequest {
+            certificate,
+            reader_ephemeral: ephemeral.public_key(),
+            requested,
+            date,
+        };
         let command_data = request.encode();
-        Self { ephemeral, request, command_data }
+        Self {
+            ephemeral,
+            request,
+            command_data,
+        }
     }
 
     /// The request.
@@ -314,7 +351,10 @@ impl ReaderSession {
             match f.tag {
                 TAG_ATTRIBUTE if pseudonym.is_none() && predicates.is_none() => {
                     let entry = AttributeEntry::decode_value(f.value)?;
-                    if attributes.last().is_some_and(|last: &AttributeEntry| last.id >= entry.id) {
+                    if attributes
+                        .last()
+                        .is_some_and(|last: &AttributeEntry| last.id >= entry.id)
+                    {
                         return Err(Error::Duplicate);
                     }
                     attributes.push(entry);
@@ -333,7 +373,12 @@ impl ReaderSession {
                     mac = Some(tlv::fixed::<MAC_LEN>(f)?);
                     break;
                 }
-                other => return Err(Error::UnexpectedTag { expected: TAG_MAC, found: other }),
+                other => {
+                    return Err(Error::UnexpectedTag {
+                        expected: TAG_MAC,
+                        found: other,
+                    })
+                }
             }
             mac_offset += f.raw.len();
         }
@@ -347,7 +392,10 @@ impl ReaderSession {
         let z_mac = crypto::ecdh(&self.ephemeral, &record.body().card_key);
         let k_mac = card_auth_key(z_mac.as_slice(), &e_c_bytes);
         let covered = plaintext.get(..mac_offset).ok_or(Error::MalformedTlv)?;
-        let expected = crypto::cmac(&k_mac, &[label::MAC, &self.command_data, &e_c_bytes, covered]);
+        let expected = crypto::cmac(
+            &k_mac,
+            &[label::MAC, &self.command_data, &e_c_bytes, covered],
+        );
         if !crypto::mac_eq(&expected, &mac) {
             return Err(Error::BadMac);
         }
@@ -355,7 +403,10 @@ impl ReaderSession {
         // After authentication: the card must answer exactly what was asked.
         for entry in &attributes {
             if !self.request.requested.contains(entry.id) {
-                return Err(Error::UnexpectedTag { expected: 0, found: TAG_ATTRIBUTE });
+                return Err(Error::UnexpectedTag {
+                    expected: 0,
+                    found: TAG_ATTRIBUTE,
+                });
             }
             record.check_entry(entry)?;
         }
@@ -363,15 +414,25 @@ impl ReaderSession {
         if wants_pseudonym != pseudonym.is_some() {
             return Err(Error::Missing(TAG_PSEUDONYM));
         }
-        let wants_predicates = self.request.requested.iter().any(|id| id.kind() == AttributeKind::Predicate);
+        let wants_predicates = self
+            .request
+            .requested
+            .iter()
+            .any(|id| id.kind() == AttributeKind::Predicate);
         if let Some(p) = &predicates {
-            if !p.answered.is_subset_of(self.request.requested) || !p.holds.is_subset_of(p.answered) {
+            if !p.answered.is_subset_of(self.request.requested) || !p.holds.is_subset_of(p.answered)
+            {
                 return Err(Error::BadValue(TAG_PREDICATES));
             }
         }
         if wants_predicates != predicates.is_some() {
             return Err(Error::Missing(TAG_PREDICATES));
         }
-        Ok(Disclosure { record, attributes, pseudonym, predicates })
+        Ok(Disclosure {
+            record,
+            attributes,
+            pseudonym,
+            predicates,
+        })
     }
 }

@@ -128,7 +128,11 @@ impl CertificateBody {
         }
         tlv::push(&mut v, TAG_EFFECTIVE, &self.effective.to_bytes());
         tlv::push(&mut v, TAG_EXPIRY, &self.expiry.to_bytes());
-        tlv::push(&mut v, TAG_PUBLIC_KEY, &tlv::encode(TAG_POINT, &crypto::encode_point(&self.public_key)));
+        tlv::push(
+            &mut v,
+            TAG_PUBLIC_KEY,
+            &tlv::encode(TAG_POINT, &crypto::encode_point(&self.public_key)),
+        );
         Ok(tlv::encode(TAG_BODY, &v))
     }
 
@@ -145,7 +149,9 @@ impl CertificateBody {
         let mut s = Sequence::new(body.value)?;
         let version = s.required(TAG_VERSION)?;
         if version.value != [1] {
-            return Err(Error::UnsupportedVersion(version.value.first().copied().unwrap_or(0)));
+            return Err(Error::UnsupportedVersion(
+                version.value.first().copied().unwrap_or(0),
+            ));
         }
         let text = |tag: u32, f: tlv::Field<'_>| -> Result<String> {
             let s = core::str::from_utf8(f.value).map_err(|_| Error::BadValue(tag))?;
@@ -160,8 +166,12 @@ impl CertificateBody {
             2 => Role::Reader,
             _ => return Err(Error::BadValue(TAG_AUTHORISATION)),
         };
-        let grants = AttributeSet::from_bytes(&auth[1..]).map_err(|_| Error::BadValue(TAG_AUTHORISATION))?;
-        let domain = s.optional(TAG_DOMAIN)?.map(|f| tlv::fixed::<DOMAIN_LEN>(&f)).transpose()?;
+        let grants =
+            AttributeSet::from_bytes(&auth[1..]).map_err(|_| Error::BadValue(TAG_AUTHORISATION))?;
+        let domain = s
+            .optional(TAG_DOMAIN)?
+            .map(|f| tlv::fixed::<DOMAIN_LEN>(&f))
+            .transpose()?;
         let effective = Date::from_bytes(s.required(TAG_EFFECTIVE)?.value)?;
         let expiry = Date::from_bytes(s.required(TAG_EXPIRY)?.value)?;
         let pk_field = s.required(TAG_PUBLIC_KEY)?;
@@ -171,7 +181,16 @@ impl CertificateBody {
             return Err(Error::BadLength(TAG_POINT));
         }
         let public_key = crypto::decode_point(point.value)?;
-        let body = Self { issuer, holder, role, grants, domain, effective, expiry, public_key };
+        let body = Self {
+            issuer,
+            holder,
+            role,
+            grants,
+            domain,
+            effective,
+            expiry,
+            public_key,
+        };
         body.validate()?;
         Ok(body)
     }
@@ -206,7 +225,13 @@ impl Certificate {
         let signature = tlv::fixed::<SIGNATURE_LEN>(&sig_field)?;
         let body = CertificateBody::decode(body_field.raw)?;
         let body_start = bytes.len().saturating_sub(outer.value.len());
-        Ok(Self { body, encoded: bytes.to_vec(), body_start, body_len: body_field.raw.len(), signature })
+        Ok(Self {
+            body,
+            encoded: bytes.to_vec(),
+            body_start,
+            body_len: body_field.raw.len(),
+            signature,
+        })
     }
 
     /// Verifies the root's signature.
@@ -216,7 +241,9 @@ impl Certificate {
 
     /// The signed bytes (the `7F4E` TLV).
     pub fn signed_bytes(&self) -> &[u8] {
-        self.encoded.get(self.body_start..self.body_start + self.body_len).unwrap_or(&[])
+        self.encoded
+            .get(self.body_start..self.body_start + self.body_len)
+            .unwrap_or(&[])
     }
 
     /// The decoded body.
@@ -264,7 +291,9 @@ mod tests {
             issuer: "LIEGE".into(),
             holder: "library".into(),
             role: Role::Reader,
-            grants: AttributeSet::EMPTY.with(AttributeId::PSEUDONYM).with(AttributeId::RESIDENT),
+            grants: AttributeSet::EMPTY
+                .with(AttributeId::PSEUDONYM)
+                .with(AttributeId::RESIDENT),
             domain: Some([9; 16]),
             effective: Date::new(2026, 1, 1).unwrap(),
             expiry: Date::new(2027, 1, 1).unwrap(),
@@ -289,7 +318,9 @@ mod tests {
     fn any_flipped_byte_is_rejected() {
         let mut rng = rand_chacha::ChaCha20Rng::from_seed([2; 32]);
         let root = crypto::generate(&mut rng);
-        let cert = body(crypto::generate(&mut rng).public_key()).sign(&root).unwrap();
+        let cert = body(crypto::generate(&mut rng).public_key())
+            .sign(&root)
+            .unwrap();
         for i in 0..cert.as_bytes().len() {
             let mut bad = cert.as_bytes().to_vec();
             bad[i] ^= 0x01;

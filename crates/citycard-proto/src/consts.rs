@@ -112,7 +112,10 @@ pub mod label {
 pub fn atr() -> [u8; 13] {
     let mut atr = [0u8; 13];
     let head = [0x3B, 0x88, 0x80, 0x01];
-    for (slot, b) in atr.iter_mut().zip(head.iter().chain(HISTORICAL_BYTES.iter())) {
+    for (slot, b) in atr
+        .iter_mut()
+        .zip(head.iter().chain(HISTORICAL_BYTES.iter()))
+    {
         *slot = *b;
     }
     let tck = atr.iter().skip(1).take(11).fold(0u8, |acc, b| acc ^ b);

@@ -115,7 +115,13 @@ pub fn seal(key: &[u8; 16], nonce: &[u8; 12], aad: &[u8], plaintext: &[u8]) -> V
     let cipher = Aes128Gcm::new(key.into());
     // Encryption only fails for inputs beyond GCM's 64 GiB limit.
     cipher
-        .encrypt(&Nonce::from(*nonce), Payload { msg: plaintext, aad })
+        .encrypt(
+            &Nonce::from(*nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
         .unwrap_or_default()
 }
 
@@ -123,7 +129,13 @@ pub fn seal(key: &[u8; 16], nonce: &[u8; 12], aad: &[u8], plaintext: &[u8]) -> V
 pub fn open(key: &[u8; 16], nonce: &[u8; 12], aad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>> {
     let cipher = Aes128Gcm::new(key.into());
     cipher
-        .decrypt(&Nonce::from(*nonce), Payload { msg: ciphertext, aad })
+        .decrypt(
+            &Nonce::from(*nonce),
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
         .map_err(|_| Error::DecryptionFailed)
 }
 
@@ -137,7 +149,9 @@ pub fn sign(sk: &SecretKey, message: &[u8]) -> [u8; SIGNATURE_LEN] {
 /// Verifies a raw `r‖s` ECDSA P-256 / SHA-256 signature.
 pub fn verify(pk: &PublicKey, message: &[u8], signature: &[u8]) -> Result<()> {
     let sig = Signature::from_slice(signature).map_err(|_| Error::BadSignature)?;
-    VerifyingKey::from(pk).verify(message, &sig).map_err(|_| Error::BadSignature)
+    VerifyingKey::from(pk)
+        .verify(message, &sig)
+        .map_err(|_| Error::BadSignature)
 }
 
 #[cfg(test)]
@@ -165,16 +179,28 @@ mod tests {
         let k = generate(&mut rng);
         let sig = sign(&k, b"record");
         verify(&k.public_key(), b"record", &sig).unwrap();
-        assert_eq!(verify(&k.public_key(), b"recorD", &sig), Err(Error::BadSignature));
-        assert_eq!(verify(&k.public_key(), b"record", &sig[..63]), Err(Error::BadSignature));
+        assert_eq!(
+            verify(&k.public_key(), b"recorD", &sig),
+            Err(Error::BadSignature)
+        );
+        assert_eq!(
+            verify(&k.public_key(), b"record", &sig[..63]),
+            Err(Error::BadSignature)
+        );
     }
 
     #[test]
     fn cmac_matches_sp800_38b_example() {
         // NIST SP 800-38B, D.1 example 2 (AES-128, 16-byte message).
-        let key: [u8; 16] = hex::decode("2b7e151628aed2a6abf7158809cf4f3c").unwrap().try_into().unwrap();
+        let key: [u8; 16] = hex::decode("2b7e151628aed2a6abf7158809cf4f3c")
+            .unwrap()
+            .try_into()
+            .unwrap();
         let msg = hex::decode("6bc1bee22e409f96e93d7e117393172a").unwrap();
-        assert_eq!(hex::encode(cmac(&key, &[&msg])), "070a16b46b4d4144f79bdd9dd04a287c");
+        assert_eq!(
+            hex::encode(cmac(&key, &[&msg])),
+            "070a16b46b4d4144f79bdd9dd04a287c"
+        );
         assert_eq!(cmac(&key, &[&msg[..5], &msg[5..]]), cmac(&key, &[&msg]));
     }
 
@@ -192,7 +218,13 @@ mod tests {
         assert_eq!(open(&key, &[0; 12], b"aad", &ct).unwrap(), b"hello");
         let mut bad = ct.clone();
         bad[0] ^= 1;
-        assert_eq!(open(&key, &[0; 12], b"aad", &bad), Err(Error::DecryptionFailed));
-        assert_eq!(open(&key, &[0; 12], b"AAD", &ct), Err(Error::DecryptionFailed));
+        assert_eq!(
+            open(&key, &[0; 12], b"aad", &bad),
+            Err(Error::DecryptionFailed)
+        );
+        assert_eq!(
+            open(&key, &[0; 12], b"AAD", &ct),
+            Err(Error::DecryptionFailed)
+        );
     }
 }

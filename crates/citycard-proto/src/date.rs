@@ -73,9 +73,18 @@ impl Date {
             if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
                 return Err(Error::BadDate);
             }
-            Ok(s.iter().fold(0u16, |a, d| a.saturating_mul(10).saturating_add(u16::from(d - b'0'))))
+            Ok(s.iter().fold(0u16, |a, d| {
+                a.saturating_mul(10).saturating_add(u16::from(d - b'0'))
+            }))
         };
-        match (b.get(..4), b.get(4), b.get(5..7), b.get(7), b.get(8..), b.len()) {
+        match (
+            b.get(..4),
+            b.get(4),
+            b.get(5..7),
+            b.get(7),
+            b.get(8..),
+            b.len(),
+        ) {
             (Some(y), Some(b'-'), Some(m), Some(b'-'), Some(d), 10) => {
                 Self::new(digits(y)?, digits(m)? as u8, digits(d)? as u8)
             }
@@ -110,7 +119,11 @@ impl Date {
             d.day = 1;
             if d.month == 12 {
                 if d.year == 9999 {
-                    return Self { year: 9999, month: 12, day: 31 };
+                    return Self {
+                        year: 9999,
+                        month: 12,
+                        day: 31,
+                    };
                 }
                 d.month = 1;
                 d.year += 1;
@@ -166,7 +179,10 @@ mod tests {
         assert!(Date::new(2023, 13, 1).is_err());
         assert!(Date::new(2023, 4, 31).is_err());
         assert!(Date::parse_iso("2023-04-3").is_err());
-        assert_eq!(Date::parse_iso("2008-06-15").unwrap(), Date::new(2008, 6, 15).unwrap());
+        assert_eq!(
+            Date::parse_iso("2008-06-15").unwrap(),
+            Date::new(2008, 6, 15).unwrap()
+        );
     }
 
     #[test]

@@ -31,7 +31,10 @@ pub const TAG_ANCHOR_ISSUER: u32 = 0x42;
 pub const TAG_ANCHOR_KEY: u32 = 0x86;
 
 /// The message a station signs to authenticate to a card.
-pub fn station_auth_message(challenge: &[u8; CHALLENGE_LEN], station_ephemeral: &[u8; POINT_LEN]) -> Vec<u8> {
+pub fn station_auth_message(
+    challenge: &[u8; CHALLENGE_LEN],
+    station_ephemeral: &[u8; POINT_LEN],
+) -> Vec<u8> {
     let mut m = Vec::with_capacity(label::STATION_AUTH.len() + CHALLENGE_LEN + POINT_LEN);
     m.extend_from_slice(label::STATION_AUTH);
     m.extend_from_slice(challenge);
@@ -64,13 +67,19 @@ impl StationAuth {
         let ephemeral = tlv::fixed::<POINT_LEN>(&s.required(TAG_STATION_EPHEMERAL)?)?;
         let signature = tlv::fixed::<SIGNATURE_LEN>(&s.required(TAG_STATION_SIGNATURE)?)?;
         s.finish()?;
-        Ok(Self { ephemeral, signature })
+        Ok(Self {
+            ephemeral,
+            signature,
+        })
     }
 }
 
 /// Encodes the card's answer to EXTERNAL AUTHENTICATE.
 pub fn encode_card_key(card_key: &PublicKey) -> Vec<u8> {
-    tlv::encode(TAG_DYNAMIC, &tlv::encode(TAG_CARD_KEY, &crypto::encode_point(card_key)))
+    tlv::encode(
+        TAG_DYNAMIC,
+        &tlv::encode(TAG_CARD_KEY, &crypto::encode_point(card_key)),
+    )
 }
 
 /// Decodes the card's answer to EXTERNAL AUTHENTICATE.
@@ -95,15 +104,29 @@ pub struct SecureChannel {
 
 impl SecureChannel {
     /// Card side: from the card key and the station's ephemeral key.
-    pub fn for_card(card_key: &SecretKey, station_ephemeral: &PublicKey, challenge: &[u8; CHALLENGE_LEN]) -> Self {
+    pub fn for_card(
+        card_key: &SecretKey,
+        station_ephemeral: &PublicKey,
+        challenge: &[u8; CHALLENGE_LEN],
+    ) -> Self {
         let z = crypto::ecdh(card_key, station_ephemeral);
-        Self { key: crypto::kdf::<16>(z.as_slice(), &[label::PERSONALISATION, challenge]), counter: 0 }
+        Self {
+            key: crypto::kdf::<16>(z.as_slice(), &[label::PERSONALISATION, challenge]),
+            counter: 0,
+        }
     }
 
     /// Station side: from the station's ephemeral key and the card's public key.
-    pub fn for_station(station_ephemeral: &SecretKey, card_key: &PublicKey, challenge: &[u8; CHALLENGE_LEN]) -> Self {
+    pub fn for_station(
+        station_ephemeral: &SecretKey,
+        card_key: &PublicKey,
+        challenge: &[u8; CHALLENGE_LEN],
+    ) -> Self {
         let z = crypto::ecdh(station_ephemeral, card_key);
-        Self { key: crypto::kdf::<16>(z.as_slice(), &[label::PERSONALISATION, challenge]), counter: 0 }
+        Self {
+            key: crypto::kdf::<16>(z.as_slice(), &[label::PERSONALISATION, challenge]),
+            counter: 0,
+        }
     }
 
     fn next_nonce(&mut self) -> Result<[u8; 12]> {
@@ -121,7 +144,12 @@ impl SecureChannel {
     /// Station: protects the data of the command with header `header`.
     pub fn seal(&mut self, header: [u8; 4], plaintext: &[u8]) -> Result<Vec<u8>> {
         let nonce = self.next_nonce()?;
-        Ok(crypto::seal(&self.key, &nonce, &Self::aad(header), plaintext))
+        Ok(crypto::seal(
+            &self.key,
+            &nonce,
+            &Self::aad(header),
+            plaintext,
+        ))
     }
 
     /// Card: checks and decrypts the data of a command with header `header`.

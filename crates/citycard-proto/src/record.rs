@@ -60,7 +60,10 @@ pub struct AttributeEntry {
 impl core::fmt::Debug for AttributeEntry {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         // Personal data never reaches logs through Debug.
-        f.debug_struct("AttributeEntry").field("id", &self.id).field("value", &"REDACTED").finish()
+        f.debug_struct("AttributeEntry")
+            .field("id", &self.id)
+            .field("value", &"REDACTED")
+            .finish()
     }
 }
 
@@ -94,7 +97,9 @@ impl AttributeEntry {
     /// Decodes the value of a `C1` TLV.
     pub fn decode_value(value: &[u8]) -> Result<Self> {
         let (id, rest) = value.split_first().ok_or(Error::BadLength(TAG_ATTRIBUTE))?;
-        let (salt, v) = rest.split_first_chunk::<SALT_LEN>().ok_or(Error::BadLength(TAG_ATTRIBUTE))?;
+        let (salt, v) = rest
+            .split_first_chunk::<SALT_LEN>()
+            .ok_or(Error::BadLength(TAG_ATTRIBUTE))?;
         Self::new(AttributeId::new(*id)?, *salt, v.to_vec())
     }
 }
@@ -125,7 +130,13 @@ impl RecordBody {
     ) -> Result<Self> {
         let mut digests: Vec<_> = entries.iter().map(|e| (e.id, e.digest())).collect();
         digests.sort_by_key(|(id, _)| *id);
-        let body = Self { station, valid_from, valid_to, card_key, digests };
+        let body = Self {
+            station,
+            valid_from,
+            valid_to,
+            card_key,
+            digests,
+        };
         body.validate()?;
         Ok(body)
     }
@@ -144,7 +155,11 @@ impl RecordBody {
                 }
             }
         }
-        if self.digests.iter().any(|(id, _)| id.kind() != AttributeKind::Stored) {
+        if self
+            .digests
+            .iter()
+            .any(|(id, _)| id.kind() != AttributeKind::Stored)
+        {
             return Err(Error::BadValue(TAG_DIGESTS));
         }
         Ok(())
@@ -180,7 +195,9 @@ impl RecordBody {
         let mut s = Sequence::new(body.value)?;
         let version = s.required(TAG_VERSION)?;
         if version.value != [1] {
-            return Err(Error::UnsupportedVersion(version.value.first().copied().unwrap_or(0)));
+            return Err(Error::UnsupportedVersion(
+                version.value.first().copied().unwrap_or(0),
+            ));
         }
         let station = tlv::fixed::<FINGERPRINT_LEN>(&s.required(TAG_STATION)?)?;
         let valid_from = Date::from_bytes(s.required(TAG_FROM)?.value)?;
@@ -198,10 +215,18 @@ impl RecordBody {
         let mut digests = Vec::with_capacity(d.value.len() / (1 + DIGEST_LEN));
         for chunk in d.value.chunks_exact(1 + DIGEST_LEN) {
             let (id, digest) = chunk.split_first().ok_or(Error::BadLength(TAG_DIGESTS))?;
-            let digest: [u8; DIGEST_LEN] = digest.try_into().map_err(|_| Error::BadLength(TAG_DIGESTS))?;
+            let digest: [u8; DIGEST_LEN] = digest
+                .try_into()
+                .map_err(|_| Error::BadLength(TAG_DIGESTS))?;
             digests.push((AttributeId::new(*id)?, digest));
         }
-        let body = Self { station, valid_from, valid_to, card_key, digests };
+        let body = Self {
+            station,
+            valid_from,
+            valid_to,
+            card_key,
+            digests,
+        };
         body.validate()?;
         Ok(body)
     }
@@ -240,12 +265,21 @@ impl ResidentRecord {
         let signature = tlv::fixed::<SIGNATURE_LEN>(&sig)?;
         let body = RecordBody::decode(body_field.raw)?;
         let body_start = bytes.len().saturating_sub(outer.value.len());
-        Ok(Self { body, encoded: bytes.to_vec(), body_start, body_len: body_field.raw.len(), signature })
+        Ok(Self {
+            body,
+            encoded: bytes.to_vec(),
+            body_start,
+            body_len: body_field.raw.len(),
+            signature,
+        })
     }
 
     /// Verifies the station's signature.
     pub fn verify(&self, station: &PublicKey) -> Result<()> {
-        let signed = self.encoded.get(self.body_start..self.body_start + self.body_len).unwrap_or(&[]);
+        let signed = self
+            .encoded
+            .get(self.body_start..self.body_start + self.body_len)
+            .unwrap_or(&[]);
         crypto::verify(station, signed, &self.signature)
     }
 

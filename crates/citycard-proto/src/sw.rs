@@ -174,9 +174,15 @@ mod tests {
     #[test]
     fn known_values_decode_to_named_variants() {
         assert_eq!(StatusWord::from_u16(0x9000), StatusWord::Success);
-        assert_eq!(StatusWord::from_u16(0x6110), StatusWord::BytesRemaining(0x10));
+        assert_eq!(
+            StatusWord::from_u16(0x6110),
+            StatusWord::BytesRemaining(0x10)
+        );
         assert_eq!(StatusWord::from_u16(0x6C05), StatusWord::WrongLe(5));
-        assert_eq!(StatusWord::from_u16(0x6982), StatusWord::SecurityStatusNotSatisfied);
+        assert_eq!(
+            StatusWord::from_u16(0x6982),
+            StatusWord::SecurityStatusNotSatisfied
+        );
         assert_eq!(StatusWord::from_u16(0x6A81), StatusWord::Other(0x6A81));
     }
 }

@@ -26,7 +26,10 @@ pub struct Field<'a> {
 }
 
 fn tag_number(tlv: &Tlv) -> u32 {
-    tlv.tag().to_bytes().iter().fold(0u32, |acc, b| (acc << 8) | u32::from(*b))
+    tlv.tag()
+        .to_bytes()
+        .iter()
+        .fold(0u32, |acc, b| (acc << 8) | u32::from(*b))
 }
 
 /// Appends the minimal (DER) BER length for `len` to `out`.
@@ -64,7 +67,10 @@ pub fn read_one(input: &[u8]) -> Result<(Field<'_>, &[u8])> {
     }
     let (parsed, rest) = Tlv::parse(input);
     let tlv = parsed.map_err(|_| Error::MalformedTlv)?;
-    let consumed = input.len().checked_sub(rest.len()).ok_or(Error::MalformedTlv)?;
+    let consumed = input
+        .len()
+        .checked_sub(rest.len())
+        .ok_or(Error::MalformedTlv)?;
     let raw = input.get(..consumed).ok_or(Error::MalformedTlv)?;
     let value_len = tlv.value().len_as_bytes();
     let header_len = consumed.checked_sub(value_len).ok_or(Error::MalformedTlv)?;
@@ -96,7 +102,10 @@ pub fn expect_tag(field: &Field<'_>, tag: u32) -> Result<()> {
     if field.tag == tag {
         Ok(())
     } else {
-        Err(Error::UnexpectedTag { expected: tag, found: field.tag })
+        Err(Error::UnexpectedTag {
+            expected: tag,
+            found: field.tag,
+        })
     }
 }
 
@@ -120,7 +129,10 @@ pub struct Sequence<'a> {
 impl<'a> Sequence<'a> {
     /// Parses the sequence.
     pub fn new(input: &'a [u8]) -> Result<Self> {
-        Ok(Self { fields: read_all(input)?, pos: 0 })
+        Ok(Self {
+            fields: read_all(input)?,
+            pos: 0,
+        })
     }
 
     /// The next field, which must have tag `tag`.
@@ -156,14 +168,20 @@ impl<'a> Sequence<'a> {
     pub fn finish(self) -> Result<()> {
         match self.fields.get(self.pos) {
             None => Ok(()),
-            Some(f) => Err(Error::UnexpectedTag { expected: 0, found: f.tag }),
+            Some(f) => Err(Error::UnexpectedTag {
+                expected: 0,
+                found: f.tag,
+            }),
         }
     }
 }
 
 /// A fixed-size value.
 pub fn fixed<const N: usize>(field: &Field<'_>) -> Result<[u8; N]> {
-    field.value.try_into().map_err(|_| Error::BadLength(field.tag))
+    field
+        .value
+        .try_into()
+        .map_err(|_| Error::BadLength(field.tag))
 }
 
 #[cfg(test)]
@@ -174,7 +192,10 @@ mod tests {
     fn encodes_minimal_lengths() {
         assert_eq!(encode(0x80, &[1; 127])[..2], [0x80, 0x7F]);
         assert_eq!(encode(0x80, &[1; 128])[..3], [0x80, 0x81, 0x80]);
-        assert_eq!(encode(0x7F21, &[0; 300])[..5], [0x7F, 0x21, 0x82, 0x01, 0x2C]);
+        assert_eq!(
+            encode(0x7F21, &[0; 300])[..5],
+            [0x7F, 0x21, 0x82, 0x01, 0x2C]
+        );
     }
 
     #[test]
@@ -183,7 +204,10 @@ mod tests {
         let f = read_exact(&bytes, 0x5F37).unwrap();
         assert_eq!(f.value, &[7; 200][..]);
         assert_eq!(f.raw, &bytes[..]);
-        assert_eq!(read_one(&[0x80, 0x81, 0x01, 0xAA]).unwrap_err(), Error::MalformedTlv);
+        assert_eq!(
+            read_one(&[0x80, 0x81, 0x01, 0xAA]).unwrap_err(),
+            Error::MalformedTlv
+        );
         assert!(read_exact(&[0x80, 0x01, 0xAA, 0x00], 0x80).is_err());
     }
 

@@ -46,9 +46,12 @@ pub enum ScriptError {
     Protocol(#[from] citycard_proto::Error),
 }
 
+/// A raw link: one command APDU in, the raw response (data + SW) out.
+pub type RawLink<'a> = dyn FnMut(&[u8]) -> Result<Vec<u8>, String> + 'a;
+
 /// A link that records every raw exchange.
 pub struct Script<'a> {
-    link: &'a mut dyn FnMut(&[u8]) -> Result<Vec<u8>, String>,
+    link: &'a mut RawLink<'a>,
     /// The recorded steps.
     pub steps: Vec<Step>,
     note: Option<String>,
@@ -56,7 +59,7 @@ pub struct Script<'a> {
 
 impl<'a> Script<'a> {
     /// Wraps a raw transmit function.
-    pub fn new(link: &'a mut dyn FnMut(&[u8]) -> Result<Vec<u8>, String>) -> Self {
+    pub fn new(link: &'a mut RawLink<'a>) -> Self {
         Self {
             link,
             steps: Vec::new(),

@@ -60,10 +60,7 @@ pub enum VectorMismatch {
 
 /// Replays `vector` over `link` (a card fresh from the factory in
 /// deterministic mode with the vector's seed).
-pub fn run(
-    vector: &Vector,
-    link: &mut dyn FnMut(&[u8]) -> Result<Vec<u8>, String>,
-) -> Result<(), VectorMismatch> {
+pub fn run(vector: &Vector, link: &mut crate::script::RawLink<'_>) -> Result<(), VectorMismatch> {
     for (i, step) in vector.steps.iter().enumerate() {
         let command = hex::decode(&step.command).map_err(|e| VectorMismatch::Malformed {
             step: i,

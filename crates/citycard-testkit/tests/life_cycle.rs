@@ -2,6 +2,14 @@
 //! commands sent with valid form but no session: in each persistent state,
 //! each instruction gets the status word the table gives.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
 use citycard_card::{Applet, MemoryStorage};
 use citycard_proto::{ContactlessCard, LifeCycle, StatusWord};
 use citycard_testkit::keys::{city, date, test_key};
