@@ -23,6 +23,7 @@ pub mod date;
 pub mod error;
 pub mod pers;
 pub mod record;
+pub mod revocation;
 pub mod sw;
 pub mod tlv;
 
@@ -33,4 +34,5 @@ pub use consts::{LifeCycle, AID};
 pub use date::Date;
 pub use error::Error;
 pub use record::{AttributeEntry, RecordBody, ResidentRecord};
+pub use revocation::{RevocationList, TrustBundle};
 pub use sw::StatusWord;
