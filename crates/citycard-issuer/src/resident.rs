@@ -1,0 +1,382 @@
+//! Resident input: one resident as JSON, many as CSV or JSON Lines, validated
+//! before any card is touched.
+//!
+//! Accepted fields: `resident_id` (required: the office's own file reference,
+//! never a national identity number), `name` (required), `birth_date`
+//! (YYYY-MM-DD), `address` and/or `care_of_address` (at least one),
+//! `language`, `gender` (optional, absent by default), `issuer_24`…`issuer_31`
+//! (hex). The card number is assigned by the registry; `resident` is set by
+//! the issuer. Fields for nationality, document type or status are refused by
+//! name, with a message saying why: citycard does not hold them anywhere.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use citycard_proto::attr::{AttributeId, AttributeKind};
+use citycard_proto::Date;
+
+/// Field names refused with an explanation rather than "unknown field".
+pub const FORBIDDEN_FIELDS: &[&str] = &[
+    "nationality",
+    "citizenship",
+    "country_of_birth",
+    "place_of_birth",
+    "document_type",
+    "document_number",
+    "id_document",
+    "passport",
+    "passport_number",
+    "permit",
+    "residence_permit",
+    "visa",
+    "immigration_status",
+    "legal_status",
+    "administrative_status",
+    "status",
+    "asylum",
+    "ethnicity",
+    "religion",
+];
+
+/// A validated resident, ready for personalisation.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Resident {
+    /// The office's file reference for this person (used to enforce one live card).
+    pub resident_id: String,
+    /// Stored attributes for the card, ascending ids (includes `resident` = yes).
+    pub attributes: Vec<(AttributeId, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Resident {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print personal attributes.
+        f.debug_struct("Resident")
+            .field(
+                "attributes",
+                &self
+                    .attributes
+                    .iter()
+                    .map(|(id, _)| id.name())
+                    .collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an input record was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}{field}: {reason}", .row.map(|r| format!("row {r}: ")).unwrap_or_default())]
+pub struct InputError {
+    /// Row number (1-based data rows in CSV/JSONL), if from a batch file.
+    pub row: Option<u64>,
+    /// The field concerned (or `record` for the whole row).
+    pub field: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+fn err(field: &str, reason: impl Into<String>) -> InputError {
+    InputError {
+        row: None,
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Validates one resident given as field → text.
+pub fn validate(fields: &BTreeMap<String, String>) -> Result<Resident, InputError> {
+    let mut resident_id = None;
+    let mut attributes: Vec<(AttributeId, Vec<u8>)> = Vec::new();
+    for (key, raw) in fields {
+        let key_norm = key.trim().to_ascii_lowercase();
+        let value = raw.trim();
+        if FORBIDDEN_FIELDS.contains(&key_norm.as_str()) {
+            return Err(err(
+                key,
+                "not accepted: citycard never records nationality, documents or administrative status, on the card or anywhere else",
+            ));
+        }
+        if value.is_empty() {
+            // Empty CSV cells mean "absent".
+            continue;
+        }
+        if key_norm == "resident_id" {
+            if value.len() > 64 || !value.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(err(
+                    key,
+                    "must be 1-64 printable ASCII characters (the office's file reference)",
+                ));
+            }
+            resident_id = Some(value.to_string());
+            continue;
+        }
+        let id = AttributeId::from_name(&key_norm).map_err(|_| err(key, "unknown field"))?;
+        if id.kind() != AttributeKind::Stored
+            || id == AttributeId::CARD_NUMBER
+            || id == AttributeId::RESIDENT
+        {
+            return Err(err(
+                key,
+                "set by the issuer or computed by the card; not an input field",
+            ));
+        }
+        let bytes = match id {
+            AttributeId::BIRTH_DATE => Date::parse_iso(value)
+                .map_err(|_| err(key, format!("{value:?} is not a date (YYYY-MM-DD)")))?
+                .to_bytes()
+                .to_vec(),
+            id if id.get() >= AttributeId::ISSUER_DEFINED_FIRST => {
+                hex::decode(value).map_err(|_| err(key, "issuer-defined values are hex"))?
+            }
+            _ => value.as_bytes().to_vec(),
+        };
+        id.validate_value(&bytes).map_err(|e| {
+            let limit = match id {
+                AttributeId::NAME => " (1-64 bytes of UTF-8, the card's limit)",
+                AttributeId::ADDRESS | AttributeId::CARE_OF_ADDRESS => {
+                    " (1-96 bytes of UTF-8, the card's limit)"
+                }
+                AttributeId::LANGUAGE => " (an ISO 639 code such as fr, nl, en)",
+                AttributeId::GENDER => " (1-16 bytes of UTF-8)",
+                _ => "",
+            };
+            err(key, format!("{e}{limit}"))
+        })?;
+        if id == AttributeId::BIRTH_DATE {
+            if let Ok(d) = Date::from_bytes(&bytes) {
+                if d.year() < 1900 {
+                    return Err(err(key, "implausible birth date"));
+                }
+            }
+        }
+        attributes.push((id, bytes));
+    }
+    let resident_id = resident_id.ok_or_else(|| err("resident_id", "missing"))?;
+    if !attributes.iter().any(|(id, _)| *id == AttributeId::NAME) {
+        return Err(err("name", "missing"));
+    }
+    if !attributes
+        .iter()
+        .any(|(id, _)| *id == AttributeId::ADDRESS || *id == AttributeId::CARE_OF_ADDRESS)
+    {
+        return Err(err("address", "missing (give address or care_of_address)"));
+    }
+    attributes.push((AttributeId::RESIDENT, vec![1]));
+    attributes.sort_by_key(|(id, _)| *id);
+    Ok(Resident {
+        resident_id,
+        attributes,
+    })
+}
+
+fn json_object_to_fields(v: &serde_json::Value) -> Result<BTreeMap<String, String>, InputError> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| err("record", "must be a JSON object"))?;
+    let mut fields = BTreeMap::new();
+    for (k, v) in obj {
+        let text = match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => continue,
+            _ => return Err(err(k, "must be a string")),
+        };
+        fields.insert(k.clone(), text);
+    }
+    Ok(fields)
+}
+
+/// Parses and validates one resident from a JSON file.
+pub fn from_json_file(path: &Path) -> Result<Resident, InputError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err("file", format!("{}: {e}", path.display())))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| err("file", format!("not valid JSON: {e}")))?;
+    validate(&json_object_to_fields(&v)?)
+}
+
+/// One row of a batch file: its number and the validated resident, or why it was refused.
+pub type BatchRow = (u64, Result<Resident, InputError>);
+
+/// Reads a batch file (`.csv` with a header row, or `.jsonl`), validating each
+/// row independently: a bad row is reported with its number, the others go on.
+/// Fails as a whole only if the file cannot be read or has no valid header.
+pub fn read_batch(path: &Path) -> Result<Vec<BatchRow>, InputError> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err("file", format!("{}: {e}", path.display())))?;
+    let mut rows = Vec::new();
+    match ext.as_str() {
+        "csv" => {
+            let mut reader = csv::ReaderBuilder::new()
+                .flexible(false)
+                .trim(csv::Trim::All)
+                .from_reader(text.as_bytes());
+            let headers = reader
+                .headers()
+                .map_err(|e| err("header", e.to_string()))?
+                .clone();
+            if headers.is_empty() {
+                return Err(err("header", "empty header row"));
+            }
+            for (i, record) in reader.records().enumerate() {
+                let row = i as u64 + 1;
+                let result = record
+                    .map_err(|e| err("record", e.to_string()))
+                    .and_then(|rec| {
+                        let fields: BTreeMap<String, String> = headers
+                            .iter()
+                            .zip(rec.iter())
+                            .map(|(h, v)| (h.to_string(), v.to_string()))
+                            .collect();
+                        validate(&fields)
+                    });
+                rows.push((
+                    row,
+                    result.map_err(|mut e| {
+                        e.row = Some(row);
+                        e
+                    }),
+                ));
+            }
+        }
+        "jsonl" | "ndjson" => {
+            for (i, line) in text.lines().enumerate() {
+                let row = i as u64 + 1;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let result = serde_json::from_str::<serde_json::Value>(line)
+                    .map_err(|e| err("record", format!("not valid JSON: {e}")))
+                    .and_then(|v| json_object_to_fields(&v))
+                    .and_then(|f| validate(&f));
+                rows.push((
+                    row,
+                    result.map_err(|mut e| {
+                        e.row = Some(row);
+                        e
+                    }),
+                ));
+            }
+        }
+        _ => {
+            return Err(err(
+                "file",
+                "batch files are .csv (with a header row) or .jsonl",
+            ))
+        }
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+
+    fn fields(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_valid_resident_gets_the_resident_attribute() {
+        let r = validate(&fields(&[
+            ("resident_id", "F-1"),
+            ("name", "Alex"),
+            ("care_of_address", "Asbl Accueil, 4000 Liège"),
+            ("birth_date", "2001-02-03"),
+        ]))
+        .unwrap();
+        let ids: Vec<_> = r.attributes.iter().map(|(id, _)| id.name()).collect();
+        assert_eq!(ids, ["name", "birth_date", "care_of_address", "resident"]);
+        assert!(!format!("{r:?}").contains("Alex"));
+    }
+
+    #[test]
+    fn each_bad_field_has_its_own_message() {
+        let base = [
+            ("resident_id", "F-1"),
+            ("name", "Alex"),
+            ("address", "Rue 1"),
+        ];
+        let bad = |extra: (&str, &str)| {
+            let mut f = fields(&base);
+            f.insert(extra.0.into(), extra.1.into());
+            validate(&f).unwrap_err()
+        };
+        assert!(bad(("birth_date", "2001-02-30"))
+            .reason
+            .contains("not a date"));
+        assert!(bad(("name", &"x".repeat(65)))
+            .reason
+            .contains("card's limit"));
+        assert_eq!(bad(("favourite_colour", "blue")).reason, "unknown field");
+        assert!(bad(("nationality", "BE"))
+            .reason
+            .contains("never records nationality"));
+        assert!(bad(("Document_Type", "passport"))
+            .reason
+            .contains("never records"));
+        assert!(bad(("card_number", "X"))
+            .reason
+            .contains("set by the issuer"));
+        assert!(
+            validate(&fields(&[("resident_id", "F-1"), ("address", "Rue 1")]))
+                .unwrap_err()
+                .field
+                == "name"
+        );
+        assert!(
+            validate(&fields(&[("resident_id", "F-1"), ("name", "A")]))
+                .unwrap_err()
+                .field
+                == "address"
+        );
+        assert!(
+            validate(&fields(&[("name", "A"), ("address", "B")]))
+                .unwrap_err()
+                .field
+                == "resident_id"
+        );
+    }
+
+    #[test]
+    fn batch_rows_are_numbered_and_independent() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b.csv");
+        std::fs::write(&p, "resident_id,name,address,birth_date\nA,Ann,Rue 1,1990-01-01\nB,,Rue 2,\nC,Cy,Rue 3,1990-13-01\nD,Di,Rue 4,\n").unwrap();
+        let rows = read_batch(&p).unwrap();
+        assert_eq!(rows.len(), 4);
+        assert!(rows[0].1.is_ok() && rows[3].1.is_ok());
+        assert_eq!(rows[1].1.as_ref().unwrap_err().row, Some(2));
+        assert!(rows[2]
+            .1
+            .as_ref()
+            .unwrap_err()
+            .to_string()
+            .starts_with("row 3: birth_date"));
+        let p = dir.path().join("b.jsonl");
+        std::fs::write(&p, "{\"resident_id\":\"A\",\"name\":\"Ann\",\"address\":\"R\"}\nnot json\n{\"resident_id\":\"B\",\"name\":\"B\",\"address\":\"R\",\"nationality\":\"X\"}\n").unwrap();
+        let rows = read_batch(&p).unwrap();
+        assert!(rows[0].1.is_ok());
+        assert!(rows[1]
+            .1
+            .as_ref()
+            .unwrap_err()
+            .reason
+            .contains("not valid JSON"));
+        assert!(rows[2]
+            .1
+            .as_ref()
+            .unwrap_err()
+            .reason
+            .contains("never records"));
+        assert!(read_batch(&dir.path().join("x.txt")).is_err());
+    }
+}
