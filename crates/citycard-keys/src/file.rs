@@ -1,0 +1,172 @@
+//! Keys in passphrase-encrypted PKCS#8 files.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use p256::ecdsa::signature::Signer as _;
+use p256::ecdsa::{Signature, SigningKey};
+use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, LineEnding};
+use p256::SecretKey;
+use pkcs8::der::Decode as _;
+use pkcs8::EncryptedPrivateKeyInfo;
+use zeroize::Zeroizing;
+
+use crate::{KeyError, SecretSource, Signer, SIGNATURE_LEN};
+
+/// The PEM label of an encrypted PKCS#8 key.
+const PEM_LABEL: &str = "ENCRYPTED PRIVATE KEY";
+/// Key files larger than this are not key files.
+const MAX_FILE_LEN: u64 = 64 * 1024;
+
+/// A P-256 key held in memory, loaded from (or created as) an encrypted
+/// PKCS#8 PEM file: PBES2 with scrypt (log N = 17, r = 8, p = 1) and
+/// AES-256-CBC.
+///
+/// The key is wiped from memory when the signer is dropped; `Debug` prints
+/// only the path.
+pub struct FileSigner {
+    path: PathBuf,
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for FileSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSigner")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileSigner {
+    /// Generates a key and writes it, encrypted under a new passphrase from
+    /// `secrets`, to `path` with mode 0600.
+    ///
+    /// Never replaces an existing file: the key is written to a temporary file
+    /// in the same directory, synced, then linked into place only if `path`
+    /// does not exist ([`KeyError::AlreadyExists`] otherwise).
+    pub fn generate(path: &Path, secrets: &dyn SecretSource) -> Result<Self, KeyError> {
+        let exists = || KeyError::AlreadyExists(format!("file:{}", path.display()));
+        if path.symlink_metadata().is_ok() {
+            return Err(exists());
+        }
+        let passphrase = secrets.new_passphrase(&path.display().to_string())?;
+        if passphrase.is_empty() {
+            return Err(KeyError::EmptyPassphrase);
+        }
+        let secret = SecretKey::random(&mut rand_core::OsRng);
+        let pem: Zeroizing<String> = secret
+            .to_pkcs8_encrypted_pem(&mut rand_core::OsRng, passphrase.as_bytes(), LineEnding::LF)
+            .map_err(|_| KeyError::Corrupt {
+                path: path.to_owned(),
+                reason: "could not encode the new key",
+            })?;
+
+        let io = |p: &Path| {
+            let p = p.to_owned();
+            move |source| KeyError::Io { path: p, source }
+        };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".citycard-key-")
+            .suffix(".tmp")
+            .tempfile_in(dir)
+            .map_err(io(dir))?;
+        set_owner_only(tmp.as_file()).map_err(io(tmp.path()))?;
+        tmp.write_all(pem.as_bytes()).map_err(io(tmp.path()))?;
+        tmp.as_file().sync_all().map_err(io(tmp.path()))?;
+        match tmp.persist_noclobber(path) {
+            Ok(_) => {}
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists()),
+            Err(e) => return Err(io(path)(e.error)),
+        }
+        // Make the new directory entry durable too.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(FileSigner {
+            path: path.to_owned(),
+            key: SigningKey::from(secret),
+        })
+    }
+
+    /// Opens the key file at `path` with the passphrase from `secrets`.
+    pub fn open(path: &Path, secrets: &dyn SecretSource) -> Result<Self, KeyError> {
+        let corrupt = |reason| KeyError::Corrupt {
+            path: path.to_owned(),
+            reason,
+        };
+        let meta = std::fs::metadata(path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => KeyError::NotFound(path.to_owned()),
+            _ => KeyError::Io {
+                path: path.to_owned(),
+                source,
+            },
+        })?;
+        if !meta.is_file() || meta.len() > MAX_FILE_LEN {
+            return Err(corrupt("not a key file"));
+        }
+        let bytes = std::fs::read(path).map_err(|source| KeyError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| corrupt("not a PEM file"))?;
+        let (label, doc) =
+            pkcs8::Document::from_pem(text).map_err(|_| corrupt("not a PEM file"))?;
+        if label != PEM_LABEL {
+            return Err(corrupt("not an encrypted PKCS#8 key"));
+        }
+        let info = EncryptedPrivateKeyInfo::from_der(doc.as_bytes())
+            .map_err(|_| corrupt("not an encrypted PKCS#8 key"))?;
+
+        let passphrase = secrets.passphrase(&path.display().to_string())?;
+        let plain = info.decrypt(passphrase.as_bytes()).map_err(|e| match e {
+            // A bad CBC padding comes back as `EncryptFailed` from pkcs5 0.7;
+            // a lucky padding then fails as DER.
+            pkcs8::Error::EncryptedPrivateKey(
+                pkcs8::pkcs5::Error::DecryptFailed | pkcs8::pkcs5::Error::EncryptFailed,
+            )
+            | pkcs8::Error::Asn1(_) => KeyError::WrongPassphrase,
+            _ => corrupt("unsupported key encryption"),
+        })?;
+        let secret = SecretKey::from_pkcs8_der(plain.as_bytes())
+            .map_err(|_| corrupt("not a P-256 private key"))?;
+        Ok(FileSigner {
+            path: path.to_owned(),
+            key: SigningKey::from(secret),
+        })
+    }
+
+    /// The path of the key file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Signer for FileSigner {
+    fn public_key(&self) -> p256::PublicKey {
+        p256::PublicKey::from(self.key.verifying_key())
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<[u8; SIGNATURE_LEN], KeyError> {
+        let sig: Signature = self.key.sign(message);
+        Ok(sig.to_bytes().into())
+    }
+
+    fn locator(&self) -> String {
+        format!("file:{}", self.path.display())
+    }
+}
+
+#[cfg(unix)]
+fn set_owner_only(f: &std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+}
+
+#[cfg(not(unix))]
+fn set_owner_only(_f: &std::fs::File) -> std::io::Result<()> {
+    Ok(())
+}
