@@ -42,6 +42,20 @@ pub trait Signer: Send {
     fn locator(&self) -> String;
 }
 
+impl<S: Signer + ?Sized> Signer for Box<S> {
+    fn public_key(&self) -> p256::PublicKey {
+        (**self).public_key()
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<[u8; SIGNATURE_LEN], KeyError> {
+        (**self).sign(message)
+    }
+
+    fn locator(&self) -> String {
+        (**self).locator()
+    }
+}
+
 impl std::fmt::Debug for dyn Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Signer")

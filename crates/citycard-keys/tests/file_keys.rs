@@ -40,6 +40,12 @@ fn generate_open_sign_verify() {
     assert_eq!(again.locator(), loc.locator());
     assert!(again.locator().starts_with("file:"));
 
+    // Box<dyn Signer> is itself a Signer, for generic callers.
+    fn sign_with(s: &impl Signer, m: &[u8]) -> [u8; 64] {
+        s.sign(m).unwrap()
+    }
+    citycard_proto::crypto::verify(&root.public_key(), b"g", &sign_with(&again, b"g")).unwrap();
+
     // Two different keys.
     let other = generate(
         &KeyLocation::File(dir.path().join("station.key")),

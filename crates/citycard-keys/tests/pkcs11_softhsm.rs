@@ -53,7 +53,8 @@ fn hsm() -> &'static Hsm {
     static HSM: OnceLock<Hsm> = OnceLock::new();
     HSM.get_or_init(|| {
         let module = module_path();
-        let dir = tempfile::tempdir().unwrap();
+        // Under target/, since a static is never dropped to clean it up.
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let tokens = dir.path().join("tokens");
         std::fs::create_dir(&tokens).unwrap();
         let conf = dir.path().join("softhsm2.conf");
