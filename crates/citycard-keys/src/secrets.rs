@@ -129,3 +129,51 @@ impl SecretSource for FixedSecrets {
         Ok(self.pin.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The only test in this binary that touches the environment.
+    #[test]
+    fn env_or_prompt() {
+        std::env::set_var(PASSPHRASE_ENV, "from-env-pass");
+        std::env::set_var(PIN_ENV, "4321");
+        assert_eq!(
+            EnvOrPrompt.passphrase("k").unwrap().as_str(),
+            "from-env-pass"
+        );
+        assert_eq!(
+            EnvOrPrompt.new_passphrase("k").unwrap().as_str(),
+            "from-env-pass"
+        );
+        assert_eq!(EnvOrPrompt.pkcs11_pin("T").unwrap().as_str(), "4321");
+        std::env::remove_var(PASSPHRASE_ENV);
+        std::env::remove_var(PIN_ENV);
+        if !std::io::stdin().is_terminal() {
+            let err = EnvOrPrompt.passphrase("k").unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    KeyError::NoSecret {
+                        env_var: PASSPHRASE_ENV,
+                        ..
+                    }
+                ),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains("CITYCARD_PASSPHRASE"), "{err}");
+            let err = EnvOrPrompt.pkcs11_pin("T").unwrap_err();
+            assert!(err.to_string().contains("CITYCARD_PKCS11_PIN"), "{err}");
+        }
+    }
+
+    #[test]
+    fn fixed_secrets_debug_is_redacted() {
+        let s = FixedSecrets::new("hunter2", "9999");
+        let d = format!("{s:?}");
+        assert!(!d.contains("hunter2") && !d.contains("9999"), "{d}");
+        assert_eq!(s.passphrase("x").unwrap().as_str(), "hunter2");
+        assert_eq!(s.pkcs11_pin("x").unwrap().as_str(), "9999");
+    }
+}
