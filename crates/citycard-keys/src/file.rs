@@ -15,12 +15,14 @@ use crate::{KeyError, SecretSource, Signer, SIGNATURE_LEN};
 
 /// The PEM label of an encrypted PKCS#8 key.
 const PEM_LABEL: &str = "ENCRYPTED PRIVATE KEY";
+/// scrypt cost: N = 2^14 (see [`encrypt_pem`]).
+const SCRYPT_LOG_N: u8 = 14;
 /// Key files larger than this are not key files.
 const MAX_FILE_LEN: u64 = 64 * 1024;
 
 /// A P-256 key held in memory, loaded from (or created as) an encrypted
-/// PKCS#8 PEM file: PBES2 with scrypt (log N = 17, r = 8, p = 1) and
-/// AES-256-CBC.
+/// PKCS#8 PEM file: PBES2 with scrypt (N = 2^14, r = 8, p = 1) and
+/// AES-256-CBC, readable by OpenSSL.
 ///
 /// The key is wiped from memory when the signer is dropped; `Debug` prints
 /// only the path.
@@ -54,12 +56,10 @@ impl FileSigner {
             return Err(KeyError::EmptyPassphrase);
         }
         let secret = SecretKey::random(&mut rand_core::OsRng);
-        let pem: Zeroizing<String> = secret
-            .to_pkcs8_encrypted_pem(&mut rand_core::OsRng, passphrase.as_bytes(), LineEnding::LF)
-            .map_err(|_| KeyError::Corrupt {
-                path: path.to_owned(),
-                reason: "could not encode the new key",
-            })?;
+        let pem = encrypt_pem(&secret, passphrase.as_bytes()).ok_or_else(|| KeyError::Corrupt {
+            path: path.to_owned(),
+            reason: "could not encode the new key",
+        })?;
 
         let io = |p: &Path| {
             let p = p.to_owned();
@@ -158,6 +158,26 @@ impl Signer for FileSigner {
     fn locator(&self) -> String {
         format!("file:{}", self.path.display())
     }
+}
+
+/// Encrypted PKCS#8 PEM of `secret`: PBES2, scrypt (N = 2^14, r = 8, p = 1)
+/// and AES-256-CBC with a random 16-byte salt and IV.
+///
+/// N = 2^14 with r = 8 (16 MiB) is the most OpenSSL 3 accepts for PKCS#8, so
+/// the file stays readable by standard tools (`openssl pkey`) for recovery;
+/// the `pkcs8` crate's own default (N = 2^17) is not.
+fn encrypt_pem(secret: &SecretKey, passphrase: &[u8]) -> Option<Zeroizing<String>> {
+    use pkcs8::pkcs5::{pbes2, scrypt};
+    let mut salt = [0u8; 16];
+    let mut iv = [0u8; 16];
+    getrandom::getrandom(&mut salt).ok()?;
+    getrandom::getrandom(&mut iv).ok()?;
+    let params = scrypt::Params::new(SCRYPT_LOG_N, 8, 1, 32).ok()?;
+    let params = pbes2::Parameters::scrypt_aes256cbc(params, &salt, &iv).ok()?;
+    let der = secret.to_pkcs8_der().ok()?;
+    let info = pkcs8::PrivateKeyInfo::try_from(der.as_bytes()).ok()?;
+    let encrypted = info.encrypt_with_params(params, passphrase).ok()?;
+    encrypted.to_pem(PEM_LABEL, LineEnding::LF).ok()
 }
 
 #[cfg(unix)]

@@ -7,6 +7,7 @@
 )]
 
 use std::path::Path;
+use std::process::Command;
 
 use citycard_keys::{
     generate, open, FileSigner, FixedSecrets, KeyError, KeyLocation, SecretSource, Signer,
@@ -253,4 +254,61 @@ fn no_prompt_for_missing_or_existing() {
     assert!(FileSigner::open(&path, &c).is_err());
     assert!(FileSigner::generate(&path, &c).is_err());
     assert_eq!(c.0.get(), 0);
+}
+
+/// Our files are standard encrypted PKCS#8: OpenSSL reads them, and we read
+/// keys OpenSSL encrypted (PBKDF2-SHA256 + AES-256-CBC). Skipped without `openssl`.
+#[test]
+fn openssl_interop() {
+    if Command::new("openssl").arg("version").output().is_err() {
+        eprintln!("openssl not installed; interop test skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("ours.key");
+    let signer = FileSigner::generate(&ours, &secrets()).unwrap();
+    let out = Command::new("openssl")
+        .args([
+            "pkey",
+            "-pubout",
+            "-outform",
+            "DER",
+            "-passin",
+            "env:KEYPASS",
+            "-in",
+        ])
+        .arg(&ours)
+        .env("KEYPASS", PASS)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use p256::pkcs8::DecodePublicKey as _;
+    assert_eq!(
+        p256::PublicKey::from_public_key_der(&out.stdout).unwrap(),
+        signer.public_key()
+    );
+
+    let theirs = dir.path().join("theirs.key");
+    let status = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-aes-256-cbc", "-pass", "env:KEYPASS", "-out"])
+        .arg(&theirs)
+        .env("KEYPASS", PASS)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let s = FileSigner::open(&theirs, &secrets()).unwrap();
+    citycard_proto::crypto::verify(&s.public_key(), b"m", &s.sign(b"m").unwrap()).unwrap();
+    let err = FileSigner::open(&theirs, &FixedSecrets::new("nope", "")).unwrap_err();
+    assert!(matches!(err, KeyError::WrongPassphrase), "{err:?}");
 }
