@@ -1,0 +1,68 @@
+//! The crate's one error type: what can go wrong while loading the reader's
+//! trust material. (Card outcomes are not errors: they are [`Verdict`](crate::Verdict)s.)
+
+/// Why a trust bundle or partner credential cannot be used.
+///
+/// Messages never contain key material.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum ReaderError {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file or value is not in the expected format.
+    #[error("malformed {what}")]
+    Malformed {
+        /// What was being read (e.g. "trust bundle", "credential certificate").
+        what: &'static str,
+    },
+    /// The trust bundle's own signature, or one of the station certificates or
+    /// the revocation list inside it, does not verify with the bundle's root.
+    #[error("the trust bundle does not verify with its root key")]
+    BundleSignature,
+    /// The bundle's root key is not the one the partner pinned
+    /// ([`Trust::with_expected_root`](crate::Trust::with_expected_root)).
+    #[error("the trust bundle's root key is not the expected one (fingerprint {found})")]
+    UnexpectedRoot {
+        /// Hex SHA-256 of the bundle's root point.
+        found: String,
+    },
+    /// The credential's certificate is not a reader certificate.
+    #[error("the credential's certificate is not a reader certificate")]
+    CredentialNotAReader,
+    /// The credential's certificate names another issuer than the bundle.
+    #[error("the credential is for issuer {credential:?}, the trust bundle for {bundle:?}")]
+    CredentialNotForThisIssuer {
+        /// Issuer id in the reader certificate.
+        credential: String,
+        /// Issuer id of the trust bundle.
+        bundle: String,
+    },
+    /// The credential's certificate is not signed by the bundle's root.
+    #[error("the credential's certificate is not signed by the trust bundle's root")]
+    CredentialSignature,
+    /// The credential's private key does not belong to its certificate.
+    #[error("the credential's private key does not match its certificate")]
+    CredentialKeyMismatch,
+    /// The credential file's schema version is not supported.
+    #[error("unsupported credential schema version {0}")]
+    UnsupportedSchema(u64),
+    /// The file to write already exists (credentials are never overwritten).
+    #[error("{0}: already exists")]
+    AlreadyExists(String),
+}
+
+impl ReaderError {
+    pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,31 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
+mod credential;
+mod error;
+mod policy;
+mod trust;
+mod verdict;
+mod verify;
+
+pub use credential::{PartnerCredential, CREDENTIAL_SCHEMA_VERSION};
+pub use error::ReaderError;
+pub use policy::{Policy, StalePolicy};
+pub use trust::{root_fingerprint, Trust};
+pub use verdict::{Genuine, Verdict, VERDICT_SCHEMA_VERSION};
+#[cfg(feature = "tokio")]
+pub use verify::verify_async;
+pub use verify::{verify, MAX_GET_RESPONSE, MAX_RESPONSE_LEN};
+
+// Re-exported so that partners need not depend on the protocol crates for the basics.
+pub use citycard_proto::{AttributeId, AttributeSet, Date};
+pub use citycard_transport::{CardChannel, CardTransport, ChannelConfig};

@@ -1,0 +1,301 @@
+//! [`verify`]: one tap, from a connected card to a [`Verdict`] (SPEC §8).
+
+use citycard_proto::auth::ReaderSession;
+use citycard_proto::consts::{cla, ins, LifeCycle, AID, PROTOCOL_VERSION};
+use citycard_proto::tlv::{self, Sequence};
+use citycard_proto::{AttributeId, AttributeSet, Command, Error as ProtoError, StatusWord};
+use citycard_transport::{CardChannel, CardTransport, ChannelConfig, TransportError};
+use rand_core::CryptoRngCore;
+
+use crate::verdict::Genuine;
+use crate::{Policy, StalePolicy, Trust, Verdict};
+
+/// Largest response data [`verify`] accepts for one command (all GET RESPONSE
+/// rounds together). The largest legitimate answer (every attribute at its
+/// maximum length) is under 2 KiB.
+pub const MAX_RESPONSE_LEN: usize = 4096;
+/// Most GET RESPONSE commands [`verify`] sends for one command.
+pub const MAX_GET_RESPONSE: usize = 16;
+
+/// Verifies the card on `channel` (SPEC §8) and returns the verdict.
+///
+/// 1. SELECT: `6A82` (or anything but a citycard FCI) → [`Verdict::NotACitycard`];
+///    `6283` → [`Verdict::Terminated`]; life cycle not issued → [`Verdict::Blank`].
+/// 2. GENERAL AUTHENTICATE with a fresh ephemeral key from `rng`. On `6982`:
+///    PSO: VERIFY CERTIFICATE with the reader certificate, then GENERAL
+///    AUTHENTICATE again with a new ephemeral key. (With
+///    [`Policy::always_send_certificate`], PSO comes first.) If the card still
+///    refuses, the reason is found locally: [`Verdict::Unauthorised`],
+///    [`Verdict::CredentialExpired`] or [`Verdict::CardRefused`].
+/// 3. Opens the answer: decryption ([`Verdict::Tampered`]), echo
+///    ([`Verdict::Replay`]), card MAC ([`Verdict::Clone`]), digests
+///    ([`Verdict::Tampered`]); station in the bundle ([`Verdict::UnknownIssuer`]),
+///    valid on the issue date ([`Verdict::StationNotValidAtIssue`]), record
+///    signature ([`Verdict::BadIssuerSignature`]); card validity
+///    ([`Verdict::Expired`], [`Verdict::NotYetValid`]); revocation
+///    ([`Verdict::Revoked`]); list freshness ([`Verdict::RevocationListStale`]
+///    or a flag, per [`StalePolicy`]).
+///
+/// The channel's limits are tightened to [`MAX_RESPONSE_LEN`] and
+/// [`MAX_GET_RESPONSE`] for the call (and restored after), so a card that
+/// answers `61xx` forever or floods data gets a verdict, not a hang. Nothing
+/// the card sends can make this panic.
+///
+/// The card is left selected; the caller decides how to disconnect.
+pub fn verify<T: CardTransport>(
+    channel: &mut CardChannel<T>,
+    trust: &Trust,
+    policy: &Policy,
+    rng: &mut impl CryptoRngCore,
+) -> Verdict {
+    let saved = channel.config().clone();
+    {
+        let config: &mut ChannelConfig = channel.config_mut();
+        config.max_response_len = config.max_response_len.min(MAX_RESPONSE_LEN);
+        config.max_get_response = config.max_get_response.min(MAX_GET_RESPONSE);
+    }
+    let verdict = match run(channel, trust, policy, rng) {
+        Ok(v) | Err(v) => v,
+    };
+    *channel.config_mut() = saved;
+    verdict
+}
+
+/// Runs [`verify`] on tokio's blocking pool: the transport (e.g. a PC/SC
+/// card handle, whose calls block) moves into the blocking task and comes
+/// back with the verdict, so runtime threads never block.
+///
+/// `trust` is shared (`Arc`) so that many readers can verify at once; the
+/// random generator is the operating system's.
+///
+/// # Errors
+///
+/// A [`tokio::task::JoinError`] only if the blocking task panicked or was
+/// cancelled (the runtime shutting down); the channel is lost then.
+#[cfg(feature = "tokio")]
+pub async fn verify_async<T>(
+    mut channel: CardChannel<T>,
+    trust: std::sync::Arc<Trust>,
+    policy: Policy,
+) -> Result<(Verdict, CardChannel<T>), tokio::task::JoinError>
+where
+    T: CardTransport + Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        let verdict = verify(&mut channel, &trust, &policy, &mut rand_core::OsRng);
+        (verdict, channel)
+    })
+    .await
+}
+
+/// The procedure; `Err` carries an early verdict.
+fn run<T: CardTransport>(
+    channel: &mut CardChannel<T>,
+    trust: &Trust,
+    policy: &Policy,
+    rng: &mut impl CryptoRngCore,
+) -> Result<Verdict, Verdict> {
+    let credential = trust.credential();
+    let cert = credential.certificate();
+    let grants = cert.body().grants;
+    let requested = policy.requested.unwrap_or(grants);
+
+    // 1. SELECT.
+    let select = Command::new(cla::ISO, ins::SELECT, 0x04, 0x00)
+        .with_data(AID.to_vec())
+        .with_le(256);
+    let answer = send(channel, &select)?;
+    match answer.sw {
+        StatusWord::Success => {}
+        StatusWord::SelectedFileDeactivated => return Err(Verdict::Terminated),
+        _ => return Err(Verdict::NotACitycard),
+    }
+    match life_cycle(&answer.data) {
+        Some(LifeCycle::Issued) => {}
+        Some(LifeCycle::Terminated) => return Err(Verdict::Terminated),
+        Some(_) => return Err(Verdict::Blank),
+        None => return Err(Verdict::NotACitycard),
+    }
+
+    // 2. GENERAL AUTHENTICATE, with PSO when the card does not know us.
+    let pso = Command::new(cla::ISO, ins::PSO, 0x00, 0xBE).with_data(cert.as_bytes().to_vec());
+    let fingerprint = cert.fingerprint();
+    let mut certificate_sent = false;
+    if policy.always_send_certificate {
+        let r = send(channel, &pso)?;
+        certificate_sent = true;
+        if r.sw != StatusWord::Success {
+            return Err(refusal(trust, policy, requested, r.sw));
+        }
+    }
+    let mut session = ReaderSession::new(rng, fingerprint, requested, policy.today);
+    let mut response = send(channel, &session.command())?;
+    if response.sw == StatusWord::SecurityStatusNotSatisfied && !certificate_sent {
+        let r = send(channel, &pso)?;
+        if r.sw != StatusWord::Success {
+            return Err(refusal(trust, policy, requested, r.sw));
+        }
+        session = ReaderSession::new(rng, fingerprint, requested, policy.today);
+        response = send(channel, &session.command())?;
+    }
+    if response.sw != StatusWord::Success {
+        return Err(refusal(trust, policy, requested, response.sw));
+    }
+
+    // 3a–3d. Decrypt, echo, card MAC, digests.
+    let disclosure = session
+        .open(&response.data, credential.key())
+        .map_err(|e| match e {
+            ProtoError::TranscriptMismatch => Verdict::Replay,
+            ProtoError::BadMac => Verdict::Clone,
+            other => Verdict::Tampered {
+                detail: other.to_string(),
+            },
+        })?;
+    let record = &disclosure.record;
+    let body = record.body();
+
+    // 3e. The issuer: station known, valid at issue, signature.
+    let bundle = trust.bundle();
+    let station = bundle
+        .station(&body.station)
+        .ok_or(Verdict::UnknownIssuer)?;
+    if !station.is_valid_on(body.valid_from) {
+        return Err(Verdict::StationNotValidAtIssue);
+    }
+    record
+        .verify(&station.body().public_key)
+        .map_err(|_| Verdict::BadIssuerSignature)?;
+
+    // 3f. Validity, revocation, freshness.
+    if policy.today > body.valid_to {
+        return Err(Verdict::Expired { on: body.valid_to });
+    }
+    if policy.today < body.valid_from {
+        return Err(Verdict::NotYetValid {
+            from: body.valid_from,
+        });
+    }
+    let list = bundle.body().revocations.body();
+    if bundle.body().revocations.is_revoked(&record.revocation_id()) {
+        return Err(Verdict::Revoked);
+    }
+    let stale = policy.now_unix > list.next_update.saturating_add(policy.grace_secs);
+    if stale && policy.stale == StalePolicy::Reject {
+        return Err(Verdict::RevocationListStale {
+            next_update: list.next_update,
+        });
+    }
+
+    // 4. Only now expose what was disclosed, and nothing else.
+    let attributes: Vec<(AttributeId, Vec<u8>)> = disclosure
+        .attributes
+        .iter()
+        .filter(|e| requested.contains(e.id) && grants.contains(e.id))
+        .map(|e| (e.id, e.value.clone()))
+        .collect();
+    let card_number = attributes
+        .iter()
+        .find(|(id, _)| *id == AttributeId::CARD_NUMBER)
+        .and_then(|(_, v)| String::from_utf8(v.clone()).ok());
+    let predicates = requested
+        .iter()
+        .filter(|id| id.age_threshold().is_some())
+        .map(|id| {
+            let answer = disclosure.predicates.and_then(|p| {
+                p.answered.contains(id).then_some(p.holds.contains(id))
+            });
+            (id, answer)
+        })
+        .collect();
+    Ok(Verdict::Genuine(Genuine {
+        attributes,
+        pseudonym: disclosure.pseudonym,
+        predicates,
+        card_number,
+        expires: body.valid_to,
+        revocation_age_secs: policy.now_unix.saturating_sub(list.issued_at),
+        revocation_stale: stale,
+    }))
+}
+
+/// Sends one command; transport failures become verdicts.
+fn send<T: CardTransport>(
+    channel: &mut CardChannel<T>,
+    cmd: &Command,
+) -> Result<citycard_proto::Response, Verdict> {
+    channel.exchange(cmd).map_err(|e| match e {
+        TransportError::CardRemoved => Verdict::CardRemoved,
+        TransportError::ResponseTooLong { .. } | TransportError::TooManyGetResponse { .. } => {
+            Verdict::Tampered {
+                detail: e.to_string(),
+            }
+        }
+        other => Verdict::TransportError(other.to_string()),
+    })
+}
+
+/// Why the card refused us, found locally (the card says `6982` whatever the
+/// reason, SPEC §10.9).
+fn refusal(trust: &Trust, policy: &Policy, requested: AttributeSet, sw: StatusWord) -> Verdict {
+    if sw != StatusWord::SecurityStatusNotSatisfied {
+        return Verdict::Tampered {
+            detail: format!("unexpected status word {sw}"),
+        };
+    }
+    let cert = trust.credential().certificate();
+    let not_granted = requested.difference(cert.body().grants);
+    if !not_granted.is_empty() {
+        return Verdict::Unauthorised { not_granted };
+    }
+    if !cert.is_valid_on(policy.today) {
+        return Verdict::CredentialExpired {
+            effective: cert.body().effective,
+            expiry: cert.body().expiry,
+        };
+    }
+    Verdict::CardRefused
+}
+
+/// The life cycle in a citycard FCI (SPEC §5.5), or `None` if `fci` is not one.
+fn life_cycle(fci: &[u8]) -> Option<LifeCycle> {
+    let outer = tlv::read_exact(fci, 0x6F).ok()?;
+    let mut s = Sequence::new(outer.value).ok()?;
+    let aid = s.required(0x84).ok()?;
+    let prop = s.required(0xA5).ok()?;
+    s.finish().ok()?;
+    if aid.value != AID {
+        return None;
+    }
+    let mut p = Sequence::new(prop.value).ok()?;
+    let version = p.required(0x80).ok()?;
+    let state = p.required(0x81).ok()?;
+    p.finish().ok()?;
+    if version.value != [PROTOCOL_VERSION] {
+        return None;
+    }
+    match state.value {
+        [b] => LifeCycle::from_byte(*b),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_spec_fci() {
+        let fci = hex::decode("6F14840AF0434954594341524401A506800101810107").unwrap();
+        assert_eq!(life_cycle(&fci), Some(LifeCycle::Issued));
+        let mut blank = fci.clone();
+        *blank.last_mut().unwrap() = 1;
+        assert_eq!(life_cycle(&blank), Some(LifeCycle::Blank));
+        for i in 0..fci.len() {
+            let mut bad = fci.clone();
+            bad[i] ^= 0x40;
+            assert_ne!(life_cycle(&bad), Some(LifeCycle::Issued), "flip at {i}");
+        }
+        assert_eq!(life_cycle(&[]), None);
+    }
+}
