@@ -1,0 +1,70 @@
+//! Unit tests that need the registry's internals (fault injection).
+
+use citycard_proto::{crypto, revocation, AttributeId, Date};
+use rand_chacha::rand_core::SeedableRng;
+
+use crate::{CardState, NewIssuance, Registry, RegistryError, RevocationReason};
+
+fn issuance<'a>(
+    card_number: &'a str,
+    attributes: &'a [(AttributeId, Vec<u8>)],
+    replaces: Option<RevocationReason>,
+) -> NewIssuance<'a> {
+    NewIssuance {
+        card_number,
+        resident_ref: "r-1",
+        station: "desk-1",
+        issued_on: Date::new(2026, 3, 1).unwrap(),
+        expires_on: Date::new(2031, 2, 28).unwrap(),
+        attributes,
+        batch: None,
+        replaces,
+        actor: "op-1",
+    }
+}
+
+#[test]
+fn failure_after_revoke_inside_the_transaction_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.sqlite");
+    let mut reg = Registry::create(&path).unwrap();
+    let attrs = vec![(AttributeId::NAME, b"Old Name".to_vec())];
+    let intent = reg.begin_intent(&issuance("LG-1", &attrs, None)).unwrap();
+    let pk = crypto::generate(&mut rand_chacha::ChaCha20Rng::seed_from_u64(7)).public_key();
+    reg.commit_issued(
+        intent.id,
+        &crypto::encode_point(&pk),
+        &revocation::revocation_id(&pk),
+        "op-1",
+    )
+    .unwrap();
+    let audit_before = reg.audit_log().unwrap();
+
+    reg.fail_after_revoke = true;
+    let new_attrs = vec![(AttributeId::NAME, b"New Name".to_vec())];
+    let err = reg
+        .begin_intent(&issuance("LG-2", &new_attrs, Some(RevocationReason::Lost)))
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::Sqlite(_)), "{err}");
+    // Nothing changed: old card live, no revocation, no new card, same audit
+    // log, same attributes — in this connection and in a fresh one.
+    for reg in [&reg, &Registry::open(&path).unwrap()] {
+        assert_eq!(reg.card("LG-1").unwrap().unwrap().state, CardState::Issued);
+        assert!(reg.card("LG-2").unwrap().is_none());
+        assert!(reg.revoked().unwrap().is_empty());
+        assert_eq!(reg.audit_log().unwrap(), audit_before);
+        assert_eq!(reg.resident_attributes("r-1").unwrap().unwrap(), attrs);
+    }
+
+    // Without the fault the same call goes through, revocation included.
+    reg.fail_after_revoke = false;
+    reg.begin_intent(&issuance("LG-2", &new_attrs, Some(RevocationReason::Lost)))
+        .unwrap();
+    assert!(matches!(
+        reg.card("LG-1").unwrap().unwrap().state,
+        CardState::Revoked {
+            reason: RevocationReason::Lost,
+            ..
+        }
+    ));
+}
