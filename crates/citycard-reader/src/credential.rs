@@ -133,17 +133,17 @@ impl PartnerCredential {
         if file.schema_version != CREDENTIAL_SCHEMA_VERSION {
             return Err(ReaderError::UnsupportedSchema(file.schema_version));
         }
-        let cert_bytes = hex::decode(file.certificate.trim()).map_err(|_| ReaderError::Malformed {
-            what: "credential certificate (hex)",
-        })?;
+        let cert_bytes =
+            hex::decode(file.certificate.trim()).map_err(|_| ReaderError::Malformed {
+                what: "credential certificate (hex)",
+            })?;
         let certificate = Certificate::decode(&cert_bytes).map_err(|_| ReaderError::Malformed {
             what: "credential certificate",
         })?;
-        let key = SecretKey::from_pkcs8_pem(&file.private_key).map_err(|_| {
-            ReaderError::Malformed {
+        let key =
+            SecretKey::from_pkcs8_pem(&file.private_key).map_err(|_| ReaderError::Malformed {
                 what: "credential private key (PKCS#8 PEM, P-256)",
-            }
-        })?;
+            })?;
         let credential = Self::new(certificate, key)?;
         if file.issuer_id != credential.issuer_id() || file.partner != credential.partner() {
             return Err(ReaderError::Malformed {

@@ -64,7 +64,10 @@ impl std::fmt::Debug for Genuine {
             .field("attributes", &names)
             .field("pseudonym", &self.pseudonym.map(|_| "REDACTED"))
             .field("predicates", &self.predicates)
-            .field("card_number", &self.card_number.as_ref().map(|_| "REDACTED"))
+            .field(
+                "card_number",
+                &self.card_number.as_ref().map(|_| "REDACTED"),
+            )
             .field("expires", &self.expires)
             .field("revocation_age_secs", &self.revocation_age_secs)
             .field("revocation_stale", &self.revocation_stale)

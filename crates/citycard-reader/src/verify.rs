@@ -177,7 +177,11 @@ fn run<T: CardTransport>(
         });
     }
     let list = bundle.body().revocations.body();
-    if bundle.body().revocations.is_revoked(&record.revocation_id()) {
+    if bundle
+        .body()
+        .revocations
+        .is_revoked(&record.revocation_id())
+    {
         return Err(Verdict::Revoked);
     }
     let stale = policy.now_unix > list.next_update.saturating_add(policy.grace_secs);
@@ -202,9 +206,9 @@ fn run<T: CardTransport>(
         .iter()
         .filter(|id| id.age_threshold().is_some())
         .map(|id| {
-            let answer = disclosure.predicates.and_then(|p| {
-                p.answered.contains(id).then_some(p.holds.contains(id))
-            });
+            let answer = disclosure
+                .predicates
+                .and_then(|p| p.answered.contains(id).then_some(p.holds.contains(id)));
             (id, answer)
         })
         .collect();
