@@ -107,3 +107,32 @@ impl Policy {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn today_follows_the_clock_in_utc() {
+        assert_eq!(Policy::at(0).today, Date::new(1970, 1, 1).unwrap());
+        // 2026-11-26 23:59:59 and 2026-11-27 00:00:00 UTC.
+        assert_eq!(
+            Policy::at(1_795_737_599).today,
+            Date::new(2026, 11, 26).unwrap()
+        );
+        assert_eq!(
+            Policy::at(1_795_737_600).today,
+            Date::new(2026, 11, 27).unwrap()
+        );
+        assert_eq!(Policy::at(u64::MAX).today, Date::new(9999, 12, 31).unwrap());
+        let p = Policy::at(0)
+            .with_now(1_795_737_600)
+            .with_stale(StalePolicy::AcceptFlagged, 60);
+        assert_eq!(
+            (p.today.day(), p.grace_secs, p.stale),
+            (27, 60, StalePolicy::AcceptFlagged)
+        );
+        assert_eq!(p.requested, None);
+        assert!(!p.always_send_certificate);
+    }
+}
