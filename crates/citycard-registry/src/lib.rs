@@ -101,6 +101,47 @@ fn check_retained(id: AttributeId) -> Result<()> {
     Ok(())
 }
 
+/// Words that no audit action may contain: the registry records nothing
+/// about nationality, documents, or immigration, legal or administrative
+/// status, not even as the name of an action.
+pub const FORBIDDEN_WORDS: &[&str] = &[
+    "nation", "citizen", "country", "birth", "document", "passport", "permit", "immigra",
+    "migrant", "visa", "status", "legal", "asylum", "refugee", "alien", "ethnic", "religio",
+];
+
+/// Actions written by the registry itself with the change they record;
+/// [`Registry::record_action`] cannot write them.
+const RESERVED_ACTIONS: &[&str] = &["intent", "issued", "forget"];
+const RESERVED_ACTION_PREFIXES: &[&str] = &["spoiled:", "revoked:"];
+
+fn check_action(action: &str) -> Result<()> {
+    if action.is_empty()
+        || action.len() > 48
+        || !action
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b':')
+    {
+        return Err(invalid(
+            "action",
+            "a machine word: 1 to 48 of a-z, 0-9, '-', ':'",
+        ));
+    }
+    if RESERVED_ACTIONS.contains(&action)
+        || RESERVED_ACTION_PREFIXES
+            .iter()
+            .any(|p| action.starts_with(p))
+    {
+        return Err(invalid(
+            "action",
+            "reserved for the registry's own card records",
+        ));
+    }
+    if FORBIDDEN_WORDS.iter().any(|w| action.contains(w)) {
+        return Err(invalid("action", "names data the registry never records"));
+    }
+    Ok(())
+}
+
 /// The issuance registry: one SQLite file.
 ///
 /// Every mutating method runs in one `IMMEDIATE` transaction, writes its
@@ -1004,6 +1045,29 @@ impl Registry {
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
+    }
+
+    /// Appends an audit entry for an issuer action that changes no card
+    /// record (`station-added`, `partner-enrolled`,
+    /// `revocation-list-published`, ...). The action is a machine word (1–48
+    /// of `a-z`, `0-9`, `-`, `:`), never one of the registry's own card
+    /// actions, and never names forbidden data ([`FORBIDDEN_WORDS`]); the
+    /// station, if any, is a station name. No free text, so no personal data.
+    pub fn record_action(
+        &mut self,
+        actor: &str,
+        station: Option<&str>,
+        action: &str,
+    ) -> Result<()> {
+        check_text("actor", actor, MAX_NAME_LEN)?;
+        if let Some(station) = station {
+            check_text("station", station, MAX_NAME_LEN)?;
+        }
+        check_action(action)?;
+        let tx = self.write()?;
+        audit(&tx, actor, station, action, None)?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// The next sequence number for a signed revocation list (1, 2, ...):

@@ -86,9 +86,8 @@ CREATE TABLE audit (
     actor       TEXT    NOT NULL,
     station     TEXT,
     action      TEXT    NOT NULL
-                CHECK (action IN ('intent', 'issued', 'forget')
-                       OR action GLOB 'spoiled:*'
-                       OR action GLOB 'revoked:*'),
+                CHECK (length(action) BETWEEN 1 AND 48
+                       AND action NOT GLOB '*[^a-z0-9:-]*'),
     card_number TEXT
 ) STRICT;
 

@@ -68,3 +68,29 @@ fn failure_after_revoke_inside_the_transaction_changes_nothing() {
         }
     ));
 }
+
+#[test]
+fn connection_settings_make_commits_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.sqlite");
+    for reg in [
+        Registry::create(&path).unwrap(),
+        Registry::open(&path).unwrap(),
+    ] {
+        let get = |name: &str| -> String {
+            reg.conn
+                .pragma_query_value(None, name, |r| {
+                    Ok(match r.get_ref(0)? {
+                        rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into(),
+                        other => format!("{:?}", other.as_i64()?),
+                    })
+                })
+                .unwrap()
+        };
+        assert_eq!(get("journal_mode"), "wal");
+        assert_eq!(get("synchronous"), "2", "FULL");
+        assert_eq!(get("foreign_keys"), "1");
+        assert_eq!(get("secure_delete"), "1");
+        assert_eq!(get("user_version"), "1");
+    }
+}

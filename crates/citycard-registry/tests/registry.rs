@@ -484,7 +484,7 @@ fn audit_log_is_append_only_and_impersonal() {
         .execute("DELETE FROM audit WHERE seq = 1", [])
         .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
-    // An action outside the vocabulary is refused by the database.
+    // Free text as an action is refused by the database.
     let err = conn
         .execute(
             "INSERT INTO audit (at, actor, action) VALUES (0, 'x', 'note: holder is ...')",
@@ -492,10 +492,43 @@ fn audit_log_is_append_only_and_impersonal() {
         )
         .unwrap_err();
     assert!(err.to_string().contains("CHECK"), "{err}");
+    drop(conn);
+    // Issuer actions without a card record go through record_action, which
+    // refuses free text, the registry's own actions and forbidden words.
+    f.reg
+        .record_action("issuer", Some("desk-2"), "station-added")
+        .unwrap();
+    for bad in [
+        "",
+        "Station added",
+        "issued",
+        "revoked:lost",
+        "spoiled:torn",
+        "forget",
+        "checked-immigration-status",
+        "passport-seen",
+        "x".repeat(49).as_str(),
+    ] {
+        assert!(
+            matches!(
+                f.reg.record_action("issuer", None, bad),
+                Err(RegistryError::InvalidInput {
+                    field: "action",
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
+    }
+    let last = f.reg.audit_log().unwrap().pop().unwrap();
+    assert_eq!(last.action, "station-added");
+    assert_eq!(last.station.as_deref(), Some("desk-2"));
+    assert_eq!(last.card_number, None);
     let log = f.reg.audit_log().unwrap();
-    assert_eq!(log.len(), 3);
+    assert_eq!(log.len(), 4);
+    let log = &log[..3];
     assert!(log.windows(2).all(|w| w[0].seq < w[1].seq));
-    for e in &log {
+    for e in log {
         let text = format!("{e:?}");
         assert!(
             !text.contains(NAME) && !text.contains("Liège") && !text.contains("4711"),
@@ -962,7 +995,7 @@ fn schema_has_no_forbidden_fields() {
     names.push(citycard_registry::schema::SCHEMA.to_string());
     for n in &names {
         let lower = n.to_lowercase();
-        for bad in FORBIDDEN {
+        for bad in FORBIDDEN.iter().chain(citycard_registry::FORBIDDEN_WORDS) {
             assert!(!lower.contains(bad), "forbidden {bad:?} in schema: {n}");
         }
     }
