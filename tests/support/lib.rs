@@ -221,3 +221,120 @@ impl Drop for EmulatorProcess {
         }
     }
 }
+
+/// A stack of blank cards served one after another in the vpcd reader, as an
+/// operator would swap them: when the card in the reader is reset (powered
+/// down) after it was issued, it is "removed" and a fresh blank card is
+/// "inserted". Each card's state is `DIR/card-NNN.state`.
+pub struct CardStack {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<u32>>,
+}
+
+struct SwapOnIssuedReset<C> {
+    inner: C,
+    swap: Arc<AtomicBool>,
+}
+
+impl<S: Storage, R: rand_core::CryptoRngCore> citycard_proto::ContactlessCard
+    for SwapOnIssuedReset<Applet<S, R>>
+{
+    fn atr(&self) -> Vec<u8> {
+        self.inner.atr()
+    }
+    fn reset(&mut self) {
+        if self.inner.life_cycle() == Some(citycard_proto::LifeCycle::Issued) {
+            self.swap.store(true, Ordering::SeqCst);
+        }
+        self.inner.reset();
+    }
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, citycard_proto::CardLost> {
+        self.inner.transmit(command)
+    }
+}
+
+impl CardStack {
+    /// Starts serving blank cards from `dir`.
+    pub fn start(dir: &Path) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let dir = dir.to_path_buf();
+        std::fs::create_dir_all(&dir).expect("card stack directory");
+        let outer_stop = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut served = 0u32;
+            while !outer_stop.load(Ordering::SeqCst) {
+                served += 1;
+                let store =
+                    FileStore::new(dir.join(format!("card-{served:03}.state"))).expect("state");
+                let swap = Arc::new(AtomicBool::new(false));
+                let seed = citycard_proto::crypto::sha256(&[
+                    dir.to_string_lossy().as_bytes(),
+                    &served.to_be_bytes(),
+                ]);
+                let card = Applet::new(store, ChaCha20Rng::from_seed(seed));
+                let mut card = SwapOnIssuedReset {
+                    inner: card,
+                    swap: swap.clone(),
+                };
+                let mut opts = ServeOptions::new(([127, 0, 0, 1], PORT).into());
+                // Stop when the outer stop is set or the card is swapped.
+                let either = Arc::new(AtomicBool::new(false));
+                opts.stop = Some(either.clone());
+                opts.poll_interval = Duration::from_millis(20);
+                let watcher = {
+                    let (either, swap, outer) = (either.clone(), swap.clone(), outer_stop.clone());
+                    std::thread::spawn(move || {
+                        while !swap.load(Ordering::SeqCst) && !outer.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        either.store(true, Ordering::SeqCst);
+                    })
+                };
+                let _ = serve(&mut card, &opts);
+                let _ = watcher.join();
+                wait_for_removal(Duration::from_secs(10));
+            }
+            served
+        });
+        wait_for_card(Duration::from_secs(10));
+        Self {
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Stops serving; the number of cards that were put in the reader.
+    pub fn stop(mut self) -> u32 {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle
+            .take()
+            .map(|h| h.join().unwrap_or(0))
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for CardStack {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Runs `citycard` with `args` (passphrase and operator set), returning
+/// (exit code, stdout, stderr).
+pub fn citycard(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(citycard_bin())
+        .args(args)
+        .env("CITYCARD_PASSPHRASE", "correct horse battery staple")
+        .env("CITYCARD_OPERATOR", "e2e")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run citycard");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

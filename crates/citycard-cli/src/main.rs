@@ -35,6 +35,30 @@ enum Command {
     Readers,
     /// Send raw APDUs (hex) to the card in a PC/SC reader and print the responses.
     Apdu(commands::apdu::ApduArgs),
+    /// The city's issuer home.
+    #[command(subcommand)]
+    Issuer(commands::issuer::IssuerCommand),
+    /// Issuing stations.
+    #[command(subcommand)]
+    Station(commands::issuer::StationCommand),
+    /// Partner readers.
+    #[command(subcommand)]
+    Partner(commands::issuer::PartnerCommand),
+    /// The trust bundle for partners.
+    #[command(subcommand)]
+    Trust(commands::issuer::TrustCommand),
+    /// Take a blank card to an issued, locked, verified card.
+    Personalise(commands::issuer::PersonaliseArgs),
+    /// Issue cards for every row of a CSV or JSON Lines file.
+    Batch(commands::issuer::BatchArgs),
+    /// Revoke a card.
+    Revoke(commands::issuer::RevokeArgs),
+    /// Signed revocation lists.
+    #[command(subcommand)]
+    Revocation(commands::issuer::RevocationCommand),
+    /// Residents in the registry (retention and deletion).
+    #[command(subcommand)]
+    Resident(commands::issuer::ResidentCommand),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +68,15 @@ fn main() -> ExitCode {
         Command::Card(cmd) => commands::card::run(cmd, cli.trace),
         Command::Readers => commands::apdu::readers(),
         Command::Apdu(args) => commands::apdu::run(&args, cli.trace),
+        Command::Issuer(cmd) => commands::issuer::issuer(cmd),
+        Command::Station(cmd) => commands::issuer::station(cmd),
+        Command::Partner(cmd) => commands::issuer::partner(cmd),
+        Command::Trust(cmd) => commands::issuer::trust(cmd),
+        Command::Personalise(args) => commands::issuer::personalise(&args, cli.trace),
+        Command::Batch(args) => commands::issuer::batch(&args, cli.trace),
+        Command::Revoke(args) => commands::issuer::revoke(&args),
+        Command::Revocation(cmd) => commands::issuer::revocation(cmd),
+        Command::Resident(cmd) => commands::issuer::resident(cmd),
     };
     match result {
         Ok(code) => code,

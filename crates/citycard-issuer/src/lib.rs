@@ -1,9 +1,14 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+pub mod error;
+pub mod home;
+pub mod issue;
 pub mod personalise;
 pub mod resident;
 
+pub use error::IssuerError;
+pub use home::IssuerHome;
 pub use personalise::{
     inspect, personalise, read_back, Anchor, PersonaliseError, Personalised, ReaderCredential,
     Station,

@@ -317,3 +317,39 @@ pub fn read_back<T: CardTransport>(
     }
     Ok(())
 }
+
+/// Identifies an issued card with the read-back credential: its card number
+/// and public key (after checking it is genuine). `Ok(None)` if the card is
+/// not issued or does not answer as a card of this issuer.
+pub fn identify<T: CardTransport>(
+    ch: &mut CardChannel<T>,
+    check: &ReaderCredential<'_>,
+    today: Date,
+    mut rng: &mut dyn CryptoRngCore,
+) -> Result<Option<(String, PublicKey)>, PersonaliseError> {
+    if select(ch)? != LifeCycle::Issued {
+        return Ok(None);
+    }
+    let r = ch.exchange(
+        &Command::new(cla::ISO, ins::PSO, 0x00, 0xBE)
+            .with_data(check.certificate.as_bytes().to_vec()),
+    )?;
+    if r.sw != StatusWord::Success {
+        return Ok(None);
+    }
+    let requested = AttributeSet::EMPTY.with(AttributeId::CARD_NUMBER);
+    let session = ReaderSession::new(&mut rng, check.certificate.fingerprint(), requested, today);
+    let r = ch.exchange(&session.command())?;
+    if r.sw != StatusWord::Success {
+        return Ok(None);
+    }
+    let Ok(d) = session.open(&r.data, check.key) else {
+        return Ok(None);
+    };
+    let number = d
+        .attributes
+        .iter()
+        .find(|a| a.id == AttributeId::CARD_NUMBER)
+        .map(|a| String::from_utf8_lossy(&a.value).into_owned());
+    Ok(number.map(|n| (n, d.record.body().card_key)))
+}

@@ -3,6 +3,7 @@
 pub mod apdu;
 pub mod card;
 pub mod demo;
+pub mod issuer;
 
 /// Today's date from the system clock (UTC).
 pub fn today() -> anyhow::Result<citycard_proto::Date> {

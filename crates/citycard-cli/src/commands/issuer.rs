@@ -1,0 +1,829 @@
+//! Issuing-side commands: `issuer init`, `station add`, `partner enrol`,
+//! `trust export`, `personalise`, `batch`, `revoke`, `revocation publish`,
+//! `resident forget`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use citycard_card::Applet;
+use citycard_emulator::FileStore;
+use citycard_issuer::home::{now, IssuerHome, LoadedStation};
+use citycard_issuer::issue::{issue_one, reconcile, IssueError};
+use citycard_issuer::personalise::PersonaliseError;
+use citycard_issuer::resident;
+use citycard_issuer::IssuerError;
+use citycard_keys::{EnvOrPrompt, KeyLocation, Pkcs11Location};
+use citycard_proto::attr::AttributeSet;
+use citycard_registry::{RegistryError, RevocationReason};
+use citycard_transport::{
+    CardChannel, CardTransport, MemoryTransport, PcscContext, Traced, TransportError,
+};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+/// Exit codes of the issuing commands (documented in the README).
+pub mod exit {
+    /// Input file invalid.
+    pub const INPUT: u8 = 3;
+    /// Something already exists (home, station, partner, file).
+    pub const EXISTS: u8 = 4;
+    /// Not an issuer home, unknown station, bad configuration.
+    pub const CONFIG: u8 = 5;
+    /// Key access failed (wrong passphrase, missing token or PIN).
+    pub const KEY: u8 = 6;
+    /// The station is outside its validity window.
+    pub const STATION_NOT_VALID: u8 = 7;
+    /// The resident already has a live card (use --replace).
+    pub const LIVE_CARD: u8 = 8;
+    /// Unknown card number, already revoked, unknown resident.
+    pub const REGISTRY: u8 = 9;
+    /// Wrong card: not blank, another issuer's, not a citycard.
+    pub const WRONG_CARD: u8 = 10;
+    /// The card was removed or the reader failed mid-way.
+    pub const CARD_REMOVED: u8 = 11;
+    /// The card refused a step or failed the read-back check.
+    pub const CARD_FAILED: u8 = 12;
+    /// A batch finished with some rows not issued.
+    pub const BATCH_PARTIAL: u8 = 13;
+}
+
+/// Key placement options shared by commands that create keys.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KeyArgs {
+    /// PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so): create the key in a token instead of a file.
+    #[arg(long, requires_all = ["token", "key_label"])]
+    pkcs11_module: Option<PathBuf>,
+    /// Token label (with --pkcs11-module). The PIN comes from CITYCARD_PKCS11_PIN or a prompt.
+    #[arg(long)]
+    token: Option<String>,
+    /// Key label in the token (with --pkcs11-module).
+    #[arg(long)]
+    key_label: Option<String>,
+}
+
+impl KeyArgs {
+    fn location(&self) -> Option<KeyLocation> {
+        match (&self.pkcs11_module, &self.token, &self.key_label) {
+            (Some(module), Some(token), Some(label)) => Some(KeyLocation::Pkcs11(Pkcs11Location {
+                module: module.clone(),
+                token: token.clone(),
+                key_label: label.clone(),
+            })),
+            _ => None,
+        }
+    }
+}
+
+/// `citycard issuer …`
+#[derive(clap::Subcommand, Debug)]
+pub enum IssuerCommand {
+    /// Create the city's issuer home: root key, configuration, empty registry.
+    Init {
+        /// The issuer home directory (created; must not hold a home already).
+        #[arg(long)]
+        dir: PathBuf,
+        /// City name.
+        #[arg(long)]
+        city: String,
+        /// Issuer id written in every certificate (1-16 printable ASCII, e.g. LIEGE).
+        #[arg(long)]
+        issuer_id: String,
+        /// Card numbers are PREFIX-000001, …
+        #[arg(long, default_value = "CC")]
+        card_prefix: String,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `citycard station …`
+#[derive(clap::Subcommand, Debug)]
+pub enum StationCommand {
+    /// Add an issuing station: a key certified by the root for N days.
+    Add {
+        /// Station name.
+        name: String,
+        /// Issuer home.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Validity in days (a station key is used for months, not years).
+        #[arg(long, default_value_t = 180)]
+        valid_days: u32,
+        #[command(flatten)]
+        key: KeyArgs,
+    },
+}
+
+/// `citycard partner …`
+#[derive(clap::Subcommand, Debug)]
+pub enum PartnerCommand {
+    /// Enrol a partner reader: key pair and certificate granting exactly LIST.
+    Enrol {
+        /// Partner name (e.g. library).
+        name: String,
+        /// Issuer home.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Attributes granted, comma-separated (e.g. pseudonym,resident).
+        #[arg(long)]
+        attributes: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        valid_days: u32,
+        /// Where to write the partner credential (key + certificate; give it to the partner).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// `citycard trust …`
+#[derive(clap::Subcommand, Debug)]
+pub enum TrustCommand {
+    /// Write the trust bundle partners load offline.
+    Export {
+        /// Issuer home.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// `citycard revocation …`
+#[derive(clap::Subcommand, Debug)]
+pub enum RevocationCommand {
+    /// Sign and write the current revocation list.
+    Publish {
+        /// Issuer home.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Days until the next scheduled update.
+        #[arg(long, default_value_t = 7)]
+        next_update_days: u32,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// `citycard resident …`
+#[derive(clap::Subcommand, Debug)]
+pub enum ResidentCommand {
+    /// Erase a resident's stored attributes from the registry (retention/deletion);
+    /// card numbers, dates and revocation state are kept so revocation still works.
+    Forget {
+        /// The resident id (the office's file reference).
+        resident_id: String,
+        /// Issuer home.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+/// Arguments of `personalise`.
+#[derive(clap::Args, Debug)]
+pub struct PersonaliseArgs {
+    /// Issuer home.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Issuing station name.
+    #[arg(long)]
+    station: String,
+    /// PC/SC reader name (or unique part), or `emulated:DIR` for the built-in emulated card (state in DIR/card.state).
+    #[arg(long)]
+    reader: String,
+    /// The resident, as a JSON object.
+    #[arg(long)]
+    resident: PathBuf,
+    /// Replace the resident's live card, revoking it with this reason (lost, stolen, damaged).
+    #[arg(long)]
+    replace: Option<RevocationReason>,
+    /// Seconds to wait for a card.
+    #[arg(long, default_value_t = 30)]
+    wait: u64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `batch`.
+#[derive(clap::Args, Debug)]
+pub struct BatchArgs {
+    /// Issuer home.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Issuing station name.
+    #[arg(long)]
+    station: String,
+    /// PC/SC reader name (or unique part), or `emulated:DIR` (one card state file per card in DIR).
+    #[arg(long)]
+    reader: String,
+    /// Residents: .csv with a header row, or .jsonl.
+    file: PathBuf,
+    /// Continue an interrupted batch: rows already issued (or with an open intent) are skipped.
+    #[arg(long)]
+    resume: bool,
+    /// Seconds to wait for each card to be inserted (and removed).
+    #[arg(long, default_value_t = 120)]
+    wait: u64,
+    /// Print one JSON object per row and a summary as JSON lines.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Arguments of `revoke`.
+#[derive(clap::Args, Debug)]
+pub struct RevokeArgs {
+    /// Card number.
+    card: String,
+    /// Issuer home.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Why.
+    #[arg(long)]
+    reason: RevocationReason,
+}
+
+fn code_of_issuer_error(e: &IssuerError) -> u8 {
+    match e {
+        IssuerError::AlreadyExists(_) => exit::EXISTS,
+        IssuerError::NotAnIssuerHome(_)
+        | IssuerError::Config(_)
+        | IssuerError::UnknownStation(_) => exit::CONFIG,
+        IssuerError::InvalidName { .. } | IssuerError::InvalidValidity(_) => 2,
+        IssuerError::StationNotValid { .. } => exit::STATION_NOT_VALID,
+        IssuerError::Key(_) => exit::KEY,
+        IssuerError::Registry(RegistryError::ResidentHasLiveCard { .. }) => exit::LIVE_CARD,
+        IssuerError::Registry(_) => exit::REGISTRY,
+        _ => 1,
+    }
+}
+
+fn code_of_card_error(e: &PersonaliseError) -> u8 {
+    match e {
+        PersonaliseError::NotBlank(_)
+        | PersonaliseError::WrongIssuer
+        | PersonaliseError::NotACitycard(_) => exit::WRONG_CARD,
+        PersonaliseError::Transport(_) => exit::CARD_REMOVED,
+        _ => exit::CARD_FAILED,
+    }
+}
+
+fn code_of_issue_error(e: &IssueError) -> u8 {
+    match e {
+        IssueError::Issuer(e) => code_of_issuer_error(e),
+        IssueError::Card { error, .. } | IssueError::CardLost { error, .. } => {
+            code_of_card_error(error)
+        }
+    }
+}
+
+fn fail(code: u8, message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+    eprintln!("citycard: error: {message}");
+    Ok(ExitCode::from(code))
+}
+
+macro_rules! issuer_try {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => return fail(code_of_issuer_error(&e), &e),
+        }
+    };
+}
+
+/// `issuer init`.
+pub fn issuer(cmd: IssuerCommand) -> anyhow::Result<ExitCode> {
+    let IssuerCommand::Init {
+        dir,
+        city,
+        issuer_id,
+        card_prefix,
+        key,
+        json,
+    } = cmd;
+    let home = issuer_try!(IssuerHome::init(
+        &dir,
+        &city,
+        &issuer_id,
+        &card_prefix,
+        key.location(),
+        &EnvOrPrompt
+    ));
+    let root = issuer_try!(home.root_public_key());
+    let fingerprint = hex::encode(citycard_proto::crypto::sha256(&[
+        &citycard_proto::crypto::encode_point(&root),
+    ]));
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"schema_version": 1, "dir": dir, "issuer_id": issuer_id, "root_key": home.config().root.locator(), "root_fingerprint": fingerprint})
+        );
+    } else {
+        println!(
+            "Issuer home created in {} for {} (issuer id {}).",
+            dir.display(),
+            city,
+            issuer_id
+        );
+        println!("Root key: {}", home.config().root.locator());
+        println!("Root key fingerprint (give it to partners out of band): {fingerprint}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `station add`.
+pub fn station(cmd: StationCommand) -> anyhow::Result<ExitCode> {
+    let StationCommand::Add {
+        name,
+        dir,
+        valid_days,
+        key,
+    } = cmd;
+    let home = issuer_try!(IssuerHome::open(&dir));
+    let (today, _) = issuer_try!(now());
+    let cert =
+        issuer_try!(home.add_station(&name, valid_days, key.location(), &EnvOrPrompt, today));
+    println!(
+        "Station {name} certified from {} to {} (fingerprint {}).",
+        cert.body().effective,
+        cert.body().expiry,
+        hex::encode(cert.fingerprint())
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `partner enrol`.
+pub fn partner(cmd: PartnerCommand) -> anyhow::Result<ExitCode> {
+    let PartnerCommand::Enrol {
+        name,
+        dir,
+        attributes,
+        valid_days,
+        out,
+    } = cmd;
+    let grants = match AttributeSet::parse_list(&attributes) {
+        Ok(g) => g,
+        Err(_) => {
+            return fail(
+                2,
+                format!("--attributes {attributes:?}: unknown attribute (see SPEC §5.4 for names)"),
+            )
+        }
+    };
+    if out.exists() {
+        return fail(
+            exit::EXISTS,
+            format!("{} already exists; refusing to overwrite", out.display()),
+        );
+    }
+    let home = issuer_try!(IssuerHome::open(&dir));
+    let (today, _) = issuer_try!(now());
+    let (cert, key) =
+        issuer_try!(home.enrol_partner(&name, grants, valid_days, &EnvOrPrompt, today));
+    let credential = citycard_reader::PartnerCredential::new(cert.clone(), key)
+        .map_err(|e| anyhow::anyhow!("building the credential: {e}"))?;
+    credential
+        .write_to(&out)
+        .map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
+    println!(
+        "Partner {name} enrolled: grants {grants}, valid {} to {}. Credential written to {} (contains the reader's private key: hand it over securely).",
+        cert.body().effective,
+        cert.body().expiry,
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_out(out: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = out.with_extension("tmp");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
+}
+
+/// `trust export`.
+pub fn trust(cmd: TrustCommand) -> anyhow::Result<ExitCode> {
+    let TrustCommand::Export { dir, out } = cmd;
+    let home = issuer_try!(IssuerHome::open(&dir));
+    let (_, now_unix) = issuer_try!(now());
+    let bundle = issuer_try!(home.export_trust(&EnvOrPrompt, now_unix));
+    write_out(&out, bundle.as_bytes())?;
+    println!(
+        "Trust bundle written to {} ({} bytes: root, {} station certificate(s), revocation list #{} with {} card(s)).",
+        out.display(),
+        bundle.as_bytes().len(),
+        bundle.body().stations.len(),
+        bundle.body().revocations.body().sequence,
+        bundle.body().revocations.body().revoked.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `revocation publish`.
+pub fn revocation(cmd: RevocationCommand) -> anyhow::Result<ExitCode> {
+    let RevocationCommand::Publish {
+        dir,
+        next_update_days,
+        out,
+    } = cmd;
+    let home = issuer_try!(IssuerHome::open(&dir));
+    let (_, now_unix) = issuer_try!(now());
+    let list = issuer_try!(home.publish_revocations(next_update_days, &EnvOrPrompt, now_unix));
+    write_out(&out, list.as_bytes())?;
+    println!(
+        "Revocation list #{} written to {} ({} bytes, {} revoked card(s), next update in {next_update_days} day(s)).",
+        list.body().sequence,
+        out.display(),
+        list.as_bytes().len(),
+        list.body().revoked.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `revoke`.
+pub fn revoke(args: &RevokeArgs) -> anyhow::Result<ExitCode> {
+    let home = issuer_try!(IssuerHome::open(&args.dir));
+    let mut reg = issuer_try!(home.registry());
+    issuer_try!(reg
+        .revoke(&args.card, args.reason, &actor())
+        .map_err(IssuerError::from));
+    println!(
+        "Card {} revoked ({}). Publish a new revocation list to tell the readers.",
+        args.card, args.reason
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `resident forget`.
+pub fn resident(cmd: ResidentCommand) -> anyhow::Result<ExitCode> {
+    let ResidentCommand::Forget { resident_id, dir } = cmd;
+    let home = issuer_try!(IssuerHome::open(&dir));
+    let mut reg = issuer_try!(home.registry());
+    let report = issuer_try!(reg
+        .forget_resident(&resident_id, &actor())
+        .map_err(IssuerError::from));
+    println!("Resident {resident_id}: stored attributes erased ({report:?}).");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Who runs the command, for the audit log: the operator's login name.
+fn actor() -> String {
+    std::env::var("CITYCARD_OPERATOR")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "operator".into())
+}
+
+/// Where cards come from.
+enum CardSource {
+    Pcsc { ctx: PcscContext, reader: String },
+    Emulated { dir: PathBuf, next: u32 },
+}
+
+type Channel = CardChannel<Traced<Box<dyn CardTransport>>>;
+
+impl CardSource {
+    fn parse(reader: &str) -> anyhow::Result<Self> {
+        if let Some(dir) = reader.strip_prefix("emulated:") {
+            let dir = PathBuf::from(dir);
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            return Ok(Self::Emulated { dir, next: 0 });
+        }
+        let ctx = PcscContext::establish().context("cannot reach pcscd (is it running?)")?;
+        let reader = ctx.resolve_reader(reader)?;
+        Ok(Self::Pcsc { ctx, reader })
+    }
+
+    /// The next card: waits for insertion (PC/SC), or takes the next blank
+    /// emulated card (`card-NNNNNN.state`, continuing after existing files).
+    fn next_card(
+        &mut self,
+        wait: Duration,
+        trace: bool,
+        announce: bool,
+    ) -> anyhow::Result<Channel> {
+        let transport: Box<dyn CardTransport> = match self {
+            Self::Pcsc { ctx, reader } => {
+                if announce {
+                    eprintln!("Insert a blank card in {reader}…");
+                }
+                ctx.wait_for_card(reader, Some(wait)).map_err(|e| match e {
+                    TransportError::Timeout => {
+                        anyhow::anyhow!("no card inserted in {reader} within {}s", wait.as_secs())
+                    }
+                    other => other.into(),
+                })?;
+                Box::new(ctx.connect(reader)?)
+            }
+            Self::Emulated { dir, next } => {
+                let path = loop {
+                    *next += 1;
+                    let p = dir.join(format!("card-{:06}.state", *next));
+                    if !p.exists() {
+                        break p;
+                    }
+                };
+                let store = FileStore::new(&path)?;
+                let rng = ChaCha20Rng::from_rng(rand_core::OsRng).context("no OS randomness")?;
+                Box::new(MemoryTransport::new(Applet::new(store, rng)))
+            }
+        };
+        let mut traced = Traced::new(transport);
+        if trace {
+            traced = traced.echo_to_stderr();
+        }
+        Ok(CardChannel::new(traced))
+    }
+
+    /// The card the reader held when a previous run stopped (emulated: the
+    /// newest card file), for reconciliation; `None` if there is none.
+    fn current_card(&mut self, wait: Duration, trace: bool) -> anyhow::Result<Option<Channel>> {
+        match self {
+            Self::Pcsc { ctx, reader } => {
+                if ctx
+                    .wait_for_card(reader, Some(Duration::from_millis(300)))
+                    .is_err()
+                {
+                    return Ok(None);
+                }
+                self.next_card(wait, trace, false).map(Some)
+            }
+            Self::Emulated { dir, .. } => {
+                let mut newest = None;
+                for entry in std::fs::read_dir(&*dir).with_context(|| dir.display().to_string())? {
+                    let name = entry?.file_name().to_string_lossy().into_owned();
+                    if name.starts_with("card-")
+                        && name.ends_with(".state")
+                        && newest.as_ref().is_none_or(|n: &String| name > *n)
+                    {
+                        newest = Some(name);
+                    }
+                }
+                let Some(name) = newest else { return Ok(None) };
+                let store = FileStore::new(dir.join(name))?;
+                let rng = ChaCha20Rng::from_rng(rand_core::OsRng).context("no OS randomness")?;
+                let transport: Box<dyn CardTransport> =
+                    Box::new(MemoryTransport::new(Applet::new(store, rng)));
+                let mut traced = Traced::new(transport);
+                if trace {
+                    traced = traced.echo_to_stderr();
+                }
+                Ok(Some(CardChannel::new(traced)))
+            }
+        }
+    }
+
+    /// The current card is finished: power it down and wait for its removal.
+    fn card_done(&mut self, ch: Channel, wait: Duration) -> anyhow::Result<()> {
+        let mut transport = ch.into_inner().into_inner();
+        if let Self::Pcsc { ctx, reader } = self {
+            // Power-cycle the card so it keeps no session, then let it go.
+            let _ = transport.reset();
+            drop(transport);
+            eprintln!("Remove the card from {reader}.");
+            ctx.wait_for_removal(reader, Some(wait)).ok();
+        }
+        Ok(())
+    }
+}
+
+fn load_station(
+    home: &IssuerHome,
+    name: &str,
+) -> Result<(LoadedStation, citycard_proto::Date), IssuerError> {
+    let (today, _) = now()?;
+    Ok((home.station(name, &EnvOrPrompt, today)?, today))
+}
+
+/// `personalise`.
+pub fn personalise(args: &PersonaliseArgs, trace: bool) -> anyhow::Result<ExitCode> {
+    let resident = match resident::from_json_file(&args.resident) {
+        Ok(r) => r,
+        Err(e) => return fail(exit::INPUT, format!("{}: {e}", args.resident.display())),
+    };
+    let home = issuer_try!(IssuerHome::open(&args.dir));
+    let (station, today) = issuer_try!(load_station(&home, &args.station));
+    let mut reg = issuer_try!(home.registry());
+    let mut source = CardSource::parse(&args.reader)?;
+    let mut rng = ChaCha20Rng::from_rng(rand_core::OsRng).context("no OS randomness")?;
+    let mut ch = source.next_card(Duration::from_secs(args.wait), trace, false)?;
+    let rec = issuer_try!(reconcile(
+        &mut reg,
+        &station,
+        Some(&mut ch),
+        &actor(),
+        today,
+        &mut rng
+    ));
+    if !rec.committed.is_empty() || !rec.spoiled.is_empty() {
+        eprintln!(
+            "Reconciled open intents: committed {:?}, spoiled {:?}.",
+            rec.committed, rec.spoiled
+        );
+    }
+    let result = issue_one(
+        &home,
+        &station,
+        &mut reg,
+        &mut ch,
+        &resident,
+        &actor(),
+        None,
+        args.replace,
+        today,
+        &mut rng,
+    );
+    let stats = ch.transport().stats();
+    match result {
+        Ok(issued) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "schema_version": 1, "ok": true, "card_number": issued.card_number,
+                        "issued_on": issued.issued_on.to_string(), "expires_on": issued.expires_on.to_string(),
+                        "apdus": stats.apdus, "bytes_sent": stats.bytes_sent, "bytes_received": stats.bytes_received,
+                    })
+                );
+            } else {
+                println!(
+                    "Issued card {} (valid {} to {}); verified as a reader would.",
+                    issued.card_number, issued.issued_on, issued.expires_on
+                );
+            }
+            source.card_done(ch, Duration::from_secs(args.wait))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"schema_version": 1, "ok": false, "error": e.to_string(), "exit_code": code_of_issue_error(&e)})
+                );
+            }
+            fail(code_of_issue_error(&e), &e)
+        }
+    }
+}
+
+/// `batch`.
+pub fn batch(args: &BatchArgs, trace: bool) -> anyhow::Result<ExitCode> {
+    let rows = match resident::read_batch(&args.file) {
+        Ok(rows) => rows,
+        Err(e) => return fail(exit::INPUT, format!("{}: {e}", args.file.display())),
+    };
+    let content = std::fs::read(&args.file).with_context(|| args.file.display().to_string())?;
+    let batch_id = hex::encode(&citycard_proto::crypto::sha256(&[&content])[..8]);
+    let home = issuer_try!(IssuerHome::open(&args.dir));
+    let (station, today) = issuer_try!(load_station(&home, &args.station));
+    let mut reg = issuer_try!(home.registry());
+    let mut source = CardSource::parse(&args.reader)?;
+    let mut rng = ChaCha20Rng::from_rng(rand_core::OsRng).context("no OS randomness")?;
+    let wait = Duration::from_secs(args.wait);
+
+    // Crash recovery first: intents left open by an interrupted run.
+    let open = issuer_try!(reg.open_intents().map_err(IssuerError::from));
+    if !open.is_empty() {
+        if !args.resume {
+            return fail(
+                exit::REGISTRY,
+                format!("{} intent(s) left open by an interrupted run; rerun with --resume to reconcile and continue", open.len()),
+            );
+        }
+        // The card of the interrupted row may still be in the reader.
+        let rec = match source.current_card(wait, trace)? {
+            Some(mut ch) => {
+                let r = issuer_try!(reconcile(
+                    &mut reg,
+                    &station,
+                    Some(&mut ch),
+                    &actor(),
+                    today,
+                    &mut rng
+                ));
+                source.card_done(ch, wait)?;
+                r
+            }
+            None => issuer_try!(reconcile::<Traced<Box<dyn CardTransport>>>(
+                &mut reg,
+                &station,
+                None,
+                &actor(),
+                today,
+                &mut rng
+            )),
+        };
+        eprintln!(
+            "Reconciled open intents: committed {:?}, spoiled {:?}.",
+            rec.committed, rec.spoiled
+        );
+    }
+
+    let total = rows.len() as u64;
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} rows · {per_sec} · ETA {eta} · {msg}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let (mut issued, mut skipped, mut failed) = (0u64, 0u64, 0u64);
+    for (row, parsed) in rows {
+        let line = |v: serde_json::Value| {
+            if args.json {
+                bar.suspend(|| println!("{v}"));
+            }
+        };
+        let resident = match parsed {
+            Ok(r) => r,
+            Err(e) => {
+                failed += 1;
+                bar.suspend(|| eprintln!("row {row}: {}: {}", e.field, e.reason));
+                line(serde_json::json!({"row": row, "ok": false, "error": e.to_string()}));
+                bar.inc(1);
+                continue;
+            }
+        };
+        if args.resume {
+            if let Some(number) = issuer_try!(reg
+                .batch_row_done(&batch_id, row)
+                .map_err(IssuerError::from))
+            {
+                skipped += 1;
+                line(
+                    serde_json::json!({"row": row, "ok": true, "card_number": number, "skipped": true}),
+                );
+                bar.inc(1);
+                continue;
+            }
+        }
+        let mut ch = match source.next_card(wait, trace, true) {
+            Ok(ch) => ch,
+            Err(e) => {
+                bar.abandon();
+                eprintln!("row {row}: {e:#}; stopping (rerun with --resume to continue)");
+                return Ok(ExitCode::from(exit::BATCH_PARTIAL));
+            }
+        };
+        match issue_one(
+            &home,
+            &station,
+            &mut reg,
+            &mut ch,
+            &resident,
+            &actor(),
+            Some((&batch_id, row)),
+            None,
+            today,
+            &mut rng,
+        ) {
+            Ok(card) => {
+                issued += 1;
+                bar.set_message(card.card_number.clone());
+                line(serde_json::json!({"row": row, "ok": true, "card_number": card.card_number}));
+            }
+            Err(IssueError::Issuer(e))
+                if !matches!(
+                    e,
+                    IssuerError::Registry(RegistryError::ResidentHasLiveCard { .. })
+                ) =>
+            {
+                bar.abandon();
+                return fail(
+                    code_of_issuer_error(&e),
+                    format!("row {row}: {e}; stopping"),
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                bar.suspend(|| eprintln!("row {row}: {e}"));
+                line(serde_json::json!({"row": row, "ok": false, "error": e.to_string()}));
+            }
+        }
+        source.card_done(ch, wait)?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let counts = issuer_try!(reg.counts().map_err(IssuerError::from));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"summary": {"rows": total, "issued": issued, "skipped": skipped, "failed": failed,
+                "registry": {"issued": counts.issued, "spoiled": counts.spoiled, "revoked": counts.revoked, "open_intents": counts.open_intents}}})
+        );
+    }
+    eprintln!(
+        "Batch done: {total} rows, {issued} issued, {skipped} already done, {failed} failed."
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit::BATCH_PARTIAL)
+    })
+}

@@ -1,0 +1,75 @@
+//! The issuer crate's error type.
+
+use std::path::{Path, PathBuf};
+
+use citycard_proto::Date;
+
+/// Everything that can go wrong on the issuing side. Each variant maps to a
+/// distinct CLI exit code (see the README).
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum IssuerError {
+    /// The directory already holds an issuer home, or a file would be overwritten.
+    #[error("{} already exists; refusing to overwrite", .0.display())]
+    AlreadyExists(PathBuf),
+    /// The directory holds no issuer home.
+    #[error("{} is not an issuer home (no issuer.json; run `citycard issuer init`)", .0.display())]
+    NotAnIssuerHome(PathBuf),
+    /// A configuration file is unreadable or inconsistent.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A name (station, partner, issuer id, prefix) is not acceptable.
+    #[error("invalid {what} {name:?}: use 1-16 letters, digits, '-' or '_'")]
+    InvalidName {
+        /// What kind of name.
+        what: &'static str,
+        /// The name given.
+        name: String,
+    },
+    /// A validity period is out of range.
+    #[error("invalid validity: {0} days")]
+    InvalidValidity(u32),
+    /// No such station.
+    #[error("unknown station {0:?}")]
+    UnknownStation(String),
+    /// The station certificate is not valid today: it may not sign.
+    #[error(
+        "station {name} is valid from {effective} to {expiry}; today is {today}: refusing to sign"
+    )]
+    StationNotValid {
+        /// Station.
+        name: String,
+        /// First valid day.
+        effective: Date,
+        /// Last valid day.
+        expiry: Date,
+        /// Today.
+        today: Date,
+    },
+    /// Key storage or signing failed (wrong passphrase, token missing…).
+    #[error(transparent)]
+    Key(#[from] citycard_keys::KeyError),
+    /// The registry refused or failed.
+    #[error(transparent)]
+    Registry(#[from] citycard_registry::RegistryError),
+    /// A protocol object could not be built or decoded.
+    #[error("protocol: {0}")]
+    Protocol(#[from] citycard_proto::Error),
+    /// A file could not be read or written.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+impl IssuerError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Issuing one card end to end, with the registry as the source of truth:
+//! intent (durable) → personalisation → read-back → commit; and reconciliation
+//! of intents left open by a crash or a torn card.
+
+use citycard_proto::attr::AttributeId;
+use citycard_proto::revocation::revocation_id;
+use citycard_proto::{crypto, Date};
+use citycard_registry::{NewIssuance, Registry, RevocationReason};
+use citycard_transport::{CardChannel, CardTransport, TransportError};
+use rand_core::CryptoRngCore;
+
+use crate::error::IssuerError;
+use crate::home::{IssuerHome, LoadedStation};
+use crate::personalise::{self, Anchor, PersonaliseError, ReaderCredential, Station};
+use crate::resident::Resident;
+
+/// A card issued and committed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Issued {
+    /// Its card number.
+    pub card_number: String,
+    /// Issue date.
+    pub issued_on: Date,
+    /// Expiry date.
+    pub expires_on: Date,
+}
+
+/// Why issuing one card failed. The registry is consistent in every case: the
+/// intent was committed as issued (never here), marked spoiled, or never written.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// Refused before touching the card (registry, station, configuration).
+    #[error(transparent)]
+    Issuer(#[from] IssuerError),
+    /// The card was lost mid-way (pulled, torn, reader gone): the intent is
+    /// left open, to be reconciled against the card when it is next in the
+    /// reader (the next `personalise`, or `batch --resume`).
+    #[error("{error} (intent for card {card_number} left open: put the same card back and run again to reconcile)")]
+    CardLost {
+        /// What happened.
+        error: PersonaliseError,
+        /// The card number the intent had.
+        card_number: String,
+    },
+    /// The card failed; the intent was marked spoiled with `reason`.
+    #[error("{error} (intent for card {card_number} marked spoiled: {reason})")]
+    Card {
+        /// What happened.
+        error: PersonaliseError,
+        /// The card number the intent had.
+        card_number: String,
+        /// The spoil reason recorded.
+        reason: &'static str,
+    },
+}
+
+impl IssueError {
+    /// The card-level error, if any.
+    pub fn card_error(&self) -> Option<&PersonaliseError> {
+        match self {
+            Self::Card { error, .. } | Self::CardLost { error, .. } => Some(error),
+            Self::Issuer(_) => None,
+        }
+    }
+}
+
+fn spoil_reason(e: &PersonaliseError) -> &'static str {
+    match e {
+        PersonaliseError::Transport(TransportError::CardRemoved) => "card-removed",
+        PersonaliseError::Transport(_) => "transport",
+        PersonaliseError::NotACitycard(_) => "not-a-citycard",
+        PersonaliseError::NotBlank(_) => "not-blank",
+        PersonaliseError::WrongIssuer => "other-issuer",
+        PersonaliseError::Refused { .. } => "card-refused",
+        PersonaliseError::Signing(_) => "signing",
+        PersonaliseError::Protocol(_) => "protocol",
+        PersonaliseError::ReadBack(_) => "read-back",
+    }
+}
+
+/// Issues one card to `resident` on the card in `ch`.
+#[allow(clippy::too_many_arguments)]
+pub fn issue_one<T: CardTransport>(
+    home: &IssuerHome,
+    station: &LoadedStation,
+    registry: &mut Registry,
+    ch: &mut CardChannel<T>,
+    resident: &Resident,
+    actor: &str,
+    batch: Option<(&str, u64)>,
+    replaces: Option<RevocationReason>,
+    today: Date,
+    rng: &mut dyn CryptoRngCore,
+) -> Result<Issued, IssueError> {
+    if !station.certificate.is_valid_on(today) {
+        let b = station.certificate.body();
+        return Err(IssuerError::StationNotValid {
+            name: station.name.clone(),
+            effective: b.effective,
+            expiry: b.expiry,
+            today,
+        }
+        .into());
+    }
+    let card_number = registry
+        .next_card_number(&home.config().card_number_prefix)
+        .map_err(IssuerError::from)?;
+    let expires_on = today.add_days(home.config().card_validity_days.saturating_sub(1));
+    let mut attributes = resident.attributes.clone();
+    attributes.push((AttributeId::CARD_NUMBER, card_number.as_bytes().to_vec()));
+    attributes.sort_by_key(|(id, _)| *id);
+    // 1. The intent is durable before the first APDU.
+    let intent = registry
+        .begin_intent(&NewIssuance {
+            card_number: &card_number,
+            resident_ref: &resident.resident_id,
+            station: &station.name,
+            issued_on: today,
+            expires_on,
+            attributes: &citycard_registry::retained_attributes(&resident.attributes),
+            batch,
+            replaces,
+            actor,
+        })
+        .map_err(IssuerError::from)?;
+    // 2. The card.
+    let root = home.root_public_key()?;
+    let sign = |m: &[u8]| station.signer.sign(m).map_err(|e| e.to_string());
+    let st = Station {
+        certificate: &station.certificate,
+        sign: &sign,
+    };
+    let anchor = Anchor {
+        issuer: &home.config().issuer_id,
+        root: &root,
+    };
+    let check = ReaderCredential {
+        certificate: &station.check_certificate,
+        key: &station.check_key,
+    };
+    let result = personalise::personalise(ch, &anchor, &st, &attributes, today, expires_on, rng)
+        .and_then(|p| {
+            personalise::read_back(
+                ch,
+                &check,
+                &station.certificate,
+                &p,
+                &attributes,
+                today,
+                rng,
+            )
+            .map(|()| p)
+        });
+    match result {
+        Ok(p) => {
+            let key = crypto::encode_point(&p.card_key);
+            registry
+                .commit_issued(intent.id, &key, &revocation_id(&p.card_key), actor)
+                .map_err(IssuerError::from)?;
+            Ok(Issued {
+                card_number,
+                issued_on: today,
+                expires_on,
+            })
+        }
+        Err(error) => {
+            // The ACTIVATE answer may have been lost after the card committed:
+            // if the card in the reader is this intent's card, commit it.
+            if let Ok(Some((number, card_key))) = personalise::identify(ch, &check, today, rng) {
+                if number == card_number {
+                    let key = crypto::encode_point(&card_key);
+                    registry
+                        .commit_issued(intent.id, &key, &revocation_id(&card_key), actor)
+                        .map_err(IssuerError::from)?;
+                    return Ok(Issued {
+                        card_number,
+                        issued_on: today,
+                        expires_on,
+                    });
+                }
+            }
+            if matches!(error, PersonaliseError::Transport(_)) {
+                return Err(IssueError::CardLost { error, card_number });
+            }
+            let reason = spoil_reason(&error);
+            registry
+                .mark_spoiled(intent.id, reason, actor)
+                .map_err(IssuerError::from)?;
+            Err(IssueError::Card {
+                error,
+                card_number,
+                reason,
+            })
+        }
+    }
+}
+
+/// What [`reconcile`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Intents found committed on the card in the reader.
+    pub committed: Vec<String>,
+    /// Intents marked spoiled.
+    pub spoiled: Vec<String>,
+}
+
+/// Settles every open intent (left by a crash or a lost card): committed if
+/// the card in the reader (if any) is that intent's card, spoiled otherwise.
+pub fn reconcile<T: CardTransport>(
+    registry: &mut Registry,
+    station: &LoadedStation,
+    ch: Option<&mut CardChannel<T>>,
+    actor: &str,
+    today: Date,
+    rng: &mut dyn CryptoRngCore,
+) -> Result<Reconciled, IssuerError> {
+    let open = registry.open_intents()?;
+    let mut report = Reconciled::default();
+    if open.is_empty() {
+        return Ok(report);
+    }
+    let check = ReaderCredential {
+        certificate: &station.check_certificate,
+        key: &station.check_key,
+    };
+    let in_reader = match ch {
+        Some(ch) => personalise::identify(ch, &check, today, rng).ok().flatten(),
+        None => None,
+    };
+    for intent in open {
+        match &in_reader {
+            Some((number, key)) if *number == intent.card_number => {
+                registry.commit_issued(
+                    intent.id,
+                    &crypto::encode_point(key),
+                    &revocation_id(key),
+                    actor,
+                )?;
+                report.committed.push(intent.card_number);
+            }
+            _ => {
+                registry.mark_spoiled(intent.id, "open-at-restart", actor)?;
+                report.spoiled.push(intent.card_number);
+            }
+        }
+    }
+    Ok(report)
+}

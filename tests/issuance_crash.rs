@@ -1,0 +1,164 @@
+//! Crash safety of batch issuance: `citycard batch` is killed with SIGKILL at
+//! random moments, again and again, and resumed; at the end every resident has
+//! exactly one card, no committed record was lost, and issued + spoiled =
+//! intents. Uses the built-in emulated cards (`--reader emulated:DIR`), so no
+//! PC/SC bench is needed; `tools/crash-soak` runs more iterations.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use citycard_e2e::{citycard, citycard_bin};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+
+#[test]
+fn kill_dash_nine_during_batch_then_resume_loses_nothing() {
+    let runs: u32 = std::env::var("CITYCARD_CRASH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let h = home.to_str().unwrap();
+    assert_eq!(
+        citycard(&[
+            "issuer",
+            "init",
+            "--dir",
+            h,
+            "--city",
+            "Crashville",
+            "--issuer-id",
+            "CRASH",
+            "--card-prefix",
+            "CR"
+        ])
+        .0,
+        0
+    );
+    assert_eq!(citycard(&["station", "add", "s1", "--dir", h]).0, 0);
+    let rows = 120;
+    let csv = tmp.path().join("batch.csv");
+    let mut text = String::from("resident_id,name,address\n");
+    for i in 0..rows {
+        text.push_str(&format!("R-{i:03},Person {i},Street {i}\n"));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let cards = tmp.path().join("cards");
+    let reader = format!("emulated:{}", cards.display());
+    let mut rng = rand_chacha::ChaCha20Rng::from_seed([42; 32]);
+    let mut committed: BTreeMap<String, u64> = BTreeMap::new(); // card number → row, as reported before the kill
+    for run in 0..runs {
+        let mut child = Command::new(citycard_bin())
+            .args([
+                "batch",
+                "--dir",
+                h,
+                "--station",
+                "s1",
+                "--reader",
+                &reader,
+                csv.to_str().unwrap(),
+                "--resume",
+                "--json",
+            ])
+            .env("CITYCARD_PASSPHRASE", "correct horse battery staple")
+            .env("CITYCARD_OPERATOR", "crash-test")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let delay = 150 + rng.next_u32() % 600;
+        std::thread::sleep(Duration::from_millis(u64::from(delay)));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        for line in out.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            if v["ok"] == true && v["skipped"] != true {
+                let number = v["card_number"].as_str().unwrap().to_string();
+                assert!(
+                    committed
+                        .insert(number.clone(), v["row"].as_u64().unwrap())
+                        .is_none(),
+                    "run {run}: {number} reported twice"
+                );
+            }
+        }
+    }
+    // Finish the batch.
+    let (c, out, err) = citycard(&[
+        "batch",
+        "--dir",
+        h,
+        "--station",
+        "s1",
+        "--reader",
+        &reader,
+        csv.to_str().unwrap(),
+        "--resume",
+        "--json",
+    ]);
+    assert_eq!(c, 0, "{out}\n{err}");
+    for line in out.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["ok"] == true && v["skipped"] != true {
+            committed.insert(
+                v["card_number"].as_str().unwrap().to_string(),
+                v["row"].as_u64().unwrap(),
+            );
+        }
+    }
+    let summary: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    let reg = &summary["summary"]["registry"];
+    assert_eq!(reg["open_intents"], 0);
+    // Every resident exactly once: the registry's issued count equals the rows,
+    // and every card number reported as committed is still issued.
+    assert_eq!(reg["issued"], rows, "{summary}");
+    let registry = citycard_registry::Registry::open(home.join("registry.sqlite")).unwrap();
+    let mut residents = BTreeSet::new();
+    for (number, row) in &committed {
+        let card = registry
+            .card(number)
+            .unwrap()
+            .unwrap_or_else(|| panic!("committed card {number} (row {row}) lost"));
+        assert!(
+            matches!(card.state, citycard_registry::CardState::Issued),
+            "{number}: {card:?}"
+        );
+        residents.insert(card.resident_ref.clone());
+    }
+    // Every resident has exactly one live card (the registry's partial unique
+    // index forbids two; the issued count equal to the rows forbids none).
+    for i in 0..rows {
+        let live = registry.live_card_of(&format!("R-{i:03}")).unwrap();
+        assert!(
+            live.is_some_and(|c| matches!(c.state, citycard_registry::CardState::Issued)),
+            "R-{i:03} has no issued card"
+        );
+    }
+    let counts = registry.counts().unwrap();
+    assert_eq!(counts.issued as usize, rows);
+    eprintln!(
+        "crash test: {runs} kills, {} spoiled intents, {} cards used",
+        counts.spoiled,
+        std::fs::read_dir(&cards).unwrap().count()
+    );
+}

@@ -1,0 +1,345 @@
+//! A city office's first day, through the real PC/SC stack (pcscd + vpcd +
+//! emulated cards) and the `citycard` binary: init, station, partner,
+//! personalise, refusals with distinct exit codes, a batch of 22 cards with
+//! card swaps, revoke, publish, trust export; and tearing at every persistent
+//! write of personalisation, reconciled by the registry.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use citycard_e2e::{
+    bench_available, citycard, vpcd_lock, CardStack, EmulatorProcess, ServedCard, READER,
+};
+use citycard_proto::revocation::{RevocationList, TrustBundle};
+
+fn ok(args: &[&str]) -> String {
+    let (code, out, err) = citycard(args);
+    assert_eq!(code, 0, "citycard {args:?} failed ({code}):\n{out}\n{err}");
+    out
+}
+
+fn code(args: &[&str]) -> (i32, String) {
+    let (code, out, err) = citycard(args);
+    (code, format!("{out}{err}"))
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+fn init_home(dir: &Path) -> String {
+    let home = dir.join("home");
+    let h = home.to_str().unwrap().to_string();
+    ok(&[
+        "issuer",
+        "init",
+        "--dir",
+        &h,
+        "--city",
+        "Liège",
+        "--issuer-id",
+        "LIEGE",
+        "--card-prefix",
+        "LG",
+    ]);
+    ok(&[
+        "station",
+        "add",
+        "desk-1",
+        "--dir",
+        &h,
+        "--valid-days",
+        "180",
+    ]);
+    h
+}
+
+#[test]
+fn city_office_first_day() {
+    let _lock = vpcd_lock();
+    if !bench_available("city_office_first_day") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let h = init_home(tmp.path());
+    let (c, text) = code(&[
+        "issuer",
+        "init",
+        "--dir",
+        &h,
+        "--city",
+        "X",
+        "--issuer-id",
+        "X",
+    ]);
+    assert_eq!(c, 4, "init twice must refuse: {text}");
+
+    let cred = tmp.path().join("library.cred");
+    ok(&[
+        "partner",
+        "enrol",
+        "library",
+        "--dir",
+        &h,
+        "--attributes",
+        "pseudonym,resident",
+        "--valid-days",
+        "365",
+        "--out",
+        cred.to_str().unwrap(),
+    ]);
+    assert!(cred.exists());
+
+    let alex = tmp.path().join("alex.json");
+    write(
+        &alex,
+        r#"{"resident_id": "F-0001", "name": "Alex Moreau", "birth_date": "1958-03-14", "address": "Rue Léopold 12, 4000 Liège", "language": "fr"}"#,
+    );
+    let card = ServedCard::start(&tmp.path().join("card1.state"), [1; 32]);
+    let out = ok(&[
+        "personalise",
+        "--dir",
+        &h,
+        "--station",
+        "desk-1",
+        "--reader",
+        READER,
+        "--resident",
+        alex.to_str().unwrap(),
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["card_number"], "LG-000001");
+    assert_eq!(v["ok"], true);
+
+    // The same resident again: refused before any card is touched.
+    let (c, text) = code(&[
+        "personalise",
+        "--dir",
+        &h,
+        "--station",
+        "desk-1",
+        "--reader",
+        READER,
+        "--resident",
+        alex.to_str().unwrap(),
+    ]);
+    assert_eq!(c, 8, "{text}");
+    // Another resident on the (now issued) card: wrong card.
+    let sam = tmp.path().join("sam.json");
+    write(
+        &sam,
+        r#"{"resident_id": "F-0002", "name": "Sam", "care_of_address": "Asbl Accueil, 4000 Liège"}"#,
+    );
+    let (c, text) = code(&[
+        "personalise",
+        "--dir",
+        &h,
+        "--station",
+        "desk-1",
+        "--reader",
+        READER,
+        "--resident",
+        sam.to_str().unwrap(),
+    ]);
+    assert_eq!(c, 10, "{text}");
+    drop(card);
+
+    // Bad input: refused with exit 3 and nothing written.
+    let bad = tmp.path().join("bad.json");
+    write(
+        &bad,
+        r#"{"resident_id": "F-0003", "name": "Kim", "address": "Rue 1", "nationality": "XX"}"#,
+    );
+    let (c, text) = code(&[
+        "personalise",
+        "--dir",
+        &h,
+        "--station",
+        "desk-1",
+        "--reader",
+        READER,
+        "--resident",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(c, 3, "{text}");
+    assert!(text.contains("nationality"), "{text}");
+    write(
+        &bad,
+        r#"{"resident_id": "F-0003", "name": "Kim", "address": "Rue 1", "birth_date": "1990-02-30"}"#,
+    );
+    let (c, text) = code(&[
+        "personalise",
+        "--dir",
+        &h,
+        "--station",
+        "desk-1",
+        "--reader",
+        READER,
+        "--resident",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(c, 3, "{text}");
+    // Wrong passphrase: exit 6.
+    let out = std::process::Command::new(citycard_e2e::citycard_bin())
+        .args([
+            "trust",
+            "export",
+            "--dir",
+            &h,
+            "--out",
+            tmp.path().join("t.bundle").to_str().unwrap(),
+        ])
+        .env("CITYCARD_PASSPHRASE", "wrong")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A batch of 22 residents, cards swapped by the "operator" between rows.
+    let csv = tmp.path().join("batch.csv");
+    let mut text = String::from("resident_id,name,address,birth_date,language\n");
+    for i in 0..22 {
+        text.push_str(&format!(
+            "B-{i:03},Resident {i},Rue {i} 4000 Liège,19{:02}-01-15,fr\n",
+            40 + i
+        ));
+    }
+    write(&csv, &text);
+    let stack = CardStack::start(&tmp.path().join("stack"));
+    let out = ok(&[
+        "batch",
+        "--dir",
+        &h,
+        "--station",
+        "desk-1",
+        "--reader",
+        READER,
+        csv.to_str().unwrap(),
+        "--json",
+        "--wait",
+        "20",
+    ]);
+    let cards = stack.stop();
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let issued: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["ok"] == true)
+        .filter_map(|l| l["card_number"].as_str())
+        .collect();
+    assert_eq!(issued.len(), 22, "{out}");
+    assert!(cards >= 22, "cards used: {cards}");
+    let summary = &lines.last().unwrap()["summary"];
+    assert_eq!(summary["issued"], 22);
+    assert_eq!(summary["registry"]["issued"], 23);
+    assert_eq!(summary["registry"]["open_intents"], 0);
+
+    // Revoke one; twice is refused; publish; export trust.
+    ok(&["revoke", issued[3], "--dir", &h, "--reason", "lost"]);
+    let (c, text) = code(&["revoke", issued[3], "--dir", &h, "--reason", "lost"]);
+    assert_eq!(c, 9, "{text}");
+    let crl = tmp.path().join("current.crl");
+    ok(&[
+        "revocation",
+        "publish",
+        "--dir",
+        &h,
+        "--next-update-days",
+        "7",
+        "--out",
+        crl.to_str().unwrap(),
+    ]);
+    let list = RevocationList::decode(&std::fs::read(&crl).unwrap()).unwrap();
+    assert_eq!(list.body().revoked.len(), 1);
+    let bundle_path = tmp.path().join("liege.bundle");
+    ok(&[
+        "trust",
+        "export",
+        "--dir",
+        &h,
+        "--out",
+        bundle_path.to_str().unwrap(),
+    ]);
+    let bundle = TrustBundle::decode(&std::fs::read(&bundle_path).unwrap()).unwrap();
+    bundle.verify().unwrap();
+    assert_eq!(bundle.body().stations.len(), 1);
+    assert_eq!(bundle.body().revocations.body().revoked.len(), 1);
+    assert!(list.verify(&bundle.body().root).is_ok());
+}
+
+#[test]
+fn tearing_during_personalisation_is_reconciled() {
+    let _lock = vpcd_lock();
+    if !bench_available("tearing_during_personalisation_is_reconciled") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let h = init_home(tmp.path());
+    // Writes during `personalise`: W1 anchor, W2 ACTIVATE, W3 read-back certificate cache.
+    for (n, what) in [(0u32, "W1"), (1, "W2"), (2, "W3")] {
+        let resident = tmp.path().join(format!("r{n}.json"));
+        write(
+            &resident,
+            &format!(r#"{{"resident_id": "T-{n}", "name": "Torn {n}", "address": "Rue {n}"}}"#),
+        );
+        let state = tmp.path().join(format!("torn-{n}.state"));
+        let emu = EmulatorProcess::start(&state, &["--fault", &format!("tear-after-writes={n}")]);
+        let (c, text) = code(&[
+            "personalise",
+            "--dir",
+            &h,
+            "--station",
+            "desk-1",
+            "--reader",
+            READER,
+            "--resident",
+            resident.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            c, 11,
+            "{what}: a torn card is a card removed mid-way: {text}"
+        );
+        assert_eq!(emu.wait_exit(Duration::from_secs(10)), Some(75), "{what}");
+
+        // The card comes back (old or new state, never half) and the same
+        // command is run again: the open intent is reconciled first.
+        let _emu = EmulatorProcess::start(&state, &[]);
+        let (c, text) = code(&[
+            "personalise",
+            "--dir",
+            &h,
+            "--station",
+            "desk-1",
+            "--reader",
+            READER,
+            "--resident",
+            resident.to_str().unwrap(),
+            "--json",
+        ]);
+        if n < 2 {
+            // The tear happened before the card committed: the intent is spoiled, the card is reused.
+            assert_eq!(c, 0, "{what}: second attempt: {text}");
+            assert!(text.contains("spoiled [\""), "{what}: {text}");
+        } else {
+            // ACTIVATE had completed: reconciliation commits the first intent,
+            // so the resident already has a live card.
+            assert!(text.contains("committed [\""), "{what}: {text}");
+            assert_eq!(c, 8, "{what}: {text}");
+        }
+    }
+}
