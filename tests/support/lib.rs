@@ -73,12 +73,19 @@ impl ServedCard {
 
     /// Serves a card over any storage.
     pub fn start_with(storage: Box<dyn Storage + Send>, seed: [u8; 32]) -> Self {
+        Self::serve_card(move || Applet::new(storage, ChaCha20Rng::from_seed(seed)))
+    }
+
+    /// Serves any card implementation (built in the serving thread).
+    pub fn serve_card<C: citycard_proto::ContactlessCard>(
+        make: impl FnOnce() -> C + Send + 'static,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let mut opts = ServeOptions::new(([127, 0, 0, 1], PORT).into());
         opts.stop = Some(stop.clone());
         opts.poll_interval = Duration::from_millis(20);
         let handle = std::thread::spawn(move || {
-            let mut card = Applet::new(storage, ChaCha20Rng::from_seed(seed));
+            let mut card = make();
             let _ = serve(&mut card, &opts);
         });
         wait_for_card(Duration::from_secs(10));

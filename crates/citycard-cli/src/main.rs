@@ -35,6 +35,8 @@ enum Command {
     Readers,
     /// Send raw APDUs (hex) to the card in a PC/SC reader and print the responses.
     Apdu(commands::apdu::ApduArgs),
+    /// Verify the card in a reader: one tap, one verdict (exit code 0 only for a genuine card).
+    Verify(commands::verify::VerifyArgs),
     /// The city's issuer home.
     #[command(subcommand)]
     Issuer(commands::issuer::IssuerCommand),
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Card(cmd) => commands::card::run(cmd, cli.trace),
         Command::Readers => commands::apdu::readers(),
         Command::Apdu(args) => commands::apdu::run(&args, cli.trace),
+        Command::Verify(args) => commands::verify::run(&args, cli.trace),
         Command::Issuer(cmd) => commands::issuer::issuer(cmd),
         Command::Station(cmd) => commands::issuer::station(cmd),
         Command::Partner(cmd) => commands::issuer::partner(cmd),

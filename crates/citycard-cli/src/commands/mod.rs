@@ -4,6 +4,7 @@ pub mod apdu;
 pub mod card;
 pub mod demo;
 pub mod issuer;
+pub mod verify;
 
 /// Today's date from the system clock (UTC).
 pub fn today() -> anyhow::Result<citycard_proto::Date> {
