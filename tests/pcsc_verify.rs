@@ -93,7 +93,7 @@ fn verify(bundle: &Path, cred: &Path, extra: &[&str]) -> (i32, serde_json::Value
 /// the envelope (schema version, reader, timing, APDU count) and the verdict kind.
 fn identifying_values(v: &serde_json::Value) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    fn walk(v: &serde_json::Value, key: &str, out: &mut BTreeSet<String>) {
+    fn walk(v: &serde_json::Value, out: &mut BTreeSet<String>) {
         match v {
             serde_json::Value::Object(m) => {
                 for (k, v) in m {
@@ -109,18 +109,18 @@ fn identifying_values(v: &serde_json::Value) -> BTreeSet<String> {
                     ]
                     .contains(&k.as_str())
                     {
-                        walk(v, k, out);
+                        walk(v, out);
                     }
                 }
             }
-            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, key, out)),
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
             serde_json::Value::Bool(_) => {}
             other => {
                 out.insert(format!("{other}"));
             }
         }
     }
-    walk(v, "", &mut out);
+    walk(v, &mut out);
     out
 }
 

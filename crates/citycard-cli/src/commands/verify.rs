@@ -127,9 +127,8 @@ pub fn run(args: &VerifyArgs, trace: bool) -> anyhow::Result<ExitCode> {
         println!("{}", describe(&verdict));
         eprintln!("{} APDUs, {} ms", stats.apdus, elapsed.as_millis());
     }
-    if let Ok(t) = channel.into_inner().into_inner().disconnect() {
-        let _ = t;
-    }
+    // Leave the card powered for the next reader action; errors here change nothing.
+    let _ = channel.into_inner().into_inner().disconnect();
     Ok(ExitCode::from(verdict.code()))
 }
 
