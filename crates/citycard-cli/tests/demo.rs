@@ -1,6 +1,11 @@
 //! `citycard demo` runs the whole story on the built-in emulated card and
 //! every step behaves as specified (the JSON form reports each check).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 #[test]
 fn demo_tells_the_whole_story() {
