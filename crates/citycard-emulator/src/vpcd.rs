@@ -248,6 +248,11 @@ fn session<C: ContactlessCard>(
         if opts.stopped() {
             return Ok(SessionEnd::Stopped);
         }
+        // pcscd's vpcd driver sends each APDU as one small write and waits for
+        // the answer: without quick ACKs, delayed ACK + Nagle on its side add
+        // ~40 ms per APDU. Re-armed before every read (Linux clears it).
+        #[cfg(target_os = "linux")]
+        let _ = socket2::SockRef::from(&stream).set_quickack(true);
         let frame = match frames.next_frame(&mut stream) {
             Ok(Some(frame)) => frame,
             Ok(None) => continue,
