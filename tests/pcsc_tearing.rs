@@ -15,32 +15,14 @@ use std::time::Duration;
 
 use citycard_e2e::{bench_available, connect, raw_link, vpcd_lock, EmulatorProcess};
 use citycard_testkit::keys::{city, date, reader, test_key, TODAY};
-use citycard_testkit::script::{
-    self, personalise, sample_resident, select_command, Personalisation, Script,
-};
+use citycard_testkit::script::{self, select_command, Script};
 use citycard_transport::CardTransport;
-use rand_chacha::rand_core::SeedableRng;
-use rand_chacha::ChaCha20Rng;
 
 fn personalise_via(t: &mut citycard_transport::PcscTransport, anchor: bool) -> Result<(), String> {
-    let city = city();
-    let mut salts = ChaCha20Rng::from_seed([9; 32]);
     let mut link = raw_link(t);
-    let mut s = Script::new(&mut link);
-    personalise(
-        &mut s,
-        Personalisation {
-            city: &city,
-            station_ephemeral: test_key("station ephemeral"),
-            salts: &mut salts,
-            resident: sample_resident(),
-            valid_from: date((2026, 11, 20)),
-            valid_to: date((2031, 11, 19)),
-            anchor,
-        },
-    )
-    .map(|_| ())
-    .map_err(|e| e.to_string())
+    script::personalise_sample(&mut link, anchor, 8)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 fn tap(t: &mut citycard_transport::PcscTransport, pso: bool) -> Result<(), String> {

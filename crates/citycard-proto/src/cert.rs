@@ -147,12 +147,7 @@ impl CertificateBody {
     fn decode(body_tlv: &[u8]) -> Result<Self> {
         let body = tlv::read_exact(body_tlv, TAG_BODY)?;
         let mut s = Sequence::new(body.value)?;
-        let version = s.required(TAG_VERSION)?;
-        if version.value != [1] {
-            return Err(Error::UnsupportedVersion(
-                version.value.first().copied().unwrap_or(0),
-            ));
-        }
+        tlv::expect_version_1(&mut s, TAG_VERSION)?;
         let text = |tag: u32, f: tlv::Field<'_>| -> Result<String> {
             let s = core::str::from_utf8(f.value).map_err(|_| Error::BadValue(tag))?;
             check_reference(s, tag)?;
@@ -201,8 +196,7 @@ impl CertificateBody {
 pub struct Certificate {
     body: CertificateBody,
     encoded: Vec<u8>,
-    body_start: usize,
-    body_len: usize,
+    signed: Vec<u8>,
     signature: [u8; SIGNATURE_LEN],
 }
 
@@ -210,27 +204,18 @@ impl Certificate {
     /// Joins signed body bytes (from [`CertificateBody::to_be_signed`]) and a
     /// raw signature into a certificate. Does not verify the signature.
     pub fn assemble(body_tlv: &[u8], signature: &[u8]) -> Result<Self> {
-        let mut inner = Vec::with_capacity(body_tlv.len() + 70);
-        inner.extend_from_slice(body_tlv);
-        tlv::push(&mut inner, TAG_SIGNATURE, signature);
-        Self::decode(&tlv::encode(TAG_CERTIFICATE, &inner))
+        Self::decode(&tlv::join_signed(TAG_CERTIFICATE, body_tlv, signature))
     }
 
     /// Decodes a certificate (structure and field checks only; see [`Self::verify`]).
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let outer = tlv::read_exact(bytes, TAG_CERTIFICATE)?;
-        let (body_field, rest) = tlv::read_one(outer.value)?;
-        tlv::expect_tag(&body_field, TAG_BODY)?;
-        let sig_field = tlv::read_exact(rest, TAG_SIGNATURE)?;
-        let signature = tlv::fixed::<SIGNATURE_LEN>(&sig_field)?;
-        let body = CertificateBody::decode(body_field.raw)?;
-        let body_start = bytes.len().saturating_sub(outer.value.len());
+        let parts = tlv::split_signed(bytes, TAG_CERTIFICATE, TAG_BODY)?;
+        let body = CertificateBody::decode(parts.body.raw)?;
         Ok(Self {
             body,
             encoded: bytes.to_vec(),
-            body_start,
-            body_len: body_field.raw.len(),
-            signature,
+            signed: parts.body.raw.to_vec(),
+            signature: parts.signature,
         })
     }
 
@@ -241,9 +226,7 @@ impl Certificate {
 
     /// The signed bytes (the `7F4E` TLV).
     pub fn signed_bytes(&self) -> &[u8] {
-        self.encoded
-            .get(self.body_start..self.body_start + self.body_len)
-            .unwrap_or(&[])
+        &self.signed
     }
 
     /// The decoded body.

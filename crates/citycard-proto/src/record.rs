@@ -37,7 +37,6 @@ const TAG_FROM: u32 = 0x82;
 const TAG_TO: u32 = 0x83;
 const TAG_CARD_KEY: u32 = 0x84;
 const TAG_DIGESTS: u32 = 0x85;
-const TAG_SIGNATURE: u32 = 0x5F37;
 
 /// Length of a salt.
 pub const SALT_LEN: usize = 16;
@@ -193,12 +192,7 @@ impl RecordBody {
     fn decode(body_tlv: &[u8]) -> Result<Self> {
         let body = tlv::read_exact(body_tlv, TAG_RECORD_BODY)?;
         let mut s = Sequence::new(body.value)?;
-        let version = s.required(TAG_VERSION)?;
-        if version.value != [1] {
-            return Err(Error::UnsupportedVersion(
-                version.value.first().copied().unwrap_or(0),
-            ));
-        }
+        tlv::expect_version_1(&mut s, TAG_VERSION)?;
         let station = tlv::fixed::<FINGERPRINT_LEN>(&s.required(TAG_STATION)?)?;
         let valid_from = Date::from_bytes(s.required(TAG_FROM)?.value)?;
         let valid_to = Date::from_bytes(s.required(TAG_TO)?.value)?;
@@ -242,45 +236,31 @@ impl RecordBody {
 pub struct ResidentRecord {
     body: RecordBody,
     encoded: Vec<u8>,
-    body_start: usize,
-    body_len: usize,
+    signed: Vec<u8>,
     signature: [u8; SIGNATURE_LEN],
 }
 
 impl ResidentRecord {
     /// Joins a signed body and a raw signature (does not verify).
     pub fn assemble(body_tlv: &[u8], signature: &[u8]) -> Result<Self> {
-        let mut inner = Vec::with_capacity(body_tlv.len() + 70);
-        inner.extend_from_slice(body_tlv);
-        tlv::push(&mut inner, TAG_SIGNATURE, signature);
-        Self::decode(&tlv::encode(TAG_RECORD, &inner))
+        Self::decode(&tlv::join_signed(TAG_RECORD, body_tlv, signature))
     }
 
     /// Decodes a record (structure only; see [`Self::verify`]).
     pub fn decode(bytes: &[u8]) -> Result<Self> {
-        let outer = tlv::read_exact(bytes, TAG_RECORD)?;
-        let (body_field, rest) = tlv::read_one(outer.value)?;
-        tlv::expect_tag(&body_field, TAG_RECORD_BODY)?;
-        let sig = tlv::read_exact(rest, TAG_SIGNATURE)?;
-        let signature = tlv::fixed::<SIGNATURE_LEN>(&sig)?;
-        let body = RecordBody::decode(body_field.raw)?;
-        let body_start = bytes.len().saturating_sub(outer.value.len());
+        let parts = tlv::split_signed(bytes, TAG_RECORD, TAG_RECORD_BODY)?;
+        let body = RecordBody::decode(parts.body.raw)?;
         Ok(Self {
             body,
             encoded: bytes.to_vec(),
-            body_start,
-            body_len: body_field.raw.len(),
-            signature,
+            signed: parts.body.raw.to_vec(),
+            signature: parts.signature,
         })
     }
 
     /// Verifies the station's signature.
     pub fn verify(&self, station: &PublicKey) -> Result<()> {
-        let signed = self
-            .encoded
-            .get(self.body_start..self.body_start + self.body_len)
-            .unwrap_or(&[]);
-        crypto::verify(station, signed, &self.signature)
+        crypto::verify(station, &self.signed, &self.signature)
     }
 
     /// The decoded body.
@@ -304,9 +284,6 @@ impl ResidentRecord {
     /// The revocation identifier of this card: the first 8 bytes of SHA-256
     /// over its compressed public key.
     pub fn revocation_id(&self) -> [u8; 8] {
-        let h = crypto::sha256(&[&crypto::encode_point(&self.body.card_key)]);
-        let mut out = [0u8; 8];
-        out.copy_from_slice(h.get(..8).unwrap_or(&[0; 8]));
-        out
+        crate::revocation::revocation_id(&self.body.card_key)
     }
 }

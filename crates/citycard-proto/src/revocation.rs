@@ -37,7 +37,6 @@ const TAG_REVOCATION_BODY: u32 = 0xE4;
 /// Tag of a trust bundle.
 pub const TAG_TRUST_BUNDLE: u32 = 0xE5;
 const TAG_BUNDLE_BODY: u32 = 0xE6;
-const TAG_SIGNATURE: u32 = 0x5F37;
 /// Most revocation ids a list may hold (bounds readers' memory: 64 KiB of ids).
 pub const MAX_REVOKED: usize = 8192;
 /// Most station certificates a bundle may hold.
@@ -121,9 +120,7 @@ pub struct RevocationList {
 impl RevocationList {
     /// Joins signed body bytes and a raw root signature (does not verify).
     pub fn assemble(body_tlv: &[u8], signature: &[u8]) -> Result<Self> {
-        let mut inner = body_tlv.to_vec();
-        tlv::push(&mut inner, TAG_SIGNATURE, signature);
-        Self::decode(&tlv::encode(TAG_REVOCATION_LIST, &inner))
+        Self::decode(&tlv::join_signed(TAG_REVOCATION_LIST, body_tlv, signature))
     }
 
     /// Decodes (structure only; see [`Self::verify`]).
@@ -131,17 +128,10 @@ impl RevocationList {
         if bytes.len() > MAX_BUNDLE_LEN {
             return Err(Error::TooLong);
         }
-        let outer = tlv::read_exact(bytes, TAG_REVOCATION_LIST)?;
-        let (body, rest) = tlv::read_one(outer.value)?;
-        tlv::expect_tag(&body, TAG_REVOCATION_BODY)?;
-        let signature = tlv::fixed::<SIGNATURE_LEN>(&tlv::read_exact(rest, TAG_SIGNATURE)?)?;
+        let parts = tlv::split_signed(bytes, TAG_REVOCATION_LIST, TAG_REVOCATION_BODY)?;
+        let (body, signature) = (parts.body, parts.signature);
         let mut s = Sequence::new(body.value)?;
-        let version = s.required(0x80)?;
-        if version.value != [1] {
-            return Err(Error::UnsupportedVersion(
-                version.value.first().copied().unwrap_or(0),
-            ));
-        }
+        tlv::expect_version_1(&mut s, 0x80)?;
         let issuer =
             core::str::from_utf8(s.required(0x42)?.value).map_err(|_| Error::BadValue(0x42))?;
         check_issuer(issuer)?;
@@ -249,9 +239,7 @@ pub struct TrustBundle {
 impl TrustBundle {
     /// Joins signed body bytes and a raw root signature (does not verify).
     pub fn assemble(body_tlv: &[u8], signature: &[u8]) -> Result<Self> {
-        let mut inner = body_tlv.to_vec();
-        tlv::push(&mut inner, TAG_SIGNATURE, signature);
-        Self::decode(&tlv::encode(TAG_TRUST_BUNDLE, &inner))
+        Self::decode(&tlv::join_signed(TAG_TRUST_BUNDLE, body_tlv, signature))
     }
 
     /// Decodes (structure only; see [`Self::verify`]).
@@ -259,17 +247,10 @@ impl TrustBundle {
         if bytes.len() > MAX_BUNDLE_LEN {
             return Err(Error::TooLong);
         }
-        let outer = tlv::read_exact(bytes, TAG_TRUST_BUNDLE)?;
-        let (body, rest) = tlv::read_one(outer.value)?;
-        tlv::expect_tag(&body, TAG_BUNDLE_BODY)?;
-        let signature = tlv::fixed::<SIGNATURE_LEN>(&tlv::read_exact(rest, TAG_SIGNATURE)?)?;
+        let parts = tlv::split_signed(bytes, TAG_TRUST_BUNDLE, TAG_BUNDLE_BODY)?;
+        let (body, signature) = (parts.body, parts.signature);
         let mut s = Sequence::new(body.value)?;
-        let version = s.required(0x80)?;
-        if version.value != [1] {
-            return Err(Error::UnsupportedVersion(
-                version.value.first().copied().unwrap_or(0),
-            ));
-        }
+        tlv::expect_version_1(&mut s, 0x80)?;
         let issuer =
             core::str::from_utf8(s.required(0x42)?.value).map_err(|_| Error::BadValue(0x42))?;
         check_issuer(issuer)?;

@@ -176,6 +176,45 @@ impl<'a> Sequence<'a> {
     }
 }
 
+/// Tag of a raw `r‖s` signature after a signed body.
+pub const TAG_SIGNATURE: u32 = 0x5F37;
+
+/// The parts of a signed object: `OUTER { BODY {…}, 5F37 signature }`.
+pub struct SignedParts<'a> {
+    /// The body TLV; `body.raw` is exactly the signed bytes.
+    pub body: Field<'a>,
+    /// The raw signature.
+    pub signature: [u8; 64],
+}
+
+/// Splits `OUTER { BODY, 5F37 }` spanning all of `bytes`.
+pub fn split_signed(bytes: &[u8], outer_tag: u32, body_tag: u32) -> Result<SignedParts<'_>> {
+    let outer = read_exact(bytes, outer_tag)?;
+    let (body, rest) = read_one(outer.value)?;
+    expect_tag(&body, body_tag)?;
+    let signature = fixed::<64>(&read_exact(rest, TAG_SIGNATURE)?)?;
+    Ok(SignedParts { body, signature })
+}
+
+/// Builds `OUTER { body_tlv, 5F37 signature }`.
+pub fn join_signed(outer_tag: u32, body_tlv: &[u8], signature: &[u8]) -> Vec<u8> {
+    let mut inner = Vec::with_capacity(body_tlv.len() + 70);
+    inner.extend_from_slice(body_tlv);
+    push(&mut inner, TAG_SIGNATURE, signature);
+    encode(outer_tag, &inner)
+}
+
+/// Reads the `version` field with tag `tag` and requires it to be `01`.
+pub fn expect_version_1(s: &mut Sequence<'_>, tag: u32) -> Result<()> {
+    let version = s.required(tag)?;
+    if version.value != [1] {
+        return Err(Error::UnsupportedVersion(
+            version.value.first().copied().unwrap_or(0),
+        ));
+    }
+    Ok(())
+}
+
 /// A fixed-size value.
 pub fn fixed<const N: usize>(field: &Field<'_>) -> Result<[u8; N]> {
     field

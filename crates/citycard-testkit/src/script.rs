@@ -297,3 +297,50 @@ pub fn verify(
     let resp = s.expect_ok("GENERAL AUTHENTICATE", &session.command())?;
     Ok(session.open(&resp, &reader.key)?)
 }
+
+/// Personalises the sample resident with the fixed test city over `link`
+/// (anchoring first when `anchor`), salts drawn from `salt_seed`.
+pub fn personalise_sample(
+    link: &mut RawLink<'_>,
+    anchor: bool,
+    salt_seed: u8,
+) -> Result<citycard_proto::ResidentRecord, ScriptError> {
+    use rand_chacha::rand_core::SeedableRng;
+    let city = crate::keys::city();
+    let mut salts = rand_chacha::ChaCha20Rng::from_seed([salt_seed; 32]);
+    let mut s = Script::new(link);
+    personalise(
+        &mut s,
+        Personalisation {
+            city: &city,
+            station_ephemeral: crate::keys::test_key("station ephemeral"),
+            salts: &mut salts,
+            resident: sample_resident(),
+            valid_from: crate::keys::date((2026, 11, 20)),
+            valid_to: crate::keys::date((2031, 11, 19)),
+            anchor,
+        },
+    )
+}
+
+/// One library tap (pseudonym, resident) by the fixed test library reader, on TODAY.
+pub fn tap_library(
+    link: &mut RawLink<'_>,
+    pso: bool,
+    ephemeral_label: &str,
+) -> Result<Disclosure, ScriptError> {
+    let city = crate::keys::city();
+    let r = crate::keys::reader(&city, "library");
+    let mut s = Script::new(link);
+    let requested = [AttributeId::PSEUDONYM, AttributeId::RESIDENT]
+        .into_iter()
+        .collect();
+    verify(
+        &mut s,
+        &r,
+        requested,
+        crate::keys::date(crate::keys::TODAY),
+        crate::keys::test_key(ephemeral_label),
+        pso,
+    )
+}

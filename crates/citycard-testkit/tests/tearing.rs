@@ -12,10 +12,8 @@
 )]
 
 use citycard_card::{Applet, MemoryStorage, Storage, StorageError};
-use citycard_proto::attr::AttributeId;
 use citycard_proto::{ContactlessCard, LifeCycle};
-use citycard_testkit::keys::{city, date, reader, test_key, TODAY};
-use citycard_testkit::script::{personalise, sample_resident, verify, Personalisation, Script};
+use citycard_testkit::script::{personalise_sample, tap_library};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -46,44 +44,17 @@ impl Storage for Tear {
 }
 
 fn personalise_on(card: &mut Applet<Tear, ChaCha20Rng>, anchor: bool) -> Result<(), String> {
-    let city = city();
-    let mut salts = ChaCha20Rng::from_seed([5; 32]);
     let mut link = |apdu: &[u8]| card.transmit(apdu).map_err(|e| e.to_string());
-    let mut s = Script::new(&mut link);
-    personalise(
-        &mut s,
-        Personalisation {
-            city: &city,
-            station_ephemeral: test_key("station ephemeral"),
-            salts: &mut salts,
-            resident: sample_resident(),
-            valid_from: date((2026, 11, 20)),
-            valid_to: date((2031, 11, 19)),
-            anchor,
-        },
-    )
-    .map(|_| ())
-    .map_err(|e| e.to_string())
+    personalise_sample(&mut link, anchor, 5)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 fn tap(card: &mut Applet<Tear, ChaCha20Rng>, pso: bool) -> Result<(), String> {
-    let city = city();
-    let r = reader(&city, "library");
     let mut link = |apdu: &[u8]| card.transmit(apdu).map_err(|e| e.to_string());
-    let mut s = Script::new(&mut link);
-    let requested = [AttributeId::PSEUDONYM, AttributeId::RESIDENT]
-        .into_iter()
-        .collect();
-    verify(
-        &mut s,
-        &r,
-        requested,
-        date(TODAY),
-        test_key("tear tap"),
-        pso,
-    )
-    .map(|_| ())
-    .map_err(|e| e.to_string())
+    tap_library(&mut link, pso, "tear tap")
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 #[test]
