@@ -122,7 +122,12 @@ pub fn validate(fields: &BTreeMap<String, String>) -> Result<Resident, InputErro
         }
         let bytes = match id {
             AttributeId::BIRTH_DATE => Date::parse_iso(value)
-                .map_err(|_| err(key, format!("{value:?} is not a date (YYYY-MM-DD)")))?
+                .map_err(|_| {
+                    err(
+                        key,
+                        "not a date (YYYY-MM-DD); the value is not repeated here",
+                    )
+                })?
                 .to_bytes()
                 .to_vec(),
             id if id.get() >= AttributeId::ISSUER_DEFINED_FIRST => {
