@@ -56,6 +56,24 @@ pub enum ReaderError {
     /// The file to write already exists (credentials are never overwritten).
     #[error("{0}: already exists")]
     AlreadyExists(String),
+    /// A reload offered a trust bundle older than the one in use (an older
+    /// bundle would un-revoke cards); the current trust stays.
+    #[error("the new trust bundle (issued at {new_issued_at}) is older than the one in use (issued at {current_issued_at})")]
+    BundleRollback {
+        /// Issue time of the bundle in use, Unix seconds.
+        current_issued_at: u64,
+        /// Issue time of the refused bundle, Unix seconds.
+        new_issued_at: u64,
+    },
+    /// A reload from files was asked of a trust source built without files.
+    #[error("this trust source has no files to reload from")]
+    NoTrustFiles,
+    /// The PC/SC service could not be used (the tap service at start-up).
+    #[error("PC/SC: {0}")]
+    Pcsc(#[source] citycard_transport::TransportError),
+    /// The tap service could not run (a thread could not be started or died).
+    #[error("{0}")]
+    Watch(String),
 }
 
 impl ReaderError {

@@ -16,6 +16,7 @@ mod policy;
 mod trust;
 mod verdict;
 mod verify;
+pub mod watch;
 
 pub use credential::{PartnerCredential, CREDENTIAL_SCHEMA_VERSION};
 pub use error::ReaderError;
@@ -25,6 +26,12 @@ pub use verdict::{Genuine, Verdict, VERDICT_SCHEMA_VERSION};
 #[cfg(feature = "tokio")]
 pub use verify::verify_async;
 pub use verify::{verify, MAX_GET_RESPONSE, MAX_RESPONSE_LEN};
+#[cfg(feature = "tokio")]
+pub use watch::watch;
+pub use watch::{
+    watch_blocking, Clock, ReaderSelection, Shutdown, Tap, TapEvent, TapTiming, TrustSource,
+    WatchConfig,
+};
 
 // Re-exported so that partners need not depend on the protocol crates for the basics.
 pub use citycard_proto::{AttributeId, AttributeSet, Date};
