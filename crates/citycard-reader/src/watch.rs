@@ -13,7 +13,7 @@
 //! - One dedicated **reader thread** per reader, each with its own PC/SC
 //!   context: waits for a card with `get_status_change` in slices of
 //!   [`WatchConfig::poll_interval`] (so a shutdown is noticed within one
-//!   slice), connects, runs [`verify`](crate::verify) with the current
+//!   slice), connects, runs [`verify`] with the current
 //!   [`Trust`] and [`Policy`], sends the [`TapEvent::Tap`] at once (a gate
 //!   opens while the card is still in the field), then waits for the card to
 //!   leave before it looks for the next one. A card left on the reader is
@@ -249,7 +249,7 @@ pub struct TapTiming {
     pub total: Duration,
     /// Connecting to the card (PC/SC `SCardConnect`).
     pub connect: Duration,
-    /// The verification itself ([`verify`](crate::verify)).
+    /// The verification itself ([`verify`]).
     pub verify: Duration,
 }
 
