@@ -1344,6 +1344,34 @@ mod tests {
     }
 
     #[test]
+    fn an_apdu_after_the_card_timeout_fails_with_a_timeout() {
+        struct Echo;
+        impl citycard_proto::ContactlessCard for Echo {
+            fn atr(&self) -> Vec<u8> {
+                vec![0x3B, 0x00]
+            }
+            fn reset(&mut self) {}
+            fn transmit(&mut self, _: &[u8]) -> Result<Vec<u8>, citycard_proto::CardLost> {
+                Ok(vec![0x90, 0x00])
+            }
+        }
+        let inner = citycard_transport::MemoryTransport::new(Echo);
+        let mut ok = Deadline {
+            inner,
+            deadline: Instant::now() + Duration::from_secs(60),
+        };
+        assert_eq!(ok.transmit_raw(&[0, 0xA4, 4, 0]).unwrap(), [0x90, 0x00]);
+        let mut late = Deadline {
+            inner: ok.inner,
+            deadline: Instant::now() - Duration::from_millis(1),
+        };
+        assert!(matches!(
+            late.transmit_raw(&[0, 0xA4, 4, 0]),
+            Err(TransportError::Timeout)
+        ));
+    }
+
+    #[test]
     fn backoff_doubles_up_to_the_cap() {
         let c = WatchConfig::new(Policy::at(0));
         let b: Vec<u64> = (1..=9).map(|n| backoff(&c, n).as_millis() as u64).collect();

@@ -565,3 +565,40 @@ fn trust_reload_takes_a_new_revocation_list_and_refuses_bad_files() {
     w.stop();
     file_watch.join().unwrap();
 }
+
+#[test]
+fn trust_source_refuses_another_root_and_rollbacks_without_the_bench() {
+    let city = city();
+    let dir = tempfile::tempdir().unwrap();
+    let source = trust_files(&city, dir.path());
+    assert_eq!(source.generation(), 1);
+    let r = reader(&city, "library");
+    let credential = || PartnerCredential::new(r.certificate.clone(), r.key.clone()).unwrap();
+    let newer = citycard_reader::Trust::new(bundle(&city, now(), 2, vec![]), credential()).unwrap();
+    assert_eq!(source.replace(newer).unwrap(), 2);
+    let older =
+        citycard_reader::Trust::new(bundle(&city, now() - 7_200, 3, vec![]), credential()).unwrap();
+    assert!(matches!(
+        source.replace(older),
+        Err(ReaderError::BundleRollback { .. })
+    ));
+    let other = citycard_testkit::keys::city_named("NAMUR", "namur root");
+    let o = reader(&other, "library");
+    let foreign = citycard_reader::Trust::new(
+        bundle(&other, now() + 60, 9, vec![]),
+        PartnerCredential::new(o.certificate, o.key).unwrap(),
+    )
+    .unwrap();
+    assert!(matches!(
+        source.replace(foreign),
+        Err(ReaderError::UnexpectedRoot { .. })
+    ));
+    assert_eq!(source.generation(), 2);
+    let memory = TrustSource::new((*source.current()).clone());
+    assert!(matches!(
+        memory.reload_from_files(),
+        Err(ReaderError::NoTrustFiles)
+    ));
+    let e = memory.reload_event();
+    assert_eq!(e.kind(), "trust_reload_failed");
+}
