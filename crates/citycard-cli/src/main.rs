@@ -28,6 +28,8 @@ enum Command {
     /// Show the whole story on a built-in emulated card: SELECT, life cycle,
     /// personalisation, a library and a transit verification, a rejected clone.
     Demo(commands::demo::DemoArgs),
+    /// Benchmarks: APDUs, bytes, estimated card time, host and end-to-end timings (issue 5).
+    Bench(commands::bench::BenchArgs),
     /// The reference card: emulate it behind vpcd, inspect it.
     #[command(subcommand)]
     Card(commands::card::CardCommand),
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(&args, cli.trace),
+        Command::Bench(args) => commands::bench::run(&args),
         Command::Card(cmd) => commands::card::run(cmd, cli.trace),
         Command::Readers => commands::apdu::readers(),
         Command::Apdu(args) => commands::apdu::run(&args, cli.trace),

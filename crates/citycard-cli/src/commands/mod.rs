@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod apdu;
+pub mod bench;
 pub mod card;
 pub mod demo;
 pub mod issuer;

@@ -1,0 +1,179 @@
+//! A city, its station, three partners and issued cards, in process, with the
+//! real issuer and reader libraries (the setup of `citycard demo`).
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use citycard_card::{Applet, MemoryStorage};
+use citycard_issuer::home::{IssuerHome, LoadedStation};
+use citycard_issuer::issue::{issue_one, Issued};
+use citycard_issuer::resident::{self, Resident};
+use citycard_keys::FixedSecrets;
+use citycard_proto::attr::{AttributeId, AttributeSet};
+use citycard_proto::Date;
+use citycard_reader::{PartnerCredential, Policy, Trust};
+use citycard_transport::{CardChannel, CardTransport, MemoryTransport, Traced};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+/// The in-process reference card.
+pub type Card = Applet<MemoryStorage, ChaCha20Rng>;
+/// A traced channel to an in-process card.
+pub type MemChannel = CardChannel<Traced<MemoryTransport<Card>>>;
+
+/// A verification profile: a partner, its grants and what it requests.
+pub struct Profile {
+    /// Name in the report.
+    pub name: &'static str,
+    /// What the reader requests.
+    pub requested: AttributeSet,
+    /// The partner's trust (bundle + credential).
+    pub trust: Trust,
+}
+
+/// The city, its station and partners.
+pub struct City {
+    _dir: tempfile::TempDir,
+    /// The issuer home (in a temporary directory).
+    pub home: IssuerHome,
+    /// The station.
+    pub station: LoadedStation,
+    /// The registry.
+    pub registry: citycard_registry::Registry,
+    /// Library, transit, full identity.
+    pub profiles: Vec<Profile>,
+    /// Today.
+    pub today: Date,
+    /// Now (Unix seconds), fixed for the whole run.
+    pub now_unix: u64,
+    /// Randomness for the station and readers.
+    pub rng: ChaCha20Rng,
+    next_resident: u64,
+}
+
+fn set(ids: &[AttributeId]) -> AttributeSet {
+    ids.iter().copied().collect()
+}
+
+/// The three profiles of SPEC §12: (name, grants, request).
+pub fn profile_sets() -> Vec<(&'static str, AttributeSet, AttributeSet)> {
+    let library = set(&[AttributeId::PSEUDONYM, AttributeId::RESIDENT]);
+    let full = set(&[
+        AttributeId::PSEUDONYM,
+        AttributeId::CARD_NUMBER,
+        AttributeId::NAME,
+        AttributeId::BIRTH_DATE,
+        AttributeId::ADDRESS,
+        AttributeId::LANGUAGE,
+        AttributeId::RESIDENT,
+    ]);
+    vec![
+        ("library", library, library),
+        (
+            "transit",
+            set(&[AttributeId::AGE_OVER_65, AttributeId::AGE_OVER_18]),
+            set(&[AttributeId::AGE_OVER_65]),
+        ),
+        ("full_identity", full, full),
+    ]
+}
+
+impl City {
+    /// Creates the city: root, station `desk-1`, partners, trust bundle.
+    pub fn new() -> anyhow::Result<Self> {
+        let (today, now_unix) = citycard_issuer::home::now()?;
+        let mut rng = ChaCha20Rng::from_rng(rand_core::OsRng).context("no OS randomness")?;
+        let dir = tempfile::tempdir().context("temporary directory")?;
+        let mut pass = [0u8; 16];
+        rng.fill_bytes(&mut pass);
+        let secrets = FixedSecrets::new(&hex::encode(pass), "");
+        let home = IssuerHome::init(
+            &dir.path().join("city"),
+            "Bench City",
+            "LIEGE",
+            "LG",
+            None,
+            &secrets,
+        )?;
+        home.add_station("desk-1", 180, None, &secrets, today)?;
+        let mut partners = Vec::new();
+        for (name, grants, requested) in profile_sets() {
+            let (cert, key) = home.enrol_partner(name, grants, 365, &secrets, today)?;
+            partners.push((name, requested, cert, key));
+        }
+        let bundle = home.export_trust(&secrets, now_unix)?;
+        let mut profiles = Vec::new();
+        for (name, requested, cert, key) in partners {
+            profiles.push(Profile {
+                name,
+                requested,
+                trust: Trust::new(bundle.clone(), PartnerCredential::new(cert, key)?)?,
+            });
+        }
+        let station = home.station("desk-1", &secrets, today)?;
+        let registry = home.registry()?;
+        Ok(Self {
+            _dir: dir,
+            home,
+            station,
+            registry,
+            profiles,
+            today,
+            now_unix,
+            rng,
+            next_resident: 0,
+        })
+    }
+
+    /// The reader policy of `profile`, at the run's fixed time.
+    pub fn policy(&self, profile: &Profile) -> Policy {
+        Policy::at(self.now_unix).with_requested(profile.requested)
+    }
+
+    /// A new resident, the SPEC's sample person (Alex Moreau, born 1958).
+    pub fn next_resident(&mut self) -> anyhow::Result<Resident> {
+        self.next_resident += 1;
+        let fields: BTreeMap<String, String> = [
+            ("resident_id", format!("F-{:06}", self.next_resident)),
+            ("name", "Alex Moreau".into()),
+            ("birth_date", "1958-03-14".into()),
+            ("address", "Rue Léopold 12, 4000 Liège".into()),
+            ("language", "fr".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        resident::validate(&fields).map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// A blank in-process card behind a traced channel.
+    pub fn blank_card(&mut self) -> MemChannel {
+        let mut seed = [0u8; 32];
+        self.rng.fill_bytes(&mut seed);
+        let card = Applet::new(MemoryStorage::new(), ChaCha20Rng::from_seed(seed));
+        CardChannel::new(Traced::new(MemoryTransport::new(card)))
+    }
+
+    /// Issues the card on `ch` (any transport) to a new resident.
+    pub fn issue<T: CardTransport>(&mut self, ch: &mut CardChannel<T>) -> anyhow::Result<Issued> {
+        let resident = self.next_resident()?;
+        issue_one(
+            &self.home,
+            &self.station,
+            &mut self.registry,
+            ch,
+            &resident,
+            "bench",
+            None,
+            None,
+            self.today,
+            &mut self.rng,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))
+    }
+}
+
+/// Persistent writes the in-process card has made so far.
+pub fn writes(ch: &MemChannel) -> u64 {
+    ch.transport().inner().card().storage().commits()
+}

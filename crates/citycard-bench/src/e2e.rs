@@ -1,0 +1,169 @@
+//! End to end through pcscd + vpcd + the emulated card served by a thread of
+//! this process (`citycard_emulator::serve`, as `tests/support` does).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail};
+use citycard_card::{Applet, Storage};
+use citycard_emulator::{serve, ServeOptions};
+use citycard_proto::ContactlessCard;
+use citycard_reader::verify;
+use citycard_transport::{CardChannel, CardTransport, PcscContext, PcscTransport, Traced};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+/// The bench's vpcd reader and port.
+pub const READER: &str = "Virtual PCD 00 00";
+/// vpcd port of [`READER`].
+pub const PORT: u16 = 35963;
+
+/// `Ok(())` when pcscd runs and shows the vpcd reader; else why not.
+pub fn bench_available() -> Result<(), String> {
+    let ctx = PcscContext::establish().map_err(|e| format!("cannot reach pcscd ({e})"))?;
+    let readers = ctx
+        .list_readers()
+        .map_err(|e| format!("listing readers failed ({e})"))?;
+    if readers.iter().any(|r| r == READER) {
+        Ok(())
+    } else {
+        Err(format!("pcscd has no reader {READER:?}"))
+    }
+}
+
+/// A card served to vpcd by a thread; stops and waits for removal on drop.
+pub struct Served {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Served {
+    /// Serves the card `make` builds (in the serving thread) and waits until
+    /// pcscd sees it.
+    pub fn start<C: ContactlessCard>(
+        make: impl FnOnce() -> C + Send + 'static,
+    ) -> anyhow::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut opts = ServeOptions::new(SocketAddr::from(([127, 0, 0, 1], PORT)));
+        opts.stop = Some(stop.clone());
+        opts.poll_interval = Duration::from_millis(20);
+        let handle = std::thread::spawn(move || {
+            let mut card = make();
+            let _ = serve(&mut card, &opts);
+        });
+        let served = Self {
+            stop,
+            handle: Some(handle),
+        };
+        PcscContext::establish()?
+            .wait_for_card(READER, Some(Duration::from_secs(10)))
+            .map_err(|e| anyhow!("the served card did not appear in {READER}: {e}"))?;
+        Ok(served)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+        if let Ok(ctx) = PcscContext::establish() {
+            let _ = ctx.wait_for_removal(READER, Some(Duration::from_secs(10)));
+        }
+    }
+}
+
+/// Connects to the card in [`READER`], retrying for a few seconds.
+pub fn connect() -> anyhow::Result<PcscTransport> {
+    let ctx = PcscContext::establish()?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match ctx.connect(READER) {
+            Ok(t) => return Ok(t),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => bail!("cannot connect to {READER}: {e}"),
+        }
+    }
+}
+
+/// End-to-end timings of one profile.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct E2eTiming {
+    /// Taps timed.
+    pub taps: usize,
+    /// Tap to verdict (`verify` over `PcscTransport`, cached certificate): median (ms).
+    pub verify_ms_median: f64,
+    /// … p95 (ms).
+    pub verify_ms_p95: f64,
+    /// The same APDUs with `transmit_raw` alone: median (ms).
+    pub raw_apdu_ms_median: f64,
+    /// … p95 (ms).
+    pub raw_apdu_ms_p95: f64,
+}
+
+/// Serves `card` (already issued, with every profile's reader certificate
+/// cached or not: the warm-up taps cache it) and times `taps` taps per profile.
+pub fn measure<S: Storage + Send + 'static>(
+    card: Applet<S, ChaCha20Rng>,
+    city: &crate::city::City,
+    warmup: usize,
+    taps: usize,
+) -> anyhow::Result<Vec<E2eTiming>> {
+    let _served = Served::start(move || card)?;
+    let mut ch = CardChannel::new(Traced::new(connect()?));
+    let mut rng = ChaCha20Rng::from_rng(rand_core::OsRng)?;
+    let mut out = Vec::new();
+    for profile in &city.profiles {
+        let policy = city.policy(profile);
+        let mut verify_t = Vec::with_capacity(taps);
+        for i in 0..warmup + taps {
+            ch.transport_mut().clear();
+            let start = Instant::now();
+            let verdict = verify(&mut ch, &profile.trust, &policy, &mut rng);
+            let t = start.elapsed();
+            if !verdict.is_genuine() {
+                bail!("{}: verdict {} through pcscd", profile.name, verdict.kind());
+            }
+            if i >= warmup {
+                verify_t.push(t);
+            }
+        }
+        // The last tap's APDUs, replayed raw.
+        let script: Vec<Vec<u8>> = ch
+            .transport()
+            .entries()
+            .iter()
+            .map(|e| e.command.clone())
+            .collect();
+        let raw = ch.transport_mut().inner_mut();
+        let mut raw_t = Vec::with_capacity(taps);
+        for i in 0..warmup + taps {
+            let start = Instant::now();
+            for apdu in &script {
+                let r = raw.transmit_raw(apdu)?;
+                if !matches!(r.as_slice(), [.., 0x90, 0x00] | [.., 0x61, _]) {
+                    bail!("raw replay: unexpected answer {}", hex::encode_upper(&r));
+                }
+            }
+            let t = start.elapsed();
+            if i >= warmup {
+                raw_t.push(t);
+            }
+        }
+        let (vm, vp) = crate::stats::median_p95_us(&mut verify_t);
+        let (rm, rp) = crate::stats::median_p95_us(&mut raw_t);
+        out.push(E2eTiming {
+            taps,
+            verify_ms_median: vm / 1000.0,
+            verify_ms_p95: vp / 1000.0,
+            raw_apdu_ms_median: rm / 1000.0,
+            raw_apdu_ms_p95: rp / 1000.0,
+        });
+    }
+    drop(ch);
+    Ok(out)
+}

@@ -1,0 +1,368 @@
+//! citycard benchmark harness (issue 5): what one tap and one issuance cost.
+//!
+//! [`run`] measures everything this machine can measure exactly (APDUs and
+//! bytes of the real exchange, host verification time, end-to-end taps through
+//! pcscd + vpcd + the emulated card, issuance) and estimates the card's own
+//! time from on-card operation counts × public JCOP figures (SPEC §12, module
+//! [`model`]). `citycard bench [--json] [--quick]` prints the [`Report`].
+//! Timings are measured here and never asserted in tests.
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
+pub mod city;
+pub mod compare;
+pub mod e2e;
+pub mod model;
+pub mod personalisation;
+pub mod stats;
+pub mod verification;
+
+use serde::Serialize;
+
+pub use city::City;
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Fewer iterations (CI): the numbers are noisier.
+    pub quick: bool,
+    /// Try the pcscd + vpcd rows (skipped with a notice when the bench is absent).
+    pub pcsc: bool,
+    /// The command line, recorded in the report.
+    pub command: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            quick: false,
+            pcsc: true,
+            command: "citycard bench".into(),
+        }
+    }
+}
+
+struct Iterations {
+    verify_warmup: usize,
+    verify_runs: usize,
+    e2e_warmup: usize,
+    e2e_taps: usize,
+    issue_cards: usize,
+    batch_cards: usize,
+    registry_commits: usize,
+    compare_runs: usize,
+}
+
+impl Iterations {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                verify_warmup: 20,
+                verify_runs: 200,
+                e2e_warmup: 3,
+                e2e_taps: 30,
+                issue_cards: 5,
+                batch_cards: 3,
+                registry_commits: 50,
+                compare_runs: 200,
+            }
+        } else {
+            Self {
+                verify_warmup: 200,
+                verify_runs: 2000,
+                e2e_warmup: 20,
+                e2e_taps: 300,
+                issue_cards: 30,
+                batch_cards: 12,
+                registry_commits: 300,
+                compare_runs: 2000,
+            }
+        }
+    }
+}
+
+/// One verification profile's row.
+#[derive(Clone, Debug, Serialize)]
+pub struct VerificationRow {
+    /// `library`, `transit` or `full_identity`.
+    pub profile: &'static str,
+    /// The reader's request (attribute names).
+    pub request: Vec<&'static str>,
+    /// APDUs of a tap with the reader certificate cached (SELECT and GET RESPONSE included).
+    pub apdus: u64,
+    /// Command bytes of that tap.
+    pub bytes_command: u64,
+    /// Response bytes of that tap.
+    pub bytes_response: u64,
+    /// Estimated card + air time, JCOP4, 424 kbit/s (ms).
+    pub est_card_ms_jcop4_424k: f64,
+    /// … JCOP4, 106 kbit/s (ms).
+    pub est_card_ms_jcop4_106k: f64,
+    /// … JCOP3 (2× compute), 424 kbit/s (ms).
+    pub est_card_ms_jcop3_424k: f64,
+    /// … JCOP3, 106 kbit/s (ms).
+    pub est_card_ms_jcop3_106k: f64,
+    /// On-card operations of the cached tap.
+    pub card_ops: model::CardOps,
+    /// The first tap of this reader at this card (GA refused, PSO, GA).
+    pub first_tap: verification::TapCounts,
+    /// Host-side `verify` against a replaying card: median (µs).
+    pub host_verify_us_median: f64,
+    /// … p95 (µs).
+    pub host_verify_us_p95: f64,
+    /// The EC operations of that verification alone: median (µs).
+    pub host_crypto_us_median: f64,
+    /// `host_verify_us_median / host_crypto_us_median` (goal ≤ 1.25).
+    pub host_verify_to_crypto_ratio: f64,
+    /// Breakdown and run counts of the host timing.
+    pub host: verification::HostTiming,
+    /// Tap to verdict through pcscd + vpcd + emulated card: median (ms); `null` if not measured.
+    pub e2e_ms_median: Option<f64>,
+    /// … p95 (ms).
+    pub e2e_ms_p95: Option<f64>,
+    /// The same APDUs with `transmit_raw` alone: median (ms).
+    pub e2e_raw_apdu_ms_median: Option<f64>,
+    /// … p95 (ms).
+    pub e2e_raw_apdu_ms_p95: Option<f64>,
+    /// Taps timed end to end.
+    pub e2e_taps: usize,
+}
+
+/// The personalisation section.
+#[derive(Clone, Debug, Serialize)]
+pub struct PersonalisationReport {
+    /// APDUs of personalisation proper (SELECT … ACTIVATE).
+    pub apdus: u64,
+    /// Bytes (command + response) of personalisation proper.
+    pub bytes: u64,
+    /// Command bytes.
+    pub bytes_command: u64,
+    /// Response bytes.
+    pub bytes_response: u64,
+    /// On-card operations of personalisation proper.
+    pub card_ops: model::CardOps,
+    /// Estimated card + air time of personalisation proper.
+    pub estimate: model::Estimate,
+    /// Personalisation, read-back and total of one `issue_one`.
+    pub issuance: personalisation::IssuanceCounts,
+    /// Host side per card (`issue_one` in process, minus the time inside the in-process card), ms.
+    pub host_ms_per_card: f64,
+    /// `issue_one` wall time per card in process, card compute included (ms).
+    pub host_ms_per_card_incl_card: f64,
+    /// Host side as a share of the estimated JCOP4 424 kbit/s card time of the whole issuance (goal ≤ 0.05).
+    pub host_share_of_est_card_time: f64,
+    /// Cards issued in process for the timing.
+    pub host_cards: usize,
+    /// Batch through pcscd with swapped emulated cards; `null` if not measured.
+    pub cards_per_minute: Option<f64>,
+    /// Cards in that batch.
+    pub batch_cards: usize,
+    /// `begin_intent` + `commit_issued` pairs per second on the sqlite registry.
+    pub registry_commits_per_second: f64,
+}
+
+/// The machine.
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    /// Logical CPUs.
+    pub nproc: usize,
+    /// `model name` from /proc/cpuinfo.
+    pub cpu: Option<String>,
+    /// `rustc --version`.
+    pub rustc: Option<String>,
+    /// Kernel release.
+    pub kernel: Option<String>,
+    /// Whether this binary was built with optimisations.
+    pub release_build: bool,
+}
+
+/// The whole report (`citycard bench --json`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// Report format version.
+    pub schema_version: u32,
+    /// The command that produced it.
+    pub command: String,
+    /// `--quick` iterations.
+    pub quick: bool,
+    /// The machine.
+    pub machine: Machine,
+    /// One entry per profile.
+    pub verification: Vec<VerificationRow>,
+    /// Issuance.
+    pub personalisation: PersonalisationReport,
+    /// p256 against ring.
+    pub p256_vs_ring: compare::Comparison,
+    /// Why the pcscd rows were not measured, if they were not.
+    pub pcsc_not_measured: Option<String>,
+    /// Wall time of the whole run (s).
+    pub elapsed_s: f64,
+}
+
+fn machine() -> Machine {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("model name"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+    });
+    let rustc =
+        std::process::Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+            .arg("--version")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .ok()
+        .map(|s| s.trim().to_string());
+    Machine {
+        nproc: std::thread::available_parallelism().map_or(1, usize::from),
+        cpu,
+        rustc,
+        kernel,
+        release_build: !cfg!(debug_assertions),
+    }
+}
+
+/// The exchange counts per profile only (no timing): what the tests assert.
+pub fn exchange_counts() -> anyhow::Result<Vec<verification::ProfileExchange>> {
+    let mut city = City::new()?;
+    Ok(verification::exchanges(&mut city)?.1)
+}
+
+/// Runs the whole bench. `progress` gets one line per step (for stderr).
+pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Report> {
+    let started = std::time::Instant::now();
+    let it = Iterations::new(opts.quick);
+    let mut city = City::new()?;
+
+    progress("exchanges: issuing a card in process, tapping it with each profile");
+    let (card_ch, exchanges) = verification::exchanges(&mut city)?;
+
+    let mut rows = Vec::new();
+    for ex in &exchanges {
+        progress(&format!(
+            "host verification: {} × {} (after {} warm-up)",
+            ex.name, it.verify_runs, it.verify_warmup
+        ));
+        let host = verification::host_timing(&city, ex, it.verify_warmup, it.verify_runs)?;
+        let profile = city
+            .profiles
+            .iter()
+            .find(|p| p.name == ex.name)
+            .ok_or_else(|| anyhow::anyhow!("profile"))?;
+        let c = &ex.cached;
+        rows.push(VerificationRow {
+            profile: ex.name,
+            request: profile.requested.iter().map(|id| id.name()).collect(),
+            apdus: c.apdus,
+            bytes_command: c.bytes_command,
+            bytes_response: c.bytes_response,
+            est_card_ms_jcop4_424k: c.estimate.jcop4_424k,
+            est_card_ms_jcop4_106k: c.estimate.jcop4_106k,
+            est_card_ms_jcop3_424k: c.estimate.jcop3_424k,
+            est_card_ms_jcop3_106k: c.estimate.jcop3_106k,
+            card_ops: c.card_ops,
+            first_tap: ex.first.clone(),
+            host_verify_us_median: host.verify_us_median,
+            host_verify_us_p95: host.verify_us_p95,
+            host_crypto_us_median: host.crypto_us_median,
+            host_verify_to_crypto_ratio: host.verify_us_median / host.crypto_us_median,
+            host,
+            e2e_ms_median: None,
+            e2e_ms_p95: None,
+            e2e_raw_apdu_ms_median: None,
+            e2e_raw_apdu_ms_p95: None,
+            e2e_taps: 0,
+        });
+    }
+
+    let pcsc = if opts.pcsc {
+        e2e::bench_available()
+    } else {
+        Err("disabled".to_string())
+    };
+    let mut pcsc_not_measured = pcsc.as_ref().err().cloned();
+    if pcsc.is_ok() {
+        progress(&format!(
+            "end to end through pcscd + vpcd: {} taps per profile",
+            it.e2e_taps
+        ));
+        let card = card_ch.into_inner().into_inner().into_inner();
+        match e2e::measure(card, &city, it.e2e_warmup, it.e2e_taps) {
+            Ok(timings) => {
+                for (row, t) in rows.iter_mut().zip(timings) {
+                    row.e2e_ms_median = Some(t.verify_ms_median);
+                    row.e2e_ms_p95 = Some(t.verify_ms_p95);
+                    row.e2e_raw_apdu_ms_median = Some(t.raw_apdu_ms_median);
+                    row.e2e_raw_apdu_ms_p95 = Some(t.raw_apdu_ms_p95);
+                    row.e2e_taps = t.taps;
+                }
+            }
+            Err(e) => pcsc_not_measured = Some(format!("end to end failed: {e:#}")),
+        }
+    }
+
+    progress("personalisation: counts, host time, registry");
+    let counts = personalisation::counts(&mut city)?;
+    let host = personalisation::host_issuance(&mut city, 2, it.issue_cards)?;
+    let commits = personalisation::registry_commits_per_second(&mut city, it.registry_commits)?;
+    let mut cards_per_minute = None;
+    if pcsc_not_measured.is_none() {
+        progress(&format!(
+            "batch through pcscd: {} swapped emulated cards",
+            it.batch_cards
+        ));
+        match personalisation::batch_through_pcscd(&mut city, it.batch_cards) {
+            Ok(c) => cards_per_minute = Some(c),
+            Err(e) => pcsc_not_measured = Some(format!("batch failed: {e:#}")),
+        }
+    }
+    let p = &counts.personalise;
+    let personalisation = PersonalisationReport {
+        apdus: p.apdus,
+        bytes: p.bytes_command + p.bytes_response,
+        bytes_command: p.bytes_command,
+        bytes_response: p.bytes_response,
+        card_ops: p.card_ops,
+        estimate: p.estimate,
+        host_ms_per_card: host.host_ms_median,
+        host_ms_per_card_incl_card: host.total_ms_median,
+        host_share_of_est_card_time: host.host_ms_median / counts.total.estimate.jcop4_424k,
+        host_cards: host.cards,
+        cards_per_minute,
+        batch_cards: if cards_per_minute.is_some() {
+            it.batch_cards
+        } else {
+            0
+        },
+        registry_commits_per_second: commits,
+        issuance: counts,
+    };
+
+    progress(&format!("p256 vs ring: {} runs each", it.compare_runs));
+    let p256_vs_ring = compare::compare(it.compare_runs / 10, it.compare_runs)?;
+
+    Ok(Report {
+        schema_version: 1,
+        command: opts.command.clone(),
+        quick: opts.quick,
+        machine: machine(),
+        verification: rows,
+        personalisation,
+        p256_vs_ring,
+        pcsc_not_measured,
+        elapsed_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+mod table;
+pub use table::render;

@@ -1,0 +1,244 @@
+//! Personalisation: counts of the real exchange, host time per card, batch
+//! throughput through pcscd, registry commits per second.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use citycard_card::{Applet, Storage};
+use citycard_emulator::{serve, FileStore, ServeOptions};
+use citycard_proto::consts::ins;
+use citycard_proto::{crypto, ContactlessCard, LifeCycle};
+use citycard_registry::NewIssuance;
+use citycard_transport::{CardChannel, CardTransport, PcscContext, TraceEntry, Traced};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use serde::Serialize;
+
+use crate::city::{writes, City};
+use crate::e2e::{PORT, READER};
+use crate::model::{card_ops, estimate, CardOps, Estimate};
+
+/// Counts of one part of the issuance exchange.
+#[derive(Clone, Debug, Serialize)]
+pub struct Part {
+    /// Command APDUs.
+    pub apdus: u64,
+    /// Bytes of command APDUs.
+    pub bytes_command: u64,
+    /// Bytes of responses.
+    pub bytes_response: u64,
+    /// On-card operations.
+    pub card_ops: CardOps,
+    /// Estimated card + air time.
+    pub estimate: Estimate,
+}
+
+fn part(entries: &[TraceEntry], writes: u64) -> Part {
+    let apdus = entries.len() as u64;
+    let bytes_command = entries.iter().map(|e| e.command.len() as u64).sum();
+    let bytes_response = entries.iter().map(|e| e.response.len() as u64).sum();
+    let ops = card_ops(entries, writes);
+    Part {
+        apdus,
+        bytes_command,
+        bytes_response,
+        card_ops: ops,
+        estimate: estimate(&ops, apdus, bytes_command + bytes_response),
+    }
+}
+
+/// Counts of one issuance (`issue_one`): personalisation proper (SPEC §12's
+/// scope) and the read-back the issuer does before committing.
+#[derive(Clone, Debug, Serialize)]
+pub struct IssuanceCounts {
+    /// SELECT … ACTIVATE.
+    pub personalise: Part,
+    /// Read-back: SELECT, GENERAL AUTHENTICATE (+PSO of the check credential), GET RESPONSE.
+    pub read_back: Part,
+    /// Both.
+    pub total: Part,
+}
+
+/// Issues one card in process and splits its trace at the second SELECT.
+pub fn counts(city: &mut City) -> anyhow::Result<IssuanceCounts> {
+    let mut ch = city.blank_card();
+    let w0 = writes(&ch);
+    city.issue(&mut ch)?;
+    let w = writes(&ch) - w0;
+    let entries = ch.transport_mut().take_entries();
+    let split = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.command.get(1) == Some(&ins::SELECT))
+        .nth(1)
+        .map_or(entries.len(), |(i, _)| i);
+    let (pers, back) = entries.split_at(split);
+    // Writes: SET ANCHOR and ACTIVATE in personalisation, the check
+    // certificate's cache entry in the read-back.
+    let back_writes = w.saturating_sub(2);
+    Ok(IssuanceCounts {
+        personalise: part(pers, w - back_writes),
+        read_back: part(back, back_writes),
+        total: part(&entries, w),
+    })
+}
+
+/// Host time of issuance in process.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct HostIssuance {
+    /// Cards issued.
+    pub cards: usize,
+    /// `issue_one` wall time per card, the in-process card's own compute included (ms, median).
+    pub total_ms_median: f64,
+    /// Time inside the card (`transmit_raw` of the in-process card) per card (ms, median).
+    pub card_ms_median: f64,
+    /// Host side alone (station signing, registry intent and commit, protocol, read-back checks): total − card, median (ms).
+    pub host_ms_median: f64,
+}
+
+/// Issues `cards` cards in process, timing each.
+pub fn host_issuance(city: &mut City, warmup: usize, cards: usize) -> anyhow::Result<HostIssuance> {
+    let mut total = Vec::new();
+    let mut card = Vec::new();
+    let mut host = Vec::new();
+    for i in 0..warmup + cards {
+        let mut ch = city.blank_card();
+        let start = Instant::now();
+        city.issue(&mut ch)?;
+        let t = start.elapsed();
+        let inside = ch.transport().stats().elapsed;
+        if i >= warmup {
+            total.push(t);
+            card.push(inside);
+            host.push(t.saturating_sub(inside));
+        }
+    }
+    Ok(HostIssuance {
+        cards,
+        total_ms_median: crate::stats::median_us(&mut total) / 1000.0,
+        card_ms_median: crate::stats::median_us(&mut card) / 1000.0,
+        host_ms_median: crate::stats::median_us(&mut host) / 1000.0,
+    })
+}
+
+/// Registry commits per second: `begin_intent` + `commit_issued` pairs.
+pub fn registry_commits_per_second(city: &mut City, n: usize) -> anyhow::Result<f64> {
+    let mut rng = ChaCha20Rng::from_seed([3; 32]);
+    let keys: Vec<[u8; 33]> = (0..n)
+        .map(|_| crypto::encode_point(&crypto::generate(&mut rng).public_key()))
+        .collect();
+    let prefix = city.home.config().card_number_prefix.clone();
+    let expires = city.today.add_days(365);
+    let start = Instant::now();
+    for (i, key) in keys.iter().enumerate() {
+        let number = city.registry.next_card_number(&prefix)?;
+        let resident_ref = format!("R-{i:07}");
+        let intent = city.registry.begin_intent(&NewIssuance {
+            card_number: &number,
+            resident_ref: &resident_ref,
+            station: "desk-1",
+            issued_on: city.today,
+            expires_on: expires,
+            attributes: &[],
+            batch: None,
+            replaces: None,
+            actor: "bench",
+        })?;
+        let rid = crypto::sha256(&[key]);
+        let mut revocation_id = [0u8; 8];
+        revocation_id.copy_from_slice(rid.get(..8).context("id")?);
+        city.registry
+            .commit_issued(intent.id, key, &revocation_id, "bench")?;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// A card that asks to be swapped when it is reset after being issued (the
+/// operator takes it out and puts the next blank card in).
+struct SwapOnIssuedReset<C> {
+    inner: C,
+    swap: Arc<AtomicBool>,
+}
+
+impl<S: Storage, R: rand_core::CryptoRngCore> ContactlessCard for SwapOnIssuedReset<Applet<S, R>> {
+    fn atr(&self) -> Vec<u8> {
+        self.inner.atr()
+    }
+    fn reset(&mut self) {
+        if self.inner.life_cycle() == Some(LifeCycle::Issued) {
+            self.swap.store(true, Ordering::SeqCst);
+        }
+        self.inner.reset();
+    }
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, citycard_proto::CardLost> {
+        self.inner.transmit(command)
+    }
+}
+
+/// Batch issuance through pcscd: `cards` blank emulated cards (file-backed
+/// EEPROM, as `citycard card emulate`) served one after the other in the vpcd
+/// reader; each is issued with `issue_one` over PC/SC, reset, removed.
+/// Returns cards per minute.
+pub fn batch_through_pcscd(city: &mut City, cards: usize) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stack_dir = dir.path().to_path_buf();
+    let outer = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let mut served = 0u32;
+        while !outer.load(Ordering::SeqCst) {
+            served += 1;
+            let Ok(store) = FileStore::new(stack_dir.join(format!("card-{served:03}.state")))
+            else {
+                return;
+            };
+            let swap = Arc::new(AtomicBool::new(false));
+            let seed = crypto::sha256(&[b"bench card", &served.to_be_bytes()]);
+            let mut card = SwapOnIssuedReset {
+                inner: Applet::new(store, ChaCha20Rng::from_seed(seed)),
+                swap: swap.clone(),
+            };
+            let mut opts = ServeOptions::new(([127, 0, 0, 1], PORT).into());
+            let either = Arc::new(AtomicBool::new(false));
+            opts.stop = Some(either.clone());
+            opts.poll_interval = Duration::from_millis(5);
+            let watcher = {
+                let (either, swap, outer) = (either.clone(), swap.clone(), outer.clone());
+                std::thread::spawn(move || {
+                    while !swap.load(Ordering::SeqCst) && !outer.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(2));
+                    }
+                    either.store(true, Ordering::SeqCst);
+                })
+            };
+            let _ = serve(&mut card, &opts);
+            let _ = watcher.join();
+        }
+    });
+    let result = (|| {
+        let ctx = PcscContext::establish()?;
+        let start = Instant::now();
+        for _ in 0..cards {
+            ctx.wait_for_card(READER, Some(Duration::from_secs(10)))?;
+            let mut ch = CardChannel::new(Traced::counters_only(crate::e2e::connect()?));
+            city.issue(&mut ch)?;
+            let mut t = ch.into_inner().into_inner();
+            let _ = t.reset();
+            drop(t);
+            ctx.wait_for_removal(READER, Some(Duration::from_secs(10)))?;
+        }
+        let elapsed = start.elapsed();
+        if elapsed.is_zero() {
+            bail!("no time elapsed");
+        }
+        Ok(cards as f64 * 60.0 / elapsed.as_secs_f64())
+    })();
+    stop.store(true, Ordering::SeqCst);
+    let _ = handle.join();
+    if let Ok(ctx) = PcscContext::establish() {
+        let _ = ctx.wait_for_removal(READER, Some(Duration::from_secs(10)));
+    }
+    result
+}

@@ -1,0 +1,324 @@
+//! Verification: the real exchange per profile (APDUs, bytes, card
+//! operations) and the host-side cost of `citycard_reader::verify`.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use citycard_proto::auth::ReaderSession;
+use citycard_proto::{crypto, tlv, Command};
+use citycard_reader::{verify, Trust, Verdict};
+use citycard_transport::{CardChannel, CardTransport, TraceEntry, TransactionFn, TransportError};
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use serde::Serialize;
+
+use crate::city::{writes, City, MemChannel, Profile};
+use crate::model::{card_ops, estimate, CardOps, Estimate};
+use crate::stats::{median_p95_us, median_us};
+
+/// APDUs, bytes and card operations of one traced tap.
+#[derive(Clone, Debug, Serialize)]
+pub struct TapCounts {
+    /// Command APDUs, SELECT and GET RESPONSE included.
+    pub apdus: u64,
+    /// Bytes of command APDUs (header, Lc, data, Le).
+    pub bytes_command: u64,
+    /// Bytes of responses (data and SW).
+    pub bytes_response: u64,
+    /// On-card operations.
+    pub card_ops: CardOps,
+    /// Estimated card + air time.
+    pub estimate: Estimate,
+    /// The exchange (command and response bytes), for replay.
+    #[serde(skip)]
+    pub entries: Vec<TraceEntry>,
+}
+
+impl TapCounts {
+    fn from_entries(entries: Vec<TraceEntry>, writes: u64) -> Self {
+        let apdus = entries.len() as u64;
+        let bytes_command = entries.iter().map(|e| e.command.len() as u64).sum();
+        let bytes_response = entries.iter().map(|e| e.response.len() as u64).sum();
+        let ops = card_ops(&entries, writes);
+        let estimate = estimate(&ops, apdus, bytes_command + bytes_response);
+        Self {
+            apdus,
+            bytes_command,
+            bytes_response,
+            card_ops: ops,
+            estimate,
+            entries,
+        }
+    }
+}
+
+/// The exchanges of one profile.
+pub struct ProfileExchange {
+    /// Profile name.
+    pub name: &'static str,
+    /// First tap of this reader at this card: GA refused, PSO, GA (SPEC §8 step 2).
+    pub first: TapCounts,
+    /// A tap with the reader certificate cached on the card.
+    pub cached: TapCounts,
+    /// The seed of the reader's random generator in `cached` (fixed ephemeral key).
+    pub cached_seed: [u8; 32],
+}
+
+/// One tap on `ch`, traced; fails unless the card is genuine.
+fn traced_tap(
+    ch: &mut MemChannel,
+    profile: &Profile,
+    city: &City,
+    rng: &mut ChaCha20Rng,
+) -> anyhow::Result<TapCounts> {
+    ch.transport_mut().clear();
+    let w0 = writes(ch);
+    let verdict = verify(ch, &profile.trust, &city.policy(profile), rng);
+    if !verdict.is_genuine() {
+        bail!(
+            "{}: verdict {} on a good card",
+            profile.name,
+            verdict.kind()
+        );
+    }
+    let entries = ch.transport_mut().take_entries();
+    Ok(TapCounts::from_entries(entries, writes(ch) - w0))
+}
+
+/// Issues one card in process and taps it with each profile: first tap, then
+/// a cached tap with a fixed reader ephemeral key.
+pub fn exchanges(city: &mut City) -> anyhow::Result<(MemChannel, Vec<ProfileExchange>)> {
+    let mut ch = city.blank_card();
+    city.issue(&mut ch)?;
+    let mut out = Vec::new();
+    for i in 0..city.profiles.len() {
+        let profile = city.profiles.get(i).context("profile")?;
+        let mut rng = ChaCha20Rng::from_seed([0xF0 ^ i as u8; 32]);
+        let first = traced_tap(&mut ch, profile, city, &mut rng)?;
+        let cached_seed = [0x5A ^ i as u8; 32];
+        let cached = traced_tap(
+            &mut ch,
+            profile,
+            city,
+            &mut ChaCha20Rng::from_seed(cached_seed),
+        )?;
+        out.push(ProfileExchange {
+            name: profile.name,
+            first,
+            cached,
+            cached_seed,
+        });
+    }
+    Ok((ch, out))
+}
+
+/// A card that replays a recorded exchange: the same commands get the same
+/// responses, in order (the reader's ephemeral key is fixed by its seed).
+pub struct Replay {
+    script: Vec<(Vec<u8>, Vec<u8>)>,
+    next: usize,
+}
+
+impl Replay {
+    /// Replays `entries`.
+    pub fn new(entries: &[TraceEntry]) -> Self {
+        Self {
+            script: entries
+                .iter()
+                .map(|e| (e.command.clone(), e.response.clone()))
+                .collect(),
+            next: 0,
+        }
+    }
+
+    /// Back to the first command.
+    pub fn rewind(&mut self) {
+        self.next = 0;
+    }
+}
+
+impl CardTransport for Replay {
+    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
+        let (cmd, resp) = self
+            .script
+            .get(self.next)
+            .ok_or(TransportError::CardRemoved)?;
+        if cmd.as_slice() != apdu {
+            return Err(TransportError::CardRemoved);
+        }
+        self.next += 1;
+        Ok(resp.clone())
+    }
+
+    fn atr(&self) -> Result<Vec<u8>, TransportError> {
+        Ok(Vec::new())
+    }
+
+    fn reset(&mut self) -> Result<(), TransportError> {
+        self.next = 0;
+        Ok(())
+    }
+
+    fn transaction(&mut self, body: &mut TransactionFn<'_>) -> Result<(), TransportError> {
+        body(self)
+    }
+}
+
+/// Host timings of one profile.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct HostTiming {
+    /// Runs timed.
+    pub runs: usize,
+    /// `verify` against the replayed card: median (µs).
+    pub verify_us_median: f64,
+    /// … p95 (µs).
+    pub verify_us_p95: f64,
+    /// The EC operations alone (keygen + 2 ECDH + ECDSA verify): median (µs).
+    pub crypto_us_median: f64,
+    /// … p95 (µs).
+    pub crypto_us_p95: f64,
+    /// Ephemeral key generation alone, median (µs).
+    pub keygen_us_median: f64,
+    /// One ECDH alone, median (µs).
+    pub ecdh_us_median: f64,
+    /// The record's ECDSA verification alone (SHA-256 of the record body included), median (µs).
+    pub ecdsa_verify_us_median: f64,
+}
+
+/// What the crypto baseline works on: the same keys and record as the tap.
+struct CryptoInputs {
+    reader_key: p256::SecretKey,
+    card_ephemeral: p256::PublicKey,
+    card_key: p256::PublicKey,
+    station_key: p256::PublicKey,
+    record: citycard_proto::ResidentRecord,
+}
+
+fn crypto_inputs(
+    trust: &Trust,
+    ex: &ProfileExchange,
+    city: &City,
+    profile: &Profile,
+) -> anyhow::Result<CryptoInputs> {
+    let policy = city.policy(profile);
+    let mut rng = ChaCha20Rng::from_seed(ex.cached_seed);
+    let session = ReaderSession::new(
+        &mut rng,
+        trust.credential().certificate().fingerprint(),
+        profile.requested,
+        policy.today,
+    );
+    let mut ch = CardChannel::new(Replay::new(&ex.cached.entries));
+    let select = Command::new(0x00, 0xA4, 0x04, 0x00)
+        .with_data(citycard_proto::AID.to_vec())
+        .with_le(256);
+    ch.exchange(&select)?;
+    let response = ch.exchange(&session.command())?;
+    let outer = tlv::read_exact(&response.data, 0x7C)?;
+    let fields = tlv::read_all(outer.value)?;
+    let e_c = fields
+        .iter()
+        .find(|f| f.tag == 0x86)
+        .ok_or_else(|| anyhow!("no card ephemeral key"))?;
+    let card_ephemeral = crypto::decode_point(e_c.value)?;
+    let disclosure = session.open(&response.data, trust.credential().key())?;
+    let record = disclosure.record;
+    let station = trust
+        .bundle()
+        .station(&record.body().station)
+        .ok_or_else(|| anyhow!("station not in bundle"))?;
+    Ok(CryptoInputs {
+        reader_key: trust.credential().key().clone(),
+        card_ephemeral,
+        card_key: record.body().card_key,
+        station_key: station.body().public_key,
+        record,
+    })
+}
+
+/// Times `citycard_reader::verify` against a card that replays the cached tap
+/// of `ex` (so only the host's work is measured: SELECT parsing, ephemeral key,
+/// request, GET RESPONSE handling, decryption, ECDH ×2, MAC, digests, trust
+/// checks, record signature, verdict), interleaved with the EC operations it
+/// must do, timed alone on the same inputs.
+pub fn host_timing(
+    city: &City,
+    ex: &ProfileExchange,
+    warmup: usize,
+    runs: usize,
+) -> anyhow::Result<HostTiming> {
+    let profile = city
+        .profiles
+        .iter()
+        .find(|p| p.name == ex.name)
+        .context("profile")?;
+    let trust = &profile.trust;
+    let policy = city.policy(profile);
+    let inputs = crypto_inputs(trust, ex, city, profile)?;
+    let mut ch = CardChannel::new(Replay::new(&ex.cached.entries));
+    let mut verify_t = Vec::with_capacity(runs);
+    let mut crypto_t = Vec::with_capacity(runs);
+    let mut keygen_t = Vec::with_capacity(runs);
+    let mut ecdh_t = Vec::with_capacity(runs);
+    let mut ecdsa_t = Vec::with_capacity(runs);
+    for i in 0..warmup + runs {
+        ch.transport_mut().rewind();
+        let start = Instant::now();
+        let mut rng = ChaCha20Rng::from_seed(ex.cached_seed);
+        let verdict = verify(&mut ch, trust, &policy, &mut rng);
+        let t_verify = start.elapsed();
+        if !matches!(verdict, Verdict::Genuine(_)) {
+            bail!("{}: replayed tap gave {}", ex.name, verdict.kind());
+        }
+
+        let start = Instant::now();
+        let mut rng = ChaCha20Rng::from_seed(ex.cached_seed);
+        let eph = crypto::generate(&mut rng);
+        let e_r = eph.public_key();
+        let z1 = crypto::ecdh(&inputs.reader_key, &inputs.card_ephemeral);
+        let z2 = crypto::ecdh(&eph, &inputs.card_key);
+        let ok = inputs.record.verify(&inputs.station_key).is_ok();
+        let t_crypto = start.elapsed();
+        std::hint::black_box((e_r, z1, z2));
+        if !ok {
+            bail!("record signature did not verify");
+        }
+
+        // The parts alone, for the breakdown.
+        let s = Instant::now();
+        let k = crypto::generate(&mut rng);
+        std::hint::black_box(k.public_key());
+        let t_keygen = s.elapsed();
+        let s = Instant::now();
+        std::hint::black_box(crypto::ecdh(&inputs.reader_key, &inputs.card_ephemeral));
+        let t_ecdh = s.elapsed();
+        let s = Instant::now();
+        std::hint::black_box(inputs.record.verify(&inputs.station_key).is_ok());
+        let t_ecdsa = s.elapsed();
+
+        if i >= warmup {
+            verify_t.push(t_verify);
+            crypto_t.push(t_crypto);
+            keygen_t.push(t_keygen);
+            ecdh_t.push(t_ecdh);
+            ecdsa_t.push(t_ecdsa);
+        }
+    }
+    let (verify_us_median, verify_us_p95) = median_p95_us(&mut verify_t);
+    let (crypto_us_median, crypto_us_p95) = median_p95_us(&mut crypto_t);
+    Ok(HostTiming {
+        runs,
+        verify_us_median,
+        verify_us_p95,
+        crypto_us_median,
+        crypto_us_p95,
+        keygen_us_median: median_us(&mut keygen_t),
+        ecdh_us_median: median_us(&mut ecdh_t),
+        ecdsa_verify_us_median: median_us(&mut ecdsa_t),
+    })
+}
+
+/// Time budget helper: `Duration` in ms.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

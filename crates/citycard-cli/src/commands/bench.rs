@@ -1,0 +1,44 @@
+//! `citycard bench`: what one tap and one issuance cost (issue 5), measured
+//! with `citycard-bench` and printed as one table or one JSON object.
+
+use std::process::ExitCode;
+
+/// Arguments of `citycard bench`.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {
+    /// Print the report as one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Fewer iterations (CI): well under a minute, noisier numbers.
+    #[arg(long)]
+    quick: bool,
+    /// Skip the rows that need pcscd + vpcd.
+    #[arg(long)]
+    no_pcsc: bool,
+}
+
+/// Runs the bench.
+pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let mut command = String::from("citycard bench");
+    if args.json {
+        command.push_str(" --json");
+    }
+    if args.quick {
+        command.push_str(" --quick");
+    }
+    if args.no_pcsc {
+        command.push_str(" --no-pcsc");
+    }
+    let opts = citycard_bench::Options {
+        quick: args.quick,
+        pcsc: !args.no_pcsc,
+        command,
+    };
+    let report = citycard_bench::run(&opts, &mut |line| eprintln!("bench: {line}"))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", citycard_bench::render(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
