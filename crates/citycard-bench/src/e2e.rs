@@ -12,7 +12,9 @@ use citycard_card::{Applet, Storage};
 use citycard_emulator::{serve, ServeOptions};
 use citycard_proto::ContactlessCard;
 use citycard_reader::verify;
-use citycard_transport::{CardChannel, CardTransport, PcscContext, PcscTransport, Traced};
+use citycard_transport::{
+    CardChannel, CardTransport, PcscContext, PcscTransport, Traced, TransportError,
+};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -123,10 +125,14 @@ pub fn measure<S: Storage + Send + 'static>(
         for i in 0..warmup + taps {
             ch.transport_mut().clear();
             let start = Instant::now();
-            let verdict = verify(&mut ch, &profile.trust, &policy, &mut rng);
+            // One PC/SC transaction per tap: the card is ours for the tap,
+            // as a gate's reader would hold it (other PC/SC clients wait).
+            let verdict = ch.transaction(|tx| {
+                Ok::<_, TransportError>(verify(tx, &profile.trust, &policy, &mut rng))
+            })?;
             let t = start.elapsed();
             if !verdict.is_genuine() {
-                bail!("{}: verdict {} through pcscd", profile.name, verdict.kind());
+                bail!("{}: verdict {verdict:?} through pcscd", profile.name);
             }
             if i >= warmup {
                 verify_t.push(t);
@@ -143,13 +149,20 @@ pub fn measure<S: Storage + Send + 'static>(
         let mut raw_t = Vec::with_capacity(taps);
         for i in 0..warmup + taps {
             let start = Instant::now();
-            for apdu in &script {
-                let r = raw.transmit_raw(apdu)?;
-                if !matches!(r.as_slice(), [.., 0x90, 0x00] | [.., 0x61, _]) {
-                    bail!("raw replay: unexpected answer {}", hex::encode_upper(&r));
+            let mut bad = None;
+            raw.transaction(&mut |t: &mut dyn CardTransport| {
+                for apdu in &script {
+                    let r = t.transmit_raw(apdu)?;
+                    if !matches!(r.as_slice(), [.., 0x90, 0x00] | [.., 0x61, _]) {
+                        bad = Some(r);
+                    }
                 }
-            }
+                Ok(())
+            })?;
             let t = start.elapsed();
+            if let Some(r) = bad {
+                bail!("raw replay: unexpected answer {}", hex::encode_upper(&r));
+            }
             if i >= warmup {
                 raw_t.push(t);
             }

@@ -164,6 +164,8 @@ pub struct PersonalisationReport {
     pub cards_per_minute: Option<f64>,
     /// Cards in that batch.
     pub batch_cards: usize,
+    /// `issue_one` over PC/SC alone in that batch (card swaps excluded): median (ms).
+    pub batch_issue_ms_median: Option<f64>,
     /// `begin_intent` + `commit_issued` pairs per second on the sqlite registry.
     pub registry_commits_per_second: f64,
 }
@@ -316,13 +318,17 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Rep
     let host = personalisation::host_issuance(&mut city, 2, it.issue_cards)?;
     let commits = personalisation::registry_commits_per_second(&mut city, it.registry_commits)?;
     let mut cards_per_minute = None;
+    let mut batch_issue_ms_median = None;
     if pcsc_not_measured.is_none() {
         progress(&format!(
             "batch through pcscd: {} swapped emulated cards",
             it.batch_cards
         ));
         match personalisation::batch_through_pcscd(&mut city, it.batch_cards) {
-            Ok(c) => cards_per_minute = Some(c),
+            Ok((c, t)) => {
+                cards_per_minute = Some(c);
+                batch_issue_ms_median = Some(t);
+            }
             Err(e) => pcsc_not_measured = Some(format!("batch failed: {e:#}")),
         }
     }
@@ -344,6 +350,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Rep
         } else {
             0
         },
+        batch_issue_ms_median,
         registry_commits_per_second: commits,
         issuance: counts,
     };

@@ -180,8 +180,9 @@ impl<S: Storage, R: rand_core::CryptoRngCore> ContactlessCard for SwapOnIssuedRe
 /// Batch issuance through pcscd: `cards` blank emulated cards (file-backed
 /// EEPROM, as `citycard card emulate`) served one after the other in the vpcd
 /// reader; each is issued with `issue_one` over PC/SC, reset, removed.
-/// Returns cards per minute.
-pub fn batch_through_pcscd(city: &mut City, cards: usize) -> anyhow::Result<f64> {
+/// Returns cards per minute (card swaps included) and the median time of
+/// `issue_one` over PC/SC alone (ms).
+pub fn batch_through_pcscd(city: &mut City, cards: usize) -> anyhow::Result<(f64, f64)> {
     let dir = tempfile::tempdir()?;
     let stop = Arc::new(AtomicBool::new(false));
     let stack_dir = dir.path().to_path_buf();
@@ -220,10 +221,13 @@ pub fn batch_through_pcscd(city: &mut City, cards: usize) -> anyhow::Result<f64>
     let result = (|| {
         let ctx = PcscContext::establish()?;
         let start = Instant::now();
+        let mut issue_t = Vec::with_capacity(cards);
         for _ in 0..cards {
             ctx.wait_for_card(READER, Some(Duration::from_secs(10)))?;
             let mut ch = CardChannel::new(Traced::counters_only(crate::e2e::connect()?));
+            let s = Instant::now();
             city.issue(&mut ch)?;
+            issue_t.push(s.elapsed());
             let mut t = ch.into_inner().into_inner();
             let _ = t.reset();
             drop(t);
@@ -233,7 +237,10 @@ pub fn batch_through_pcscd(city: &mut City, cards: usize) -> anyhow::Result<f64>
         if elapsed.is_zero() {
             bail!("no time elapsed");
         }
-        Ok(cards as f64 * 60.0 / elapsed.as_secs_f64())
+        Ok((
+            cards as f64 * 60.0 / elapsed.as_secs_f64(),
+            crate::stats::median_us(&mut issue_t) / 1000.0,
+        ))
     })();
     stop.store(true, Ordering::SeqCst);
     let _ = handle.join();

@@ -138,8 +138,9 @@ pub fn render(r: &Report) -> String {
         "| batch through pcscd | {} |||||",
         match p.cards_per_minute {
             Some(c) => format!(
-                "{c:.0} cards/minute ({} swapped emulated cards)",
-                p.batch_cards
+                "{c:.0} cards/minute over {} swapped emulated cards (card swap detection included); issue_one over PC/SC alone {} ms per card",
+                p.batch_cards,
+                opt(p.batch_issue_ms_median, 1)
             ),
             None => "not measured (start tools/testbench)".into(),
         }
