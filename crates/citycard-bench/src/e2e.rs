@@ -18,10 +18,23 @@ use citycard_transport::{
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
-/// The bench's vpcd reader and port.
-pub const READER: &str = "Virtual PCD 00 00";
-/// vpcd port of [`READER`].
-pub const PORT: u16 = 35963;
+static SLOT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Chooses the vpcd slot: 0 is reader `Virtual PCD 00 00` on port 35963 (the
+/// default), 1 is `Virtual PCD 00 01` on port 35964.
+pub fn set_slot(slot: u8) {
+    SLOT.store(slot.min(1), Ordering::SeqCst);
+}
+
+/// The bench's vpcd reader.
+pub fn reader() -> String {
+    format!("Virtual PCD 00 0{}", SLOT.load(Ordering::SeqCst))
+}
+
+/// The vpcd port of [`reader`].
+pub fn port() -> u16 {
+    35963 + u16::from(SLOT.load(Ordering::SeqCst))
+}
 
 /// `Ok(())` when pcscd runs and shows the vpcd reader; else why not.
 pub fn bench_available() -> Result<(), String> {
@@ -29,10 +42,11 @@ pub fn bench_available() -> Result<(), String> {
     let readers = ctx
         .list_readers()
         .map_err(|e| format!("listing readers failed ({e})"))?;
-    if readers.iter().any(|r| r == READER) {
+    let reader = reader();
+    if readers.contains(&reader) {
         Ok(())
     } else {
-        Err(format!("pcscd has no reader {READER:?}"))
+        Err(format!("pcscd has no reader {reader:?}"))
     }
 }
 
@@ -49,7 +63,7 @@ impl Served {
         make: impl FnOnce() -> C + Send + 'static,
     ) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
-        let mut opts = ServeOptions::new(SocketAddr::from(([127, 0, 0, 1], PORT)));
+        let mut opts = ServeOptions::new(SocketAddr::from(([127, 0, 0, 1], port())));
         opts.stop = Some(stop.clone());
         opts.poll_interval = Duration::from_millis(20);
         let handle = std::thread::spawn(move || {
@@ -61,8 +75,8 @@ impl Served {
             handle: Some(handle),
         };
         PcscContext::establish()?
-            .wait_for_card(READER, Some(Duration::from_secs(10)))
-            .map_err(|e| anyhow!("the served card did not appear in {READER}: {e}"))?;
+            .wait_for_card(&reader(), Some(Duration::from_secs(10)))
+            .map_err(|e| anyhow!("the served card did not appear in {}: {e}", reader()))?;
         Ok(served)
     }
 }
@@ -74,20 +88,20 @@ impl Drop for Served {
             let _ = h.join();
         }
         if let Ok(ctx) = PcscContext::establish() {
-            let _ = ctx.wait_for_removal(READER, Some(Duration::from_secs(10)));
+            let _ = ctx.wait_for_removal(&reader(), Some(Duration::from_secs(10)));
         }
     }
 }
 
-/// Connects to the card in [`READER`], retrying for a few seconds.
+/// Connects to the card in [`reader`], retrying for a few seconds.
 pub fn connect() -> anyhow::Result<PcscTransport> {
     let ctx = PcscContext::establish()?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match ctx.connect(READER) {
+        match ctx.connect(&reader()) {
             Ok(t) => return Ok(t),
             Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => bail!("cannot connect to {READER}: {e}"),
+            Err(e) => bail!("cannot connect to {}: {e}", reader()),
         }
     }
 }

@@ -35,6 +35,8 @@ pub struct Options {
     pub quick: bool,
     /// Try the pcscd + vpcd rows (skipped with a notice when the bench is absent).
     pub pcsc: bool,
+    /// vpcd slot: 0 = `Virtual PCD 00 00` (port 35963), 1 = `Virtual PCD 00 01` (port 35964).
+    pub vpcd_slot: u8,
     /// The command line, recorded in the report.
     pub command: String,
 }
@@ -44,6 +46,7 @@ impl Default for Options {
         Self {
             quick: false,
             pcsc: true,
+            vpcd_slot: 0,
             command: "citycard bench".into(),
         }
     }
@@ -202,6 +205,8 @@ pub struct Report {
     pub personalisation: PersonalisationReport,
     /// p256 against ring.
     pub p256_vs_ring: compare::Comparison,
+    /// The vpcd reader used for the pcscd rows.
+    pub vpcd_reader: String,
     /// Why the pcscd rows were not measured, if they were not.
     pub pcsc_not_measured: Option<String>,
     /// Wall time of the whole run (s).
@@ -287,6 +292,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Rep
         });
     }
 
+    e2e::set_slot(opts.vpcd_slot);
     let pcsc = if opts.pcsc {
         e2e::bench_available()
     } else {
@@ -366,6 +372,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Rep
         verification: rows,
         personalisation,
         p256_vs_ring,
+        vpcd_reader: e2e::reader(),
         pcsc_not_measured,
         elapsed_s: started.elapsed().as_secs_f64(),
     })

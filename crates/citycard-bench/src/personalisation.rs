@@ -17,7 +17,7 @@ use rand_chacha::ChaCha20Rng;
 use serde::Serialize;
 
 use crate::city::{writes, City};
-use crate::e2e::{PORT, READER};
+use crate::e2e::{port, reader};
 use crate::model::{card_ops, estimate, CardOps, Estimate};
 
 /// Counts of one part of the issuance exchange.
@@ -201,7 +201,7 @@ pub fn batch_through_pcscd(city: &mut City, cards: usize) -> anyhow::Result<(f64
                 inner: Applet::new(store, ChaCha20Rng::from_seed(seed)),
                 swap: swap.clone(),
             };
-            let mut opts = ServeOptions::new(([127, 0, 0, 1], PORT).into());
+            let mut opts = ServeOptions::new(([127, 0, 0, 1], port()).into());
             let either = Arc::new(AtomicBool::new(false));
             opts.stop = Some(either.clone());
             opts.poll_interval = Duration::from_millis(5);
@@ -220,10 +220,12 @@ pub fn batch_through_pcscd(city: &mut City, cards: usize) -> anyhow::Result<(f64
     });
     let result = (|| {
         let ctx = PcscContext::establish()?;
+        let reader = reader();
         let start = Instant::now();
         let mut issue_t = Vec::with_capacity(cards);
         for _ in 0..cards {
-            ctx.wait_for_card(READER, Some(Duration::from_secs(10)))?;
+            ctx.wait_for_card(&reader, Some(Duration::from_secs(30)))
+                .map_err(|e| anyhow::anyhow!("waiting for blank card: {e}"))?;
             let mut ch = CardChannel::new(Traced::counters_only(crate::e2e::connect()?));
             let s = Instant::now();
             city.issue(&mut ch)?;
@@ -231,7 +233,8 @@ pub fn batch_through_pcscd(city: &mut City, cards: usize) -> anyhow::Result<(f64
             let mut t = ch.into_inner().into_inner();
             let _ = t.reset();
             drop(t);
-            ctx.wait_for_removal(READER, Some(Duration::from_secs(10)))?;
+            ctx.wait_for_removal(&reader, Some(Duration::from_secs(30)))
+                .map_err(|e| anyhow::anyhow!("waiting for the issued card's removal: {e}"))?;
         }
         let elapsed = start.elapsed();
         if elapsed.is_zero() {
@@ -245,7 +248,7 @@ pub fn batch_through_pcscd(city: &mut City, cards: usize) -> anyhow::Result<(f64
     stop.store(true, Ordering::SeqCst);
     let _ = handle.join();
     if let Ok(ctx) = PcscContext::establish() {
-        let _ = ctx.wait_for_removal(READER, Some(Duration::from_secs(10)));
+        let _ = ctx.wait_for_removal(&reader(), Some(Duration::from_secs(10)));
     }
     result
 }

@@ -27,6 +27,7 @@ pub fn render(r: &Report) -> String {
         },
         if r.quick { " | --quick" } else { "" },
     );
+    let _ = writeln!(s, "pcscd rows: reader {:?}", r.vpcd_reader);
     let _ = writeln!(s);
     let _ = writeln!(s, "Verification, certificate cached (APDUs/bytes from the traced exchange; card time = on-card ops × JCOP figures + air, SPEC §12)");
     let _ = writeln!(

@@ -15,6 +15,9 @@ pub struct BenchArgs {
     /// Skip the rows that need pcscd + vpcd.
     #[arg(long)]
     no_pcsc: bool,
+    /// vpcd slot for the pcscd rows: 0 = "Virtual PCD 00 00" (port 35963), 1 = "Virtual PCD 00 01" (port 35964).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
+    vpcd_slot: u8,
 }
 
 /// Runs the bench.
@@ -29,9 +32,13 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
     if args.no_pcsc {
         command.push_str(" --no-pcsc");
     }
+    if args.vpcd_slot != 0 {
+        command.push_str(&format!(" --vpcd-slot {}", args.vpcd_slot));
+    }
     let opts = citycard_bench::Options {
         quick: args.quick,
         pcsc: !args.no_pcsc,
+        vpcd_slot: args.vpcd_slot,
         command,
     };
     let report = citycard_bench::run(&opts, &mut |line| eprintln!("bench: {line}"))?;
