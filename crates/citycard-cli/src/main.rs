@@ -39,6 +39,8 @@ enum Command {
     Apdu(commands::apdu::ApduArgs),
     /// Verify the card in a reader: one tap, one verdict (exit code 0 only for a genuine card).
     Verify(commands::verify::VerifyArgs),
+    /// The tap service for gates and desks: watch every reader, one JSON line per tap.
+    Watch(commands::watch::WatchArgs),
     /// The city's issuer home.
     #[command(subcommand)]
     Issuer(commands::issuer::IssuerCommand),
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
         Command::Readers => commands::apdu::readers(),
         Command::Apdu(args) => commands::apdu::run(&args, cli.trace),
         Command::Verify(args) => commands::verify::run(&args, cli.trace),
+        Command::Watch(args) => commands::watch::run(&args),
         Command::Issuer(cmd) => commands::issuer::issuer(cmd),
         Command::Station(cmd) => commands::issuer::station(cmd),
         Command::Partner(cmd) => commands::issuer::partner(cmd),

@@ -6,6 +6,7 @@ pub mod card;
 pub mod demo;
 pub mod issuer;
 pub mod verify;
+pub mod watch;
 
 /// Prints one exchange for `--trace`.
 pub fn trace_line(command: &[u8], response: &[u8]) {
