@@ -275,3 +275,58 @@ fn batch_with_bad_rows_forget_and_replace() {
         );
     }
 }
+
+#[test]
+fn an_expired_station_may_not_sign() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let h = home.to_str().unwrap();
+    ok(&[
+        "issuer",
+        "init",
+        "--dir",
+        h,
+        "--city",
+        "Oldtown",
+        "--issuer-id",
+        "OLD",
+        "--card-prefix",
+        "OT",
+    ]);
+    // A station certified in 2020 for 30 days (added through the library with a past date).
+    let issuer = citycard_issuer::IssuerHome::open(&home).unwrap();
+    let secrets = citycard_keys::FixedSecrets::new("correct horse battery staple", "");
+    issuer
+        .add_station(
+            "old",
+            30,
+            None,
+            &secrets,
+            citycard_proto::Date::new(2020, 1, 1).unwrap(),
+        )
+        .unwrap();
+    let r = tmp.path().join("r.json");
+    std::fs::write(
+        &r,
+        r#"{"resident_id": "O-1", "name": "Olga", "address": "Old St 1"}"#,
+    )
+    .unwrap();
+    let reader = format!("emulated:{}", tmp.path().join("cards").display());
+    let (code, out, err) = citycard(&[
+        "personalise",
+        "--dir",
+        h,
+        "--station",
+        "old",
+        "--reader",
+        &reader,
+        "--resident",
+        r.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 7, "{out}{err}");
+    assert!(err.contains("refusing to sign"), "{err}");
+    // Nothing was written: no intent, no card.
+    let reg = citycard_registry::Registry::open(home.join("registry.sqlite")).unwrap();
+    let c = reg.counts().unwrap();
+    assert_eq!((c.issued, c.spoiled, c.open_intents), (0, 0, 0));
+}
