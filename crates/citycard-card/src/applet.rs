@@ -230,6 +230,9 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             if !matches!(command.ins, ins::PSO | ins::PUT_DATA) {
                 return Err(StatusWord::ChainingNotSupported);
             }
+            // A chain is refused at its first segment exactly as the whole
+            // command would be (selection, class, life cycle: SPEC §3.2, §4).
+            self.guard(header[0], command.ins)?;
             self.volatile.chain = Some((header, command.data.to_vec()));
             return Ok(Vec::new());
         }
@@ -245,17 +248,8 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         if command.ins == ins::SELECT {
             return self.select(command, data);
         }
-        if !self.volatile.selected {
-            return Err(StatusWord::ConditionsNotSatisfied);
-        }
+        self.guard(header[0], command.ins)?;
         let life_cycle = state.life_cycle;
-        let expected_cla = match command.ins {
-            ins::SET_ANCHOR | ins::PUT_DATA | ins::ACTIVATE | ins::TERMINATE => cla::PROPRIETARY,
-            _ => cla::ISO,
-        };
-        if header[0] != expected_cla {
-            return Err(StatusWord::ClassNotSupported);
-        }
         match (command.ins, life_cycle) {
             (_, LifeCycle::Terminated) => Err(StatusWord::ConditionsNotSatisfied),
             (ins::SET_ANCHOR, LifeCycle::Blank) => self.set_anchor(command, data),
@@ -295,6 +289,59 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
                 _,
             ) => Err(StatusWord::ConditionsNotSatisfied),
             _ => Err(StatusWord::InstructionNotSupported),
+        }
+    }
+
+    /// The checks every command but SELECT and GET RESPONSE passes before it
+    /// runs (or before the first segment of its chain is accepted): the
+    /// application is selected, the class fits the instruction, and the life
+    /// cycle accepts it (SPEC §3.2). Session conditions are checked by each command.
+    fn guard(&self, cla_byte: u8, ins_byte: u8) -> Result<(), StatusWord> {
+        let life_cycle = self
+            .state
+            .as_ref()
+            .map(|s| s.life_cycle)
+            .ok_or(StatusWord::Unknown)?;
+        if !self.volatile.selected {
+            return Err(StatusWord::ConditionsNotSatisfied);
+        }
+        let expected_cla = match ins_byte {
+            ins::SET_ANCHOR | ins::PUT_DATA | ins::ACTIVATE | ins::TERMINATE => cla::PROPRIETARY,
+            _ => cla::ISO,
+        };
+        let known = matches!(
+            ins_byte,
+            ins::SET_ANCHOR
+                | ins::PSO
+                | ins::GET_CHALLENGE
+                | ins::EXTERNAL_AUTHENTICATE
+                | ins::PUT_DATA
+                | ins::ACTIVATE
+                | ins::TERMINATE
+                | ins::GENERAL_AUTHENTICATE
+        );
+        if cla_byte != expected_cla {
+            return Err(StatusWord::ClassNotSupported);
+        }
+        if !known {
+            return Err(StatusWord::InstructionNotSupported);
+        }
+        let allowed = match (ins_byte, life_cycle) {
+            (_, LifeCycle::Terminated) => false,
+            (ins::SET_ANCHOR, LifeCycle::Blank) => true,
+            (
+                ins::PSO | ins::GET_CHALLENGE | ins::EXTERNAL_AUTHENTICATE,
+                LifeCycle::Anchored | LifeCycle::Issued,
+            ) => true,
+            (ins::PUT_DATA | ins::ACTIVATE, LifeCycle::Anchored) => true,
+            (ins::TERMINATE, LifeCycle::Issued) => true,
+            (ins::GENERAL_AUTHENTICATE, _) => true,
+            _ => false,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(StatusWord::ConditionsNotSatisfied)
         }
     }
 

@@ -416,7 +416,7 @@ fn state_table_matches_spec_3_2() {
 /// `6E00`). Nothing is accepted in the end (the final segment is refused),
 /// but the state table is not what the card does.
 #[test]
-#[ignore = "bug: chained segments answered 9000 before class/selection/life-cycle checks (applet.rs dispatch)"]
+
 fn chained_segment_is_refused_like_the_command() {
     let quirks: Vec<String> = state_table_mismatches()
         .into_iter()
