@@ -788,6 +788,17 @@ pub fn batch(args: &BatchArgs, trace: bool) -> anyhow::Result<ExitCode> {
                 bar.set_message(card.card_number.clone());
                 line(serde_json::json!({"row": row, "ok": true, "card_number": card.card_number}));
             }
+            Err(e @ IssueError::CardLost { .. }) => {
+                // The card may have committed before it was lost: its intent
+                // stays open until the same card is back in the reader.
+                bar.abandon();
+                return fail(
+                    exit::CARD_REMOVED,
+                    format!(
+                        "row {row}: {e}; stopping: put the same card back and rerun with --resume"
+                    ),
+                );
+            }
             Err(IssueError::Issuer(e))
                 if !matches!(
                     e,
