@@ -343,3 +343,67 @@ fn tearing_during_personalisation_is_reconciled() {
         }
     }
 }
+
+#[test]
+fn batch_stops_on_a_torn_card_and_resumes() {
+    let _lock = vpcd_lock();
+    if !bench_available("batch_stops_on_a_torn_card_and_resumes") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let h = init_home(tmp.path());
+    let csv = tmp.path().join("two.csv");
+    write(&csv, "resident_id,name,address\nK-1,Kai,Rue 1\n");
+    let state = tmp.path().join("torn.state");
+    // The card loses power at ACTIVATE (W2): the batch stops with exit 11 and the intent stays open.
+    let emu = EmulatorProcess::start(&state, &["--fault", "tear-after-writes=1"]);
+    let (c, text) = code(&[
+        "batch",
+        "--dir",
+        &h,
+        "--station",
+        "desk-1",
+        "--reader",
+        READER,
+        csv.to_str().unwrap(),
+        "--wait",
+        "10",
+    ]);
+    assert_eq!(c, 11, "{text}");
+    assert!(text.contains("--resume"), "{text}");
+    assert_eq!(emu.wait_exit(Duration::from_secs(10)), Some(75));
+    // Without --resume the batch refuses to start over the open intent.
+    let _emu = EmulatorProcess::start(&state, &[]);
+    let (c, text) = code(&[
+        "batch",
+        "--dir",
+        &h,
+        "--station",
+        "desk-1",
+        "--reader",
+        READER,
+        csv.to_str().unwrap(),
+        "--wait",
+        "10",
+    ]);
+    assert_eq!(c, 9, "{text}");
+    // With the same card back: reconciled (spoiled: the card never committed), then issued.
+    let out = ok(&[
+        "batch",
+        "--dir",
+        &h,
+        "--station",
+        "desk-1",
+        "--reader",
+        READER,
+        csv.to_str().unwrap(),
+        "--resume",
+        "--json",
+        "--wait",
+        "10",
+    ]);
+    let summary: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["summary"]["issued"], 1, "{out}");
+    assert_eq!(summary["summary"]["registry"]["spoiled"], 1, "{out}");
+    assert_eq!(summary["summary"]["registry"]["open_intents"], 0, "{out}");
+}
