@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use citycard_proto::auth::ReaderSession;
-use citycard_proto::{crypto, tlv, Command};
+use citycard_proto::{crypto, tlv};
 use citycard_reader::{verify, Trust, Verdict};
 use citycard_transport::{CardChannel, CardTransport, TraceEntry, TransactionFn, TransportError};
 use rand_chacha::rand_core::SeedableRng;
@@ -209,10 +209,7 @@ fn crypto_inputs(
         policy.today,
     );
     let mut ch = CardChannel::new(Replay::new(&ex.cached.entries));
-    let select = Command::new(0x00, 0xA4, 0x04, 0x00)
-        .with_data(citycard_proto::AID.to_vec())
-        .with_le(256);
-    ch.exchange(&select)?;
+    ch.exchange(&citycard_proto::fci::select_command())?;
     let response = ch.exchange(&session.command())?;
     let outer = tlv::read_exact(&response.data, 0x7C)?;
     let fields = tlv::read_all(outer.value)?;

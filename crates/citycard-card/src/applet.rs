@@ -9,7 +9,7 @@ use citycard_proto::apdu::CommandView;
 use citycard_proto::attr::AttributeKind;
 use citycard_proto::auth::{self, AuthRequest, CardData};
 use citycard_proto::cert::{Certificate, Role};
-use citycard_proto::consts::{atr, cla, ins, AID, PROTOCOL_VERSION};
+use citycard_proto::consts::{atr, cla, ins, AID};
 use citycard_proto::crypto;
 use citycard_proto::pers::{
     self, SecureChannel, StationAuth, CHALLENGE_LEN, TAG_ANCHOR_ISSUER, TAG_ANCHOR_KEY,
@@ -369,11 +369,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         if command.p2 == 0x0C {
             return Ok(Vec::new());
         }
-        let mut proprietary = tlv::encode(0x80, &[PROTOCOL_VERSION]);
-        tlv::push(&mut proprietary, 0x81, &[life_cycle.to_byte()]);
-        let mut fci = tlv::encode(0x84, &AID);
-        tlv::push(&mut fci, 0xA5, &proprietary);
-        Ok(tlv::encode(0x6F, &fci))
+        Ok(citycard_proto::fci::encode(life_cycle))
     }
 
     fn set_anchor(&mut self, command: CommandView<'_>, data: &[u8]) -> Outcome {

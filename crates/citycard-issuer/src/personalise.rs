@@ -8,10 +8,11 @@ use citycard_proto::apdu::Command;
 use citycard_proto::attr::{AttributeId, AttributeSet};
 use citycard_proto::auth::ReaderSession;
 use citycard_proto::cert::Certificate;
-use citycard_proto::consts::{cla, ins, LifeCycle, AID};
+use citycard_proto::consts::{cla, ins, LifeCycle};
+use citycard_proto::fci;
 use citycard_proto::pers::{self, SecureChannel, StationAuth, CHALLENGE_LEN};
 use citycard_proto::record::{AttributeEntry, RecordBody, SALT_LEN};
-use citycard_proto::{crypto, tlv, Date, ResidentRecord, StatusWord};
+use citycard_proto::{crypto, Date, ResidentRecord, StatusWord};
 use citycard_transport::{CardChannel, CardTransport, TransportError};
 use p256::{PublicKey, SecretKey};
 use rand_core::CryptoRngCore;
@@ -79,30 +80,16 @@ pub struct Personalised {
 }
 
 fn select<T: CardTransport>(ch: &mut CardChannel<T>) -> Result<LifeCycle, PersonaliseError> {
-    let r = ch.exchange(
-        &Command::new(cla::ISO, ins::SELECT, 0x04, 0x00)
-            .with_data(AID.to_vec())
-            .with_le(256),
-    )?;
+    let r = ch.exchange(&fci::select_command())?;
     if r.sw != StatusWord::Success {
         if r.sw == StatusWord::SelectedFileDeactivated {
             return Ok(LifeCycle::Terminated);
         }
         return Err(PersonaliseError::NotACitycard(r.sw));
     }
-    life_cycle_of_fci(&r.data).ok_or(PersonaliseError::Protocol(
+    fci::life_cycle(&r.data).ok_or(PersonaliseError::Protocol(
         citycard_proto::Error::MalformedTlv,
     ))
-}
-
-/// The life cycle in a SELECT answer (FCI), if well-formed.
-pub fn life_cycle_of_fci(fci: &[u8]) -> Option<LifeCycle> {
-    let outer = tlv::read_exact(fci, 0x6F).ok()?;
-    let fields = tlv::read_all(outer.value).ok()?;
-    let a5 = fields.iter().find(|f| f.tag == 0xA5)?;
-    let inner = tlv::read_all(a5.value).ok()?;
-    let lc = inner.iter().find(|f| f.tag == 0x81)?;
-    LifeCycle::from_byte(*lc.value.first()?)
 }
 
 /// SELECTs the application and reports the card's life cycle.

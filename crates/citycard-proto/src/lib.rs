@@ -21,6 +21,7 @@ pub mod consts;
 pub mod crypto;
 pub mod date;
 pub mod error;
+pub mod fci;
 pub mod pers;
 pub mod record;
 pub mod revocation;

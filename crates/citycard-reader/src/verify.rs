@@ -1,8 +1,8 @@
 //! [`verify`]: one tap, from a connected card to a [`Verdict`] (SPEC §8).
 
 use citycard_proto::auth::ReaderSession;
-use citycard_proto::consts::{cla, ins, LifeCycle, AID, PROTOCOL_VERSION};
-use citycard_proto::tlv::{self, Sequence};
+use citycard_proto::consts::{cla, ins, LifeCycle};
+use citycard_proto::fci;
 use citycard_proto::{AttributeId, AttributeSet, Command, Error as ProtoError, StatusWord};
 use citycard_transport::{CardChannel, CardTransport, ChannelConfig, TransportError};
 use rand_core::CryptoRngCore;
@@ -101,16 +101,13 @@ fn run<T: CardTransport>(
     let requested = policy.requested.unwrap_or(grants);
 
     // 1. SELECT.
-    let select = Command::new(cla::ISO, ins::SELECT, 0x04, 0x00)
-        .with_data(AID.to_vec())
-        .with_le(256);
-    let answer = send(channel, &select)?;
+    let answer = send(channel, &fci::select_command())?;
     match answer.sw {
         StatusWord::Success => {}
         StatusWord::SelectedFileDeactivated => return Err(Verdict::Terminated),
         _ => return Err(Verdict::NotACitycard),
     }
-    match life_cycle(&answer.data) {
+    match fci::life_cycle(&answer.data) {
         Some(LifeCycle::Issued) => {}
         Some(LifeCycle::Terminated) => return Err(Verdict::Terminated),
         Some(_) => return Err(Verdict::Blank),
@@ -259,47 +256,4 @@ fn refusal(trust: &Trust, policy: &Policy, requested: AttributeSet, sw: StatusWo
         };
     }
     Verdict::CardRefused
-}
-
-/// The life cycle in a citycard FCI (SPEC §5.5), or `None` if `fci` is not one.
-fn life_cycle(fci: &[u8]) -> Option<LifeCycle> {
-    let outer = tlv::read_exact(fci, 0x6F).ok()?;
-    let mut s = Sequence::new(outer.value).ok()?;
-    let aid = s.required(0x84).ok()?;
-    let prop = s.required(0xA5).ok()?;
-    s.finish().ok()?;
-    if aid.value != AID {
-        return None;
-    }
-    let mut p = Sequence::new(prop.value).ok()?;
-    let version = p.required(0x80).ok()?;
-    let state = p.required(0x81).ok()?;
-    p.finish().ok()?;
-    if version.value != [PROTOCOL_VERSION] {
-        return None;
-    }
-    match state.value {
-        [b] => LifeCycle::from_byte(*b),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_the_spec_fci() {
-        let fci = hex::decode("6F14840AF0434954594341524401A506800101810107").unwrap();
-        assert_eq!(life_cycle(&fci), Some(LifeCycle::Issued));
-        let mut blank = fci.clone();
-        *blank.last_mut().unwrap() = 1;
-        assert_eq!(life_cycle(&blank), Some(LifeCycle::Blank));
-        for i in 0..fci.len() {
-            let mut bad = fci.clone();
-            bad[i] ^= 0x40;
-            assert_ne!(life_cycle(&bad), Some(LifeCycle::Issued), "flip at {i}");
-        }
-        assert_eq!(life_cycle(&[]), None);
-    }
 }

@@ -5,7 +5,7 @@ use citycard_proto::apdu::{Command, Response};
 use citycard_proto::attr::{AttributeId, AttributeSet};
 use citycard_proto::auth::{Disclosure, ReaderSession};
 use citycard_proto::cert::Certificate;
-use citycard_proto::consts::{cla, ins, AID};
+use citycard_proto::consts::{cla, ins};
 use citycard_proto::crypto;
 use citycard_proto::pers::{self, SecureChannel, StationAuth, CHALLENGE_LEN};
 use citycard_proto::record::{AttributeEntry, RecordBody, SALT_LEN};
@@ -138,9 +138,7 @@ impl<'a> Script<'a> {
 
 /// SELECT by AID.
 pub fn select_command() -> Command {
-    Command::new(cla::ISO, ins::SELECT, 0x04, 0x00)
-        .with_data(AID.to_vec())
-        .with_le(256)
+    citycard_proto::fci::select_command()
 }
 
 /// The sample resident used in vectors.

@@ -13,7 +13,7 @@ use citycard_issuer::issue::issue_one;
 use citycard_issuer::resident;
 use citycard_keys::FixedSecrets;
 use citycard_proto::attr::{AttributeId, AttributeSet};
-use citycard_proto::{tlv, LifeCycle, AID};
+use citycard_proto::{fci, LifeCycle, AID};
 use citycard_reader::{verify, PartnerCredential, Policy, Trust, Verdict};
 use citycard_registry::RevocationReason;
 use citycard_transport::{CardChannel, CardTransport, MemoryTransport, Traced};
@@ -32,18 +32,8 @@ type DemoCard = Applet<MemoryStorage, ChaCha20Rng>;
 type Channel = CardChannel<Traced<MemoryTransport<DemoCard>>>;
 
 fn life_cycle(ch: &mut Channel) -> anyhow::Result<(Vec<u8>, Option<LifeCycle>)> {
-    let r = ch.exchange(
-        &citycard_proto::Command::new(0x00, 0xA4, 0x04, 0x00)
-            .with_data(AID.to_vec())
-            .with_le(256),
-    )?;
-    let lc = (|| {
-        let outer = tlv::read_exact(&r.data, 0x6F).ok()?;
-        let fields = tlv::read_all(outer.value).ok()?;
-        let a5 = fields.iter().find(|f| f.tag == 0xA5)?;
-        let inner = tlv::read_all(a5.value).ok()?;
-        LifeCycle::from_byte(*inner.iter().find(|f| f.tag == 0x81)?.value.first()?)
-    })();
+    let r = ch.exchange(&fci::select_command())?;
+    let lc = fci::life_cycle(&r.data);
     Ok((r.data, lc))
 }
 
