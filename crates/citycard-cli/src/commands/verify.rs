@@ -19,6 +19,55 @@ pub enum StaleArg {
     Accept,
 }
 
+/// The reader policy options `verify` and `watch` share.
+#[derive(clap::Args, Debug)]
+pub struct PolicyArgs {
+    /// Attributes to ask for (comma-separated); default: everything the credential grants.
+    #[arg(long)]
+    attributes: Option<String>,
+    /// Expected root key fingerprint (hex SHA-256 of the root point), checked against the bundle.
+    #[arg(long)]
+    root_fingerprint: Option<String>,
+    /// Policy for a revocation list past its next update.
+    #[arg(long, value_enum, default_value_t = StaleArg::Reject)]
+    stale: StaleArg,
+    /// Grace period after next update before the list counts as stale, in seconds.
+    #[arg(long, default_value_t = 0)]
+    grace: u64,
+}
+
+impl PolicyArgs {
+    /// The expected root fingerprint, if given.
+    pub fn root_fingerprint(&self) -> anyhow::Result<Option<[u8; 32]>> {
+        self.root_fingerprint
+            .as_deref()
+            .map(|fp| {
+                hex::decode(fp)
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| anyhow::anyhow!("--root-fingerprint must be 64 hex digits"))
+            })
+            .transpose()
+    }
+
+    /// The verification policy (clock: now).
+    pub fn policy(&self) -> anyhow::Result<Policy> {
+        let mut policy = Policy::now().with_stale(
+            match self.stale {
+                StaleArg::Reject => StalePolicy::Reject,
+                StaleArg::Accept => StalePolicy::AcceptFlagged,
+            },
+            self.grace,
+        );
+        if let Some(list) = &self.attributes {
+            let set = AttributeSet::parse_list(list)
+                .map_err(|_| anyhow::anyhow!("--attributes {list:?}: unknown attribute"))?;
+            policy = policy.with_requested(set);
+        }
+        Ok(policy)
+    }
+}
+
 /// Arguments of `verify`.
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
@@ -31,21 +80,11 @@ pub struct VerifyArgs {
     /// This partner's credential.
     #[arg(long)]
     credential: PathBuf,
-    /// Attributes to ask for (comma-separated); default: everything the credential grants.
-    #[arg(long)]
-    attributes: Option<String>,
-    /// Expected root key fingerprint (hex SHA-256 of the root point), checked against the bundle.
-    #[arg(long)]
-    root_fingerprint: Option<String>,
     /// Seconds to wait for a card if none is present.
     #[arg(long, default_value_t = 30)]
     wait: u64,
-    /// Policy for a revocation list past its next update.
-    #[arg(long, value_enum, default_value_t = StaleArg::Reject)]
-    stale: StaleArg,
-    /// Grace period after next update before the list counts as stale, in seconds.
-    #[arg(long, default_value_t = 0)]
-    grace: u64,
+    #[command(flatten)]
+    policy: PolicyArgs,
     /// Send the reader certificate on every tap instead of relying on the card's cache (SPEC §11).
     #[arg(long)]
     always_send_certificate: bool,
@@ -63,11 +102,7 @@ pub fn run(args: &VerifyArgs, trace: bool) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(3));
         }
     };
-    if let Some(fp) = &args.root_fingerprint {
-        let bytes: [u8; 32] = hex::decode(fp)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| anyhow::anyhow!("--root-fingerprint must be 64 hex digits"))?;
+    if let Some(bytes) = args.policy.root_fingerprint()? {
         trust = match trust.with_expected_root(&bytes) {
             Ok(t) => t,
             Err(e) => {
@@ -76,20 +111,10 @@ pub fn run(args: &VerifyArgs, trace: bool) -> anyhow::Result<ExitCode> {
             }
         };
     }
-    let mut policy = Policy::now()
-        .with_stale(
-            match args.stale {
-                StaleArg::Reject => StalePolicy::Reject,
-                StaleArg::Accept => StalePolicy::AcceptFlagged,
-            },
-            args.grace,
-        )
+    let policy = args
+        .policy
+        .policy()?
         .with_always_send_certificate(args.always_send_certificate);
-    if let Some(list) = &args.attributes {
-        let set = AttributeSet::parse_list(list)
-            .map_err(|_| anyhow::anyhow!("--attributes {list:?}: unknown attribute"))?;
-        policy = policy.with_requested(set);
-    }
     let ctx = PcscContext::establish().context("cannot reach pcscd (is it running?)")?;
     let reader = ctx.resolve_reader(&args.reader)?;
     match ctx.wait_for_card(&reader, Some(Duration::from_secs(args.wait))) {

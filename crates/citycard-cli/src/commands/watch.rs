@@ -9,13 +9,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use citycard_proto::attr::AttributeSet;
 use citycard_reader::watch::{
     watch, ReaderSelection, Shutdown, TapEvent, TrustSource, WatchConfig,
 };
-use citycard_reader::{Policy, StalePolicy};
 
-use super::verify::StaleArg;
+use super::verify::PolicyArgs;
 
 /// Arguments of `watch`.
 #[derive(clap::Args, Debug)]
@@ -29,18 +27,8 @@ pub struct WatchArgs {
     /// `all`, or a comma-separated list of reader names (or unique parts of names).
     #[arg(long, default_value = "all")]
     readers: String,
-    /// Attributes to ask for (comma-separated); default: everything the credential grants.
-    #[arg(long)]
-    attributes: Option<String>,
-    /// Expected root key fingerprint (hex), checked at start and on every reload.
-    #[arg(long)]
-    root_fingerprint: Option<String>,
-    /// Policy for a revocation list past its next update.
-    #[arg(long, value_enum, default_value_t = StaleArg::Reject)]
-    stale: StaleArg,
-    /// Grace period after next update, in seconds.
-    #[arg(long, default_value_t = 0)]
-    grace: u64,
+    #[command(flatten)]
+    policy: PolicyArgs,
 }
 
 fn emit(event: &TapEvent) {
@@ -63,27 +51,12 @@ pub fn run(args: &WatchArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(3));
         }
     };
-    if let Some(fp) = &args.root_fingerprint {
-        let bytes: [u8; 32] = hex::decode(fp)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| anyhow::anyhow!("--root-fingerprint must be 64 hex digits"))?;
+    if let Some(bytes) = args.policy.root_fingerprint()? {
         trust = trust
             .with_expected_root(&bytes)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    let mut policy = Policy::now().with_stale(
-        match args.stale {
-            StaleArg::Reject => StalePolicy::Reject,
-            StaleArg::Accept => StalePolicy::AcceptFlagged,
-        },
-        args.grace,
-    );
-    if let Some(list) = &args.attributes {
-        let set = AttributeSet::parse_list(list)
-            .map_err(|_| anyhow::anyhow!("--attributes {list:?}: unknown attribute"))?;
-        policy = policy.with_requested(set);
-    }
+    let policy = args.policy.policy()?;
     let readers = if args.readers.trim() == "all" {
         ReaderSelection::All
     } else {
