@@ -29,6 +29,15 @@ pub const MAX_CHAINED_DATA: usize = 1024;
 
 type Outcome = Result<Vec<u8>, StatusWord>;
 
+/// `6A86` unless the command's P1-P2 are exactly `p1p2`.
+fn expect_p1p2(command: &CommandView<'_>, p1p2: (u8, u8)) -> Result<(), StatusWord> {
+    if (command.p1, command.p2) == p1p2 {
+        Ok(())
+    } else {
+        Err(StatusWord::IncorrectP1P2)
+    }
+}
+
 /// A station that proved itself in this session.
 struct StationSession {
     certificate: Certificate,
@@ -191,9 +200,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
 
         // GET RESPONSE continues a pending response; anything else drops it.
         if command.ins == ins::GET_RESPONSE && command.cla == cla::ISO {
-            if (command.p1, command.p2) != (0, 0) {
-                return Err(StatusWord::IncorrectP1P2);
-            }
+            expect_p1p2(&command, (0, 0))?;
             if self.volatile.pending.is_empty() {
                 return Err(StatusWord::ConditionsNotSatisfied);
             }
@@ -254,9 +261,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             (_, LifeCycle::Terminated) => Err(StatusWord::ConditionsNotSatisfied),
             (ins::SET_ANCHOR, LifeCycle::Blank) => self.set_anchor(command, data),
             (ins::PSO, LifeCycle::Anchored | LifeCycle::Issued) => {
-                if (command.p1, command.p2) != (0x00, 0xBE) {
-                    return Err(StatusWord::IncorrectP1P2);
-                }
+                expect_p1p2(&command, (0x00, 0xBE))?;
                 // Uniform failure: every reason is 6982.
                 self.verify_certificate(data)
                     .map_err(|_| StatusWord::SecurityStatusNotSatisfied)
@@ -271,9 +276,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             (ins::ACTIVATE, LifeCycle::Anchored) => self.activate(header, command, data),
             (ins::TERMINATE, LifeCycle::Issued) => self.terminate(header, command, data),
             (ins::GENERAL_AUTHENTICATE, _) => {
-                if (command.p1, command.p2) != (0, 0) {
-                    return Err(StatusWord::IncorrectP1P2);
-                }
+                expect_p1p2(&command, (0, 0))?;
                 // Uniform failure: every reason, including a card that is not issued, is 6982.
                 self.general_authenticate(data)
                     .map_err(|_| StatusWord::SecurityStatusNotSatisfied)
@@ -373,9 +376,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
     }
 
     fn set_anchor(&mut self, command: CommandView<'_>, data: &[u8]) -> Outcome {
-        if (command.p1, command.p2) != (0, 0) {
-            return Err(StatusWord::IncorrectP1P2);
-        }
+        expect_p1p2(&command, (0, 0))?;
         let mut s = tlv::Sequence::new(data).map_err(|_| StatusWord::IncorrectData)?;
         let issuer = s
             .required(TAG_ANCHOR_ISSUER)
@@ -461,9 +462,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
     }
 
     fn get_challenge(&mut self, command: CommandView<'_>) -> Outcome {
-        if (command.p1, command.p2) != (0, 0) {
-            return Err(StatusWord::IncorrectP1P2);
-        }
+        expect_p1p2(&command, (0, 0))?;
         if command.le != Some(CHALLENGE_LEN) {
             return Err(StatusWord::WrongLength);
         }
@@ -474,9 +473,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
     }
 
     fn external_authenticate(&mut self, command: CommandView<'_>, data: &[u8]) -> Outcome {
-        if (command.p1, command.p2) != (0, 0) {
-            return Err(StatusWord::IncorrectP1P2);
-        }
+        expect_p1p2(&command, (0, 0))?;
         // One attempt per challenge, whatever the outcome.
         let challenge = self.volatile.challenge.take();
         let result = self.try_external_authenticate(challenge, data);
@@ -563,9 +560,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
     }
 
     fn put_data(&mut self, header: [u8; 4], command: CommandView<'_>, data: &[u8]) -> Outcome {
-        if (command.p1, command.p2) != (0, 0) {
-            return Err(StatusWord::IncorrectP1P2);
-        }
+        expect_p1p2(&command, (0, 0))?;
         if self.volatile.staging.is_none() {
             return Err(StatusWord::SecurityStatusNotSatisfied);
         }
@@ -612,9 +607,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
     }
 
     fn activate(&mut self, header: [u8; 4], command: CommandView<'_>, data: &[u8]) -> Outcome {
-        if (command.p1, command.p2) != (0, 0) {
-            return Err(StatusWord::IncorrectP1P2);
-        }
+        expect_p1p2(&command, (0, 0))?;
         if self.volatile.staging.is_none() {
             return Err(StatusWord::SecurityStatusNotSatisfied);
         }
@@ -671,9 +664,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
     }
 
     fn terminate(&mut self, header: [u8; 4], command: CommandView<'_>, data: &[u8]) -> Outcome {
-        if (command.p1, command.p2) != (0, 0) {
-            return Err(StatusWord::IncorrectP1P2);
-        }
+        expect_p1p2(&command, (0, 0))?;
         let plaintext = self.open_secured(header, data)?;
         if !plaintext.is_empty() {
             return Err(StatusWord::IncorrectData);
