@@ -12,6 +12,7 @@
 
 use std::process::{Command, Stdio};
 
+use citycard_e2e::citycard_ok as ok;
 use citycard_e2e::{citycard, citycard_bin};
 
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -141,12 +142,6 @@ fn root_key_in_softhsm2() {
         "{p:?}"
     );
     assert_eq!(citycard_keys::Signer::public_key(&signer), b.body().root);
-}
-
-fn ok(args: &[&str]) -> String {
-    let (code, out, err) = citycard(args);
-    assert_eq!(code, 0, "citycard {args:?} failed ({code}):\n{out}\n{err}");
-    out
 }
 
 #[test]

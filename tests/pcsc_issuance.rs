@@ -14,16 +14,11 @@
 use std::path::Path;
 use std::time::Duration;
 
+use citycard_e2e::citycard_ok as ok;
 use citycard_e2e::{
     bench_available, citycard, vpcd_lock, CardStack, EmulatorProcess, ServedCard, READER,
 };
 use citycard_proto::revocation::{RevocationList, TrustBundle};
-
-fn ok(args: &[&str]) -> String {
-    let (code, out, err) = citycard(args);
-    assert_eq!(code, 0, "citycard {args:?} failed ({code}):\n{out}\n{err}");
-    out
-}
 
 fn code(args: &[&str]) -> (i32, String) {
     let (code, out, err) = citycard(args);

@@ -14,17 +14,12 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use citycard_e2e::citycard_ok as ok;
 use citycard_e2e::{bench_available, citycard, vpcd_lock, EmulatorProcess, ServedCard, READER};
 use citycard_proto::{CardLost, ContactlessCard};
 
 struct City {
     home: String,
-}
-
-fn ok(args: &[&str]) -> String {
-    let (code, out, err) = citycard(args);
-    assert_eq!(code, 0, "citycard {args:?} failed ({code}):\n{out}\n{err}");
-    out
 }
 
 fn city(dir: &Path, issuer: &str) -> City {

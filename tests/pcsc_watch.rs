@@ -15,7 +15,8 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use citycard_e2e::{bench_available, citycard, citycard_bin, vpcd_lock, ServedCard, READER};
+use citycard_e2e::citycard_ok as ok;
+use citycard_e2e::{bench_available, citycard_bin, vpcd_lock, ServedCard, READER};
 
 /// Kills the service if the test fails half-way.
 struct KillOnDrop(u32);
@@ -26,11 +27,6 @@ impl Drop for KillOnDrop {
             .args(["-KILL", &self.0.to_string()])
             .status();
     }
-}
-
-fn ok(args: &[&str]) {
-    let (code, out, err) = citycard(args);
-    assert_eq!(code, 0, "citycard {args:?} failed ({code}):\n{out}\n{err}");
 }
 
 #[test]

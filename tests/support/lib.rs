@@ -345,3 +345,10 @@ pub fn citycard(args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Runs `citycard` and requires exit 0; its stdout.
+pub fn citycard_ok(args: &[&str]) -> String {
+    let (code, out, err) = citycard(args);
+    assert_eq!(code, 0, "citycard {args:?} failed ({code}):\n{out}\n{err}");
+    out
+}
