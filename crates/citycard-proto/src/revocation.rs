@@ -65,6 +65,14 @@ fn check_issuer(issuer: &str) -> Result<()> {
     Ok(())
 }
 
+/// Reads the issuer id field (`42`) and checks it.
+fn issuer_field<'a>(s: &mut Sequence<'a>) -> Result<&'a str> {
+    let issuer =
+        core::str::from_utf8(s.required(0x42)?.value).map_err(|_| Error::BadValue(0x42))?;
+    check_issuer(issuer)?;
+    Ok(issuer)
+}
+
 fn u64_field(f: &tlv::Field<'_>) -> Result<u64> {
     Ok(u64::from_be_bytes(tlv::fixed::<8>(f)?))
 }
@@ -132,9 +140,7 @@ impl RevocationList {
         let (body, signature) = (parts.body, parts.signature);
         let mut s = Sequence::new(body.value)?;
         tlv::expect_version_1(&mut s, 0x80)?;
-        let issuer =
-            core::str::from_utf8(s.required(0x42)?.value).map_err(|_| Error::BadValue(0x42))?;
-        check_issuer(issuer)?;
+        let issuer = issuer_field(&mut s)?;
         let sequence = u32::from_be_bytes(tlv::fixed::<4>(&s.required(0x81)?)?);
         let issued_at = u64_field(&s.required(0x82)?)?;
         let next_update = u64_field(&s.required(0x83)?)?;
@@ -251,9 +257,7 @@ impl TrustBundle {
         let (body, signature) = (parts.body, parts.signature);
         let mut s = Sequence::new(body.value)?;
         tlv::expect_version_1(&mut s, 0x80)?;
-        let issuer =
-            core::str::from_utf8(s.required(0x42)?.value).map_err(|_| Error::BadValue(0x42))?;
-        check_issuer(issuer)?;
+        let issuer = issuer_field(&mut s)?;
         let root = crypto::decode_point(s.required(0x86)?.value)?;
         let issued_at = u64_field(&s.required(0x81)?)?;
         let station_fields = s.repeated(TAG_CERTIFICATE);
