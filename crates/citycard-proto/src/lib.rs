@@ -23,6 +23,7 @@ pub mod date;
 pub mod error;
 pub mod fci;
 pub mod pers;
+pub mod piv;
 pub mod record;
 pub mod revocation;
 pub mod sw;
