@@ -101,6 +101,7 @@ fn identifying_values(v: &serde_json::Value) -> BTreeSet<String> {
                         "code",
                         "revocation_age_secs",
                         "revocation_stale",
+                        "profile",
                     ]
                     .contains(&k.as_str())
                     {

@@ -12,6 +12,7 @@
 
 mod credential;
 mod error;
+mod piv;
 mod policy;
 mod trust;
 mod verdict;
@@ -22,7 +23,7 @@ pub use credential::{PartnerCredential, CREDENTIAL_SCHEMA_VERSION};
 pub use error::ReaderError;
 pub use policy::{Policy, StalePolicy};
 pub use trust::{root_fingerprint, Trust};
-pub use verdict::{Genuine, Verdict, VERDICT_SCHEMA_VERSION};
+pub use verdict::{CardProfile, Genuine, Verdict, VERDICT_SCHEMA_VERSION};
 #[cfg(feature = "tokio")]
 pub use verify::verify_async;
 pub use verify::{verify, MAX_GET_RESPONSE, MAX_RESPONSE_LEN};

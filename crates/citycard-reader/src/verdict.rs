@@ -7,6 +7,29 @@ use serde_json::{json, Map, Value};
 /// Version of the JSON object [`Verdict::to_json`] produces.
 pub const VERDICT_SCHEMA_VERSION: u64 = 1;
 
+/// Which kind of card answered (SPEC §8, `applet-spec/piv-profile.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CardProfile {
+    /// The citycard applet: reader authorisation, encrypted disclosure,
+    /// pseudonyms, card-computed predicates.
+    Citycard,
+    /// An off-the-shelf PIV card: an issuer-signed Card Authentication
+    /// certificate and a challenge signed by the card's key in slot `9E`.
+    /// Carries only the card number, validity and age predicates that held
+    /// on the issue date; any reader can read them.
+    Piv,
+}
+
+impl CardProfile {
+    /// `citycard` or `piv`, as in the JSON `profile` field.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Citycard => "citycard",
+            Self::Piv => "piv",
+        }
+    }
+}
+
 /// What a genuine, valid, unrevoked card disclosed to this reader — only what
 /// was requested, granted and verified against the issuer's signature.
 ///
@@ -23,7 +46,9 @@ pub struct Genuine {
     /// This partner's pseudonym for the card, if `pseudonym` was requested.
     pub pseudonym: Option<[u8; 16]>,
     /// Each requested age predicate: `Some(holds)` when the card could
-    /// evaluate it, `None` when the card holds no birth date.
+    /// evaluate it, `None` when the card holds no birth date. On a PIV card
+    /// only predicates that already held on the issue date are signed:
+    /// `Some(true)` for those, `None` (not proven) for the others.
     pub predicates: Vec<(AttributeId, Option<bool>)>,
     /// The card number, only if `card_number` was requested and disclosed.
     pub card_number: Option<String>,
@@ -36,6 +61,8 @@ pub struct Genuine {
     /// The revocation list was past its next update (plus grace) and the
     /// policy accepted the card anyway ([`StalePolicy::AcceptFlagged`](crate::StalePolicy::AcceptFlagged)).
     pub revocation_stale: bool,
+    /// Which kind of card this was.
+    pub profile: CardProfile,
 }
 
 impl Genuine {
@@ -71,6 +98,7 @@ impl std::fmt::Debug for Genuine {
             .field("expires", &self.expires)
             .field("revocation_age_secs", &self.revocation_age_secs)
             .field("revocation_stale", &self.revocation_stale)
+            .field("profile", &self.profile)
             .finish()
     }
 }
@@ -134,7 +162,9 @@ pub enum Verdict {
     },
     /// The response carries another tap's challenge echo (a replay).
     Replay,
-    /// Card authentication (the MAC keyed with the certified card key) failed.
+    /// Card authentication failed: the MAC keyed with the certified card key
+    /// (citycard applet), or the signature by the certified `9E` key over
+    /// this tap's challenge (PIV, where a replayed answer also lands here).
     Clone,
     /// The record was signed by a station the trust bundle does not know.
     UnknownIssuer,
@@ -236,7 +266,8 @@ impl Verdict {
     /// { "schema_version": 1, "verdict": "genuine", "code": 0,
     ///   "attributes": { "resident": true, "name": "…", "birth_date": "1958-03-14",
     ///                   "age_over_65": true },
-    ///   "pseudonym": "<32 hex>", "revocation_age_secs": 3600, "revocation_stale": false }
+    ///   "pseudonym": "<32 hex>", "revocation_age_secs": 3600, "revocation_stale": false,
+    ///   "profile": "citycard" }
     /// ```
     ///
     /// Attributes appear by name, only those disclosed: dates as YYYY-MM-DD,
@@ -265,6 +296,7 @@ impl Verdict {
                 }
                 o.insert("revocation_age_secs".into(), json!(g.revocation_age_secs));
                 o.insert("revocation_stale".into(), json!(g.revocation_stale));
+                o.insert("profile".into(), json!(g.profile.name()));
             }
             Self::Unauthorised { not_granted } => {
                 let names: Vec<&str> = not_granted.iter().map(AttributeId::name).collect();

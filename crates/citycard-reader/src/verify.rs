@@ -7,7 +7,7 @@ use citycard_proto::{AttributeId, AttributeSet, Command, Error as ProtoError, St
 use citycard_transport::{CardChannel, CardTransport, ChannelConfig, TransportError};
 use rand_core::CryptoRngCore;
 
-use crate::verdict::Genuine;
+use crate::verdict::{CardProfile, Genuine};
 use crate::{Policy, StalePolicy, Trust, Verdict};
 
 /// Largest response data [`verify`] accepts for one command (all GET RESPONSE
@@ -100,18 +100,18 @@ fn run<T: CardTransport>(
     let grants = cert.body().grants;
     let requested = policy.requested.unwrap_or(grants);
 
-    // 1. SELECT.
+    // 1. SELECT. No citycard application: perhaps a PIV card (piv-profile.md §5).
     let answer = send(channel, &fci::select_command())?;
     match answer.sw {
         StatusWord::Success => {}
         StatusWord::SelectedFileDeactivated => return Err(Verdict::Terminated),
-        _ => return Err(Verdict::NotACitycard),
+        _ => return crate::piv::run(channel, trust, policy, rng, requested),
     }
     match fci::life_cycle(&answer.data) {
         Some(LifeCycle::Issued) => {}
         Some(LifeCycle::Terminated) => return Err(Verdict::Terminated),
         Some(_) => return Err(Verdict::Blank),
-        None => return Err(Verdict::NotACitycard),
+        None => return crate::piv::run(channel, trust, policy, rng, requested),
     }
 
     // 2. GENERAL AUTHENTICATE, with PSO when the card does not know us.
@@ -165,28 +165,13 @@ fn run<T: CardTransport>(
         .map_err(|_| Verdict::BadIssuerSignature)?;
 
     // 3f. Validity, revocation, freshness.
-    if policy.today > body.valid_to {
-        return Err(Verdict::Expired { on: body.valid_to });
-    }
-    if policy.today < body.valid_from {
-        return Err(Verdict::NotYetValid {
-            from: body.valid_from,
-        });
-    }
-    let list = bundle.body().revocations.body();
-    if bundle
-        .body()
-        .revocations
-        .is_revoked(&record.revocation_id())
-    {
-        return Err(Verdict::Revoked);
-    }
-    let stale = policy.now_unix > list.next_update.saturating_add(policy.grace_secs);
-    if stale && policy.stale == StalePolicy::Reject {
-        return Err(Verdict::RevocationListStale {
-            next_update: list.next_update,
-        });
-    }
+    let standing = standing(
+        trust,
+        policy,
+        body.valid_from,
+        body.valid_to,
+        &record.revocation_id(),
+    )?;
 
     // 4. Only now expose what was disclosed, and nothing else.
     let attributes: Vec<(AttributeId, Vec<u8>)> = disclosure
@@ -215,13 +200,54 @@ fn run<T: CardTransport>(
         predicates,
         card_number,
         expires: body.valid_to,
-        revocation_age_secs: policy.now_unix.saturating_sub(list.issued_at),
-        revocation_stale: stale,
+        revocation_age_secs: standing.revocation_age_secs,
+        revocation_stale: standing.revocation_stale,
+        profile: CardProfile::Citycard,
     }))
 }
 
+/// How the card stands today against its validity and the revocation list.
+pub(crate) struct Standing {
+    /// Age of the revocation list, seconds.
+    pub(crate) revocation_age_secs: u64,
+    /// The list is stale and the policy accepted that.
+    pub(crate) revocation_stale: bool,
+}
+
+/// Validity ([`Verdict::Expired`], [`Verdict::NotYetValid`]), revocation
+/// ([`Verdict::Revoked`]) and list freshness, the same for every profile.
+pub(crate) fn standing(
+    trust: &Trust,
+    policy: &Policy,
+    valid_from: citycard_proto::Date,
+    valid_to: citycard_proto::Date,
+    revocation_id: &citycard_proto::revocation::RevocationId,
+) -> Result<Standing, Verdict> {
+    if policy.today > valid_to {
+        return Err(Verdict::Expired { on: valid_to });
+    }
+    if policy.today < valid_from {
+        return Err(Verdict::NotYetValid { from: valid_from });
+    }
+    let revocations = &trust.bundle().body().revocations;
+    let list = revocations.body();
+    if revocations.is_revoked(revocation_id) {
+        return Err(Verdict::Revoked);
+    }
+    let stale = policy.now_unix > list.next_update.saturating_add(policy.grace_secs);
+    if stale && policy.stale == StalePolicy::Reject {
+        return Err(Verdict::RevocationListStale {
+            next_update: list.next_update,
+        });
+    }
+    Ok(Standing {
+        revocation_age_secs: policy.now_unix.saturating_sub(list.issued_at),
+        revocation_stale: stale,
+    })
+}
+
 /// Sends one command; transport failures become verdicts.
-fn send<T: CardTransport>(
+pub(crate) fn send<T: CardTransport>(
     channel: &mut CardChannel<T>,
     cmd: &Command,
 ) -> Result<citycard_proto::Response, Verdict> {
@@ -238,7 +264,12 @@ fn send<T: CardTransport>(
 
 /// Why the card refused us, found locally (the card says `6982` whatever the
 /// reason, SPEC §10.9).
-fn refusal(trust: &Trust, policy: &Policy, requested: AttributeSet, sw: StatusWord) -> Verdict {
+pub(crate) fn refusal(
+    trust: &Trust,
+    policy: &Policy,
+    requested: AttributeSet,
+    sw: StatusWord,
+) -> Verdict {
     if sw != StatusWord::SecurityStatusNotSatisfied {
         return Verdict::Tampered {
             detail: format!("unexpected status word {sw}"),
