@@ -9,6 +9,7 @@ use citycard_card::{Applet, Faults, PersistentState, Storage};
 use citycard_emulator::{
     serve, FileStore, ServeOptions, ServeOutcome, TearingStorage, POWER_LOST_EXIT_STATUS,
 };
+use citycard_piv_card::{Faults as PivFaults, PivCard, PivState, Summary};
 use citycard_proto::{CardLost, ContactlessCard};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -16,10 +17,12 @@ use rand_chacha::ChaCha20Rng;
 /// `citycard card …`
 #[derive(clap::Subcommand, Debug)]
 pub enum CardCommand {
-    /// Run the reference card as the card in a vpcd virtual reader (pcscd must be
-    /// running with vsmartcard-vpcd installed). Runs until killed.
+    /// Run the reference card (or, with `--profile piv`, the emulated PIV card) as
+    /// the card in a vpcd virtual reader (pcscd must be running with
+    /// vsmartcard-vpcd installed). Runs until killed.
     Emulate(EmulateArgs),
-    /// Print the life cycle and contents summary of a card state file (no personal data).
+    /// Print the life cycle and contents summary of a card state file (no personal
+    /// data). Recognises citycard and PIV state files.
     Show {
         /// The card's state file.
         #[arg(long)]
@@ -27,9 +30,23 @@ pub enum CardCommand {
     },
 }
 
+/// Which card application `card emulate` serves.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Profile {
+    /// The citycard reference card (applet-spec/SPEC.md).
+    #[default]
+    Citycard,
+    /// The emulated PIV card (NIST SP 800-73-4 subset, crate citycard-piv-card).
+    Piv,
+}
+
 /// Arguments of `card emulate`.
 #[derive(clap::Args, Debug)]
 pub struct EmulateArgs {
+    /// Card profile: `citycard` (the reference card) or `piv` (a PIV card that
+    /// yubico-piv-tool and OpenSC accept). The state file must belong to the same profile.
+    #[arg(long, value_enum, default_value_t = Profile::Citycard)]
+    profile: Profile,
     /// vpcd address: 127.0.0.1:35963 is reader "Virtual PCD 00 00", 127.0.0.1:35964 is "Virtual PCD 00 01".
     #[arg(long, default_value = "127.0.0.1:35963")]
     vpcd: SocketAddr,
@@ -41,7 +58,8 @@ pub struct EmulateArgs {
     seed: Option<String>,
     /// Test-bench fault, repeatable: `tear-after-writes=N` (the first N persistent
     /// writes complete, the next is interrupted partway and the process exits with
-    /// status 75), `clone` (same public data, a different private key),
+    /// status 75), `clone` (same public data, a different private key; for the PIV
+    /// profile: slot 9E signs with a different key),
     /// `latency-ms=N` (delay every response by N ms).
     #[arg(long = "fault")]
     faults: Vec<String>,
@@ -124,6 +142,35 @@ fn emulate(args: &EmulateArgs, trace: bool) -> anyhow::Result<ExitCode> {
         }
         None => Box::new(store),
     };
+    let fault_text = format!(
+        "{}{}{}",
+        if faults.clone { ", fault clone" } else { "" },
+        tear.map(|n| format!(", fault tear-after-writes={n}"))
+            .unwrap_or_default(),
+        latency
+            .map(|d| format!(", fault latency-ms={}", d.as_millis()))
+            .unwrap_or_default(),
+    );
+    if args.profile == Profile::Piv {
+        let mut card = PivCard::new(storage, rng);
+        let Some(summary) = card.summary() else {
+            bail!(
+                "the state file {} is not a readable PIV card state (corrupt, or a citycard-profile card?)",
+                args.state.display()
+            );
+        };
+        card.set_faults(PivFaults {
+            clone: faults.clone,
+        });
+        eprintln!(
+            "citycard card emulate: PIV card ({} key slot(s), {} data object(s), state {}), vpcd {}{fault_text}",
+            summary.key_slots.len(),
+            summary.objects.len(),
+            args.state.display(),
+            args.vpcd,
+        );
+        return serve_traced(card, trace, &opts);
+    }
     let mut applet = Applet::new(storage, rng);
     let Some(life_cycle) = applet.life_cycle() else {
         bail!(
@@ -133,22 +180,21 @@ fn emulate(args: &EmulateArgs, trace: bool) -> anyhow::Result<ExitCode> {
     };
     applet.set_faults(faults);
     eprintln!(
-        "citycard card emulate: {} card (state {}), vpcd {}{}{}{}",
+        "citycard card emulate: {} card (state {}), vpcd {}{fault_text}",
         life_cycle.name(),
         args.state.display(),
         args.vpcd,
-        if faults.clone { ", fault clone" } else { "" },
-        tear.map(|n| format!(", fault tear-after-writes={n}"))
-            .unwrap_or_default(),
-        latency
-            .map(|d| format!(", fault latency-ms={}", d.as_millis()))
-            .unwrap_or_default(),
     );
-    let mut card = TracedCard {
-        inner: applet,
-        trace,
-    };
-    match serve(&mut card, &opts)? {
+    serve_traced(applet, trace, &opts)
+}
+
+fn serve_traced<C: ContactlessCard>(
+    inner: C,
+    trace: bool,
+    opts: &ServeOptions,
+) -> anyhow::Result<ExitCode> {
+    let mut card = TracedCard { inner, trace };
+    match serve(&mut card, opts)? {
         ServeOutcome::PowerLost => {
             eprintln!("citycard card emulate: power lost (tear fault); exiting like a pulled card");
             Ok(ExitCode::from(POWER_LOST_EXIT_STATUS as u8))
@@ -164,6 +210,20 @@ fn show(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         println!("{{\"life_cycle\":\"blank\",\"stored\":false}}");
         return Ok(ExitCode::SUCCESS);
     };
+    if PivState::is_piv_state(&bytes) {
+        let summary =
+            Summary::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("PIV card state: {e}"))?;
+        let summary = serde_json::json!({
+            "profile": "piv",
+            "key_slots": summary.key_slots.iter().map(|s| format!("{s:02x}")).collect::<Vec<_>>(),
+            "objects": summary.objects.iter().map(|t| format!("{t:06x}")).collect::<Vec<_>>(),
+            "pin_tries_left": summary.pin_tries_left,
+            "puk_tries_left": summary.puk_tries_left,
+            "management_key_algorithm": format!("{:02x}", summary.management_key_algorithm),
+        });
+        println!("{summary}");
+        return Ok(ExitCode::SUCCESS);
+    }
     let state = PersistentState::decode(&bytes).map_err(|_| anyhow::anyhow!("state is corrupt"))?;
     let summary = serde_json::json!({
         "life_cycle": state.life_cycle.name(),
