@@ -11,5 +11,6 @@
 )]
 
 pub mod keys;
+pub mod piv_vectors;
 pub mod script;
 pub mod vectors;

@@ -1,4 +1,5 @@
-//! Writes `applet-spec/vectors/*.json` from the reference card, or with
+//! Writes `applet-spec/vectors/*.json` from the reference card (and
+//! `applet-spec/vectors/piv/*.json` from fixed keys), or with
 //! `--check` fails if the committed files differ from what the card produces.
 
 use citycard_testkit::vectors::{generate_all, to_json, vectors_dir};
@@ -19,6 +20,27 @@ fn main() {
             std::process::exit(1);
         } else {
             println!("wrote {} ({} steps)", path.display(), v.steps.len());
+        }
+    }
+    let piv_dir = citycard_testkit::piv_vectors::dir();
+    if !check {
+        if let Err(e) = std::fs::create_dir_all(&piv_dir) {
+            eprintln!("error: creating {}: {e}", piv_dir.display());
+            std::process::exit(1);
+        }
+    }
+    for (name, v) in citycard_testkit::piv_vectors::generate_all() {
+        let path = piv_dir.join(format!("{name}.json"));
+        let text = citycard_testkit::piv_vectors::to_json(&v);
+        if check {
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                stale.push(path.display().to_string());
+            }
+        } else if let Err(e) = std::fs::write(&path, text) {
+            eprintln!("error: writing {}: {e}", path.display());
+            std::process::exit(1);
+        } else {
+            println!("wrote {}", path.display());
         }
     }
     if !stale.is_empty() {
