@@ -38,6 +38,8 @@ pub const TARGETS: &[&str] = &[
     "trust_bundle",
     "apdu",
     "session_open",
+    "piv_certificate",
+    "piv_answers",
 ];
 
 /// Runs the body of proto target `name` on `data`.
@@ -53,6 +55,8 @@ pub fn run(name: &str, data: &[u8]) {
         "trust_bundle" => trust_bundle(data),
         "apdu" => apdu(data),
         "session_open" => session_open(data),
+        "piv_certificate" => piv_certificate(data),
+        "piv_answers" => piv_answers(data),
         other => panic!("unknown proto target {other}"),
     }
 }
@@ -285,6 +289,50 @@ pub const VECTORS: &[&str] = &[
     include_str!("../../applet-spec/vectors/verify-transit.json"),
 ];
 
+/// The PIV profile's vectors (`applet-spec/vectors/piv/`).
+pub const PIV_VECTORS: &[&str] = &[
+    include_str!("../../applet-spec/vectors/piv/certificate.json"),
+    include_str!("../../applet-spec/vectors/piv/tap.json"),
+];
+
+/// PIV certificate container and Card Authentication certificate
+/// (piv-profile.md §2–3): never panics; an accepted certificate is
+/// canonical (its body re-encodes to exactly the signed bytes, the whole to
+/// exactly the input) and its serial is its key's revocation id.
+pub fn piv_certificate(data: &[u8]) {
+    use citycard_proto::piv::{self, CardAuthenticationCertificate};
+    let der = piv::parse_certificate_container(data).unwrap_or(data);
+    if let Ok(c) = CardAuthenticationCertificate::decode(der) {
+        assert_eq!(c.as_bytes(), der, "piv certificate: accepted bytes differ");
+        assert_eq!(
+            c.body().to_be_signed().ok().as_deref(),
+            Some(c.signed_bytes()),
+            "piv certificate: body does not re-encode to the signed bytes"
+        );
+        assert!(c.body().valid_from <= c.body().valid_to);
+        let _ = c.verify(&c.body().card_key);
+    }
+}
+
+/// Every PIV answer parser on the same bytes (APT, GET DATA, generated key,
+/// signature, management-key steps): never panics.
+pub fn piv_answers(data: &[u8]) {
+    use citycard_proto::piv::{self, ManagementAlgorithm};
+    let _ = piv::parse_application_property_template(data);
+    if let Ok(content) = piv::parse_data_object(data) {
+        let _ = piv::parse_certificate_container(content);
+    }
+    let _ = piv::parse_generated_public_key(data);
+    if let Ok(sig) = piv::parse_signature(data) {
+        let key = SecretKey::from_slice(&[7; 32]).unwrap().public_key();
+        let _ = piv::verify_challenge(&key, &[0; 32], &sig);
+    }
+    for alg in [ManagementAlgorithm::TripleDes, ManagementAlgorithm::Aes128] {
+        let _ = piv::parse_management_witness(data, alg);
+        let _ = piv::parse_management_response(data, alg);
+    }
+}
+
 /// The string value of the first `"key": "…"` at or after `from`.
 fn json_string_after<'a>(text: &'a str, key: &str, from: usize) -> Option<(usize, &'a str)> {
     let pat = format!("\"{key}\": \"");
@@ -450,5 +498,21 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         let bundle = TrustBundle::assemble(&tbs, &crypto::sign(&root, &tbs)).unwrap();
         out.push(("trust_bundle", bundle.as_bytes().to_vec()));
     }
+    for text in PIV_VECTORS {
+        for key in ["certificate", "container_5FC101"] {
+            if let Some((_, h)) = json_string_after(text, key, 0) {
+                out.push(("piv_certificate", hex::decode(h).unwrap_or_default()));
+            }
+        }
+        for (_, resp) in vector_steps(text) {
+            let data = resp.get(..resp.len().saturating_sub(2)).unwrap_or(&[]);
+            out.push(("piv_answers", data.to_vec()));
+        }
+    }
+    out.push(("piv_answers", hex::decode("7F4943864104").unwrap()));
+    out.push((
+        "piv_answers",
+        hex::decode("7C0A80080102030405060708").unwrap(),
+    ));
     out
 }

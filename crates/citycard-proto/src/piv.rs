@@ -521,6 +521,14 @@ fn push_unsigned(out: &mut Vec<u8>, bytes: &[u8]) {
     tlv::push(out, DER_INTEGER, &value);
 }
 
+/// keyUsage contents: digitalSignature only.
+const KEY_USAGE_DIGITAL_SIGNATURE: &[u8] = &[0x03, 0x02, 0x07, 0x80];
+
+/// extKeyUsage contents: id-PIV-cardAuth.
+fn ext_key_usage() -> Vec<u8> {
+    tlv::encode(DER_SEQUENCE, &tlv::encode(DER_OID, OID_PIV_CARD_AUTH))
+}
+
 fn signature_algorithm() -> Vec<u8> {
     tlv::encode(DER_SEQUENCE, &tlv::encode(DER_OID, OID_ECDSA_SHA256))
 }
@@ -797,62 +805,66 @@ fn decode_tbs(value: &[u8]) -> Result<CardAuthenticationBody> {
     let extensions = s.required(DER_EXTENSIONS)?;
     s.finish()?;
 
-    let mut station = None;
-    let mut predicates = None;
+    // Exactly the four extensions of the template, in order, with exactly
+    // the template's criticality and (for key usages) contents.
     let list = tlv::read_exact(extensions.value, DER_SEQUENCE)?;
-    for ext in tlv::read_all(list.value)? {
-        tlv::expect_tag(&ext, DER_SEQUENCE)?;
-        let mut e = tlv::Sequence::new(ext.value)?;
-        let oid = e.required(DER_OID)?.value;
-        let critical = match e.optional(DER_BOOLEAN)? {
-            Some(b) if b.value == [0xFF] => true,
-            Some(_) => return Err(Error::BadValue(DER_BOOLEAN)),
-            None => false,
-        };
-        let inner = e.required(DER_OCTET_STRING)?.value;
-        e.finish()?;
-        if oid == OID_AUTHORITY_KEY_ID {
-            let aki = tlv::read_exact(inner, DER_SEQUENCE)?;
-            let id = tlv::read_exact(aki.value, DER_KEY_IDENTIFIER)?;
-            if station
-                .replace(tlv::fixed::<FINGERPRINT_LEN>(&id)?)
-                .is_some()
-            {
-                return Err(Error::Duplicate);
-            }
-        } else if oid == OID_CITYCARD_CARD_INFO {
-            let info = tlv::read_exact(inner, DER_SEQUENCE)?;
-            let mut i = tlv::Sequence::new(info.value)?;
-            if i.required(DER_INTEGER)?.value != [0x01] {
-                return Err(Error::UnsupportedVersion(0));
-            }
-            let mask = AttributeSet::from_bytes(i.required(DER_OCTET_STRING)?.value)?;
-            i.finish()?;
-            if !mask.is_subset_of(predicate_mask()) {
-                return Err(Error::BadValue(DER_OCTET_STRING));
-            }
-            if predicates.replace(mask).is_some() {
-                return Err(Error::Duplicate);
-            }
-        } else if critical && oid != OID_KEY_USAGE {
-            return Err(Error::BadValue(DER_OID));
-        }
+    let exts = tlv::read_all(list.value)?;
+    let [aki, ku, eku, info] = exts.as_slice() else {
+        return Err(Error::BadValue(DER_EXTENSIONS));
+    };
+    let aki = extension(aki, OID_AUTHORITY_KEY_ID, false)?;
+    let aki = tlv::read_exact(aki, DER_SEQUENCE)?;
+    let station = tlv::fixed::<FINGERPRINT_LEN>(&tlv::read_exact(aki.value, DER_KEY_IDENTIFIER)?)?;
+    if extension(ku, OID_KEY_USAGE, true)? != KEY_USAGE_DIGITAL_SIGNATURE {
+        return Err(Error::BadValue(DER_BIT_STRING));
+    }
+    if extension(eku, OID_EXT_KEY_USAGE, false)? != ext_key_usage().as_slice() {
+        return Err(Error::BadValue(DER_OID));
+    }
+    let info = tlv::read_exact(
+        extension(info, OID_CITYCARD_CARD_INFO, false)?,
+        DER_SEQUENCE,
+    )?;
+    let mut i = tlv::Sequence::new(info.value)?;
+    if i.required(DER_INTEGER)?.value != [0x01] {
+        return Err(Error::UnsupportedVersion(0));
+    }
+    let predicates = AttributeSet::from_bytes(i.required(DER_OCTET_STRING)?.value)?;
+    i.finish()?;
+    if predicates.to_bytes() != info.value.get(5..).unwrap_or(&[]) {
+        return Err(Error::BadValue(DER_OCTET_STRING));
     }
     let body = CardAuthenticationBody {
         issuer_id,
         station_holder,
-        station: station.ok_or(Error::Missing(DER_KEY_IDENTIFIER))?,
+        station,
         card_number,
         valid_from,
         valid_to,
         card_key,
-        predicates: predicates.ok_or(Error::Missing(DER_OCTET_STRING))?,
+        predicates,
     };
     if serial.raw != tlv_integer(&body.revocation_id()).as_slice() {
         return Err(Error::BadValue(DER_INTEGER));
     }
     body.validate()?;
     Ok(body)
+}
+
+/// The value of one extension with `oid` and exactly the criticality given.
+fn extension<'a>(ext: &tlv::Field<'a>, oid: &[u8], critical: bool) -> Result<&'a [u8]> {
+    tlv::expect_tag(ext, DER_SEQUENCE)?;
+    let mut e = tlv::Sequence::new(ext.value)?;
+    if e.required(DER_OID)?.value != oid {
+        return Err(Error::BadValue(DER_OID));
+    }
+    let flag = e.optional(DER_BOOLEAN)?;
+    if critical != flag.is_some() || flag.is_some_and(|b| b.value != [0xFF]) {
+        return Err(Error::BadValue(DER_BOOLEAN));
+    }
+    let value = e.required(DER_OCTET_STRING)?.value;
+    e.finish()?;
+    Ok(value)
 }
 
 fn tlv_integer(bytes: &[u8]) -> Vec<u8> {
@@ -934,6 +946,36 @@ mod tests {
                 assert!(c.verify(&station.public_key()).is_err(), "byte {i}");
             }
         }
+    }
+
+    /// Regression (found by the `piv_certificate` fuzz body): a changed byte
+    /// inside the extKeyUsage OID was accepted (the signature would still
+    /// have failed, but the decoder must accept the template only).
+    #[test]
+    fn only_the_exact_extension_template_decodes() {
+        let (body, station) = body();
+        let tbs = body.to_be_signed().unwrap();
+        let cert =
+            CardAuthenticationCertificate::assemble(&tbs, &crypto::sign(&station, &tbs)).unwrap();
+        let der = cert.as_bytes().to_vec();
+        let eku = der
+            .windows(OID_PIV_CARD_AUTH.len())
+            .position(|w| w == OID_PIV_CARD_AUTH)
+            .unwrap();
+        let mut t = der.clone();
+        t[eku + 6] ^= 0x06;
+        assert_eq!(
+            CardAuthenticationCertificate::decode(&t).map(|_| ()),
+            Err(Error::BadValue(DER_OID))
+        );
+        // Key usage other than digitalSignature.
+        let ku = der
+            .windows(KEY_USAGE_DIGITAL_SIGNATURE.len())
+            .position(|w| w == KEY_USAGE_DIGITAL_SIGNATURE)
+            .unwrap();
+        let mut t = der.clone();
+        t[ku + 3] = 0x40;
+        assert!(CardAuthenticationCertificate::decode(&t).is_err());
     }
 
     #[test]
