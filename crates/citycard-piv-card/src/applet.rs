@@ -244,8 +244,12 @@ impl<S: Storage, R: CryptoRngCore> PivCard<S, R> {
                 ) {
                     return Err(StatusWord::ChainingNotSupported);
                 }
+                // A chain is refused at its first segment as the whole command would be.
                 if !self.volatile.selected {
                     return Err(StatusWord::ConditionsNotSatisfied);
+                }
+                if command.ins != ins::GENERAL_AUTHENTICATE && !self.volatile.mgmt_authenticated {
+                    return Err(StatusWord::SecurityStatusNotSatisfied);
                 }
                 if command.data.len() > MAX_CHAINED_DATA {
                     return Err(StatusWord::WrongLength);

@@ -149,7 +149,7 @@ impl PivState {
         }
         out.extend_from_slice(&(self.objects.len() as u16).to_be_bytes());
         for (tag, value) in &self.objects {
-            out.extend_from_slice(&tag.to_be_bytes().get(1..).unwrap_or_default());
+            out.extend_from_slice(tag.to_be_bytes().get(1..).unwrap_or_default());
             out.extend_from_slice(&(value.len() as u16).to_be_bytes());
             out.extend_from_slice(value);
         }
