@@ -99,6 +99,22 @@ pub enum KeyError {
         #[source]
         source: cryptoki::error::Error,
     },
+    /// A secret key file may be read or written by group or others.
+    #[error("{} is accessible to group or others (mode {mode:03o}); run `chmod 600` on it", .path.display())]
+    KeyFilePermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A PIV management key (file or token object) is not usable for its algorithm.
+    #[error("management key {origin}: {reason}")]
+    BadManagementKey {
+        /// Where the key is (locator; never the key).
+        origin: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The token returned something that is not a valid P-256 key or signature.
     #[error("PKCS#11 token returned a bad {0}")]
     BadTokenOutput(&'static str),

@@ -13,12 +13,17 @@
 mod error;
 mod file;
 mod location;
+mod management;
 mod pkcs11;
 mod secrets;
 
 pub use error::KeyError;
 pub use file::FileSigner;
 pub use location::{KeyLocation, LocatorParseError, Pkcs11Location};
+pub use management::{
+    is_factory_default, open_management_key, ManagementKey, ManagementKeyLocation,
+    Pkcs11ManagementKey, SoftManagementKey, FACTORY_DEFAULT_ALGORITHMS,
+};
 pub use pkcs11::{KeyProtection, Pkcs11Signer};
 pub use secrets::{EnvOrPrompt, FixedSecrets, SecretSource, PASSPHRASE_ENV, PIN_ENV};
 

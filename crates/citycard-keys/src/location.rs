@@ -35,8 +35,13 @@ impl Pkcs11Location {
     /// The RFC 7512 URI of the private key:
     /// `pkcs11:token=…;object=…;type=private?module-path=…`.
     pub fn locator(&self) -> String {
+        self.locator_of_type("private")
+    }
+
+    /// The RFC 7512 URI of the object with this `type=` (`private`, `secret-key`).
+    pub(crate) fn locator_of_type(&self, key_type: &str) -> String {
         format!(
-            "pkcs11:token={};object={};type=private?module-path={}",
+            "pkcs11:token={};object={};type={key_type}?module-path={}",
             pct_encode(&self.token),
             pct_encode(&self.key_label),
             pct_encode(&self.module.to_string_lossy()),
@@ -64,7 +69,7 @@ impl std::fmt::Display for KeyLocation {
 /// The error of parsing a locator string.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("bad key locator: {0} (expected file:/path or pkcs11:token=…;object=…?module-path=…)")]
-pub struct LocatorParseError(&'static str);
+pub struct LocatorParseError(pub(crate) &'static str);
 
 impl FromStr for KeyLocation {
     type Err = LocatorParseError;
@@ -73,38 +78,7 @@ impl FromStr for KeyLocation {
     /// `pkcs11:token=T;object=L[;type=private]?module-path=M`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(rest) = s.strip_prefix("pkcs11:") {
-            let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-            let (mut token, mut object, mut module) = (None, None, None);
-            for attr in path.split(';').filter(|a| !a.is_empty()) {
-                let (k, v) = attr
-                    .split_once('=')
-                    .ok_or(LocatorParseError("attribute without '='"))?;
-                let v = pct_decode(v).ok_or(LocatorParseError("bad percent-encoding"))?;
-                match k {
-                    "token" => token = Some(v),
-                    "object" => object = Some(v),
-                    "type" if v == "private" => {}
-                    "type" => return Err(LocatorParseError("only type=private keys sign")),
-                    _ => return Err(LocatorParseError("unsupported pkcs11 URI attribute")),
-                }
-            }
-            for attr in query.split('&').filter(|a| !a.is_empty()) {
-                let (k, v) = attr
-                    .split_once('=')
-                    .ok_or(LocatorParseError("query without '='"))?;
-                let v = pct_decode(v).ok_or(LocatorParseError("bad percent-encoding"))?;
-                match k {
-                    "module-path" => module = Some(v),
-                    _ => return Err(LocatorParseError("unsupported pkcs11 URI query attribute")),
-                }
-            }
-            Ok(KeyLocation::Pkcs11(Pkcs11Location {
-                module: module
-                    .ok_or(LocatorParseError("missing module-path"))?
-                    .into(),
-                token: token.ok_or(LocatorParseError("missing token"))?,
-                key_label: object.ok_or(LocatorParseError("missing object"))?,
-            }))
+            Ok(KeyLocation::Pkcs11(parse_pkcs11(rest, "private")?))
         } else {
             let path = s.strip_prefix("file:").unwrap_or(s);
             if path.is_empty() {
@@ -113,6 +87,50 @@ impl FromStr for KeyLocation {
             Ok(KeyLocation::File(path.into()))
         }
     }
+}
+
+/// Parses the part of an RFC 7512 URI after `pkcs11:`: `token=T;object=L`,
+/// an optional `type=` that must be `key_type` (`private`, `secret-key`),
+/// and the `module-path` query attribute.
+pub(crate) fn parse_pkcs11(
+    rest: &str,
+    key_type: &str,
+) -> Result<Pkcs11Location, LocatorParseError> {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let (mut token, mut object, mut module) = (None, None, None);
+    for attr in path.split(';').filter(|a| !a.is_empty()) {
+        let (k, v) = attr
+            .split_once('=')
+            .ok_or(LocatorParseError("attribute without '='"))?;
+        let v = pct_decode(v).ok_or(LocatorParseError("bad percent-encoding"))?;
+        match k {
+            "token" => token = Some(v),
+            "object" => object = Some(v),
+            "type" if v == key_type => {}
+            "type" if key_type == "private" => {
+                return Err(LocatorParseError("only type=private keys sign"))
+            }
+            "type" => return Err(LocatorParseError("a management key is type=secret-key")),
+            _ => return Err(LocatorParseError("unsupported pkcs11 URI attribute")),
+        }
+    }
+    for attr in query.split('&').filter(|a| !a.is_empty()) {
+        let (k, v) = attr
+            .split_once('=')
+            .ok_or(LocatorParseError("query without '='"))?;
+        let v = pct_decode(v).ok_or(LocatorParseError("bad percent-encoding"))?;
+        match k {
+            "module-path" => module = Some(v),
+            _ => return Err(LocatorParseError("unsupported pkcs11 URI query attribute")),
+        }
+    }
+    Ok(Pkcs11Location {
+        module: module
+            .ok_or(LocatorParseError("missing module-path"))?
+            .into(),
+        token: token.ok_or(LocatorParseError("missing token"))?,
+        key_label: object.ok_or(LocatorParseError("missing object"))?,
+    })
 }
 
 fn pct_encode(s: &str) -> String {

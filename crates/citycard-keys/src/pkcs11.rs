@@ -73,7 +73,11 @@ fn find_slot(ctx: &Pkcs11, token: &str) -> Result<Slot, KeyError> {
 }
 
 /// Opens a session on the token of `loc` and logs the user in.
-fn login(loc: &Pkcs11Location, secrets: &dyn SecretSource, rw: bool) -> Result<Session, KeyError> {
+pub(crate) fn login(
+    loc: &Pkcs11Location,
+    secrets: &dyn SecretSource,
+    rw: bool,
+) -> Result<Session, KeyError> {
     let ctx = context(&loc.module)?;
     let slot = find_slot(&ctx, &loc.token)?;
     let session = if rw {
@@ -96,7 +100,10 @@ fn login(loc: &Pkcs11Location, secrets: &dyn SecretSource, rw: bool) -> Result<S
     }
 }
 
-fn find(session: &Session, template: &[Attribute]) -> Result<Vec<ObjectHandle>, KeyError> {
+pub(crate) fn find(
+    session: &Session,
+    template: &[Attribute],
+) -> Result<Vec<ObjectHandle>, KeyError> {
     session
         .find_objects(template)
         .map_err(KeyError::pkcs11("C_FindObjects"))
@@ -124,7 +131,7 @@ fn decode_ec_point(raw: &[u8]) -> Result<p256::PublicKey, KeyError> {
     p256::PublicKey::from_sec1_bytes(point).map_err(|_| KeyError::BadTokenOutput("EC point"))
 }
 
-fn attribute(
+pub(crate) fn attribute(
     session: &Session,
     obj: ObjectHandle,
     ty: AttributeType,
