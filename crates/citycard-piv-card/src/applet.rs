@@ -483,9 +483,13 @@ impl<S: Storage, R: CryptoRngCore> PivCard<S, R> {
         if p1 != alg::ECC_P256 {
             return Err(StatusWord::IncorrectP1P2);
         }
+        // Validate the request before the access check, so that a malformed
+        // request does not consume a `9C` authorisation.
         let operation = match (witness, challenge, response, exponentiation) {
-            (None, Some(c), Some([]), None) => Operation::Sign(c),
-            (None, None, Some([]), Some(p)) => Operation::Agree(p),
+            (None, Some(c), Some([]), None) if c.len() == 32 => Operation::Sign(c),
+            (None, None, Some([]), Some(p)) => Operation::Agree(
+                PublicKey::from_sec1_bytes(p).map_err(|_| StatusWord::IncorrectData)?,
+            ),
             _ => return Err(StatusWord::IncorrectData),
         };
         let key = match (&self.clone_key, p2) {
@@ -510,17 +514,12 @@ impl<S: Storage, R: CryptoRngCore> PivCard<S, R> {
         }
         let value = match operation {
             Operation::Sign(prehash) => {
-                if prehash.len() != 32 {
-                    return Err(StatusWord::IncorrectData);
-                }
                 let signature: Signature = SigningKey::from(&key)
                     .sign_prehash(prehash)
                     .map_err(|_| StatusWord::IncorrectData)?;
                 signature.to_der().as_bytes().to_vec()
             }
-            Operation::Agree(point) => {
-                let peer =
-                    PublicKey::from_sec1_bytes(point).map_err(|_| StatusWord::IncorrectData)?;
+            Operation::Agree(peer) => {
                 let shared = p256::ecdh::diffie_hellman(key.to_nonzero_scalar(), peer.as_affine());
                 shared.raw_secret_bytes().to_vec()
             }
@@ -666,9 +665,10 @@ impl<S: Storage, R: CryptoRngCore> PivCard<S, R> {
     }
 }
 
+/// A validated private-key operation: ECDSA over a 32-byte prehash, or ECDH.
 enum Operation<'a> {
     Sign(&'a [u8]),
-    Agree(&'a [u8]),
+    Agree(PublicKey),
 }
 
 fn set_tries(state: &mut PivState, reference: u8, tries: u8) {

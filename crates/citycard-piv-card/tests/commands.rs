@@ -739,6 +739,10 @@ fn signatures_follow_the_slot_access_rules() {
     assert_eq!(sign(&mut c, 0x9A, &hash).1, 0x9000);
     assert_eq!(verify_pin(&mut c, b"123456"), 0x9000);
     assert_eq!(sign(&mut c, 0x9C, &hash).1, 0x9000);
+    // A malformed request does not consume the 9C authorisation.
+    assert_eq!(verify_pin(&mut c, b"123456"), 0x9000);
+    assert_eq!(sign(&mut c, 0x9C, &[0; 31]).1, 0x6A80);
+    assert_eq!(sign(&mut c, 0x9C, &hash).1, 0x9000);
     // Malformed requests and empty slots.
     assert_eq!(sign(&mut c, 0x9E, &[0; 31]).1, 0x6A80);
     assert_eq!(sign(&mut c, 0x9E, &[0; 48]).1, 0x6A80);
