@@ -46,6 +46,9 @@ pub enum IssuerError {
         /// Today.
         today: Date,
     },
+    /// The configured PIV management key is the public factory key.
+    #[error("the management key {0} is the factory default (0102030405060708 x3), which anyone can use to rewrite the card: set the city's own key on the card (yubico-piv-tool -a set-mgm-key) and configure it, or pass --allow-default-management-key for test cards")]
+    DefaultManagementKey(String),
     /// Key storage or signing failed (wrong passphrase, token missing…).
     #[error(transparent)]
     Key(#[from] citycard_keys::KeyError),

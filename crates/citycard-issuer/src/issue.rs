@@ -42,6 +42,12 @@ pub enum IssueError {
         /// The card number the intent had.
         card_number: String,
     },
+    /// The card was refused by checks that change nothing (PIV profile:
+    /// wrong or factory management key, no P-256, a certificate that must not
+    /// be overwritten, a supplied key the card does not hold): no intent was
+    /// written and nothing was written to the card.
+    #[error("{0} (nothing written: no intent, no change to the card)")]
+    Refused(PersonaliseError),
     /// The card failed; the intent was marked spoiled with `reason`.
     #[error("{error} (intent for card {card_number} marked spoiled: {reason})")]
     Card {
@@ -58,7 +64,9 @@ impl IssueError {
     /// The card-level error, if any.
     pub fn card_error(&self) -> Option<&PersonaliseError> {
         match self {
-            Self::Card { error, .. } | Self::CardLost { error, .. } => Some(error),
+            Self::Card { error, .. } | Self::CardLost { error, .. } | Self::Refused(error) => {
+                Some(error)
+            }
             Self::Issuer(_) => None,
         }
     }
@@ -75,6 +83,11 @@ fn spoil_reason(e: &PersonaliseError) -> &'static str {
         PersonaliseError::Signing(_) => "signing",
         PersonaliseError::Protocol(_) => "protocol",
         PersonaliseError::ReadBack(_) => "read-back",
+        PersonaliseError::NotPiv(_)
+        | PersonaliseError::DefaultManagementKey(_)
+        | PersonaliseError::ManagementKeyRefused(_)
+        | PersonaliseError::CardOccupied(_) => "card-refused",
+        PersonaliseError::Possession(_) => "possession",
     }
 }
 

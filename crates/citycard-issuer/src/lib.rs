@@ -5,6 +5,7 @@ pub mod error;
 pub mod home;
 pub mod issue;
 pub mod personalise;
+pub mod piv;
 pub mod resident;
 
 pub use error::IssuerError;

@@ -49,6 +49,21 @@ pub enum PersonaliseError {
     /// Host-side protocol error (malformed card answer, bad input).
     #[error("protocol: {0}")]
     Protocol(#[from] citycard_proto::Error),
+    /// Not a usable PIV card: no PIV application, or no ECC P-256.
+    #[error("not a usable PIV card: {0}")]
+    NotPiv(String),
+    /// The PIV card still accepts the public factory management key.
+    #[error("the card still accepts the factory management key ({} 0102030405060708 x3): anyone could rewrite it. Set the city's own key first (yubico-piv-tool -a set-mgm-key -n <new key>), or pass --allow-default-management-key for test cards", .0.name())]
+    DefaultManagementKey(citycard_proto::piv::ManagementAlgorithm),
+    /// The PIV card refused the city's management key.
+    #[error("{0}")]
+    ManagementKeyRefused(String),
+    /// The PIV card holds a certificate that this issuance must not overwrite.
+    #[error("the card is in use: {0}")]
+    CardOccupied(String),
+    /// The key in slot 9E did not prove possession of the expected public key.
+    #[error("proof of possession failed: {0}")]
+    Possession(String),
     /// Reading the card back did not give exactly what was written.
     #[error("read-back check failed: {0}")]
     ReadBack(String),

@@ -863,6 +863,20 @@ impl Registry {
             .transpose()
     }
 
+    /// The card number of the card whose public key (compressed P-256) is
+    /// `card_key`, if any card record has it (issued or revoked). For
+    /// refusing a key before it is certified a second time.
+    pub fn card_with_key(&self, card_key: &[u8; 33]) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT card_number FROM cards WHERE card_key = ?1",
+                [card_key.as_slice()],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
     /// The resident's live card record: issued and unrevoked, or an open
     /// intent (see its `state`). At most one exists.
     pub fn live_card_of(&self, resident_ref: &str) -> Result<Option<CardRecord>> {
