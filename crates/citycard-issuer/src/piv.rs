@@ -79,7 +79,8 @@ pub struct PivIssued {
     /// `true` if the `9E` key was generated in this run, `false` if supplied.
     pub key_generated: bool,
     /// The resident's attributes that were **not** written to the card (all
-    /// of them: a PIV card carries none), for the operator's information.
+    /// of them: a PIV card carries none; `resident` is implied by the
+    /// certificate itself), for the operator's information.
     pub not_on_card: Vec<AttributeId>,
     /// Bytes of the certificate written.
     pub certificate_len: usize,
@@ -548,7 +549,12 @@ pub fn issue_one<T: CardTransport>(
             issued: issued.clone(),
             predicates,
             key_generated: options.card_key.is_none(),
-            not_on_card: resident.attributes.iter().map(|(id, _)| *id).collect(),
+            not_on_card: resident
+                .attributes
+                .iter()
+                .map(|(id, _)| *id)
+                .filter(|id| *id != AttributeId::RESIDENT)
+                .collect(),
             certificate_len: len,
         })
     };
