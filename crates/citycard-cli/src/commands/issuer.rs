@@ -28,7 +28,15 @@ use citycard_transport::{
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
-use super::card::Profile;
+/// Which kind of card `personalise` and `batch` issue.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Profile {
+    /// A card running the citycard applet (applet-spec/SPEC.md).
+    #[default]
+    Citycard,
+    /// An off-the-shelf PIV card or YubiKey (applet-spec/piv-profile.md).
+    Piv,
+}
 
 /// Exit codes of the issuing commands (documented in the README).
 pub mod exit {
@@ -262,8 +270,31 @@ impl ProfileArgs {
     }
 }
 
+/// Exit codes of `personalise` and `batch` (README "exit codes"; PIV cases
+/// in docs/piv-issuance.md).
+const ISSUE_EXIT_CODES: &str = "\
+Exit codes:
+  0   issued (batch: every row issued or already done)
+  2   usage error (e.g. PIV options without --profile piv, unknown --management-key-algorithm)
+  3   invalid resident file (or --card-key-from is not a P-256 public key PEM)
+  5   bad configuration: not an issuer home, unknown station; PIV: the management key file is
+      readable by group/others or malformed, or the configured key is the factory key
+  6   key access failed (passphrase, PKCS#11 token, PIN)
+  7   the station is outside its validity window
+  8   the resident already has a live card (use --replace)
+  9   registry refusal (open intents without --resume, ...)
+  10  wrong card: not blank, another city's, not a citycard; PIV: no PIV application or no
+      ECC P-256, the card still accepts the factory management key, the card refuses the
+      city's management key, or it holds a certificate that must not be overwritten
+      (PIV refusals write nothing: no intent, no change to the card)
+  11  the card was removed mid-way (the intent stays open; put the same card back and rerun)
+  12  the card refused a step or failed the read-back; PIV: slot 9E did not prove
+      possession of the --card-key-from key (nothing written)
+  13  batch: some rows not issued";
+
 /// Arguments of `personalise`.
 #[derive(clap::Args, Debug)]
+#[command(after_help = ISSUE_EXIT_CODES)]
 pub struct PersonaliseArgs {
     /// Issuer home.
     #[arg(long)]
@@ -297,6 +328,7 @@ pub struct PersonaliseArgs {
 
 /// Arguments of `batch`.
 #[derive(clap::Args, Debug)]
+#[command(after_help = ISSUE_EXIT_CODES)]
 pub struct BatchArgs {
     /// Issuer home.
     #[arg(long)]

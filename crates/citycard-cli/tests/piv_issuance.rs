@@ -1,0 +1,406 @@
+//! `citycard personalise|batch --profile piv` on emulated PIV cards
+//! (`--reader emulated:DIR`): exit codes, JSON, what the registry holds, the
+//! management-key rules, revocation; and the default profile's output shape.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use citycard_registry::{CardState, Registry};
+
+const CITY_KEY_HEX: &str = "3a915c07e2441b689f10d37e25b6814c0df962a733c85e14";
+const FACTORY_HEX: &str = "010203040506070801020304050607080102030405060708";
+
+struct Office {
+    dir: tempfile::TempDir,
+}
+
+impl Office {
+    fn new() -> Self {
+        let o = Self {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        o.ok(&[
+            "issuer",
+            "init",
+            "--dir",
+            "HOME",
+            "--city",
+            "Liège",
+            "--issuer-id",
+            "LIEGE",
+            "--card-prefix",
+            "LG",
+        ]);
+        o.ok(&["station", "add", "desk-1", "--dir", "HOME"]);
+        o.write("alex.json", r#"{"resident_id": "F-1", "name": "Alex Moreau", "birth_date": "1958-03-14", "address": "Rue 12", "language": "fr"}"#, 0o600);
+        o.write("teen.json", r#"{"resident_id": "F-2", "name": "Sam", "birth_date": "2010-01-01", "address": "Rue 13"}"#, 0o600);
+        o.write("city.key", &format!("{CITY_KEY_HEX}\n"), 0o600);
+        o.write("factory.key", &format!("{FACTORY_HEX}\n"), 0o600);
+        o
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write(&self, name: &str, text: &str, mode: u32) {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let home = self.path("home");
+        let cards = format!("emulated:{}", self.path("cards").display());
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| match *a {
+                "HOME" => home.display().to_string(),
+                "CARDS" => cards.clone(),
+                a if a.ends_with(".json")
+                    || a.ends_with(".key")
+                    || a.ends_with(".pem")
+                    || a.ends_with(".csv")
+                    || a.ends_with(".crl") =>
+                {
+                    self.path(a).display().to_string()
+                }
+                a => a.to_string(),
+            })
+            .collect();
+        Command::new(env!("CARGO_BIN_EXE_citycard"))
+            .args(&args)
+            .env("CITYCARD_PASSPHRASE", "correct horse")
+            .env("CITYCARD_OPERATOR", "test")
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> Output {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn registry(&self) -> Registry {
+        Registry::open(self.path("home").join("registry.sqlite")).unwrap()
+    }
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().next().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+fn personalise<'a>(resident: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "personalise",
+        "--dir",
+        "HOME",
+        "--station",
+        "desk-1",
+        "--reader",
+        "CARDS",
+        "--resident",
+        resident,
+        "--json",
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+fn card_states(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn piv_issuance_end_to_end_with_its_refusals() {
+    let o = Office::new();
+    // Usage: PIV options need --profile piv; --profile piv needs a key.
+    let out = o.run(&personalise("alex.json", &["--management-key", "city.key"]));
+    assert_eq!(out.status.code(), Some(2));
+    let out = o.run(&personalise("alex.json", &["--profile", "piv"]));
+    assert_eq!(out.status.code(), Some(2));
+    let out = o.run(&personalise(
+        "alex.json",
+        &[
+            "--profile",
+            "piv",
+            "--management-key",
+            "city.key",
+            "--management-key-algorithm",
+            "des",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(2));
+    // A key file others can read: refused (5).
+    o.write("open.key", &format!("{CITY_KEY_HEX}\n"), 0o644);
+    let out = o.run(&personalise(
+        "alex.json",
+        &["--profile", "piv", "--management-key", "open.key"],
+    ));
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+    // The factory key configured: refused (5), with the way out.
+    let out = o.run(&personalise(
+        "alex.json",
+        &["--profile", "piv", "--management-key", "factory.key"],
+    ));
+    assert_eq!(out.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("set-mgm-key"));
+    // The city's key on a factory-fresh card: the card still accepts the
+    // default key: refused (10), nothing written anywhere.
+    let out = o.run(&personalise(
+        "alex.json",
+        &["--profile", "piv", "--management-key", "city.key"],
+    ));
+    assert_eq!(
+        out.status.code(),
+        Some(10),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["ok"], false);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("factory management key"),
+        "{v}"
+    );
+    assert_eq!(o.registry().counts().unwrap(), Default::default());
+    // Allowed, with the city key: the card refuses that key (10).
+    let out = o.run(&personalise(
+        "alex.json",
+        &[
+            "--profile",
+            "piv",
+            "--management-key",
+            "city.key",
+            "--allow-default-management-key",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(10));
+    assert!(json(&out)["error"]
+        .as_str()
+        .unwrap()
+        .contains("refused the management key"));
+    assert_eq!(o.registry().counts().unwrap(), Default::default());
+    // --card-key-from with a key the card does not hold: 12, nothing written.
+    o.write(
+        "other.pem",
+        "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEDFPOUAFX8BeO4rWkRgC16j4bEcvn\nWzZfwtNXTLGVeUmafP9T4FSdoWgC7vrIZdYXgrwFCP2QusaL86BEF9GNjA==\n-----END PUBLIC KEY-----\n",
+        0o644,
+    );
+    let out = o.run(&personalise(
+        "alex.json",
+        &[
+            "--profile",
+            "piv",
+            "--allow-default-management-key",
+            "--card-key-from",
+            "other.pem",
+        ],
+    ));
+    assert_eq!(
+        out.status.code(),
+        Some(12),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(o.registry().counts().unwrap(), Default::default());
+    o.write("bad.pem", "not a key\n", 0o644);
+    let out = o.run(&personalise(
+        "alex.json",
+        &[
+            "--profile",
+            "piv",
+            "--allow-default-management-key",
+            "--card-key-from",
+            "bad.pem",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(3));
+
+    // A test card with the factory key, allowed: issued.
+    let out = o.ok(&personalise(
+        "alex.json",
+        &["--profile", "piv", "--allow-default-management-key"],
+    ));
+    let v = json(&out);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["profile"], "piv");
+    assert_eq!(v["key_generated"], true);
+    assert_eq!(
+        v["predicates"],
+        serde_json::json!(["age_over_18", "age_over_21", "age_over_65"])
+    );
+    assert_eq!(
+        v["not_on_card"],
+        serde_json::json!(["name", "birth_date", "address", "language"])
+    );
+    let number = v["card_number"].as_str().unwrap().to_string();
+    let rec = o.registry().card(&number).unwrap().unwrap();
+    assert_eq!(rec.state, CardState::Issued);
+    // The state file is a PIV card holding a 9E key and the certificate.
+    let state = std::fs::read_dir(o.path("cards"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let show = o.ok(&["card", "show", "--state", state.to_str().unwrap()]);
+    let shown = String::from_utf8_lossy(&show.stdout);
+    assert!(shown.contains("piv") || shown.contains("PIV"), "{shown}");
+
+    // Text output names what is not on the card.
+    let out = o.ok(&[
+        "personalise",
+        "--dir",
+        "HOME",
+        "--station",
+        "desk-1",
+        "--reader",
+        "CARDS",
+        "--resident",
+        "teen.json",
+        "--profile",
+        "piv",
+        "--allow-default-management-key",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Signed age predicates (true on the issue date): none"),
+        "{text}"
+    );
+    assert!(text.contains("Not written to the card"), "{text}");
+    assert!(text.contains("name, birth_date, address"), "{text}");
+
+    // Revocation of a PIV card reaches the published list.
+    o.ok(&["revoke", &number, "--dir", "HOME", "--reason", "lost"]);
+    o.ok(&[
+        "revocation",
+        "publish",
+        "--dir",
+        "HOME",
+        "--out",
+        "list.crl",
+    ]);
+    let list = citycard_proto::RevocationList::decode(&std::fs::read(o.path("list.crl")).unwrap())
+        .unwrap();
+    assert!(list.is_revoked(&rec.revocation_id.unwrap()));
+}
+
+#[test]
+fn piv_batch_issues_every_row() {
+    let o = Office::new();
+    o.write(
+        "rows.csv",
+        "resident_id,name,birth_date,address\nR1,Ann,2010-01-01,Rue 1\nR2,Bob,1950-05-05,Rue 2\n",
+        0o600,
+    );
+    let out = o.run(&[
+        "batch",
+        "--dir",
+        "HOME",
+        "--station",
+        "desk-1",
+        "--reader",
+        "CARDS",
+        "rows.csv",
+        "--profile",
+        "piv",
+        "--allow-default-management-key",
+        "--json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[0]["profile"], "piv");
+    assert_eq!(lines[0]["predicates"], serde_json::json!([]));
+    assert_eq!(lines[1]["predicates"].as_array().unwrap().len(), 3);
+    assert_eq!(lines[2]["summary"]["issued"], 2);
+    assert_eq!(card_states(&o.path("cards")), 2);
+    // --card-key-from is for one card only.
+    let out = o.run(&[
+        "batch",
+        "--dir",
+        "HOME",
+        "--station",
+        "desk-1",
+        "--reader",
+        "CARDS",
+        "rows.csv",
+        "--profile",
+        "piv",
+        "--card-key-from",
+        "x.pem",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn the_default_profile_output_is_unchanged() {
+    let o = Office::new();
+    let out = o.ok(&personalise("alex.json", &[]));
+    let v = json(&out);
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "apdus",
+            "bytes_received",
+            "bytes_sent",
+            "card_number",
+            "expires_on",
+            "issued_on",
+            "ok",
+            "schema_version"
+        ]
+    );
+    let out = o.ok(&[
+        "personalise",
+        "--dir",
+        "HOME",
+        "--station",
+        "desk-1",
+        "--reader",
+        "CARDS",
+        "--resident",
+        "teen.json",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("Issued card LG-000002 (valid "), "{text}");
+    assert!(
+        text.trim_end().ends_with("; verified as a reader would."),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 1);
+}
