@@ -519,6 +519,18 @@ fn a_supplied_card_key_is_used_only_if_the_card_proves_it() {
     let cert = card_certificate(&mut ch).unwrap();
     assert_eq!(cert.body().card_key, on_card);
     assert!(signs_with(&mut ch, &on_card));
+    // The same key is never certified twice, even after a revocation.
+    c.home
+        .registry()
+        .unwrap()
+        .revoke("LG-000001", RevocationReason::Lost, "test")
+        .unwrap();
+    match issue(&c, &mut ch, &resident("F-1", "1990-01-01"), &right) {
+        Err(IssueError::Refused(PersonaliseError::Possession(m))) => {
+            assert!(m.contains("already belongs to card LG-000001"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
     // A PEM as yubico-piv-tool prints it parses to the same key.
     use p256::pkcs8::EncodePublicKey as _;
     let pem = on_card
@@ -673,4 +685,58 @@ fn a_revoked_piv_card_is_in_the_published_revocation_list() {
         .unwrap();
     assert!(list.is_revoked(&revocation_id(&card_key)));
     assert_eq!(list.body().revoked.len(), 1);
+}
+
+/// The citycard reader library, as a partner embeds it, accepts the issued
+/// card (profile `piv`, the signed predicates, the card number), and says
+/// `revoked` once the card is revoked and a new list is published.
+#[test]
+fn the_reader_library_verifies_the_issued_card_and_then_its_revocation() {
+    use citycard_reader::{CardProfile, PartnerCredential, Policy, Trust, Verdict};
+    let c = city();
+    let key = city_key();
+    let mut ch = prepared_card(14);
+    let r = resident("F-1", "2005-01-01"); // 21 on the issue date, not 65
+    issue(&c, &mut ch, &r, &options(&key)).unwrap();
+    let granted: AttributeSet = [
+        AttributeId::CARD_NUMBER,
+        AttributeId::RESIDENT,
+        AttributeId::AGE_OVER_21,
+        AttributeId::AGE_OVER_65,
+    ]
+    .into_iter()
+    .collect();
+    let (cert, reader_key) = c
+        .home
+        .enrol_partner("transit", granted, 365, &secrets(), today())
+        .unwrap();
+    let credential = PartnerCredential::new(cert, reader_key).unwrap();
+    let now = u64::try_from(today().days_since_epoch()).unwrap() * 86_400 + 3_600;
+    let verdict = |c: &City, ch: &mut Ch| {
+        let bundle = c.home.export_trust(&secrets(), now).unwrap();
+        let trust = Trust::new(bundle, credential.clone()).unwrap();
+        let policy = Policy::at(now).with_today(today()).with_requested(granted);
+        citycard_reader::verify(ch, &trust, &policy, &mut ChaCha20Rng::from_seed([6; 32]))
+    };
+    match verdict(&c, &mut ch) {
+        Verdict::Genuine(g) => {
+            assert_eq!(g.profile, CardProfile::Piv);
+            assert_eq!(g.card_number.as_deref(), Some("LG-000001"));
+            assert!(g
+                .predicates
+                .contains(&(AttributeId::AGE_OVER_21, Some(true))));
+            assert!(g.predicates.contains(&(AttributeId::AGE_OVER_65, None)));
+        }
+        other => panic!("{other:?}"),
+    }
+    c.home
+        .registry()
+        .unwrap()
+        .revoke("LG-000001", RevocationReason::Stolen, "test")
+        .unwrap();
+    c.home.publish_revocations(7, &secrets(), now).unwrap();
+    assert!(
+        matches!(verdict(&c, &mut ch), Verdict::Revoked),
+        "not revoked"
+    );
 }
