@@ -82,8 +82,6 @@ pub struct PivIssued {
     /// of them: a PIV card carries none; `resident` is implied by the
     /// certificate itself), for the operator's information.
     pub not_on_card: Vec<AttributeId>,
-    /// Bytes of the certificate written.
-    pub certificate_len: usize,
 }
 
 /// The age predicates that hold on `on` for someone born on `birth`
@@ -536,7 +534,7 @@ pub fn issue_one<T: CardTransport>(
         issued_on: today,
         expires_on,
     };
-    let done = |registry: &mut Registry, key: &PublicKey, len: usize| {
+    let done = |registry: &mut Registry, key: &PublicKey| {
         registry
             .commit_issued(
                 intent.id,
@@ -555,12 +553,11 @@ pub fn issue_one<T: CardTransport>(
                 .map(|(id, _)| *id)
                 .filter(|id| *id != AttributeId::RESIDENT)
                 .collect(),
-            certificate_len: len,
         })
     };
     match result {
         // 4. Commit.
-        Ok(w) => done(registry, &w.card_key, w.certificate.as_bytes().len()),
+        Ok(w) => done(registry, &w.card_key),
         Err(error) => {
             // The PUT DATA answer may have been lost after the card stored
             // the certificate: if the card in the reader is this intent's
@@ -569,7 +566,7 @@ pub fn issue_one<T: CardTransport>(
             if let Ok(Some((number, key))) = identify(ch, &home.config().issuer_id, &stations, rng)
             {
                 if number == card_number {
-                    return done(registry, &key, 0);
+                    return done(registry, &key);
                 }
             }
             if matches!(error, PersonaliseError::Transport(_)) {
