@@ -405,3 +405,179 @@ fn the_default_profile_output_is_unchanged() {
     );
     assert_eq!(text.lines().count(), 1);
 }
+
+/// Sends one APDU to an in-process card; the data and status word.
+fn apdu(
+    card: &mut impl citycard_proto::ContactlessCard,
+    cmd: &citycard_proto::Command,
+) -> (Vec<u8>, u16) {
+    let mut r = card.transmit(&cmd.to_short_bytes().unwrap()).unwrap();
+    let sw = r.split_off(r.len() - 2);
+    (r, u16::from_be_bytes([sw[0], sw[1]]))
+}
+
+/// An emulated PIV card in `path` with the city's 3DES management key set,
+/// as `yubico-piv-tool -a set-mgm-key` would leave it.
+fn prepare_piv_card(path: &Path, key_hex: &str) {
+    use citycard_keys::{ManagementKey, SoftManagementKey};
+    use citycard_proto::piv;
+    use rand_chacha::rand_core::SeedableRng;
+    let store = citycard_emulator::FileStore::new(path).unwrap();
+    let mut card =
+        citycard_piv_card::PivCard::new(store, rand_chacha::ChaCha20Rng::from_seed([1; 32]));
+    let alg = piv::ManagementAlgorithm::TripleDes;
+    let factory = SoftManagementKey::factory_default(alg);
+    assert_eq!(apdu(&mut card, &piv::select_command()).1, 0x9000);
+    let (data, sw) = apdu(&mut card, &piv::management_witness_request(alg));
+    assert_eq!(sw, 0x9000);
+    let plain = factory
+        .decrypt_block(&piv::parse_management_witness(&data, alg).unwrap())
+        .unwrap();
+    let (_, sw) = apdu(
+        &mut card,
+        &piv::management_response_command(alg, &plain, &[9; 8]),
+    );
+    assert_eq!(sw, 0x9000);
+    let mut set = vec![0x03, 0x9B, 24];
+    set.extend_from_slice(&hex::decode(key_hex).unwrap());
+    let (_, sw) = apdu(
+        &mut card,
+        &citycard_proto::Command::new(0x00, 0xFF, 0xFF, 0xFF).with_data(set),
+    );
+    assert_eq!(sw, 0x9000);
+}
+
+fn softhsm_module() -> PathBuf {
+    std::env::var_os("CITYCARD_TEST_PKCS11_MODULE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            [
+                "/usr/lib/softhsm/libsofthsm2.so",
+                "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+                "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+            ]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+        })
+        .expect("SoftHSM2 (apt-get install softhsm2)")
+}
+
+/// The management key on a PKCS#11 token (SoftHSM2, imported with OpenSC's
+/// pkcs11-tool as a city would), on a card prepared with the city's key
+/// (an emulated PIV card state waiting in the emulated reader's directory).
+#[test]
+fn piv_issuance_with_the_management_key_on_a_pkcs11_token() {
+    let o = Office::new();
+    std::fs::create_dir_all(o.path("cards")).unwrap();
+    prepare_piv_card(&o.path("cards").join("card-000001.state"), CITY_KEY_HEX);
+    // A SoftHSM2 token with the key as a sensitive DES3 secret key.
+    let tokens = o.path("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    let conf = o.path("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    let module = softhsm_module();
+    let run = |cmd: &str, args: &[&str]| {
+        let out = Command::new(cmd)
+            .env("SOFTHSM2_CONF", &conf)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{cmd}: {e} (apt-get install softhsm2 opensc)"));
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(
+        "softhsm2-util",
+        &[
+            "--init-token",
+            "--free",
+            "--label",
+            "city",
+            "--pin",
+            "1234",
+            "--so-pin",
+            "5678",
+        ],
+    );
+    let raw = o.path("mgm.bin");
+    std::fs::write(&raw, hex::decode(CITY_KEY_HEX).unwrap()).unwrap();
+    run(
+        "pkcs11-tool",
+        &[
+            "--module",
+            module.to_str().unwrap(),
+            "--token-label",
+            "city",
+            "--login",
+            "--pin",
+            "1234",
+            "--write-object",
+            raw.to_str().unwrap(),
+            "--type",
+            "secrkey",
+            "--key-type",
+            "DES3:24",
+            "--label",
+            "piv-mgm",
+            "--sensitive",
+        ],
+    );
+    std::fs::remove_file(&raw).unwrap();
+    let locator = format!(
+        "pkcs11:token=city;object=piv-mgm;type=secret-key?module-path={}",
+        module.display()
+    );
+    let issue = |pin: &str| {
+        let mut args = personalise("alex.json", &["--profile", "piv", "--management-key"]);
+        args.push(&locator);
+        let home = o.path("home");
+        let cards = format!("emulated:{}", o.path("cards").display());
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| match *a {
+                "HOME" => home.display().to_string(),
+                "CARDS" => cards.clone(),
+                "alex.json" => o.path("alex.json").display().to_string(),
+                a => a.to_string(),
+            })
+            .collect();
+        Command::new(env!("CARGO_BIN_EXE_citycard"))
+            .args(&args)
+            .env("CITYCARD_PASSPHRASE", "correct horse")
+            .env("CITYCARD_PKCS11_PIN", pin)
+            .env("SOFTHSM2_CONF", &conf)
+            .output()
+            .unwrap()
+    };
+    // A wrong PIN: key access failed (6), nothing written.
+    let out = issue("0000");
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(o.registry().counts().unwrap(), Default::default());
+    // The right PIN: the prepared card (not a new one) is issued.
+    let out = issue("1234");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["profile"], "piv", "{v}");
+    assert_eq!(card_states(&o.path("cards")), 1);
+    assert_eq!(o.registry().counts().unwrap().issued, 1);
+}
