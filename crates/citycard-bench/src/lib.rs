@@ -21,6 +21,7 @@ pub mod compare;
 pub mod e2e;
 pub mod model;
 pub mod personalisation;
+pub mod piv;
 pub mod stats;
 pub mod verification;
 
@@ -94,8 +95,11 @@ impl Iterations {
 /// One verification profile's row.
 #[derive(Clone, Debug, Serialize)]
 pub struct VerificationRow {
-    /// `library`, `transit` or `full_identity`.
+    /// `library`, `transit` or `full_identity` (applet card); `piv (full)`,
+    /// `piv (transit)` (PIV card tapped by the full-identity and transit partners).
     pub profile: &'static str,
+    /// The card: `citycard` (the applet) or `piv` (the PIV profile).
+    pub card_profile: &'static str,
     /// The reader's request (attribute names).
     pub request: Vec<&'static str>,
     /// APDUs of a tap with the reader certificate cached (SELECT and GET RESPONSE included).
@@ -114,7 +118,8 @@ pub struct VerificationRow {
     pub est_card_ms_jcop3_106k: f64,
     /// On-card operations of the cached tap.
     pub card_ops: model::CardOps,
-    /// The first tap of this reader at this card (GA refused, PSO, GA).
+    /// The first tap of this reader at this card (GA refused, PSO, GA). For
+    /// a PIV card, the same as the cached tap (nothing is cached).
     pub first_tap: verification::TapCounts,
     /// Host-side `verify` against a replaying card: median (µs).
     pub host_verify_us_median: f64,
@@ -245,6 +250,55 @@ pub fn exchange_counts() -> anyhow::Result<Vec<verification::ProfileExchange>> {
     Ok(verification::exchanges(&mut city)?.1)
 }
 
+/// The PIV taps only (no timing): what the tests assert.
+pub fn piv_exchange_counts() -> anyhow::Result<Vec<piv::PivExchange>> {
+    let mut city = City::new()?;
+    Ok(piv::exchanges(&mut city)?.1)
+}
+
+/// A row of the verification table, without the end-to-end columns.
+fn verification_row(
+    name: &'static str,
+    card_profile: &'static str,
+    profile: &city::Profile,
+    cached: &verification::TapCounts,
+    first: &verification::TapCounts,
+    host: verification::HostTiming,
+) -> VerificationRow {
+    VerificationRow {
+        profile: name,
+        card_profile,
+        request: profile.requested.iter().map(|id| id.name()).collect(),
+        apdus: cached.apdus,
+        bytes_command: cached.bytes_command,
+        bytes_response: cached.bytes_response,
+        est_card_ms_jcop4_424k: cached.estimate.jcop4_424k,
+        est_card_ms_jcop4_106k: cached.estimate.jcop4_106k,
+        est_card_ms_jcop3_424k: cached.estimate.jcop3_424k,
+        est_card_ms_jcop3_106k: cached.estimate.jcop3_106k,
+        card_ops: cached.card_ops,
+        first_tap: first.clone(),
+        host_verify_us_median: host.verify_us_median,
+        host_verify_us_p95: host.verify_us_p95,
+        host_crypto_us_median: host.crypto_us_median,
+        host_verify_to_crypto_ratio: host.verify_us_median / host.crypto_us_median,
+        host,
+        e2e_ms_median: None,
+        e2e_ms_p95: None,
+        e2e_raw_apdu_ms_median: None,
+        e2e_raw_apdu_ms_p95: None,
+        e2e_taps: 0,
+    }
+}
+
+fn set_e2e(row: &mut VerificationRow, t: e2e::E2eTiming) {
+    row.e2e_ms_median = Some(t.verify_ms_median);
+    row.e2e_ms_p95 = Some(t.verify_ms_p95);
+    row.e2e_raw_apdu_ms_median = Some(t.raw_apdu_ms_median);
+    row.e2e_raw_apdu_ms_p95 = Some(t.raw_apdu_ms_p95);
+    row.e2e_taps = t.taps;
+}
+
 /// Runs the whole bench. `progress` gets one line per step (for stderr).
 pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Report> {
     let started = std::time::Instant::now();
@@ -266,30 +320,27 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Rep
             .iter()
             .find(|p| p.name == ex.name)
             .ok_or_else(|| anyhow::anyhow!("profile"))?;
-        let c = &ex.cached;
-        rows.push(VerificationRow {
-            profile: ex.name,
-            request: profile.requested.iter().map(|id| id.name()).collect(),
-            apdus: c.apdus,
-            bytes_command: c.bytes_command,
-            bytes_response: c.bytes_response,
-            est_card_ms_jcop4_424k: c.estimate.jcop4_424k,
-            est_card_ms_jcop4_106k: c.estimate.jcop4_106k,
-            est_card_ms_jcop3_424k: c.estimate.jcop3_424k,
-            est_card_ms_jcop3_106k: c.estimate.jcop3_106k,
-            card_ops: c.card_ops,
-            first_tap: ex.first.clone(),
-            host_verify_us_median: host.verify_us_median,
-            host_verify_us_p95: host.verify_us_p95,
-            host_crypto_us_median: host.crypto_us_median,
-            host_verify_to_crypto_ratio: host.verify_us_median / host.crypto_us_median,
-            host,
-            e2e_ms_median: None,
-            e2e_ms_p95: None,
-            e2e_raw_apdu_ms_median: None,
-            e2e_raw_apdu_ms_p95: None,
-            e2e_taps: 0,
-        });
+        rows.push(verification_row(
+            ex.name, "citycard", profile, &ex.cached, &ex.first, host,
+        ));
+    }
+
+    progress("PIV profile: issuing a PIV card in process (emulated PIV card), tapping it");
+    let (piv_ch, piv_exchanges) = piv::exchanges(&mut city)?;
+    for ex in &piv_exchanges {
+        progress(&format!(
+            "host verification: {} × {} (after {} warm-up)",
+            ex.name, it.verify_runs, it.verify_warmup
+        ));
+        let host = piv::host_timing(&city, ex, it.verify_warmup, it.verify_runs)?;
+        let profile = city
+            .profiles
+            .iter()
+            .find(|p| p.name == ex.partner)
+            .ok_or_else(|| anyhow::anyhow!("profile"))?;
+        rows.push(verification_row(
+            ex.name, "piv", profile, &ex.tap, &ex.tap, host,
+        ));
     }
 
     e2e::set_slot(opts.vpcd_slot);
@@ -307,15 +358,37 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Rep
         let card = card_ch.into_inner().into_inner().into_inner();
         match e2e::measure(card, &city, it.e2e_warmup, it.e2e_taps) {
             Ok(timings) => {
-                for (row, t) in rows.iter_mut().zip(timings) {
-                    row.e2e_ms_median = Some(t.verify_ms_median);
-                    row.e2e_ms_p95 = Some(t.verify_ms_p95);
-                    row.e2e_raw_apdu_ms_median = Some(t.raw_apdu_ms_median);
-                    row.e2e_raw_apdu_ms_p95 = Some(t.raw_apdu_ms_p95);
-                    row.e2e_taps = t.taps;
+                let applet_rows = rows.iter_mut().filter(|r| r.card_profile == "citycard");
+                for (row, t) in applet_rows.zip(timings) {
+                    set_e2e(row, t);
                 }
             }
             Err(e) => pcsc_not_measured = Some(format!("end to end failed: {e:#}")),
+        }
+    }
+    if pcsc_not_measured.is_none() {
+        progress(&format!(
+            "end to end through pcscd + vpcd, PIV card: {} taps per row",
+            it.e2e_taps
+        ));
+        let card = piv_ch.into_inner().into_inner().into_inner();
+        let partners = piv::ROWS
+            .iter()
+            .map(|(_, partner)| {
+                city.profiles
+                    .iter()
+                    .find(|p| p.name == *partner)
+                    .ok_or_else(|| anyhow::anyhow!("profile {partner}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        match e2e::measure_card(card, &city, &partners, it.e2e_warmup, it.e2e_taps) {
+            Ok(timings) => {
+                let piv_rows = rows.iter_mut().filter(|r| r.card_profile == "piv");
+                for (row, t) in piv_rows.zip(timings) {
+                    set_e2e(row, t);
+                }
+            }
+            Err(e) => pcsc_not_measured = Some(format!("end to end (PIV card) failed: {e:#}")),
         }
     }
 

@@ -3,6 +3,7 @@
 //! commands the card answered, how many persistent writes it made).
 
 use citycard_proto::consts::ins;
+use citycard_proto::piv::{ALG_ECC_P256, SLOT_CARD_AUTHENTICATION};
 use citycard_transport::TraceEntry;
 use serde::Serialize;
 
@@ -28,6 +29,9 @@ pub const AIR_US_PER_BYTE_106K: f64 = 85.0;
 pub const AIR_US_PER_BYTE_424K: f64 = 21.0;
 /// Frame overhead per APDU (ms).
 pub const FRAME_MS_PER_APDU: f64 = 1.0;
+/// INS of PIV GENERAL AUTHENTICATE (SP 800-73-4 Part 2 §3.2.4); the applet's
+/// is [`ins::GENERAL_AUTHENTICATE`] (86).
+pub const PIV_GENERAL_AUTHENTICATE: u8 = 0x87;
 /// Bytes hashed by the two KDFs of one GENERAL AUTHENTICATE (each < 128 bytes;
 /// SPEC §12 counts one 256-byte unit).
 pub const GA_KDF_BYTES: u64 = 256;
@@ -130,6 +134,16 @@ fn lc(command: &[u8]) -> u64 {
     }
 }
 
+/// PIV GENERAL AUTHENTICATE with the P-256 Card Authentication key:
+/// `00 87 11 9E` (or `10 87 11 9E`, chained).
+fn is_piv_card_authentication(command: &[u8]) -> bool {
+    matches!(
+        command,
+        [cla, PIV_GENERAL_AUTHENTICATE, ALG_ECC_P256, SLOT_CARD_AUTHENTICATION, ..]
+            if cla & !0x10 == 0x00
+    )
+}
+
 /// On-card operations of a traced exchange, per SPEC §6: which commands the
 /// card accepted, what each does on the card, and the exact number of
 /// persistent writes `writes` (from the card's storage counter).
@@ -145,6 +159,13 @@ fn lc(command: &[u8]) -> u64 {
 /// - PUT DATA: AES; its plaintext is hashed at ACTIVATE (digests, record).
 /// - ACTIVATE: one ECDSA verification (the record), AES.
 /// - GENERAL AUTHENTICATE (accepted): key generation, 2 ECDH, 2 KDF, AES.
+/// - PIV profile (`applet-spec/piv-profile.md` §5 step 4): GENERAL
+///   AUTHENTICATE `00 87 11 9E` (INS 87, P-256, Card Authentication key),
+///   accepted: one ECDSA P-256 signature over the reader's 32-byte challenge,
+///   which the card signs as a prehash (nothing hashed on the card). The
+///   applet's GENERAL AUTHENTICATE is INS 86; INS 87 means nothing to the
+///   applet, and PIV management-key authentication (`87 … 9B`) is not
+///   counted. The PIV SELECT, GET DATA and GET RESPONSE cost no operation.
 pub fn card_ops(entries: &[TraceEntry], writes: u64) -> CardOps {
     let mut ops = CardOps {
         writes,
@@ -159,6 +180,12 @@ pub fn card_ops(entries: &[TraceEntry], writes: u64) -> CardOps {
             continue;
         };
         let chained = cla & 0x10 != 0;
+        if is_piv_card_authentication(&e.command) {
+            if !chained && accepted(&e.response) {
+                ops.ecdsa_sign += 1;
+            }
+            continue;
+        }
         match ins {
             ins::SELECT => station_session = false,
             ins::PSO => {

@@ -35,7 +35,7 @@ pub struct TapCounts {
 }
 
 impl TapCounts {
-    fn from_entries(entries: Vec<TraceEntry>, writes: u64) -> Self {
+    pub(crate) fn from_entries(entries: Vec<TraceEntry>, writes: u64) -> Self {
         let apdus = entries.len() as u64;
         let bytes_command = entries.iter().map(|e| e.command.len() as u64).sum();
         let bytes_response = entries.iter().map(|e| e.response.len() as u64).sum();
@@ -173,15 +173,18 @@ pub struct HostTiming {
     pub verify_us_median: f64,
     /// … p95 (µs).
     pub verify_us_p95: f64,
-    /// The EC operations alone (keygen + 2 ECDH + ECDSA verify): median (µs).
+    /// The EC operations alone: median (µs). Applet: keygen + 2 ECDH + ECDSA
+    /// verify of the record; PIV: ECDSA verify of the certificate + ECDSA
+    /// verify of the card's signature over the challenge.
     pub crypto_us_median: f64,
     /// … p95 (µs).
     pub crypto_us_p95: f64,
-    /// Ephemeral key generation alone, median (µs).
+    /// Ephemeral key generation alone, median (µs); 0 for PIV (none).
     pub keygen_us_median: f64,
-    /// One ECDH alone, median (µs).
+    /// One ECDH alone, median (µs); 0 for PIV (none).
     pub ecdh_us_median: f64,
-    /// The record's ECDSA verification alone (SHA-256 of the record body included), median (µs).
+    /// The record's (PIV: the certificate's) ECDSA verification alone, SHA-256
+    /// of the signed bytes included, median (µs).
     pub ecdsa_verify_us_median: f64,
 }
 

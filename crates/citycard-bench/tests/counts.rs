@@ -78,3 +78,182 @@ fn personalisation_counts_equal_spec() {
         p.bytes_command + c.read_back.bytes_command
     );
 }
+
+/// Length of the DER INTEGER contents of the unsigned big-endian `bytes`:
+/// leading zero bytes dropped (at least one byte kept), one `00` added when
+/// the first remaining byte has its top bit set (X.690 §8.3).
+fn der_uint_len(bytes: &[u8]) -> u64 {
+    let first = bytes
+        .iter()
+        .position(|b| *b != 0)
+        .unwrap_or(bytes.len() - 1);
+    let rest = &bytes[first..];
+    rest.len() as u64 + u64::from(rest[0] & 0x80 != 0)
+}
+
+/// DER length of an ECDSA signature `SEQUENCE { INTEGER r, INTEGER s }`.
+fn der_signature_len(sig: &p256::ecdsa::Signature) -> u64 {
+    2 + (2 + der_uint_len(&sig.r().to_bytes())) + (2 + der_uint_len(&sig.s().to_bytes()))
+}
+
+/// The PIV tap (piv-profile.md §5), byte by byte, from the APDU layout:
+///
+/// | APDU | command | response |
+/// |---|---|---|
+/// | SELECT citycard `00 A4 04 00 0A <AID 10> 00` → `6A82` | 5 + 10 + 1 = 16 | 2 |
+/// | SELECT PIV `00 A4 04 00 0B <AID 11> 00` → APT | 5 + 11 + 1 = 17 | 53 + 2 = 55 |
+/// | GET DATA `00 CB 3F FF 05 5C 03 5F C1 01 00` | 11 | 256 + `61xx` = 258 |
+/// | GET RESPONSE `00 C0 00 00 xx` | 5 | (C + 13 − 256) + 2 |
+/// | GENERAL AUTHENTICATE `00 87 11 9E 26 7C 24 82 00 81 20 <32> 00` | 5 + 38 + 1 = 44 | `7C L 82 L <S>` + 2 = S + 6 |
+///
+/// The emulated card's Application Property Template is `61 33` + 51 bytes:
+/// `4F 06 <PIX>` (8), `79 07 4F 05 <RID>` (9), `50 0C "citycard PIV"` (14),
+/// `AC 12 { 80 01 alg × 5 (03 08 0A 0C 11), 06 01 00 }` (20). The object
+/// answered to GET DATA is `53 82 LL LL { 70 82 LL LL <C> 71 01 00 FE 00 }`:
+/// C + 13 bytes. S is the DER length of the card's signature (70 when r and s
+/// are 32-byte INTEGERs).
+///
+/// C, the certificate: 423 bytes in `applet-spec/vectors/piv/certificate.json`
+/// (station `station-1`, card number `LG-2026-000042`, an 8-byte serial, a
+/// 70-byte station signature); the bench's city has station `desk-1` (3
+/// bytes shorter) and card number `LG-000001` (5 shorter): 415 bytes, plus
+/// one byte if the serial (revocation id) has its top bit set and the
+/// station signature's DER length minus 70 (the station key is random per
+/// run, the issue date changes daily).
+///
+/// Totals: 5 APDUs, 93 command bytes, C + S + 80 response bytes — 565 + the
+/// DER extras, ≈ 658 bytes in all.
+#[test]
+fn piv_tap_counts_follow_the_piv_profile_layout() {
+    // The vector the hand computation starts from.
+    let vector: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../applet-spec/vectors/piv/certificate.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(vector["certificate"].as_str().unwrap().len() / 2, 423);
+    assert_eq!(vector["body"]["station_holder"], "station-1");
+    assert_eq!(vector["body"]["card_number"], "LG-2026-000042");
+    assert!(vector["certificate"]
+        .as_str()
+        .unwrap()
+        .contains("020841FB67C58B13203A")); // 8-byte serial
+    assert!(vector["certificate"]
+        .as_str()
+        .unwrap()
+        .contains("034700304402")); // 70-byte signature
+
+    let ex = citycard_bench::piv_exchange_counts().unwrap();
+    assert_eq!(
+        ex.iter().map(|e| (e.name, e.partner)).collect::<Vec<_>>(),
+        [
+            ("piv (full)", "full_identity"),
+            ("piv (transit)", "transit")
+        ]
+    );
+    for e in &ex {
+        let tap = &e.tap;
+        let parts = citycard_bench::piv::tap_parts(&tap.entries).unwrap();
+        let body = parts.certificate.body();
+        assert_eq!(body.card_number, "LG-000001");
+        assert_eq!(body.station_holder, "desk-1");
+        assert_eq!(body.issuer_id, "LIEGE");
+
+        // The station signature: after the TBSCertificate come the algorithm
+        // (12 bytes) and `03 LL 00`.
+        let der = parts.certificate.as_bytes();
+        let tbs = parts.certificate.signed_bytes();
+        let at = der.windows(tbs.len()).position(|w| w == tbs).unwrap() + tbs.len();
+        let station_sig = p256::ecdsa::Signature::from_der(&der[at + 12 + 3..]).unwrap();
+        let serial_extra = der_uint_len(&parts.certificate.revocation_id()) - 8;
+        let c = 415 + serial_extra + der_signature_len(&station_sig) - 70;
+        assert_eq!(der.len() as u64, c, "certificate length");
+        let s = der_signature_len(&parts.signature);
+        assert_eq!(parts.signature_der_len as u64, s);
+        assert!((415..=418).contains(&c) && (68..=72).contains(&s));
+
+        let per_apdu: Vec<(u64, u64)> = tap
+            .entries
+            .iter()
+            .map(|x| (x.command.len() as u64, x.response.len() as u64))
+            .collect();
+        assert_eq!(
+            per_apdu,
+            [
+                (16, 2),
+                (17, 55),
+                (11, 258),
+                (5, c + 13 - 256 + 2),
+                (44, s + 6)
+            ],
+            "{}",
+            e.name
+        );
+        assert_eq!(tap.entries[0].response, [0x6A, 0x82]);
+        assert_eq!(&tap.entries[3].command[..4], [0x00, 0xC0, 0x00, 0x00]);
+        assert_eq!(&tap.entries[4].command[..4], [0x00, 0x87, 0x11, 0x9E]);
+        assert_eq!(
+            (tap.apdus, tap.bytes_command, tap.bytes_response),
+            (5, 93, c + s + 80)
+        );
+
+        // On the card: one ECDSA P-256 signature (the challenge is signed as
+        // a prehash), nothing hashed, nothing written.
+        assert_eq!(
+            tap.card_ops,
+            CardOps {
+                ecdsa_sign: 1,
+                ..CardOps::default()
+            }
+        );
+        let bytes = (93 + c + s + 80) as f64;
+        let est = &tap.estimate;
+        assert!((est.compute_ms_jcop4 - model::SIGN_MS).abs() < 1e-9);
+        assert!((est.jcop4_424k - (32.0 + bytes * 0.021 + 5.0)).abs() < 1e-9);
+        assert!((est.jcop4_106k - (32.0 + bytes * 0.085 + 5.0)).abs() < 1e-9);
+        assert!((est.jcop3_424k - (64.0 + bytes * 0.021 + 5.0)).abs() < 1e-9);
+    }
+    // Both partners see exactly the same exchange: same card, same layout.
+    assert_eq!(ex[0].tap.bytes_response, ex[1].tap.bytes_response);
+}
+
+#[test]
+fn card_ops_tell_piv_card_authentication_from_the_applet() {
+    use citycard_transport::TraceEntry;
+    let entry = |command: &[u8], response: &[u8]| TraceEntry {
+        command: command.to_vec(),
+        response: response.to_vec(),
+        error: None,
+        elapsed: std::time::Duration::ZERO,
+    };
+    // PIV GENERAL AUTHENTICATE 9E, accepted: one signature.
+    let sign = entry(&[0x00, 0x87, 0x11, 0x9E, 0x00], &[0x7C, 0x00, 0x90, 0x00]);
+    assert_eq!(
+        model::card_ops(std::slice::from_ref(&sign), 0),
+        CardOps {
+            ecdsa_sign: 1,
+            ..CardOps::default()
+        }
+    );
+    // Refused: nothing.
+    let refused = entry(&[0x00, 0x87, 0x11, 0x9E, 0x00], &[0x6A, 0x82]);
+    assert_eq!(model::card_ops(&[refused], 0), CardOps::default());
+    // PIV management-key authentication (87 … 9B): not a P-256 signature.
+    let mgmt = entry(&[0x00, 0x87, 0x03, 0x9B, 0x00], &[0x7C, 0x00, 0x90, 0x00]);
+    assert_eq!(model::card_ops(&[mgmt], 0), CardOps::default());
+    // The applet's GENERAL AUTHENTICATE (INS 86) is unchanged.
+    let ga = entry(&[0x00, 0x86, 0x00, 0x00, 0x00], &[0x61, 0x10]);
+    assert_eq!(
+        model::card_ops(&[ga], 0),
+        CardOps {
+            keygen: 1,
+            ecdh: 2,
+            sha256_bytes: model::GA_KDF_BYTES,
+            aes_units: 1,
+            ..CardOps::default()
+        }
+    );
+}
