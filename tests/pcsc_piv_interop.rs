@@ -505,3 +505,41 @@ fn citycard_emulate_profile_piv_persists_and_the_clone_fault_signs_with_another_
     assert!(verifies(&public, &challenge, &signature));
     genuine.kill();
 }
+
+#[test]
+fn a_torn_key_generation_leaves_the_old_state() {
+    let _lock = vpcd_lock();
+    if !bench_available("a_torn_key_generation_leaves_the_old_state") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("piv.state");
+    let state_arg = state.to_str().unwrap();
+    // The first write (the CHUID) completes, the second (key generation) is torn.
+    let emulator = EmulatorProcess::start(
+        &state,
+        &["--profile", "piv", "--fault", "tear-after-writes=1"],
+    );
+    piv_tool_ok(&["-a", "set-chuid"]);
+    let (code, out, _) = piv_tool(&["-a", "generate", "-s", "9e", "-A", "ECCP256"]);
+    assert_ne!(code, 0, "a torn generation cannot print a key: {out}");
+    assert_eq!(
+        emulator.wait_exit(std::time::Duration::from_secs(10)),
+        Some(75),
+        "the emulator exits like a pulled card"
+    );
+    // The card died in the middle of yubico-piv-tool's transaction: pcscd
+    // marks the reader MUTE (which `wait_for_removal` counts as empty) and
+    // only notices the card is gone at its next presence poll. A new card
+    // connected before that poll is never powered up; give pcscd the poll.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let show: serde_json::Value =
+        serde_json::from_str(&citycard_ok(&["card", "show", "--state", state_arg])).unwrap();
+    assert_eq!(show["objects"], serde_json::json!(["5fc102"]));
+    assert_eq!(show["key_slots"], serde_json::json!([]));
+    // The card works on: the next generation succeeds and persists.
+    let _card = EmulatorProcess::start(&state, &["--profile", "piv"]);
+    let public = generate_with_piv_tool("9e", &[]);
+    let challenge = sha256(&[b"after the tear"]);
+    assert!(verifies(&public, &challenge, &sign_9e(&challenge)));
+}

@@ -174,7 +174,7 @@ fn emulate(args: &EmulateArgs, trace: bool) -> anyhow::Result<ExitCode> {
     let mut applet = Applet::new(storage, rng);
     let Some(life_cycle) = applet.life_cycle() else {
         bail!(
-            "the state file {} is corrupt; the card would be mute",
+            "the state file {} is corrupt (or a PIV card state: use --profile piv); the card would be mute",
             args.state.display()
         );
     };
