@@ -147,6 +147,12 @@ fn der(tag: u8, content: &[u8]) -> Vec<u8> {
 /// itself over PC/SC (yubico-piv-tool 2.2.0's `selfsign-certificate` fails
 /// with OpenSSL 3, Yubico/yubico-piv-tool#388, so the test builds it).
 fn self_signed_certificate(public: &PublicKey) -> Vec<u8> {
+    certificate(public, SUBJECT, public)
+}
+
+/// An X.509 certificate for `public` named `CN=subject`, signed by the card's
+/// 9E key (whose public key is `card_authentication`).
+fn certificate(public: &PublicKey, subject: &str, card_authentication: &PublicKey) -> Vec<u8> {
     use p256::elliptic_curve::sec1::ToEncodedPoint;
     let ecdsa_sha256 = der(
         0x30,
@@ -160,7 +166,7 @@ fn self_signed_certificate(public: &PublicKey) -> Vec<u8> {
                 0x30,
                 &[
                     der(0x06, &[0x55, 0x04, 0x03]),
-                    der(0x0C, SUBJECT.as_bytes()),
+                    der(0x0C, subject.as_bytes()),
                 ]
                 .concat(),
             ),
@@ -202,7 +208,7 @@ fn self_signed_certificate(public: &PublicKey) -> Vec<u8> {
     );
     let digest = sha256(&[&tbs]);
     let signature = sign_9e(&digest);
-    assert!(verifies(public, &digest, &signature));
+    assert!(verifies(card_authentication, &digest, &signature));
     der(
         0x30,
         &[
@@ -456,6 +462,46 @@ fn pkcs11_tool_lists_the_token_and_signs_with_card_authentication() {
         &sha256(&[b"something else"]),
         &signature
     ));
+
+    // Digital Signature (9C, ID 02) needs the PIN right before each use:
+    // OpenSC logs in again (context-specific) before the signature.
+    let signing = generate_with_piv_tool("9c", &[]);
+    let cert = certificate(&signing, "citycard signer", &public);
+    std::fs::write(&cert_path, &cert).unwrap();
+    piv_tool_ok(&[
+        "-a",
+        "import-certificate",
+        "-s",
+        "9c",
+        "-K",
+        "DER",
+        "-i",
+        cert_path.to_str().unwrap(),
+    ]);
+    run_ok(
+        "pkcs11-tool",
+        &[
+            "--module",
+            PKCS11_MODULE,
+            "--login",
+            "--pin",
+            "123456",
+            "--sign",
+            "-m",
+            "ECDSA-SHA256",
+            "--id",
+            "02",
+            "--signature-format",
+            "openssl",
+            "-i",
+            data.to_str().unwrap(),
+            "-o",
+            sig_path.to_str().unwrap(),
+        ],
+    );
+    let signature = std::fs::read(&sig_path).unwrap();
+    assert!(verifies(&signing, &digest, &signature));
+    assert!(!verifies(&public, &digest, &signature));
 }
 
 #[test]
