@@ -265,6 +265,20 @@ impl<S: Storage, R: CryptoRngCore> PivCard<S, R> {
         if command.ins == ins::SELECT {
             return self.select(p1, p2, data);
         }
+        let known = matches!(
+            command.ins,
+            ins::GET_DATA
+                | ins::PUT_DATA
+                | ins::VERIFY
+                | ins::CHANGE_REFERENCE_DATA
+                | ins::RESET_RETRY_COUNTER
+                | ins::GENERAL_AUTHENTICATE
+                | ins::GENERATE_ASYMMETRIC_KEY_PAIR
+                | ins::YUBICO_SET_MANAGEMENT_KEY
+        );
+        if !known {
+            return Err(StatusWord::InstructionNotSupported);
+        }
         if !self.volatile.selected {
             return Err(StatusWord::ConditionsNotSatisfied);
         }
