@@ -196,6 +196,7 @@ fn signature_verifies(public: &PublicKey, prehash: &[u8], response: &[u8]) -> bo
 #[test]
 fn select_answers_the_application_property_template_for_the_aid_and_its_truncations() {
     let mut c = card();
+    assert_eq!(tx(&mut c, &[0x00, 0xCA, 0xDF, 0x30, 0x05]).1, 0x6D00);
     assert_eq!(
         tx(&mut c, &cmd(0xCB, 0x3F, 0xFF, &[0x5C, 0x01, 0x7E])).1,
         0x6985
