@@ -13,10 +13,10 @@
 )]
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use citycard_e2e::{
-    bench_available, citycard_ok, connect, vpcd_lock, EmulatorProcess, ServedCard, READER,
+    bench_available, citycard_ok, connect, piv_tool, piv_tool_ok, run_ok, vpcd_lock,
+    EmulatorProcess, ServedCard, PKCS11_MODULE, READER,
 };
 use citycard_emulator::FileStore;
 use citycard_piv_card::{PivCard, PIV_AID};
@@ -29,7 +29,6 @@ use p256::PublicKey;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
-const PKCS11_MODULE: &str = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so";
 const SUBJECT: &str = "citycard piv test";
 
 /// Serves a PIV card over the state file `state` in-process.
@@ -41,45 +40,6 @@ fn serve_piv(state: &Path, seed: u8) -> ServedCard {
             ChaCha20Rng::from_seed([seed; 32]),
         )
     })
-}
-
-/// Runs a tool with a 60 s timeout; (exit code, stdout, stderr).
-fn run(tool: &str, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new("timeout")
-        .arg("60")
-        .arg(tool)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {tool}: {e} (run tools/testbench install)"));
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    eprintln!("$ {tool} {}\n{stdout}{stderr}", args.join(" "));
-    (out.status.code().unwrap_or(-1), stdout, stderr)
-}
-
-fn run_ok(tool: &str, args: &[&str]) -> String {
-    let (code, out, err) = run(tool, args);
-    assert_eq!(code, 0, "{tool} {args:?} failed ({code}):\n{out}\n{err}");
-    out
-}
-
-/// `yubico-piv-tool -r 'Virtual PCD 00 00' ARGS…`
-fn piv_tool(args: &[&str]) -> (i32, String, String) {
-    let mut all = vec!["-r", READER];
-    all.extend_from_slice(args);
-    run("yubico-piv-tool", &all)
-}
-
-fn piv_tool_ok(args: &[&str]) -> String {
-    let (code, out, err) = piv_tool(args);
-    assert_eq!(
-        code, 0,
-        "yubico-piv-tool {args:?} failed ({code}):\n{out}\n{err}"
-    );
-    out
 }
 
 /// `yubico-piv-tool -a generate -s SLOT -A ECCP256`: the PEM public key it prints.

@@ -31,6 +31,9 @@ pub const READER: &str = "Virtual PCD 00 00";
 /// Its vpcd port.
 pub const PORT: u16 = 35963;
 
+/// OpenSC's PKCS#11 module (Debian package `opensc`).
+pub const PKCS11_MODULE: &str = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so";
+
 static VPCD: Mutex<()> = Mutex::new(());
 
 /// Serialises tests that use the vpcd reader.
@@ -186,8 +189,11 @@ impl EmulatorProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn citycard card emulate");
+        // Owned before waiting: if the card never appears, the panic drops
+        // `this`, which kills the child (else it would hold the test's pipes).
+        let this = Self { child: Some(child) };
         wait_for_card(Duration::from_secs(10));
-        Self { child: Some(child) }
+        this
     }
 
     /// Waits for the process to exit by itself; its exit code.
@@ -350,5 +356,46 @@ pub fn citycard(args: &[&str]) -> (i32, String, String) {
 pub fn citycard_ok(args: &[&str]) -> String {
     let (code, out, err) = citycard(args);
     assert_eq!(code, 0, "citycard {args:?} failed ({code}):\n{out}\n{err}");
+    out
+}
+
+/// Runs a tool with a 60 s timeout; (exit code, stdout, stderr).
+pub fn run(tool: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(tool)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {tool}: {e} (run tools/testbench install)"));
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    eprintln!("$ {tool} {}\n{stdout}{stderr}", args.join(" "));
+    (out.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+/// [`run`], requiring exit 0; its stdout.
+pub fn run_ok(tool: &str, args: &[&str]) -> String {
+    let (code, out, err) = run(tool, args);
+    assert_eq!(code, 0, "{tool} {args:?} failed ({code}):\n{out}\n{err}");
+    out
+}
+
+/// `yubico-piv-tool -r 'Virtual PCD 00 00' ARGS…`
+pub fn piv_tool(args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["-r", READER];
+    all.extend_from_slice(args);
+    run("yubico-piv-tool", &all)
+}
+
+/// [`piv_tool`], requiring exit 0; its stdout.
+pub fn piv_tool_ok(args: &[&str]) -> String {
+    let (code, out, err) = piv_tool(args);
+    assert_eq!(
+        code, 0,
+        "yubico-piv-tool {args:?} failed ({code}):\n{out}\n{err}"
+    );
     out
 }
