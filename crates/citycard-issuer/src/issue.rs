@@ -5,8 +5,9 @@
 use citycard_proto::attr::AttributeId;
 use citycard_proto::revocation::revocation_id;
 use citycard_proto::{crypto, Date};
-use citycard_registry::{NewIssuance, Registry, RevocationReason};
+use citycard_registry::{Intent, NewIssuance, Registry, RevocationReason};
 use citycard_transport::{CardChannel, CardTransport, TransportError};
+use p256::PublicKey;
 use rand_core::CryptoRngCore;
 
 use crate::error::IssuerError;
@@ -105,37 +106,18 @@ pub fn issue_one<T: CardTransport>(
     today: Date,
     rng: &mut dyn CryptoRngCore,
 ) -> Result<Issued, IssueError> {
-    if !station.certificate.is_valid_on(today) {
-        let b = station.certificate.body();
-        return Err(IssuerError::StationNotValid {
-            name: station.name.clone(),
-            effective: b.effective,
-            expiry: b.expiry,
-            today,
-        }
-        .into());
-    }
-    let card_number = registry
-        .next_card_number(&home.config().card_number_prefix)
-        .map_err(IssuerError::from)?;
-    let expires_on = today.add_days(home.config().card_validity_days.saturating_sub(1));
+    check_station(station, today)?;
+    // 1. The intent is durable before the first APDU.
+    let Begun {
+        intent_id,
+        card_number,
+        expires_on,
+    } = begin_intent(
+        home, station, registry, resident, actor, batch, replaces, today,
+    )?;
     let mut attributes = resident.attributes.clone();
     attributes.push((AttributeId::CARD_NUMBER, card_number.as_bytes().to_vec()));
     attributes.sort_by_key(|(id, _)| *id);
-    // 1. The intent is durable before the first APDU.
-    let intent = registry
-        .begin_intent(&NewIssuance {
-            card_number: &card_number,
-            resident_ref: &resident.resident_id,
-            station: &station.name,
-            issued_on: today,
-            expires_on,
-            attributes: &citycard_registry::retained_attributes(&resident.attributes),
-            batch,
-            replaces,
-            actor,
-        })
-        .map_err(IssuerError::from)?;
     // 2. The card.
     let root = home.root_public_key()?;
     let sign = |m: &[u8]| station.signer.sign(m).map_err(|e| e.to_string());
@@ -164,47 +146,131 @@ pub fn issue_one<T: CardTransport>(
             )
             .map(|()| p)
         });
+    let issued = Issued {
+        card_number: card_number.clone(),
+        issued_on: today,
+        expires_on,
+    };
     match result {
         Ok(p) => {
-            let key = crypto::encode_point(&p.card_key);
-            registry
-                .commit_issued(intent.id, &key, &revocation_id(&p.card_key), actor)
-                .map_err(IssuerError::from)?;
-            Ok(Issued {
-                card_number,
-                issued_on: today,
-                expires_on,
-            })
+            commit(registry, intent_id, &p.card_key, actor)?;
+            Ok(issued)
         }
         Err(error) => {
             // The ACTIVATE answer may have been lost after the card committed:
             // if the card in the reader is this intent's card, commit it.
             if let Ok(Some((number, card_key))) = personalise::identify(ch, &check, today, rng) {
                 if number == card_number {
-                    let key = crypto::encode_point(&card_key);
-                    registry
-                        .commit_issued(intent.id, &key, &revocation_id(&card_key), actor)
-                        .map_err(IssuerError::from)?;
-                    return Ok(Issued {
-                        card_number,
-                        issued_on: today,
-                        expires_on,
-                    });
+                    commit(registry, intent_id, &card_key, actor)?;
+                    return Ok(issued);
                 }
             }
-            if matches!(error, PersonaliseError::Transport(_)) {
-                return Err(IssueError::CardLost { error, card_number });
-            }
-            let reason = spoil_reason(&error);
-            registry
-                .mark_spoiled(intent.id, reason, actor)
-                .map_err(IssuerError::from)?;
-            Err(IssueError::Card {
+            Err(card_failed(
+                registry,
+                intent_id,
                 error,
                 card_number,
-                reason,
-            })
+                spoil_reason,
+                actor,
+            ))
         }
+    }
+}
+
+/// Refuses a station whose certificate is not valid on `today`.
+pub(crate) fn check_station(station: &LoadedStation, today: Date) -> Result<(), IssuerError> {
+    if station.certificate.is_valid_on(today) {
+        return Ok(());
+    }
+    let b = station.certificate.body();
+    Err(IssuerError::StationNotValid {
+        name: station.name.clone(),
+        effective: b.effective,
+        expiry: b.expiry,
+        today,
+    })
+}
+
+/// A durable intent, written by [`begin_intent`].
+pub(crate) struct Begun {
+    /// The intent's id.
+    pub(crate) intent_id: i64,
+    /// The card number allocated to it.
+    pub(crate) card_number: String,
+    /// The expiry date of the card.
+    pub(crate) expires_on: Date,
+}
+
+/// Allocates the next card number and writes the durable intent for it.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn begin_intent(
+    home: &IssuerHome,
+    station: &LoadedStation,
+    registry: &mut Registry,
+    resident: &Resident,
+    actor: &str,
+    batch: Option<(&str, u64)>,
+    replaces: Option<RevocationReason>,
+    today: Date,
+) -> Result<Begun, IssuerError> {
+    let card_number = registry.next_card_number(&home.config().card_number_prefix)?;
+    let expires_on = today.add_days(home.config().card_validity_days.saturating_sub(1));
+    let intent = registry.begin_intent(&NewIssuance {
+        card_number: &card_number,
+        resident_ref: &resident.resident_id,
+        station: &station.name,
+        issued_on: today,
+        expires_on,
+        attributes: &citycard_registry::retained_attributes(&resident.attributes),
+        batch,
+        replaces,
+        actor,
+    })?;
+    Ok(Begun {
+        intent_id: intent.id,
+        card_number,
+        expires_on,
+    })
+}
+
+/// Commits an intent as issued with `card_key` as the card key.
+pub(crate) fn commit(
+    registry: &mut Registry,
+    intent_id: i64,
+    card_key: &PublicKey,
+    actor: &str,
+) -> Result<(), IssuerError> {
+    registry.commit_issued(
+        intent_id,
+        &crypto::encode_point(card_key),
+        &revocation_id(card_key),
+        actor,
+    )?;
+    Ok(())
+}
+
+/// Settles an intent whose card failed with `error`: left open if the card
+/// was lost ([`IssueError::CardLost`]), marked spoiled with `reason(&error)`
+/// otherwise ([`IssueError::Card`]).
+pub(crate) fn card_failed(
+    registry: &mut Registry,
+    intent_id: i64,
+    error: PersonaliseError,
+    card_number: String,
+    reason: fn(&PersonaliseError) -> &'static str,
+    actor: &str,
+) -> IssueError {
+    if matches!(error, PersonaliseError::Transport(_)) {
+        return IssueError::CardLost { error, card_number };
+    }
+    let reason = reason(&error);
+    if let Err(e) = registry.mark_spoiled(intent_id, reason, actor) {
+        return IssuerError::from(e).into();
+    }
+    IssueError::Card {
+        error,
+        card_number,
+        reason,
     }
 }
 
@@ -228,9 +294,8 @@ pub fn reconcile<T: CardTransport>(
     rng: &mut dyn CryptoRngCore,
 ) -> Result<Reconciled, IssuerError> {
     let open = registry.open_intents()?;
-    let mut report = Reconciled::default();
     if open.is_empty() {
-        return Ok(report);
+        return Ok(Reconciled::default());
     }
     let check = ReaderCredential {
         certificate: &station.check_certificate,
@@ -240,15 +305,23 @@ pub fn reconcile<T: CardTransport>(
         Some(ch) => personalise::identify(ch, &check, today, rng).ok().flatten(),
         None => None,
     };
+    settle_open(registry, open, in_reader.as_ref(), actor)
+}
+
+/// Settles the `open` intents against the card in the reader (its card
+/// number and card key, if it was identified): the intent for its card
+/// number is committed, every other one spoiled (`open-at-restart`).
+pub(crate) fn settle_open(
+    registry: &mut Registry,
+    open: Vec<Intent>,
+    in_reader: Option<&(String, PublicKey)>,
+    actor: &str,
+) -> Result<Reconciled, IssuerError> {
+    let mut report = Reconciled::default();
     for intent in open {
-        match &in_reader {
+        match in_reader {
             Some((number, key)) if *number == intent.card_number => {
-                registry.commit_issued(
-                    intent.id,
-                    &crypto::encode_point(key),
-                    &revocation_id(key),
-                    actor,
-                )?;
+                commit(registry, intent.id, key, actor)?;
                 report.committed.push(intent.card_number);
             }
             _ => {

@@ -44,16 +44,18 @@ use citycard_proto::piv::{
     self, CardAuthenticationBody, CardAuthenticationCertificate, ManagementAlgorithm,
     OBJECT_CARD_AUTHENTICATION_CERTIFICATE, PIV_PREDICATES, SLOT_CARD_AUTHENTICATION,
 };
-use citycard_proto::revocation::revocation_id;
 use citycard_proto::{crypto, Date, StatusWord};
-use citycard_registry::{CardState, NewIssuance, Registry, RevocationReason};
+use citycard_registry::{CardState, Registry, RevocationReason};
 use citycard_transport::{CardChannel, CardTransport};
 use p256::PublicKey;
 use rand_core::CryptoRngCore;
 
 use crate::error::IssuerError;
 use crate::home::{IssuerHome, LoadedStation};
-use crate::issue::{IssueError, Issued, Reconciled};
+use crate::issue::{
+    begin_intent, card_failed, check_station, commit, settle_open, Begun, IssueError, Issued,
+    Reconciled,
+};
 use crate::personalise::PersonaliseError;
 use crate::resident::Resident;
 
@@ -482,38 +484,19 @@ pub fn issue_one<T: CardTransport>(
     options: &PivOptions<'_>,
     rng: &mut dyn CryptoRngCore,
 ) -> Result<PivIssued, IssueError> {
-    if !station.certificate.is_valid_on(today) {
-        let b = station.certificate.body();
-        return Err(IssuerError::StationNotValid {
-            name: station.name.clone(),
-            effective: b.effective,
-            expiry: b.expiry,
-            today,
-        }
-        .into());
-    }
+    check_station(station, today)?;
     check_configured_key(options.management_key, options.allow_default_management_key)?;
     // 1. Nothing changes before this returns.
     preflight(home, registry, ch, resident, replaces, options, rng)?;
 
     // 2. The durable intent, before the first APDU that writes.
-    let card_number = registry
-        .next_card_number(&home.config().card_number_prefix)
-        .map_err(IssuerError::from)?;
-    let expires_on = today.add_days(home.config().card_validity_days.saturating_sub(1));
-    let intent = registry
-        .begin_intent(&NewIssuance {
-            card_number: &card_number,
-            resident_ref: &resident.resident_id,
-            station: &station.name,
-            issued_on: today,
-            expires_on,
-            attributes: &citycard_registry::retained_attributes(&resident.attributes),
-            batch,
-            replaces,
-            actor,
-        })
-        .map_err(IssuerError::from)?;
+    let Begun {
+        intent_id,
+        card_number,
+        expires_on,
+    } = begin_intent(
+        home, station, registry, resident, actor, batch, replaces, today,
+    )?;
 
     // 3. The card.
     let predicates = predicates_on(birth_date(resident), today);
@@ -535,14 +518,7 @@ pub fn issue_one<T: CardTransport>(
         expires_on,
     };
     let done = |registry: &mut Registry, key: &PublicKey| {
-        registry
-            .commit_issued(
-                intent.id,
-                &crypto::encode_point(key),
-                &revocation_id(key),
-                actor,
-            )
-            .map_err(IssuerError::from)?;
+        commit(registry, intent_id, key, actor)?;
         Ok(PivIssued {
             issued: issued.clone(),
             predicates,
@@ -569,18 +545,14 @@ pub fn issue_one<T: CardTransport>(
                     return done(registry, &key);
                 }
             }
-            if matches!(error, PersonaliseError::Transport(_)) {
-                return Err(IssueError::CardLost { error, card_number });
-            }
-            let reason = spoil_reason(&error);
-            registry
-                .mark_spoiled(intent.id, reason, actor)
-                .map_err(IssuerError::from)?;
-            Err(IssueError::Card {
+            Err(card_failed(
+                registry,
+                intent_id,
                 error,
                 card_number,
-                reason,
-            })
+                spoil_reason,
+                actor,
+            ))
         }
     }
 }
@@ -596,9 +568,8 @@ pub fn reconcile<T: CardTransport>(
     rng: &mut dyn CryptoRngCore,
 ) -> Result<Reconciled, IssuerError> {
     let open = registry.open_intents()?;
-    let mut report = Reconciled::default();
     if open.is_empty() {
-        return Ok(report);
+        return Ok(Reconciled::default());
     }
     let stations = home.station_certificates()?;
     let in_reader = match ch {
@@ -607,24 +578,7 @@ pub fn reconcile<T: CardTransport>(
             .flatten(),
         None => None,
     };
-    for intent in open {
-        match &in_reader {
-            Some((number, key)) if *number == intent.card_number => {
-                registry.commit_issued(
-                    intent.id,
-                    &crypto::encode_point(key),
-                    &revocation_id(key),
-                    actor,
-                )?;
-                report.committed.push(intent.card_number);
-            }
-            _ => {
-                registry.mark_spoiled(intent.id, "open-at-restart", actor)?;
-                report.spoiled.push(intent.card_number);
-            }
-        }
-    }
-    Ok(report)
+    settle_open(registry, open, in_reader.as_ref(), actor)
 }
 
 /// Parses the `9E` public key an operator gives (`--card-key-from`): a PEM
