@@ -10,7 +10,7 @@ use anyhow::Context;
 use citycard_card::Applet;
 use citycard_emulator::FileStore;
 use citycard_issuer::home::{now, IssuerHome, LoadedStation};
-use citycard_issuer::issue::{issue_one, reconcile, IssueError};
+use citycard_issuer::issue::{issue_one, reconcile, IssueError, Issued, Reconciled};
 use citycard_issuer::personalise::PersonaliseError;
 use citycard_issuer::piv::{self as piv_issue, PivIssued, PivOptions};
 use citycard_issuer::resident;
@@ -785,6 +785,70 @@ fn card_key_from(path: &Path) -> Result<p256::PublicKey, String> {
     piv_issue::parse_public_key_pem(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Settles intents left open, with the flow of the profile being issued:
+/// the applet's, or the PIV one when `piv` is set.
+fn reconcile_profile<T: CardTransport>(
+    piv: bool,
+    home: &IssuerHome,
+    station: &LoadedStation,
+    reg: &mut citycard_registry::Registry,
+    ch: Option<&mut CardChannel<T>>,
+    today: citycard_proto::Date,
+    rng: &mut ChaCha20Rng,
+) -> Result<Reconciled, IssuerError> {
+    if piv {
+        piv_issue::reconcile(home, reg, ch, &actor(), rng)
+    } else {
+        reconcile(reg, station, ch, &actor(), today, rng)
+    }
+}
+
+/// Issues one card with the flow of the profile being issued: the applet's,
+/// or the PIV one with `piv`'s options (its [`PivIssued`] beside).
+#[allow(clippy::too_many_arguments)]
+fn issue_profile<T: CardTransport>(
+    piv: Option<&PivOptions<'_>>,
+    home: &IssuerHome,
+    station: &LoadedStation,
+    reg: &mut citycard_registry::Registry,
+    ch: &mut CardChannel<T>,
+    resident: &resident::Resident,
+    batch: Option<(&str, u64)>,
+    replaces: Option<RevocationReason>,
+    today: citycard_proto::Date,
+    rng: &mut ChaCha20Rng,
+) -> Result<(Issued, Option<PivIssued>), IssueError> {
+    match piv {
+        None => issue_one(
+            home,
+            station,
+            reg,
+            ch,
+            resident,
+            &actor(),
+            batch,
+            replaces,
+            today,
+            rng,
+        )
+        .map(|issued| (issued, None)),
+        Some(options) => piv_issue::issue_one(
+            home,
+            station,
+            reg,
+            ch,
+            resident,
+            &actor(),
+            batch,
+            replaces,
+            today,
+            options,
+            rng,
+        )
+        .map(|p| (p.issued.clone(), Some(p))),
+    }
+}
+
 /// `personalise`.
 pub fn personalise(args: &PersonaliseArgs, trace: bool) -> anyhow::Result<ExitCode> {
     let piv_key = match args.profile.management_key() {
@@ -799,6 +863,11 @@ pub fn personalise(args: &PersonaliseArgs, trace: bool) -> anyhow::Result<ExitCo
             Err(e) => return fail(exit::INPUT, e),
         },
     };
+    let piv_options = piv_key.as_ref().map(|key| PivOptions {
+        management_key: key.as_ref(),
+        allow_default_management_key: args.profile.allow_default_management_key,
+        card_key,
+    });
     let resident = match resident::from_json_file(&args.resident) {
         Ok(r) => r,
         Err(e) => return fail(exit::INPUT, format!("{}: {e}", args.resident.display())),
@@ -809,62 +878,34 @@ pub fn personalise(args: &PersonaliseArgs, trace: bool) -> anyhow::Result<ExitCo
     let mut source = CardSource::parse(&args.reader, args.profile.profile)?;
     let mut rng = ChaCha20Rng::from_rng(rand_core::OsRng).context("no OS randomness")?;
     let mut ch = source.next_card(Duration::from_secs(args.wait), trace, false)?;
-    let rec = match &piv_key {
-        None => issuer_try!(reconcile(
-            &mut reg,
-            &station,
-            Some(&mut ch),
-            &actor(),
-            today,
-            &mut rng
-        )),
-        Some(_) => issuer_try!(piv_issue::reconcile(
-            &home,
-            &mut reg,
-            Some(&mut ch),
-            &actor(),
-            &mut rng
-        )),
-    };
+    let rec = issuer_try!(reconcile_profile(
+        piv_options.is_some(),
+        &home,
+        &station,
+        &mut reg,
+        Some(&mut ch),
+        today,
+        &mut rng
+    ));
     if !rec.committed.is_empty() || !rec.spoiled.is_empty() {
         eprintln!(
             "Reconciled open intents: committed {:?}, spoiled {:?}.",
             rec.committed, rec.spoiled
         );
     }
-    let result = match &piv_key {
-        None => issue_one(
-            &home,
-            &station,
-            &mut reg,
-            &mut ch,
-            &resident,
-            &actor(),
-            None,
-            args.replace,
-            today,
-            &mut rng,
-        )
-        .map(|issued| (issued, None)),
-        Some(key) => piv_issue::issue_one(
-            &home,
-            &station,
-            &mut reg,
-            &mut ch,
-            &resident,
-            &actor(),
-            None,
-            args.replace,
-            today,
-            &PivOptions {
-                management_key: key.as_ref(),
-                allow_default_management_key: args.profile.allow_default_management_key,
-                card_key,
-            },
-            &mut rng,
-        )
-        .map(|p| (p.issued.clone(), Some(piv_report(&p)))),
-    };
+    let result = issue_profile(
+        piv_options.as_ref(),
+        &home,
+        &station,
+        &mut reg,
+        &mut ch,
+        &resident,
+        None,
+        args.replace,
+        today,
+        &mut rng,
+    )
+    .map(|(issued, piv)| (issued, piv.as_ref().map(piv_report)));
     let stats = ch.transport().stats();
     match result {
         Ok((issued, piv)) => {
@@ -938,23 +979,15 @@ pub fn batch(args: &BatchArgs, trace: bool) -> anyhow::Result<ExitCode> {
         }
         // The card of the interrupted row may still be in the reader.
         let mut current = source.current_card(wait, trace)?;
-        let rec = match &piv_options {
-            None => issuer_try!(reconcile(
-                &mut reg,
-                &station,
-                current.as_mut(),
-                &actor(),
-                today,
-                &mut rng
-            )),
-            Some(_) => issuer_try!(piv_issue::reconcile(
-                &home,
-                &mut reg,
-                current.as_mut(),
-                &actor(),
-                &mut rng
-            )),
-        };
+        let rec = issuer_try!(reconcile_profile(
+            piv_options.is_some(),
+            &home,
+            &station,
+            &mut reg,
+            current.as_mut(),
+            today,
+            &mut rng
+        ));
         if let Some(ch) = current {
             source.card_done(ch, wait)?;
         }
@@ -1010,35 +1043,19 @@ pub fn batch(args: &BatchArgs, trace: bool) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::from(exit::BATCH_PARTIAL));
             }
         };
-        let result = match &piv_options {
-            None => issue_one(
-                &home,
-                &station,
-                &mut reg,
-                &mut ch,
-                &resident,
-                &actor(),
-                Some((&batch_id, row)),
-                None,
-                today,
-                &mut rng,
-            )
-            .map(|card| (card, None)),
-            Some(options) => piv_issue::issue_one(
-                &home,
-                &station,
-                &mut reg,
-                &mut ch,
-                &resident,
-                &actor(),
-                Some((&batch_id, row)),
-                None,
-                today,
-                options,
-                &mut rng,
-            )
-            .map(|p| (p.issued.clone(), Some(piv_report(&p).1))),
-        };
+        let result = issue_profile(
+            piv_options.as_ref(),
+            &home,
+            &station,
+            &mut reg,
+            &mut ch,
+            &resident,
+            Some((&batch_id, row)),
+            None,
+            today,
+            &mut rng,
+        )
+        .map(|(card, piv)| (card, piv.as_ref().map(|p| piv_report(p).1)));
         match result {
             Ok((card, piv)) => {
                 issued += 1;
