@@ -9,9 +9,12 @@
     clippy::panic
 )]
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
+
+use common::{module_path, PIN};
 
 use citycard_card::MemoryStorage;
 use citycard_keys::{
@@ -27,8 +30,6 @@ use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
 use rand_chacha::rand_core::SeedableRng;
 
-const PIN: &str = "1234";
-const SO_PIN: &str = "5678";
 const TOKENS: &[&str] = &["des3", "aes", "default", "missing", "card"];
 const CITY_KEY: [u8; 24] = [
     0x3A, 0x91, 0x5C, 0x07, 0xE2, 0x44, 0x1B, 0x68, 0x9F, 0x10, 0xD3, 0x7E, 0x25, 0xB6, 0x81, 0x4C,
@@ -44,53 +45,18 @@ struct Hsm {
     _dir: tempfile::TempDir,
 }
 
-fn module_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("CITYCARD_TEST_PKCS11_MODULE") {
-        return p.into();
-    }
-    [
-        "/usr/lib/softhsm/libsofthsm2.so",
-        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-        "/usr/local/lib/softhsm/libsofthsm2.so",
-        "/usr/lib64/pkcs11/libsofthsm2.so",
-    ]
-    .iter()
-    .map(PathBuf::from)
-    .find(|p| p.exists())
-    .unwrap_or_else(|| {
-        panic!("SoftHSM2 not found: install it (apt-get install softhsm2) or set CITYCARD_TEST_PKCS11_MODULE")
-    })
-}
-
 fn hsm() -> &'static Hsm {
     static HSM: OnceLock<Hsm> = OnceLock::new();
     HSM.get_or_init(|| {
         let module = module_path();
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir(&tokens).unwrap();
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
-                tokens.display()
-            ),
-        )
-        .unwrap();
-        for label in TOKENS {
-            let out = Command::new("softhsm2-util")
-                .env("SOFTHSM2_CONF", &conf)
-                .args(["--init-token", "--free", "--label", label, "--pin", PIN, "--so-pin", SO_PIN])
-                .output()
-                .expect("softhsm2-util (apt-get install softhsm2)");
-            assert!(out.status.success(), "softhsm2-util: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::env::set_var("SOFTHSM2_CONF", &conf);
+        let dir = common::init_tokens(TOKENS);
         let ctx = Pkcs11::new(&module).unwrap();
         ctx.initialize(CInitializeArgs::OsThreads).unwrap();
-        Hsm { module, ctx, _dir: dir }
+        Hsm {
+            module,
+            ctx,
+            _dir: dir,
+        }
     })
 }
 

@@ -11,16 +11,17 @@
     clippy::panic
 )]
 
+mod common;
+
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::OnceLock;
+
+use common::{module_path, PIN};
 
 use citycard_keys::{
     generate, open, FixedSecrets, KeyError, KeyLocation, Pkcs11Location, Pkcs11Signer, Signer,
 };
 
-const PIN: &str = "1234";
-const SO_PIN: &str = "5678";
 /// One token per test, so tests can run in parallel and log in independently.
 const TOKENS: &[&str] = &["gen", "attrs", "pin", "dup", "missing-key", "debug", "many"];
 
@@ -29,53 +30,12 @@ struct Hsm {
     _dir: tempfile::TempDir,
 }
 
-fn module_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("CITYCARD_TEST_PKCS11_MODULE") {
-        return p.into();
-    }
-    let candidates = [
-        "/usr/lib/softhsm/libsofthsm2.so",
-        "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-        "/usr/local/lib/softhsm/libsofthsm2.so",
-        "/usr/lib64/pkcs11/libsofthsm2.so",
-    ];
-    candidates
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .unwrap_or_else(|| {
-            panic!("SoftHSM2 not found: install it (apt-get install softhsm2) or set CITYCARD_TEST_PKCS11_MODULE")
-        })
-}
-
 fn hsm() -> &'static Hsm {
     static HSM: OnceLock<Hsm> = OnceLock::new();
     HSM.get_or_init(|| {
         let module = module_path();
-        // Under target/, since a static is never dropped to clean it up.
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let tokens = dir.path().join("tokens");
-        std::fs::create_dir(&tokens).unwrap();
-        let conf = dir.path().join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n",
-                tokens.display()
-            ),
-        )
-        .unwrap();
-        for label in TOKENS {
-            let out = Command::new("softhsm2-util")
-                .env("SOFTHSM2_CONF", &conf)
-                .args(["--init-token", "--free", "--label", label, "--pin", PIN, "--so-pin", SO_PIN])
-                .output()
-                .expect("softhsm2-util (apt-get install softhsm2)");
-            assert!(out.status.success(), "softhsm2-util: {}", String::from_utf8_lossy(&out.stderr));
-        }
         // Before any thread loads the module; every test calls hsm() first.
-        std::env::set_var("SOFTHSM2_CONF", &conf);
+        let dir = common::init_tokens(TOKENS);
         Hsm { module, _dir: dir }
     })
 }
