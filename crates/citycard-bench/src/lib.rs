@@ -299,6 +299,37 @@ fn set_e2e(row: &mut VerificationRow, t: e2e::E2eTiming) {
     row.e2e_taps = t.taps;
 }
 
+/// The row of one tap, `(row name, card profile, partner that taps)`, with
+/// its counts `(cached, first)` and the host time `host` measures (after a
+/// progress line).
+fn timed_row(
+    city: &City,
+    it: &Iterations,
+    progress: &mut dyn FnMut(&str),
+    (name, card_profile, partner): (&'static str, &'static str, &str),
+    (cached, first): (&verification::TapCounts, &verification::TapCounts),
+    host: impl FnOnce(&City, usize, usize) -> anyhow::Result<verification::HostTiming>,
+) -> anyhow::Result<VerificationRow> {
+    progress(&format!(
+        "host verification: {} × {} (after {} warm-up)",
+        name, it.verify_runs, it.verify_warmup
+    ));
+    let host = host(city, it.verify_warmup, it.verify_runs)?;
+    let profile = city
+        .profiles
+        .iter()
+        .find(|p| p.name == partner)
+        .ok_or_else(|| anyhow::anyhow!("profile"))?;
+    Ok(verification_row(
+        name,
+        card_profile,
+        profile,
+        cached,
+        first,
+        host,
+    ))
+}
+
 /// Runs the whole bench. `progress` gets one line per step (for stderr).
 pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Report> {
     let started = std::time::Instant::now();
@@ -310,37 +341,27 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Rep
 
     let mut rows = Vec::new();
     for ex in &exchanges {
-        progress(&format!(
-            "host verification: {} × {} (after {} warm-up)",
-            ex.name, it.verify_runs, it.verify_warmup
-        ));
-        let host = verification::host_timing(&city, ex, it.verify_warmup, it.verify_runs)?;
-        let profile = city
-            .profiles
-            .iter()
-            .find(|p| p.name == ex.name)
-            .ok_or_else(|| anyhow::anyhow!("profile"))?;
-        rows.push(verification_row(
-            ex.name, "citycard", profile, &ex.cached, &ex.first, host,
-        ));
+        rows.push(timed_row(
+            &city,
+            &it,
+            progress,
+            (ex.name, "citycard", ex.name),
+            (&ex.cached, &ex.first),
+            |city, warmup, runs| verification::host_timing(city, ex, warmup, runs),
+        )?);
     }
 
     progress("PIV profile: issuing a PIV card in process (emulated PIV card), tapping it");
     let (piv_ch, piv_exchanges) = piv::exchanges(&mut city)?;
     for ex in &piv_exchanges {
-        progress(&format!(
-            "host verification: {} × {} (after {} warm-up)",
-            ex.name, it.verify_runs, it.verify_warmup
-        ));
-        let host = piv::host_timing(&city, ex, it.verify_warmup, it.verify_runs)?;
-        let profile = city
-            .profiles
-            .iter()
-            .find(|p| p.name == ex.partner)
-            .ok_or_else(|| anyhow::anyhow!("profile"))?;
-        rows.push(verification_row(
-            ex.name, "piv", profile, &ex.tap, &ex.tap, host,
-        ));
+        rows.push(timed_row(
+            &city,
+            &it,
+            progress,
+            (ex.name, "piv", ex.partner),
+            (&ex.tap, &ex.tap),
+            |city, warmup, runs| piv::host_timing(city, ex, warmup, runs),
+        )?);
     }
 
     e2e::set_slot(opts.vpcd_slot);

@@ -12,7 +12,7 @@ use citycard_card::MemoryStorage;
 use citycard_issuer::piv::{issue_one, PivIssued, PivOptions};
 use citycard_keys::SoftManagementKey;
 use citycard_proto::piv::{self, CardAuthenticationCertificate, ManagementAlgorithm};
-use citycard_reader::{verify, CardProfile, Verdict};
+use citycard_reader::{verify, CardProfile};
 use citycard_transport::{CardChannel, MemoryTransport, TraceEntry, Traced};
 use p256::ecdsa::Signature;
 use rand_chacha::rand_core::SeedableRng;
@@ -21,7 +21,7 @@ use rand_chacha::ChaCha20Rng;
 use crate::city::{City, Profile};
 use crate::model::PIV_GENERAL_AUTHENTICATE;
 use crate::stats::{median_p95_us, median_us};
-use crate::verification::{HostTiming, Replay, TapCounts};
+use crate::verification::{timed_verify, HostTiming, Replay, TapCounts};
 
 /// The emulated PIV card over in-memory storage.
 pub type PivCard = citycard_piv_card::PivCard<MemoryStorage, ChaCha20Rng>;
@@ -241,14 +241,7 @@ pub fn host_timing(
     let mut crypto_t = Vec::with_capacity(runs);
     let mut ecdsa_t = Vec::with_capacity(runs);
     for i in 0..warmup + runs {
-        ch.transport_mut().rewind();
-        let start = Instant::now();
-        let mut rng = ChaCha20Rng::from_seed(ex.seed);
-        let verdict = verify(&mut ch, trust, &policy, &mut rng);
-        let t_verify = start.elapsed();
-        if !matches!(verdict, Verdict::Genuine(_)) {
-            bail!("{}: replayed tap gave {}", ex.name, verdict.kind());
-        }
+        let t_verify = timed_verify(&mut ch, trust, &policy, ex.seed, ex.name)?;
 
         let start = Instant::now();
         let station_ok = parts.certificate.verify(&station_key).is_ok();

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use citycard_proto::auth::ReaderSession;
 use citycard_proto::{crypto, tlv};
-use citycard_reader::{verify, Trust, Verdict};
+use citycard_reader::{verify, Policy, Trust, Verdict};
 use citycard_transport::{CardChannel, CardTransport, TraceEntry, TransactionFn, TransportError};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -236,6 +236,27 @@ fn crypto_inputs(
     })
 }
 
+/// One timed `citycard_reader::verify` of the tap `ch` replays (rewound
+/// first), with the reader's random generator seeded as when it was
+/// recorded; fails unless the verdict is genuine.
+pub(crate) fn timed_verify(
+    ch: &mut CardChannel<Replay>,
+    trust: &Trust,
+    policy: &Policy,
+    seed: [u8; 32],
+    name: &str,
+) -> anyhow::Result<Duration> {
+    ch.transport_mut().rewind();
+    let start = Instant::now();
+    let mut rng = ChaCha20Rng::from_seed(seed);
+    let verdict = verify(ch, trust, policy, &mut rng);
+    let t_verify = start.elapsed();
+    if !matches!(verdict, Verdict::Genuine(_)) {
+        bail!("{name}: replayed tap gave {}", verdict.kind());
+    }
+    Ok(t_verify)
+}
+
 /// Times `citycard_reader::verify` against a card that replays the cached tap
 /// of `ex` (so only the host's work is measured: SELECT parsing, ephemeral key,
 /// request, GET RESPONSE handling, decryption, ECDH ×2, MAC, digests, trust
@@ -262,14 +283,7 @@ pub fn host_timing(
     let mut ecdh_t = Vec::with_capacity(runs);
     let mut ecdsa_t = Vec::with_capacity(runs);
     for i in 0..warmup + runs {
-        ch.transport_mut().rewind();
-        let start = Instant::now();
-        let mut rng = ChaCha20Rng::from_seed(ex.cached_seed);
-        let verdict = verify(&mut ch, trust, &policy, &mut rng);
-        let t_verify = start.elapsed();
-        if !matches!(verdict, Verdict::Genuine(_)) {
-            bail!("{}: replayed tap gave {}", ex.name, verdict.kind());
-        }
+        let t_verify = timed_verify(&mut ch, trust, &policy, ex.cached_seed, ex.name)?;
 
         let start = Instant::now();
         let mut rng = ChaCha20Rng::from_seed(ex.cached_seed);

@@ -4,6 +4,18 @@
 
 use citycard_bench::model::{self, CardOps};
 
+/// The card operations of one applet GENERAL AUTHENTICATE (SPEC §12): 1
+/// keygen, 2 ECDH, the KDF digests and one AES unit.
+fn general_authenticate_ops() -> CardOps {
+    CardOps {
+        keygen: 1,
+        ecdh: 2,
+        sha256_bytes: model::GA_KDF_BYTES,
+        aes_units: 1,
+        ..CardOps::default()
+    }
+}
+
 #[test]
 fn tap_counts_equal_spec_cost_table() {
     let ex = citycard_bench::exchange_counts().unwrap();
@@ -34,16 +46,7 @@ fn tap_counts_equal_spec_cost_table() {
         }
         // On-card operations (SPEC §12): a cached tap is 1 keygen, 2 ECDH, no
         // signature work, no write; a first tap adds 1 verification and 1 write.
-        assert_eq!(
-            e.cached.card_ops,
-            CardOps {
-                keygen: 1,
-                ecdh: 2,
-                sha256_bytes: model::GA_KDF_BYTES,
-                aes_units: 1,
-                ..CardOps::default()
-            }
-        );
+        assert_eq!(e.cached.card_ops, general_authenticate_ops());
         assert_eq!(e.first.card_ops.ecdsa_verify, 1);
         assert_eq!(e.first.card_ops.writes, 1);
     }
@@ -246,14 +249,5 @@ fn card_ops_tell_piv_card_authentication_from_the_applet() {
     assert_eq!(model::card_ops(&[mgmt], 0), CardOps::default());
     // The applet's GENERAL AUTHENTICATE (INS 86) is unchanged.
     let ga = entry(&[0x00, 0x86, 0x00, 0x00, 0x00], &[0x61, 0x10]);
-    assert_eq!(
-        model::card_ops(&[ga], 0),
-        CardOps {
-            keygen: 1,
-            ecdh: 2,
-            sha256_bytes: model::GA_KDF_BYTES,
-            aes_units: 1,
-            ..CardOps::default()
-        }
-    );
+    assert_eq!(model::card_ops(&[ga], 0), general_authenticate_ops());
 }
