@@ -27,7 +27,7 @@ use citycard_proto::piv::{
 };
 use citycard_proto::revocation::revocation_id;
 use citycard_proto::{AttributeId, AttributeSet, Command, Date, StatusWord};
-use citycard_registry::{CardState, RevocationReason};
+use citycard_registry::{CardState, Registry, RevocationReason};
 use citycard_transport::{CardChannel, CardTransport, MemoryTransport, TransportError};
 use p256::PublicKey;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -147,18 +147,24 @@ fn ok(ch: &mut Ch, cmd: &Command) -> Vec<u8> {
     r.data
 }
 
-/// Mutual authentication, then the Yubico SET MANAGEMENT KEY command: what
-/// `yubico-piv-tool -a set-mgm-key` does.
-fn set_management_key(ch: &mut Ch, old: &dyn ManagementKey, new_alg: u8, new: &[u8]) {
-    let alg = old.algorithm();
+/// SELECT, then mutual authentication with `key` (the host's witness
+/// `challenge`), as the peer tools do before a write.
+fn authenticate(ch: &mut Ch, key: &dyn ManagementKey, challenge: &[u8]) {
+    let alg = key.algorithm();
     ok(ch, &citycard_proto::piv::select_command());
     let data = ok(ch, &citycard_proto::piv::management_witness_request(alg));
     let w = citycard_proto::piv::parse_management_witness(&data, alg).unwrap();
-    let plain = old.decrypt_block(&w).unwrap();
+    let plain = key.decrypt_block(&w).unwrap();
     ok(
         ch,
-        &citycard_proto::piv::management_response_command(alg, &plain, &vec![7; alg.block_len()]),
+        &citycard_proto::piv::management_response_command(alg, &plain, challenge),
     );
+}
+
+/// Mutual authentication, then the Yubico SET MANAGEMENT KEY command: what
+/// `yubico-piv-tool -a set-mgm-key` does.
+fn set_management_key(ch: &mut Ch, old: &dyn ManagementKey, new_alg: u8, new: &[u8]) {
+    authenticate(ch, old, &vec![7; old.algorithm().block_len()]);
     let mut data = vec![new_alg, 0x9B, new.len() as u8];
     data.extend_from_slice(new);
     ok(ch, &Command::new(0x00, 0xFF, 0xFF, 0xFF).with_data(data));
@@ -186,19 +192,32 @@ fn issue(
     opts: &PivOptions<'_>,
 ) -> Result<piv::PivIssued, IssueError> {
     let mut reg = c.home.registry().unwrap();
-    let mut rng = ChaCha20Rng::from_seed([9; 32]);
+    issue_on(c, &mut reg, ch, r, None, opts, 9)
+}
+
+/// `piv::issue_one` by actor `test` on `today()` with the issuer's random
+/// generator seeded with `seed`.
+fn issue_on<T: CardTransport>(
+    c: &City,
+    reg: &mut Registry,
+    ch: &mut CardChannel<T>,
+    r: &Resident,
+    replaces: Option<RevocationReason>,
+    opts: &PivOptions<'_>,
+    seed: u8,
+) -> Result<piv::PivIssued, IssueError> {
     piv::issue_one(
         &c.home,
         &c.station,
-        &mut reg,
+        reg,
         ch,
         r,
         "test",
         None,
-        None,
+        replaces,
         today(),
         opts,
-        &mut rng,
+        &mut ChaCha20Rng::from_seed([seed; 32]),
     )
 }
 
@@ -447,18 +466,14 @@ fn a_card_without_p256_is_refused() {
         ChaCha20Rng::from_seed([5; 32]),
     )));
     let mut reg = c.home.registry().unwrap();
-    let err = piv::issue_one(
-        &c.home,
-        &c.station,
+    let err = issue_on(
+        &c,
         &mut reg,
         &mut ch,
         &resident("F-1", "1990-01-01"),
-        "test",
         None,
-        None,
-        today(),
         &options(&key),
-        &mut ChaCha20Rng::from_seed([1; 32]),
+        1,
     )
     .unwrap_err();
     assert!(
@@ -470,16 +485,7 @@ fn a_card_without_p256_is_refused() {
 /// Generates a key in 9E with the city key, as yubico-piv-tool would, and
 /// returns its public key.
 fn generate_elsewhere(ch: &mut Ch) -> PublicKey {
-    let key = city_key();
-    let alg = key.algorithm();
-    ok(ch, &citycard_proto::piv::select_command());
-    let data = ok(ch, &citycard_proto::piv::management_witness_request(alg));
-    let w = citycard_proto::piv::parse_management_witness(&data, alg).unwrap();
-    let plain = key.decrypt_block(&w).unwrap();
-    ok(
-        ch,
-        &citycard_proto::piv::management_response_command(alg, &plain, &[1; 8]),
-    );
+    authenticate(ch, &city_key(), &[1; 8]);
     let data = ok(
         ch,
         &citycard_proto::piv::generate_command(SLOT_CARD_AUTHENTICATION),
@@ -560,18 +566,14 @@ fn a_live_card_is_not_overwritten_but_a_revoked_one_is_reused() {
     );
     // Replacing F-1's damaged card with the same physical card: allowed.
     let mut reg = c.home.registry().unwrap();
-    let issued = piv::issue_one(
-        &c.home,
-        &c.station,
+    let issued = issue_on(
+        &c,
         &mut reg,
         &mut ch,
         &resident("F-1", "1990-01-01"),
-        "test",
-        None,
         Some(RevocationReason::Damaged),
-        today(),
         &options(&key),
-        &mut ChaCha20Rng::from_seed([2; 32]),
+        2,
     )
     .unwrap();
     assert_eq!(issued.issued.card_number, "LG-000002");
