@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use citycard_e2e::citycard_ok as ok;
 use citycard_e2e::{
-    bench_available, citycard, vpcd_lock, CardStack, EmulatorProcess, ServedCard, READER,
+    bench_available, citycard, issuer_home, vpcd_lock, CardStack, EmulatorProcess, ServedCard,
+    READER,
 };
 use citycard_proto::revocation::{RevocationList, TrustBundle};
 
@@ -30,30 +31,7 @@ fn write(path: &Path, text: &str) {
 }
 
 fn init_home(dir: &Path) -> String {
-    let home = dir.join("home");
-    let h = home.to_str().unwrap().to_string();
-    ok(&[
-        "issuer",
-        "init",
-        "--dir",
-        &h,
-        "--city",
-        "Liège",
-        "--issuer-id",
-        "LIEGE",
-        "--card-prefix",
-        "LG",
-    ]);
-    ok(&[
-        "station",
-        "add",
-        "desk-1",
-        "--dir",
-        &h,
-        "--valid-days",
-        "180",
-    ]);
-    h
+    issuer_home(dir, "LIEGE", "LG", &["--valid-days", "180"])
 }
 
 #[test]

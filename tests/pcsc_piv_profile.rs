@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 
 use citycard_e2e::citycard_ok as ok;
 use citycard_e2e::{
-    bench_available, citycard, piv_tool_ok, run, vpcd_lock, EmulatorProcess, PKCS11_MODULE, READER,
+    bench_available, citycard, enrol_partner, export_trust, issuer_home, piv_tool_ok, run,
+    vpcd_lock, EmulatorProcess, PKCS11_MODULE, READER,
 };
 use citycard_proto::piv::CardAuthenticationCertificate;
 
@@ -34,46 +35,11 @@ struct City {
 }
 
 fn city(d: &Path) -> City {
-    let home = d.join("home").to_str().unwrap().to_string();
-    ok(&[
-        "issuer",
-        "init",
-        "--dir",
-        &home,
-        "--city",
-        "Liège",
-        "--issuer-id",
-        "LIEGE",
-        "--card-prefix",
-        "LG",
-    ]);
-    ok(&["station", "add", "desk-1", "--dir", &home]);
-    let cred = |name: &str, attrs: &str| {
-        let p = d.join(format!("{name}.cred"));
-        ok(&[
-            "partner",
-            "enrol",
-            name,
-            "--dir",
-            &home,
-            "--attributes",
-            attrs,
-            "--out",
-            p.to_str().unwrap(),
-        ]);
-        p
-    };
-    let desk = cred("desk", "card_number,resident,age_over_18");
-    let transit = cred("transit", "age_over_18,age_over_65");
+    let home = issuer_home(d, "LIEGE", "LG", &[]);
+    let desk = enrol_partner(&home, d, "desk", "card_number,resident,age_over_18");
+    let transit = enrol_partner(&home, d, "transit", "age_over_18,age_over_65");
     let bundle = d.join("liege.bundle");
-    ok(&[
-        "trust",
-        "export",
-        "--dir",
-        &home,
-        "--out",
-        bundle.to_str().unwrap(),
-    ]);
+    export_trust(&home, &bundle);
     let key_file = d.join("piv-mgm.key");
     std::fs::write(&key_file, format!("{CITY_KEY}\n")).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -239,14 +205,7 @@ fn a_city_issues_a_piv_card_that_partners_and_peer_tools_read() {
         d.join("crl").to_str().unwrap(),
     ]);
     let bundle2 = d.join("liege2.bundle");
-    ok(&[
-        "trust",
-        "export",
-        "--dir",
-        &c.home,
-        "--out",
-        bundle2.to_str().unwrap(),
-    ]);
+    export_trust(&c.home, &bundle2);
     let emu = EmulatorProcess::start(&state, &["--profile", "piv"]);
     let (code, v, err) = verify(&bundle2, &c.desk);
     assert_eq!(

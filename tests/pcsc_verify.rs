@@ -15,7 +15,10 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use citycard_e2e::citycard_ok as ok;
-use citycard_e2e::{bench_available, citycard, vpcd_lock, EmulatorProcess, ServedCard, READER};
+use citycard_e2e::{
+    bench_available, citycard, enrol_partner, export_trust, issuer_home, vpcd_lock,
+    EmulatorProcess, ServedCard, READER,
+};
 use citycard_proto::{CardLost, ContactlessCard};
 
 struct City {
@@ -23,25 +26,9 @@ struct City {
 }
 
 fn city(dir: &Path, issuer: &str) -> City {
-    let home = dir
-        .join(format!("home-{issuer}"))
-        .to_str()
-        .unwrap()
-        .to_string();
-    ok(&[
-        "issuer",
-        "init",
-        "--dir",
-        &home,
-        "--city",
-        issuer,
-        "--issuer-id",
-        issuer,
-        "--card-prefix",
-        "T",
-    ]);
-    ok(&["station", "add", "desk-1", "--dir", &home]);
-    City { home }
+    City {
+        home: issuer_home(dir, issuer, "T", &[]),
+    }
 }
 
 fn personalise(c: &City, dir: &Path, state: &Path, resident_id: &str) {
@@ -152,33 +139,12 @@ fn partners_verify_through_pcscd() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let liege = city(d, "LIEGE");
-    let cred = |name: &str, attrs: &str| {
-        let p = d.join(format!("{name}.cred"));
-        ok(&[
-            "partner",
-            "enrol",
-            name,
-            "--dir",
-            &liege.home,
-            "--attributes",
-            attrs,
-            "--out",
-            p.to_str().unwrap(),
-        ]);
-        p
-    };
+    let cred = |name: &str, attrs: &str| enrol_partner(&liege.home, d, name, attrs);
     let library = cred("library", "pseudonym,resident");
     let transit = cred("transit", "age_over_65,age_over_18");
     let museum = cred("museum", "pseudonym,resident,language");
     let bundle = d.join("liege.bundle");
-    ok(&[
-        "trust",
-        "export",
-        "--dir",
-        &liege.home,
-        "--out",
-        bundle.to_str().unwrap(),
-    ]);
+    export_trust(&liege.home, &bundle);
     let state = d.join("zoe.state");
     personalise(&liege, d, &state, "F-ZOE");
 
@@ -314,14 +280,7 @@ fn partners_verify_through_pcscd() {
         d.join("crl").to_str().unwrap(),
     ]);
     let bundle2 = d.join("liege2.bundle");
-    ok(&[
-        "trust",
-        "export",
-        "--dir",
-        &liege.home,
-        "--out",
-        bundle2.to_str().unwrap(),
-    ]);
+    export_trust(&liege.home, &bundle2);
     let emu = EmulatorProcess::start(&state, &[]);
     let (code, v, err) = verify(&bundle2, &library, &[]);
     assert_eq!(

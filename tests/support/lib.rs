@@ -399,3 +399,58 @@ pub fn piv_tool_ok(args: &[&str]) -> String {
     );
     out
 }
+
+/// A city's issuer home `DIR/home-ISSUER` (`issuer init` with card prefix
+/// `prefix`, then `station add desk-1` with `station_args`); its path.
+pub fn issuer_home(dir: &Path, issuer: &str, prefix: &str, station_args: &[&str]) -> String {
+    let home = dir
+        .join(format!("home-{issuer}"))
+        .to_str()
+        .expect("utf-8 temp path")
+        .to_string();
+    citycard_ok(&[
+        "issuer",
+        "init",
+        "--dir",
+        &home,
+        "--city",
+        issuer,
+        "--issuer-id",
+        issuer,
+        "--card-prefix",
+        prefix,
+    ]);
+    let mut station = vec!["station", "add", "desk-1", "--dir", &home];
+    station.extend_from_slice(station_args);
+    citycard_ok(&station);
+    home
+}
+
+/// `partner enrol NAME --attributes ATTRS`, credential in `DIR/NAME.cred`; its path.
+pub fn enrol_partner(home: &str, dir: &Path, name: &str, attributes: &str) -> PathBuf {
+    let path = dir.join(format!("{name}.cred"));
+    citycard_ok(&[
+        "partner",
+        "enrol",
+        name,
+        "--dir",
+        home,
+        "--attributes",
+        attributes,
+        "--out",
+        path.to_str().expect("utf-8 temp path"),
+    ]);
+    path
+}
+
+/// `trust export` of `home` to `out`.
+pub fn export_trust(home: &str, out: &Path) {
+    citycard_ok(&[
+        "trust",
+        "export",
+        "--dir",
+        home,
+        "--out",
+        out.to_str().expect("utf-8 temp path"),
+    ]);
+}

@@ -9,7 +9,7 @@ use citycard_transport::{CardChannel, CardTransport};
 use rand_core::CryptoRngCore;
 
 use crate::verdict::{CardProfile, Genuine};
-use crate::verify::{send, standing};
+use crate::verify::{issuer_and_standing, send, Issued};
 use crate::{Policy, Trust, Verdict};
 
 /// The PIV procedure; `Err` carries an early verdict (as in [`crate::verify`]).
@@ -93,25 +93,18 @@ pub(crate) fn run<T: CardTransport>(
     })?;
     piv::verify_challenge(&body.card_key, &challenge, &signature).map_err(|_| Verdict::Clone)?;
 
-    // 5. The issuer: station known, valid at issue, signature.
-    let station = trust
-        .bundle()
-        .station(&body.station)
-        .ok_or(Verdict::UnknownIssuer)?;
-    if !station.is_valid_on(body.valid_from) {
-        return Err(Verdict::StationNotValidAtIssue);
-    }
-    certificate
-        .verify(&station.body().public_key)
-        .map_err(|_| Verdict::BadIssuerSignature)?;
-
-    // 6. Validity, revocation, freshness: as for every profile.
-    let standing = standing(
+    // 5–6. The issuer (station known, valid at issue, signature), then
+    // validity, revocation, freshness: as for every profile.
+    let standing = issuer_and_standing(
         trust,
         policy,
-        body.valid_from,
-        body.valid_to,
-        &certificate.revocation_id(),
+        Issued {
+            station: &body.station,
+            valid_from: body.valid_from,
+            valid_to: body.valid_to,
+            revocation_id: &certificate.revocation_id(),
+        },
+        |station| certificate.verify(station),
     )?;
 
     // 7. What the profile can say, limited to what was requested and granted.

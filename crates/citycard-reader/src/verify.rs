@@ -152,25 +152,18 @@ fn run<T: CardTransport>(
     let record = &disclosure.record;
     let body = record.body();
 
-    // 3e. The issuer: station known, valid at issue, signature.
-    let bundle = trust.bundle();
-    let station = bundle
-        .station(&body.station)
-        .ok_or(Verdict::UnknownIssuer)?;
-    if !station.is_valid_on(body.valid_from) {
-        return Err(Verdict::StationNotValidAtIssue);
-    }
-    record
-        .verify(&station.body().public_key)
-        .map_err(|_| Verdict::BadIssuerSignature)?;
-
-    // 3f. Validity, revocation, freshness.
-    let standing = standing(
+    // 3e–3f. The issuer (station known, valid at issue, signature), then
+    // validity, revocation, freshness.
+    let standing = issuer_and_standing(
         trust,
         policy,
-        body.valid_from,
-        body.valid_to,
-        &record.revocation_id(),
+        Issued {
+            station: &body.station,
+            valid_from: body.valid_from,
+            valid_to: body.valid_to,
+            revocation_id: &record.revocation_id(),
+        },
+        |station| record.verify(station),
     )?;
 
     // 4. Only now expose what was disclosed, and nothing else.
@@ -214,15 +207,44 @@ pub(crate) struct Standing {
     pub(crate) revocation_stale: bool,
 }
 
-/// Validity ([`Verdict::Expired`], [`Verdict::NotYetValid`]), revocation
-/// ([`Verdict::Revoked`]) and list freshness, the same for every profile.
-pub(crate) fn standing(
+/// What the issuer signed about a card, as every profile states it.
+pub(crate) struct Issued<'a> {
+    /// Fingerprint of the signing station's certificate.
+    pub(crate) station: &'a [u8; citycard_proto::cert::FINGERPRINT_LEN],
+    /// First valid day (the issue date).
+    pub(crate) valid_from: citycard_proto::Date,
+    /// Last valid day.
+    pub(crate) valid_to: citycard_proto::Date,
+    /// The card's revocation id.
+    pub(crate) revocation_id: &'a citycard_proto::revocation::RevocationId,
+}
+
+/// The same checks for every profile, in order: the station is in the
+/// bundle ([`Verdict::UnknownIssuer`]) and was valid on the issue date
+/// ([`Verdict::StationNotValidAtIssue`]), `signed_by` accepts its key
+/// ([`Verdict::BadIssuerSignature`]); then validity ([`Verdict::Expired`],
+/// [`Verdict::NotYetValid`]), revocation ([`Verdict::Revoked`]) and list
+/// freshness.
+pub(crate) fn issuer_and_standing(
     trust: &Trust,
     policy: &Policy,
-    valid_from: citycard_proto::Date,
-    valid_to: citycard_proto::Date,
-    revocation_id: &citycard_proto::revocation::RevocationId,
+    issued: Issued<'_>,
+    signed_by: impl FnOnce(&p256::PublicKey) -> Result<(), ProtoError>,
 ) -> Result<Standing, Verdict> {
+    let Issued {
+        station,
+        valid_from,
+        valid_to,
+        revocation_id,
+    } = issued;
+    let station = trust
+        .bundle()
+        .station(station)
+        .ok_or(Verdict::UnknownIssuer)?;
+    if !station.is_valid_on(valid_from) {
+        return Err(Verdict::StationNotValidAtIssue);
+    }
+    signed_by(&station.body().public_key).map_err(|_| Verdict::BadIssuerSignature)?;
     if policy.today > valid_to {
         return Err(Verdict::Expired { on: valid_to });
     }

@@ -1,47 +1,53 @@
 //! Writes `applet-spec/vectors/*.json` from the reference card (and
-//! `applet-spec/vectors/piv/*.json` from fixed keys), or with
-//! `--check` fails if the committed files differ from what the card produces.
+//! `applet-spec/vectors/piv/*.json` from fixed keys), or with `--check`
+//! fails if the committed files differ from what the card produces.
 
+use std::path::Path;
+
+use citycard_testkit::piv_vectors;
 use citycard_testkit::vectors::{generate_all, to_json, vectors_dir};
+
+/// Writes `text` to `path`, or with `check` records `path` in `stale` when
+/// the committed file differs.
+fn emit(path: &Path, text: &str, check: bool, stale: &mut Vec<String>) {
+    if check {
+        if std::fs::read_to_string(path).ok().as_deref() != Some(text) {
+            stale.push(path.display().to_string());
+        }
+    } else if let Err(e) = std::fs::write(path, text) {
+        eprintln!("error: writing {}: {e}", path.display());
+        std::process::exit(1);
+    } else {
+        println!("wrote {}", path.display());
+    }
+}
 
 fn main() {
     let check = std::env::args().any(|a| a == "--check");
     let dir = vectors_dir();
     let mut stale = Vec::new();
     for v in generate_all() {
-        let path = dir.join(format!("{}.json", v.name));
-        let text = to_json(&v);
-        if check {
-            if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-                stale.push(path.display().to_string());
-            }
-        } else if let Err(e) = std::fs::write(&path, text) {
-            eprintln!("error: writing {}: {e}", path.display());
-            std::process::exit(1);
-        } else {
-            println!("wrote {} ({} steps)", path.display(), v.steps.len());
-        }
+        emit(
+            &dir.join(format!("{}.json", v.name)),
+            &to_json(&v),
+            check,
+            &mut stale,
+        );
     }
-    let piv_dir = citycard_testkit::piv_vectors::dir();
+    let piv_dir = piv_vectors::dir();
     if !check {
         if let Err(e) = std::fs::create_dir_all(&piv_dir) {
             eprintln!("error: creating {}: {e}", piv_dir.display());
             std::process::exit(1);
         }
     }
-    for (name, v) in citycard_testkit::piv_vectors::generate_all() {
-        let path = piv_dir.join(format!("{name}.json"));
-        let text = citycard_testkit::piv_vectors::to_json(&v);
-        if check {
-            if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
-                stale.push(path.display().to_string());
-            }
-        } else if let Err(e) = std::fs::write(&path, text) {
-            eprintln!("error: writing {}: {e}", path.display());
-            std::process::exit(1);
-        } else {
-            println!("wrote {}", path.display());
-        }
+    for (name, v) in piv_vectors::generate_all() {
+        emit(
+            &piv_dir.join(format!("{name}.json")),
+            &piv_vectors::to_json(&v),
+            check,
+            &mut stale,
+        );
     }
     if !stale.is_empty() {
         eprintln!(
