@@ -98,13 +98,7 @@ impl FileSigner {
             path: path.to_owned(),
             reason,
         };
-        let meta = std::fs::metadata(path).map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => KeyError::NotFound(path.to_owned()),
-            _ => KeyError::Io {
-                path: path.to_owned(),
-                source,
-            },
-        })?;
+        let meta = key_file_metadata(path)?;
         if !meta.is_file() || meta.len() > MAX_FILE_LEN {
             return Err(corrupt("not a key file"));
         }
@@ -189,4 +183,16 @@ fn set_owner_only(f: &std::fs::File) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn set_owner_only(_f: &std::fs::File) -> std::io::Result<()> {
     Ok(())
+}
+
+/// The metadata of a key file: [`KeyError::NotFound`] if there is none,
+/// [`KeyError::Io`] for any other failure.
+pub(crate) fn key_file_metadata(path: &Path) -> Result<std::fs::Metadata, KeyError> {
+    std::fs::metadata(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => KeyError::NotFound(path.to_owned()),
+        _ => KeyError::Io {
+            path: path.to_owned(),
+            source,
+        },
+    })
 }

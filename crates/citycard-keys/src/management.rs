@@ -18,8 +18,9 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::Session;
 use zeroize::Zeroizing;
 
+use crate::file::key_file_metadata;
 use crate::location::{parse_pkcs11, LocatorParseError};
-use crate::pkcs11::{attribute, find, login};
+use crate::pkcs11::{attribute, find, login, the_one};
 use crate::{KeyError, Pkcs11Location, SecretSource};
 
 /// Management key files larger than this are not management key files.
@@ -195,13 +196,7 @@ impl SoftManagementKey {
     /// others may read or write (like `ssh` does with private keys).
     pub fn from_file(path: &Path, algorithm: ManagementAlgorithm) -> Result<Self, KeyError> {
         let origin = format!("file:{}", path.display());
-        let meta = std::fs::metadata(path).map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => KeyError::NotFound(path.to_owned()),
-            _ => KeyError::Io {
-                path: path.to_owned(),
-                source,
-            },
-        })?;
+        let meta = key_file_metadata(path)?;
         if !meta.is_file() || meta.len() > MAX_FILE_LEN {
             return Err(bad_key(&origin, "not a management key file"));
         }
@@ -328,31 +323,14 @@ impl Pkcs11ManagementKey {
         secrets: &dyn SecretSource,
     ) -> Result<Self, KeyError> {
         let session = login(loc, secrets, false)?;
-        let key = match find(
+        let found = find(
             &session,
             &[
                 Attribute::Class(ObjectClass::SECRET_KEY),
                 Attribute::Label(loc.key_label.as_bytes().to_vec()),
             ],
-        )?
-        .as_slice()
-        {
-            [] => {
-                return Err(KeyError::KeyNotFound {
-                    token: loc.token.clone(),
-                    label: loc.key_label.clone(),
-                })
-            }
-            [key] => *key,
-            more => {
-                return Err(KeyError::Ambiguous(format!(
-                    "{} secret keys are labelled {:?} on token {:?}",
-                    more.len(),
-                    loc.key_label,
-                    loc.token
-                )))
-            }
-        };
+        )?;
+        let key = the_one(&found, loc, "secret keys")?;
         let origin = loc.locator_of_type("secret-key");
         let expected = match algorithm {
             ManagementAlgorithm::TripleDes => KeyType::DES3,
@@ -408,6 +386,24 @@ impl Pkcs11ManagementKey {
         }
         Ok(())
     }
+
+    /// One block through the token key (`C_Encrypt` or `C_Decrypt`).
+    fn run(&self, block: &[u8], encrypt: bool) -> Result<Vec<u8>, KeyError> {
+        self.check_block(block)?;
+        let out = if encrypt {
+            self.session
+                .encrypt(&self.mechanism(), self.key, block)
+                .map_err(KeyError::pkcs11("C_Encrypt"))?
+        } else {
+            self.session
+                .decrypt(&self.mechanism(), self.key, block)
+                .map_err(KeyError::pkcs11("C_Decrypt"))?
+        };
+        if out.len() != block.len() {
+            return Err(KeyError::BadTokenOutput("block length"));
+        }
+        Ok(out)
+    }
 }
 
 impl ManagementKey for Pkcs11ManagementKey {
@@ -416,27 +412,11 @@ impl ManagementKey for Pkcs11ManagementKey {
     }
 
     fn encrypt_block(&self, block: &[u8]) -> Result<Vec<u8>, KeyError> {
-        self.check_block(block)?;
-        let out = self
-            .session
-            .encrypt(&self.mechanism(), self.key, block)
-            .map_err(KeyError::pkcs11("C_Encrypt"))?;
-        if out.len() != block.len() {
-            return Err(KeyError::BadTokenOutput("block length"));
-        }
-        Ok(out)
+        self.run(block, true)
     }
 
     fn decrypt_block(&self, block: &[u8]) -> Result<Vec<u8>, KeyError> {
-        self.check_block(block)?;
-        let out = self
-            .session
-            .decrypt(&self.mechanism(), self.key, block)
-            .map_err(KeyError::pkcs11("C_Decrypt"))?;
-        if out.len() != block.len() {
-            return Err(KeyError::BadTokenOutput("block length"));
-        }
-        Ok(out)
+        self.run(block, false)
     }
 
     fn locator(&self) -> String {

@@ -109,6 +109,29 @@ pub(crate) fn find(
         .map_err(KeyError::pkcs11("C_FindObjects"))
 }
 
+/// The one object `find` found for `loc`'s label: [`KeyError::KeyNotFound`]
+/// for none, [`KeyError::Ambiguous`] for more (`what`: "private keys",
+/// "secret keys").
+pub(crate) fn the_one(
+    found: &[ObjectHandle],
+    loc: &Pkcs11Location,
+    what: &str,
+) -> Result<ObjectHandle, KeyError> {
+    match found {
+        [] => Err(KeyError::KeyNotFound {
+            token: loc.token.clone(),
+            label: loc.key_label.clone(),
+        }),
+        [key] => Ok(*key),
+        more => Err(KeyError::Ambiguous(format!(
+            "{} {what} are labelled {:?} on token {:?}",
+            more.len(),
+            loc.key_label,
+            loc.token
+        ))),
+    }
+}
+
 fn private_keys(session: &Session, label: &str) -> Result<Vec<ObjectHandle>, KeyError> {
     find(
         session,
@@ -279,23 +302,11 @@ impl Pkcs11Signer {
     /// Opens the key pair labelled `loc.key_label` on the token.
     pub fn open(loc: &Pkcs11Location, secrets: &dyn SecretSource) -> Result<Self, KeyError> {
         let session = login(loc, secrets, false)?;
-        let key = match private_keys(&session, &loc.key_label)?.as_slice() {
-            [] => {
-                return Err(KeyError::KeyNotFound {
-                    token: loc.token.clone(),
-                    label: loc.key_label.clone(),
-                })
-            }
-            [key] => *key,
-            more => {
-                return Err(KeyError::Ambiguous(format!(
-                    "{} private keys are labelled {:?} on token {:?}",
-                    more.len(),
-                    loc.key_label,
-                    loc.token
-                )))
-            }
-        };
+        let key = the_one(
+            &private_keys(&session, &loc.key_label)?,
+            loc,
+            "private keys",
+        )?;
         let public = read_public_key(&session, key, &loc.key_label)?;
         Ok(Pkcs11Signer {
             loc: loc.clone(),
