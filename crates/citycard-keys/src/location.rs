@@ -99,10 +99,7 @@ pub(crate) fn parse_pkcs11(
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     let (mut token, mut object, mut module) = (None, None, None);
     for attr in path.split(';').filter(|a| !a.is_empty()) {
-        let (k, v) = attr
-            .split_once('=')
-            .ok_or(LocatorParseError("attribute without '='"))?;
-        let v = pct_decode(v).ok_or(LocatorParseError("bad percent-encoding"))?;
+        let (k, v) = key_value(attr, "attribute without '='")?;
         match k {
             "token" => token = Some(v),
             "object" => object = Some(v),
@@ -115,10 +112,7 @@ pub(crate) fn parse_pkcs11(
         }
     }
     for attr in query.split('&').filter(|a| !a.is_empty()) {
-        let (k, v) = attr
-            .split_once('=')
-            .ok_or(LocatorParseError("query without '='"))?;
-        let v = pct_decode(v).ok_or(LocatorParseError("bad percent-encoding"))?;
+        let (k, v) = key_value(attr, "query without '='")?;
         match k {
             "module-path" => module = Some(v),
             _ => return Err(LocatorParseError("unsupported pkcs11 URI query attribute")),
@@ -131,6 +125,16 @@ pub(crate) fn parse_pkcs11(
         token: token.ok_or(LocatorParseError("missing token"))?,
         key_label: object.ok_or(LocatorParseError("missing object"))?,
     })
+}
+
+/// `k=v` of a pkcs11 URI, `v` percent-decoded; `no_equals` if there is no `=`.
+fn key_value<'a>(
+    attr: &'a str,
+    no_equals: &'static str,
+) -> Result<(&'a str, String), LocatorParseError> {
+    let (k, v) = attr.split_once('=').ok_or(LocatorParseError(no_equals))?;
+    let v = pct_decode(v).ok_or(LocatorParseError("bad percent-encoding"))?;
+    Ok((k, v))
 }
 
 fn pct_encode(s: &str) -> String {
