@@ -180,6 +180,61 @@ fn certificate(public: &PublicKey, subject: &str, card_authentication: &PublicKe
     )
 }
 
+/// Writes `cert` (DER) to `path` and imports it into `slot` with
+/// `yubico-piv-tool -a import-certificate`.
+fn import_certificate(slot: &str, cert: &[u8], path: &Path) {
+    std::fs::write(path, cert).unwrap();
+    piv_tool_ok(&[
+        "-a",
+        "import-certificate",
+        "-s",
+        slot,
+        "-K",
+        "DER",
+        "-i",
+        path.to_str().unwrap(),
+    ]);
+}
+
+/// Signs the file `data` through OpenSC's PKCS#11 module with the key of
+/// PKCS#11 `id` (after a login with the default PIN), the signature to
+/// `sig_path`; the DER signature.
+fn pkcs11_sign(id: &str, data: &Path, sig_path: &Path) -> Vec<u8> {
+    run_ok(
+        "pkcs11-tool",
+        &[
+            "--module",
+            PKCS11_MODULE,
+            "--login",
+            "--pin",
+            "123456",
+            "--sign",
+            "-m",
+            "ECDSA-SHA256",
+            "--id",
+            id,
+            "--signature-format",
+            "openssl",
+            "-i",
+            data.to_str().unwrap(),
+            "-o",
+            sig_path.to_str().unwrap(),
+        ],
+    );
+    std::fs::read(sig_path).unwrap()
+}
+
+/// `citycard card show --state STATE`, parsed.
+fn card_show(state: &Path) -> serde_json::Value {
+    serde_json::from_str(&citycard_ok(&[
+        "card",
+        "show",
+        "--state",
+        state.to_str().unwrap(),
+    ]))
+    .unwrap()
+}
+
 #[test]
 fn opensc_tool_binds_the_piv_driver() {
     let _lock = vpcd_lock();
@@ -213,19 +268,8 @@ fn yubico_piv_tool_status_shows_what_was_written() {
 
     piv_tool_ok(&["-a", "set-chuid", "-a", "set-ccc"]);
     let public = generate_with_piv_tool("9e", &[]);
-    let cert = self_signed_certificate(&public);
     let cert_path = dir.path().join("9e.der");
-    std::fs::write(&cert_path, &cert).unwrap();
-    piv_tool_ok(&[
-        "-a",
-        "import-certificate",
-        "-s",
-        "9e",
-        "-K",
-        "DER",
-        "-i",
-        cert_path.to_str().unwrap(),
-    ]);
+    import_certificate("9e", &self_signed_certificate(&public), &cert_path);
     // A wrong PIN costs a try.
     let (code, _, err) = piv_tool(&["-a", "verify-pin", "-P", "000000"]);
     assert_ne!(code, 0);
@@ -352,19 +396,8 @@ fn pkcs11_tool_lists_the_token_and_signs_with_card_authentication() {
 
     piv_tool_ok(&["-a", "set-chuid"]);
     let public = generate_with_piv_tool("9e", &[]);
-    let cert = self_signed_certificate(&public);
     let cert_path = dir.path().join("9e.der");
-    std::fs::write(&cert_path, &cert).unwrap();
-    piv_tool_ok(&[
-        "-a",
-        "import-certificate",
-        "-s",
-        "9e",
-        "-K",
-        "DER",
-        "-i",
-        cert_path.to_str().unwrap(),
-    ]);
+    import_certificate("9e", &self_signed_certificate(&public), &cert_path);
 
     let objects = run_ok("pkcs11-tool", &["--module", PKCS11_MODULE, "-O"]);
     assert!(
@@ -393,28 +426,7 @@ fn pkcs11_tool_lists_the_token_and_signs_with_card_authentication() {
     let data = dir.path().join("data.txt");
     std::fs::write(&data, b"a library desk checks a card").unwrap();
     let sig_path = dir.path().join("sig.der");
-    run_ok(
-        "pkcs11-tool",
-        &[
-            "--module",
-            PKCS11_MODULE,
-            "--login",
-            "--pin",
-            "123456",
-            "--sign",
-            "-m",
-            "ECDSA-SHA256",
-            "--id",
-            "04",
-            "--signature-format",
-            "openssl",
-            "-i",
-            data.to_str().unwrap(),
-            "-o",
-            sig_path.to_str().unwrap(),
-        ],
-    );
-    let signature = std::fs::read(&sig_path).unwrap();
+    let signature = pkcs11_sign("04", &data, &sig_path);
     let digest = sha256(&[b"a library desk checks a card"]);
     assert!(verifies(&public, &digest, &signature));
     assert!(!verifies(
@@ -427,39 +439,8 @@ fn pkcs11_tool_lists_the_token_and_signs_with_card_authentication() {
     // OpenSC logs in again (context-specific) before the signature.
     let signing = generate_with_piv_tool("9c", &[]);
     let cert = certificate(&signing, "citycard signer", &public);
-    std::fs::write(&cert_path, &cert).unwrap();
-    piv_tool_ok(&[
-        "-a",
-        "import-certificate",
-        "-s",
-        "9c",
-        "-K",
-        "DER",
-        "-i",
-        cert_path.to_str().unwrap(),
-    ]);
-    run_ok(
-        "pkcs11-tool",
-        &[
-            "--module",
-            PKCS11_MODULE,
-            "--login",
-            "--pin",
-            "123456",
-            "--sign",
-            "-m",
-            "ECDSA-SHA256",
-            "--id",
-            "02",
-            "--signature-format",
-            "openssl",
-            "-i",
-            data.to_str().unwrap(),
-            "-o",
-            sig_path.to_str().unwrap(),
-        ],
-    );
-    let signature = std::fs::read(&sig_path).unwrap();
+    import_certificate("9c", &cert, &cert_path);
+    let signature = pkcs11_sign("02", &data, &sig_path);
     assert!(verifies(&signing, &digest, &signature));
     assert!(!verifies(&public, &digest, &signature));
 }
@@ -482,13 +463,7 @@ fn citycard_emulate_profile_piv_persists_and_the_clone_fault_signs_with_another_
     piv_tool_ok(&["-a", "set-chuid"]);
     emulator.kill();
 
-    let show: serde_json::Value = serde_json::from_str(&citycard_ok(&[
-        "card",
-        "show",
-        "--state",
-        state.to_str().unwrap(),
-    ]))
-    .unwrap();
+    let show = card_show(&state);
     assert_eq!(show["profile"], "piv");
     assert_eq!(show["key_slots"], serde_json::json!(["9e"]));
     assert_eq!(show["objects"], serde_json::json!(["5fc102"]));
@@ -520,7 +495,6 @@ fn a_torn_key_generation_leaves_the_old_state() {
     }
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("piv.state");
-    let state_arg = state.to_str().unwrap();
     // The first write (the CHUID) completes, the second (key generation) is torn.
     let emulator = EmulatorProcess::start(
         &state,
@@ -539,8 +513,7 @@ fn a_torn_key_generation_leaves_the_old_state() {
     // only notices the card is gone at its next presence poll. A new card
     // connected before that poll is never powered up; give pcscd the poll.
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    let show: serde_json::Value =
-        serde_json::from_str(&citycard_ok(&["card", "show", "--state", state_arg])).unwrap();
+    let show = card_show(&state);
     assert_eq!(show["objects"], serde_json::json!(["5fc102"]));
     assert_eq!(show["key_slots"], serde_json::json!([]));
     // The card works on: the next generation succeeds and persists.
