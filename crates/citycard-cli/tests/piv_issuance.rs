@@ -58,6 +58,15 @@ impl Office {
     }
 
     fn run(&self, args: &[&str]) -> Output {
+        self.command(args)
+            .env("CITYCARD_OPERATOR", "test")
+            .output()
+            .unwrap()
+    }
+
+    /// `citycard ARGS` with `HOME`, `CARDS` and the office's file names
+    /// replaced by their paths, and the issuer passphrase set.
+    fn command(&self, args: &[&str]) -> Command {
         let home = self.path("home");
         let cards = format!("emulated:{}", self.path("cards").display());
         let args: Vec<String> = args
@@ -76,12 +85,11 @@ impl Office {
                 a => a.to_string(),
             })
             .collect();
-        Command::new(env!("CARGO_BIN_EXE_citycard"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_citycard"));
+        command
             .args(&args)
-            .env("CITYCARD_PASSPHRASE", "correct horse")
-            .env("CITYCARD_OPERATOR", "test")
-            .output()
-            .unwrap()
+            .env("CITYCARD_PASSPHRASE", "correct horse");
+        command
     }
 
     fn ok(&self, args: &[&str]) -> Output {
@@ -105,7 +113,16 @@ fn json(out: &Output) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
+/// `personalise` of `resident` at desk-1 on the emulated reader, `--json`,
+/// then `extra`.
 fn personalise<'a>(resident: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = personalise_text(resident, &["--json"]);
+    v.extend_from_slice(extra);
+    v
+}
+
+/// `personalise` of `resident` at desk-1 on the emulated reader, then `extra`.
+fn personalise_text<'a>(resident: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec![
         "personalise",
         "--dir",
@@ -116,10 +133,35 @@ fn personalise<'a>(resident: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
         "CARDS",
         "--resident",
         resident,
-        "--json",
     ];
     v.extend_from_slice(extra);
     v
+}
+
+/// `batch` of the rows in `file` at desk-1 on the emulated reader, then `extra`.
+fn batch<'a>(file: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "batch",
+        "--dir",
+        "HOME",
+        "--station",
+        "desk-1",
+        "--reader",
+        "CARDS",
+        file,
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+/// The command exited with `code` (its stderr in the message otherwise).
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn card_states(dir: &Path) -> usize {
@@ -152,12 +194,7 @@ fn piv_issuance_end_to_end_with_its_refusals() {
         "alex.json",
         &["--profile", "piv", "--management-key", "open.key"],
     ));
-    assert_eq!(
-        out.status.code(),
-        Some(5),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 5);
     assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
     // The factory key configured: refused (5), with the way out.
     let out = o.run(&personalise(
@@ -172,12 +209,7 @@ fn piv_issuance_end_to_end_with_its_refusals() {
         "alex.json",
         &["--profile", "piv", "--management-key", "city.key"],
     ));
-    assert_eq!(
-        out.status.code(),
-        Some(10),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 10);
     let v = json(&out);
     assert_eq!(v["ok"], false);
     assert!(
@@ -221,12 +253,7 @@ fn piv_issuance_end_to_end_with_its_refusals() {
             "other.pem",
         ],
     ));
-    assert_eq!(
-        out.status.code(),
-        Some(12),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 12);
     assert_eq!(o.registry().counts().unwrap(), Default::default());
     o.write("bad.pem", "not a key\n", 0o644);
     let out = o.run(&personalise(
@@ -273,20 +300,10 @@ fn piv_issuance_end_to_end_with_its_refusals() {
     assert!(shown.contains("piv") || shown.contains("PIV"), "{shown}");
 
     // Text output names what is not on the card.
-    let out = o.ok(&[
-        "personalise",
-        "--dir",
-        "HOME",
-        "--station",
-        "desk-1",
-        "--reader",
-        "CARDS",
-        "--resident",
+    let out = o.ok(&personalise_text(
         "teen.json",
-        "--profile",
-        "piv",
-        "--allow-default-management-key",
-    ]);
+        &["--profile", "piv", "--allow-default-management-key"],
+    ));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("Signed age predicates (true on the issue date): none"),
@@ -318,26 +335,16 @@ fn piv_batch_issues_every_row() {
         "resident_id,name,birth_date,address\nR1,Ann,2010-01-01,Rue 1\nR2,Bob,1950-05-05,Rue 2\n",
         0o600,
     );
-    let out = o.run(&[
-        "batch",
-        "--dir",
-        "HOME",
-        "--station",
-        "desk-1",
-        "--reader",
-        "CARDS",
+    let out = o.run(&batch(
         "rows.csv",
-        "--profile",
-        "piv",
-        "--allow-default-management-key",
-        "--json",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        &[
+            "--profile",
+            "piv",
+            "--allow-default-management-key",
+            "--json",
+        ],
+    ));
+    assert_exit(&out, 0);
     let text = String::from_utf8_lossy(&out.stdout);
     let lines: Vec<serde_json::Value> = text
         .lines()
@@ -350,20 +357,10 @@ fn piv_batch_issues_every_row() {
     assert_eq!(lines[2]["summary"]["issued"], 2);
     assert_eq!(card_states(&o.path("cards")), 2);
     // --card-key-from is for one card only.
-    let out = o.run(&[
-        "batch",
-        "--dir",
-        "HOME",
-        "--station",
-        "desk-1",
-        "--reader",
-        "CARDS",
+    let out = o.run(&batch(
         "rows.csv",
-        "--profile",
-        "piv",
-        "--card-key-from",
-        "x.pem",
-    ]);
+        &["--profile", "piv", "--card-key-from", "x.pem"],
+    ));
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -386,17 +383,7 @@ fn the_default_profile_output_is_unchanged() {
             "schema_version"
         ]
     );
-    let out = o.ok(&[
-        "personalise",
-        "--dir",
-        "HOME",
-        "--station",
-        "desk-1",
-        "--reader",
-        "CARDS",
-        "--resident",
-        "teen.json",
-    ]);
+    let out = o.ok(&personalise_text("teen.json", &[]));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("Issued card LG-000002 (valid "), "{text}");
     assert!(
@@ -540,20 +527,7 @@ fn piv_issuance_with_the_management_key_on_a_pkcs11_token() {
     let issue = |pin: &str| {
         let mut args = personalise("alex.json", &["--profile", "piv", "--management-key"]);
         args.push(&locator);
-        let home = o.path("home");
-        let cards = format!("emulated:{}", o.path("cards").display());
-        let args: Vec<String> = args
-            .iter()
-            .map(|a| match *a {
-                "HOME" => home.display().to_string(),
-                "CARDS" => cards.clone(),
-                "alex.json" => o.path("alex.json").display().to_string(),
-                a => a.to_string(),
-            })
-            .collect();
-        Command::new(env!("CARGO_BIN_EXE_citycard"))
-            .args(&args)
-            .env("CITYCARD_PASSPHRASE", "correct horse")
+        o.command(&args)
             .env("CITYCARD_PKCS11_PIN", pin)
             .env("SOFTHSM2_CONF", &conf)
             .output()
@@ -561,21 +535,11 @@ fn piv_issuance_with_the_management_key_on_a_pkcs11_token() {
     };
     // A wrong PIN: key access failed (6), nothing written.
     let out = issue("0000");
-    assert_eq!(
-        out.status.code(),
-        Some(6),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 6);
     assert_eq!(o.registry().counts().unwrap(), Default::default());
     // The right PIN: the prepared card (not a new one) is issued.
     let out = issue("1234");
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     let v = json(&out);
     assert_eq!(v["profile"], "piv", "{v}");
     assert_eq!(card_states(&o.path("cards")), 1);
