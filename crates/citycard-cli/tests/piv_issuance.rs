@@ -123,32 +123,29 @@ fn personalise<'a>(resident: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
 
 /// `personalise` of `resident` at desk-1 on the emulated reader, then `extra`.
 fn personalise_text<'a>(resident: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec![
-        "personalise",
-        "--dir",
-        "HOME",
-        "--station",
-        "desk-1",
-        "--reader",
-        "CARDS",
-        "--resident",
-        resident,
-    ];
+    let mut v = at_desk("personalise", &["--resident", resident]);
     v.extend_from_slice(extra);
     v
 }
 
 /// `batch` of the rows in `file` at desk-1 on the emulated reader, then `extra`.
 fn batch<'a>(file: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = at_desk("batch", &[file]);
+    v.extend_from_slice(extra);
+    v
+}
+
+/// `command` with the office's home, station desk-1 and the emulated
+/// reader, then `extra`.
+fn at_desk<'a>(command: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec![
-        "batch",
+        command,
         "--dir",
         "HOME",
         "--station",
         "desk-1",
         "--reader",
         "CARDS",
-        file,
     ];
     v.extend_from_slice(extra);
     v
