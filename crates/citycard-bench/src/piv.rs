@@ -20,7 +20,6 @@ use rand_chacha::ChaCha20Rng;
 
 use crate::city::{City, Profile};
 use crate::model::PIV_GENERAL_AUTHENTICATE;
-use crate::stats::{median_p95_us, median_us};
 use crate::verification::{timed_verify, HostTiming, Replay, TapCounts};
 
 /// The emulated PIV card over in-memory storage.
@@ -261,16 +260,11 @@ pub fn host_timing(
             ecdsa_t.push(t_ecdsa);
         }
     }
-    let (verify_us_median, verify_us_p95) = median_p95_us(&mut verify_t);
-    let (crypto_us_median, crypto_us_p95) = median_p95_us(&mut crypto_t);
-    Ok(HostTiming {
+    Ok(HostTiming::of_samples(
         runs,
-        verify_us_median,
-        verify_us_p95,
-        crypto_us_median,
-        crypto_us_p95,
-        keygen_us_median: 0.0,
-        ecdh_us_median: 0.0,
-        ecdsa_verify_us_median: median_us(&mut ecdsa_t),
-    })
+        &mut verify_t,
+        &mut crypto_t,
+        &mut ecdsa_t,
+        None,
+    ))
 }

@@ -188,6 +188,36 @@ pub struct HostTiming {
     pub ecdsa_verify_us_median: f64,
 }
 
+impl HostTiming {
+    /// The medians (and p95) of the samples of `runs` timed runs: `verify`,
+    /// `crypto` (the EC operations together), `ecdsa` alone, and `keygen`
+    /// and `ecdh` alone where the tap has them (0 otherwise: PIV).
+    pub(crate) fn of_samples(
+        runs: usize,
+        verify: &mut [Duration],
+        crypto: &mut [Duration],
+        ecdsa: &mut [Duration],
+        keygen_ecdh: Option<(&mut [Duration], &mut [Duration])>,
+    ) -> Self {
+        let (verify_us_median, verify_us_p95) = median_p95_us(verify);
+        let (crypto_us_median, crypto_us_p95) = median_p95_us(crypto);
+        let (keygen_us_median, ecdh_us_median) = match keygen_ecdh {
+            Some((keygen, ecdh)) => (median_us(keygen), median_us(ecdh)),
+            None => (0.0, 0.0),
+        };
+        Self {
+            runs,
+            verify_us_median,
+            verify_us_p95,
+            crypto_us_median,
+            crypto_us_p95,
+            keygen_us_median,
+            ecdh_us_median,
+            ecdsa_verify_us_median: median_us(ecdsa),
+        }
+    }
+}
+
 /// What the crypto baseline works on: the same keys and record as the tap.
 struct CryptoInputs {
     reader_key: p256::SecretKey,
@@ -318,18 +348,13 @@ pub fn host_timing(
             ecdsa_t.push(t_ecdsa);
         }
     }
-    let (verify_us_median, verify_us_p95) = median_p95_us(&mut verify_t);
-    let (crypto_us_median, crypto_us_p95) = median_p95_us(&mut crypto_t);
-    Ok(HostTiming {
+    Ok(HostTiming::of_samples(
         runs,
-        verify_us_median,
-        verify_us_p95,
-        crypto_us_median,
-        crypto_us_p95,
-        keygen_us_median: median_us(&mut keygen_t),
-        ecdh_us_median: median_us(&mut ecdh_t),
-        ecdsa_verify_us_median: median_us(&mut ecdsa_t),
-    })
+        &mut verify_t,
+        &mut crypto_t,
+        &mut ecdsa_t,
+        Some((&mut keygen_t, &mut ecdh_t)),
+    ))
 }
 
 /// Time budget helper: `Duration` in ms.
