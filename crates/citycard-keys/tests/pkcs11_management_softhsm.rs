@@ -68,6 +68,15 @@ fn loc(token: &str, label: &str) -> Pkcs11Location {
     }
 }
 
+/// The 3DES management key labelled `label` on `token`.
+fn open_3des(
+    token: &str,
+    label: &str,
+    secrets: &FixedSecrets,
+) -> Result<Pkcs11ManagementKey, KeyError> {
+    Pkcs11ManagementKey::open(&loc(token, label), ManagementAlgorithm::TripleDes, secrets)
+}
+
 fn pin() -> FixedSecrets {
     FixedSecrets::new("unused", PIN)
 }
@@ -158,30 +167,15 @@ fn aes_token_keys_are_checked_for_length() {
 #[test]
 fn the_factory_key_on_a_token_is_recognised() {
     import("default", "mgm", KeyType::DES3, &DEFAULT_MANAGEMENT_KEY);
-    let key = Pkcs11ManagementKey::open(
-        &loc("default", "mgm"),
-        ManagementAlgorithm::TripleDes,
-        &pin(),
-    )
-    .unwrap();
+    let key = open_3des("default", "mgm", &pin()).unwrap();
     assert!(is_factory_default(&key).unwrap());
 }
 
 #[test]
 fn a_missing_key_and_a_wrong_pin_are_distinct_errors() {
-    let err = Pkcs11ManagementKey::open(
-        &loc("missing", "nope"),
-        ManagementAlgorithm::TripleDes,
-        &pin(),
-    )
-    .unwrap_err();
+    let err = open_3des("missing", "nope", &pin()).unwrap_err();
     assert!(matches!(err, KeyError::KeyNotFound { .. }), "{err:?}");
-    let err = Pkcs11ManagementKey::open(
-        &loc("missing", "nope"),
-        ManagementAlgorithm::TripleDes,
-        &FixedSecrets::new("", "0000"),
-    )
-    .unwrap_err();
+    let err = open_3des("missing", "nope", &FixedSecrets::new("", "0000")).unwrap_err();
     assert!(matches!(err, KeyError::WrongPin(_)), "{err:?}");
 }
 
@@ -196,9 +190,7 @@ fn exchange(card: &mut impl ContactlessCard, cmd: &citycard_proto::Command) -> (
 #[test]
 fn the_token_key_authenticates_to_a_piv_card() {
     import("card", "mgm", KeyType::DES3, &CITY_KEY);
-    let key =
-        Pkcs11ManagementKey::open(&loc("card", "mgm"), ManagementAlgorithm::TripleDes, &pin())
-            .unwrap();
+    let key = open_3des("card", "mgm", &pin()).unwrap();
     let factory = SoftManagementKey::factory_default(ManagementAlgorithm::TripleDes);
     let mut card = PivCard::new(
         MemoryStorage::new(),
