@@ -12,7 +12,7 @@ use citycard_card::MemoryStorage;
 use citycard_issuer::piv::{issue_one, PivIssued, PivOptions};
 use citycard_keys::SoftManagementKey;
 use citycard_proto::piv::{self, CardAuthenticationCertificate, ManagementAlgorithm};
-use citycard_reader::{verify, CardProfile};
+use citycard_reader::CardProfile;
 use citycard_transport::{CardChannel, MemoryTransport, TraceEntry, Traced};
 use p256::ecdsa::Signature;
 use rand_chacha::rand_core::SeedableRng;
@@ -20,7 +20,7 @@ use rand_chacha::ChaCha20Rng;
 
 use crate::city::{City, Profile};
 use crate::model::PIV_GENERAL_AUTHENTICATE;
-use crate::verification::{timed_verify, HostTiming, Replay, TapCounts};
+use crate::verification::{timed_verify, traced, HostTiming, Replay, TapCounts};
 
 /// The emulated PIV card over in-memory storage.
 pub type PivCard = citycard_piv_card::PivCard<MemoryStorage, ChaCha20Rng>;
@@ -103,19 +103,16 @@ fn traced_tap(
     city: &City,
     rng: &mut ChaCha20Rng,
 ) -> anyhow::Result<TapCounts> {
-    ch.transport_mut().clear();
-    let w0 = writes(ch);
-    let verdict = verify(ch, &profile.trust, &city.policy(profile), rng);
-    match verdict.genuine() {
-        Some(g) if g.profile == CardProfile::Piv => {}
-        _ => bail!(
-            "PIV card, {}: verdict {} ({verdict:?})",
-            profile.name,
-            verdict.kind()
-        ),
-    }
-    let entries = ch.transport_mut().take_entries();
-    Ok(TapCounts::from_entries(entries, writes(ch) - w0))
+    traced(ch, writes, profile, city, rng, |verdict| {
+        match verdict.genuine() {
+            Some(g) if g.profile == CardProfile::Piv => Ok(()),
+            _ => bail!(
+                "PIV card, {}: verdict {} ({verdict:?})",
+                profile.name,
+                verdict.kind()
+            ),
+        }
+    })
 }
 
 /// Issues one PIV card in process and taps it once per [`ROWS`] entry with a

@@ -7,7 +7,9 @@ use anyhow::{anyhow, bail, Context};
 use citycard_proto::auth::ReaderSession;
 use citycard_proto::{crypto, tlv};
 use citycard_reader::{verify, Policy, Trust, Verdict};
-use citycard_transport::{CardChannel, CardTransport, TraceEntry, TransactionFn, TransportError};
+use citycard_transport::{
+    CardChannel, CardTransport, TraceEntry, Traced, TransactionFn, TransportError,
+};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde::Serialize;
@@ -71,16 +73,33 @@ fn traced_tap(
     city: &City,
     rng: &mut ChaCha20Rng,
 ) -> anyhow::Result<TapCounts> {
+    traced(ch, writes, profile, city, rng, |verdict| {
+        if !verdict.is_genuine() {
+            bail!(
+                "{}: verdict {} on a good card",
+                profile.name,
+                verdict.kind()
+            );
+        }
+        Ok(())
+    })
+}
+
+/// One tap on `ch` by `profile`, traced: its exchange and counts (`writes`:
+/// the card's persistent writes so far); fails unless `check` accepts the
+/// verdict.
+pub(crate) fn traced<T: CardTransport>(
+    ch: &mut CardChannel<Traced<T>>,
+    writes: fn(&CardChannel<Traced<T>>) -> u64,
+    profile: &Profile,
+    city: &City,
+    rng: &mut ChaCha20Rng,
+    check: impl FnOnce(&Verdict) -> anyhow::Result<()>,
+) -> anyhow::Result<TapCounts> {
     ch.transport_mut().clear();
     let w0 = writes(ch);
     let verdict = verify(ch, &profile.trust, &city.policy(profile), rng);
-    if !verdict.is_genuine() {
-        bail!(
-            "{}: verdict {} on a good card",
-            profile.name,
-            verdict.kind()
-        );
-    }
+    check(&verdict)?;
     let entries = ch.transport_mut().take_entries();
     Ok(TapCounts::from_entries(entries, writes(ch) - w0))
 }
