@@ -278,5 +278,20 @@ fn a_key_generated_by_yubico_piv_tool_is_certified_by_citycard_and_verifies() {
         serde_json::Value::Null,
         "{v}"
     );
+    // The text a person at the gate reads says why.
+    let (code, text, err) = citycard(&[
+        "verify",
+        "--reader",
+        READER,
+        "--trust",
+        c.bundle.to_str().unwrap(),
+        "--credential",
+        c.transit.to_str().unwrap(),
+        "--wait",
+        "10",
+    ]);
+    assert_eq!(code, 0, "{text}{err}");
+    assert!(text.contains("(PIV profile)"), "{text}");
+    assert!(text.contains("age_over_18: not proven"), "{text}");
     emu.kill();
 }

@@ -160,9 +160,12 @@ pub fn run(args: &VerifyArgs, trace: bool) -> anyhow::Result<ExitCode> {
 fn describe(verdict: &citycard_reader::Verdict) -> String {
     match verdict.genuine() {
         Some(g) => {
-            let mut lines = vec![String::from(
-                "GENUINE card of this city, valid and not revoked.",
-            )];
+            let piv = g.profile == citycard_reader::CardProfile::Piv;
+            let mut lines = vec![String::from(if piv {
+                "GENUINE card of this city (PIV profile), valid and not revoked."
+            } else {
+                "GENUINE card of this city, valid and not revoked."
+            })];
             if let Some(p) = g.pseudonym {
                 lines.push(format!("  pseudonym: {}", hex::encode(p)));
             }
@@ -173,6 +176,9 @@ fn describe(verdict: &citycard_reader::Verdict) -> String {
                 let a = match answer {
                     Some(true) => "yes",
                     Some(false) => "no",
+                    None if piv => {
+                        "not proven (a PIV card carries only what held on its issue date)"
+                    }
                     None => "unknown (no birth date on the card)",
                 };
                 lines.push(format!("  {}: {a}", id.name()));
