@@ -108,6 +108,8 @@ struct ScriptedPiv {
     pending: Vec<u8>,
     /// Every 9E answer given (for replay tests).
     answers: Vec<Vec<u8>>,
+    /// GET DATA and GET RESPONSE answer 256 bytes and `61 00` forever.
+    endless: bool,
 }
 
 impl ScriptedPiv {
@@ -117,6 +119,7 @@ impl ScriptedPiv {
             signing: Signing::With(key.clone()),
             pending: Vec::new(),
             answers: Vec::new(),
+            endless: false,
         }
     }
 
@@ -153,6 +156,11 @@ impl ContactlessCard for ScriptedPiv {
                 r
             }
             0xA4 => vec![0x6A, 0x82],
+            0xCB | 0xC0 if self.endless => {
+                let mut r = vec![0x53; 256];
+                r.extend_from_slice(&[0x61, 0x00]);
+                r
+            }
             0xCB => match self.container.clone() {
                 Some(c) if cmd.data == [0x5C, 0x03, 0x5F, 0xC1, 0x01] => {
                     let data = tlv::encode(0x53, &c);
@@ -403,4 +411,18 @@ fn piv_cards_that_are_not_ours_are_not_a_citycard() {
     // A broken container.
     card.container = Some(vec![0x70, 0x82, 0xFF]);
     assert_eq!(tap(card, &t, &policy).0.kind(), "tampered");
+}
+
+#[test]
+fn a_piv_card_that_never_stops_answering_gets_a_verdict_not_a_hang() {
+    let city = city();
+    let (mut card, _) = issued(&city);
+    card.endless = true;
+    let (v, _, apdus) = tap(card, &trust(&city, "full"), &Policy::at(now()));
+    assert_eq!(v.kind(), "tampered", "{v:?}");
+    // SELECT ×2, GET DATA, then GET RESPONSE up to the reader's bound.
+    assert!(
+        apdus <= 3 + citycard_reader::MAX_GET_RESPONSE as u64,
+        "{apdus} APDUs"
+    );
 }
