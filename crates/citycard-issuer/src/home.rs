@@ -506,14 +506,16 @@ impl IssuerHome {
         }
         let root = self.root_signer(secrets)?;
         let mut reg = self.registry()?;
-        let revoked = reg.revoked()?;
+        // Revoked cards, and spoiled intents that carried a card key (cards
+        // lost after the station signed for them).
+        let revoked = reg.revocation_ids()?;
         let sequence = reg.next_revocation_sequence()?;
         let body = RevocationListBody {
             issuer: self.config.issuer_id.clone(),
             sequence,
             issued_at: now_unix,
             next_update: now_unix.saturating_add(u64::from(next_update_days) * 86_400),
-            revoked: revoked.iter().map(|r| r.revocation_id).collect(),
+            revoked,
         };
         let tbs = body.to_be_signed()?;
         let list = RevocationList::assemble(&tbs, &root.sign(&tbs)?)?;

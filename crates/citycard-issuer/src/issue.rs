@@ -89,6 +89,7 @@ fn spoil_reason(e: &PersonaliseError) -> &'static str {
         | PersonaliseError::ManagementKeyRefused(_)
         | PersonaliseError::CardOccupied(_) => "card-refused",
         PersonaliseError::Possession(_) => "possession",
+        PersonaliseError::KeyNotRecorded(_) => "key-not-recorded",
     }
 }
 
@@ -133,19 +134,28 @@ pub fn issue_one<T: CardTransport>(
         certificate: &station.check_certificate,
         key: &station.check_key,
     };
-    let result = personalise::personalise(ch, &anchor, &st, &attributes, today, expires_on, rng)
-        .and_then(|p| {
-            personalise::read_back(
-                ch,
-                &check,
-                &station.certificate,
-                &p,
-                &attributes,
-                today,
-                rng,
-            )
-            .map(|()| p)
-        });
+    let result = personalise::personalise_recording(
+        ch,
+        &anchor,
+        &st,
+        &attributes,
+        today,
+        expires_on,
+        &mut |key| record_key(registry, intent_id, key, actor),
+        rng,
+    )
+    .and_then(|p| {
+        personalise::read_back(
+            ch,
+            &check,
+            &station.certificate,
+            &p,
+            &attributes,
+            today,
+            rng,
+        )
+        .map(|()| p)
+    });
     let issued = Issued {
         card_number: card_number.clone(),
         issued_on: today,
@@ -233,6 +243,27 @@ pub(crate) fn begin_intent(
     })
 }
 
+/// Records `card_key` on the open intent, durably, before the first APDU that
+/// could put a station-signed record (applet) or certificate (PIV) on the
+/// card: if the card is then lost and the intent spoiled, the key's
+/// revocation id goes on the next revocation list (the card may be complete
+/// and genuine). For [`personalise::personalise_recording`] and the PIV flow.
+pub(crate) fn record_key(
+    registry: &mut Registry,
+    intent_id: i64,
+    card_key: &PublicKey,
+    actor: &str,
+) -> Result<(), String> {
+    registry
+        .attach_card_key(
+            intent_id,
+            &crypto::encode_point(card_key),
+            &revocation_id(card_key),
+            actor,
+        )
+        .map_err(|e| e.to_string())
+}
+
 /// Commits an intent as issued with `card_key` as the card key.
 pub(crate) fn commit(
     registry: &mut Registry,
@@ -264,6 +295,8 @@ pub(crate) fn card_failed(
         return IssueError::CardLost { error, card_number };
     }
     let reason = reason(&error);
+    // An intent that carries the card key keeps it, and its revocation id
+    // goes on the next revocation list.
     if let Err(e) = registry.mark_spoiled(intent_id, reason, actor) {
         return IssuerError::from(e).into();
     }
@@ -281,6 +314,10 @@ pub struct Reconciled {
     pub committed: Vec<String>,
     /// Intents marked spoiled.
     pub spoiled: Vec<String>,
+    /// Of the spoiled intents, those that carried a card key: the lost card
+    /// may hold a signed record, so its revocation id goes on the next
+    /// revocation list (`revocation publish`).
+    pub listed: Vec<String>,
 }
 
 /// Settles every open intent (left by a crash or a lost card): committed if
@@ -310,7 +347,10 @@ pub fn reconcile<T: CardTransport>(
 
 /// Settles the `open` intents against the card in the reader (its card
 /// number and card key, if it was identified): the intent for its card
-/// number is committed, every other one spoiled (`open-at-restart`).
+/// number is committed — if the intent recorded a card key, only when the
+/// card's key is that one — and every other one spoiled (`open-at-restart`).
+/// A spoiled intent that carried a card key keeps it, and its revocation id
+/// goes on the next revocation list (reported in [`Reconciled::listed`]).
 pub(crate) fn settle_open(
     registry: &mut Registry,
     open: Vec<Intent>,
@@ -319,13 +359,21 @@ pub(crate) fn settle_open(
 ) -> Result<Reconciled, IssuerError> {
     let mut report = Reconciled::default();
     for intent in open {
-        match in_reader {
-            Some((number, key)) if *number == intent.card_number => {
+        let same_card = in_reader.filter(|(number, key)| {
+            *number == intent.card_number
+                && intent
+                    .card_key
+                    .is_none_or(|recorded| recorded == crypto::encode_point(key))
+        });
+        match same_card {
+            Some((_, key)) => {
                 commit(registry, intent.id, key, actor)?;
                 report.committed.push(intent.card_number);
             }
-            _ => {
-                registry.mark_spoiled(intent.id, "open-at-restart", actor)?;
+            None => {
+                if registry.mark_spoiled(intent.id, "open-at-restart", actor)? {
+                    report.listed.push(intent.card_number.clone());
+                }
                 report.spoiled.push(intent.card_number);
             }
         }

@@ -67,6 +67,10 @@ pub enum PersonaliseError {
     /// Reading the card back did not give exactly what was written.
     #[error("read-back check failed: {0}")]
     ReadBack(String),
+    /// The card's key could not be recorded before the signed record was
+    /// written (the registry refused or failed): nothing signed was sent.
+    #[error("the card key could not be recorded: {0}")]
+    KeyNotRecorded(String),
 }
 
 /// What the station needs to personalise.
@@ -195,6 +199,33 @@ pub fn personalise<T: CardTransport>(
     valid_to: Date,
     rng: &mut dyn CryptoRngCore,
 ) -> Result<Personalised, PersonaliseError> {
+    personalise_recording(
+        ch,
+        anchor,
+        station,
+        attributes,
+        valid_from,
+        valid_to,
+        &mut |_| Ok(()),
+        rng,
+    )
+}
+
+/// [`personalise`], calling `record_key` with the card's key as soon as the
+/// card has given it (EXTERNAL AUTHENTICATE) — before the record is signed,
+/// so before anything signed can reach the card. An error from `record_key`
+/// stops personalisation there ([`PersonaliseError::KeyNotRecorded`]).
+#[allow(clippy::too_many_arguments)]
+pub fn personalise_recording<T: CardTransport>(
+    ch: &mut CardChannel<T>,
+    anchor: &Anchor<'_>,
+    station: &Station<'_>,
+    attributes: &[(AttributeId, Vec<u8>)],
+    valid_from: Date,
+    valid_to: Date,
+    record_key: &mut dyn FnMut(&PublicKey) -> Result<(), String>,
+    rng: &mut dyn CryptoRngCore,
+) -> Result<Personalised, PersonaliseError> {
     // Validate everything before the first write to the card.
     let mut entries = Vec::with_capacity(attributes.len());
     for (id, value) in attributes {
@@ -216,6 +247,8 @@ pub fn personalise<T: CardTransport>(
         other => return Err(PersonaliseError::NotBlank(other)),
     }
     let (card_key, mut channel) = authenticate(ch, station, rng)?;
+    // The earliest point the key is known, and nothing signed exists yet.
+    record_key(&card_key).map_err(PersonaliseError::KeyNotRecorded)?;
     let body = RecordBody::new(
         station.certificate.fingerprint(),
         valid_from,

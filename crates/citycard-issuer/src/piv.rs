@@ -19,19 +19,25 @@
 //! 2. **Durable intent** (card number allocated) before the first APDU that
 //!    changes the card.
 //! 3. GENERATE in `9E` (unless the key was supplied), proof of possession over
-//!    a fresh challenge, station signature over the certificate, PUT DATA
-//!    `5FC101`, read-back (GET DATA equal to what was written, a second
-//!    challenge verifies).
+//!    a fresh challenge, the `9E` key and its revocation id **recorded in the
+//!    intent** (durably, before anything is signed), station signature over
+//!    the certificate, PUT DATA `5FC101`, read-back (GET DATA equal to what
+//!    was written, a second challenge verifies).
 //! 4. Commit, with the `9E` public key as the card key: revocation works as
 //!    for applet cards (same revocation id function).
 //!
 //! A card lost mid-way leaves the intent open ([`IssueError::CardLost`]);
 //! [`reconcile`] settles it against the card in the reader: a card carrying
 //! this registry's certificate for the intent's card number, whose `9E` key
-//! answers a challenge, is committed; anything else (no certificate yet, an
-//! older one, a key replaced by GENERATE) spoils the intent. Any other
-//! failure after the intent marks it spoiled. A spoiled PIV card is not
-//! consumed: the same card can be issued again (GENERATE replaces the key).
+//! answers a challenge and is the key recorded in the intent, is committed;
+//! anything else (no certificate yet, an older one, a key replaced by
+//! GENERATE, another card) spoils the intent. Any other failure after the
+//! intent marks it spoiled. A spoiled intent that carries a `9E` key (lost
+//! after the key was recorded, so possibly after PUT DATA) keeps it, and its
+//! revocation id goes on the next revocation list: the lost card may hold a
+//! complete, valid certificate. A spoiled PIV card is not consumed: the same
+//! card can be issued again (GENERATE replaces the key; a supplied key that
+//! was recorded for a spoiled intent is refused, since it is listed).
 //!
 //! Nothing but the certificate's fields (issuer id, station, card number,
 //! validity, the `9E` key and the age predicates that held on the issue
@@ -53,8 +59,8 @@ use rand_core::CryptoRngCore;
 use crate::error::IssuerError;
 use crate::home::{IssuerHome, LoadedStation};
 use crate::issue::{
-    begin_intent, card_failed, check_station, commit, settle_open, Begun, IssueError, Issued,
-    Reconciled,
+    begin_intent, card_failed, check_station, commit, record_key, settle_open, Begun, IssueError,
+    Issued, Reconciled,
 };
 use crate::personalise::PersonaliseError;
 use crate::resident::Resident;
@@ -355,12 +361,14 @@ struct Written {
     certificate: CardAuthenticationCertificate,
 }
 
-/// Steps 3 of the module doc: key, possession, certificate, PUT DATA.
+/// Steps 3 of the module doc: key, possession, the key recorded
+/// (`record_key`), certificate, PUT DATA.
 fn personalise_card<T: CardTransport>(
     ch: &mut CardChannel<T>,
     station: &LoadedStation,
     body_of: &dyn Fn(PublicKey) -> CardAuthenticationBody,
     supplied: Option<PublicKey>,
+    record_key: &mut dyn FnMut(&PublicKey) -> Result<(), String>,
     rng: &mut dyn CryptoRngCore,
 ) -> Result<Written, PersonaliseError> {
     let card_key = match supplied {
@@ -376,6 +384,10 @@ fn personalise_card<T: CardTransport>(
     // Proof of possession before anything is signed (supplied keys were
     // proven in the preflight already; once more costs one signature).
     prove_possession(ch, &card_key, rng)?;
+    // Recorded in the intent before the certificate is signed, so before
+    // PUT DATA: a card lost from here on may carry a valid certificate, and
+    // a spoiled intent then puts this key's revocation id on the list.
+    record_key(&card_key).map_err(PersonaliseError::KeyNotRecorded)?;
     let body = body_of(card_key);
     let tbs = body.to_be_signed()?;
     let signature = station
@@ -510,8 +522,15 @@ pub fn issue_one<T: CardTransport>(
         card_key,
         predicates,
     };
-    let result = personalise_card(ch, station, &body_of, options.card_key, rng)
-        .and_then(|w| read_back(ch, &w, rng).map(|()| w));
+    let result = personalise_card(
+        ch,
+        station,
+        &body_of,
+        options.card_key,
+        &mut |key| record_key(registry, intent_id, key, actor),
+        rng,
+    )
+    .and_then(|w| read_back(ch, &w, rng).map(|()| w));
     let issued = Issued {
         card_number: card_number.clone(),
         issued_on: today,

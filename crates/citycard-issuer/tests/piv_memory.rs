@@ -625,11 +625,13 @@ fn a_card_pulled_after_generate_is_spoiled_and_can_be_issued_again() {
     let rec = reconcile(&c, &mut ch);
     assert_eq!(rec.spoiled, ["LG-000001"]);
     assert!(rec.committed.is_empty());
+    // The host never saw the generated key: nothing was recorded, nothing to revoke.
+    assert!(rec.listed.is_empty());
     let reg = c.home.registry().unwrap();
-    assert!(matches!(
-        reg.card("LG-000001").unwrap().unwrap().state,
-        CardState::Spoiled { .. }
-    ));
+    let record = reg.card("LG-000001").unwrap().unwrap();
+    assert!(matches!(record.state, CardState::Spoiled { .. }));
+    assert_eq!(record.card_key, None);
+    assert!(reg.revocation_ids().unwrap().is_empty());
     drop(reg);
     // The same card is issued on the next try.
     let issued = issue(&c, &mut ch, &resident("F-1", "1990-01-01"), &options(&key)).unwrap();
@@ -646,15 +648,113 @@ fn a_card_pulled_after_put_data_is_committed_on_reconcile() {
     assert!(matches!(err, IssueError::CardLost { .. }), "{err:?}");
     assert_eq!(objects_on(&ch), [OBJECT_CARD_AUTHENTICATION_CERTIFICATE]);
     assert_eq!(c.home.registry().unwrap().counts().unwrap().open_intents, 1);
-    // Another card in the reader would spoil it; the same card commits it.
+    // The key was recorded in the intent before PUT DATA.
     ch.reset().unwrap();
+    let cert = card_certificate(&mut ch).unwrap();
+    let intent = c.home.registry().unwrap().open_intents().unwrap();
+    assert_eq!(
+        intent[0].card_key,
+        Some(citycard_proto::crypto::encode_point(&cert.body().card_key))
+    );
+    // Another card in the reader would spoil it; the same card commits it.
     let rec = reconcile(&c, &mut ch);
     assert_eq!(rec.committed, ["LG-000001"]);
+    assert!(rec.spoiled.is_empty() && rec.listed.is_empty());
     let reg = c.home.registry().unwrap();
     let record = reg.card("LG-000001").unwrap().unwrap();
     assert_eq!(record.state, CardState::Issued);
-    let cert = card_certificate(&mut ch).unwrap();
     assert_eq!(record.revocation_id.unwrap(), cert.revocation_id());
+    drop(reg);
+    // Committed, not revoked.
+    let list = c
+        .home
+        .publish_revocations(7, &secrets(), 1_800_000_000)
+        .unwrap();
+    assert!(list.body().revoked.is_empty());
+}
+
+/// The card is lost right after PUT DATA 5FC101 (it holds a complete,
+/// station-signed certificate) and the operator reconciles with another
+/// card: the intent is spoiled, but its 9E key was recorded before PUT DATA,
+/// so the next list revokes the lost card and a partner's reader says so.
+/// The card itself can be issued again later (GENERATE replaces the key).
+#[test]
+fn a_card_lost_after_put_data_then_another_card_is_revoked_by_the_next_list() {
+    use citycard_reader::{PartnerCredential, Policy, Trust, Verdict};
+    let c = city();
+    let key = city_key();
+    let granted: AttributeSet = [AttributeId::CARD_NUMBER, AttributeId::RESIDENT]
+        .into_iter()
+        .collect();
+    let (cert, reader_key) = c
+        .home
+        .enrol_partner("transit", granted, 365, &secrets(), today())
+        .unwrap();
+    let credential = PartnerCredential::new(cert, reader_key).unwrap();
+    let now = u64::try_from(today().days_since_epoch()).unwrap() * 86_400 + 3_600;
+    let verdict = |c: &City, ch: &mut Ch| {
+        let bundle = c.home.export_trust(&secrets(), now).unwrap();
+        let trust = Trust::new(bundle, credential.clone()).unwrap();
+        let policy = Policy::at(now).with_today(today()).with_requested(granted);
+        citycard_reader::verify(ch, &trust, &policy, &mut ChaCha20Rng::from_seed([6; 32]))
+    };
+
+    let mut torn = prepared_card(21);
+    torn.transport_mut().armed = Some(0xDB);
+    let err = issue(
+        &c,
+        &mut torn,
+        &resident("F-1", "1990-01-01"),
+        &options(&key),
+    )
+    .unwrap_err();
+    assert!(matches!(err, IssueError::CardLost { .. }), "{err:?}");
+    torn.reset().unwrap();
+    let torn_cert = card_certificate(&mut torn).unwrap();
+    assert_eq!(torn_cert.body().card_number, "LG-000001");
+    assert!(
+        matches!(verdict(&c, &mut torn), Verdict::Genuine(_)),
+        "the lost card is complete"
+    );
+
+    let mut other = prepared_card(22);
+    let rec = reconcile(&c, &mut other);
+    assert_eq!(rec.spoiled, ["LG-000001"]);
+    assert_eq!(rec.listed, ["LG-000001"]);
+    let reg = c.home.registry().unwrap();
+    let record = reg.card("LG-000001").unwrap().unwrap();
+    assert!(matches!(record.state, CardState::Spoiled { .. }));
+    assert_eq!(record.revocation_id, Some(torn_cert.revocation_id()));
+    drop(reg);
+
+    let list = c.home.publish_revocations(7, &secrets(), now).unwrap();
+    assert!(list.is_revoked(&torn_cert.revocation_id()));
+    assert_eq!(list.body().revoked.len(), 1);
+    assert!(
+        matches!(verdict(&c, &mut torn), Verdict::Revoked),
+        "the lost card must read as revoked"
+    );
+
+    // The resident's card is issued on the other card, and the lost one can
+    // be issued again with a new key: neither is revoked.
+    issue(
+        &c,
+        &mut other,
+        &resident("F-1", "1990-01-01"),
+        &options(&key),
+    )
+    .unwrap();
+    assert!(matches!(verdict(&c, &mut other), Verdict::Genuine(_)));
+    let again = issue(
+        &c,
+        &mut torn,
+        &resident("F-2", "1990-01-01"),
+        &options(&key),
+    )
+    .unwrap();
+    assert_eq!(again.issued.card_number, "LG-000003");
+    c.home.publish_revocations(7, &secrets(), now).unwrap();
+    assert!(matches!(verdict(&c, &mut torn), Verdict::Genuine(_)));
 }
 
 #[test]

@@ -54,6 +54,14 @@ pub enum RegistryError {
         /// The card that already has this key.
         card_number: String,
     },
+    /// The intent already has another card key recorded (a key is attached
+    /// once and never changed), or the card being committed is not the one
+    /// whose key was recorded.
+    #[error("issuance intent for card {card_number} has another card key recorded")]
+    CardKeyMismatch {
+        /// The intent's card number.
+        card_number: String,
+    },
     /// The batch row already produced a card (intent, issued or revoked).
     #[error("batch {batch_id} row {row} is already done (card {card_number})")]
     BatchRowDone {

@@ -111,7 +111,19 @@ pub const FORBIDDEN_WORDS: &[&str] = &[
 
 /// Actions written by the registry itself with the change they record;
 /// [`Registry::record_action`] cannot write them.
-const RESERVED_ACTIONS: &[&str] = &["intent", "issued", "forget"];
+const RESERVED_ACTIONS: &[&str] = &[
+    "intent",
+    "card-key",
+    "issued",
+    "forget",
+    SPOILED_AFTER_SIGNING,
+];
+
+/// The audit action written, next to `spoiled:<reason>`, when the spoiled
+/// intent carries a card key: the card may hold a signed record, so its
+/// revocation id goes on every revocation list from now on
+/// ([`Registry::revocation_ids`]).
+pub const SPOILED_AFTER_SIGNING: &str = "spoiled-after-signing";
 const RESERVED_ACTION_PREFIXES: &[&str] = &["spoiled:", "revoked:"];
 
 fn check_action(action: &str) -> Result<()> {
@@ -285,6 +297,24 @@ fn fixed<const N: usize>(what: &str, bytes: Vec<u8>) -> Result<[u8; N]> {
     <[u8; N]>::try_from(bytes).map_err(|_| RegistryError::Corrupt(format!("bad {what} length")))
 }
 
+/// An open intent, read for a state change.
+struct OpenIntentRow {
+    card_number: String,
+    station: String,
+    card_key: Option<[u8; 33]>,
+}
+
+/// A card key must be a compressed P-256 point and the revocation id the one
+/// the protocol derives from it.
+fn check_key_pair(card_key: &[u8; 33], revocation_id: &[u8; 8]) -> Result<()> {
+    let key = citycard_proto::crypto::decode_point(card_key)
+        .map_err(|_| invalid("card_key", "not a compressed P-256 point"))?;
+    if citycard_proto::revocation::revocation_id(&key) != *revocation_id {
+        return Err(invalid("revocation_id", "does not match the card key"));
+    }
+    Ok(())
+}
+
 /// A `cards` row as stored.
 struct RawCard {
     intent_id: i64,
@@ -346,7 +376,13 @@ impl RawCard {
     }
 
     fn into_intent(self) -> Result<Intent> {
+        let card_key = self
+            .card_key
+            .clone()
+            .map(|k| fixed::<33>("card key", k))
+            .transpose()?;
         Ok(Intent {
+            card_key,
             id: self.intent_id,
             batch: self.batch()?,
             replaces: self.replaces()?,
@@ -672,30 +708,109 @@ impl Registry {
             expires_on: n.expires_on,
             batch: n.batch.map(|(id, row)| (id.into(), row)),
             replaces: replaced,
+            card_key: None,
         })
     }
 
-    /// The open intent `intent_id`, for a state change: its card number and station.
-    fn open_intent_for_update(tx: &Transaction<'_>, intent_id: i64) -> Result<(String, String)> {
-        let row: Option<(String, String, String)> = tx
+    /// The open intent `intent_id`, for a state change: its card number,
+    /// station and card key (if one was attached).
+    fn open_intent_for_update(tx: &Transaction<'_>, intent_id: i64) -> Result<OpenIntentRow> {
+        let row: Option<(String, String, String, Option<Vec<u8>>)> = tx
             .query_row(
-                "SELECT card_number, station, state FROM cards WHERE intent_id = ?1",
+                "SELECT card_number, station, state, card_key FROM cards WHERE intent_id = ?1",
                 [intent_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
         match row {
             None => Err(RegistryError::UnknownIntent { intent_id }),
-            Some((_, _, state)) if state != "intent" => {
+            Some((_, _, state, _)) if state != "intent" => {
                 Err(RegistryError::IntentNotOpen { intent_id, state })
             }
-            Some((card_number, station, _)) => Ok((card_number, station)),
+            Some((card_number, station, _, key)) => Ok(OpenIntentRow {
+                card_number,
+                station,
+                card_key: key.map(|k| fixed::<33>("card key", k)).transpose()?,
+            }),
         }
+    }
+
+    /// Checks a card key and its revocation id (the one the protocol derives
+    /// from the key), then, inside `tx`, that no other card record than
+    /// `intent_id` holds either.
+    fn check_new_key(
+        tx: &Transaction<'_>,
+        intent_id: i64,
+        card_key: &[u8; 33],
+        revocation_id: &[u8; 8],
+    ) -> Result<()> {
+        let other: Option<String> = tx
+            .query_row(
+                "SELECT card_number FROM cards \
+                 WHERE (card_key = ?1 OR revocation_id = ?2) AND intent_id <> ?3",
+                params![card_key.as_slice(), revocation_id.as_slice(), intent_id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match other {
+            Some(card_number) => Err(RegistryError::CardKeyTaken { card_number }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records the card's public key (compressed P-256) and revocation id on
+    /// an open intent, durably, **before the first APDU that could put a
+    /// signed record or certificate for this card number on the card**. From
+    /// then on, if the intent ends spoiled, the key's revocation id is on
+    /// every revocation list ([`Registry::revocation_ids`]): the lost card
+    /// may be complete and genuine.
+    ///
+    /// A key is attached once: the same key again changes nothing; another
+    /// key is refused with [`RegistryError::CardKeyMismatch`]. A key recorded
+    /// for another card is refused with [`RegistryError::CardKeyTaken`].
+    /// Writes a `card-key` audit entry.
+    pub fn attach_card_key(
+        &mut self,
+        intent_id: i64,
+        card_key: &[u8; 33],
+        revocation_id: &[u8; 8],
+        actor: &str,
+    ) -> Result<()> {
+        check_text("actor", actor, MAX_NAME_LEN)?;
+        check_key_pair(card_key, revocation_id)?;
+        let tx = self.write()?;
+        let open = Self::open_intent_for_update(&tx, intent_id)?;
+        match open.card_key {
+            Some(recorded) if recorded == *card_key => return Ok(()),
+            Some(_) => {
+                return Err(RegistryError::CardKeyMismatch {
+                    card_number: open.card_number,
+                })
+            }
+            None => {}
+        }
+        Self::check_new_key(&tx, intent_id, card_key, revocation_id)?;
+        tx.execute(
+            "UPDATE cards SET card_key = ?2, revocation_id = ?3 \
+             WHERE intent_id = ?1 AND state = 'intent' AND card_key IS NULL",
+            params![intent_id, card_key.as_slice(), revocation_id.as_slice()],
+        )?;
+        audit(
+            &tx,
+            actor,
+            Some(&open.station),
+            "card-key",
+            Some(&open.card_number),
+        )?;
+        tx.commit()?;
+        Ok(())
     }
 
     /// Commits an intent as issued, after the card was verified locked:
     /// stores the card's public key (compressed P-256) and its revocation id,
-    /// which must be the one the protocol derives from the key.
+    /// which must be the one the protocol derives from the key. If a key was
+    /// attached to the intent ([`Registry::attach_card_key`]), the card's key
+    /// must be that one ([`RegistryError::CardKeyMismatch`] otherwise).
     pub fn commit_issued(
         &mut self,
         intent_id: i64,
@@ -704,23 +819,17 @@ impl Registry {
         actor: &str,
     ) -> Result<()> {
         check_text("actor", actor, MAX_NAME_LEN)?;
-        let key = citycard_proto::crypto::decode_point(card_key)
-            .map_err(|_| invalid("card_key", "not a compressed P-256 point"))?;
-        if citycard_proto::revocation::revocation_id(&key) != *revocation_id {
-            return Err(invalid("revocation_id", "does not match the card key"));
-        }
+        check_key_pair(card_key, revocation_id)?;
         let tx = self.write()?;
-        let (card_number, station) = Self::open_intent_for_update(&tx, intent_id)?;
-        let other: Option<String> = tx
-            .query_row(
-                "SELECT card_number FROM cards WHERE card_key = ?1 OR revocation_id = ?2",
-                params![card_key.as_slice(), revocation_id.as_slice()],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if let Some(card_number) = other {
-            return Err(RegistryError::CardKeyTaken { card_number });
+        let OpenIntentRow {
+            card_number,
+            station,
+            card_key: recorded,
+        } = Self::open_intent_for_update(&tx, intent_id)?;
+        if recorded.is_some_and(|k| k != *card_key) {
+            return Err(RegistryError::CardKeyMismatch { card_number });
         }
+        Self::check_new_key(&tx, intent_id, card_key, revocation_id)?;
         tx.execute(
             "UPDATE cards SET state = 'issued', card_key = ?2, revocation_id = ?3 \
              WHERE intent_id = ?1 AND state = 'intent'",
@@ -734,11 +843,22 @@ impl Registry {
     /// Marks an open intent spoiled. `reason` is a short machine reason
     /// (`torn`, `card-pulled`, `not-blank`: 1–32 of `a-z`, `0-9`, `-`), never
     /// personal data. The card number is not reused.
-    pub fn mark_spoiled(&mut self, intent_id: i64, reason: &str, actor: &str) -> Result<()> {
+    ///
+    /// An intent that carries a card key ([`Registry::attach_card_key`])
+    /// keeps it: the lost card may hold a complete, station-signed record, so
+    /// its revocation id is on every revocation list from now on
+    /// ([`Registry::revocation_ids`]); a second audit entry,
+    /// [`SPOILED_AFTER_SIGNING`], records that. Returns whether the intent
+    /// carried a key.
+    pub fn mark_spoiled(&mut self, intent_id: i64, reason: &str, actor: &str) -> Result<bool> {
         check_spoil_reason(reason)?;
         check_text("actor", actor, MAX_NAME_LEN)?;
         let tx = self.write()?;
-        let (card_number, station) = Self::open_intent_for_update(&tx, intent_id)?;
+        let OpenIntentRow {
+            card_number,
+            station,
+            card_key,
+        } = Self::open_intent_for_update(&tx, intent_id)?;
         tx.execute(
             "UPDATE cards SET state = 'spoiled', spoil_reason = ?2 \
              WHERE intent_id = ?1 AND state = 'intent'",
@@ -751,8 +871,17 @@ impl Registry {
             &format!("spoiled:{reason}"),
             Some(&card_number),
         )?;
+        if card_key.is_some() {
+            audit(
+                &tx,
+                actor,
+                Some(&station),
+                SPOILED_AFTER_SIGNING,
+                Some(&card_number),
+            )?;
+        }
         tx.commit()?;
-        Ok(())
+        Ok(card_key.is_some())
     }
 
     fn cards_where(&self, condition: &str, param: &str) -> Result<Vec<RawCard>> {
@@ -854,6 +983,29 @@ impl Registry {
             .collect()
     }
 
+    /// Every revocation id the signed revocation list must carry: those of
+    /// revoked cards (as [`Registry::revoked`], in that order), then those of
+    /// spoiled intents that carry a card key — cards lost after the station
+    /// signed for them, which may be complete and genuine (in intent order).
+    pub fn revocation_ids(&self) -> Result<Vec<[u8; 8]>> {
+        let mut ids: Vec<[u8; 8]> = self
+            .revoked()?
+            .into_iter()
+            .map(|r| r.revocation_id)
+            .collect();
+        let mut stmt = self.conn.prepare(
+            "SELECT revocation_id FROM cards \
+             WHERE state = 'spoiled' AND revocation_id IS NOT NULL ORDER BY intent_id",
+        )?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        for id in rows {
+            ids.push(fixed::<8>("revocation id", id)?);
+        }
+        Ok(ids)
+    }
+
     /// The record of one card, if known.
     pub fn card(&self, card_number: &str) -> Result<Option<CardRecord>> {
         self.cards_where("card_number = ?1", card_number)?
@@ -864,8 +1016,9 @@ impl Registry {
     }
 
     /// The card number of the card whose public key (compressed P-256) is
-    /// `card_key`, if any card record has it (issued or revoked). For
-    /// refusing a key before it is certified a second time.
+    /// `card_key`, if any card record has it (issued, revoked, or an intent
+    /// or spoiled intent it was recorded for). For refusing a key before it
+    /// is certified a second time.
     pub fn card_with_key(&self, card_key: &[u8; 33]) -> Result<Option<String>> {
         Ok(self
             .conn

@@ -127,6 +127,10 @@ pub struct Intent {
     pub batch: Option<(String, u64)>,
     /// The card this one replaces and the reason it was revoked.
     pub replaces: Option<(String, RevocationReason)>,
+    /// The card's public key (compressed P-256), once recorded by
+    /// [`Registry::attach_card_key`](crate::Registry::attach_card_key):
+    /// reconciliation commits the intent only for a card with this key.
+    pub card_key: Option<[u8; 33]>,
 }
 
 /// Where a card record stands.
@@ -179,9 +183,12 @@ pub struct CardRecord {
     pub expires_on: Date,
     /// State.
     pub state: CardState,
-    /// The card's public key (compressed P-256), once issued.
+    /// The card's public key (compressed P-256): always for an issued or
+    /// revoked card; for an intent or a spoiled one, if it was recorded
+    /// before the card could hold a signed record (then a spoiled card's
+    /// revocation id is on the revocation list).
     pub card_key: Option<[u8; 33]>,
-    /// The card's revocation id, once issued.
+    /// The card's revocation id, set together with `card_key`.
     pub revocation_id: Option<[u8; 8]>,
     /// Batch id and row, for batch issuance (cleared when the resident is forgotten).
     pub batch: Option<(String, u64)>,
@@ -247,7 +254,8 @@ pub struct AuditEntry {
     pub actor: String,
     /// Which station, where one is involved.
     pub station: Option<String>,
-    /// What: `intent`, `issued`, `spoiled:<reason>`, `revoked:<reason>`, `forget`.
+    /// What: `intent`, `card-key`, `issued`, `spoiled:<reason>`,
+    /// `spoiled-after-signing`, `revoked:<reason>`, `forget`.
     pub action: String,
     /// Which card, where one is involved.
     pub card_number: Option<String>,

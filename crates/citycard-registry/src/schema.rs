@@ -1,13 +1,19 @@
-//! The registry's SQL schema (version 1).
+//! The registry's SQL schema (version 2).
 //!
 //! Every table is `STRICT`. The database itself refuses what must never
 //! happen: two live cards (intent or issued) for one resident reference, a
 //! reused card number or card key, an attribute outside the retained set, an
-//! illegal state change, deleting a card record, and changing or deleting an
-//! audit entry.
+//! illegal state change, a card key attached to anything but an open intent
+//! or changed once set, an issued or revoked card without a key, deleting a
+//! card record, and changing or deleting an audit entry.
+//!
+//! Version 2 (from 1): an intent may carry the card's key and revocation id
+//! (recorded before the first APDU that could put a signed record on the
+//! card), and a spoiled row keeps them; the two are set together. Version 1
+//! files are refused by `Registry::open` (no registry was deployed with it).
 
 /// The schema version written to `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The schema, applied once by `Registry::create` in one transaction.
 pub const SCHEMA: &str = r"
@@ -32,7 +38,8 @@ CREATE TABLE cards (
     replace_reason TEXT    CHECK (replace_reason IS NULL
                                   OR replace_reason IN ('lost', 'stolen', 'damaged', 'withdrawn')),
     created_at     INTEGER NOT NULL,
-    CHECK ((state IN ('issued', 'revoked')) = (card_key IS NOT NULL AND revocation_id IS NOT NULL)),
+    CHECK ((card_key IS NULL) = (revocation_id IS NULL)),
+    CHECK (state NOT IN ('issued', 'revoked') OR card_key IS NOT NULL),
     CHECK ((state = 'revoked') = (revoke_reason IS NOT NULL AND revoked_at IS NOT NULL)),
     CHECK ((state = 'spoiled') = (spoil_reason IS NOT NULL)),
     CHECK ((batch_id IS NULL) = (batch_row IS NULL)),
@@ -57,6 +64,8 @@ WHEN NEW.intent_id IS NOT OLD.intent_id
   OR NEW.expires_on IS NOT OLD.expires_on
   OR (OLD.card_key IS NOT NULL AND NEW.card_key IS NOT OLD.card_key)
   OR (OLD.revocation_id IS NOT NULL AND NEW.revocation_id IS NOT OLD.revocation_id)
+  OR (OLD.state <> 'intent' AND NEW.card_key IS NOT OLD.card_key)
+  OR (OLD.state <> 'intent' AND NEW.revocation_id IS NOT OLD.revocation_id)
   OR NOT (OLD.state = NEW.state
           OR (OLD.state = 'intent' AND NEW.state IN ('issued', 'spoiled'))
           OR (OLD.state = 'issued' AND NEW.state = 'revoked'))

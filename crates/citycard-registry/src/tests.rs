@@ -91,6 +91,9 @@ fn connection_settings_make_commits_durable() {
         assert_eq!(get("synchronous"), "2", "FULL");
         assert_eq!(get("foreign_keys"), "1");
         assert_eq!(get("secure_delete"), "1");
-        assert_eq!(get("user_version"), "1");
+        assert_eq!(
+            get("user_version"),
+            crate::schema::SCHEMA_VERSION.to_string()
+        );
     }
 }

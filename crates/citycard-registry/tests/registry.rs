@@ -11,7 +11,8 @@ mod common;
 
 use citycard_proto::AttributeId;
 use citycard_registry::{
-    CardState, Counts, NewIssuance, Registry, RegistryError, RevocationReason, TOMBSTONE_PREFIX,
+    schema::SCHEMA_VERSION, CardState, Counts, NewIssuance, Registry, RegistryError,
+    RevocationReason, TOMBSTONE_PREFIX,
 };
 use common::*;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -39,16 +40,27 @@ fn create_refuses_existing_and_open_refuses_missing_or_foreign() {
         Registry::open(&other),
         Err(RegistryError::SchemaVersion {
             found: 0,
-            expected: 1
+            expected: SCHEMA_VERSION
         })
     ));
-    // A future schema version is refused too.
-    raw(&f.path).pragma_update(None, "user_version", 2).unwrap();
+    assert_eq!(SCHEMA_VERSION, 2);
+    // A version 1 registry (intents could not carry a card key) is refused,
+    // not migrated.
+    raw(&f.path).pragma_update(None, "user_version", 1).unwrap();
     assert!(matches!(
         Registry::open(&f.path),
         Err(RegistryError::SchemaVersion {
-            found: 2,
-            expected: 1
+            found: 1,
+            expected: SCHEMA_VERSION
+        })
+    ));
+    // A future schema version is refused too.
+    raw(&f.path).pragma_update(None, "user_version", 3).unwrap();
+    assert!(matches!(
+        Registry::open(&f.path),
+        Err(RegistryError::SchemaVersion {
+            found: 3,
+            expected: SCHEMA_VERSION
         })
     ));
 }
@@ -68,7 +80,7 @@ fn pragmas_make_commits_durable() {
     let v: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(v, 1);
+    assert_eq!(v, SCHEMA_VERSION);
 }
 
 #[test]

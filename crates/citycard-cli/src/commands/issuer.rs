@@ -892,6 +892,13 @@ pub fn personalise(args: &PersonaliseArgs, trace: bool) -> anyhow::Result<ExitCo
             "Reconciled open intents: committed {:?}, spoiled {:?}.",
             rec.committed, rec.spoiled
         );
+        if !rec.listed.is_empty() {
+            eprintln!(
+                "Spoiled after the station signed for them (the cards may be complete): {:?}; \
+                 their revocation ids go on the next revocation list (run `citycard revocation publish`).",
+                rec.listed
+            );
+        }
     }
     let result = issue_profile(
         piv_options.as_ref(),
@@ -995,6 +1002,13 @@ pub fn batch(args: &BatchArgs, trace: bool) -> anyhow::Result<ExitCode> {
             "Reconciled open intents: committed {:?}, spoiled {:?}.",
             rec.committed, rec.spoiled
         );
+        if !rec.listed.is_empty() {
+            eprintln!(
+                "Spoiled after the station signed for them (the cards may be complete): {:?}; \
+                 their revocation ids go on the next revocation list (run `citycard revocation publish`).",
+                rec.listed
+            );
+        }
     }
 
     let total = rows.len() as u64;
