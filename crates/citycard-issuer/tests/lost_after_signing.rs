@@ -13,6 +13,9 @@
     missing_docs
 )]
 
+mod common;
+use common::Pull;
+
 use std::collections::BTreeMap;
 
 use citycard_card::{Applet, MemoryStorage};
@@ -26,7 +29,7 @@ use citycard_proto::revocation::revocation_id;
 use citycard_proto::{crypto, AttributeId, AttributeSet, Date, LifeCycle};
 use citycard_reader::{PartnerCredential, Policy, Trust, Verdict};
 use citycard_registry::{CardState, SPOILED_AFTER_SIGNING};
-use citycard_transport::{CardChannel, CardTransport, MemoryTransport, TransportError};
+use citycard_transport::{CardChannel, MemoryTransport};
 use p256::PublicKey;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -75,45 +78,6 @@ fn resident(id: &str) -> Resident {
     f.insert("name".to_string(), "Alex Moreau".to_string());
     f.insert("address".to_string(), "Rue Léopold 12".to_string());
     validate(&f).unwrap()
-}
-
-/// A transport that loses the card right after the card has executed the
-/// command with instruction `ins`: the card did the work, the host never
-/// sees the answer.
-struct Pull<T> {
-    inner: T,
-    armed: Option<u8>,
-    pulled: bool,
-}
-
-impl<T: CardTransport> CardTransport for Pull<T> {
-    fn transmit_raw(&mut self, apdu: &[u8]) -> Result<Vec<u8>, TransportError> {
-        if self.pulled {
-            return Err(TransportError::CardRemoved);
-        }
-        let r = self.inner.transmit_raw(apdu)?;
-        if let (Some(ins), [cla, i, ..]) = (self.armed, apdu) {
-            if *i == ins && cla & 0x10 == 0 {
-                self.pulled = true;
-                return Err(TransportError::CardRemoved);
-            }
-        }
-        Ok(r)
-    }
-    fn atr(&self) -> Result<Vec<u8>, TransportError> {
-        self.inner.atr()
-    }
-    fn reset(&mut self) -> Result<(), TransportError> {
-        self.pulled = false;
-        self.armed = None;
-        self.inner.reset()
-    }
-    fn transaction(
-        &mut self,
-        body: &mut citycard_transport::TransactionFn<'_>,
-    ) -> Result<(), TransportError> {
-        body(self)
-    }
 }
 
 fn new_card(seed: u8) -> Ch {
