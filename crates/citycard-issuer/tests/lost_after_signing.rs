@@ -14,19 +14,17 @@
 )]
 
 mod common;
-use common::Pull;
+use common::{city, secrets, today, City, Pull};
 
 use std::collections::BTreeMap;
 
 use citycard_card::{Applet, MemoryStorage};
-use citycard_issuer::home::{IssuerHome, LoadedStation};
 use citycard_issuer::issue::{self, IssueError};
 use citycard_issuer::personalise::{self, ReaderCredential};
 use citycard_issuer::resident::{validate, Resident};
-use citycard_keys::FixedSecrets;
 use citycard_proto::consts::ins;
 use citycard_proto::revocation::revocation_id;
-use citycard_proto::{crypto, AttributeId, AttributeSet, Date, LifeCycle};
+use citycard_proto::{crypto, AttributeId, AttributeSet, LifeCycle};
 use citycard_reader::{PartnerCredential, Policy, Trust, Verdict};
 use citycard_registry::{CardState, SPOILED_AFTER_SIGNING};
 use citycard_transport::{CardChannel, MemoryTransport};
@@ -36,41 +34,6 @@ use rand_chacha::ChaCha20Rng;
 
 type Card = Applet<MemoryStorage, ChaCha20Rng>;
 type Ch = CardChannel<Pull<MemoryTransport<Card>>>;
-
-fn today() -> Date {
-    Date::new(2026, 11, 27).unwrap()
-}
-
-fn secrets() -> FixedSecrets {
-    FixedSecrets::new("correct horse", "0000")
-}
-
-struct City {
-    _dir: tempfile::TempDir,
-    home: IssuerHome,
-    station: LoadedStation,
-}
-
-fn city() -> City {
-    let dir = tempfile::tempdir().unwrap();
-    let home = IssuerHome::init(
-        &dir.path().join("home"),
-        "Liège",
-        "LIEGE",
-        "LG",
-        None,
-        &secrets(),
-    )
-    .unwrap();
-    home.add_station("desk-1", 180, None, &secrets(), today())
-        .unwrap();
-    let station = home.station("desk-1", &secrets(), today()).unwrap();
-    City {
-        _dir: dir,
-        home,
-        station,
-    }
-}
 
 fn resident(id: &str) -> Resident {
     let mut f = BTreeMap::new();

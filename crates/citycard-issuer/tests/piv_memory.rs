@@ -11,25 +11,24 @@
 )]
 
 mod common;
-use common::Pull;
+use common::{city, secrets, today, City, Pull};
 
 use std::collections::BTreeMap;
 
 use citycard_card::MemoryStorage;
-use citycard_issuer::home::{IssuerHome, LoadedStation};
 use citycard_issuer::issue::IssueError;
 use citycard_issuer::personalise::PersonaliseError;
 use citycard_issuer::piv::{self, PivOptions};
 use citycard_issuer::resident::{validate, Resident};
 use citycard_issuer::IssuerError;
-use citycard_keys::{FixedSecrets, ManagementKey, SoftManagementKey};
+use citycard_keys::{ManagementKey, SoftManagementKey};
 use citycard_piv_card::PivCard;
 use citycard_proto::piv::{
     CardAuthenticationCertificate, ManagementAlgorithm, OBJECT_CARD_AUTHENTICATION_CERTIFICATE,
     SLOT_CARD_AUTHENTICATION,
 };
 use citycard_proto::revocation::revocation_id;
-use citycard_proto::{AttributeId, AttributeSet, Command, Date, StatusWord};
+use citycard_proto::{AttributeId, AttributeSet, Command, StatusWord};
 use citycard_registry::{CardState, Registry, RevocationReason};
 use citycard_transport::{CardChannel, CardTransport, MemoryTransport};
 use p256::PublicKey;
@@ -43,41 +42,6 @@ const CITY_KEY: [u8; 24] = [
     0x3A, 0x91, 0x5C, 0x07, 0xE2, 0x44, 0x1B, 0x68, 0x9F, 0x10, 0xD3, 0x7E, 0x25, 0xB6, 0x81, 0x4C,
     0x0D, 0xF9, 0x62, 0xA7, 0x33, 0xC8, 0x5E, 0x14,
 ];
-
-fn today() -> Date {
-    Date::new(2026, 11, 27).unwrap()
-}
-
-fn secrets() -> FixedSecrets {
-    FixedSecrets::new("correct horse", "0000")
-}
-
-struct City {
-    _dir: tempfile::TempDir,
-    home: IssuerHome,
-    station: LoadedStation,
-}
-
-fn city() -> City {
-    let dir = tempfile::tempdir().unwrap();
-    let home = IssuerHome::init(
-        &dir.path().join("home"),
-        "Liège",
-        "LIEGE",
-        "LG",
-        None,
-        &secrets(),
-    )
-    .unwrap();
-    home.add_station("desk-1", 180, None, &secrets(), today())
-        .unwrap();
-    let station = home.station("desk-1", &secrets(), today()).unwrap();
-    City {
-        _dir: dir,
-        home,
-        station,
-    }
-}
 
 fn resident(id: &str, birth: &str) -> Resident {
     let mut f = BTreeMap::new();

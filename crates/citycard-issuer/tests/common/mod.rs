@@ -1,6 +1,9 @@
 //! Test support shared by the issuer's in-process tests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use citycard_issuer::home::{IssuerHome, LoadedStation};
+use citycard_keys::FixedSecrets;
+use citycard_proto::Date;
 use citycard_transport::{CardTransport, TransportError};
 
 /// A transport that loses the card right after the card has executed the
@@ -42,5 +45,46 @@ impl<T: CardTransport> CardTransport for Pull<T> {
         body: &mut citycard_transport::TransactionFn<'_>,
     ) -> Result<(), TransportError> {
         body(self)
+    }
+}
+
+/// The tests' issue date.
+pub fn today() -> Date {
+    Date::new(2026, 11, 27).unwrap()
+}
+
+/// Passphrase and PIN of the test keys.
+pub fn secrets() -> FixedSecrets {
+    FixedSecrets::new("correct horse", "0000")
+}
+
+/// An issuer home with one station, in a temporary folder.
+pub struct City {
+    _dir: tempfile::TempDir,
+    /// The issuer home.
+    pub home: IssuerHome,
+    /// Its station `desk-1`.
+    pub station: LoadedStation,
+}
+
+/// A fresh city: LIEGE, card prefix LG, station `desk-1`.
+pub fn city() -> City {
+    let dir = tempfile::tempdir().unwrap();
+    let home = IssuerHome::init(
+        &dir.path().join("home"),
+        "Liège",
+        "LIEGE",
+        "LG",
+        None,
+        &secrets(),
+    )
+    .unwrap();
+    home.add_station("desk-1", 180, None, &secrets(), today())
+        .unwrap();
+    let station = home.station("desk-1", &secrets(), today()).unwrap();
+    City {
+        _dir: dir,
+        home,
+        station,
     }
 }
