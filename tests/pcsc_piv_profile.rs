@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use citycard_e2e::citycard_ok as ok;
 use citycard_e2e::{
     bench_available, citycard, enrol_partner, export_trust, issuer_home, piv_tool_ok, run,
-    vpcd_lock, EmulatorProcess, PKCS11_MODULE, READER,
+    verify_json, vpcd_lock, EmulatorProcess, PKCS11_MODULE, READER,
 };
 use citycard_proto::piv::CardAuthenticationCertificate;
 
@@ -84,23 +84,7 @@ fn personalise(c: &City, resident: &Path, extra: &[&str]) -> (i32, String, Strin
 }
 
 fn verify(bundle: &Path, cred: &Path) -> (i32, serde_json::Value, String) {
-    let (code, out, err) = citycard(&[
-        "verify",
-        "--reader",
-        READER,
-        "--trust",
-        bundle.to_str().unwrap(),
-        "--credential",
-        cred.to_str().unwrap(),
-        "--json",
-        "--wait",
-        "10",
-    ]);
-    (
-        code,
-        serde_json::from_str(out.trim()).unwrap_or(serde_json::Value::Null),
-        err,
-    )
+    verify_json(bundle, cred, &[])
 }
 
 #[test]

@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use citycard_e2e::citycard_ok as ok;
+use citycard_e2e::verify_json as verify;
 use citycard_e2e::{
     bench_available, citycard, enrol_partner, export_trust, issuer_home, vpcd_lock,
     EmulatorProcess, ServedCard, READER,
@@ -50,25 +51,6 @@ fn personalise(c: &City, dir: &Path, state: &Path, resident_id: &str) {
         "--resident",
         resident.to_str().unwrap(),
     ]);
-}
-
-fn verify(bundle: &Path, cred: &Path, extra: &[&str]) -> (i32, serde_json::Value, String) {
-    let mut args = vec![
-        "verify",
-        "--reader",
-        READER,
-        "--trust",
-        bundle.to_str().unwrap(),
-        "--credential",
-        cred.to_str().unwrap(),
-        "--json",
-        "--wait",
-        "10",
-    ];
-    args.extend_from_slice(extra);
-    let (code, out, err) = citycard(&args);
-    let v = serde_json::from_str(out.trim()).unwrap_or(serde_json::Value::Null);
-    (code, v, err)
 }
 
 /// The values of a verdict JSON that could identify a card: everything but

@@ -454,3 +454,25 @@ pub fn export_trust(home: &str, out: &Path) {
         out.to_str().expect("utf-8 temp path"),
     ]);
 }
+
+/// `citycard verify --json` on the vpcd reader with `bundle` and `cred`
+/// (plus `extra` arguments): exit code, the verdict JSON (`null` if stdout is
+/// not JSON), stderr.
+pub fn verify_json(bundle: &Path, cred: &Path, extra: &[&str]) -> (i32, serde_json::Value, String) {
+    let mut args = vec![
+        "verify",
+        "--reader",
+        READER,
+        "--trust",
+        bundle.to_str().expect("utf-8 path"),
+        "--credential",
+        cred.to_str().expect("utf-8 path"),
+        "--json",
+        "--wait",
+        "10",
+    ];
+    args.extend_from_slice(extra);
+    let (code, out, err) = citycard(&args);
+    let v = serde_json::from_str(out.trim()).unwrap_or(serde_json::Value::Null);
+    (code, v, err)
+}
