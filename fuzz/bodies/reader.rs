@@ -17,12 +17,9 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use citycard_card::{Applet, MemoryStorage};
-use citycard_proto::revocation::{
-    RevocationList, RevocationListBody, TrustBundle, TrustBundleBody,
-};
-use citycard_proto::{crypto, CardLost, ContactlessCard};
+use citycard_proto::{CardLost, ContactlessCard};
 use citycard_reader::{verify, CardChannel, PartnerCredential, Policy, Trust, Verdict};
-use citycard_testkit::keys::{self, city, date, reader as test_reader};
+use citycard_testkit::keys::{self, city, date, reader as test_reader, trust_bundle, BundleSpec};
 use citycard_transport::MemoryTransport;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -44,25 +41,7 @@ pub fn policy() -> Policy {
 /// The fixed trust of the library reader of the test city.
 pub fn trust() -> Trust {
     let city = city();
-    let issuer = city.station_certificate.body().issuer.clone();
-    let list = RevocationListBody {
-        issuer: issuer.clone(),
-        sequence: 1,
-        issued_at: now() - 3_600,
-        next_update: now() + 86_400,
-        revoked: vec![],
-    };
-    let tbs = list.to_be_signed().unwrap();
-    let list = RevocationList::assemble(&tbs, &crypto::sign(&city.root, &tbs)).unwrap();
-    let body = TrustBundleBody {
-        issuer,
-        root: city.root.public_key(),
-        issued_at: now() - 3_600,
-        stations: vec![city.station_certificate.clone()],
-        revocations: list,
-    };
-    let tbs = body.to_be_signed().unwrap();
-    let bundle = TrustBundle::assemble(&tbs, &crypto::sign(&city.root, &tbs)).unwrap();
+    let bundle = trust_bundle(&city, BundleSpec::of(&city, now() - 3_600, now() + 86_400));
     let r = test_reader(&city, "library");
     Trust::new(
         bundle,

@@ -13,15 +13,15 @@
 
 use citycard_proto::apdu::CommandView;
 use citycard_proto::piv::{self, CardAuthenticationBody, CardAuthenticationCertificate};
-use citycard_proto::revocation::{
-    RevocationId, RevocationList, RevocationListBody, TrustBundle, TrustBundleBody,
-};
+use citycard_proto::revocation::{RevocationId, TrustBundle};
 use citycard_proto::{crypto, tlv, CardLost, ContactlessCard};
 use citycard_reader::{
     verify, AttributeId, AttributeSet, CardChannel, CardProfile, Date, PartnerCredential, Policy,
     Trust, Verdict,
 };
-use citycard_testkit::keys::{self, city, city_named, date, reader, test_key, TestCity};
+use citycard_testkit::keys::{
+    self, city, city_named, date, reader, test_key, trust_bundle, BundleSpec, TestCity,
+};
 use citycard_transport::{MemoryTransport, Traced};
 use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::ecdsa::{Signature, SigningKey};
@@ -34,25 +34,13 @@ fn now() -> u64 {
 }
 
 fn bundle(city: &TestCity, revoked: Vec<RevocationId>) -> TrustBundle {
-    let issuer = city.station_certificate.body().issuer.clone();
-    let list = RevocationListBody {
-        issuer: issuer.clone(),
-        sequence: 1,
-        issued_at: now() - 3_600,
-        next_update: now() + 86_400,
-        revoked,
-    };
-    let tbs = list.to_be_signed().unwrap();
-    let list = RevocationList::assemble(&tbs, &crypto::sign(&city.root, &tbs)).unwrap();
-    let body = TrustBundleBody {
-        issuer,
-        root: city.root.public_key(),
-        issued_at: now() - 3_600,
-        stations: vec![city.station_certificate.clone()],
-        revocations: list,
-    };
-    let tbs = body.to_be_signed().unwrap();
-    TrustBundle::assemble(&tbs, &crypto::sign(&city.root, &tbs)).unwrap()
+    trust_bundle(
+        city,
+        BundleSpec {
+            revoked,
+            ..BundleSpec::of(city, now() - 3_600, now() + 86_400)
+        },
+    )
 }
 
 fn trust_with(city: &TestCity, profile: &'static str, revoked: Vec<RevocationId>) -> Trust {

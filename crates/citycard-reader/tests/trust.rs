@@ -9,34 +9,14 @@
 )]
 
 use citycard_proto::crypto;
-use citycard_proto::revocation::{
-    RevocationList, RevocationListBody, TrustBundle, TrustBundleBody,
-};
+use citycard_proto::revocation::TrustBundle;
 use citycard_reader::{root_fingerprint, PartnerCredential, ReaderError, Trust};
-use citycard_testkit::keys::{city, city_named, key_hex, reader, test_key, TestCity};
+use citycard_testkit::keys::{
+    city, city_named, key_hex, reader, test_key, trust_bundle, BundleSpec, TestCity,
+};
 
 fn bundle(city: &TestCity) -> TrustBundle {
-    let issuer = city.station_certificate.body().issuer.clone();
-    let tbs = RevocationListBody {
-        issuer: issuer.clone(),
-        sequence: 1,
-        issued_at: 1_790_000_000,
-        next_update: 1_790_086_400,
-        revoked: vec![],
-    }
-    .to_be_signed()
-    .unwrap();
-    let list = RevocationList::assemble(&tbs, &crypto::sign(&city.root, &tbs)).unwrap();
-    let tbs = TrustBundleBody {
-        issuer,
-        root: city.root.public_key(),
-        issued_at: 1_790_000_000,
-        stations: vec![city.station_certificate.clone()],
-        revocations: list,
-    }
-    .to_be_signed()
-    .unwrap();
-    TrustBundle::assemble(&tbs, &crypto::sign(&city.root, &tbs)).unwrap()
+    trust_bundle(city, BundleSpec::of(city, 1_790_000_000, 1_790_086_400))
 }
 
 fn library(city: &TestCity) -> PartnerCredential {

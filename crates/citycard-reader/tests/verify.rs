@@ -19,15 +19,15 @@ use citycard_proto::auth::{card_respond, AuthRequest, AuthorisedReader, CardData
 use citycard_proto::cert::{Certificate, CertificateBody, Role};
 use citycard_proto::consts::{ins, AID};
 use citycard_proto::record::{AttributeEntry, RecordBody, ResidentRecord};
-use citycard_proto::revocation::{
-    RevocationId, RevocationList, RevocationListBody, TrustBundle, TrustBundleBody,
-};
+use citycard_proto::revocation::{RevocationId, TrustBundle};
 use citycard_proto::{crypto, tlv, CardLost, ContactlessCard};
 use citycard_reader::{
     verify, AttributeId, AttributeSet, CardChannel, CardTransport, Date, PartnerCredential, Policy,
     StalePolicy, Trust, Verdict,
 };
-use citycard_testkit::keys::{self, city, city_named, date, reader, test_key, TestCity};
+use citycard_testkit::keys::{
+    self, city, city_named, date, reader, test_key, trust_bundle, BundleSpec, TestCity,
+};
 use citycard_testkit::script::{personalise, sample_resident, Personalisation, Script};
 use citycard_transport::{MemoryTransport, Traced, TransportError};
 use rand_chacha::rand_core::SeedableRng;
@@ -59,25 +59,14 @@ fn bundle_with(
     revoked: Vec<RevocationId>,
     next_update: u64,
 ) -> TrustBundle {
-    let issuer = city.station_certificate.body().issuer.clone();
-    let list = RevocationListBody {
-        issuer: issuer.clone(),
-        sequence: 1,
-        issued_at: now() - 3_600,
-        next_update,
-        revoked,
-    };
-    let tbs = list.to_be_signed().unwrap();
-    let list = RevocationList::assemble(&tbs, &crypto::sign(&city.root, &tbs)).unwrap();
-    let body = TrustBundleBody {
-        issuer,
-        root: city.root.public_key(),
-        issued_at: now() - 3_600,
-        stations,
-        revocations: list,
-    };
-    let tbs = body.to_be_signed().unwrap();
-    TrustBundle::assemble(&tbs, &crypto::sign(&city.root, &tbs)).unwrap()
+    trust_bundle(
+        city,
+        BundleSpec {
+            stations,
+            revoked,
+            ..BundleSpec::of(city, now() - 3_600, next_update)
+        },
+    )
 }
 
 fn bundle(city: &TestCity) -> TrustBundle {

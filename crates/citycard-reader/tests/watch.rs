@@ -22,17 +22,16 @@ use std::time::{Duration, Instant};
 
 use citycard_card::{Applet, MemoryStorage};
 use citycard_emulator::{serve, ServeOptions};
-use citycard_proto::cert::Certificate;
-use citycard_proto::revocation::{
-    RevocationId, RevocationList, RevocationListBody, TrustBundle, TrustBundleBody,
-};
-use citycard_proto::{crypto, ContactlessCard, ResidentRecord};
+use citycard_proto::revocation::{RevocationId, TrustBundle};
+use citycard_proto::{ContactlessCard, ResidentRecord};
 use citycard_reader::watch::{channel_sink, TrustSource};
 use citycard_reader::{
     Clock, PartnerCredential, Policy, ReaderError, ReaderSelection, Shutdown, TapEvent, Verdict,
     WatchConfig,
 };
-use citycard_testkit::keys::{self, city, date, reader, test_key, TestCity};
+use citycard_testkit::keys::{
+    self, city, date, reader, test_key, trust_bundle, BundleSpec, TestCity,
+};
 use citycard_testkit::script::{personalise, sample_resident, Personalisation, Script};
 use citycard_transport::PcscContext;
 use rand_chacha::rand_core::SeedableRng;
@@ -157,26 +156,14 @@ fn bundle(
     sequence: u32,
     revoked: Vec<RevocationId>,
 ) -> TrustBundle {
-    let issuer = city.station_certificate.body().issuer.clone();
-    let list = RevocationListBody {
-        issuer: issuer.clone(),
-        sequence,
-        issued_at,
-        next_update: now() + 86_400,
-        revoked,
-    };
-    let tbs = list.to_be_signed().unwrap();
-    let list = RevocationList::assemble(&tbs, &crypto::sign(&city.root, &tbs)).unwrap();
-    let stations: Vec<Certificate> = vec![city.station_certificate.clone()];
-    let body = TrustBundleBody {
-        issuer,
-        root: city.root.public_key(),
-        issued_at,
-        stations,
-        revocations: list,
-    };
-    let tbs = body.to_be_signed().unwrap();
-    TrustBundle::assemble(&tbs, &crypto::sign(&city.root, &tbs)).unwrap()
+    trust_bundle(
+        city,
+        BundleSpec {
+            sequence,
+            revoked,
+            ..BundleSpec::of(city, issued_at, now() + 86_400)
+        },
+    )
 }
 
 /// Writes the first bundle and the library credential; a source over them.

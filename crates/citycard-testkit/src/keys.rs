@@ -3,6 +3,9 @@
 use citycard_proto::attr::{AttributeId, AttributeSet};
 use citycard_proto::cert::{Certificate, CertificateBody, Role};
 use citycard_proto::crypto;
+use citycard_proto::revocation::{
+    RevocationId, RevocationList, RevocationListBody, TrustBundle, TrustBundleBody,
+};
 use citycard_proto::Date;
 use p256::SecretKey;
 
@@ -123,4 +126,56 @@ pub fn reader(city: &TestCity, profile: &'static str) -> TestReader {
         key,
         certificate,
     }
+}
+
+/// What a test trust bundle says: its stations, its revocation list's
+/// sequence, revoked ids and times, and the bundle's issue time.
+pub struct BundleSpec {
+    /// Station certificates in the bundle.
+    pub stations: Vec<Certificate>,
+    /// The list's sequence number.
+    pub sequence: u32,
+    /// Revoked card ids.
+    pub revoked: Vec<RevocationId>,
+    /// When the list and the bundle were issued (Unix seconds).
+    pub issued_at: u64,
+    /// The list's next update (Unix seconds).
+    pub next_update: u64,
+}
+
+impl BundleSpec {
+    /// `city`'s own station, nothing revoked, list sequence 1.
+    pub fn of(city: &TestCity, issued_at: u64, next_update: u64) -> Self {
+        Self {
+            stations: vec![city.station_certificate.clone()],
+            sequence: 1,
+            revoked: Vec::new(),
+            issued_at,
+            next_update,
+        }
+    }
+}
+
+/// A trust bundle signed by `city`'s root: its revocation list and stations as `spec` says.
+pub fn trust_bundle(city: &TestCity, spec: BundleSpec) -> TrustBundle {
+    let issuer = city.station_certificate.body().issuer.clone();
+    let list = RevocationListBody {
+        issuer: issuer.clone(),
+        sequence: spec.sequence,
+        issued_at: spec.issued_at,
+        next_update: spec.next_update,
+        revoked: spec.revoked,
+    };
+    let tbs = list.to_be_signed().expect("fixture revocation list");
+    let list = RevocationList::assemble(&tbs, &crypto::sign(&city.root, &tbs))
+        .expect("fixture revocation list");
+    let body = TrustBundleBody {
+        issuer,
+        root: city.root.public_key(),
+        issued_at: spec.issued_at,
+        stations: spec.stations,
+        revocations: list,
+    };
+    let tbs = body.to_be_signed().expect("fixture trust bundle");
+    TrustBundle::assemble(&tbs, &crypto::sign(&city.root, &tbs)).expect("fixture trust bundle")
 }
