@@ -666,7 +666,12 @@ impl CardAuthenticationCertificate {
         };
         let signature = Signature::from_der(der_sig).map_err(|_| Error::BadSignature)?;
         let body = decode_tbs(tbs.value)?;
-        let tbs_offset = tbs.raw.as_ptr() as usize - bytes.as_ptr() as usize;
+        // `bytes` is exactly the outer SEQUENCE, and the TBSCertificate is its
+        // first element: it starts where the outer header ends.
+        let tbs_offset = bytes
+            .len()
+            .checked_sub(outer.value.len())
+            .ok_or(Error::MalformedTlv)?;
         Ok(Self {
             der: bytes.to_vec(),
             tbs_len: tbs.raw.len(),
@@ -831,9 +836,6 @@ fn decode_tbs(value: &[u8]) -> Result<CardAuthenticationBody> {
     }
     let predicates = AttributeSet::from_bytes(i.required(DER_OCTET_STRING)?.value)?;
     i.finish()?;
-    if predicates.to_bytes() != info.value.get(5..).unwrap_or(&[]) {
-        return Err(Error::BadValue(DER_OCTET_STRING));
-    }
     let body = CardAuthenticationBody {
         issuer_id,
         station_holder,
