@@ -6,6 +6,7 @@
 //! Spec: `applet-spec/SPEC.md` §3.3 (tear safety).
 
 use alloc::vec::Vec;
+use citycard_proto::StatusWord;
 
 /// Why storage could not load or commit.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +33,39 @@ pub trait Storage {
     fn load(&mut self) -> Result<Option<Vec<u8>>, StorageError>;
     /// Atomically replaces the committed state with `state`.
     fn commit(&mut self, state: &[u8]) -> Result<(), StorageError>;
+}
+
+/// The state an application starts from at power-up: `fresh()` when storage
+/// never committed, the decoded state, or `None` when storage is unreadable
+/// or `decode` rejects it (the card is then mute: `6F00`).
+pub fn load_state<S: Storage + ?Sized, T>(
+    storage: &mut S,
+    fresh: impl FnOnce() -> T,
+    decode: impl FnOnce(&[u8]) -> Option<T>,
+) -> Option<T> {
+    match storage.load() {
+        Ok(None) => Some(fresh()),
+        Ok(Some(bytes)) => decode(&bytes),
+        Err(_) => None,
+    }
+}
+
+/// Commits `state` atomically, as every card application does: any failure
+/// answers `6581` (memory failure); a torn write also clears `powered`, so the
+/// card answers nothing more until it is reset.
+pub fn commit_state<S: Storage + ?Sized>(
+    storage: &mut S,
+    state: &[u8],
+    powered: &mut bool,
+) -> Result<(), StatusWord> {
+    match storage.commit(state) {
+        Ok(()) => Ok(()),
+        Err(StorageError::PowerLost) => {
+            *powered = false;
+            Err(StatusWord::MemoryFailure)
+        }
+        Err(_) => Err(StatusWord::MemoryFailure),
+    }
 }
 
 /// Storage in RAM, for unit tests and the in-process card.

@@ -160,6 +160,9 @@ pub const MAX_OBJECT_LEN: usize = 3063;
 pub const MAX_TOTAL_OBJECTS: usize = 64 * 1024;
 /// Largest command data a chain may accumulate.
 pub const MAX_CHAINED_DATA: usize = 4096;
+/// Largest response data sent in one response, whatever an extended Le asks
+/// for; the rest is fetched with GET RESPONSE.
+pub const MAX_RESPONSE_DATA: usize = 0xFFF0;
 
 #[cfg(test)]
 mod tests {
