@@ -25,7 +25,7 @@ use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
 
 use crate::state::{Anchor, CachedReader, PersistentState, Personalisation, CACHE_ENTRIES};
-use crate::storage::{self, Storage};
+use crate::storage::{Persistent, Storage};
 
 /// Largest command data a chain may accumulate.
 pub const MAX_CHAINED_DATA: usize = 1024;
@@ -145,12 +145,10 @@ pub struct Faults {
 
 /// The reference card.
 pub struct Applet<S: Storage, R: CryptoRngCore> {
-    storage: S,
+    persistent: Persistent<S, PersistentState>,
     rng: R,
-    state: Option<PersistentState>,
     volatile: Volatile,
     dispatcher: Dispatcher,
-    powered: bool,
     faults: Faults,
     clone_key: Option<SecretKey>,
 }
@@ -160,12 +158,10 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
     /// randomness from `rng` (seed it for deterministic test vectors).
     pub fn new(storage: S, rng: R) -> Self {
         let mut applet = Self {
-            storage,
+            persistent: Persistent::new(storage),
             rng,
-            state: None,
             volatile: Volatile::default(),
             dispatcher: Dispatcher::default(),
-            powered: true,
             faults: Faults::default(),
             clone_key: None,
         };
@@ -185,39 +181,28 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
 
     /// The current life-cycle state, or `None` if storage is unreadable.
     pub fn life_cycle(&self) -> Option<LifeCycle> {
-        self.state.as_ref().map(|s| s.life_cycle)
+        self.persistent.state().map(|s| s.life_cycle)
     }
 
     /// The persistent state as loaded (for tests and tools).
     pub fn state(&self) -> Option<&PersistentState> {
-        self.state.as_ref()
+        self.persistent.state()
     }
 
     /// The storage.
     pub fn storage(&self) -> &S {
-        &self.storage
+        self.persistent.storage()
     }
 
     /// Gives the storage back.
     pub fn into_storage(self) -> S {
-        self.storage
+        self.persistent.into_storage()
     }
 
     fn power_up(&mut self) {
         self.volatile = Volatile::default();
         self.dispatcher = Dispatcher::default();
-        self.powered = true;
-        self.state = storage::load_state(&mut self.storage, PersistentState::blank, |bytes| {
-            PersistentState::decode(bytes).ok()
-        });
-    }
-
-    /// Commits `next` as the new persistent state. On success the in-memory
-    /// state becomes `next`.
-    fn commit(&mut self, next: PersistentState) -> Result<(), StatusWord> {
-        storage::commit_state(&mut self.storage, &next.encode(), &mut self.powered)?;
-        self.state = Some(next);
-        Ok(())
+        self.persistent.power_up();
     }
 }
 
@@ -227,7 +212,10 @@ impl<S: Storage, R: CryptoRngCore> Application for Applet<S, R> {
     const LIMITS: Limits = Limits::short(MAX_CHAINED_DATA);
 
     fn ready(&self) -> Result<(), StatusWord> {
-        self.state.as_ref().map(|_| ()).ok_or(StatusWord::Unknown)
+        self.persistent
+            .state()
+            .map(|_| ())
+            .ok_or(StatusWord::Unknown)
     }
 
     /// SPEC §3.2: selection, then class (`6E00`), then instruction (`6D00`),
@@ -292,7 +280,7 @@ impl<S: Storage, R: CryptoRngCore> Application for Applet<S, R> {
     }
 
     fn powered(&self) -> bool {
-        self.powered
+        self.persistent.powered()
     }
 }
 
@@ -310,8 +298,8 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             return Err(StatusWord::FileNotFound);
         }
         let life_cycle = self
-            .state
-            .as_ref()
+            .persistent
+            .state()
             .map(|s| s.life_cycle)
             .ok_or(StatusWord::Unknown)?;
         self.volatile.selected = true;
@@ -339,18 +327,22 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             return Err(StatusWord::IncorrectData);
         }
         let root = crypto::decode_point(key.value).map_err(|_| StatusWord::IncorrectData)?;
-        let mut next = self.state.clone().ok_or(StatusWord::Unknown)?;
+        let mut next = self
+            .persistent
+            .state()
+            .cloned()
+            .ok_or(StatusWord::Unknown)?;
         next.anchor = Some(Anchor {
             issuer: issuer.into(),
             root,
         });
         next.life_cycle = LifeCycle::Anchored;
-        self.commit(next)?;
+        self.persistent.commit(next)?;
         Ok(Vec::new())
     }
 
     fn verify_certificate(&mut self, data: &[u8]) -> Outcome {
-        let state = self.state.as_ref().ok_or(StatusWord::Unknown)?;
+        let state = self.persistent.state().ok_or(StatusWord::Unknown)?;
         let anchor = state
             .anchor
             .as_ref()
@@ -404,7 +396,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
                     effective: body.effective,
                     expiry: body.expiry,
                 });
-                self.commit(next)?;
+                self.persistent.commit(next)?;
                 Ok(Vec::new())
             }
         }
@@ -470,8 +462,8 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
                 card_key
             }
             _ => self
-                .state
-                .as_ref()
+                .persistent
+                .state()
                 .and_then(|s| s.personalisation.as_ref())
                 .map(|p| p.card_key.clone())
                 .ok_or(deny)?,
@@ -603,10 +595,14 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             record: record_bytes.clone(),
             attributes,
         };
-        let mut next = self.state.clone().ok_or(StatusWord::Unknown)?;
+        let mut next = self
+            .persistent
+            .state()
+            .cloned()
+            .ok_or(StatusWord::Unknown)?;
         next.personalisation = Some(personalisation);
         next.life_cycle = LifeCycle::Issued;
-        self.commit(next)?;
+        self.persistent.commit(next)?;
         self.volatile.station = None;
         self.volatile.staging = None;
         Ok(Vec::new())
@@ -623,7 +619,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             life_cycle: LifeCycle::Terminated,
             ..PersistentState::blank()
         };
-        self.commit(next)?;
+        self.persistent.commit(next)?;
         self.volatile = Volatile {
             selected: true,
             ..Volatile::default()
@@ -633,7 +629,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
 
     fn general_authenticate(&mut self, data: &[u8]) -> Outcome {
         let deny = StatusWord::SecurityStatusNotSatisfied;
-        let state = self.state.as_ref().ok_or(deny)?;
+        let state = self.persistent.state().ok_or(deny)?;
         let personalisation = state.personalisation.as_ref().ok_or(deny)?;
         if state.life_cycle != LifeCycle::Issued {
             return Err(deny);

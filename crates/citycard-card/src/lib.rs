@@ -19,4 +19,4 @@ pub mod storage;
 
 pub use applet::{Applet, Faults, Instruction};
 pub use state::PersistentState;
-pub use storage::{MemoryStorage, Storage, StorageError};
+pub use storage::{MemoryStorage, Persistent, StateBlob, Storage, StorageError};

@@ -9,7 +9,7 @@
 //! whole state; security status lives in [`Volatile`] and is lost on reset.
 
 use alloc::vec::Vec;
-use citycard_card::storage::{self, Storage};
+use citycard_card::storage::{Persistent, Storage};
 use citycard_proto::dispatch::{Application, Dispatcher, Header, Limits, Outcome, Segment};
 use citycard_proto::{CardLost, ContactlessCard, StatusWord};
 use p256::ecdsa::signature::hazmat::PrehashSigner;
@@ -135,12 +135,10 @@ struct Volatile {
 
 /// The emulated PIV card.
 pub struct PivCard<S: Storage, R: CryptoRngCore> {
-    storage: S,
+    persistent: Persistent<S, PivState>,
     rng: R,
-    state: Option<PivState>,
     volatile: Volatile,
     dispatcher: Dispatcher,
-    powered: bool,
     faults: Faults,
     clone_key: Option<SecretKey>,
 }
@@ -150,12 +148,10 @@ impl<S: Storage, R: CryptoRngCore> PivCard<S, R> {
     /// drawing randomness from `rng` (seed it for deterministic runs).
     pub fn new(storage: S, rng: R) -> Self {
         let mut card = Self {
-            storage,
+            persistent: Persistent::new(storage),
             rng,
-            state: None,
             volatile: Volatile::default(),
             dispatcher: Dispatcher::default(),
-            powered: true,
             faults: Faults::default(),
             clone_key: None,
         };
@@ -172,43 +168,32 @@ impl<S: Storage, R: CryptoRngCore> PivCard<S, R> {
     /// The persistent state as loaded; `None` if storage is unreadable or
     /// corrupt (the card is then mute: every command answers `6F00`).
     pub fn state(&self) -> Option<&PivState> {
-        self.state.as_ref()
+        self.persistent.state()
     }
 
     /// A read-only summary (key slots, object tags, retry counters).
     pub fn summary(&self) -> Option<Summary> {
-        self.state.as_ref().map(Summary::of)
+        self.persistent.state().map(Summary::of)
     }
 
     /// The storage.
     pub fn storage(&self) -> &S {
-        &self.storage
+        self.persistent.storage()
     }
 
     /// Gives the storage back.
     pub fn into_storage(self) -> S {
-        self.storage
+        self.persistent.into_storage()
     }
 
     fn power_up(&mut self) {
         self.volatile = Volatile::default();
         self.dispatcher = Dispatcher::default();
-        self.powered = true;
-        self.state = storage::load_state(&mut self.storage, PivState::factory, |bytes| {
-            PivState::decode(bytes).ok()
-        });
+        self.persistent.power_up();
     }
 
     fn state_ref(&self) -> Result<&PivState, StatusWord> {
-        self.state.as_ref().ok_or(StatusWord::Unknown)
-    }
-
-    /// Commits `next` as the whole persistent state in one atomic write; on
-    /// success it becomes the in-memory state.
-    fn commit(&mut self, next: PivState) -> Result<(), StatusWord> {
-        storage::commit_state(&mut self.storage, &next.encode(), &mut self.powered)?;
-        self.state = Some(next);
-        Ok(())
+        self.persistent.state().ok_or(StatusWord::Unknown)
     }
 }
 
@@ -282,7 +267,7 @@ impl<S: Storage, R: CryptoRngCore> Application for PivCard<S, R> {
     }
 
     fn powered(&self) -> bool {
-        self.powered
+        self.persistent.powered()
     }
 }
 
@@ -364,7 +349,7 @@ impl<S: Storage, R: CryptoRngCore> PivCard<S, R> {
         if next.objects.values().map(Vec::len).sum::<usize>() > MAX_TOTAL_OBJECTS {
             return Err(StatusWord::NotEnoughMemory);
         }
-        self.commit(next)?;
+        self.persistent.commit(next)?;
         Ok(Vec::new())
     }
 
@@ -417,13 +402,13 @@ impl<S: Storage, R: CryptoRngCore> PivCard<S, R> {
         let matches = mgmt::ct_eq(stored.as_slice(), candidate);
         let mut next = state.clone();
         set_tries(&mut next, reference, tries - 1);
-        self.commit(next)?;
+        self.persistent.commit(next)?;
         if !matches {
             return Err(sw::tries_left(tries - 1));
         }
         let mut next = self.state_ref()?.clone();
         set_tries(&mut next, reference, crate::consts::DEFAULT_TRIES);
-        self.commit(next)
+        self.persistent.commit(next)
     }
 
     /// CHANGE REFERENCE DATA (§3.2.2) of the PIN (`80`) or PUK (`81`):
@@ -439,7 +424,7 @@ impl<S: Storage, R: CryptoRngCore> PivCard<S, R> {
             key_ref::PIN => next.pin = Zeroizing::new(new),
             _ => next.puk = Zeroizing::new(new),
         }
-        self.commit(next)?;
+        self.persistent.commit(next)?;
         Ok(Vec::new())
     }
 
@@ -453,7 +438,7 @@ impl<S: Storage, R: CryptoRngCore> PivCard<S, R> {
         let mut next = self.state_ref()?.clone();
         next.pin = Zeroizing::new(pin);
         next.pin_tries = crate::consts::DEFAULT_TRIES;
-        self.commit(next)?;
+        self.persistent.commit(next)?;
         Ok(Vec::new())
     }
 
@@ -634,7 +619,7 @@ impl<S: Storage, R: CryptoRngCore> PivCard<S, R> {
         let point = key.public_key().to_encoded_point(false);
         let mut next = self.state_ref()?.clone();
         next.keys.insert(p2, key);
-        self.commit(next)?;
+        self.persistent.commit(next)?;
         Ok(tlv::encode(
             tag::PUBLIC_KEY,
             &tlv::encode(0x86, point.as_bytes()),
@@ -666,7 +651,7 @@ impl<S: Storage, R: CryptoRngCore> PivCard<S, R> {
             algorithm: *algorithm,
             key: Zeroizing::new(key.to_vec()),
         };
-        self.commit(next)?;
+        self.persistent.commit(next)?;
         Ok(Vec::new())
     }
 }
