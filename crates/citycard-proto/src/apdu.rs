@@ -30,6 +30,9 @@ pub const MAX_EXTENDED_RESPONSE: usize = 65_536;
 /// Bytes of the command header: CLA, INS, P1, P2.
 pub const HEADER_LEN: usize = 4;
 
+/// Longest short command APDU: header, Lc, [`MAX_SHORT_DATA`] data bytes, Le.
+pub const MAX_SHORT_COMMAND: usize = HEADER_LEN + 1 + MAX_SHORT_DATA + 1;
+
 /// CLA bit b5: more commands of this chain follow (ISO 7816-4 §5.4.1).
 pub const CLA_CHAINING: u8 = 0x10;
 
@@ -368,6 +371,7 @@ mod tests {
         assert_eq!(enc(&[7], Some(16)), [0, 0xA4, 4, 0, 1, 7, 16]);
         let at_limit = alloc::vec![0u8; MAX_SHORT_DATA];
         assert_eq!(enc(&at_limit, None).len(), HEADER_LEN + 1 + MAX_SHORT_DATA);
+        assert_eq!(enc(&at_limit, Some(256)).len(), MAX_SHORT_COMMAND);
         let past_limit = alloc::vec![0u8; MAX_SHORT_DATA + 1];
         assert_eq!(
             CommandView::from_parts([0; 4], &past_limit, None).to_short_bytes(),
