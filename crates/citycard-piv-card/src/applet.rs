@@ -5,8 +5,9 @@
 //! dispatcher ([`citycard_proto::dispatch`], here with extended length) owns
 //! command chaining, GET RESPONSE and response shaping, asks the card to
 //! admit a header and to execute one whole command, so handlers see one
-//! whole command and return one whole response. Every persistent change is one atomic [`Storage::commit`] of the
-//! whole state; security status lives in [`Volatile`] and is lost on reset.
+//! whole command and return one whole response. Every persistent change is
+//! one atomic commit of the whole state ([`Persistent::commit`]); security
+//! status lives in `Volatile` and is lost on reset.
 
 use alloc::vec::Vec;
 use citycard_card::storage::{Persistent, Storage};
