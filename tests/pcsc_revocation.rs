@@ -15,8 +15,7 @@
 use citycard_e2e::citycard_ok as ok;
 use citycard_e2e::verify_json as verify;
 use citycard_e2e::{
-    bench_available, citycard, enrol_partner, export_trust, issuer_home, vpcd_lock,
-    EmulatorProcess,
+    bench_available, citycard, enrol_partner, export_trust, issuer_home, vpcd_lock, EmulatorProcess,
 };
 
 const ISSUED: usize = 400;
@@ -99,10 +98,9 @@ fn revoke_hundreds_publish_once_and_partners_see_it() {
     assert!(out.contains("300 revoked card(s)"), "{out}");
     // Past the old 2,048-byte limit of every reader.
     assert!(std::fs::metadata(&bundle).unwrap().len() > 2048);
-    let show: serde_json::Value = serde_json::from_str(
-        ok(&["trust", "show", bundle.to_str().unwrap(), "--json"]).trim(),
-    )
-    .unwrap();
+    let show: serde_json::Value =
+        serde_json::from_str(ok(&["trust", "show", bundle.to_str().unwrap(), "--json"]).trim())
+            .unwrap();
     assert_eq!(show["revocation_list"]["revoked"], REVOKED);
     assert_eq!(show["revocation_list"]["sequence"], 2);
     assert_eq!(show["issuer"], "LIEGE");
@@ -118,12 +116,20 @@ fn revoke_hundreds_publish_once_and_partners_see_it() {
     // A revoked card is revoked at the partner's reader.
     let emu = EmulatorProcess::start(&cards.join("card-000007.state"), &[]);
     let (code, v, err) = verify(&bundle, &library, &[]);
-    assert_eq!((code, v["verdict"].as_str()), (32, Some("revoked")), "{v} {err}");
+    assert_eq!(
+        (code, v["verdict"].as_str()),
+        (32, Some("revoked")),
+        "{v} {err}"
+    );
     emu.kill();
     // One that was not revoked is genuine.
     let emu = EmulatorProcess::start(&cards.join("card-000350.state"), &[]);
     let (code, v, err) = verify(&bundle, &library, &[]);
-    assert_eq!((code, v["verdict"].as_str()), (0, Some("genuine")), "{v} {err}");
+    assert_eq!(
+        (code, v["verdict"].as_str()),
+        (0, Some("genuine")),
+        "{v} {err}"
+    );
 
     // After that (a new process each time: a restart), the old, still fresh
     // bundle that would un-revoke the cards is refused.
@@ -136,7 +142,11 @@ fn revoke_hundreds_publish_once_and_partners_see_it() {
     let again = d.join("again.bundle");
     export_trust(&home, &again);
     let (code, v, err) = verify(&again, &library, &["--warn-before-hours", "200"]);
-    assert_eq!((code, v["verdict"].as_str()), (0, Some("genuine")), "{v} {err}");
+    assert_eq!(
+        (code, v["verdict"].as_str()),
+        (0, Some("genuine")),
+        "{v} {err}"
+    );
     let warning: serde_json::Value = err
         .lines()
         .find_map(|l| serde_json::from_str(l).ok())

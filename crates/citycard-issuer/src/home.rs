@@ -623,8 +623,7 @@ impl IssuerHome {
 
 /// The UTC date of a Unix time.
 fn date_of(unix: u64) -> Result<Date, IssuerError> {
-    let days =
-        i64::try_from(unix / 86_400).map_err(|_| IssuerError::Config("clock out of range".into()))?;
+    let days = i64::try_from(unix / 86_400)
+        .map_err(|_| IssuerError::Config("clock out of range".into()))?;
     Ok(Date::from_days_since_epoch(days)?)
 }
-

@@ -69,6 +69,10 @@ pub const MAX_STATIONS: usize = 256;
 /// its limit and every station certificate at the card-object limit.
 pub const MAX_BUNDLE_LEN: usize =
     MAX_REVOCATION_LIST_LEN + MAX_STATIONS * MAX_CARD_OBJECT_LEN + 512;
+// Both host-side objects fit the longest length form, `83 xx xx xx`.
+const _: () = assert!(MAX_REVOCATION_LIST_LEN < MAX_BUNDLE_LEN);
+const _: () = assert!(MAX_BUNDLE_LEN <= tlv::MAX_VALUE_LEN);
+
 /// Days a revoked card (or a spoiled intent's key) stays on the list after
 /// the last day a card with that key could be valid, for readers whose clock
 /// is behind.
@@ -307,7 +311,11 @@ impl RevocationListBody {
         if self.next_update < self.issued_at {
             return Err(Error::BadValue(0x83));
         }
-        let mut ids: Vec<u64> = self.revoked.iter().map(|id| u64::from_be_bytes(*id)).collect();
+        let mut ids: Vec<u64> = self
+            .revoked
+            .iter()
+            .map(|id| u64::from_be_bytes(*id))
+            .collect();
         ids.sort_unstable();
         ids.dedup();
         if ids.len() > MAX_REVOKED {
@@ -461,9 +469,8 @@ impl TrustBundleBody {
         if self.stations.len() > MAX_STATIONS {
             return Err(Error::TooLong);
         }
-        let mut v = Vec::with_capacity(
-            256 + self.stations.len() * 180 + self.revocations.as_bytes().len(),
-        );
+        let mut v =
+            Vec::with_capacity(256 + self.stations.len() * 180 + self.revocations.as_bytes().len());
         tlv::push(&mut v, 0x80, &[1]);
         tlv::push(&mut v, 0x42, self.issuer.as_bytes());
         tlv::push(&mut v, TAG_GROUP, &[self.group]);
@@ -694,9 +701,10 @@ mod tests {
         extra.push(0);
         assert!(rice::decode(&extra, 3, k).is_err());
         assert!(rice::decode(&coded, 4, k).is_err());
-        let mut pad = coded.clone();
-        *pad.last_mut().unwrap() |= 1;
-        assert!(rice::decode(&pad, 3, k).is_err() || rice::decode(&pad, 3, k).unwrap() != rice::decode(&coded, 3, k).unwrap());
+        // One id of value 0 with k = 0 is the single bit 0: seven pad bits.
+        assert_eq!(rice::encode(&[0], 0), [0x00]);
+        assert_eq!(rice::decode(&[0x00], 1, 0).unwrap(), [[0u8; 8]]);
+        assert!(rice::decode(&[0x01], 1, 0).is_err(), "non-zero padding");
         // A quotient that overflows u64.
         assert!(rice::decode(&[0xFF; 64], 1, 0).is_err());
     }
@@ -719,13 +727,32 @@ mod tests {
         // At the limit, with the widest gaps the parameter allows (the
         // longest coding): every id spaced 2^44 apart.
         let step = u64::MAX / MAX_REVOKED as u64;
-        let at: Vec<RevocationId> = (0..MAX_REVOKED as u64).map(|i| (i * step).to_be_bytes()).collect();
+        let at: Vec<RevocationId> = (0..MAX_REVOKED as u64)
+            .map(|i| (i * step).to_be_bytes())
+            .collect();
         let list = signed_list(&root, at).unwrap();
         assert_eq!(list.body().revoked.len(), MAX_REVOKED);
         assert!(list.as_bytes().len() <= MAX_REVOCATION_LIST_LEN);
         let again = RevocationList::decode(list.as_bytes()).unwrap();
         assert!(again.is_revoked(&(5 * step).to_be_bytes()));
         assert!(!again.is_revoked(&(5 * step + 1).to_be_bytes()));
+        // The list at its limit travels in a bundle.
+        let body = TrustBundleBody {
+            issuer: "LIEGE".into(),
+            group: 0,
+            root: root.public_key(),
+            issued_at: 10,
+            stations: Vec::new(),
+            revocations: again,
+        };
+        let tbs = body.to_be_signed().unwrap();
+        let bundle = TrustBundle::assemble(&tbs, &crypto::sign(&root, &tbs)).unwrap();
+        bundle.verify().unwrap();
+        assert_eq!(bundle.body().revocations.body().revoked.len(), MAX_REVOKED);
+        assert_eq!(
+            TrustBundle::decode(&alloc::vec![0xE5; MAX_BUNDLE_LEN + 1]).unwrap_err(),
+            Error::TooLong
+        );
         // One past: the writer refuses.
         let past: Vec<RevocationId> = (0..=MAX_REVOKED as u64).map(|i| i.to_be_bytes()).collect();
         assert_eq!(signed_list(&root, past).unwrap_err(), Error::TooLong);
@@ -739,14 +766,21 @@ mod tests {
         tlv::push(&mut v, 0x83, &2u64.to_be_bytes());
         tlv::push(&mut v, TAG_COUNT, &(MAX_REVOKED as u32 + 1).to_be_bytes());
         tlv::push(&mut v, TAG_RICE_PARAMETER, &[0]);
-        tlv::push(&mut v, TAG_CODED_IDS, &alloc::vec![0; (MAX_REVOKED + 1).div_ceil(8)]);
+        tlv::push(
+            &mut v,
+            TAG_CODED_IDS,
+            &alloc::vec![0; (MAX_REVOKED + 1).div_ceil(8)],
+        );
         let body = tlv::encode(TAG_REVOCATION_BODY, &v);
         let bytes = tlv::join_signed(TAG_REVOCATION_LIST, &body, &[0; 64]);
         assert_eq!(RevocationList::decode(&bytes).unwrap_err(), Error::TooLong);
         // Past the encoded-length limit.
         let long = tlv::join_signed(
             TAG_REVOCATION_LIST,
-            &tlv::encode(TAG_REVOCATION_BODY, &alloc::vec![0; MAX_REVOCATION_LIST_LEN]),
+            &tlv::encode(
+                TAG_REVOCATION_BODY,
+                &alloc::vec![0; MAX_REVOCATION_LIST_LEN],
+            ),
             &[0; 64],
         );
         assert_eq!(RevocationList::decode(&long).unwrap_err(), Error::TooLong);
@@ -775,8 +809,22 @@ mod tests {
             stations: Vec::new(),
             revocations: list,
         };
-        assert_eq!(bundle.to_be_signed().unwrap_err(), Error::BadValue(TAG_GROUP));
-        let bad = RevocationListBody { group: GROUP_COUNT, ..body };
+        assert_eq!(
+            bundle.to_be_signed().unwrap_err(),
+            Error::BadValue(TAG_GROUP)
+        );
+        let bad = RevocationListBody {
+            group: GROUP_COUNT,
+            ..body
+        };
         assert_eq!(bad.to_be_signed().unwrap_err(), Error::BadValue(TAG_GROUP));
+    }
+
+    #[test]
+    fn limits_are_the_specified_ones_and_fit_the_longest_length_form() {
+        // SPEC §1's table.
+        assert_eq!(MAX_REVOKED, 1_048_576);
+        assert_eq!(MAX_REVOCATION_LIST_LEN, 8_519_936);
+        assert_eq!(MAX_BUNDLE_LEN, 9_044_736);
     }
 }

@@ -439,7 +439,10 @@ mod tests {
         let past = encode(0x80, &vec![1; MAX_CARD_OBJECT_LEN - 3]);
         assert_eq!(read_exact(&past, 0x80).unwrap_err(), Error::TooLong);
         assert_eq!(
-            read_exact_within(&past, 0x80, past.len()).unwrap().value.len(),
+            read_exact_within(&past, 0x80, past.len())
+                .unwrap()
+                .value
+                .len(),
             MAX_CARD_OBJECT_LEN - 3
         );
     }
@@ -474,7 +477,10 @@ mod tests {
             let bytes = encode(tag, &[1, 2]);
             assert_eq!(read_one(&bytes).unwrap().0.tag, tag);
         }
-        assert!(read_one(&[0x5F, 0xC1, 0x82, 0x01, 0x00]).is_err(), "four-byte tag");
+        assert!(
+            read_one(&[0x5F, 0xC1, 0x82, 0x01, 0x00]).is_err(),
+            "four-byte tag"
+        );
         assert!(read_one(&[0x5F, 0x80, 0x21, 0x00]).is_err(), "padded tag");
         assert!(read_one(&[0x5F]).is_err());
     }

@@ -98,7 +98,6 @@ impl Trust {
         Self::new(bundle, credential)
     }
 
-
     /// Pins the root: fails unless the bundle's root key has this fingerprint
     /// ([`root_fingerprint`], the value the city gives out of band).
     ///
@@ -195,10 +194,8 @@ pub fn record_revocation_state(state: &Path, bundle: &TrustBundle) -> Result<(),
     let mut current = match std::fs::symlink_metadata(state) {
         Ok(_) => {
             let raw = read_bounded(state, MAX_STATE_LEN)?;
-            serde_json::from_slice::<RevocationState>(&raw).map_err(|_| {
-                ReaderError::Malformed {
-                    what: "revocation state",
-                }
+            serde_json::from_slice::<RevocationState>(&raw).map_err(|_| ReaderError::Malformed {
+                what: "revocation state",
             })?
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => RevocationState {

@@ -544,7 +544,11 @@ fn trust_reload_takes_a_new_revocation_list_and_refuses_bad_files() {
     .unwrap();
     assert!(matches!(
         source.reload_from_files(),
-        Err(ReaderError::RevocationListRollback { seen: 2, found: 1, .. })
+        Err(ReaderError::RevocationListRollback {
+            seen: 2,
+            found: 1,
+            ..
+        })
     ));
     assert_eq!(source.generation(), 2);
     let served = Served::start(card, R0, None);

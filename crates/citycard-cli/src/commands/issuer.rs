@@ -627,17 +627,34 @@ fn trust_show(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|_| t.to_string())
         };
         let next = if stale {
-            format!("passed {} ago: readers refuse cards", super::verify::human_duration(now_unix - list.next_update))
+            format!(
+                "passed {} ago: readers refuse cards",
+                super::verify::human_duration(now_unix - list.next_update)
+            )
         } else {
-            format!("in {}", super::verify::human_duration(list.next_update - now_unix))
+            format!(
+                "in {}",
+                super::verify::human_duration(list.next_update - now_unix)
+            )
         };
-        println!("Trust bundle {} ({} bytes)", file.display(), bundle.as_bytes().len());
+        println!(
+            "Trust bundle {} ({} bytes)",
+            file.display(),
+            bundle.as_bytes().len()
+        );
         println!("  issuer            {} (group {})", body.issuer, body.group);
         println!("  root fingerprint  {fingerprint}");
-        println!("  signatures        {}", if verified { "valid" } else { "INVALID" });
+        println!(
+            "  signatures        {}",
+            if verified { "valid" } else { "INVALID" }
+        );
         println!("  stations          {}", body.stations.len());
         println!("  revocation list   #{}", list.sequence);
-        println!("  issued at         {} ({} ago)", when(list.issued_at), super::verify::human_duration(age));
+        println!(
+            "  issued at         {} ({} ago)",
+            when(list.issued_at),
+            super::verify::human_duration(age)
+        );
         println!("  next update       {} ({next})", when(list.next_update));
         println!("  revoked cards     {}", list.revoked.len());
     }

@@ -124,7 +124,12 @@ pub fn run(args: &VerifyArgs, trace: bool) -> anyhow::Result<ExitCode> {
         .policy
         .policy()?
         .with_always_send_certificate(args.always_send_certificate);
-    warn_freshness(&trust, policy.now_unix, args.policy.warn_before_secs(), args.json);
+    warn_freshness(
+        &trust,
+        policy.now_unix,
+        args.policy.warn_before_secs(),
+        args.json,
+    );
     let ctx = PcscContext::establish().context("cannot reach pcscd (is it running?)")?;
     let reader = ctx.resolve_reader(&args.reader)?;
     match ctx.wait_for_card(&reader, Some(Duration::from_secs(args.wait))) {
