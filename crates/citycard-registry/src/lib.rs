@@ -28,10 +28,10 @@ use rusqlite::{
 
 pub use error::RegistryError;
 pub use model::{
-    AuditEntry, CardRecord, CardState, Counts, ForgetReport, Intent, NewIssuance, RevocationReason,
-    RevokedCard,
+    AuditEntry, CardNumber, CardRecord, CardState, Counts, ForgetReport, Intent, Lease,
+    NewIssuance, RevocationReason, RevokedCard,
 };
-use schema::{SCHEMA, SCHEMA_VERSION};
+use schema::{MIGRATIONS, OLDEST_UPGRADABLE, SCHEMA, SCHEMA_VERSION};
 
 /// The attributes the registry keeps, and the only ones it accepts: what the
 /// city needs to reprint or replace a card. Everything else (card-computed
@@ -59,7 +59,9 @@ const REVOCATION_SEQUENCE: &str = "revocation_sequence";
 
 const CARD_COLUMNS: &str = "intent_id, card_number, resident_ref, station, issued_on, \
     expires_on, state, card_key, revocation_id, spoil_reason, revoke_reason, revoked_at, \
-    batch_id, batch_row, replaces_card, replace_reason";
+    batch_id, batch_row, replaces_card, replace_reason, lease_id, created_at";
+const MAX_DESK_LEN: usize = 256;
+const MAX_HOLDER_LEN: usize = 128;
 
 type Result<T> = core::result::Result<T, RegistryError>;
 
@@ -333,6 +335,8 @@ struct RawCard {
     batch_row: Option<i64>,
     replaces_card: Option<String>,
     replace_reason: Option<String>,
+    lease_id: Option<String>,
+    created_at: i64,
 }
 
 impl RawCard {
@@ -354,6 +358,8 @@ impl RawCard {
             batch_row: r.get(13)?,
             replaces_card: r.get(14)?,
             replace_reason: r.get(15)?,
+            lease_id: r.get(16)?,
+            created_at: r.get(17)?,
         })
     }
 
@@ -375,7 +381,7 @@ impl RawCard {
         }
     }
 
-    fn into_intent(self) -> Result<Intent> {
+    fn into_intent(self, owner: Option<Lease>) -> Result<Intent> {
         let card_key = self
             .card_key
             .clone()
@@ -391,6 +397,7 @@ impl RawCard {
             card_number: self.card_number,
             resident_ref: self.resident_ref,
             station: self.station,
+            owner,
         })
     }
 
@@ -430,6 +437,7 @@ impl RawCard {
             state,
             card_key,
             revocation_id,
+            created_at: self.created_at,
         })
     }
 }
@@ -455,6 +463,22 @@ fn open_connection(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Runs every migration step from the file's version to [`SCHEMA_VERSION`],
+/// each in one exclusive transaction with its `user_version` bump (a step
+/// interrupted by a crash leaves the previous version, to be upgraded again).
+fn migrate(conn: &mut Connection) -> Result<()> {
+    for (from, sql) in MIGRATIONS {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version == *from {
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", from + 1)?;
+        }
+        tx.commit()?;
+    }
+    Ok(())
+}
+
 impl Registry {
     fn from_connection(conn: Connection, path: &Path) -> Self {
         Self {
@@ -465,12 +489,24 @@ impl Registry {
         }
     }
 
-    /// Creates a new, empty registry at `path`. Fails with
-    /// [`RegistryError::AlreadyExists`] if anything exists there.
+    /// Creates a new, empty registry at `path`, mode 0600 whatever the umask
+    /// (SQLite gives its `-wal` and `-shm` files the database file's mode).
+    /// Fails with [`RegistryError::AlreadyExists`] if anything exists there.
     pub fn create(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        match OpenOptions::new().write(true).create_new(true).open(path) {
-            Ok(file) => drop(file),
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(path) {
+            Ok(file) => {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+                }
+                drop(file);
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(RegistryError::AlreadyExists {
                     path: path.to_path_buf(),
@@ -482,8 +518,9 @@ impl Registry {
             let mut conn = open_connection(path)?;
             let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
             tx.execute_batch(SCHEMA)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            tx.pragma_update(None, "user_version", OLDEST_UPGRADABLE)?;
             tx.commit()?;
+            migrate(&mut conn)?;
             Ok(conn)
         })();
         match made {
@@ -503,9 +540,11 @@ impl Registry {
         }
     }
 
-    /// Opens an existing registry. Fails with [`RegistryError::NotFound`] if
-    /// there is none, and with [`RegistryError::SchemaVersion`] if the file is
-    /// not a registry of this schema version.
+    /// Opens an existing registry, upgrading an older schema version in
+    /// place ([`schema::MIGRATIONS`], one transaction per step). Fails with
+    /// [`RegistryError::NotFound`] if there is none, and with
+    /// [`RegistryError::SchemaVersion`] if the file is not a registry this
+    /// code can read or upgrade.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         match std::fs::metadata(path) {
@@ -517,14 +556,15 @@ impl Registry {
             }
             Err(e) => return Err(e.into()),
         }
-        let conn = open_connection(path)?;
+        let mut conn = open_connection(path)?;
         let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if found != SCHEMA_VERSION {
+        if !(OLDEST_UPGRADABLE..=SCHEMA_VERSION).contains(&found) {
             return Err(RegistryError::SchemaVersion {
                 found,
                 expected: SCHEMA_VERSION,
             });
         }
+        migrate(&mut conn)?;
         Ok(Self::from_connection(conn, path))
     }
 
@@ -575,7 +615,10 @@ impl Registry {
     /// dictionary. A batch row that already produced a card (intent, issued or
     /// revoked) is refused with [`RegistryError::BatchRowDone`].
     pub fn begin_intent(&mut self, n: &NewIssuance<'_>) -> Result<Intent> {
-        check_card_number(n.card_number)?;
+        match n.card_number {
+            CardNumber::Given(number) => check_card_number(number)?,
+            CardNumber::Next { prefix } => check_prefix(prefix)?,
+        }
         check_resident_ref(n.resident_ref)?;
         check_text("station", n.station, MAX_NAME_LEN)?;
         check_text("actor", n.actor, MAX_NAME_LEN)?;
@@ -596,6 +639,37 @@ impl Registry {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        if let Some(lease) = n.lease {
+            let usable: Option<i64> = tx
+                .query_row(
+                    "SELECT 1 FROM leases WHERE lease_id = ?1 AND released = 0",
+                    [lease],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if usable.is_none() {
+                return Err(RegistryError::LeaseGone {
+                    lease_id: lease.into(),
+                });
+            }
+        }
+        if let Some((batch_id, row)) = batch {
+            let done: Option<String> = tx
+                .query_row(
+                    "SELECT card_number FROM cards WHERE batch_id = ?1 AND batch_row = ?2 \
+                     AND state IN ('intent', 'issued', 'revoked') LIMIT 1",
+                    params![batch_id, row],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if let Some(card_number) = done {
+                return Err(RegistryError::BatchRowDone {
+                    batch_id: batch_id.into(),
+                    row: row.unsigned_abs(),
+                    card_number,
+                });
+            }
+        }
         let live: Option<(String, String)> = tx
             .query_row(
                 "SELECT card_number, state FROM cards \
@@ -633,43 +707,32 @@ impl Registry {
         if self.fail_after_revoke {
             return Err(RegistryError::Sqlite(rusqlite::Error::InvalidQuery));
         }
-        if let Some((batch_id, row)) = batch {
-            let done: Option<String> = tx
-                .query_row(
-                    "SELECT card_number FROM cards WHERE batch_id = ?1 AND batch_row = ?2 \
-                     AND state IN ('intent', 'issued', 'revoked') LIMIT 1",
-                    params![batch_id, row],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(card_number) = done {
-                return Err(RegistryError::BatchRowDone {
-                    batch_id: batch_id.into(),
-                    row: row.unsigned_abs(),
-                    card_number,
-                });
+        // Allocated last, in this transaction: a refusal above (or any
+        // failure below) rolls the counter back with everything else.
+        let card_number = match n.card_number {
+            CardNumber::Given(number) => {
+                let taken: Option<i64> = tx
+                    .query_row(
+                        "SELECT intent_id FROM cards WHERE card_number = ?1",
+                        [number],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if taken.is_some() {
+                    return Err(RegistryError::CardNumberTaken {
+                        card_number: number.into(),
+                    });
+                }
+                number.to_string()
             }
-        }
-        // Checked after the revocation on purpose: a failure here rolls the
-        // revocation back with everything else.
-        let taken: Option<i64> = tx
-            .query_row(
-                "SELECT intent_id FROM cards WHERE card_number = ?1",
-                [n.card_number],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if taken.is_some() {
-            return Err(RegistryError::CardNumberTaken {
-                card_number: n.card_number.into(),
-            });
-        }
+            CardNumber::Next { prefix } => allocate_card_number(&tx, prefix)?,
+        };
         tx.execute(
             "INSERT INTO cards (card_number, resident_ref, station, issued_on, expires_on, \
-             state, batch_id, batch_row, replaces_card, replace_reason, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 'intent', ?6, ?7, ?8, ?9, ?10)",
+             state, batch_id, batch_row, replaces_card, replace_reason, created_at, lease_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 'intent', ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
-                n.card_number,
+                card_number,
                 n.resident_ref,
                 n.station,
                 n.issued_on.to_string(),
@@ -679,29 +742,42 @@ impl Registry {
                 replaced.as_ref().map(|(c, _)| c.as_str()),
                 replaced.as_ref().map(|(_, r)| r.as_str()),
                 created_at,
+                n.lease,
             ],
         )?;
         let id = tx.last_insert_rowid();
-        tx.execute(
-            "INSERT OR IGNORE INTO residents (resident_ref) VALUES (?1)",
-            [n.resident_ref],
-        )?;
+        // Attributes are kept only with a retention deadline; whatever was
+        // kept before for this resident is replaced (or erased).
         tx.execute(
             "DELETE FROM resident_attributes WHERE resident_ref = ?1",
             [n.resident_ref],
         )?;
-        for (attribute, value) in &attributes {
-            tx.execute(
-                "INSERT INTO resident_attributes (resident_ref, attribute, value) \
-                 VALUES (?1, ?2, ?3)",
-                params![n.resident_ref, attribute, value],
-            )?;
+        match n.retain_until {
+            Some(until) if !attributes.is_empty() => {
+                tx.execute(
+                    "INSERT OR IGNORE INTO residents (resident_ref) VALUES (?1)",
+                    [n.resident_ref],
+                )?;
+                for (attribute, value) in &attributes {
+                    tx.execute(
+                        "INSERT INTO resident_attributes \
+                         (resident_ref, attribute, value, retain_until) VALUES (?1, ?2, ?3, ?4)",
+                        params![n.resident_ref, attribute, value, until],
+                    )?;
+                }
+            }
+            _ => {
+                tx.execute(
+                    "DELETE FROM residents WHERE resident_ref = ?1",
+                    [n.resident_ref],
+                )?;
+            }
         }
-        audit(&tx, n.actor, Some(n.station), "intent", Some(n.card_number))?;
+        audit(&tx, n.actor, Some(n.station), "intent", Some(&card_number))?;
         tx.commit()?;
         Ok(Intent {
             id,
-            card_number: n.card_number.into(),
+            card_number,
             resident_ref: n.resident_ref.into(),
             station: n.station.into(),
             issued_on: n.issued_on,
@@ -709,6 +785,7 @@ impl Registry {
             batch: n.batch.map(|(id, row)| (id.into(), row)),
             replaces: replaced,
             card_key: None,
+            owner: None,
         })
     }
 
@@ -894,12 +971,282 @@ impl Registry {
         Ok(rows)
     }
 
-    /// Every open intent (to reconcile on start), oldest first.
+    /// Every open intent, oldest first, each with the desk lease that owns
+    /// it (if any): reconcile only those whose owner is gone.
     pub fn open_intents(&self) -> Result<Vec<Intent>> {
         self.cards_where("state = ?1", "intent")?
             .into_iter()
-            .map(RawCard::into_intent)
+            .map(|raw| {
+                let owner = match &raw.lease_id {
+                    Some(id) => self.lease(id)?,
+                    None => None,
+                };
+                raw.into_intent(owner)
+            })
             .collect()
+    }
+
+    /// Takes a new desk lease for `desk` (where the cards are: a reader
+    /// identity), held by `holder` (`host:pid`), valid `ttl_secs` unless
+    /// renewed. Writes a `lease` audit entry.
+    pub fn acquire_lease(&mut self, desk: &str, holder: &str, ttl_secs: i64) -> Result<Lease> {
+        check_text("desk", desk, MAX_DESK_LEN)?;
+        check_text("holder", holder, MAX_HOLDER_LEN)?;
+        let id = random_hex(16)?;
+        let at = now();
+        let expires_at = at.saturating_add(ttl_secs.max(1));
+        let tx = self.write()?;
+        tx.execute(
+            "INSERT INTO leases (lease_id, desk, holder, acquired_at, renewed_at, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+            params![id, desk, holder, at, expires_at],
+        )?;
+        tx.commit()?;
+        Ok(Lease {
+            id,
+            desk: desk.into(),
+            holder: holder.into(),
+            expires_at,
+            released: false,
+        })
+    }
+
+    /// Extends a lease by `ttl_secs` from now. Fails with
+    /// [`RegistryError::LeaseGone`] if it was released or taken over (its
+    /// holder must stop), even if it had merely expired meanwhile and no one
+    /// took it over (then it is renewed).
+    pub fn renew_lease(&mut self, lease_id: &str, ttl_secs: i64) -> Result<i64> {
+        let at = now();
+        let expires_at = at.saturating_add(ttl_secs.max(1));
+        let tx = self.write()?;
+        let n = tx.execute(
+            "UPDATE leases SET renewed_at = ?2, expires_at = ?3 \
+             WHERE lease_id = ?1 AND released = 0",
+            params![lease_id, at, expires_at],
+        )?;
+        if n == 0 {
+            return Err(RegistryError::LeaseGone {
+                lease_id: lease_id.into(),
+            });
+        }
+        tx.commit()?;
+        Ok(expires_at)
+    }
+
+    /// Releases a lease (its holder is done). Its open intents, if any, may
+    /// then be reconciled by any desk with their cards.
+    pub fn release_lease(&mut self, lease_id: &str) -> Result<()> {
+        let tx = self.write()?;
+        tx.execute(
+            "UPDATE leases SET released = 1 WHERE lease_id = ?1",
+            [lease_id],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Takes over the open intent `intent_id` for `lease_id`, if it is still
+    /// owned by `from` (its gone owner; `None` for an intent without one):
+    /// the compare-and-set that lets exactly one desk reconcile an orphaned
+    /// intent. Returns `false` if someone else changed it first.
+    pub fn take_over_intent(
+        &mut self,
+        intent_id: i64,
+        from: Option<&str>,
+        lease_id: &str,
+    ) -> Result<bool> {
+        let tx = self.write()?;
+        let n = tx.execute(
+            "UPDATE cards SET lease_id = ?3 WHERE intent_id = ?1 AND state = 'intent' \
+             AND lease_id IS ?2",
+            params![intent_id, from, lease_id],
+        )?;
+        if let Some(from) = from {
+            tx.execute(
+                "UPDATE leases SET released = 1 WHERE lease_id = ?1",
+                [from],
+            )?;
+        }
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
+    /// One lease, if recorded.
+    pub fn lease(&self, lease_id: &str) -> Result<Option<Lease>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT lease_id, desk, holder, expires_at, released FROM leases \
+                 WHERE lease_id = ?1",
+                [lease_id],
+                |r| {
+                    Ok(Lease {
+                        id: r.get(0)?,
+                        desk: r.get(1)?,
+                        holder: r.get(2)?,
+                        expires_at: r.get(3)?,
+                        released: r.get::<_, i64>(4)? != 0,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Leases still held at `at` (not released, not expired): the desks at work.
+    pub fn active_leases(&self, at: i64) -> Result<Vec<Lease>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT lease_id, desk, holder, expires_at, released FROM leases \
+             WHERE released = 0 AND expires_at >= ?1 ORDER BY acquired_at",
+        )?;
+        let rows = stmt
+            .query_map([at], |r| {
+                Ok(Lease {
+                    id: r.get(0)?,
+                    desk: r.get(1)?,
+                    holder: r.get(2)?,
+                    expires_at: r.get(3)?,
+                    released: r.get::<_, i64>(4)? != 0,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Retention: erases every stored attribute whose retention deadline is
+    /// before `at` (unix seconds), and the WAL copy of them. Returns how many
+    /// residents' attributes were erased. Writes a `retention-purge` audit
+    /// entry when it erased any.
+    pub fn purge_expired_attributes(&mut self, at: i64, actor: &str) -> Result<usize> {
+        check_text("actor", actor, MAX_NAME_LEN)?;
+        let tx = self.write()?;
+        let residents = tx.execute(
+            "DELETE FROM residents WHERE resident_ref IN \
+             (SELECT resident_ref FROM resident_attributes \
+              WHERE retain_until IS NOT NULL AND retain_until < ?1)",
+            [at],
+        )?;
+        if residents > 0 {
+            audit(&tx, actor, None, "retention-purge", None)?;
+        }
+        tx.commit()?;
+        if residents > 0 {
+            self.truncate_wal();
+        }
+        Ok(residents)
+    }
+
+    /// How many residents have stored attributes.
+    pub fn residents_with_attributes(&self) -> Result<u64> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(DISTINCT resident_ref) FROM resident_attributes",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n.unsigned_abs())
+    }
+
+    /// The retention deadline of a resident's stored attributes (unix
+    /// seconds; `None` if none are stored or they are kept until forgotten).
+    pub fn retained_until(&self, resident_ref: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT max(retain_until) FROM resident_attributes WHERE resident_ref = ?1",
+                [resident_ref],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    /// The audit log from `since` (unix seconds) on, in order.
+    pub fn audit_since(&self, since: i64) -> Result<Vec<AuditEntry>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, at, actor, station, action, card_number FROM audit \
+             WHERE at >= ?1 ORDER BY seq",
+        )?;
+        let rows = stmt
+            .query_map([since], |r| {
+                Ok(AuditEntry {
+                    seq: r.get(0)?,
+                    at: r.get(1)?,
+                    actor: r.get(2)?,
+                    station: r.get(3)?,
+                    action: r.get(4)?,
+                    card_number: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Cards recorded per station: (station, issued, revoked, spoiled, open).
+    pub fn counts_by_station(&self) -> Result<Vec<(String, Counts)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT station, state, count(*) FROM cards GROUP BY station, state ORDER BY station",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut out: Vec<(String, Counts)> = Vec::new();
+        for (station, state, n) in rows {
+            if out.last().is_none_or(|(s, _)| *s != station) {
+                out.push((station.clone(), Counts::default()));
+            }
+            let Some((_, c)) = out.last_mut() else {
+                continue;
+            };
+            add_count(c, &state, n.unsigned_abs())?;
+        }
+        Ok(out)
+    }
+
+    /// Copies the whole registry to `dest` (a new file, mode 0600) with
+    /// SQLite's online backup: a consistent snapshot even while other
+    /// processes write.
+    pub fn backup_to(&self, dest: &Path) -> Result<()> {
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(dest) {
+            Ok(f) => {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(RegistryError::AlreadyExists {
+                    path: dest.to_path_buf(),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let copied = (|| -> Result<()> {
+            let mut target = Connection::open(dest)?;
+            {
+                let backup = rusqlite::backup::Backup::new(&self.conn, &mut target)?;
+                backup.run_to_completion(256, Duration::from_millis(5), None)?;
+            }
+            // A single self-contained file: no WAL beside it.
+            let _: String =
+                target.pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get(0))?;
+            Ok(())
+        })();
+        if copied.is_err() {
+            let _ = std::fs::remove_file(dest);
+        }
+        copied?;
+        sync_parent_dir(dest);
+        Ok(())
     }
 
     /// Revokes an issued card. Fails with [`RegistryError::UnknownCard`],
@@ -1179,17 +1526,7 @@ impl Registry {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let mut c = Counts::default();
         for (state, n) in rows {
-            let n = n.unsigned_abs();
-            match state.as_str() {
-                "intent" => c.open_intents = n,
-                "issued" => c.issued += n,
-                "spoiled" => c.spoiled = n,
-                "revoked" => {
-                    c.revoked = n;
-                    c.issued += n;
-                }
-                other => return Err(RegistryError::Corrupt(format!("bad state {other:?}"))),
-            }
+            add_count(&mut c, &state, n.unsigned_abs())?;
         }
         Ok(c)
     }
@@ -1255,34 +1592,58 @@ impl Registry {
     /// ASCII letters or digits; the result always passes
     /// `AttributeId::CARD_NUMBER.validate_value`.
     pub fn next_card_number(&mut self, prefix: &str) -> Result<String> {
-        if prefix.is_empty()
-            || prefix.len() > MAX_PREFIX_LEN
-            || !prefix.bytes().all(|b| b.is_ascii_alphanumeric())
-        {
-            return Err(invalid("prefix", "1 to 12 ASCII letters or digits"));
-        }
-        let counter = format!("card_number:{prefix}");
+        check_prefix(prefix)?;
         let tx = self.write()?;
-        let number = loop {
-            let value = bump_counter(&tx, &counter)?;
-            let number = format!("{prefix}-{value:06}");
-            if check_card_number(&number).is_err() {
-                return Err(RegistryError::CounterExhausted { counter });
-            }
-            let taken: Option<i64> = tx
-                .query_row(
-                    "SELECT 1 FROM cards WHERE card_number = ?1",
-                    [&number],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if taken.is_none() {
-                break number;
-            }
-        };
+        let number = allocate_card_number(&tx, prefix)?;
         tx.commit()?;
         Ok(number)
     }
+}
+
+fn check_prefix(prefix: &str) -> Result<()> {
+    if prefix.is_empty()
+        || prefix.len() > MAX_PREFIX_LEN
+        || !prefix.bytes().all(|b| b.is_ascii_alphanumeric())
+    {
+        return Err(invalid("prefix", "1 to 12 ASCII letters or digits"));
+    }
+    Ok(())
+}
+
+/// The next free card number for `prefix`, inside `tx`.
+fn allocate_card_number(tx: &Transaction<'_>, prefix: &str) -> Result<String> {
+    let counter = format!("card_number:{prefix}");
+    loop {
+        let value = bump_counter(tx, &counter)?;
+        let number = format!("{prefix}-{value:06}");
+        if check_card_number(&number).is_err() {
+            return Err(RegistryError::CounterExhausted { counter });
+        }
+        let taken: Option<i64> = tx
+            .query_row(
+                "SELECT 1 FROM cards WHERE card_number = ?1",
+                [&number],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if taken.is_none() {
+            return Ok(number);
+        }
+    }
+}
+
+fn add_count(c: &mut Counts, state: &str, n: u64) -> Result<()> {
+    match state {
+        "intent" => c.open_intents += n,
+        "issued" => c.issued += n,
+        "spoiled" => c.spoiled += n,
+        "revoked" => {
+            c.revoked += n;
+            c.issued += n;
+        }
+        other => return Err(RegistryError::Corrupt(format!("bad state {other:?}"))),
+    }
+    Ok(())
 }
 
 /// Makes the new file's directory entry durable (best effort: not every
