@@ -32,6 +32,12 @@ pub enum IssuerError {
     /// No such station.
     #[error("unknown station {0:?}")]
     UnknownStation(String),
+    /// No such partner.
+    #[error("unknown partner {0:?}")]
+    UnknownPartner(String),
+    /// The station was retired: it may no longer sign.
+    #[error("station {0:?} is retired: it may no longer sign")]
+    StationRetired(String),
     /// The station certificate is not valid today: it may not sign.
     #[error(
         "station {name} is valid from {effective} to {expiry}; today is {today}: refusing to sign"

@@ -5,7 +5,7 @@
 use citycard_proto::attr::AttributeId;
 use citycard_proto::revocation::revocation_id;
 use citycard_proto::{crypto, Date};
-use citycard_registry::{Intent, NewIssuance, Registry, RevocationReason};
+use citycard_registry::{CardNumber, Intent, NewIssuance, Registry, RevocationReason};
 use citycard_transport::{CardChannel, CardTransport, TransportError};
 use p256::PublicKey;
 use rand_core::CryptoRngCore;
@@ -223,10 +223,12 @@ pub(crate) fn begin_intent(
     replaces: Option<RevocationReason>,
     today: Date,
 ) -> Result<Begun, IssuerError> {
-    let card_number = registry.next_card_number(&home.config().card_number_prefix)?;
     let expires_on = today.add_days(home.config().card_validity_days.saturating_sub(1));
+    let (_, now_unix) = crate::home::now()?;
     let intent = registry.begin_intent(&NewIssuance {
-        card_number: &card_number,
+        card_number: CardNumber::Next {
+            prefix: &home.config().card_number_prefix,
+        },
         resident_ref: &resident.resident_id,
         station: &station.name,
         issued_on: today,
@@ -235,7 +237,10 @@ pub(crate) fn begin_intent(
         batch,
         replaces,
         actor,
+        lease: station.desk_lease.as_deref(),
+        retain_until: home.retain_until(now_unix),
     })?;
+    let card_number = intent.card_number;
     Ok(Begun {
         intent_id: intent.id,
         card_number,

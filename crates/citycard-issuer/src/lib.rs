@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod error;
+pub mod files;
 pub mod home;
 pub mod issue;
 pub mod personalise;

@@ -316,6 +316,21 @@ impl Pkcs11Signer {
         })
     }
 
+    /// Destroys the key pair on the token (every object with its label):
+    /// to undo a half-finished setup, or to retire a key for good.
+    pub fn destroy(self) -> Result<(), KeyError> {
+        let objects = find(
+            &self.session,
+            &[Attribute::Label(self.loc.key_label.as_bytes().to_vec())],
+        )?;
+        for object in objects {
+            self.session
+                .destroy_object(object)
+                .map_err(KeyError::pkcs11("C_DestroyObject"))?;
+        }
+        Ok(())
+    }
+
     /// Where the key lives.
     pub fn location(&self) -> &Pkcs11Location {
         &self.loc
