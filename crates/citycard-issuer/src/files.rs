@@ -171,6 +171,18 @@ pub fn create_private_dir(dir: &Path) -> Result<bool, IssuerError> {
     Ok(true)
 }
 
+/// Creates (or opens) a lock file, mode 0600, for `File::lock`-style
+/// advisory locks: its content is never read.
+pub fn create_lock_file(path: &Path) -> Result<fs::File, IssuerError> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, FILE_MODE);
+    let file = options.open(path).map_err(|e| IssuerError::io(path, e))?;
+    set_mode(&file, FILE_MODE).map_err(|e| IssuerError::io(path, e))?;
+    Ok(file)
+}
+
 /// Makes a directory's entries durable (best effort: not every platform
 /// can fsync a directory).
 pub fn sync_dir(dir: &Path) {

@@ -336,6 +336,20 @@ pub fn reconcile<T: CardTransport>(
     rng: &mut dyn CryptoRngCore,
 ) -> Result<Reconciled, IssuerError> {
     let open = registry.open_intents()?;
+    reconcile_intents(registry, station, open, ch, actor, today, rng)
+}
+
+/// Settles the given open intents (a desk's orphans, see [`crate::desk`])
+/// against the card in the reader, as [`reconcile`] does for all of them.
+pub fn reconcile_intents<T: CardTransport>(
+    registry: &mut Registry,
+    station: &LoadedStation,
+    open: Vec<Intent>,
+    ch: Option<&mut CardChannel<T>>,
+    actor: &str,
+    today: Date,
+    rng: &mut dyn CryptoRngCore,
+) -> Result<Reconciled, IssuerError> {
     if open.is_empty() {
         return Ok(Reconciled::default());
     }

@@ -1,6 +1,9 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+pub mod cards;
+pub mod batch;
+pub mod desk;
 pub mod error;
 pub mod files;
 pub mod home;

@@ -587,6 +587,19 @@ pub fn reconcile<T: CardTransport>(
     rng: &mut dyn CryptoRngCore,
 ) -> Result<Reconciled, IssuerError> {
     let open = registry.open_intents()?;
+    reconcile_intents(home, registry, open, ch, actor, rng)
+}
+
+/// Settles the given open intents (a desk's orphans) against the PIV card
+/// in the reader, as [`reconcile`] does for all of them.
+pub fn reconcile_intents<T: CardTransport>(
+    home: &IssuerHome,
+    registry: &mut Registry,
+    open: Vec<citycard_registry::Intent>,
+    ch: Option<&mut CardChannel<T>>,
+    actor: &str,
+    rng: &mut dyn CryptoRngCore,
+) -> Result<Reconciled, IssuerError> {
     if open.is_empty() {
         return Ok(Reconciled::default());
     }
