@@ -733,13 +733,32 @@ impl IssuerHome {
     }
 
     /// Enrols a partner: a reader key pair and a root-signed certificate
-    /// granting exactly `grants`, with a fresh pseudonym domain. `deliver`
+    /// granting exactly `grants`, with a fresh pseudonym domain. Returns the
+    /// credential (key included) for the partner; keeps only the certificate.
+    pub fn enrol_partner(
+        &self,
+        name: &str,
+        grants: AttributeSet,
+        valid_days: u32,
+        secrets: &dyn SecretSource,
+        today: Date,
+    ) -> Result<(Certificate, SecretKey), IssuerError> {
+        let mut key = None;
+        let cert = self.enrol_partner_with(name, grants, valid_days, secrets, today, &mut |_, k| {
+            key = Some(k.clone());
+            Ok(())
+        })?;
+        let key = key.ok_or_else(|| IssuerError::Config("no partner key".into()))?;
+        Ok((cert, key))
+    }
+
+    /// Enrols a partner like [`enrol_partner`](Self::enrol_partner); `deliver`
     /// hands the credential (key included) to the partner, e.g. writes it to
     /// the output file; the home keeps only the certificate.
     ///
     /// All or nothing: if `deliver` fails, the partner is not registered
     /// (its certificate file is removed again), so a retry works.
-    pub fn enrol_partner(
+    pub fn enrol_partner_with(
         &self,
         name: &str,
         grants: AttributeSet,
