@@ -88,13 +88,26 @@ fn parent_of(path: &Path) -> &Path {
 
 /// Writes `bytes` to `path` as described in the module documentation.
 pub fn write_file(path: &Path, bytes: &[u8], overwrite: Overwrite) -> Result<Written, IssuerError> {
+    write_with(path, overwrite, &mut |w| {
+        w.write_all(bytes).map_err(|e| IssuerError::io(path, e))
+    })
+}
+
+/// Writes what `fill` produces to `path` as described in the module
+/// documentation (for outputs too large to hold in memory). If `fill`
+/// fails, nothing is left behind: the temporary file is removed.
+pub fn write_with(
+    path: &Path,
+    overwrite: Overwrite,
+    fill: &mut dyn FnMut(&mut dyn Write) -> Result<(), IssuerError>,
+) -> Result<Written, IssuerError> {
     check_output(path, overwrite)?;
     if is_special(path) {
         let mut f = fs::OpenOptions::new()
             .write(true)
             .open(path)
             .map_err(|e| IssuerError::io(path, e))?;
-        f.write_all(bytes).map_err(|e| IssuerError::io(path, e))?;
+        fill(&mut f)?;
         f.flush().map_err(|e| IssuerError::io(path, e))?;
         return Ok(Written::WrittenThrough);
     }
@@ -110,8 +123,11 @@ pub fn write_file(path: &Path, bytes: &[u8], overwrite: Overwrite) -> Result<Wri
         .tempfile_in(dir)
         .map_err(|e| IssuerError::io(dir, e))?;
     set_mode(tmp.as_file(), FILE_MODE).map_err(|e| IssuerError::io(tmp.path(), e))?;
-    tmp.write_all(bytes)
-        .map_err(|e| IssuerError::io(tmp.path(), e))?;
+    {
+        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+        fill(&mut w)?;
+        w.flush().map_err(|e| IssuerError::io(path, e))?;
+    }
     tmp.as_file()
         .sync_all()
         .map_err(|e| IssuerError::io(tmp.path(), e))?;

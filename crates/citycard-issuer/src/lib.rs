@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cards;
+pub mod backup;
 pub mod batch;
 pub mod desk;
 pub mod error;
