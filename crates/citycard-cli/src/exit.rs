@@ -30,8 +30,10 @@ pub const CARD_FAILED: u8 = 13;
 pub const CARD_REMOVED: u8 = 40;
 /// A batch ended with rows not issued (each reported with its line and resident id).
 pub const BATCH_PARTIAL: u8 = 50;
-/// `card emulate`: the emulated card lost power (tear fault).
+/// `card emulate`: the emulated card lost power (tear fault); the emulator's
+/// own constant, checked to agree at compile time.
 pub const POWER_LOST: u8 = 75;
+const _: () = assert!(POWER_LOST as i32 == citycard_emulator::POWER_LOST_EXIT_STATUS);
 /// Interrupted by Ctrl-C (`batch`: after finishing the card in progress and printing the summary).
 pub const INTERRUPTED: u8 = 130;
 

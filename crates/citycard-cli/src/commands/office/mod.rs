@@ -10,7 +10,7 @@ pub mod publish;
 pub mod records;
 pub mod stations;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use citycard_issuer::files::{self, Overwrite, Written};
@@ -192,9 +192,4 @@ pub fn actor() -> String {
 /// Today (UTC) and now (unix seconds).
 pub fn today() -> Result<(citycard_proto::Date, u64), IssuerError> {
     citycard_issuer::home::now()
-}
-
-/// For messages.
-pub fn shown(path: &Path) -> String {
-    path.display().to_string()
 }
