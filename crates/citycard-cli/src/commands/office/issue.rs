@@ -421,6 +421,7 @@ fn row_text(r: &RowReport) -> Option<String> {
 /// Runs `batch`.
 pub fn batch(args: &BatchArgs) -> anyhow::Result<ExitCode> {
     let json = args.json;
+    let interrupted = interrupt_flag();
     let piv_key = match args.profile.management_key() {
         Ok(k) => k,
         Err((code, message)) => return fail_json(json, code, message),
@@ -444,7 +445,6 @@ pub fn batch(args: &BatchArgs) -> anyhow::Result<ExitCode> {
         allow_default_management_key: args.profile.allow_default_management_key,
         card_key: None,
     });
-    let interrupted = interrupt_flag();
     let total = rows.len() as u64;
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
