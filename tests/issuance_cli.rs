@@ -180,11 +180,11 @@ fn batch_with_bad_rows_forget_and_replace() {
         csv.to_str().unwrap(),
         "--json",
     ]);
-    assert_eq!(code, 13, "some rows fail, the batch goes on: {out}\n{err}");
-    assert!(err.contains("row 2: name: missing"), "{err}");
-    assert!(err.contains("row 3: birth_date"), "{err}");
+    assert_eq!(code, 50, "some rows fail, the batch goes on: {out}\n{err}");
+    assert!(err.contains("line 3: resident A-2: name: missing"), "{err}");
+    assert!(err.contains("line 4: resident A-3: birth_date"), "{err}");
     assert!(
-        err.contains("row 5:") && err.contains("live card"),
+        err.contains("line 6: resident A-1:") && err.contains("live card"),
         "a resident is never issued twice: {err}"
     );
     let rows: Vec<serde_json::Value> = out
@@ -247,7 +247,7 @@ fn batch_with_bad_rows_forget_and_replace() {
     drop(reg);
 
     // Retention: forget erases the stored attributes; revocation still works.
-    ok(&["resident", "forget", "A-1", "--dir", h]);
+    ok(&["resident", "forget", "A-1", "--dir", h, "--force"]);
     let reg = citycard_registry::Registry::open(home.join("registry.sqlite")).unwrap();
     assert!(reg.resident_attributes("A-1").unwrap().is_none());
     drop(reg);

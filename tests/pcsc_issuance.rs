@@ -342,7 +342,7 @@ fn batch_stops_on_a_torn_card_and_resumes() {
         "--wait",
         "10",
     ]);
-    assert_eq!(c, 11, "{text}");
+    assert_eq!(c, 40, "{text}");
     assert!(text.contains("--resume"), "{text}");
     assert_eq!(emu.wait_exit(Duration::from_secs(10)), Some(75));
     // Without --resume the batch refuses to start over the open intent.

@@ -149,9 +149,9 @@ impl<'a> Counter<'a> {
         today: citycard_proto::Date,
         actor: String,
     ) -> Result<Self, IssuerError> {
-        let registry = home.registry()?;
+        let mut registry = home.registry()?;
         let desk = Desk::start(home, &source.desk_id())?;
-        desk::sweep_lock_files(home, &registry);
+        desk::sweep_lock_files(home, &mut registry);
         station.desk_lease = Some(desk.lease_id().to_string());
         let rng = ChaCha20Rng::from_rng(rand_core::OsRng)
             .map_err(|_| IssuerError::Config("no OS randomness".into()))?;

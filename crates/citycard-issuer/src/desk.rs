@@ -167,10 +167,18 @@ pub fn owner_gone(home: &IssuerHome, lease: &Lease, now: i64) -> bool {
         // Locked by a live process: `try_lock` fails. If it succeeds, the
         // holder died without releasing (the lock is dropped again here).
         Ok(f) => f.try_lock().is_ok(),
-        // No lock file: a desk on another machine, or one that has not yet
-        // created it; trust the lease's own expiry.
-        Err(_) => false,
+        // No lock file: a desk on another machine (trust the lease's own
+        // expiry), or one of this machine that is gone (its lock file is
+        // removed only once it is; a desk creates it before its first
+        // intent, so no intent of a desk at work is ever without one).
+        Err(_) => same_host(&lease.holder),
     }
+}
+
+fn same_host(holder_of_lease: &str) -> bool {
+    let ours = holder();
+    let host = |h: &str| h.rsplit_once(':').map(|(host, _)| host.to_string());
+    host(holder_of_lease).is_some() && host(holder_of_lease) == host(&ours)
 }
 
 /// Open intents seen from one desk.
@@ -225,8 +233,9 @@ pub fn take_over(
     Ok(mine)
 }
 
-/// Removes lock files of leases that are gone (housekeeping; best effort).
-pub fn sweep_lock_files(home: &IssuerHome, registry: &Registry) {
+/// Releases leases whose holder is gone and removes their lock files
+/// (housekeeping; best effort).
+pub fn sweep_lock_files(home: &IssuerHome, registry: &mut Registry) {
     let dir = home.dir().join("leases");
     let Ok(entries) = fs::read_dir(&dir) else {
         return;
@@ -238,7 +247,7 @@ pub fn sweep_lock_files(home: &IssuerHome, registry: &Registry) {
             continue;
         };
         if let Ok(Some(lease)) = registry.lease(id) {
-            if owner_gone(home, &lease, now) {
+            if owner_gone(home, &lease, now) && registry.release_lease(id).is_ok() {
                 let _ = fs::remove_file(entry.path());
             }
         }

@@ -317,8 +317,8 @@ pub fn personalise(args: &PersonaliseArgs) -> anyhow::Result<ExitCode> {
                 println!("{text}");
             } else {
                 println!(
-                    "Issued card {} to resident {} (valid {} to {}); verified as a reader would.",
-                    issued.card_number, resident.resident_id, issued.issued_on, issued.expires_on
+                    "Issued card {} (valid {} to {}) to resident {}; verified as a reader would.",
+                    issued.card_number, issued.issued_on, issued.expires_on, resident.resident_id
                 );
             }
             counter.source.card_done(ch, Duration::from_secs(args.wait));
