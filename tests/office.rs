@@ -96,7 +96,9 @@ fn issued_card_keys(dir: &Path) -> Vec<[u8; 33]> {
             continue;
         }
         let p = state.personalisation.as_ref().unwrap();
-        keys.push(citycard_proto::crypto::encode_point(&p.card_key.public_key()));
+        keys.push(citycard_proto::crypto::encode_point(
+            &p.card_key.public_key(),
+        ));
     }
     keys
 }
@@ -111,8 +113,9 @@ fn four_desks_on_one_home_with_kill_9_and_resume() {
     let mut files = Vec::new();
     let mut residents = BTreeSet::new();
     for desk in 0..4 {
-        let mut rows: Vec<(String, &str)> =
-            (0..6).map(|i| (format!("D{desk}-{i}"), "Ann Lee")).collect();
+        let mut rows: Vec<(String, &str)> = (0..6)
+            .map(|i| (format!("D{desk}-{i}"), "Ann Lee"))
+            .collect();
         if desk < 2 {
             // The same two residents at two desks: only one card each.
             rows.push(("SHARED-1".into(), "Bo Yu"));
@@ -125,11 +128,19 @@ fn four_desks_on_one_home_with_kill_9_and_resume() {
         csv(&f, &rows);
         files.push(f);
     }
-    let cards: Vec<PathBuf> = (0..4).map(|d| tmp.path().join(format!("cards{d}"))).collect();
-    let station = |d: usize| if d % 2 == 0 { "desk-1" } else { "desk-2" };
+    let cards: Vec<PathBuf> = (0..4)
+        .map(|d| tmp.path().join(format!("cards{d}")))
+        .collect();
+    let station = |d: usize| ["desk-1", "desk-2"][d % 2];
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0xC17C);
     let mut procs: Vec<Option<Child>> = (0..4)
-        .map(|d| Some(batch_cmd(&home, station(d), &cards[d], &files[d]).spawn().unwrap()))
+        .map(|d| {
+            Some(
+                batch_cmd(&home, station(d), &cards[d], &files[d])
+                    .spawn()
+                    .unwrap(),
+            )
+        })
         .collect();
     let mut done = [false; 4];
     let mut kills = 0;
@@ -202,8 +213,14 @@ fn two_desks_do_not_spoil_each_others_cards() {
     let home = home(tmp.path(), &[]);
     let a = tmp.path().join("a.csv");
     let b = tmp.path().join("b.csv");
-    csv(&a, &(0..8).map(|i| (format!("A{i}"), "Ann")).collect::<Vec<_>>());
-    csv(&b, &(0..8).map(|i| (format!("B{i}"), "Bob")).collect::<Vec<_>>());
+    csv(
+        &a,
+        &(0..8).map(|i| (format!("A{i}"), "Ann")).collect::<Vec<_>>(),
+    );
+    csv(
+        &b,
+        &(0..8).map(|i| (format!("B{i}"), "Bob")).collect::<Vec<_>>(),
+    );
     let mut one = batch_cmd(&home, "desk-1", &tmp.path().join("c1"), &a);
     let mut two = batch_cmd(&home, "desk-1", &tmp.path().join("c2"), &b);
     let (p1, p2) = (one.spawn().unwrap(), two.spawn().unwrap());
@@ -263,9 +280,30 @@ fn private_by_default() {
         let (code, out, err) = run_umask("000", args);
         assert_eq!(code, 0, "{args:?}: {out}{err}");
     };
-    go(&["issuer", "init", "--dir", h, "--city", "X", "--issuer-id", "XX", "--card-prefix", "XX"]);
+    go(&[
+        "issuer",
+        "init",
+        "--dir",
+        h,
+        "--city",
+        "X",
+        "--issuer-id",
+        "XX",
+        "--card-prefix",
+        "XX",
+    ]);
     go(&["station", "add", "desk-1", "--dir", h]);
-    go(&["partner", "enrol", "library", "--dir", h, "--attributes", "pseudonym,resident", "--out", s(&tmp.path().join("lib.cred"))]);
+    go(&[
+        "partner",
+        "enrol",
+        "library",
+        "--dir",
+        h,
+        "--attributes",
+        "pseudonym,resident",
+        "--out",
+        s(&tmp.path().join("lib.cred")),
+    ]);
     let resident = tmp.path().join("r.json");
     std::fs::write(
         &resident,
@@ -273,15 +311,43 @@ fn private_by_default() {
     )
     .unwrap();
     let reader = format!("emulated:{}", tmp.path().join("cards").display());
-    go(&["personalise", "--dir", h, "--station", "desk-1", "--reader", &reader, "--resident", s(&resident)]);
-    go(&["revocation", "publish", "--dir", h, "--out", s(&tmp.path().join("l.crl"))]);
-    go(&["issuer", "backup", "--dir", h, "--out", s(&tmp.path().join("b.tar"))]);
+    go(&[
+        "personalise",
+        "--dir",
+        h,
+        "--station",
+        "desk-1",
+        "--reader",
+        &reader,
+        "--resident",
+        s(&resident),
+    ]);
+    go(&[
+        "revocation",
+        "publish",
+        "--dir",
+        h,
+        "--out",
+        s(&tmp.path().join("l.crl")),
+    ]);
+    go(&[
+        "issuer",
+        "backup",
+        "--dir",
+        h,
+        "--out",
+        s(&tmp.path().join("b.tar")),
+    ]);
     let mut m = BTreeMap::new();
     modes(&home, &mut m);
     for name in ["lib.cred", "l.crl", "b.tar"] {
         m.insert(tmp.path().join(name), {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::metadata(tmp.path().join(name)).unwrap().permissions().mode() & 0o777
+            std::fs::metadata(tmp.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
         });
     }
     for (p, mode) in &m {
@@ -324,9 +390,20 @@ fn retention_is_opt_in_and_erasable() {
     )
     .unwrap();
     let reader = format!("emulated:{}", tmp.path().join("cards").display());
-    ok(&["personalise", "--dir", h, "--station", "desk-1", "--reader", &reader, "--resident", s(&resident)]);
+    ok(&[
+        "personalise",
+        "--dir",
+        h,
+        "--station",
+        "desk-1",
+        "--reader",
+        &reader,
+        "--resident",
+        s(&resident),
+    ]);
     let v: serde_json::Value =
-        serde_json::from_str(ok(&["resident", "show", "F-1", "--dir", h, "--json"]).trim()).unwrap();
+        serde_json::from_str(ok(&["resident", "show", "F-1", "--dir", h, "--json"]).trim())
+            .unwrap();
     assert_eq!(v["attributes"]["name"], "Quintessa Marlowe");
     assert_eq!(v["attributes"]["birth_date"], "1958-03-14");
     assert!(v["retained_until"].as_i64().unwrap() > 0);
@@ -341,7 +418,17 @@ fn retention_is_opt_in_and_erasable() {
     let db = std::fs::read(home.join("registry.sqlite")).unwrap();
     assert!(!db.windows(9).any(|w| w == b"Quintessa"));
     // Now the rule cannot recognise them: that is what --force accepted.
-    ok(&["personalise", "--dir", h, "--station", "desk-1", "--reader", &reader, "--resident", s(&resident)]);
+    ok(&[
+        "personalise",
+        "--dir",
+        h,
+        "--station",
+        "desk-1",
+        "--reader",
+        &reader,
+        "--resident",
+        s(&resident),
+    ]);
 }
 
 /// Validation before allocation, delimiter detection, file line numbers,
@@ -352,26 +439,51 @@ fn batch_rows_are_validated_before_anything_is_allocated() {
     let home = home(tmp.path(), &[]);
     let h = s(&home);
     let file = tmp.path().join("rows.csv");
-    let tomorrow = citycard_issuer::home::now().unwrap().0.add_days(1).to_string();
+    let tomorrow = citycard_issuer::home::now()
+        .unwrap()
+        .0
+        .add_days(1)
+        .to_string();
     std::fs::write(
         &file,
         format!("resident_id;name;address;birth_date\nA-1;Ann Lee;Rue 1, 4000 Liège;1980-01-01\nA-2;Bo;Rue 2;2090-01-01\nA-3;Cy;Rue 3;{tomorrow}\nA-4;Di;Rue 4;1899-12-31\nA-5;;Rue 5;\nA-6;Ed;Rue 6;\n"),
     )
     .unwrap();
     let reader = format!("emulated:{}", tmp.path().join("cards").display());
-    let (code, out, err) = citycard(&["batch", "--dir", h, "--station", "desk-1", "--reader", &reader, s(&file), "--json"]);
+    let (code, out, err) = citycard(&[
+        "batch",
+        "--dir",
+        h,
+        "--station",
+        "desk-1",
+        "--reader",
+        &reader,
+        s(&file),
+        "--json",
+    ]);
     assert_eq!(code, 50, "{out}{err}");
-    let rows: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let by_line: BTreeMap<u64, &serde_json::Value> =
-        rows.iter().filter_map(|r| r["line"].as_u64().map(|l| (l, r))).collect();
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let by_line: BTreeMap<u64, &serde_json::Value> = rows
+        .iter()
+        .filter_map(|r| r["line"].as_u64().map(|l| (l, r)))
+        .collect();
     assert_eq!(by_line[&2]["card_number"], "LG-000001");
-    assert_eq!(by_line[&7]["card_number"], "LG-000002", "refused rows consume no number");
+    assert_eq!(
+        by_line[&7]["card_number"], "LG-000002",
+        "refused rows consume no number"
+    );
     for line in 3..=6 {
         assert_eq!(by_line[&line]["status"], "refused", "{line}");
         assert_eq!(by_line[&line]["resident_id"], format!("A-{}", line - 1));
     }
     for line in 3..=5 {
-        assert!(by_line[&line]["error"].as_str().unwrap().contains("1900-01-01 to today"));
+        assert!(by_line[&line]["error"]
+            .as_str()
+            .unwrap()
+            .contains("1900-01-01 to today"));
     }
     assert!(err.contains("line 6: resident A-5: name: missing"), "{err}");
     // The officer fixes the bad rows in the file and resumes: the rows
@@ -381,14 +493,26 @@ fn batch_rows_are_validated_before_anything_is_allocated() {
         "resident_id;name;address;birth_date\nA-1;Ann Lee;Rue 1, 4000 Liège;1980-01-01\nA-2;Bo;Rue 2;1990-01-01\nA-3;Cy;Rue 3;1990-01-01\nA-4;Di;Rue 4;1900-01-01\nA-5;Flo;Rue 5;\nA-6;Ed;Rue 6;\n",
     )
     .unwrap();
-    let (code, out, err) = citycard(&["batch", "--dir", h, "--station", "desk-1", "--reader", &reader, s(&file), "--json", "--resume"]);
+    let (code, out, err) = citycard(&[
+        "batch",
+        "--dir",
+        h,
+        "--station",
+        "desk-1",
+        "--reader",
+        &reader,
+        s(&file),
+        "--json",
+        "--resume",
+    ]);
     assert_eq!(code, 0, "{out}{err}");
     let summary: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     assert_eq!(summary["summary"]["skipped"], 2, "{summary}");
     assert_eq!(summary["summary"]["failed"], 0, "{summary}");
     assert_eq!(summary["summary"]["issued"], 4, "{summary}");
     let v: serde_json::Value =
-        serde_json::from_str(ok(&["card", "show", "LG-000006", "--dir", h, "--json"]).trim()).unwrap();
+        serde_json::from_str(ok(&["card", "show", "LG-000006", "--dir", h, "--json"]).trim())
+            .unwrap();
     assert_eq!(v["state"], "issued", "numbers stay contiguous: {v}");
 }
 
@@ -398,7 +522,16 @@ fn short_passphrases_are_refused_and_leave_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     let out = Command::new(citycard_bin())
-        .args(["issuer", "init", "--dir", s(&home), "--city", "X", "--issuer-id", "XX"])
+        .args([
+            "issuer",
+            "init",
+            "--dir",
+            s(&home),
+            "--city",
+            "X",
+            "--issuer-id",
+            "XX",
+        ])
         .env("CITYCARD_PASSPHRASE", "x")
         .stdin(Stdio::null())
         .output()
@@ -406,7 +539,16 @@ fn short_passphrases_are_refused_and_leave_nothing() {
     assert_eq!(out.status.code(), Some(6));
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least 12 characters"));
     assert!(!home.exists(), "a failed init leaves no home behind");
-    ok(&["issuer", "init", "--dir", s(&home), "--city", "X", "--issuer-id", "XX"]);
+    ok(&[
+        "issuer",
+        "init",
+        "--dir",
+        s(&home),
+        "--city",
+        "X",
+        "--issuer-id",
+        "XX",
+    ]);
 }
 
 /// The home can be moved (paths inside are relative) and backed up during a
@@ -420,7 +562,12 @@ fn a_home_moves_and_a_backup_taken_during_a_batch_restores_elsewhere() {
     let text = std::fs::read_to_string(moved.join("issuer.json")).unwrap();
     assert!(!text.contains(tmp.path().to_str().unwrap()), "{text}");
     let file = tmp.path().join("rows.csv");
-    csv(&file, &(0..20).map(|i| (format!("R{i}"), "Ann")).collect::<Vec<_>>());
+    csv(
+        &file,
+        &(0..20)
+            .map(|i| (format!("R{i}"), "Ann"))
+            .collect::<Vec<_>>(),
+    );
     let running = batch_cmd(&moved, "desk-1", &tmp.path().join("cards"), &file)
         .spawn()
         .unwrap();
@@ -428,7 +575,12 @@ fn a_home_moves_and_a_backup_taken_during_a_batch_restores_elsewhere() {
     let backup = tmp.path().join("home.tar");
     ok(&["issuer", "backup", "--dir", s(&moved), "--out", s(&backup)]);
     let out = running.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Restore elsewhere with tar, as docs/office.md says.
     let restored = tmp.path().join("restored");
     std::fs::create_dir(&restored).unwrap();
@@ -438,14 +590,23 @@ fn a_home_moves_and_a_backup_taken_during_a_batch_restores_elsewhere() {
         .unwrap();
     assert!(st.success());
     let show: serde_json::Value =
-        serde_json::from_str(ok(&["issuer", "show", "--dir", s(&restored), "--json"]).trim()).unwrap();
+        serde_json::from_str(ok(&["issuer", "show", "--dir", s(&restored), "--json"]).trim())
+            .unwrap();
     assert_eq!(show["city"], "Liège");
     let more = tmp.path().join("more.csv");
-    csv(&more, &(0..3).map(|i| (format!("N{i}"), "Ned")).collect::<Vec<_>>());
+    csv(
+        &more,
+        &(0..3).map(|i| (format!("N{i}"), "Ned")).collect::<Vec<_>>(),
+    );
     let out = batch_cmd(&restored, "desk-2", &tmp.path().join("cards2"), &more)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let reg = Registry::open(restored.join("registry.sqlite")).unwrap();
     reg.integrity_check().unwrap();
     assert!(reg.live_card_of("N2").unwrap().is_some());
@@ -458,31 +619,77 @@ fn officer_commands_and_failures_that_leave_nothing_behind() {
     let home = home(tmp.path(), &[]);
     let h = s(&home);
     // partner enrol to a path that cannot be written: not registered.
-    let (code, _, err) = citycard(&["partner", "enrol", "museum", "--dir", h, "--attributes", "resident", "--out", "/nonexistent/m.cred"]);
+    let (code, _, err) = citycard(&[
+        "partner",
+        "enrol",
+        "museum",
+        "--dir",
+        h,
+        "--attributes",
+        "resident",
+        "--out",
+        "/nonexistent/m.cred",
+    ]);
     assert_ne!(code, 0, "{err}");
     assert!(!home.join("partners/museum.cert").exists());
     let cred = tmp.path().join("m.cred");
-    ok(&["partner", "enrol", "museum", "--dir", h, "--attributes", "resident", "--out", s(&cred)]);
+    ok(&[
+        "partner",
+        "enrol",
+        "museum",
+        "--dir",
+        h,
+        "--attributes",
+        "resident",
+        "--out",
+        s(&cred),
+    ]);
     let v: serde_json::Value =
         serde_json::from_str(ok(&["partner", "list", "--dir", h, "--json"]).trim()).unwrap();
     assert_eq!(v["partners"][0]["name"], "museum");
     let (code, _, _) = citycard(&["partner", "renew", "museum", "--dir", h, "--out", s(&cred)]);
     assert_eq!(code, 4, "an existing output needs --force");
-    ok(&["partner", "renew", "museum", "--dir", h, "--out", s(&cred), "--force"]);
+    ok(&[
+        "partner",
+        "renew",
+        "museum",
+        "--dir",
+        h,
+        "--out",
+        s(&cred),
+        "--force",
+    ]);
 
     // Output files: devices are written through, existing files need --force.
     ok(&["trust", "export", "--dir", h, "--out", "/dev/null"]);
     {
         use std::os::unix::fs::FileTypeExt;
-        assert!(std::fs::metadata("/dev/null").unwrap().file_type().is_char_device());
+        assert!(std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device());
     }
     let bundle = tmp.path().join("b.bundle");
     ok(&["trust", "export", "--dir", h, "--out", s(&bundle)]);
-    assert_eq!(citycard(&["trust", "export", "--dir", h, "--out", s(&bundle)]).0, 4);
-    ok(&["trust", "export", "--dir", h, "--out", s(&bundle), "--force"]);
+    assert_eq!(
+        citycard(&["trust", "export", "--dir", h, "--out", s(&bundle)]).0,
+        4
+    );
+    ok(&[
+        "trust",
+        "export",
+        "--dir",
+        h,
+        "--out",
+        s(&bundle),
+        "--force",
+    ]);
     let crl = tmp.path().join("l.crl");
     ok(&["revocation", "publish", "--dir", h, "--out", s(&crl)]);
-    assert_eq!(citycard(&["revocation", "publish", "--dir", h, "--out", s(&crl)]).0, 4);
+    assert_eq!(
+        citycard(&["revocation", "publish", "--dir", h, "--out", s(&crl)]).0,
+        4
+    );
     ok(&["revocation", "publish", "--dir", h, "--out", "/dev/null"]);
 
     // station add that fails half-way (the registry is away): nothing left,
@@ -495,7 +702,15 @@ fn officer_commands_and_failures_that_leave_nothing_behind() {
     ok(&["station", "add", "desk-3", "--dir", h]);
 
     // Stations: list, renew, retire (a retired station may not sign).
-    ok(&["station", "renew", "desk-3", "--dir", h, "--valid-days", "30"]);
+    ok(&[
+        "station",
+        "renew",
+        "desk-3",
+        "--dir",
+        h,
+        "--valid-days",
+        "30",
+    ]);
     ok(&["station", "retire", "desk-3", "--dir", h]);
     let v: serde_json::Value =
         serde_json::from_str(ok(&["station", "list", "--dir", h, "--json"]).trim()).unwrap();
@@ -509,11 +724,35 @@ fn officer_commands_and_failures_that_leave_nothing_behind() {
     assert_eq!(retired, ["desk-3"]);
     assert!(!home.join("stations/desk-3/station.key.pem").exists());
     let resident = tmp.path().join("r.json");
-    std::fs::write(&resident, r#"{"resident_id": "F-1", "name": "Ann", "address": "Rue 1"}"#).unwrap();
+    std::fs::write(
+        &resident,
+        r#"{"resident_id": "F-1", "name": "Ann", "address": "Rue 1"}"#,
+    )
+    .unwrap();
     let reader = format!("emulated:{}", tmp.path().join("cards").display());
-    let (code, _, err) = citycard(&["personalise", "--dir", h, "--station", "desk-3", "--reader", &reader, "--resident", s(&resident)]);
+    let (code, _, err) = citycard(&[
+        "personalise",
+        "--dir",
+        h,
+        "--station",
+        "desk-3",
+        "--reader",
+        &reader,
+        "--resident",
+        s(&resident),
+    ]);
     assert_eq!(code, 5, "{err}");
-    ok(&["personalise", "--dir", h, "--station", "desk-1", "--reader", &reader, "--resident", s(&resident)]);
+    ok(&[
+        "personalise",
+        "--dir",
+        h,
+        "--station",
+        "desk-1",
+        "--reader",
+        &reader,
+        "--resident",
+        s(&resident),
+    ]);
 
     // issuer show, card show, audit export.
     let v: serde_json::Value =
@@ -522,22 +761,41 @@ fn officer_commands_and_failures_that_leave_nothing_behind() {
     assert_eq!(v["root_fingerprint"].as_str().unwrap().len(), 64);
     assert_eq!(v["stations_retired"], 1);
     let v: serde_json::Value =
-        serde_json::from_str(ok(&["card", "show", "LG-000001", "--dir", h, "--json"]).trim()).unwrap();
+        serde_json::from_str(ok(&["card", "show", "LG-000001", "--dir", h, "--json"]).trim())
+            .unwrap();
     assert_eq!(v["state"], "issued");
     assert_eq!(v["station"], "desk-1");
     assert!(v.get("name").is_none());
     assert_eq!(citycard(&["card", "show", "LG-999999", "--dir", h]).0, 9);
-    assert_eq!(citycard(&["card", "show", "--state", "/nonexistent/x.state"]).0, 3);
+    assert_eq!(
+        citycard(&["card", "show", "--state", "/nonexistent/x.state"]).0,
+        3
+    );
     let log = ok(&["audit", "export", "--dir", h, "--since", "2000-01-01"]);
     let actions: Vec<String> = log
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["action"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["action"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
-    for a in ["station-added", "station-retired", "partner-enrolled", "partner-renewed", "intent", "issued"] {
+    for a in [
+        "station-added",
+        "station-retired",
+        "partner-enrolled",
+        "partner-renewed",
+        "intent",
+        "issued",
+    ] {
         assert!(actions.iter().any(|x| x == a), "{a} missing: {actions:?}");
     }
     assert!(!log.contains("Ann"));
-    assert_eq!(ok(&["audit", "export", "--dir", h, "--since", "2999-01-01"]), "");
+    assert_eq!(
+        ok(&["audit", "export", "--dir", h, "--since", "2999-01-01"]),
+        ""
+    );
 
     // One CLI: --trace only where APDUs flow; completions and a man page.
     assert_eq!(citycard(&["--trace", "issuer", "show", "--dir", h]).0, 2);
@@ -555,7 +813,12 @@ fn ctrl_c_in_a_batch_finishes_the_card_and_prints_the_summary() {
     let tmp = tempfile::tempdir().unwrap();
     let home = home(tmp.path(), &[]);
     let file = tmp.path().join("rows.csv");
-    csv(&file, &(0..200).map(|i| (format!("R{i}"), "Ann")).collect::<Vec<_>>());
+    csv(
+        &file,
+        &(0..200)
+            .map(|i| (format!("R{i}"), "Ann"))
+            .collect::<Vec<_>>(),
+    );
     let child = batch_cmd(&home, "desk-1", &tmp.path().join("cards"), &file)
         .spawn()
         .unwrap();
@@ -576,7 +839,12 @@ fn ctrl_c_in_a_batch_finishes_the_card_and_prints_the_summary() {
         .unwrap();
     assert!(st.success());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(summary["summary"]["end"], "interrupted");

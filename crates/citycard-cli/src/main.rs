@@ -75,7 +75,9 @@ enum Command {
     #[command(subcommand)]
     Audit(commands::office::records::AuditCommand),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    #[command(after_help = "Example:\n  citycard completions bash > /etc/bash_completion.d/citycard")]
+    #[command(
+        after_help = "Example:\n  citycard completions bash > /etc/bash_completion.d/citycard"
+    )]
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
@@ -118,14 +120,21 @@ fn main() -> ExitCode {
         Command::Station(cmd) => commands::office::stations::run(cmd),
         Command::Partner(cmd) => commands::office::partners::run(cmd),
         Command::Trust(cmd) => commands::office::publish::trust(cmd),
-        Command::Personalise(args) => commands::office::issue::personalise(&args.with_trace(cli.trace)),
+        Command::Personalise(args) => {
+            commands::office::issue::personalise(&args.with_trace(cli.trace))
+        }
         Command::Batch(args) => commands::office::issue::batch(&args.with_trace(cli.trace)),
         Command::Revoke(args) => commands::office::records::revoke(&args),
         Command::Revocation(cmd) => commands::office::publish::revocation(cmd),
         Command::Resident(cmd) => commands::office::records::resident(cmd),
         Command::Audit(cmd) => commands::office::records::audit(cmd),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "citycard", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "citycard",
+                &mut std::io::stdout(),
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Man => clap_mangen::Man::new(Cli::command())

@@ -48,7 +48,9 @@ fn collect(home: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<(), Issuer
             continue;
         }
         let rel = rel.join(&name);
-        let kind = entry.file_type().map_err(|e| IssuerError::io(&entry.path(), e))?;
+        let kind = entry
+            .file_type()
+            .map_err(|e| IssuerError::io(&entry.path(), e))?;
         if kind.is_dir() {
             collect(home, &rel, out)?;
         } else if kind.is_file() {

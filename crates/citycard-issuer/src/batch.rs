@@ -371,9 +371,10 @@ impl<'a> Counter<'a> {
                     summary.end = BatchEnd::CardLost { line, error };
                     break;
                 }
-                Err(IssueError::Issuer(IssuerError::Registry(
-                    RegistryError::BatchRowDone { card_number, .. },
-                ))) => {
+                Err(IssueError::Issuer(IssuerError::Registry(RegistryError::BatchRowDone {
+                    card_number,
+                    ..
+                }))) => {
                     summary.skipped += 1;
                     on_row(&report(RowOutcome::Skipped { card_number }));
                 }

@@ -72,8 +72,9 @@ impl CardSource {
                 profile,
             });
         }
-        let ctx = PcscContext::establish()
-            .map_err(|e| IssuerError::Reader(format!("cannot reach pcscd (is it running?): {e}")))?;
+        let ctx = PcscContext::establish().map_err(|e| {
+            IssuerError::Reader(format!("cannot reach pcscd (is it running?): {e}"))
+        })?;
         let reader = ctx.resolve_reader(reader).map_err(reader_error)?;
         Ok(Self::Pcsc { ctx, reader })
     }

@@ -77,12 +77,7 @@ impl Desk {
         create_private_dir(&home.dir().join("leases"))?;
         let lock_path = lock_path(home, &lease.id);
         let lock = crate::files::create_lock_file(&lock_path)?;
-        lock.try_lock().map_err(|e| {
-            IssuerError::io(
-                &lock_path,
-                std::io::Error::other(format!("cannot lock the desk's lease file: {e:?}")),
-            )
-        })?;
+        try_lock(&lock).map_err(|e| IssuerError::io(&lock_path, e))?;
         let stop = Arc::new(AtomicBool::new(false));
         let lost = Arc::new(AtomicBool::new(false));
         let heartbeat = {
@@ -166,13 +161,21 @@ pub fn owner_gone(home: &IssuerHome, lease: &Lease, now: i64) -> bool {
     match File::open(&path) {
         // Locked by a live process: `try_lock` fails. If it succeeds, the
         // holder died without releasing (the lock is dropped again here).
-        Ok(f) => f.try_lock().is_ok(),
+        Ok(f) => try_lock(&f).is_ok(),
         // No lock file: a desk on another machine (trust the lease's own
         // expiry), or one of this machine that is gone (its lock file is
         // removed only once it is; a desk creates it before its first
         // intent, so no intent of a desk at work is ever without one).
         Err(_) => same_host(&lease.holder),
     }
+}
+
+/// An exclusive, non-blocking advisory lock (`flock`) on the whole file,
+/// held until the file is closed: the operating system drops it when the
+/// process dies, however it dies.
+fn try_lock(file: &File) -> std::io::Result<()> {
+    rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        .map_err(std::io::Error::from)
 }
 
 fn same_host(holder_of_lease: &str) -> bool {
@@ -253,4 +256,3 @@ pub fn sweep_lock_files(home: &IssuerHome, registry: &mut Registry) {
         }
     }
 }
-

@@ -144,7 +144,8 @@ pub fn write_with(
             // step; a device node appearing in between is the one case
             // left, and creating one needs privileges the office never has.
             let existed = path.exists();
-            tmp.persist(path).map_err(|e| IssuerError::io(path, e.error))?;
+            tmp.persist(path)
+                .map_err(|e| IssuerError::io(path, e.error))?;
             if existed {
                 Written::Replaced
             } else {
@@ -229,18 +230,27 @@ mod tests {
     fn new_files_are_private_and_never_clobbered() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("out.bin");
-        assert_eq!(write_file(&p, b"one", Overwrite::Refuse).unwrap(), Written::Created);
+        assert_eq!(
+            write_file(&p, b"one", Overwrite::Refuse).unwrap(),
+            Written::Created
+        );
         assert!(matches!(
             write_file(&p, b"two", Overwrite::Refuse),
             Err(IssuerError::AlreadyExists(_))
         ));
         assert_eq!(fs::read(&p).unwrap(), b"one");
-        assert_eq!(write_file(&p, b"two", Overwrite::Replace).unwrap(), Written::Replaced);
+        assert_eq!(
+            write_file(&p, b"two", Overwrite::Replace).unwrap(),
+            Written::Replaced
+        );
         assert_eq!(fs::read(&p).unwrap(), b"two");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         // Nothing else was left in the directory.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -252,7 +262,10 @@ mod tests {
         use std::os::unix::fs::FileTypeExt;
         let null = Path::new("/dev/null");
         for overwrite in [Overwrite::Refuse, Overwrite::Replace] {
-            assert_eq!(write_file(null, b"x", overwrite).unwrap(), Written::WrittenThrough);
+            assert_eq!(
+                write_file(null, b"x", overwrite).unwrap(),
+                Written::WrittenThrough
+            );
             assert!(fs::metadata(null).unwrap().file_type().is_char_device());
         }
     }
@@ -266,7 +279,10 @@ mod tests {
         assert!(create_private_dir(&d).unwrap());
         assert!(!create_private_dir(&d).unwrap());
         for p in [dir.path().join("a"), d] {
-            assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o700);
+            assert_eq!(
+                fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o700
+            );
         }
     }
 }

@@ -285,7 +285,11 @@ impl IssuerHome {
                 if key_made {
                     let _ = citycard_keys::destroy(&home.resolve(&root), secrets);
                 }
-                for f in ["registry.sqlite", "registry.sqlite-wal", "registry.sqlite-shm"] {
+                for f in [
+                    "registry.sqlite",
+                    "registry.sqlite-wal",
+                    "registry.sqlite-shm",
+                ] {
                     let _ = fs::remove_file(dir.join(f));
                 }
                 for sub in ["stations", "partners", "revocation", "leases"] {
@@ -611,13 +615,8 @@ impl IssuerHome {
         let old_check = decode(&c.check_certificate)?;
         let root = self.root_signer(secrets)?;
         let expiry = today.add_days(valid_days.saturating_sub(1));
-        let certificate = self.station_certificate(
-            root.as_ref(),
-            name,
-            old.body().public_key,
-            today,
-            expiry,
-        )?;
+        let certificate =
+            self.station_certificate(root.as_ref(), name, old.body().public_key, today, expiry)?;
         let check_certificate = self.check_certificate(
             root.as_ref(),
             name,
@@ -628,8 +627,7 @@ impl IssuerHome {
         )?;
         c.certificate = hex::encode(certificate.as_bytes());
         c.check_certificate = hex::encode(check_certificate.as_bytes());
-        let json =
-            serde_json::to_vec_pretty(&c).map_err(|e| IssuerError::Config(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(&c).map_err(|e| IssuerError::Config(e.to_string()))?;
         let mut reg = self.registry()?;
         reg.record_action("issuer", Some(name), "station-renewed")?;
         write_file(
@@ -663,8 +661,7 @@ impl IssuerHome {
             ));
         }
         c.retired_on = Some(today.to_string());
-        let json =
-            serde_json::to_vec_pretty(&c).map_err(|e| IssuerError::Config(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(&c).map_err(|e| IssuerError::Config(e.to_string()))?;
         reg.record_action("issuer", Some(name), "station-retired")?;
         write_file(
             &self.station_dir(name).join("station.json"),
@@ -744,10 +741,11 @@ impl IssuerHome {
         today: Date,
     ) -> Result<(Certificate, SecretKey), IssuerError> {
         let mut key = None;
-        let cert = self.enrol_partner_with(name, grants, valid_days, secrets, today, &mut |_, k| {
-            key = Some(k.clone());
-            Ok(())
-        })?;
+        let cert =
+            self.enrol_partner_with(name, grants, valid_days, secrets, today, &mut |_, k| {
+                key = Some(k.clone());
+                Ok(())
+            })?;
         let key = key.ok_or_else(|| IssuerError::Config("no partner key".into()))?;
         Ok((cert, key))
     }

@@ -1,9 +1,9 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
-pub mod cards;
 pub mod backup;
 pub mod batch;
+pub mod cards;
 pub mod desk;
 pub mod error;
 pub mod files;

@@ -120,7 +120,10 @@ fn before_1900(text: &str) -> bool {
     b.len() == 10
         && b.get(4) == Some(&b'-')
         && b.get(7) == Some(&b'-')
-        && text.get(..4).and_then(|y| y.parse::<u16>().ok()).is_some_and(|y| y < 1900)
+        && text
+            .get(..4)
+            .and_then(|y| y.parse::<u16>().ok())
+            .is_some_and(|y| y < 1900)
 }
 
 /// Validates one resident given as field → text; `today` bounds birth dates.
@@ -325,7 +328,10 @@ pub fn read_batch(path: &Path) -> Result<Vec<BatchRow>, InputError> {
                     Err(e) => {
                         let line = e.position().map_or(line, csv::Position::line);
                         rows.push((line, Err(numbered(line, err("record", e.to_string())))));
-                        if !matches!(e.kind(), csv::ErrorKind::UnequalLengths { .. } | csv::ErrorKind::Utf8 { .. }) {
+                        if !matches!(
+                            e.kind(),
+                            csv::ErrorKind::UnequalLengths { .. } | csv::ErrorKind::Utf8 { .. }
+                        ) {
                             break;
                         }
                     }
@@ -450,7 +456,11 @@ mod tests {
         let rows = read_batch(&p).unwrap();
         assert_eq!(rows.len(), 4);
         assert!(rows[0].1.is_ok() && rows[3].1.is_ok());
-        assert_eq!(rows[1].1.as_ref().unwrap_err().row, Some(3), "file line numbers");
+        assert_eq!(
+            rows[1].1.as_ref().unwrap_err().row,
+            Some(3),
+            "file line numbers"
+        );
         assert_eq!(rows[0].0, 2);
         assert!(rows[2]
             .1
@@ -468,7 +478,10 @@ mod tests {
         std::fs::write(&p, "{\"resident_id\":\"A\",\"name\":\"Ann\",\"address\":\"R\"}\nnot json\n{\"resident_id\":\"B\",\"name\":\"B\",\"address\":\"R\",\"nationality\":\"X\"}\n").unwrap();
         let rows = read_batch(&p).unwrap();
         assert!(rows[0].1.is_ok());
-        assert_eq!(rows[2].1.as_ref().unwrap_err().resident_id.as_deref(), Some("B"));
+        assert_eq!(
+            rows[2].1.as_ref().unwrap_err().resident_id.as_deref(),
+            Some("B")
+        );
         assert!(rows[1]
             .1
             .as_ref()

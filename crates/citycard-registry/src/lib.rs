@@ -1062,10 +1062,7 @@ impl Registry {
             params![intent_id, from, lease_id],
         )?;
         if let Some(from) = from {
-            tx.execute(
-                "UPDATE leases SET released = 1 WHERE lease_id = ?1",
-                [from],
-            )?;
+            tx.execute("UPDATE leases SET released = 1 WHERE lease_id = ?1", [from])?;
         }
         tx.commit()?;
         Ok(n == 1)

@@ -15,7 +15,10 @@ use citycard_registry::schema::{SCHEMA, SCHEMA_VERSION};
 use citycard_registry::{CardNumber, NewIssuance, Registry, RegistryError};
 use common::*;
 
-fn next<'a>(resident: &'a str, attrs: &'a [(citycard_proto::AttributeId, Vec<u8>)]) -> NewIssuance<'a> {
+fn next<'a>(
+    resident: &'a str,
+    attrs: &'a [(citycard_proto::AttributeId, Vec<u8>)],
+) -> NewIssuance<'a> {
     NewIssuance {
         card_number: CardNumber::Next { prefix: "LG" },
         retain_until: None,
@@ -47,7 +50,10 @@ fn a_version_2_registry_is_upgraded_in_place() {
     assert_eq!(v, SCHEMA_VERSION);
     let open = reg.open_intents().unwrap();
     assert_eq!(open.len(), 1);
-    assert_eq!(open[0].owner, None, "a v2 intent has no owner: any desk may settle it");
+    assert_eq!(
+        open[0].owner, None,
+        "a v2 intent has no owner: any desk may settle it"
+    );
     assert_eq!(
         reg.resident_attributes("file-1").unwrap().unwrap().len(),
         1,
@@ -97,7 +103,9 @@ fn attributes_are_kept_only_with_a_retention_period() {
         bytes.extend(wal);
     }
     assert!(!bytes.windows(NAME.len()).any(|w| w == NAME.as_bytes()));
-    assert!(!bytes.windows(ADDRESS.len()).any(|w| w == ADDRESS.as_bytes()));
+    assert!(!bytes
+        .windows(ADDRESS.len())
+        .any(|w| w == ADDRESS.as_bytes()));
 }
 
 #[test]
@@ -119,8 +127,14 @@ fn leases_own_intents_and_can_be_taken_over_once() {
     f.reg.renew_lease(&a.id, 60).unwrap();
     // Desk b takes the intent over once; the second attempt (or another
     // desk's) loses the compare-and-set.
-    assert!(f.reg.take_over_intent(intent.id, Some(&a.id), &b.id).unwrap());
-    assert!(!f.reg.take_over_intent(intent.id, Some(&a.id), &b.id).unwrap());
+    assert!(f
+        .reg
+        .take_over_intent(intent.id, Some(&a.id), &b.id)
+        .unwrap());
+    assert!(!f
+        .reg
+        .take_over_intent(intent.id, Some(&a.id), &b.id)
+        .unwrap());
     // The old holder learns it must stop.
     assert!(matches!(
         f.reg.renew_lease(&a.id, 60),

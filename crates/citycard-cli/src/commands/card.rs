@@ -24,7 +24,9 @@ pub enum CardCommand {
     /// Show a card: the registry's record of card NUMBER (`--dir`: state,
     /// station, dates; never attributes), or the life cycle and contents summary
     /// of an emulated card's state file (`--state`; no personal data).
-    #[command(after_help = "Examples:\n  citycard card show LG-000002 --dir /srv/citycard --json\n  citycard card show --state cards/card-000001.state")]
+    #[command(
+        after_help = "Examples:\n  citycard card show LG-000002 --dir /srv/citycard --json\n  citycard card show --state cards/card-000001.state"
+    )]
     Show {
         /// The card number (with --dir).
         #[arg(requires = "dir", conflicts_with = "state")]

@@ -16,7 +16,9 @@ pub enum IssuerCommand {
     ///
     /// The root key file is encrypted with CITYCARD_PASSPHRASE (or a prompt):
     /// at least 12 characters. Every file is created 0600, every directory 0700.
-    #[command(after_help = "Example:\n  citycard issuer init --dir /srv/citycard --city Liège --issuer-id LIEGE --card-prefix LG")]
+    #[command(
+        after_help = "Example:\n  citycard issuer init --dir /srv/citycard --city Liège --issuer-id LIEGE --card-prefix LG"
+    )]
     Init {
         /// The issuer home directory (created; must not hold a home already).
         #[arg(long)]
@@ -53,7 +55,9 @@ pub enum IssuerCommand {
     /// Write a consistent snapshot of the home to one file (a tar archive; the
     /// registry is copied with SQLite's online backup, so desks may keep issuing;
     /// key files stay encrypted). Restore: `mkdir -m 700 NEW && tar -xpf FILE -C NEW`.
-    #[command(after_help = "Example:\n  citycard issuer backup --dir /srv/citycard --out /backup/citycard-$(date +%F).tar")]
+    #[command(
+        after_help = "Example:\n  citycard issuer backup --dir /srv/citycard --out /backup/citycard-$(date +%F).tar"
+    )]
     Backup {
         #[command(flatten)]
         home: HomeArg,
@@ -171,7 +175,9 @@ fn show(home: &HomeArg, json: bool) -> anyhow::Result<ExitCode> {
         );
         match c.retain_attributes_days {
             None => println!("Resident attributes: not kept"),
-            Some(d) => println!("Resident attributes: kept {d} day(s) after issue ({kept} resident(s) now)"),
+            Some(d) => println!(
+                "Resident attributes: kept {d} day(s) after issue ({kept} resident(s) now)"
+            ),
         }
         println!(
             "Cards: {} issued ({} live, {} revoked), {} spoiled, {} in progress",

@@ -267,7 +267,9 @@ pub fn personalise(args: &PersonaliseArgs) -> anyhow::Result<ExitCode> {
     };
     let card_key = match (&args.card_key_from, &piv_key) {
         (None, _) => None,
-        (Some(_), None) => return fail_json(json, exit::USAGE, "--card-key-from needs --profile piv"),
+        (Some(_), None) => {
+            return fail_json(json, exit::USAGE, "--card-key-from needs --profile piv")
+        }
         (Some(path), Some(_)) => match card_key_from(path) {
             Ok(k) => Some(k),
             Err(e) => return fail_json(json, exit::INPUT, e),
@@ -280,15 +282,31 @@ pub fn personalise(args: &PersonaliseArgs) -> anyhow::Result<ExitCode> {
     });
     let resident = match resident::from_json_file(&args.resident) {
         Ok(r) => r,
-        Err(e) => return fail_json(json, exit::INPUT, format!("{}: {e}", args.resident.display())),
+        Err(e) => {
+            return fail_json(
+                json,
+                exit::INPUT,
+                format!("{}: {e}", args.resident.display()),
+            )
+        }
     };
     let home = issuer_try!(json, IssuerHome::open(&args.home.dir));
     let mut counter = issuer_try!(
         json,
-        open_counter(&home, &args.station, &args.reader, args.profile.profile, args.wait, args.trace)
+        open_counter(
+            &home,
+            &args.station,
+            &args.reader,
+            args.profile.profile,
+            args.wait,
+            args.trace
+        )
     );
     let mut ch = issuer_try!(json, counter.next_card());
-    let start = issuer_try!(json, counter.reconcile(piv_options.is_some(), Some(&mut ch)));
+    let start = issuer_try!(
+        json,
+        counter.reconcile(piv_options.is_some(), Some(&mut ch))
+    );
     print_start(&start);
     let result = counter.issue(
         &mut ch,
@@ -324,7 +342,11 @@ pub fn personalise(args: &PersonaliseArgs) -> anyhow::Result<ExitCode> {
             counter.source.card_done(ch, Duration::from_secs(args.wait));
             Ok(ExitCode::SUCCESS)
         }
-        Err(e) => fail_json(json, code_of_issue_error(&e), format!("resident {}: {e}", resident.resident_id)),
+        Err(e) => fail_json(
+            json,
+            code_of_issue_error(&e),
+            format!("resident {}: {e}", resident.resident_id),
+        ),
     }
 }
 
@@ -438,7 +460,14 @@ pub fn batch(args: &BatchArgs) -> anyhow::Result<ExitCode> {
     let home = issuer_try!(json, IssuerHome::open(&args.home.dir));
     let mut counter = issuer_try!(
         json,
-        open_counter(&home, &args.station, &args.reader, args.profile.profile, args.wait, args.trace)
+        open_counter(
+            &home,
+            &args.station,
+            &args.reader,
+            args.profile.profile,
+            args.wait,
+            args.trace
+        )
     );
     let piv_options = piv_key.as_ref().map(|key| PivOptions {
         management_key: key.as_ref(),

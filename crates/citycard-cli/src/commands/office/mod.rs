@@ -148,9 +148,15 @@ pub fn fail(code: u8, message: impl std::fmt::Display) -> anyhow::Result<ExitCod
 }
 
 /// Like `fail`, and with `--json` also prints `{"ok": false, ...}` on stdout.
-pub fn fail_json(json: bool, code: u8, message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+pub fn fail_json(
+    json: bool,
+    code: u8,
+    message: impl std::fmt::Display,
+) -> anyhow::Result<ExitCode> {
     if json {
-        print_json(serde_json::json!({"ok": false, "error": message.to_string(), "exit_code": code}));
+        print_json(
+            serde_json::json!({"ok": false, "error": message.to_string(), "exit_code": code}),
+        );
     }
     fail(code, message)
 }

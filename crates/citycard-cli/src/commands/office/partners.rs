@@ -16,7 +16,9 @@ pub enum PartnerCommand {
     /// Enrol a partner reader: key pair and certificate granting exactly LIST;
     /// the credential (with the private key) is written to --out. All or nothing:
     /// if the credential cannot be written, the partner is not registered.
-    #[command(after_help = "Example:\n  citycard partner enrol library --dir /srv/citycard --attributes pseudonym,resident --out library.cred")]
+    #[command(
+        after_help = "Example:\n  citycard partner enrol library --dir /srv/citycard --attributes pseudonym,resident --out library.cred"
+    )]
     Enrol {
         /// Partner name (e.g. library).
         name: String,
@@ -47,7 +49,9 @@ pub enum PartnerCommand {
     },
     /// Renew a partner: a new key and certificate with the same grants and the
     /// same pseudonym domain (its pseudonyms do not change), valid N days from today.
-    #[command(after_help = "Example:\n  citycard partner renew library --dir /srv/citycard --out library-2027.cred")]
+    #[command(
+        after_help = "Example:\n  citycard partner renew library --dir /srv/citycard --out library-2027.cred"
+    )]
     Renew {
         /// Partner name.
         name: String,
@@ -101,7 +105,14 @@ pub fn run(cmd: PartnerCommand) -> anyhow::Result<ExitCode> {
             let (day, _) = issuer_try!(json, today());
             let cert = issuer_try!(
                 json,
-                h.enrol_partner_with(&name, grants, valid_days, &EnvOrPrompt, day, &mut deliver(&out))
+                h.enrol_partner_with(
+                    &name,
+                    grants,
+                    valid_days,
+                    &EnvOrPrompt,
+                    day,
+                    &mut deliver(&out)
+                )
             );
             report(json, "enrolled", &name, &cert, &out);
         }
@@ -124,7 +135,10 @@ pub fn run(cmd: PartnerCommand) -> anyhow::Result<ExitCode> {
                 println!("No partners yet (citycard partner enrol NAME --dir DIR ...).");
             } else {
                 for p in &partners {
-                    println!("{:16} {} to {}  grants {}", p.name, p.effective, p.expiry, p.grants);
+                    println!(
+                        "{:16} {} to {}  grants {}",
+                        p.name, p.effective, p.expiry, p.grants
+                    );
                 }
             }
         }
@@ -148,7 +162,13 @@ pub fn run(cmd: PartnerCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn report(json: bool, what: &str, name: &str, cert: &citycard_proto::cert::Certificate, out: &OutArgs) {
+fn report(
+    json: bool,
+    what: &str,
+    name: &str,
+    cert: &citycard_proto::cert::Certificate,
+    out: &OutArgs,
+) {
     let b = cert.body();
     if json {
         print_json(serde_json::json!({

@@ -15,7 +15,9 @@ use crate::issuer_try;
 pub enum TrustCommand {
     /// Write the trust bundle partners load offline (root key, station
     /// certificates, current revocation list, signed by the root).
-    #[command(after_help = "Example:\n  citycard trust export --dir /srv/citycard --out liege.bundle")]
+    #[command(
+        after_help = "Example:\n  citycard trust export --dir /srv/citycard --out liege.bundle"
+    )]
     Export {
         #[command(flatten)]
         home: HomeArg,
@@ -31,7 +33,9 @@ pub enum TrustCommand {
 #[derive(clap::Subcommand, Debug)]
 pub enum RevocationCommand {
     /// Sign and write the current revocation list.
-    #[command(after_help = "Example:\n  citycard revocation publish --dir /srv/citycard --next-update-days 7 --out liege.crl")]
+    #[command(
+        after_help = "Example:\n  citycard revocation publish --dir /srv/citycard --next-update-days 7 --out liege.crl"
+    )]
     Publish {
         #[command(flatten)]
         home: HomeArg,

@@ -36,7 +36,9 @@ impl From<Reason> for RevocationReason {
 
 /// Arguments of `revoke`.
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Example:\n  citycard revoke LG-000002 --dir /srv/citycard --reason lost\n  citycard revocation publish --dir /srv/citycard --out liege.crl --force")]
+#[command(
+    after_help = "Example:\n  citycard revoke LG-000002 --dir /srv/citycard --reason lost\n  citycard revocation publish --dir /srv/citycard --out liege.crl --force"
+)]
 pub struct RevokeArgs {
     /// Card number.
     card: String,
@@ -91,7 +93,9 @@ pub enum ResidentCommand {
 pub enum AuditCommand {
     /// Export the audit log as JSON lines (seq, at, actor, station, action,
     /// card_number): never personal attributes.
-    #[command(after_help = "Example:\n  citycard audit export --dir /srv/citycard --since 2026-11-01 > audit.jsonl")]
+    #[command(
+        after_help = "Example:\n  citycard audit export --dir /srv/citycard --since 2026-11-01 > audit.jsonl"
+    )]
     Export {
         #[command(flatten)]
         home: HomeArg,
@@ -115,7 +119,9 @@ pub fn revoke(args: &RevokeArgs) -> anyhow::Result<ExitCode> {
     let reason = RevocationReason::from(args.reason);
     issuer_try!(json, reg.revoke(&args.card, reason, &actor()));
     if json {
-        print_json(serde_json::json!({"ok": true, "card_number": args.card, "reason": reason.as_str()}));
+        print_json(
+            serde_json::json!({"ok": true, "card_number": args.card, "reason": reason.as_str()}),
+        );
     } else {
         println!(
             "Card {} revoked ({reason}). Publish a new revocation list to tell the readers.",
@@ -257,7 +263,12 @@ pub fn card_record(number: &str, dir: &Path, json: bool) -> anyhow::Result<ExitC
             "replaces": card.replaces.as_ref().map(|(c, _)| c),
         }));
     } else {
-        println!("Card {}: {}{}", card.card_number, card.state.name(), reason.map(|r| format!(" ({r})")).unwrap_or_default());
+        println!(
+            "Card {}: {}{}",
+            card.card_number,
+            card.state.name(),
+            reason.map(|r| format!(" ({r})")).unwrap_or_default()
+        );
         println!("Station: {}", card.station);
         println!("Valid: {} to {}", card.issued_on, card.expires_on);
         if let Some((c, r)) = &card.replaces {
@@ -300,7 +311,11 @@ pub fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
         Some(out) => {
             let out = OutArgs { out, force };
             issuer_try!(false, out.write(text.as_bytes()));
-            eprintln!("{} audit entries written to {}.", entries.len(), out.out.display());
+            eprintln!(
+                "{} audit entries written to {}.",
+                entries.len(),
+                out.out.display()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -13,7 +13,9 @@ use crate::issuer_try;
 pub enum StationCommand {
     /// Add an issuing station: a key certified by the root for N days. All or
     /// nothing: a failure leaves no station directory and no token key behind.
-    #[command(after_help = "Example:\n  citycard station add desk-1 --dir /srv/citycard --valid-days 180")]
+    #[command(
+        after_help = "Example:\n  citycard station add desk-1 --dir /srv/citycard --valid-days 180"
+    )]
     Add {
         /// Station name (1-16 letters, digits, '-' or '_').
         name: String,
@@ -39,7 +41,9 @@ pub enum StationCommand {
     },
     /// Renew a station's certificate for N days from today, for the same key
     /// (export a new trust bundle afterwards).
-    #[command(after_help = "Example:\n  citycard station renew desk-1 --dir /srv/citycard --valid-days 180")]
+    #[command(
+        after_help = "Example:\n  citycard station renew desk-1 --dir /srv/citycard --valid-days 180"
+    )]
     Renew {
         /// Station name.
         name: String,
@@ -136,7 +140,9 @@ pub fn run(cmd: StationCommand) -> anyhow::Result<ExitCode> {
             let (day, _) = issuer_try!(json, today());
             issuer_try!(json, h.retire_station(&name, &EnvOrPrompt, day));
             if json {
-                print_json(serde_json::json!({"ok": true, "station": name, "retired_on": day.to_string()}));
+                print_json(
+                    serde_json::json!({"ok": true, "station": name, "retired_on": day.to_string()}),
+                );
             } else {
                 println!("Station {name} retired: it may no longer sign; its key is destroyed. Cards it issued keep verifying until its certificate expires.");
             }
