@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use citycard_registry::{Intent, Lease, Registry, RegistryError};
+use citycard_registry::{Intent, IssuanceRegistry, Lease, Registry, RegistryError};
 
 use crate::error::IssuerError;
 use crate::files::create_private_dir;
@@ -200,7 +200,7 @@ pub struct Orphans {
 /// ones owned by `own_lease`).
 pub fn orphans(
     home: &IssuerHome,
-    registry: &Registry,
+    registry: &dyn IssuanceRegistry,
     desk: &str,
     own_lease: Option<&str>,
 ) -> Result<Orphans, IssuerError> {
@@ -222,7 +222,7 @@ pub fn orphans(
 /// owner): returns those this desk now owns, to settle; an intent another
 /// desk took first is dropped.
 pub fn take_over(
-    registry: &mut Registry,
+    registry: &mut dyn IssuanceRegistry,
     intents: Vec<Intent>,
     lease_id: &str,
 ) -> Result<Vec<Intent>, IssuerError> {
@@ -238,7 +238,7 @@ pub fn take_over(
 
 /// Releases leases whose holder is gone and removes their lock files
 /// (housekeeping; best effort).
-pub fn sweep_lock_files(home: &IssuerHome, registry: &mut Registry) {
+pub fn sweep_lock_files(home: &IssuerHome, registry: &mut dyn IssuanceRegistry) {
     let dir = home.dir().join("leases");
     let Ok(entries) = fs::read_dir(&dir) else {
         return;

@@ -1,0 +1,70 @@
+//! The append-only audit log.
+
+#[allow(unused_imports)]
+use crate::prelude::*;
+
+impl Registry {
+    /// The audit log from `since` (unix seconds) on, in order.
+    pub fn audit_since(&self, since: i64) -> Result<Vec<AuditEntry>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, at, actor, station, action, card_number FROM audit \
+             WHERE at >= ?1 ORDER BY seq",
+        )?;
+        let rows = stmt
+            .query_map([since], |r| {
+                Ok(AuditEntry {
+                    seq: r.get(0)?,
+                    at: r.get(1)?,
+                    actor: r.get(2)?,
+                    station: r.get(3)?,
+                    action: r.get(4)?,
+                    card_number: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// The whole audit log, in order.
+    pub fn audit_log(&self) -> Result<Vec<AuditEntry>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, at, actor, station, action, card_number FROM audit ORDER BY seq",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(AuditEntry {
+                    seq: r.get(0)?,
+                    at: r.get(1)?,
+                    actor: r.get(2)?,
+                    station: r.get(3)?,
+                    action: r.get(4)?,
+                    card_number: r.get(5)?,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
+    /// Appends an audit entry for an issuer action that changes no card
+    /// record (`station-added`, `partner-enrolled`,
+    /// `revocation-list-published`, ...). The action is a machine word (1–48
+    /// of `a-z`, `0-9`, `-`, `:`), never one of the registry's own card
+    /// actions, and never names forbidden data ([`FORBIDDEN_WORDS`]); the
+    /// station, if any, is a station name. No free text, so no personal data.
+    pub fn record_action(
+        &mut self,
+        actor: &str,
+        station: Option<&str>,
+        action: &str,
+    ) -> Result<()> {
+        check_text("actor", actor, MAX_NAME_LEN)?;
+        if let Some(station) = station {
+            check_text("station", station, MAX_NAME_LEN)?;
+        }
+        check_action(action)?;
+        let tx = self.write()?;
+        audit(&tx, actor, station, action, None)?;
+        tx.commit()?;
+        Ok(())
+    }
+}
