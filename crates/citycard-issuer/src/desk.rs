@@ -256,3 +256,35 @@ pub fn sweep_lock_files(home: &IssuerHome, registry: &mut dyn IssuanceRegistry) 
         }
     }
 }
+
+/// Every open intent whose owner is gone, on any reader (see [`orphans`]).
+pub fn all_orphans(
+    home: &IssuerHome,
+    registry: &dyn IssuanceRegistry,
+) -> Result<Vec<Intent>, IssuerError> {
+    let (_, now) = crate::home::now()?;
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    Ok(registry
+        .open_intents()?
+        .into_iter()
+        .filter(|i| i.owner.as_ref().is_none_or(|o| owner_gone(home, o, now)))
+        .collect())
+}
+
+/// Settles, without a card, every orphaned intent on any reader: each is
+/// taken over and marked spoiled; those whose card key was recorded (the
+/// card may be complete) go on the next revocation list. For intents whose
+/// reader will never come back (a desk replaced, a home restored on another
+/// machine). Intents of desks at work are never touched.
+pub fn abandon_orphans(
+    home: &IssuerHome,
+    registry: &mut Registry,
+    actor: &str,
+) -> Result<crate::issue::Reconciled, IssuerError> {
+    let orphans = all_orphans(home, registry)?;
+    let lease = registry.acquire_lease("abandon", &holder(), LEASE_TTL_SECS)?;
+    let mine = take_over(registry, orphans, &lease.id)?;
+    let report = crate::issue::settle_open(registry, mine, None, actor);
+    let _ = registry.release_lease(&lease.id);
+    report
+}

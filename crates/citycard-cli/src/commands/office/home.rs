@@ -52,6 +52,24 @@ pub enum IssuerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List issuance intents left open by runs that are gone (any reader); with
+    /// --spoil, settle them without a card: each is marked spoiled, and those
+    /// whose card key was recorded (the card may be complete) go on the next
+    /// revocation list. For readers that will never come back (a desk replaced,
+    /// a home restored on another machine). Intents of desks at work are never touched.
+    #[command(
+        after_help = "Example:\n  citycard issuer reconcile --dir /srv/citycard\n  citycard issuer reconcile --dir /srv/citycard --spoil && citycard revocation publish --dir /srv/citycard --out liege.crl --force"
+    )]
+    Reconcile {
+        #[command(flatten)]
+        home: HomeArg,
+        /// Mark them spoiled (without it: only list them).
+        #[arg(long)]
+        spoil: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a consistent snapshot of the home to one file (a tar archive; the
     /// registry is copied with SQLite's online backup, so desks may keep issuing;
     /// key files stay encrypted). Restore: `mkdir -m 700 NEW && tar -xpf FILE -C NEW`.
@@ -117,6 +135,60 @@ pub fn run(cmd: IssuerCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         IssuerCommand::Show { home, json } => show(&home, json),
+        IssuerCommand::Reconcile { home, spoil, json } => {
+            let h = issuer_try!(json, IssuerHome::open(&home.dir));
+            let mut reg = issuer_try!(json, h.registry());
+            if spoil {
+                let r = issuer_try!(
+                    json,
+                    citycard_issuer::desk::abandon_orphans(&h, &mut reg, &super::actor())
+                );
+                if json {
+                    print_json(
+                        serde_json::json!({"ok": true, "spoiled": r.spoiled, "listed": r.listed}),
+                    );
+                } else {
+                    println!(
+                        "Spoiled: [{}]; on the next revocation list: [{}].",
+                        r.spoiled.join(", "),
+                        r.listed.join(", ")
+                    );
+                }
+            } else {
+                let orphans = issuer_try!(json, citycard_issuer::desk::all_orphans(&h, &reg));
+                let list: Vec<_> = orphans
+                    .iter()
+                    .map(|i| {
+                        serde_json::json!({
+                            "card_number": i.card_number, "station": i.station,
+                            "reader": i.owner.as_ref().map(|o| &o.desk),
+                            "card_key_recorded": i.card_key.is_some(),
+                        })
+                    })
+                    .collect();
+                if json {
+                    print_json(serde_json::json!({"ok": true, "orphans": list}));
+                } else if orphans.is_empty() {
+                    println!("No intents left open by stopped runs.");
+                } else {
+                    for i in &orphans {
+                        println!(
+                            "{}  station {}  reader {}{}",
+                            i.card_number,
+                            i.station,
+                            i.owner.as_ref().map_or("(none)", |o| o.desk.as_str()),
+                            if i.card_key.is_some() {
+                                "  (card key recorded)"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
+                    println!("Put each card back in its reader and run `batch --resume` there, or settle them all without a card: --spoil.");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         IssuerCommand::Backup { home, out, json } => {
             let h = issuer_try!(json, IssuerHome::open(&home.dir));
             let report = issuer_try!(json, h.backup(&out.out, out.overwrite()));
