@@ -30,6 +30,31 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `citycard ARGS` must succeed and print one JSON object.
+fn ok_json(args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(ok(args).trim()).unwrap()
+}
+
+/// The arguments of `personalise` on an emulated reader.
+fn personalise<'a>(
+    home: &'a str,
+    station: &'a str,
+    reader: &'a str,
+    resident: &'a Path,
+) -> Vec<&'a str> {
+    vec![
+        "personalise",
+        "--dir",
+        home,
+        "--station",
+        station,
+        "--reader",
+        reader,
+        "--resident",
+        s(resident),
+    ]
+}
+
 /// A home with stations desk-1 and desk-2.
 fn home(tmp: &Path, extra: &[&str]) -> PathBuf {
     let home = tmp.join("home");
@@ -390,20 +415,8 @@ fn retention_is_opt_in_and_erasable() {
     )
     .unwrap();
     let reader = format!("emulated:{}", tmp.path().join("cards").display());
-    ok(&[
-        "personalise",
-        "--dir",
-        h,
-        "--station",
-        "desk-1",
-        "--reader",
-        &reader,
-        "--resident",
-        s(&resident),
-    ]);
-    let v: serde_json::Value =
-        serde_json::from_str(ok(&["resident", "show", "F-1", "--dir", h, "--json"]).trim())
-            .unwrap();
+    ok(&personalise(h, "desk-1", &reader, &resident));
+    let v: serde_json::Value = ok_json(&["resident", "show", "F-1", "--dir", h, "--json"]);
     assert_eq!(v["attributes"]["name"], "Quintessa Marlowe");
     assert_eq!(v["attributes"]["birth_date"], "1958-03-14");
     assert!(v["retained_until"].as_i64().unwrap() > 0);
@@ -418,17 +431,7 @@ fn retention_is_opt_in_and_erasable() {
     let db = std::fs::read(home.join("registry.sqlite")).unwrap();
     assert!(!db.windows(9).any(|w| w == b"Quintessa"));
     // Now the rule cannot recognise them: that is what --force accepted.
-    ok(&[
-        "personalise",
-        "--dir",
-        h,
-        "--station",
-        "desk-1",
-        "--reader",
-        &reader,
-        "--resident",
-        s(&resident),
-    ]);
+    ok(&personalise(h, "desk-1", &reader, &resident));
 }
 
 /// Validation before allocation, delimiter detection, file line numbers,
@@ -510,9 +513,7 @@ fn batch_rows_are_validated_before_anything_is_allocated() {
     assert_eq!(summary["summary"]["skipped"], 2, "{summary}");
     assert_eq!(summary["summary"]["failed"], 0, "{summary}");
     assert_eq!(summary["summary"]["issued"], 4, "{summary}");
-    let v: serde_json::Value =
-        serde_json::from_str(ok(&["card", "show", "LG-000006", "--dir", h, "--json"]).trim())
-            .unwrap();
+    let v: serde_json::Value = ok_json(&["card", "show", "LG-000006", "--dir", h, "--json"]);
     assert_eq!(v["state"], "issued", "numbers stay contiguous: {v}");
 }
 
@@ -589,9 +590,7 @@ fn a_home_moves_and_a_backup_taken_during_a_batch_restores_elsewhere() {
         .status()
         .unwrap();
     assert!(st.success());
-    let show: serde_json::Value =
-        serde_json::from_str(ok(&["issuer", "show", "--dir", s(&restored), "--json"]).trim())
-            .unwrap();
+    let show: serde_json::Value = ok_json(&["issuer", "show", "--dir", s(&restored), "--json"]);
     assert_eq!(show["city"], "Liège");
     let more = tmp.path().join("more.csv");
     csv(
@@ -610,7 +609,15 @@ fn a_home_moves_and_a_backup_taken_during_a_batch_restores_elsewhere() {
     // The intent that was open at backup time belongs to a reader that is
     // not here: settled without a card, its key (if recorded) listed.
     let v: serde_json::Value = serde_json::from_str(
-        ok(&["issuer", "reconcile", "--dir", s(&restored), "--spoil", "--json"]).trim(),
+        ok(&[
+            "issuer",
+            "reconcile",
+            "--dir",
+            s(&restored),
+            "--spoil",
+            "--json",
+        ])
+        .trim(),
     )
     .unwrap();
     assert!(v["spoiled"].as_array().unwrap().len() <= 1, "{v}");
@@ -652,8 +659,7 @@ fn officer_commands_and_failures_that_leave_nothing_behind() {
         "--out",
         s(&cred),
     ]);
-    let v: serde_json::Value =
-        serde_json::from_str(ok(&["partner", "list", "--dir", h, "--json"]).trim()).unwrap();
+    let v: serde_json::Value = ok_json(&["partner", "list", "--dir", h, "--json"]);
     assert_eq!(v["partners"][0]["name"], "museum");
     let (code, _, _) = citycard(&["partner", "renew", "museum", "--dir", h, "--out", s(&cred)]);
     assert_eq!(code, 4, "an existing output needs --force");
@@ -720,8 +726,7 @@ fn officer_commands_and_failures_that_leave_nothing_behind() {
         "30",
     ]);
     ok(&["station", "retire", "desk-3", "--dir", h]);
-    let v: serde_json::Value =
-        serde_json::from_str(ok(&["station", "list", "--dir", h, "--json"]).trim()).unwrap();
+    let v: serde_json::Value = ok_json(&["station", "list", "--dir", h, "--json"]);
     let retired: Vec<_> = v["stations"]
         .as_array()
         .unwrap()
@@ -738,39 +743,16 @@ fn officer_commands_and_failures_that_leave_nothing_behind() {
     )
     .unwrap();
     let reader = format!("emulated:{}", tmp.path().join("cards").display());
-    let (code, _, err) = citycard(&[
-        "personalise",
-        "--dir",
-        h,
-        "--station",
-        "desk-3",
-        "--reader",
-        &reader,
-        "--resident",
-        s(&resident),
-    ]);
+    let (code, _, err) = citycard(&personalise(h, "desk-3", &reader, &resident));
     assert_eq!(code, 5, "{err}");
-    ok(&[
-        "personalise",
-        "--dir",
-        h,
-        "--station",
-        "desk-1",
-        "--reader",
-        &reader,
-        "--resident",
-        s(&resident),
-    ]);
+    ok(&personalise(h, "desk-1", &reader, &resident));
 
     // issuer show, card show, audit export.
-    let v: serde_json::Value =
-        serde_json::from_str(ok(&["issuer", "show", "--dir", h, "--json"]).trim()).unwrap();
+    let v: serde_json::Value = ok_json(&["issuer", "show", "--dir", h, "--json"]);
     assert_eq!(v["cards"]["live"], 1);
     assert_eq!(v["root_fingerprint"].as_str().unwrap().len(), 64);
     assert_eq!(v["stations_retired"], 1);
-    let v: serde_json::Value =
-        serde_json::from_str(ok(&["card", "show", "LG-000001", "--dir", h, "--json"]).trim())
-            .unwrap();
+    let v: serde_json::Value = ok_json(&["card", "show", "LG-000001", "--dir", h, "--json"]);
     assert_eq!(v["state"], "issued");
     assert_eq!(v["station"], "desk-1");
     assert!(v.get("name").is_none());

@@ -127,6 +127,12 @@ fn check_name(name: &str, what: &'static str) -> Result<(), IssuerError> {
     }
 }
 
+/// A certificate stored in a station file (hex of its encoding).
+fn decode_certificate(hex_text: &str) -> Result<Certificate, IssuerError> {
+    let bytes = hex::decode(hex_text).map_err(|e| IssuerError::Config(e.to_string()))?;
+    Ok(Certificate::decode(&bytes)?)
+}
+
 /// Today (UTC) and now (Unix seconds) from the system clock.
 pub fn now() -> Result<(Date, u64), IssuerError> {
     let secs = std::time::SystemTime::now()
@@ -563,9 +569,7 @@ impl IssuerHome {
         let mut out = Vec::new();
         for name in self.station_names()? {
             let c = self.station_config(&name)?;
-            let bytes =
-                hex::decode(&c.certificate).map_err(|e| IssuerError::Config(e.to_string()))?;
-            out.push(Certificate::decode(&bytes)?);
+            out.push(decode_certificate(&c.certificate)?);
         }
         Ok(out)
     }
@@ -575,9 +579,7 @@ impl IssuerHome {
         let mut out = Vec::new();
         for name in self.station_names()? {
             let c = self.station_config(&name)?;
-            let bytes =
-                hex::decode(&c.certificate).map_err(|e| IssuerError::Config(e.to_string()))?;
-            let cert = Certificate::decode(&bytes)?;
+            let cert = decode_certificate(&c.certificate)?;
             out.push(StationInfo {
                 name,
                 effective: cert.body().effective,
@@ -607,12 +609,8 @@ impl IssuerHome {
         if c.retired_on.is_some() {
             return Err(IssuerError::StationRetired(name.into()));
         }
-        let decode = |h: &str| -> Result<Certificate, IssuerError> {
-            let bytes = hex::decode(h).map_err(|e| IssuerError::Config(e.to_string()))?;
-            Ok(Certificate::decode(&bytes)?)
-        };
-        let old = decode(&c.certificate)?;
-        let old_check = decode(&c.check_certificate)?;
+        let old = decode_certificate(&c.certificate)?;
+        let old_check = decode_certificate(&c.check_certificate)?;
         let root = self.root_signer(secrets)?;
         let expiry = today.add_days(valid_days.saturating_sub(1));
         let certificate =
@@ -685,12 +683,8 @@ impl IssuerHome {
         if c.retired_on.is_some() {
             return Err(IssuerError::StationRetired(name.into()));
         }
-        let decode = |h: &str| -> Result<Certificate, IssuerError> {
-            let bytes = hex::decode(h).map_err(|e| IssuerError::Config(e.to_string()))?;
-            Ok(Certificate::decode(&bytes)?)
-        };
-        let certificate = decode(&c.certificate)?;
-        let check_certificate = decode(&c.check_certificate)?;
+        let certificate = decode_certificate(&c.certificate)?;
+        let check_certificate = decode_certificate(&c.check_certificate)?;
         if !certificate.is_valid_on(today) {
             return Err(IssuerError::StationNotValid {
                 name: name.into(),

@@ -27,22 +27,7 @@ impl Registry {
 
     /// The whole audit log, in order.
     pub fn audit_log(&self) -> Result<Vec<AuditEntry>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT seq, at, actor, station, action, card_number FROM audit ORDER BY seq",
-        )?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(AuditEntry {
-                    seq: r.get(0)?,
-                    at: r.get(1)?,
-                    actor: r.get(2)?,
-                    station: r.get(3)?,
-                    action: r.get(4)?,
-                    card_number: r.get(5)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        self.audit_since(i64::MIN)
     }
 
     /// Appends an audit entry for an issuer action that changes no card

@@ -63,15 +63,7 @@ impl Registry {
             }
         }
         if let Some((batch_id, row)) = batch {
-            let done: Option<String> = tx
-                .query_row(
-                    "SELECT card_number FROM cards WHERE batch_id = ?1 AND batch_row = ?2 \
-                     AND state IN ('intent', 'issued', 'revoked') LIMIT 1",
-                    params![batch_id, row],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if let Some(card_number) = done {
+            if let Some(card_number) = batch_row_card(&tx, batch_id, row)? {
                 return Err(RegistryError::BatchRowDone {
                     batch_id: batch_id.into(),
                     row: row.unsigned_abs(),
@@ -120,14 +112,7 @@ impl Registry {
         // failure below) rolls the counter back with everything else.
         let card_number = match n.card_number {
             CardNumber::Given(number) => {
-                let taken: Option<i64> = tx
-                    .query_row(
-                        "SELECT intent_id FROM cards WHERE card_number = ?1",
-                        [number],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if taken.is_some() {
+                if card_number_taken(&tx, number)? {
                     return Err(RegistryError::CardNumberTaken {
                         card_number: number.into(),
                     });
@@ -395,15 +380,7 @@ impl Registry {
         let Ok(row) = i64::try_from(row) else {
             return Ok(None);
         };
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT card_number FROM cards WHERE batch_id = ?1 AND batch_row = ?2 \
-                 AND state IN ('intent', 'issued', 'revoked') ORDER BY intent_id DESC LIMIT 1",
-                params![batch_id, row],
-                |r| r.get(0),
-            )
-            .optional()?)
+        batch_row_card(&self.conn, batch_id, row)
     }
 
     /// The next card number for `prefix` (`LG` gives `LG-000001`, `LG-000002`,

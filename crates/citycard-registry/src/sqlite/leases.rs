@@ -91,39 +91,34 @@ impl Registry {
         Ok(self
             .conn
             .query_row(
-                "SELECT lease_id, desk, holder, expires_at, released FROM leases \
-                 WHERE lease_id = ?1",
+                &format!("SELECT {LEASE_COLUMNS} FROM leases WHERE lease_id = ?1"),
                 [lease_id],
-                |r| {
-                    Ok(Lease {
-                        id: r.get(0)?,
-                        desk: r.get(1)?,
-                        holder: r.get(2)?,
-                        expires_at: r.get(3)?,
-                        released: r.get::<_, i64>(4)? != 0,
-                    })
-                },
+                lease_from_row,
             )
             .optional()?)
     }
 
     /// Leases still held at `at` (not released, not expired): the desks at work.
     pub fn active_leases(&self, at: i64) -> Result<Vec<Lease>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT lease_id, desk, holder, expires_at, released FROM leases \
-             WHERE released = 0 AND expires_at >= ?1 ORDER BY acquired_at",
-        )?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {LEASE_COLUMNS} FROM leases \
+                 WHERE released = 0 AND expires_at >= ?1 ORDER BY acquired_at"
+        ))?;
         let rows = stmt
-            .query_map([at], |r| {
-                Ok(Lease {
-                    id: r.get(0)?,
-                    desk: r.get(1)?,
-                    holder: r.get(2)?,
-                    expires_at: r.get(3)?,
-                    released: r.get::<_, i64>(4)? != 0,
-                })
-            })?
+            .query_map([at], lease_from_row)?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
+}
+
+const LEASE_COLUMNS: &str = "lease_id, desk, holder, expires_at, released";
+
+fn lease_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Lease> {
+    Ok(Lease {
+        id: r.get(0)?,
+        desk: r.get(1)?,
+        holder: r.get(2)?,
+        expires_at: r.get(3)?,
+        released: r.get::<_, i64>(4)? != 0,
+    })
 }

@@ -142,17 +142,39 @@ pub(crate) fn allocate_card_number(tx: &Transaction<'_>, prefix: &str) -> Result
         if check_card_number(&number).is_err() {
             return Err(RegistryError::CounterExhausted { counter });
         }
-        let taken: Option<i64> = tx
-            .query_row(
-                "SELECT 1 FROM cards WHERE card_number = ?1",
-                [&number],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if taken.is_none() {
+        if !card_number_taken(tx, &number)? {
             return Ok(number);
         }
     }
+}
+
+/// Whether any card record has this number.
+pub(crate) fn card_number_taken(conn: &Connection, number: &str) -> Result<bool> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM cards WHERE card_number = ?1",
+            [number],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// The card a batch row produced, if the row is done: it has an issued
+/// (possibly since revoked) card or an open intent (the newest such card).
+pub(crate) fn batch_row_card(
+    conn: &Connection,
+    batch_id: &str,
+    row: i64,
+) -> Result<Option<String>> {
+    Ok(conn
+        .query_row(
+            "SELECT card_number FROM cards WHERE batch_id = ?1 AND batch_row = ?2 \
+             AND state IN ('intent', 'issued', 'revoked') ORDER BY intent_id DESC LIMIT 1",
+            params![batch_id, row],
+            |r| r.get(0),
+        )
+        .optional()?)
 }
 
 impl Registry {
