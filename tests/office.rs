@@ -55,6 +55,28 @@ fn personalise<'a>(
     ]
 }
 
+/// The arguments of `batch` on an emulated reader, then `extra`.
+fn batch_args<'a>(
+    home: &'a str,
+    station: &'a str,
+    reader: &'a str,
+    file: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut v = vec![
+        "batch",
+        "--dir",
+        home,
+        "--station",
+        station,
+        "--reader",
+        reader,
+        s(file),
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
 /// A home with stations desk-1 and desk-2.
 fn home(tmp: &Path, extra: &[&str]) -> PathBuf {
     let home = tmp.join("home");
@@ -453,17 +475,7 @@ fn batch_rows_are_validated_before_anything_is_allocated() {
     )
     .unwrap();
     let reader = format!("emulated:{}", tmp.path().join("cards").display());
-    let (code, out, err) = citycard(&[
-        "batch",
-        "--dir",
-        h,
-        "--station",
-        "desk-1",
-        "--reader",
-        &reader,
-        s(&file),
-        "--json",
-    ]);
+    let (code, out, err) = citycard(&batch_args(h, "desk-1", &reader, &file, &["--json"]));
     assert_eq!(code, 50, "{out}{err}");
     let rows: Vec<serde_json::Value> = out
         .lines()
@@ -496,18 +508,13 @@ fn batch_rows_are_validated_before_anything_is_allocated() {
         "resident_id;name;address;birth_date\nA-1;Ann Lee;Rue 1, 4000 Liège;1980-01-01\nA-2;Bo;Rue 2;1990-01-01\nA-3;Cy;Rue 3;1990-01-01\nA-4;Di;Rue 4;1900-01-01\nA-5;Flo;Rue 5;\nA-6;Ed;Rue 6;\n",
     )
     .unwrap();
-    let (code, out, err) = citycard(&[
-        "batch",
-        "--dir",
+    let (code, out, err) = citycard(&batch_args(
         h,
-        "--station",
         "desk-1",
-        "--reader",
         &reader,
-        s(&file),
-        "--json",
-        "--resume",
-    ]);
+        &file,
+        &["--json", "--resume"],
+    ));
     assert_eq!(code, 0, "{out}{err}");
     let summary: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     assert_eq!(summary["summary"]["skipped"], 2, "{summary}");
