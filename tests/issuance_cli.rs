@@ -98,6 +98,29 @@ fn root_key_in_softhsm2() {
     // Certificates are signed by the key in the token.
     let (c, text) = run(&["station", "add", "s1", "--dir", h], "4321");
     assert_eq!(c, 0, "{text}");
+    // A station add that fails after its token key was generated (here: the
+    // registry is away) leaves no station directory and no token key: the
+    // same command works once the registry is back.
+    let hsm_station = [
+        "station",
+        "add",
+        "s2",
+        "--dir",
+        h,
+        "--pkcs11-module",
+        MODULE,
+        "--token",
+        "city-root",
+        "--key-label",
+        "station-s2",
+    ];
+    std::fs::rename(home.join("registry.sqlite"), tmp.path().join("away")).unwrap();
+    let (c, text) = run(&hsm_station, "4321");
+    assert_ne!(c, 0, "{text}");
+    assert!(!home.join("stations/s2").exists(), "{text}");
+    std::fs::rename(tmp.path().join("away"), home.join("registry.sqlite")).unwrap();
+    let (c, text) = run(&hsm_station, "4321");
+    assert_eq!(c, 0, "no orphan token key blocks the retry: {text}");
     let bundle = tmp.path().join("b.bundle");
     let (c, text) = run(
         &[

@@ -103,11 +103,7 @@ pub fn destroy(loc: &KeyLocation, secrets: &dyn SecretSource) -> Result<(), KeyE
                 source,
             }),
         },
-        KeyLocation::Pkcs11(p) => match Pkcs11Signer::open(p, secrets) {
-            Ok(signer) => signer.destroy(),
-            Err(KeyError::KeyNotFound { .. }) => Ok(()),
-            Err(e) => Err(e),
-        },
+        KeyLocation::Pkcs11(p) => pkcs11::destroy(p, secrets).map(|_| ()),
     }
 }
 
