@@ -127,6 +127,19 @@ fn check_name(name: &str, what: &'static str) -> Result<(), IssuerError> {
     }
 }
 
+/// Where an absolute key path of an older home sits inside that home:
+/// `root.key.pem` or `stations/NAME/{station,check}.key.pem`.
+fn home_relative(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?;
+    if name == "root.key.pem" {
+        return Some(PathBuf::from(name));
+    }
+    let station = path.parent()?;
+    let station_name = station.file_name()?;
+    (station.parent()?.file_name()? == "stations")
+        .then(|| PathBuf::from("stations").join(station_name).join(name))
+}
+
 /// A certificate stored in a station file (hex of its encoding).
 fn decode_certificate(hex_text: &str) -> Result<Certificate, IssuerError> {
     let bytes = hex::decode(hex_text).map_err(|e| IssuerError::Config(e.to_string()))?;
@@ -346,6 +359,12 @@ impl IssuerHome {
     pub fn resolve(&self, loc: &KeyLocation) -> KeyLocation {
         match loc {
             KeyLocation::File(p) if p.is_relative() => KeyLocation::File(self.dir.join(p)),
+            KeyLocation::File(p) => match home_relative(p) {
+                // A home made before paths were relative, since moved or
+                // copied: its own key file, never the original home's.
+                Some(rel) if self.dir.join(&rel).is_file() => KeyLocation::File(self.dir.join(rel)),
+                _ => loc.clone(),
+            },
             other => other.clone(),
         }
     }
@@ -957,5 +976,53 @@ impl IssuerHome {
         let bundle = TrustBundle::assemble(&tbs, &root.sign(&tbs)?)?;
         bundle.verify()?;
         Ok(bundle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A home made when key paths were absolute, then copied: the copy signs
+    /// with its own key files, not the original's.
+    #[test]
+    fn absolute_key_paths_of_an_older_home_resolve_inside_the_copy() {
+        let tmp = tempfile::tempdir().unwrap();
+        let copy = tmp.path().join("copy");
+        fs::create_dir_all(copy.join("stations/desk-1")).unwrap();
+        fs::write(copy.join("root.key.pem"), "x").unwrap();
+        fs::write(copy.join("stations/desk-1/station.key.pem"), "x").unwrap();
+        let home = IssuerHome {
+            dir: copy.clone(),
+            config: IssuerConfig {
+                schema_version: SCHEMA_VERSION,
+                city: "X".into(),
+                issuer_id: "X".into(),
+                root: KeyLocation::File("/srv/original/root.key.pem".into()),
+                root_public_key: String::new(),
+                card_number_prefix: "X".into(),
+                card_validity_days: 1,
+                retain_attributes_days: None,
+            },
+        };
+        let resolved = |p: &str| home.resolve(&KeyLocation::File(p.into()));
+        assert_eq!(
+            resolved("/srv/original/root.key.pem"),
+            KeyLocation::File(copy.join("root.key.pem"))
+        );
+        assert_eq!(
+            resolved("/srv/original/stations/desk-1/station.key.pem"),
+            KeyLocation::File(copy.join("stations/desk-1/station.key.pem"))
+        );
+        assert_eq!(
+            resolved("stations/desk-1/station.key.pem"),
+            KeyLocation::File(copy.join("stations/desk-1/station.key.pem"))
+        );
+        // A key file the copy does not have is left where it is named.
+        assert_eq!(
+            resolved("/srv/original/stations/desk-2/station.key.pem"),
+            KeyLocation::File("/srv/original/stations/desk-2/station.key.pem".into())
+        );
     }
 }
