@@ -33,19 +33,31 @@ struct Cli {
 enum Command {
     /// Show the whole story on a built-in emulated card: SELECT, life cycle,
     /// personalisation, a library and a transit verification, a rejected clone.
+    #[command(after_help = "Example:\n  citycard demo")]
     Demo(commands::demo::DemoArgs),
     /// Benchmarks: APDUs, bytes, estimated card time, host and end-to-end timings.
+    #[command(after_help = "Example:\n  citycard bench --quick --json")]
     Bench(commands::bench::BenchArgs),
     /// The reference card: emulate it behind vpcd; show a state file or the registry's record of a card.
     #[command(subcommand)]
     Card(commands::card::CardCommand),
     /// List PC/SC readers and whether a card is present.
+    #[command(after_help = "Example:\n  citycard readers")]
     Readers,
     /// Send raw APDUs (hex) to the card in a PC/SC reader and print the responses.
+    #[command(
+        after_help = "Example:\n  citycard apdu -r 'Virtual PCD 00' 00A404000AF043495459434152440100"
+    )]
     Apdu(commands::apdu::ApduArgs),
     /// Verify the card in a reader: one tap, one verdict (exit code 0 only for a genuine card).
+    #[command(
+        after_help = "Example:\n  citycard verify --reader 'ACS ACR122U' --trust liege.bundle --credential library.cred --json"
+    )]
     Verify(commands::verify::VerifyArgs),
     /// The tap service for gates and desks: watch every reader, one JSON line per tap.
+    #[command(
+        after_help = "Example:\n  citycard watch --trust liege.bundle --credential transit.cred --readers all"
+    )]
     Watch(commands::watch::WatchArgs),
     /// The city's issuer home: create it, show it, back it up.
     #[command(subcommand)]

@@ -20,6 +20,9 @@ pub enum CardCommand {
     /// Run the reference card (or, with `--profile piv`, the emulated PIV card) as
     /// the card in a vpcd virtual reader (pcscd must be running with
     /// vsmartcard-vpcd installed). Runs until killed.
+    #[command(
+        after_help = "Example:\n  citycard card emulate --state /tmp/card.state --vpcd 127.0.0.1:35963"
+    )]
     Emulate(EmulateArgs),
     /// Show a card: the registry's record of card NUMBER (`--dir`: state,
     /// station, dates; never attributes), or the life cycle and contents summary
