@@ -103,7 +103,8 @@ pub fn code_of_issuer_error(e: &IssuerError) -> u8 {
         | IssuerError::Config(_)
         | IssuerError::UnknownStation(_)
         | IssuerError::UnknownPartner(_)
-        | IssuerError::StationRetired(_) => exit::CONFIG,
+        | IssuerError::StationRetired(_)
+        | IssuerError::ReaderBusy { .. } => exit::CONFIG,
         IssuerError::InvalidName { .. } | IssuerError::InvalidValidity(_) => exit::USAGE,
         IssuerError::StationNotValid { .. } => exit::STATION_NOT_VALID,
         IssuerError::Key(_) => exit::KEY,
