@@ -820,6 +820,16 @@ fn officer_commands_and_failures_that_leave_nothing_behind() {
         ok(&["audit", "export", "--dir", h, "--since", "2999-01-01"]),
         ""
     );
+    let audit = tmp.path().join("audit.jsonl");
+    ok(&["audit", "export", "--dir", h, "--out", s(&audit)]);
+    assert_eq!(
+        std::fs::read_to_string(&audit).unwrap(),
+        ok(&["audit", "export", "--dir", h])
+    );
+    assert_eq!(
+        citycard(&["audit", "export", "--dir", h, "--out", s(&audit)]).0,
+        4
+    );
 
     // One CLI: --trace only where APDUs flow; completions and a man page.
     assert_eq!(citycard(&["--trace", "issuer", "show", "--dir", h]).0, 2);
