@@ -74,6 +74,9 @@ pub enum IssuerError {
         /// The other process (`host:pid`).
         holder: String,
     },
+    /// The operator interrupted the run (Ctrl-C) while it waited for a card.
+    #[error("interrupted by the operator")]
+    Interrupted,
     /// Intents left open by a stopped run on this reader must be reconciled first.
     #[error("{count} intent(s) left open by a stopped run on this reader; rerun with --resume to reconcile them against the card in the reader and continue")]
     NeedsResume {

@@ -110,6 +110,7 @@ pub fn code_of_issuer_error(e: &IssuerError) -> u8 {
         IssuerError::Key(_) => exit::KEY,
         IssuerError::NeedsResume { .. } => exit::REGISTRY,
         IssuerError::NoCard { .. } => exit::CARD_REMOVED,
+        IssuerError::Interrupted => exit::INTERRUPTED,
         IssuerError::Registry(RegistryError::ResidentHasLiveCard { .. }) => exit::LIVE_CARD,
         IssuerError::Registry(RegistryError::AlreadyExists { .. }) => exit::EXISTS,
         IssuerError::Registry(_) => exit::REGISTRY,
