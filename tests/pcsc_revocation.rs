@@ -94,8 +94,10 @@ fn revoke_hundreds_publish_once_and_partners_see_it() {
         &home,
         "--out",
         bundle.to_str().unwrap(),
+        "--json",
     ]);
-    assert!(out.contains("300 revoked card(s)"), "{out}");
+    let published: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(published["revoked"], 300, "{out}");
     // Past the old 2,048-byte limit of every reader.
     assert!(std::fs::metadata(&bundle).unwrap().len() > 2048);
     let show: serde_json::Value =
