@@ -12,6 +12,7 @@
 
 mod credential;
 mod error;
+pub mod json;
 mod piv;
 mod policy;
 mod trust;
@@ -27,12 +28,11 @@ pub use verdict::{CardProfile, Genuine, Verdict, VERDICT_SCHEMA_VERSION};
 #[cfg(feature = "tokio")]
 pub use verify::verify_async;
 pub use verify::{verify, MAX_GET_RESPONSE, MAX_RESPONSE_LEN};
-#[cfg(feature = "tokio")]
+#[cfg(all(feature = "tokio", feature = "pcsc"))]
 pub use watch::watch;
-pub use watch::{
-    watch_blocking, Clock, ReaderSelection, Shutdown, Tap, TapEvent, TapTiming, TrustSource,
-    WatchConfig,
-};
+#[cfg(feature = "pcsc")]
+pub use watch::watch_blocking;
+pub use watch::{Clock, ReaderSelection, Shutdown, Tap, TapEvent, TapTiming, TrustSource, WatchConfig};
 
 // Re-exported so that partners need not depend on the protocol crates for the basics.
 pub use citycard_proto::{AttributeId, AttributeSet, Date};
