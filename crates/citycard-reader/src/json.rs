@@ -411,6 +411,110 @@ mod tests {
         assert_eq!(serde_json::from_str::<VerifyJson>(&text).unwrap(), e);
     }
 
+    /// One of every verdict, each field filled as the verifier fills it.
+    fn every_verdict() -> Vec<Verdict> {
+        let d = |y, m, day| Date::new(y, m, day).unwrap();
+        let genuine = crate::Genuine {
+            attributes: vec![
+                (AttributeId::NAME, b"Alex Moreau".to_vec()),
+                (AttributeId::BIRTH_DATE, d(1958, 3, 14).to_bytes().to_vec()),
+                (AttributeId::LANGUAGE, b"fr".to_vec()),
+                (AttributeId::RESIDENT, vec![1]),
+                (AttributeId::new(24).unwrap(), vec![0xAB, 0x01]),
+            ],
+            pseudonym: Some([0x5A; 16]),
+            predicates: vec![
+                (AttributeId::AGE_OVER_18, Some(true)),
+                (AttributeId::AGE_OVER_21, Some(false)),
+                (AttributeId::AGE_OVER_65, None),
+            ],
+            card_number: None,
+            expires: d(2031, 1, 1),
+            revocation_age_secs: 3600,
+            revocation_stale: false,
+            profile: crate::CardProfile::Citycard,
+        };
+        let mut piv = genuine.clone();
+        piv.profile = crate::CardProfile::Piv;
+        piv.pseudonym = None;
+        piv.revocation_stale = true;
+        vec![
+            Verdict::Genuine(genuine),
+            Verdict::Genuine(piv),
+            Verdict::NotACitycard,
+            Verdict::Blank,
+            Verdict::Terminated,
+            Verdict::CardRefused,
+            Verdict::Unauthorised {
+                not_granted: [AttributeId::NAME, AttributeId::AGE_OVER_65]
+                    .into_iter()
+                    .collect(),
+            },
+            Verdict::CredentialExpired {
+                effective: d(2025, 1, 1),
+                expiry: d(2025, 12, 31),
+            },
+            Verdict::Tampered {
+                detail: "digest mismatch".into(),
+            },
+            Verdict::Replay,
+            Verdict::Clone,
+            Verdict::UnknownIssuer,
+            Verdict::StationNotValidAtIssue,
+            Verdict::BadIssuerSignature,
+            Verdict::Expired { on: d(2026, 1, 31) },
+            Verdict::NotYetValid { from: d(2027, 2, 1) },
+            Verdict::Revoked,
+            Verdict::RevocationListStale {
+                next_update: 1_795_694_400,
+            },
+            Verdict::CardRemoved,
+            Verdict::TransportError("reader unplugged".into()),
+        ]
+    }
+
+    #[test]
+    fn every_verdict_matches_the_schema() {
+        use citycard_testkit::schemas::{assert_valid, problems, Schema};
+        let all = every_verdict();
+        let kinds: std::collections::BTreeSet<&str> = all.iter().map(Verdict::kind).collect();
+        assert_eq!(kinds.len(), 19, "one of each verdict");
+        for v in &all {
+            let doc = v.to_json();
+            assert_valid(Schema::Verdict, &doc);
+            // The serde type reads it back unchanged.
+            let back: VerdictJson = serde_json::from_value(doc.clone()).unwrap();
+            assert_eq!(serde_json::to_value(&back).unwrap(), doc);
+            // As verify prints it: with reader, APDUs and timing.
+            let verify = VerifyJson::Verdict(VerifiedJson {
+                verdict: back,
+                reader: Some("emulated:card.state".into()),
+                apdus: Some(3),
+                timing_ms: Some(2.5),
+            });
+            assert_valid(Schema::Verify, &serde_json::to_value(&verify).unwrap());
+        }
+        // The schema can fail: a wrong code, a refusal with attributes, a bad pseudonym.
+        let mut wrong = Verdict::Revoked.to_json();
+        wrong["code"] = 0.into();
+        assert!(!problems(Schema::Verdict, &wrong).is_empty());
+        let mut leaky = Verdict::Revoked.to_json();
+        leaky["attributes"] = serde_json::json!({"resident": true});
+        assert!(!problems(Schema::Verdict, &leaky).is_empty());
+        let mut genuine = all[0].to_json();
+        genuine["pseudonym"] = "XYZ".into();
+        assert!(!problems(Schema::Verdict, &genuine).is_empty());
+        let mut unknown = all[0].to_json();
+        unknown["attributes"]["nationality"] = "x".into();
+        assert!(!problems(Schema::Verdict, &unknown).is_empty());
+        for (kind, code) in [("usage", 2), ("trust_unusable", 3), ("no_card", 1)] {
+            let e = VerifyJson::Error(ErrorJson::new(kind, "m", code));
+            assert_valid(Schema::Verify, &serde_json::to_value(&e).unwrap());
+        }
+        let e = VerifyJson::Error(ErrorJson::new("no_card", "m", 7));
+        assert!(!problems(Schema::Verify, &serde_json::to_value(&e).unwrap()).is_empty());
+    }
+
     #[test]
     fn stale_next_update_is_rfc3339() {
         let v = VerdictJson::from(&Verdict::RevocationListStale {

@@ -463,4 +463,95 @@ mod tests {
         assert_eq!(v["reader"], Value::Null);
         assert_eq!(v["retry_in_ms"], 500.0);
     }
+
+    #[test]
+    fn every_event_matches_the_schema() {
+        use citycard_testkit::schemas::{assert_valid, problems, Schema};
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_694_400_123);
+        let events = vec![
+            TapEvent::Tap(Tap {
+                timestamp: t,
+                reader: "R".into(),
+                verdict: Verdict::Revoked,
+                timing: TapTiming {
+                    total: Duration::from_micros(2_400),
+                    connect: Duration::from_micros(100),
+                    verify: Duration::from_micros(2_300),
+                },
+            }),
+            TapEvent::Started {
+                timestamp: t,
+                service: "serve".into(),
+                issuer: "LIEGE".into(),
+                partner: "library".into(),
+                readers: vec![],
+                bundle_issued_at: 1_795_000_000,
+                revocation_sequence: 4,
+                revocation_next_update: 1_796_000_000,
+                heartbeat: Some(Duration::from_secs(30)),
+                url: Some("http://127.0.0.1:8080/".into()),
+            },
+            TapEvent::Heartbeat {
+                timestamp: t,
+                readers: vec!["R".into()],
+                trust_generation: 2,
+                uptime: Duration::from_secs(90),
+                revocation_age_secs: 7,
+            },
+            TapEvent::ReaderAdded {
+                timestamp: t,
+                reader: "R".into(),
+            },
+            TapEvent::ReaderRemoved {
+                timestamp: t,
+                reader: "R".into(),
+            },
+            TapEvent::ReaderError {
+                timestamp: t,
+                reader: None,
+                error: "listing readers".into(),
+                retry_in: Some(Duration::from_millis(500)),
+            },
+            TapEvent::ReaderError {
+                timestamp: t,
+                reader: Some("R".into()),
+                error: "stalled".into(),
+                retry_in: None,
+            },
+            TapEvent::TrustReloaded {
+                timestamp: t,
+                generation: 2,
+                bundle_issued_at: 1_795_000_000,
+                revocation_sequence: 5,
+            },
+            TapEvent::TrustReloadFailed {
+                timestamp: t,
+                error: "rollback".into(),
+            },
+            TapEvent::warning("no_matching_reader", "none", None),
+            TapEvent::warning("revocation_list_stale_soon", "soon", Some("R".into())),
+            TapEvent::fatal("pcsc_unavailable", "no pcscd", 1),
+            TapEvent::fatal("no_matching_reader", "none", 5),
+            TapEvent::Stopped {
+                timestamp: t,
+                reason: "signal".into(),
+            },
+        ];
+        for e in &events {
+            let doc = e.to_json();
+            assert_eq!(doc["event"], e.kind());
+            assert_valid(Schema::TapEvent, &doc);
+            let back: EventJson = serde_json::from_value(doc.clone()).unwrap();
+            assert_eq!(serde_json::to_value(&back).unwrap(), doc);
+        }
+        let mut bad = events[0].to_json();
+        bad["timestamp"] = 1_795_694_400.into();
+        assert!(!problems(Schema::TapEvent, &bad).is_empty());
+        let mut bad = events[1].to_json();
+        bad["bundle_issued_at"] = 1_795_000_000.into();
+        assert!(!problems(Schema::TapEvent, &bad).is_empty());
+        let mut bad = events[11].to_json();
+        bad["exit_code"] = 0.into();
+        assert!(!problems(Schema::TapEvent, &bad).is_empty());
+    }
 }
