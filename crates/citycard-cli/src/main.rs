@@ -41,6 +41,8 @@ enum Command {
     Verify(commands::verify::VerifyArgs),
     /// The tap service for gates and desks: watch every reader, one JSON line per tap.
     Watch(commands::watch::WatchArgs),
+    /// The local reader service for web desks: events over Server-Sent Events and a desk page.
+    Serve(commands::serve::ServeArgs),
     /// The city's issuer home.
     #[command(subcommand)]
     Issuer(commands::issuer::IssuerCommand),
@@ -77,6 +79,7 @@ fn main() -> ExitCode {
         Command::Apdu(args) => commands::apdu::run(&args, cli.trace),
         Command::Verify(args) => commands::verify::run(&args, cli.trace),
         Command::Watch(args) => commands::watch::run(&args),
+        Command::Serve(args) => commands::serve::run(&args),
         Command::Issuer(cmd) => commands::issuer::issuer(cmd),
         Command::Station(cmd) => commands::issuer::station(cmd),
         Command::Partner(cmd) => commands::issuer::partner(cmd),

@@ -26,6 +26,8 @@
 )]
 
 mod emulated;
+#[cfg(feature = "serve")]
+pub mod serve;
 mod verify;
 
 pub use citycard_reader::watch::ReaderSystem;
