@@ -514,3 +514,52 @@ fn desk_page_speaks_dutch_german_and_english() {
         assert_eq!((page["lang"].as_str(), page["status_text"].as_str()), (Some(lang), Some(ready)));
     }
 }
+
+// --- the C ABI ---------------------------------------------------------------
+
+#[test]
+fn the_c_example_verifies_through_the_c_abi() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    city(dir);
+    // libcitycard.so is built next to this test (citycard-capi is a dev-dependency).
+    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
+    assert!(deps.join("libcitycard.so").exists(), "no libcitycard.so in {}", deps.display());
+    let capi = Path::new(env!("CARGO_MANIFEST_DIR")).join("../citycard-capi");
+    let exe = dir.join("verify");
+    let cc = Command::new("cc")
+        .arg(capi.join("examples/verify.c"))
+        .arg("-I")
+        .arg(capi.join("include"))
+        .arg("-L")
+        .arg(&deps)
+        .arg(format!("-Wl,-rpath,{}", deps.display()))
+        .args(["-lcitycard", "-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(cc.status.success(), "cc: {}", String::from_utf8_lossy(&cc.stderr));
+    let run = |args: &[&str]| {
+        let out = Command::new(&exe).current_dir(dir).args(args).output().unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        let doc = assert_valid_text(Schema::Verify, text.trim());
+        assert_eq!(doc["code"], out.status.code().unwrap(), "exit = code: {doc}");
+        doc
+    };
+    let doc = run(&["emulated:alex.card", "liege.bundle", "library.cred"]);
+    assert_eq!(doc["verdict"], "genuine", "{doc}");
+    assert_eq!(doc["attributes"]["name"], "Alex Moreau");
+    let doc = run(&["emulated:alex.card", "liege.bundle", "library.cred", r#"{"attributes":["resident"]}"#]);
+    assert_eq!(doc["attributes"], json!({"resident": true}));
+    assert!(doc.get("pseudonym").is_none());
+    let doc = run(&["emulated:alex.card", "liege.bundle", "library.cred", r#"{"attributes":["birth_date"]}"#]);
+    assert_eq!(doc["verdict"], "unauthorised");
+    let doc = run(&["emulated:gone.card", "liege.bundle", "library.cred", r#"{"wait_secs":0}"#]);
+    assert_eq!(doc["error"], "no_card");
+    let doc = run(&["emulated:alex.card", "alex.json", "library.cred"]);
+    assert_eq!((&doc["error"], &doc["code"]), (&json!("trust_unusable"), &json!(3)));
+    for bad in [r#"[1]"#, r#"{"wait":1}"#, r#"{"reader":"x"}"#, "not json"] {
+        let doc = run(&["emulated:alex.card", "liege.bundle", "library.cred", bad]);
+        assert_eq!((&doc["error"], &doc["code"]), (&json!("usage"), &json!(2)), "{bad}");
+    }
+}
