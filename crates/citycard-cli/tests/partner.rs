@@ -563,3 +563,32 @@ fn the_c_example_verifies_through_the_c_abi() {
         assert_eq!((&doc["error"], &doc["code"]), (&json!("usage"), &json!(2)), "{bad}");
     }
 }
+
+// --- the README's partner section, as written --------------------------------
+
+#[test]
+fn the_readme_partner_section_runs_as_written() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+    let start = readme.find("<!-- partner-try-it").expect("partner-try-it marker in README.md");
+    let block = &readme[start..];
+    let block = &block[block.find("```sh\n").unwrap() + 6..];
+    let script = &block[..block.find("```").unwrap()];
+    let tmp = tempfile::tempdir().unwrap();
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_citycard")).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let started = Instant::now();
+    let out = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", script])
+        .current_dir(tmp.path())
+        .env("PATH", path)
+        .env_remove("CITYCARD_PASSPHRASE")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let last = stdout.lines().last().unwrap();
+    let doc = assert_valid_text(Schema::Verify, last);
+    assert_eq!((&doc["verdict"], &doc["code"]), (&json!("genuine"), &json!(0)));
+    assert_eq!(doc["attributes"], json!({"age_over_65": true, "resident": true}));
+    assert!(started.elapsed() < Duration::from_secs(60), "the try-it sequence is quick");
+}
