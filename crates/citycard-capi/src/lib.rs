@@ -115,7 +115,13 @@ unsafe fn request(
         let o = unsafe { text(options, "options_json")? };
         match serde_json::from_str::<serde_json::Value>(o) {
             Ok(serde_json::Value::Object(m)) => fields = m,
-            _ => return Err(ErrorJson::new("usage", "options_json is not a JSON object", 2)),
+            _ => {
+                return Err(ErrorJson::new(
+                    "usage",
+                    "options_json is not a JSON object",
+                    2,
+                ))
+            }
         }
     }
     for key in ["reader", "trust", "credential"] {
@@ -150,11 +156,10 @@ pub unsafe extern "C" fn citycard_string_free(s: *mut c_char) {
 /// This library's version, e.g. `0.1.0`: a static string, never free it.
 #[no_mangle]
 pub extern "C" fn citycard_version() -> *const c_char {
-    static VERSION: &CStr = match CStr::from_bytes_with_nul(
-        concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes(),
-    ) {
-        Ok(v) => v,
-        Err(_) => c"unknown",
-    };
+    static VERSION: &CStr =
+        match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+            Ok(v) => v,
+            Err(_) => c"unknown",
+        };
     VERSION.as_ptr()
 }

@@ -16,7 +16,11 @@ fn the_header_is_generated_by_cbindgen_and_up_to_date() {
         .expect("cbindgen")
         .write(&mut generated);
     let generated = String::from_utf8(generated).unwrap();
-    for f in ["citycard_verify", "citycard_string_free", "citycard_version"] {
+    for f in [
+        "citycard_verify",
+        "citycard_string_free",
+        "citycard_version",
+    ] {
         assert!(generated.contains(f), "{f} missing from the header");
     }
     let path = crate_dir.join("include/citycard.h");

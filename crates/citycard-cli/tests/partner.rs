@@ -40,21 +40,88 @@ fn ok(dir: &Path, args: &[&str]) {
 /// A test city in `dir`: `library.cred`, `liege.bundle`, and Alex's card in
 /// `alex.card` (taken off the emulated reader's directory).
 fn city(dir: &Path) {
-    ok(dir, &["issuer", "init", "--dir", "city", "--city", "Liège", "--issuer-id", "LIEGE", "--card-prefix", "LG"]);
-    ok(dir, &["station", "add", "desk-1", "--dir", "city", "--valid-days", "180"]);
-    ok(dir, &["partner", "enrol", "library", "--dir", "city", "--attributes", "pseudonym,resident,name,age_over_18", "--valid-days", "365", "--out", "library.cred"]);
-    ok(dir, &["trust", "export", "--dir", "city", "--out", "liege.bundle"]);
+    ok(
+        dir,
+        &[
+            "issuer",
+            "init",
+            "--dir",
+            "city",
+            "--city",
+            "Liège",
+            "--issuer-id",
+            "LIEGE",
+            "--card-prefix",
+            "LG",
+        ],
+    );
+    ok(
+        dir,
+        &[
+            "station",
+            "add",
+            "desk-1",
+            "--dir",
+            "city",
+            "--valid-days",
+            "180",
+        ],
+    );
+    ok(
+        dir,
+        &[
+            "partner",
+            "enrol",
+            "library",
+            "--dir",
+            "city",
+            "--attributes",
+            "pseudonym,resident,name,age_over_18",
+            "--valid-days",
+            "365",
+            "--out",
+            "library.cred",
+        ],
+    );
+    ok(
+        dir,
+        &["trust", "export", "--dir", "city", "--out", "liege.bundle"],
+    );
     std::fs::write(
         dir.join("alex.json"),
         r#"{"resident_id": "F-0001", "name": "Alex Moreau", "birth_date": "1958-03-14", "address": "Rue Léopold 12, 4000 Liège", "language": "fr"}"#,
     )
     .unwrap();
-    ok(dir, &["personalise", "--dir", "city", "--station", "desk-1", "--reader", "emulated:cards", "--resident", "alex.json"]);
+    ok(
+        dir,
+        &[
+            "personalise",
+            "--dir",
+            "city",
+            "--station",
+            "desk-1",
+            "--reader",
+            "emulated:cards",
+            "--resident",
+            "alex.json",
+        ],
+    );
     std::fs::rename(dir.join("cards/card-000001.state"), dir.join("alex.card")).unwrap();
 }
 
 fn verify_json(dir: &Path, reader: &str, extra: &[&str]) -> (Value, i32) {
-    let mut args = vec!["verify", "--reader", reader, "--trust", "liege.bundle", "--credential", "library.cred", "--json", "--wait", "1"];
+    let mut args = vec![
+        "verify",
+        "--reader",
+        reader,
+        "--trust",
+        "liege.bundle",
+        "--credential",
+        "library.cred",
+        "--json",
+        "--wait",
+        "1",
+    ];
     args.extend_from_slice(extra);
     let out = bin().current_dir(dir).args(&args).output().unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
@@ -87,19 +154,60 @@ fn verify_on_the_emulated_card_and_every_error_as_json() {
     let (doc, code) = verify_json(dir, "emulated:nothing-here.card", &[]);
     assert_eq!((code, &doc["error"]), (1, &json!("no_card")));
     // A bundle that is not one.
-    let out = bin().current_dir(dir).args(["verify", "--reader", "emulated:alex.card", "--trust", "alex.json", "--credential", "library.cred", "--json"]).output().unwrap();
-    let doc = assert_valid_text(Schema::Verify, String::from_utf8(out.stdout).unwrap().trim());
-    assert_eq!((out.status.code(), &doc["error"]), (Some(3), &json!("trust_unusable")));
+    let out = bin()
+        .current_dir(dir)
+        .args([
+            "verify",
+            "--reader",
+            "emulated:alex.card",
+            "--trust",
+            "alex.json",
+            "--credential",
+            "library.cred",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let doc = assert_valid_text(
+        Schema::Verify,
+        String::from_utf8(out.stdout).unwrap().trim(),
+    );
+    assert_eq!(
+        (out.status.code(), &doc["error"]),
+        (Some(3), &json!("trust_unusable"))
+    );
     // A root that is not the pinned one.
-    let (doc, code) = verify_json(dir, "emulated:alex.card", &["--root-fingerprint", &"00".repeat(32)]);
+    let (doc, code) = verify_json(
+        dir,
+        "emulated:alex.card",
+        &["--root-fingerprint", &"00".repeat(32)],
+    );
     assert_eq!((code, &doc["error"]), (3, &json!("trust_unusable")));
     // Usage errors while parsing options: JSON too.
     let (doc, code) = verify_json(dir, "emulated:alex.card", &["--attributes", "nationality"]);
     assert_eq!((code, &doc["error"]), (2, &json!("usage")));
     // Revoked after a new bundle.
-    ok(dir, &["revoke", "LG-000001", "--dir", "city", "--reason", "lost"]);
-    ok(dir, &["revocation", "publish", "--dir", "city", "--next-update-days", "7", "--out", "liege.crl"]);
-    ok(dir, &["trust", "export", "--dir", "city", "--out", "new.bundle"]);
+    ok(
+        dir,
+        &["revoke", "LG-000001", "--dir", "city", "--reason", "lost"],
+    );
+    ok(
+        dir,
+        &[
+            "revocation",
+            "publish",
+            "--dir",
+            "city",
+            "--next-update-days",
+            "7",
+            "--out",
+            "liege.crl",
+        ],
+    );
+    ok(
+        dir,
+        &["trust", "export", "--dir", "city", "--out", "new.bundle"],
+    );
     std::fs::rename(dir.join("new.bundle"), dir.join("liege.bundle")).unwrap();
     let (doc, code) = verify_json(dir, "emulated:alex.card", &[]);
     assert_eq!((code, &doc["verdict"]), (32, &json!("revoked")));
@@ -156,7 +264,19 @@ fn watch_the_emulated_reader_every_event_json() {
     city(dir);
     let mut child = bin()
         .current_dir(dir)
-        .args(["watch", "--reader", "emulated:desk.card", "--trust", "liege.bundle", "--credential", "library.cred", "--heartbeat", "1", "--stdout", "all"])
+        .args([
+            "watch",
+            "--reader",
+            "emulated:desk.card",
+            "--trust",
+            "liege.bundle",
+            "--credential",
+            "library.cred",
+            "--heartbeat",
+            "1",
+            "--stdout",
+            "all",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -186,7 +306,10 @@ fn watch_the_emulated_reader_every_event_json() {
     assert_eq!(terminate(&mut child), 0);
     let stopped = next_event(&rx, "stopped", &mut seen);
     assert_eq!(stopped["reason"], "signal");
-    assert!(errors.try_iter().all(|l| l.is_empty()), "stderr stays empty with --stdout all");
+    assert!(
+        errors.try_iter().all(|l| l.is_empty()),
+        "stderr stays empty with --stdout all"
+    );
 }
 
 /// Runs a service to its end; its stderr lines (the non-tap events) and exit code.
@@ -196,7 +319,11 @@ fn run_to_end(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> (Vec<Value>, i
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let end = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
@@ -209,8 +336,18 @@ fn run_to_end(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> (Vec<Value>, i
         std::thread::sleep(Duration::from_millis(50));
     };
     let mut text = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut text).unwrap();
-    child.stdout.take().unwrap().read_to_string(&mut text).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
     let events = text
         .lines()
         .map(|l| assert_valid_text(Schema::TapEvent, l))
@@ -232,11 +369,24 @@ fn watch_and_serve_exit_when_pcsc_is_unreachable() {
         assert_eq!(code, 1, "{events:#?}");
         assert_eq!(events.first().unwrap()["event"], "started");
         let last = events.last().unwrap();
-        assert_eq!((&last["event"], &last["error"]), (&json!("fatal"), &json!("pcsc_unavailable")));
+        assert_eq!(
+            (&last["event"], &last["error"]),
+            (&json!("fatal"), &json!("pcsc_unavailable"))
+        );
         assert_eq!(last["exit_code"], 1);
     }
     // An unusable bundle: exit 3 with a fatal event, nothing else.
-    let (events, code) = run_to_end(&["watch", "--trust", "alex.json", "--credential", "library.cred"], dir, &[]);
+    let (events, code) = run_to_end(
+        &[
+            "watch",
+            "--trust",
+            "alex.json",
+            "--credential",
+            "library.cred",
+        ],
+        dir,
+        &[],
+    );
     assert_eq!(code, 3);
     assert_eq!(events.len(), 1);
     assert_eq!(events[0]["error"], "trust_unusable");
@@ -248,7 +398,17 @@ fn watch_exits_5_when_a_named_reader_matches_nothing() {
     let dir = tmp.path();
     city(dir);
     let (events, code) = run_to_end(
-        &["watch", "--readers", "No Such Reader 42", "--reader-wait", "1", "--trust", "liege.bundle", "--credential", "library.cred"],
+        &[
+            "watch",
+            "--readers",
+            "No Such Reader 42",
+            "--reader-wait",
+            "1",
+            "--trust",
+            "liege.bundle",
+            "--credential",
+            "library.cred",
+        ],
         dir,
         &[],
     );
@@ -256,7 +416,10 @@ fn watch_exits_5_when_a_named_reader_matches_nothing() {
         panic!("this test needs pcscd (tools/testbench start): {events:#?}");
     }
     assert_eq!(code, 5, "{events:#?}");
-    let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["started", "warning", "fatal"]);
     assert_eq!(events[1]["warning"], "no_matching_reader");
     assert_eq!(events[2]["error"], "no_matching_reader");
@@ -273,18 +436,46 @@ struct Served {
 
 impl Served {
     fn start(dir: &Path, allow: &[&str]) -> Self {
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--reader", "emulated:desk.card", "--trust", "liege.bundle", "--credential", "library.cred"];
+        let mut args = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--reader",
+            "emulated:desk.card",
+            "--trust",
+            "liege.bundle",
+            "--credential",
+            "library.cred",
+        ];
         for a in allow {
             args.extend(["--allow-origin", a]);
         }
-        let mut child = bin().current_dir(dir).args(&args).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+        let mut child = bin()
+            .current_dir(dir)
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let events = lines_of(child.stdout.take().unwrap());
         let mut seen = Vec::new();
         let started = next_event(&events, "started", &mut seen);
         assert_eq!(started["service"], "serve");
         let url = started["url"].as_str().unwrap().to_owned();
-        let port = url.trim_end_matches('/').rsplit(':').next().unwrap().parse().unwrap();
-        Self { child, events, seen, url, port }
+        let port = url
+            .trim_end_matches('/')
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        Self {
+            child,
+            events,
+            seen,
+            url,
+            port,
+        }
     }
 }
 
@@ -330,19 +521,34 @@ fn serve_refuses_origins_not_on_the_list() {
     let served = Served::start(dir, &["https://desk.library.example"]);
     let p = served.port;
     // Not on the list: refused, for the event stream and the page.
-    assert_eq!(head(p, "/events", &[("Origin", "https://evil.example")]).0, 403);
+    assert_eq!(
+        head(p, "/events", &[("Origin", "https://evil.example")]).0,
+        403
+    );
     assert_eq!(head(p, "/", &[("Origin", "https://evil.example")]).0, 403);
     assert_eq!(head(p, "/events", &[("Origin", "null")]).0, 403);
     // A DNS-rebinding page: its own origin, but a Host that is not ours.
-    assert_eq!(head(p, "/events", &[("Host", &format!("evil.example:{p}"))]).0, 403);
+    assert_eq!(
+        head(p, "/events", &[("Host", &format!("evil.example:{p}"))]).0,
+        403
+    );
     // On the list: the stream, with CORS for that origin only.
     let (status, headers) = head(p, "/events", &[("Origin", "https://desk.library.example")]);
     assert_eq!(status, 200);
-    assert!(headers.contains("access-control-allow-origin: https://desk.library.example"), "{headers}");
-    assert!(headers.contains("content-type: text/event-stream"), "{headers}");
+    assert!(
+        headers.contains("access-control-allow-origin: https://desk.library.example"),
+        "{headers}"
+    );
+    assert!(
+        headers.contains("content-type: text/event-stream"),
+        "{headers}"
+    );
     // The service's own page (no Origin on a same-origin GET).
     assert_eq!(head(p, "/", &[]).0, 200);
-    assert_eq!(head(p, "/health", &[("Host", &format!("localhost:{p}"))]).0, 200);
+    assert_eq!(
+        head(p, "/health", &[("Host", &format!("localhost:{p}"))]).0,
+        200
+    );
     // The credential is nowhere to be had.
     for path in ["/library.cred", "/credential", "/../library.cred"] {
         assert_eq!(head(p, path, &[]).0, 404, "{path}");
@@ -352,7 +558,11 @@ fn serve_refuses_origins_not_on_the_list() {
 // --- the desk page in headless Chromium -----------------------------------
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// chromedriver with one headless Chromium session.
@@ -385,8 +595,14 @@ impl Browser {
         }
         let profile = tempfile::tempdir().unwrap();
         let args = [
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
             "--disable-dev-shm-usage",
         ]
         .iter()
@@ -406,12 +622,21 @@ impl Browser {
             .into_json()
             .unwrap();
         let session = resp["value"]["sessionId"].as_str().unwrap().to_owned();
-        Self { driver, base, session, _profile: profile }
+        Self {
+            driver,
+            base,
+            session,
+            _profile: profile,
+        }
     }
 
     fn cmd(&self, path: &str, body: Value) -> Value {
         let url = format!("{}/session/{}/{path}", self.base, self.session);
-        let v: Value = ureq::post(&url).send_json(body).unwrap().into_json().unwrap();
+        let v: Value = ureq::post(&url)
+            .send_json(body)
+            .unwrap()
+            .into_json()
+            .unwrap();
         v["value"].clone()
     }
 
@@ -465,9 +690,14 @@ fn desk_page_in_headless_chromium_shows_the_tap_in_the_browser_language() {
     let mut served = Served::start(dir, &[]);
     let browser = Browser::start("fr-BE");
     browser.open(&served.url);
-    let page = browser.wait_for("ready", |p| p["status"] == "ready" && p["partner"] == "library");
+    let page = browser.wait_for("ready", |p| {
+        p["status"] == "ready" && p["partner"] == "library"
+    });
     assert_eq!(page["lang"], "fr");
-    assert_eq!(page["status_text"], "Prêt : posez une carte sur le lecteur.");
+    assert_eq!(
+        page["status_text"],
+        "Prêt : posez une carte sur le lecteur."
+    );
 
     // Tap Alex's card on the emulated reader.
     std::fs::rename(dir.join("alex.card"), dir.join("desk.card")).unwrap();
@@ -483,9 +713,27 @@ fn desk_page_in_headless_chromium_shows_the_tap_in_the_browser_language() {
 
     // Revoke the card; the service reloads the new bundle; the next tap is refused.
     std::fs::rename(dir.join("desk.card"), dir.join("alex.card")).unwrap();
-    ok(dir, &["revoke", "LG-000001", "--dir", "city", "--reason", "stolen"]);
-    ok(dir, &["revocation", "publish", "--dir", "city", "--next-update-days", "7", "--out", "liege.crl"]);
-    ok(dir, &["trust", "export", "--dir", "city", "--out", "new.bundle"]);
+    ok(
+        dir,
+        &["revoke", "LG-000001", "--dir", "city", "--reason", "stolen"],
+    );
+    ok(
+        dir,
+        &[
+            "revocation",
+            "publish",
+            "--dir",
+            "city",
+            "--next-update-days",
+            "7",
+            "--out",
+            "liege.crl",
+        ],
+    );
+    ok(
+        dir,
+        &["trust", "export", "--dir", "city", "--out", "new.bundle"],
+    );
     std::fs::rename(dir.join("new.bundle"), dir.join("liege.bundle")).unwrap();
     next_event(&served.events, "trust_reloaded", &mut served.seen);
     std::fs::rename(dir.join("alex.card"), dir.join("desk.card")).unwrap();
@@ -511,7 +759,10 @@ fn desk_page_speaks_dutch_german_and_english() {
         let browser = Browser::start(language);
         browser.open(&served.url);
         let page = browser.wait_for("ready", |p| p["status"] == "ready");
-        assert_eq!((page["lang"].as_str(), page["status_text"].as_str()), (Some(lang), Some(ready)));
+        assert_eq!(
+            (page["lang"].as_str(), page["status_text"].as_str()),
+            (Some(lang), Some(ready))
+        );
     }
 }
 
@@ -523,8 +774,16 @@ fn the_c_example_verifies_through_the_c_abi() {
     let dir = tmp.path();
     city(dir);
     // libcitycard.so is built next to this test (citycard-capi is a dev-dependency).
-    let deps = std::env::current_exe().unwrap().parent().unwrap().to_path_buf();
-    assert!(deps.join("libcitycard.so").exists(), "no libcitycard.so in {}", deps.display());
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    assert!(
+        deps.join("libcitycard.so").exists(),
+        "no libcitycard.so in {}",
+        deps.display()
+    );
     let capi = Path::new(env!("CARGO_MANIFEST_DIR")).join("../citycard-capi");
     let exe = dir.join("verify");
     let cc = Command::new("cc")
@@ -538,29 +797,63 @@ fn the_c_example_verifies_through_the_c_abi() {
         .arg(&exe)
         .output()
         .unwrap();
-    assert!(cc.status.success(), "cc: {}", String::from_utf8_lossy(&cc.stderr));
+    assert!(
+        cc.status.success(),
+        "cc: {}",
+        String::from_utf8_lossy(&cc.stderr)
+    );
     let run = |args: &[&str]| {
-        let out = Command::new(&exe).current_dir(dir).args(args).output().unwrap();
+        let out = Command::new(&exe)
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .unwrap();
         let text = String::from_utf8(out.stdout).unwrap();
         let doc = assert_valid_text(Schema::Verify, text.trim());
-        assert_eq!(doc["code"], out.status.code().unwrap(), "exit = code: {doc}");
+        assert_eq!(
+            doc["code"],
+            out.status.code().unwrap(),
+            "exit = code: {doc}"
+        );
         doc
     };
     let doc = run(&["emulated:alex.card", "liege.bundle", "library.cred"]);
     assert_eq!(doc["verdict"], "genuine", "{doc}");
     assert_eq!(doc["attributes"]["name"], "Alex Moreau");
-    let doc = run(&["emulated:alex.card", "liege.bundle", "library.cred", r#"{"attributes":["resident"]}"#]);
+    let doc = run(&[
+        "emulated:alex.card",
+        "liege.bundle",
+        "library.cred",
+        r#"{"attributes":["resident"]}"#,
+    ]);
     assert_eq!(doc["attributes"], json!({"resident": true}));
     assert!(doc.get("pseudonym").is_none());
-    let doc = run(&["emulated:alex.card", "liege.bundle", "library.cred", r#"{"attributes":["birth_date"]}"#]);
+    let doc = run(&[
+        "emulated:alex.card",
+        "liege.bundle",
+        "library.cred",
+        r#"{"attributes":["birth_date"]}"#,
+    ]);
     assert_eq!(doc["verdict"], "unauthorised");
-    let doc = run(&["emulated:gone.card", "liege.bundle", "library.cred", r#"{"wait_secs":0}"#]);
+    let doc = run(&[
+        "emulated:gone.card",
+        "liege.bundle",
+        "library.cred",
+        r#"{"wait_secs":0}"#,
+    ]);
     assert_eq!(doc["error"], "no_card");
     let doc = run(&["emulated:alex.card", "alex.json", "library.cred"]);
-    assert_eq!((&doc["error"], &doc["code"]), (&json!("trust_unusable"), &json!(3)));
+    assert_eq!(
+        (&doc["error"], &doc["code"]),
+        (&json!("trust_unusable"), &json!(3))
+    );
     for bad in [r#"[1]"#, r#"{"wait":1}"#, r#"{"reader":"x"}"#, "not json"] {
         let doc = run(&["emulated:alex.card", "liege.bundle", "library.cred", bad]);
-        assert_eq!((&doc["error"], &doc["code"]), (&json!("usage"), &json!(2)), "{bad}");
+        assert_eq!(
+            (&doc["error"], &doc["code"]),
+            (&json!("usage"), &json!(2)),
+            "{bad}"
+        );
     }
 }
 
@@ -568,14 +861,22 @@ fn the_c_example_verifies_through_the_c_abi() {
 
 #[test]
 fn the_readme_partner_section_runs_as_written() {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
-    let start = readme.find("<!-- partner-try-it").expect("partner-try-it marker in README.md");
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let start = readme
+        .find("<!-- partner-try-it")
+        .expect("partner-try-it marker in README.md");
     let block = &readme[start..];
     let block = &block[block.find("```sh\n").unwrap() + 6..];
     let script = &block[..block.find("```").unwrap()];
     let tmp = tempfile::tempdir().unwrap();
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_citycard")).parent().unwrap();
-    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let started = Instant::now();
     let out = Command::new("bash")
         .args(["-euo", "pipefail", "-c", script])
@@ -585,10 +886,23 @@ fn the_readme_partner_section_runs_as_written() {
         .output()
         .unwrap();
     let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let last = stdout.lines().last().unwrap();
     let doc = assert_valid_text(Schema::Verify, last);
-    assert_eq!((&doc["verdict"], &doc["code"]), (&json!("genuine"), &json!(0)));
-    assert_eq!(doc["attributes"], json!({"age_over_65": true, "resident": true}));
-    assert!(started.elapsed() < Duration::from_secs(60), "the try-it sequence is quick");
+    assert_eq!(
+        (&doc["verdict"], &doc["code"]),
+        (&json!("genuine"), &json!(0))
+    );
+    assert_eq!(
+        doc["attributes"],
+        json!({"age_over_65": true, "resident": true})
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the try-it sequence is quick"
+    );
 }

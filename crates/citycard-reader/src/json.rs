@@ -116,12 +116,7 @@ impl From<&Verdict> for VerdictJson {
                 o.profile = Some(g.profile.name().to_owned());
             }
             Verdict::Unauthorised { not_granted } => {
-                o.not_granted = Some(
-                    not_granted
-                        .iter()
-                        .map(|id| id.name().to_owned())
-                        .collect(),
-                );
+                o.not_granted = Some(not_granted.iter().map(|id| id.name().to_owned()).collect());
             }
             Verdict::CredentialExpired { effective, expiry } => {
                 o.credential_effective = Some(effective.to_string());
@@ -163,6 +158,7 @@ fn attribute_json(id: AttributeId, value: &[u8]) -> Value {
 /// that prevented one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
+#[allow(clippy::large_enum_variant)] // one per verification: boxing buys nothing
 pub enum VerifyJson {
     /// A card was verified.
     Verdict(VerifiedJson),
@@ -463,7 +459,9 @@ mod tests {
             Verdict::StationNotValidAtIssue,
             Verdict::BadIssuerSignature,
             Verdict::Expired { on: d(2026, 1, 31) },
-            Verdict::NotYetValid { from: d(2027, 2, 1) },
+            Verdict::NotYetValid {
+                from: d(2027, 2, 1),
+            },
             Verdict::Revoked,
             Verdict::RevocationListStale {
                 next_update: 1_795_694_400,

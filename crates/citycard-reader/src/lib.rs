@@ -32,7 +32,9 @@ pub use verify::{verify, MAX_GET_RESPONSE, MAX_RESPONSE_LEN};
 pub use watch::watch;
 #[cfg(feature = "pcsc")]
 pub use watch::watch_blocking;
-pub use watch::{Clock, ReaderSelection, Shutdown, Tap, TapEvent, TapTiming, TrustSource, WatchConfig};
+pub use watch::{
+    Clock, ReaderSelection, Shutdown, Tap, TapEvent, TapTiming, TrustSource, WatchConfig,
+};
 
 // Re-exported so that partners need not depend on the protocol crates for the basics.
 pub use citycard_proto::{AttributeId, AttributeSet, Date};

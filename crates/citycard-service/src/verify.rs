@@ -112,7 +112,11 @@ impl VerifyRequest {
         if let Some(names) = &self.attributes {
             let list = names.join(",");
             let set = AttributeSet::parse_list(&list).map_err(|_| {
-                ErrorJson::new("usage", format!("attributes {list:?}: unknown attribute"), 2)
+                ErrorJson::new(
+                    "usage",
+                    format!("attributes {list:?}: unknown attribute"),
+                    2,
+                )
             })?;
             policy = policy.with_requested(set);
         }
@@ -136,9 +140,8 @@ impl VerifyRequest {
                     })?,
             ),
         };
-        let unusable = |e: citycard_reader::ReaderError| {
-            ErrorJson::new("trust_unusable", e.to_string(), 3)
-        };
+        let unusable =
+            |e: citycard_reader::ReaderError| ErrorJson::new("trust_unusable", e.to_string(), 3);
         let trust = Trust::load(&self.trust, &self.credential).map_err(unusable)?;
         match pin {
             Some(pin) => trust.with_expected_root(&pin).map_err(unusable),
@@ -208,7 +211,7 @@ fn run(request: &VerifyRequest, trace: bool) -> Result<VerifyOutcome, ErrorJson>
     let json = VerifyJson::Verdict(VerifiedJson {
         verdict: VerdictJson::from(&verdict),
         reader: Some(name),
-        apdus: Some(apdus as u64),
+        apdus: Some(apdus),
         timing_ms: Some(citycard_reader::json::millis(elapsed)),
     });
     Ok(VerifyOutcome {

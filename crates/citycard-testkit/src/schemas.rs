@@ -75,14 +75,18 @@ pub fn problems(schema: Schema, doc: &Value) -> Vec<String> {
 #[allow(clippy::panic)]
 pub fn assert_valid(schema: Schema, doc: &Value) {
     let p = problems(schema, doc);
-    assert!(p.is_empty(), "{schema:?} schema violated by {doc}:\n{}", p.join("\n"));
+    assert!(
+        p.is_empty(),
+        "{schema:?} schema violated by {doc}:\n{}",
+        p.join("\n")
+    );
 }
 
 /// [`assert_valid`] on a JSON text (one document or one line).
 #[allow(clippy::panic)]
 pub fn assert_valid_text(schema: Schema, text: &str) -> Value {
-    let doc: Value = serde_json::from_str(text)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"));
+    let doc: Value =
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"));
     assert_valid(schema, &doc);
     doc
 }

@@ -96,11 +96,16 @@ pub struct Prepared {
 
 impl ServiceArgs {
     /// Loads the trust and builds the configuration; on failure, the fatal event.
+    #[allow(clippy::result_large_err)] // once per process start
     pub fn prepare(&self) -> Result<Prepared, TapEvent> {
         let usage = |m: String| TapEvent::fatal("usage", m, 2);
         let mut trust = TrustSource::from_files(&self.trust, &self.credential)
             .map_err(|e| TapEvent::fatal("trust_unusable", e.to_string(), 3))?;
-        if let Some(bytes) = self.policy.root_fingerprint().map_err(|e| usage(e.to_string()))? {
+        if let Some(bytes) = self
+            .policy
+            .root_fingerprint()
+            .map_err(|e| usage(e.to_string()))?
+        {
             trust = trust
                 .with_expected_root(&bytes)
                 .map_err(|e| TapEvent::fatal("trust_unusable", e.to_string(), 3))?;

@@ -8,8 +8,8 @@ use serde_json::Value;
 #[cfg(feature = "tokio")]
 use super::Shutdown;
 use super::{ReaderSelection, TrustSource};
-use crate::json::{millis, rfc3339_unix, EventBody, EventJson, TimingJson, VerdictJson};
 pub use crate::json::rfc3339;
+use crate::json::{millis, rfc3339_unix, EventBody, EventJson, TimingJson, VerdictJson};
 use crate::Verdict;
 
 /// Version of the JSON lines [`TapEvent::to_json_line`] produces.

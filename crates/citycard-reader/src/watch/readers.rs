@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
+use citycard_transport::{CardTransport, TransportError};
 #[cfg(feature = "pcsc")]
 use citycard_transport::{PcscContext, PcscReaderMonitor};
-use citycard_transport::{CardTransport, TransportError};
 
 /// A connected card, as a reader port hands it to the watcher.
 pub type BoxedTransport = Box<dyn CardTransport + Send>;
@@ -117,7 +117,9 @@ struct PcscPort {
 #[cfg(feature = "pcsc")]
 impl ReaderPort for PcscPort {
     fn wait_for_card(&mut self, timeout: Duration) -> Result<(), TransportError> {
-        self.ctx.wait_for_card(&self.reader, Some(timeout)).map(|_| ())
+        self.ctx
+            .wait_for_card(&self.reader, Some(timeout))
+            .map(|_| ())
     }
 
     fn connect(&mut self) -> Result<BoxedTransport, TransportError> {

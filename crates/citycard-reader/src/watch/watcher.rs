@@ -10,9 +10,9 @@ use std::time::{Duration, Instant, SystemTime};
 use citycard_transport::{CardChannel, CardTransport, TransactionFn, TransportError};
 
 use super::config::sleep_unless;
-use super::events::Sink;
 #[cfg(feature = "tokio")]
 use super::events::channel_sink;
+use super::events::Sink;
 #[cfg(feature = "pcsc")]
 use super::readers::PcscReaders;
 use super::readers::{ReaderMonitor, ReaderPort, ReaderSystem};
@@ -257,9 +257,7 @@ fn run(
                     &shared.sink,
                     TapEvent::warning(
                         "no_matching_reader",
-                        format!(
-                            "no reader matches {unmatched:?} (readers: {available:?}); {wait}"
-                        ),
+                        format!("no reader matches {unmatched:?} (readers: {available:?}); {wait}"),
                         None,
                     ),
                 );
