@@ -69,8 +69,51 @@ enum Command {
     Resident(commands::issuer::ResidentCommand),
 }
 
+/// A usage error in the JSON the command would have printed: `verify
+/// --json` prints a `verify.v1` error, `watch` and `serve` a `fatal` event.
+/// `None` for other commands, and for `--help` and `--version`.
+fn usage_error_json(e: &clap::Error) -> Option<String> {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        return None;
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = args.iter().find(|a| !a.starts_with('-'))?;
+    let message = e.kind().to_string();
+    let detail = e.to_string();
+    let first = detail
+        .lines()
+        .next()
+        .unwrap_or(&message)
+        .trim_start_matches("error: ");
+    match command.as_str() {
+        "verify" if args.iter().any(|a| a == "--json") => {
+            serde_json::to_string(&citycard_reader::json::ErrorJson::new("usage", first, 2)).ok()
+        }
+        "watch" | "serve" => {
+            Some(citycard_reader::TapEvent::fatal("usage", first, 2).to_json_line())
+        }
+        _ => None,
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            if let Some(json) = usage_error_json(&e) {
+                println!("{json}");
+                let _ = e.print();
+                return ExitCode::from(2);
+            }
+            e.exit()
+        }
+    };
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(&args, cli.trace),
         Command::Bench(args) => commands::bench::run(&args),

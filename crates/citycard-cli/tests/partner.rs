@@ -186,6 +186,48 @@ fn verify_on_the_emulated_card_and_every_error_as_json() {
     // Usage errors while parsing options: JSON too.
     let (doc, code) = verify_json(dir, "emulated:alex.card", &["--attributes", "nationality"]);
     assert_eq!((code, &doc["error"]), (2, &json!("usage")));
+    // Usage errors found by the argument parser: JSON too, exit 2.
+    let out = bin()
+        .current_dir(dir)
+        .args([
+            "verify",
+            "--reader",
+            "emulated:alex.card",
+            "--json",
+            "--stale",
+            "sometimes",
+        ])
+        .output()
+        .unwrap();
+    let doc = assert_valid_text(
+        Schema::Verify,
+        String::from_utf8(out.stdout).unwrap().trim(),
+    );
+    assert_eq!(
+        (out.status.code(), &doc["error"]),
+        (Some(2), &json!("usage"))
+    );
+    for service in ["watch", "serve"] {
+        let out = bin()
+            .current_dir(dir)
+            .args([service, "--heartbeat", "often"])
+            .output()
+            .unwrap();
+        let doc = assert_valid_text(
+            Schema::TapEvent,
+            String::from_utf8(out.stdout).unwrap().trim(),
+        );
+        assert_eq!(
+            (out.status.code(), &doc["event"], &doc["error"]),
+            (Some(2), &json!("fatal"), &json!("usage"))
+        );
+    }
+    assert!(bin()
+        .args(["verify", "--help"])
+        .output()
+        .unwrap()
+        .status
+        .success());
     // Revoked after a new bundle.
     ok(
         dir,

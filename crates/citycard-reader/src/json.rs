@@ -321,7 +321,7 @@ pub enum EventBody {
         /// The process's exit status.
         exit_code: u8,
     },
-    /// The service stops normally (last line): `signal` or `input_closed`.
+    /// The service stops normally (last line): `signal` (SIGINT or SIGTERM).
     Stopped {
         /// Why.
         reason: String,

@@ -153,7 +153,7 @@ pub enum TapEvent {
         /// The process's exit status.
         exit_code: u8,
     },
-    /// The service stops normally (`signal`, `input_closed`).
+    /// The service stops normally (`signal`: SIGINT or SIGTERM).
     Stopped {
         /// When.
         timestamp: SystemTime,
