@@ -126,7 +126,7 @@ fn a_card_file_moved_onto_the_emulated_reader_is_one_tap() {
     let TapEvent::Heartbeat { readers, .. } = next(&rx, "heartbeat") else {
         panic!("not a heartbeat")
     };
-    assert_eq!(readers, [name.clone()]);
+    assert_eq!(readers, std::slice::from_ref(&name));
     std::fs::rename(tmp.path().join("alex.card"), &desk).unwrap();
     let tap = next(&rx, "tap");
     let verdict = &tap.tap().unwrap().verdict;
