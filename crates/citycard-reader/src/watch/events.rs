@@ -390,7 +390,7 @@ impl TapEvent {
     /// [`to_json`](Self::to_json) as one line of compact JSON, without the
     /// trailing newline (no value contains a newline: JSON escapes them).
     pub fn to_json_line(&self) -> String {
-        self.to_json().to_string()
+        serde_json::to_string(&self.to_document()).unwrap_or_else(|_| self.to_json().to_string())
     }
 }
 
