@@ -948,3 +948,91 @@ fn the_readme_partner_section_runs_as_written() {
         "the try-it sequence is quick"
     );
 }
+
+/// A one-page web server on its own port (another origin than the service):
+/// the page subscribes to `events_url` and writes what happens into the DOM.
+fn other_origin_page(events_url: &str) -> (String, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let page = format!(
+        r#"<!doctype html><html><body><p id="state">connecting</p><p id="first"></p><script>
+const s = new EventSource("{events_url}");
+s.onmessage = (m) => {{ document.getElementById("first").textContent = JSON.parse(m.data).event;
+                        document.getElementById("state").textContent = "open"; }};
+s.onerror = () => {{ if (document.getElementById("state").textContent !== "open")
+                        document.getElementById("state").textContent = "refused"; s.close(); }};
+</script></body></html>"#
+    );
+    let handle = std::thread::spawn(move || {
+        listener.set_nonblocking(false).unwrap();
+        // Serves the page to the few requests a test makes (page, favicon).
+        for stream in listener.incoming().take(4) {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 2048];
+            let _ = stream.read(&mut buf);
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                page.len()
+            );
+            let _ = stream.write_all(reply.as_bytes());
+        }
+    });
+    (origin, handle)
+}
+
+#[test]
+fn in_the_browser_only_allowed_origins_receive_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    city(dir);
+    // The service's events URL, and two pages on other origins.
+    let port = free_port();
+    let events_url = format!("http://127.0.0.1:{port}/events");
+    let (allowed, _a) = other_origin_page(&events_url);
+    let (refused, _r) = other_origin_page(&events_url);
+    let mut args = vec!["serve", "--listen"];
+    let listen = format!("127.0.0.1:{port}");
+    args.push(&listen);
+    args.extend([
+        "--reader",
+        "emulated:desk.card",
+        "--trust",
+        "liege.bundle",
+        "--credential",
+        "library.cred",
+        "--allow-origin",
+        &allowed,
+    ]);
+    let mut child = bin()
+        .current_dir(dir)
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let events = lines_of(child.stdout.take().unwrap());
+    next_event(&events, "started", &mut Vec::new());
+    let browser = Browser::start("en-GB");
+    let state = |b: &Browser| {
+        b.cmd("execute/sync", json!({"script": "return [document.getElementById('state').textContent, document.getElementById('first').textContent];", "args": []}))
+    };
+    let wait = |b: &Browser, want: &str| {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = state(b);
+            if s[0] == want {
+                return s;
+            }
+            assert!(Instant::now() < end, "page state {s} never became {want}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    browser.open(&format!("{allowed}/"));
+    let s = wait(&browser, "open");
+    assert_eq!(s[1], "started", "the allowed page gets the events");
+    browser.open(&format!("{refused}/"));
+    let s = wait(&browser, "refused");
+    assert_eq!(s[1], "", "the other page gets nothing");
+    let _ = child.kill();
+    let _ = child.wait();
+}
