@@ -91,7 +91,7 @@ pub enum Clock {
     Fixed,
 }
 
-/// What [`watch`] / [`watch_blocking`] watch and how.
+/// What [`watch_with`](super::watch_with) / [`watch_blocking_with`](super::watch_blocking_with) watch and how.
 ///
 /// Build it with [`WatchConfig::new`] and set the fields you need.
 #[non_exhaustive]

@@ -397,7 +397,7 @@ impl TapEvent {
 /// Where events go: returns `false` once nobody listens any more.
 pub(crate) type Sink = Arc<dyn Fn(TapEvent) -> bool + Send + Sync>;
 
-/// Adapts a tokio channel for [`watch`] and [`TrustSource::spawn_file_watcher`]:
+/// Adapts a tokio channel for [`watch_with`](super::watch_with) and [`TrustSource::spawn_file_watcher`]:
 /// sends each event, waiting (in 5 ms steps, until `shutdown`) while the
 /// channel is full; returns `false` once the receiver is gone or on shutdown.
 /// Only the thread that sends waits: other readers go on.

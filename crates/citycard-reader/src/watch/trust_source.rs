@@ -210,7 +210,7 @@ impl TrustSource {
     /// the next change is tried again. The thread ends within `interval` (at
     /// most 50 ms after) of `shutdown`, or when `on_event` returns `false`.
     ///
-    /// With tokio, pass [`channel_sink`]`(sender, shutdown.clone())`.
+    /// With tokio, pass [`channel_sink`](super::channel_sink)`(sender, shutdown.clone())`.
     ///
     /// # Errors
     ///
