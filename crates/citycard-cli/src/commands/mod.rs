@@ -5,6 +5,7 @@ pub mod bench;
 pub mod card;
 pub mod demo;
 pub mod office;
+pub mod serve;
 pub mod verify;
 pub mod watch;
 
