@@ -1,0 +1,72 @@
+//! The card kit against the reference card in memory: every step passes; a
+//! card that leaks which check failed does not.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+
+use citycard_card::{Applet, MemoryStorage};
+use citycard_conformance::{run_card_kit, Outcome};
+use citycard_proto::auth::AuthRequest;
+use citycard_proto::{CardLost, ContactlessCard};
+use citycard_transport::MemoryTransport;
+use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+fn reference_card() -> Applet<MemoryStorage, ChaCha20Rng> {
+    Applet::new(MemoryStorage::default(), ChaCha20Rng::from_entropy())
+}
+
+#[test]
+fn the_reference_card_conforms() {
+    let mut t = MemoryTransport::new(reference_card());
+    let report = run_card_kit(&mut t, "in-memory reference card").unwrap();
+    let failed: Vec<_> = report
+        .steps
+        .iter()
+        .filter(|s| s.outcome != Outcome::Pass)
+        .map(|s| format!("{} expected {} observed {}", s.id, s.expected, s.observed))
+        .collect();
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    assert!(report.passed());
+    assert!(report.steps.len() > 60);
+    assert!(report.timing.iter().any(|t| t.command == "GENERAL AUTHENTICATE"));
+}
+
+/// A card that answers `6A88` instead of `6982` when the reader's date is
+/// outside its certificate: an oracle.
+struct Leaky<C>(C);
+
+impl<C: ContactlessCard> ContactlessCard for Leaky<C> {
+    fn atr(&self) -> Vec<u8> {
+        self.0.atr()
+    }
+    fn reset(&mut self) {
+        self.0.reset()
+    }
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, CardLost> {
+        let r = self.0.transmit(command)?;
+        let is_ga = command.get(1) == Some(&0x86);
+        if is_ga && r == [0x69, 0x82] {
+            let lc = usize::from(command[4]);
+            if let Ok(req) = AuthRequest::decode(&command[5..5 + lc]) {
+                let today = citycard_conformance::city::today().unwrap();
+                if req.date.days_since_epoch() > today.days_since_epoch() + 90 {
+                    return Ok(vec![0x6A, 0x88]);
+                }
+            }
+        }
+        Ok(r)
+    }
+}
+
+#[test]
+fn a_card_that_leaks_which_check_failed_fails_with_the_step_named() {
+    let mut t = MemoryTransport::new(Leaky(reference_card()));
+    let report = run_card_kit(&mut t, "leaky card").unwrap();
+    assert!(!report.passed());
+    let failed: Vec<_> = report
+        .steps
+        .iter()
+        .filter(|s| s.outcome == Outcome::Fail)
+        .map(|s| s.id.as_str())
+        .collect();
+    assert_eq!(failed, ["refuse.ga-date-after-certificate", "property.uniform-refusal"]);
+}
