@@ -4,6 +4,7 @@
 //! - 0 success
 //! - 1 runtime error (I/O, PC/SC, card refused)
 //! - 2 usage error (bad arguments)
+//! - 4 `conformance`: the card or reader under test does not conform
 //! - 75 `card emulate`: the emulated card lost power (tear fault), as a pulled card
 
 mod commands;
@@ -35,6 +36,9 @@ enum Command {
     Card(commands::card::CardCommand),
     /// List PC/SC readers and whether a card is present.
     Readers,
+    /// Conformance kits for card and reader makers (docs/conformance.md).
+    #[command(subcommand)]
+    Conformance(commands::conformance::ConformanceCommand),
     /// Send raw APDUs (hex) to the card in a PC/SC reader and print the responses.
     Apdu(commands::apdu::ApduArgs),
     /// Verify the card in a reader: one tap, one verdict (exit code 0 only for a genuine card).
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => commands::demo::run(&args, cli.trace),
         Command::Bench(args) => commands::bench::run(&args),
         Command::Card(cmd) => commands::card::run(cmd, cli.trace),
+        Command::Conformance(cmd) => commands::conformance::run(cmd, cli.trace),
         Command::Readers => commands::apdu::readers(),
         Command::Apdu(args) => commands::apdu::run(&args, cli.trace),
         Command::Verify(args) => commands::verify::run(&args, cli.trace),

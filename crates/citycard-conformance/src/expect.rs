@@ -105,6 +105,9 @@ pub struct Table {
     pub version: SpecVersion,
     /// Every step the card kit runs, in order, with its spec section.
     pub steps: &'static [Entry],
+    /// The reader kit's cards, in the order they are presented, with the
+    /// verdict a correct reader gives for each.
+    pub reader_cases: &'static [ReaderCase],
     /// Properties checked over the whole run.
     pub properties: Properties,
 }
@@ -127,6 +130,21 @@ impl Table {
     }
 }
 
+/// One card of the reader kit and the verdict a correct reader reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ReaderCase {
+    /// Case name (a card kind, or an emulator `--fault` value).
+    pub name: &'static str,
+    /// The verdict (`citycard verify --json` names: `genuine`, `clone`, …).
+    pub verdict: &'static str,
+    /// Spec section(s) that fix the verdict.
+    pub spec: &'static str,
+}
+
+const fn r(name: &'static str, verdict: &'static str, spec: &'static str) -> ReaderCase {
+    ReaderCase { name, verdict, spec }
+}
+
 const fn e(id: &'static str, spec: &'static str, expect: Expect) -> Entry {
     Entry { id, spec, expect }
 }
@@ -141,6 +159,24 @@ pub static V1: Table = Table {
         answer_length: LengthRule::PaddedTo(32),
         max_get_response: 8,
     },
+    reader_cases: &[
+        r("genuine", "genuine", "§8"),
+        r("clone", "clone", "§8 3c §10.1"),
+        r("revoked", "revoked", "§8 3f"),
+        r("expired", "expired", "§8 3f"),
+        r("other-city", "card_refused", "§8 step 2"),
+        r("wrong-sw", "tampered", "§6.10 §9"),
+        r("truncated", "tampered", "§8 3a"),
+        r("over-long", "tampered", "§8 3a"),
+        // The tampered card: one flipped ciphertext bit.
+        r("flip-ciphertext", "tampered", "§8 3a"),
+        r("replay", "replay", "§8 3b §10.2"),
+        // Version 2: a decoy is the card's refusal (card_refused).
+        r("decoy", "tampered", "§8 3a"),
+        r("stale-record", "tampered", "§8 3a"),
+        r("endless-61xx", "tampered", "§4"),
+        r("removed-mid-answer", "card_removed", "§4"),
+    ],
     steps: &[
         // A blank card: selection, APDU form, every command in BLANK.
         e("blank.not-selected", "§3.2", Sw(0x6985)),

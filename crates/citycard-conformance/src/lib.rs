@@ -43,6 +43,9 @@ pub enum ConformanceError {
     /// A vector file is not valid.
     #[error("vector file: {0}")]
     Vector(String),
+    /// Writing the reader kit's files failed.
+    #[error("{0}")]
+    Io(String),
     /// An internal inconsistency of the kit.
     #[error("kit: {0}")]
     Kit(&'static str),
