@@ -116,7 +116,14 @@ impl<'t> Run<'t> {
         self.table.entry(id).map(|e| (e.expect, e.spec))
     }
 
-    fn record(&mut self, id: &str, outcome: Outcome, expected: String, observed: String, t: Duration) {
+    fn record(
+        &mut self,
+        id: &str,
+        outcome: Outcome,
+        expected: String,
+        observed: String,
+        t: Duration,
+    ) {
         let spec = self.expect(id).map(|(_, s)| s).unwrap_or("");
         self.report.push(id, spec, outcome, expected, observed, t);
     }
@@ -128,7 +135,13 @@ impl<'t> Run<'t> {
         exchange: impl FnOnce(&mut Link<'t>) -> Result<Observed, LinkError>,
     ) -> Option<Observed> {
         let Some((expect, _)) = self.expect(id) else {
-            self.record(id, Outcome::Fail, "an entry in the spec table".into(), "no expectation for this step (kit bug)".into(), Duration::ZERO);
+            self.record(
+                id,
+                Outcome::Fail,
+                "an entry in the spec table".into(),
+                "no expectation for this step (kit bug)".into(),
+                Duration::ZERO,
+            );
             return None;
         };
         let expected = expected_text(expect, self.table.version);
@@ -150,7 +163,11 @@ impl<'t> Run<'t> {
                 if matches!(expect, Expect::Sw(0x6982)) && id.contains('.') {
                     self.refusals.push((id.to_owned(), o.clone()));
                 }
-                let outcome = if verdict.is_ok() { Outcome::Pass } else { Outcome::Fail };
+                let outcome = if verdict.is_ok() {
+                    Outcome::Pass
+                } else {
+                    Outcome::Fail
+                };
                 let observed = verdict.err().unwrap_or_else(|| describe(&o));
                 self.record(id, outcome, expected, observed, o.elapsed);
                 Some(o)
@@ -166,7 +183,9 @@ impl<'t> Run<'t> {
             Expect::Fci(lc) => {
                 o.sw == 0x9000
                     && fci::life_cycle(&o.data) == Some(lc)
-                    && o.data.windows(3).any(|w| w == [0x80, 0x01, self.table.version.byte()])
+                    && o.data
+                        .windows(3)
+                        .any(|w| w == [0x80, 0x01, self.table.version.byte()])
             }
             Expect::CardKey => o.sw == 0x9000 && pers::decode_card_key(&o.data).is_ok(),
             // Checked by the tap itself.
@@ -187,14 +206,26 @@ impl<'t> Run<'t> {
         let expected = match id {
             "property.uniform-refusal" => "every refusal: the same status word, no data".into(),
             "property.answer-length" => match self.table.properties.answer_length {
-                LengthRule::PaddedTo(n) => format!("plaintext padded to a multiple of {n}; the same length for the same request"),
-                LengthRule::FunctionOfRequest => "the same length for the same request, whatever the card holds".into(),
+                LengthRule::PaddedTo(n) => format!(
+                    "plaintext padded to a multiple of {n}; the same length for the same request"
+                ),
+                LengthRule::FunctionOfRequest => {
+                    "the same length for the same request, whatever the card holds".into()
+                }
             },
-            "verify.pseudonyms-per-partner" => "the same pseudonym for one partner, different ones across partners".into(),
+            "verify.pseudonyms-per-partner" => {
+                "the same pseudonym for one partner, different ones across partners".into()
+            }
             _ => expected_text(expect, self.table.version),
         };
         if self.broken.is_some() {
-            self.record(id, Outcome::Skipped, expected, "not run: the link broke".into(), Duration::ZERO);
+            self.record(
+                id,
+                Outcome::Skipped,
+                expected,
+                "not run: the link broke".into(),
+                Duration::ZERO,
+            );
             return;
         }
         match result {
@@ -216,7 +247,12 @@ impl<'t> Run<'t> {
         card: &Personalised,
     ) -> Option<Disclosure> {
         let r = city.readers.get(reader)?;
-        let session = ReaderSession::new(&mut OsRng, r.certificate.fingerprint(), r.request, city.today);
+        let session = ReaderSession::new(
+            &mut OsRng,
+            r.certificate.fingerprint(),
+            r.request,
+            city.today,
+        );
         let cmd = session.command();
         let start = Instant::now();
         let (expect, _) = self.expect(id)?;
@@ -250,7 +286,13 @@ impl<'t> Run<'t> {
                 None
             }
             (Expect::Decoy, Ok(_)) => {
-                self.record(id, Outcome::Fail, expected, "the answer opened".into(), o.elapsed);
+                self.record(
+                    id,
+                    Outcome::Fail,
+                    expected,
+                    "the answer opened".into(),
+                    o.elapsed,
+                );
                 None
             }
             (_, Err(e)) => {
@@ -328,7 +370,12 @@ impl<'t> Run<'t> {
 }
 
 /// A station certificate of `issuer` signed by `root`.
-fn station_certificate(issuer: &str, root: &SecretKey, key: &SecretKey, today: Date) -> Result<Certificate, ConformanceError> {
+fn station_certificate(
+    issuer: &str,
+    root: &SecretKey,
+    key: &SecretKey,
+    today: Date,
+) -> Result<Certificate, ConformanceError> {
     Ok(CertificateBody {
         issuer: issuer.into(),
         holder: "station".into(),
@@ -362,7 +409,11 @@ fn station_auth(station: &SecretKey, e_s: &SecretKey, challenge: &[u8]) -> Comma
         .with_le(256)
 }
 
-fn secured(channel: &mut SecureChannel, ins_byte: u8, plaintext: &[u8]) -> Result<Command, ConformanceError> {
+fn secured(
+    channel: &mut SecureChannel,
+    ins_byte: u8,
+    plaintext: &[u8],
+) -> Result<Command, ConformanceError> {
     let header = [cla::PROPRIETARY, ins_byte, 0, 0];
     Ok(Command::new(cla::PROPRIETARY, ins_byte, 0, 0).with_data(channel.seal(header, plaintext)?))
 }
@@ -387,7 +438,10 @@ fn general_authenticate(fingerprint: [u8; 8], requested: AttributeSet, date: Dat
 ///
 /// Only for failures of the kit itself (clock, key generation); everything the
 /// card does lands in the report.
-pub fn run_card_kit(transport: &mut dyn CardTransport, target: &str) -> Result<Report, ConformanceError> {
+pub fn run_card_kit(
+    transport: &mut dyn CardTransport,
+    target: &str,
+) -> Result<Report, ConformanceError> {
     let version = SpecVersion::current().ok_or(ConformanceError::UnknownVersion)?;
     let table = version.table();
     let today = city::today()?;
@@ -419,20 +473,32 @@ pub fn run_card_kit(transport: &mut dyn CardTransport, target: &str) -> Result<R
 }
 
 fn blank(run: &mut Run<'_>, city: &City) -> Result<(), ConformanceError> {
-    let library = city.readers.first().ok_or(ConformanceError::Kit("no reader"))?;
+    let library = city
+        .readers
+        .first()
+        .ok_or(ConformanceError::Kit("no reader"))?;
     run.step("blank.not-selected", |l| {
         l.reset()?;
         l.raw_observed(&[0x00, ins::GET_CHALLENGE, 0, 0, 0x10])
     });
     run.step("blank.select-unknown-aid", |l| {
-        l.raw_observed(&[0x00, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0, 0, 0, 0x03, 0x10, 0x10, 0x00])
+        l.raw_observed(&[
+            0x00, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0, 0, 0, 0x03, 0x10, 0x10, 0x00,
+        ])
     });
     run.step("blank.select", |l| Run::send(l, &select()));
     run.step("blank.select-no-fci", |l| {
-        Run::send(l, &Command::new(cla::ISO, ins::SELECT, 0x04, 0x0C).with_data(AID.to_vec()))
+        Run::send(
+            l,
+            &Command::new(cla::ISO, ins::SELECT, 0x04, 0x0C).with_data(AID.to_vec()),
+        )
     });
-    run.step("blank.wrong-class", |l| l.raw_observed(&[0x40, ins::GET_CHALLENGE, 0, 0, 0x10]));
-    run.step("blank.unknown-instruction", |l| l.raw_observed(&[0x00, 0x20, 0, 0]));
+    run.step("blank.wrong-class", |l| {
+        l.raw_observed(&[0x40, ins::GET_CHALLENGE, 0, 0, 0x10])
+    });
+    run.step("blank.unknown-instruction", |l| {
+        l.raw_observed(&[0x00, 0x20, 0, 0])
+    });
     run.step("blank.extended-length", |l| {
         l.raw_observed(&[0x00, ins::GET_CHALLENGE, 0, 0, 0x00, 0x00, 0x10])
     });
@@ -452,13 +518,23 @@ fn blank(run: &mut Run<'_>, city: &City) -> Result<(), ConformanceError> {
     run.step("blank.external-authenticate", |l| Run::send(l, &ext));
     run.step("blank.put-data", |l| Run::send(l, &garbage(ins::PUT_DATA)));
     run.step("blank.activate", |l| Run::send(l, &garbage(ins::ACTIVATE)));
-    run.step("blank.terminate", |l| Run::send(l, &garbage(ins::TERMINATE)));
-    let ga = general_authenticate(library.certificate.fingerprint(), library.request, city.today);
+    run.step("blank.terminate", |l| {
+        Run::send(l, &garbage(ins::TERMINATE))
+    });
+    let ga = general_authenticate(
+        library.certificate.fingerprint(),
+        library.request,
+        city.today,
+    );
     run.step("blank.general-authenticate", |l| Run::send(l, &ga));
 
     // Anchoring.
     run.step("anchor.malformed", |l| {
-        Run::send(l, &Command::new(cla::PROPRIETARY, ins::SET_ANCHOR, 0, 0).with_data(vec![0x42, 0x01, 0x41]))
+        Run::send(
+            l,
+            &Command::new(cla::PROPRIETARY, ins::SET_ANCHOR, 0, 0)
+                .with_data(vec![0x42, 0x01, 0x41]),
+        )
     });
     let anchor = Command::new(cla::PROPRIETARY, ins::SET_ANCHOR, 0, 0)
         .with_data(pers::encode_anchor(&city.issuer, &city.root.public_key()));
@@ -467,7 +543,9 @@ fn blank(run: &mut Run<'_>, city: &City) -> Result<(), ConformanceError> {
     run.step("anchor.again", |l| Run::send(l, &anchor));
     run.step("anchor.put-data", |l| Run::send(l, &garbage(ins::PUT_DATA)));
     run.step("anchor.activate", |l| Run::send(l, &garbage(ins::ACTIVATE)));
-    run.step("anchor.terminate", |l| Run::send(l, &garbage(ins::TERMINATE)));
+    run.step("anchor.terminate", |l| {
+        Run::send(l, &garbage(ins::TERMINATE))
+    });
     run.step("anchor.general-authenticate", |l| Run::send(l, &ga));
     let first = run.step("anchor.get-challenge", |l| Run::send(l, &get_challenge()));
     run.step("anchor.get-challenge-wrong-le", |l| {
@@ -487,11 +565,14 @@ fn blank(run: &mut Run<'_>, city: &City) -> Result<(), ConformanceError> {
         if a.data == b.data && a.sw == 0x9000 {
             if let Some(last) = run.report.steps.last_mut() {
                 last.outcome = Outcome::Fail;
-                last.observed = "the same challenge after a new power-up (deterministic randomness?)".into();
+                last.observed =
+                    "the same challenge after a new power-up (deterministic randomness?)".into();
             }
         }
     }
-    run.step("anchor.external-authenticate-no-station", |l| Run::send(l, &ext));
+    run.step("anchor.external-authenticate-no-station", |l| {
+        Run::send(l, &ext)
+    });
     Ok(())
 }
 
@@ -509,9 +590,13 @@ fn personalise(run: &mut Run<'_>, city: &City) -> Result<Option<Personalised>, C
     let e_s = city::fresh_key();
     let challenge = c.map(|c| c.data).unwrap_or_default();
     let wrong = station_auth(&forger, &e_s, &challenge);
-    run.step("personalise.external-authenticate-bad-signature", |l| l.send(&wrong));
+    run.step("personalise.external-authenticate-bad-signature", |l| {
+        l.send(&wrong)
+    });
     run.step("personalise.pso-station-again", |l| l.send(&pso(&station)));
-    let c = run.step("personalise.get-challenge-again", |l| l.send(&get_challenge()));
+    let c = run.step("personalise.get-challenge-again", |l| {
+        l.send(&get_challenge())
+    });
     let challenge = c.map(|c| c.data).unwrap_or_default();
     let auth = station_auth(&city.station, &e_s, &challenge);
     let key = run.step("personalise.external-authenticate", |l| l.send(&auth));
@@ -519,7 +604,9 @@ fn personalise(run: &mut Run<'_>, city: &City) -> Result<Option<Personalised>, C
     if let Some(card_key) = first_key {
         let ch: [u8; CHALLENGE_LEN] = challenge.clone().try_into().unwrap_or([0; CHALLENGE_LEN]);
         let mut channel = SecureChannel::for_station(&e_s, &card_key, &ch);
-        run.step("personalise.put-data-bad-mac", |l| l.send(&garbage(ins::PUT_DATA)));
+        run.step("personalise.put-data-bad-mac", |l| {
+            l.send(&garbage(ins::PUT_DATA))
+        });
         let sealed = secured(&mut channel, ins::PUT_DATA, &[])?;
         run.step("personalise.put-data-after-failure", |l| l.send(&sealed));
     }
@@ -528,13 +615,18 @@ fn personalise(run: &mut Run<'_>, city: &City) -> Result<Option<Personalised>, C
         l.send(&select())?;
         l.send(&pso(&station))
     });
-    let c = run.step("personalise.restart-get-challenge", |l| l.send(&get_challenge()));
+    let c = run.step("personalise.restart-get-challenge", |l| {
+        l.send(&get_challenge())
+    });
     let challenge = c.map(|c| c.data).unwrap_or_default();
     let e_s = city::fresh_key();
     let auth = station_auth(&city.station, &e_s, &challenge);
-    let key = run.step("personalise.restart-external-authenticate", |l| l.send(&auth));
+    let key = run.step("personalise.restart-external-authenticate", |l| {
+        l.send(&auth)
+    });
     let Some(card_key) = key.and_then(|k| pers::decode_card_key(&k.data).ok()) else {
-        run.broken.get_or_insert_with(|| "personalisation did not start".into());
+        run.broken
+            .get_or_insert_with(|| "personalisation did not start".into());
         return Ok(None);
     };
     let ch: [u8; CHALLENGE_LEN] = challenge.try_into().unwrap_or([0; CHALLENGE_LEN]);
@@ -583,12 +675,20 @@ fn verify(run: &mut Run<'_>, city: &City, card: &Personalised) -> Result<(), Con
         let first = run.tap(&format!("verify.{p}.first-tap"), city, i, card);
         // A new tap: reset, SELECT, GENERAL AUTHENTICATE with the cached certificate.
         if run.broken.is_none() {
-            if let Err(e) = run.link.reset().and_then(|()| run.link.send(&select()).map(|_| ())) {
+            if let Err(e) = run
+                .link
+                .reset()
+                .and_then(|()| run.link.send(&select()).map(|_| ()))
+            {
                 run.broken = Some(format!("reset before verify.{p}.cached-tap: {e}"));
             }
         }
         let cached = run.tap(&format!("verify.{p}.cached-tap"), city, i, card);
-        pseudonyms.push((p, first.and_then(|d| d.pseudonym), cached.and_then(|d| d.pseudonym)));
+        pseudonyms.push((
+            p,
+            first.and_then(|d| d.pseudonym),
+            cached.and_then(|d| d.pseudonym),
+        ));
     }
     let library = pseudonyms.iter().find(|x| x.0 == "library");
     let full = pseudonyms.iter().find(|x| x.0 == "full");
@@ -610,24 +710,51 @@ fn verify(run: &mut Run<'_>, city: &City, card: &Personalised) -> Result<(), Con
 
 fn refusals(run: &mut Run<'_>, city: &City) -> Result<(), ConformanceError> {
     let today = city.today;
-    let library = city.readers.first().ok_or(ConformanceError::Kit("no reader"))?;
+    let library = city
+        .readers
+        .first()
+        .ok_or(ConformanceError::Kit("no reader"))?;
     let fp = library.certificate.fingerprint();
     let other_root = city::fresh_key();
     let other_key = city::fresh_key();
-    let other_city = city::reader_body(OTHER_ISSUER, "library", library.request, city::shift(today, -10)?, city::shift(today, 180)?, &other_key)
-        .sign(&other_root)?;
+    let other_city = city::reader_body(
+        OTHER_ISSUER,
+        "library",
+        library.request,
+        city::shift(today, -10)?,
+        city::shift(today, 180)?,
+        &other_key,
+    )
+    .sign(&other_root)?;
     run.step("refuse.pso-other-city", |l| {
         l.send(&select())?;
         l.send(&pso(&other_city))
     });
-    let forged = city::reader_body(&city.issuer, "library", library.request, city::shift(today, -10)?, city::shift(today, 180)?, &other_key)
-        .sign(&other_root)?;
+    let forged = city::reader_body(
+        &city.issuer,
+        "library",
+        library.request,
+        city::shift(today, -10)?,
+        city::shift(today, 180)?,
+        &other_key,
+    )
+    .sign(&other_root)?;
     run.step("refuse.pso-forged-reader", |l| l.send(&pso(&forged)));
-    let expired = city::reader_body(&city.issuer, "old", library.request, city::shift(today, -100)?, city::shift(today, -20)?, &other_key)
-        .sign(&city.root)?;
+    let expired = city::reader_body(
+        &city.issuer,
+        "old",
+        library.request,
+        city::shift(today, -100)?,
+        city::shift(today, -20)?,
+        &other_key,
+    )
+    .sign(&city.root)?;
     run.step("refuse.pso-expired-reader", |l| l.send(&pso(&expired)));
     run.step("refuse.pso-malformed", |l| {
-        l.send(&Command::new(cla::ISO, ins::PSO, 0x00, 0xBE).with_data(vec![0x7F, 0x21, 0x03, 0x01, 0x02, 0x03]))
+        l.send(
+            &Command::new(cla::ISO, ins::PSO, 0x00, 0xBE)
+                .with_data(vec![0x7F, 0x21, 0x03, 0x01, 0x02, 0x03]),
+        )
     });
     let unknown = general_authenticate(forged.fingerprint(), library.request, today);
     run.step("refuse.ga-unknown-certificate", |l| l.send(&unknown));
@@ -674,7 +801,11 @@ fn properties(run: &mut Run<'_>) {
                     .filter(|(_, o)| o.sw != first.sw || o.data.len() != first.data.len())
                     .map(|(id, o)| format!("{id}: {}", describe(o)))
                     .collect();
-                let times: Vec<f64> = run.refusals.iter().map(|(_, o)| o.elapsed.as_secs_f64() * 1000.0).collect();
+                let times: Vec<f64> = run
+                    .refusals
+                    .iter()
+                    .map(|(_, o)| o.elapsed.as_secs_f64() * 1000.0)
+                    .collect();
                 let min = times.iter().copied().fold(f64::INFINITY, f64::min);
                 let max = times.iter().copied().fold(0.0, f64::max);
                 if odd.is_empty() {
@@ -693,27 +824,41 @@ fn properties(run: &mut Run<'_>) {
     let mut problems = Vec::new();
     for (id, profile, len) in &run.lengths {
         if let LengthRule::PaddedTo(n) = props.answer_length {
-            if len.checked_sub(crypto::TAG_LEN).is_none_or(|p| n == 0 || p % n != 0) {
-                problems.push(format!("{id}: ciphertext of {len} bytes is not padded to {n}"));
+            if len
+                .checked_sub(crypto::TAG_LEN)
+                .is_none_or(|p| n == 0 || p % n != 0)
+            {
+                problems.push(format!(
+                    "{id}: ciphertext of {len} bytes is not padded to {n}"
+                ));
             }
         }
         if let Some((other, _, l2)) = run.lengths.iter().find(|(_, p, _)| p == profile) {
             if l2 != len {
-                problems.push(format!("{id}: {len} bytes, {other}: {l2} bytes for the same request"));
+                problems.push(format!(
+                    "{id}: {len} bytes, {other}: {l2} bytes for the same request"
+                ));
             }
         }
     }
     let result = if run.lengths.is_empty() {
         Err("no answer observed".into())
     } else if problems.is_empty() {
-        Ok(format!("{} answers, lengths as the spec fixes them", run.lengths.len()))
+        Ok(format!(
+            "{} answers, lengths as the spec fixes them",
+            run.lengths.len()
+        ))
     } else {
         Err(problems.join("; "))
     };
     run.verdict("property.answer-length", result);
 }
 
-fn terminate(run: &mut Run<'_>, city: &City, card: Option<&Personalised>) -> Result<(), ConformanceError> {
+fn terminate(
+    run: &mut Run<'_>,
+    city: &City,
+    card: Option<&Personalised>,
+) -> Result<(), ConformanceError> {
     run.step("terminate.without-session", |l| {
         l.send(&select())?;
         l.send(&garbage(ins::TERMINATE))
@@ -743,12 +888,23 @@ fn terminate(run: &mut Run<'_>, city: &City, card: Option<&Personalised>) -> Res
         let cmd = secured(&mut channel, ins::TERMINATE, &[])?;
         run.step("terminate.terminate", |l| l.send(&cmd));
     } else {
-        run.step("terminate.terminate", |_| Err(LinkError::Transport("no station session".into())));
+        run.step("terminate.terminate", |_| {
+            Err(LinkError::Transport("no station session".into()))
+        });
     }
     run.step("terminate.select", |l| l.send(&select()));
-    run.step("terminate.get-challenge-after", |l| l.send(&get_challenge()));
-    let library = city.readers.first().ok_or(ConformanceError::Kit("no reader"))?;
-    let ga = general_authenticate(library.certificate.fingerprint(), library.request, city.today);
+    run.step("terminate.get-challenge-after", |l| {
+        l.send(&get_challenge())
+    });
+    let library = city
+        .readers
+        .first()
+        .ok_or(ConformanceError::Kit("no reader"))?;
+    let ga = general_authenticate(
+        library.certificate.fingerprint(),
+        library.request,
+        city.today,
+    );
     run.step("terminate.general-authenticate-after", |l| l.send(&ga));
     run.step("terminate.pso-after", |l| l.send(&pso(&station)));
     Ok(())

@@ -142,7 +142,11 @@ pub struct ReaderCase {
 }
 
 const fn r(name: &'static str, verdict: &'static str, spec: &'static str) -> ReaderCase {
-    ReaderCase { name, verdict, spec }
+    ReaderCase {
+        name,
+        verdict,
+        spec,
+    }
 }
 
 const fn e(id: &'static str, spec: &'static str, expect: Expect) -> Entry {
@@ -207,17 +211,29 @@ pub static V1: Table = Table {
         e("anchor.get-challenge", "§6.5", Data(16)),
         e("anchor.get-challenge-wrong-le", "§6.5", Sw(0x6700)),
         e("anchor.challenges-differ", "§6.5 §7.8", Data(16)),
-        e("anchor.external-authenticate-no-station", "§6.6 §9", Sw(0x6982)),
+        e(
+            "anchor.external-authenticate-no-station",
+            "§6.6 §9",
+            Sw(0x6982),
+        ),
         // Personalisation by a throwaway test city.
         e("personalise.pso-forged-station", "§6.4 §9", Sw(0x6982)),
         e("personalise.pso-station", "§6.4", Done),
         e("personalise.get-challenge", "§6.5", Data(16)),
-        e("personalise.external-authenticate-bad-signature", "§6.6 §9", Sw(0x6982)),
+        e(
+            "personalise.external-authenticate-bad-signature",
+            "§6.6 §9",
+            Sw(0x6982),
+        ),
         e("personalise.pso-station-again", "§6.4", Done),
         e("personalise.get-challenge-again", "§6.5", Data(16)),
         e("personalise.external-authenticate", "§6.6", CardKey),
         e("personalise.put-data-bad-mac", "§6.7 §7.4", Sw(0x6982)),
-        e("personalise.put-data-after-failure", "§6.7 §7.4", Sw(0x6982)),
+        e(
+            "personalise.put-data-after-failure",
+            "§6.7 §7.4",
+            Sw(0x6982),
+        ),
         e("personalise.restart-pso", "§6.4", Done),
         e("personalise.restart-get-challenge", "§6.5", Data(16)),
         e("personalise.restart-external-authenticate", "§6.6", CardKey),
@@ -251,10 +267,18 @@ pub static V1: Table = Table {
         e("refuse.ga-unknown-certificate", "§6.10 §10.9", Sw(0x6982)),
         e("refuse.ga-beyond-grants", "§6.10 §10.9", Sw(0x6982)),
         e("refuse.ga-date-before-card-date", "§6.10 §10.9", Sw(0x6982)),
-        e("refuse.ga-date-after-certificate", "§6.10 §10.9", Sw(0x6982)),
+        e(
+            "refuse.ga-date-after-certificate",
+            "§6.10 §10.9",
+            Sw(0x6982),
+        ),
         e("refuse.ga-invalid-point", "§6.10 §10.9", Sw(0x6982)),
         e("refuse.ga-malformed", "§6.10 §10.9", Sw(0x6982)),
-        e("refuse.external-authenticate-reader", "§6.6 §10.9", Sw(0x6982)),
+        e(
+            "refuse.external-authenticate-reader",
+            "§6.6 §10.9",
+            Sw(0x6982),
+        ),
         // Properties over the whole run.
         e("property.uniform-refusal", "§9 §10.9", Sw(0x6982)),
         e("property.answer-length", "§7.5 §10.6", Answer),

@@ -108,7 +108,9 @@ fn issue(
             }
         };
         let tx = |link: &mut Link<'_>, c: &Command, what: &'static str| {
-            link.send(c).map_err(|_| fail(what)).and_then(|o| ok(o, what))
+            link.send(c)
+                .map_err(|_| fail(what))
+                .and_then(|o| ok(o, what))
         };
         tx(&mut link, &fci::select_command(), "select")?;
         tx(
@@ -134,7 +136,10 @@ fn issue(
         let point = crypto::encode_point(&e_s.public_key());
         let auth = StationAuth {
             ephemeral: point,
-            signature: crypto::sign(&city.station, &pers::station_auth_message(&challenge, &point)),
+            signature: crypto::sign(
+                &city.station,
+                &pers::station_auth_message(&challenge, &point),
+            ),
         };
         let key = tx(
             &mut link,
@@ -176,7 +181,10 @@ fn issue(
 }
 
 fn fresh_card() -> KitCard {
-    Applet::new(MemoryStorage::default(), ChaCha20Rng::from_rng(OsRng).unwrap_or_else(|_| ChaCha20Rng::from_seed(random_seed())))
+    Applet::new(
+        MemoryStorage::default(),
+        ChaCha20Rng::from_rng(OsRng).unwrap_or_else(|_| ChaCha20Rng::from_seed(random_seed())),
+    )
 }
 
 fn random_seed() -> [u8; 32] {
@@ -233,7 +241,10 @@ impl ReaderKit {
         let today = city::today()?;
         let home = City::generate(TEST_ISSUER, today)?;
         let other = City::generate(OTHER_ISSUER, today)?;
-        let partner = home.readers.first().ok_or(ConformanceError::Kit("no reader"))?;
+        let partner = home
+            .readers
+            .first()
+            .ok_or(ConformanceError::Kit("no reader"))?;
         let credential = (partner.key.clone(), partner.certificate.clone());
         let in_a_year = city::shift(today, 365)?;
         let mut cards = Vec::new();
@@ -241,7 +252,12 @@ impl ReaderKit {
         for case in version.table().reader_cases {
             let fault = case.name.parse::<AnswerFault>().ok();
             let (mut card, record) = match case.name {
-                "expired" => issue(fresh_card(), &home, city::shift(today, -20)?, city::shift(today, -1)?)?,
+                "expired" => issue(
+                    fresh_card(),
+                    &home,
+                    city::shift(today, -20)?,
+                    city::shift(today, -1)?,
+                )?,
                 "other-city" => issue(fresh_card(), &other, today, in_a_year)?,
                 _ => issue(fresh_card(), &home, today, in_a_year)?,
             };
@@ -288,7 +304,8 @@ impl ReaderKit {
         };
         let tbs = body.to_be_signed()?;
         let bundle = TrustBundle::assemble(&tbs, &crypto::sign(&home.root, &tbs))?;
-        std::fs::create_dir_all(dir).map_err(|e| ConformanceError::Io(format!("{}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ConformanceError::Io(format!("{}: {e}", dir.display())))?;
         write_new(&dir.join(TRUST_FILE), bundle.as_bytes())?;
         let cred = PartnerCredential::new(credential.1, credential.0)
             .map_err(|e| ConformanceError::Io(e.to_string()))?;
@@ -351,11 +368,36 @@ impl ReaderKit {
             std::thread::sleep(settle);
             let expected = case.verdict.to_string();
             match (observed, served) {
-                (_, Err(_)) => report.push(&id, case.spec, Outcome::Fail, expected, "the emulated card crashed (kit bug)".into(), elapsed),
-                (_, Ok(Err(e))) => report.push(&id, case.spec, Outcome::Fail, expected, format!("vpcd: {e}"), elapsed),
-                (None, _) => report.push(&id, case.spec, Outcome::Fail, expected, format!("no verdict within {} s", timeout.as_secs()), elapsed),
+                (_, Err(_)) => report.push(
+                    &id,
+                    case.spec,
+                    Outcome::Fail,
+                    expected,
+                    "the emulated card crashed (kit bug)".into(),
+                    elapsed,
+                ),
+                (_, Ok(Err(e))) => report.push(
+                    &id,
+                    case.spec,
+                    Outcome::Fail,
+                    expected,
+                    format!("vpcd: {e}"),
+                    elapsed,
+                ),
+                (None, _) => report.push(
+                    &id,
+                    case.spec,
+                    Outcome::Fail,
+                    expected,
+                    format!("no verdict within {} s", timeout.as_secs()),
+                    elapsed,
+                ),
                 (Some(v), _) => {
-                    let outcome = if v == case.verdict { Outcome::Pass } else { Outcome::Fail };
+                    let outcome = if v == case.verdict {
+                        Outcome::Pass
+                    } else {
+                        Outcome::Fail
+                    };
                     report.push(&id, case.spec, outcome, expected, v, elapsed);
                 }
             }
@@ -383,7 +425,10 @@ mod tests {
 
     #[test]
     fn verdict_lines_in_both_shapes() {
-        assert_eq!(verdict_of(r#"{"verdict":"clone"}"#).as_deref(), Some("clone"));
+        assert_eq!(
+            verdict_of(r#"{"verdict":"clone"}"#).as_deref(),
+            Some("clone")
+        );
         assert_eq!(
             verdict_of(r#"{"reader":"Virtual PCD 00 00","verdict":{"schema_version":1,"verdict":"genuine","code":0}}"#).as_deref(),
             Some("genuine")
@@ -397,7 +442,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("citycard-conformance-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let kit = ReaderKit::prepare(&dir).unwrap();
-        assert_eq!(kit.cards.len(), SpecVersion::current().unwrap().table().reader_cases.len());
+        assert_eq!(
+            kit.cards.len(),
+            SpecVersion::current().unwrap().table().reader_cases.len()
+        );
         let bundle = TrustBundle::decode(&std::fs::read(dir.join(TRUST_FILE)).unwrap()).unwrap();
         bundle.verify().unwrap();
         assert_eq!(bundle.body().revocations.body().revoked.len(), 1);

@@ -159,7 +159,11 @@ impl Report {
                 Outcome::Fail => "FAIL",
                 Outcome::Skipped => "SKIP",
             };
-            let _ = writeln!(out, "{tag}  {:<48} {:<14} {:>9.3} ms", s.id, s.spec, s.millis);
+            let _ = writeln!(
+                out,
+                "{tag}  {:<48} {:<14} {:>9.3} ms",
+                s.id, s.spec, s.millis
+            );
             if s.outcome != Outcome::Pass {
                 let _ = writeln!(out, "      expected: {}", s.expected);
                 let _ = writeln!(out, "      observed: {}", s.observed);
@@ -179,7 +183,11 @@ impl Report {
         let _ = writeln!(
             out,
             "{}: {pass} passed, {fail} failed, {skip} skipped",
-            if self.passed() { "CONFORMS" } else { "DOES NOT CONFORM" }
+            if self.passed() {
+                "CONFORMS"
+            } else {
+                "DOES NOT CONFORM"
+            }
         );
         out
     }
@@ -264,8 +272,22 @@ mod tests {
     #[test]
     fn junit_escapes_and_counts() {
         let mut r = Report::new("card", 1, "Reader <\"A\"> & co");
-        r.push("a.ok", "§1", Outcome::Pass, "x".into(), "x".into(), Duration::from_millis(2));
-        r.push("a.bad", "§2", Outcome::Fail, "9000".into(), "6A80 <bad>".into(), Duration::ZERO);
+        r.push(
+            "a.ok",
+            "§1",
+            Outcome::Pass,
+            "x".into(),
+            "x".into(),
+            Duration::from_millis(2),
+        );
+        r.push(
+            "a.bad",
+            "§2",
+            Outcome::Fail,
+            "9000".into(),
+            "6A80 <bad>".into(),
+            Duration::ZERO,
+        );
         let x = r.to_junit();
         assert!(x.contains("tests=\"2\" failures=\"1\""));
         assert!(x.contains("Reader &lt;&quot;A&quot;&gt; &amp; co"));

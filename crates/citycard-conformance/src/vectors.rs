@@ -85,7 +85,14 @@ pub fn replay(
             (None, None) => return Err(ConformanceError::Vector("a step without response".into())),
         };
         if broken {
-            report.push(&id, "§13", Outcome::Skipped, expected, "not run: the link broke".into(), Default::default());
+            report.push(
+                &id,
+                "§13",
+                Outcome::Skipped,
+                expected,
+                "not run: the link broke".into(),
+                Default::default(),
+            );
             continue;
         }
         let start = Instant::now();
@@ -96,7 +103,14 @@ pub fn replay(
             }
             Err(e) => {
                 broken = true;
-                report.push(&id, "§13", Outcome::Fail, expected, e.to_string(), start.elapsed());
+                report.push(
+                    &id,
+                    "§13",
+                    Outcome::Fail,
+                    expected,
+                    e.to_string(),
+                    start.elapsed(),
+                );
                 continue;
             }
         };
@@ -113,7 +127,14 @@ pub fn replay(
         }
         mismatched |= !ok;
         let outcome = if ok { Outcome::Pass } else { Outcome::Fail };
-        report.push(&id, "§13", outcome, expected, observed_text, start.elapsed());
+        report.push(
+            &id,
+            "§13",
+            outcome,
+            expected,
+            observed_text,
+            start.elapsed(),
+        );
     }
     Ok(report)
 }

@@ -1,6 +1,11 @@
 //! The card kit against the reference card in memory: every step passes; a
 //! card that leaks which check failed does not.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, missing_docs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 use citycard_card::{Applet, MemoryStorage};
 use citycard_conformance::{run_card_kit, Outcome};
@@ -27,7 +32,10 @@ fn the_reference_card_conforms() {
     assert!(failed.is_empty(), "{}", failed.join("\n"));
     assert!(report.passed());
     assert!(report.steps.len() > 60);
-    assert!(report.timing.iter().any(|t| t.command == "GENERAL AUTHENTICATE"));
+    assert!(report
+        .timing
+        .iter()
+        .any(|t| t.command == "GENERAL AUTHENTICATE"));
 }
 
 /// A card that answers `6A88` instead of `6982` when the reader's date is
@@ -68,5 +76,11 @@ fn a_card_that_leaks_which_check_failed_fails_with_the_step_named() {
         .filter(|s| s.outcome == Outcome::Fail)
         .map(|s| s.id.as_str())
         .collect();
-    assert_eq!(failed, ["refuse.ga-date-after-certificate", "property.uniform-refusal"]);
+    assert_eq!(
+        failed,
+        [
+            "refuse.ga-date-after-certificate",
+            "property.uniform-refusal"
+        ]
+    );
 }

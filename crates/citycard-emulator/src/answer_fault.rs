@@ -283,7 +283,12 @@ impl AnswerFaults {
             ));
             block += 1;
         }
-        for (slot, byte) in decoy.get_mut(start..end).unwrap_or_default().iter_mut().zip(stream) {
+        for (slot, byte) in decoy
+            .get_mut(start..end)
+            .unwrap_or_default()
+            .iter_mut()
+            .zip(stream)
+        {
             *slot = byte;
         }
         decoy
@@ -335,7 +340,10 @@ fn tlv_at(bytes: &[u8], at: usize) -> Option<(u8, usize, usize)> {
         0..=0x7F => (usize::from(first), at + 2),
         0x81 => (usize::from(*bytes.get(at + 2)?), at + 3),
         0x82 => (
-            usize::from(u16::from_be_bytes([*bytes.get(at + 2)?, *bytes.get(at + 3)?])),
+            usize::from(u16::from_be_bytes([
+                *bytes.get(at + 2)?,
+                *bytes.get(at + 3)?,
+            ])),
             at + 4,
         ),
         _ => return None,
@@ -452,9 +460,17 @@ mod tests {
         Some(Err([0x61, 0x00]))
     }
 
-    fn run(fault: AnswerFault) -> (Option<Result<Vec<u8>, [u8; 2]>>, Option<Result<Vec<u8>, [u8; 2]>>) {
+    fn run(
+        fault: AnswerFault,
+    ) -> (
+        Option<Result<Vec<u8>, [u8; 2]>>,
+        Option<Result<Vec<u8>, [u8; 2]>>,
+    ) {
         let mut layer = AnswerFaults::new(fault);
-        let mut card = Fake { pending: Vec::new(), taps: 0 };
+        let mut card = Fake {
+            pending: Vec::new(),
+            taps: 0,
+        };
         let first = tap(&mut layer, &mut card);
         layer.reset();
         let second = tap(&mut layer, &mut card);
@@ -519,9 +535,15 @@ mod tests {
         }
         for fault in AnswerFault::ALL {
             let mut layer = AnswerFaults::new(fault);
-            assert_eq!(layer.handle(&mut Refuser, &GA).unwrap(), Action::Reply(vec![0x69, 0x82]));
+            assert_eq!(
+                layer.handle(&mut Refuser, &GA).unwrap(),
+                Action::Reply(vec![0x69, 0x82])
+            );
             let select = [0x00, 0xA4, 0x04, 0x00, 0x01, 0xF0, 0x00];
-            assert_eq!(layer.handle(&mut Refuser, &select).unwrap(), Action::Reply(vec![0x69, 0x82]));
+            assert_eq!(
+                layer.handle(&mut Refuser, &select).unwrap(),
+                Action::Reply(vec![0x69, 0x82])
+            );
         }
     }
 

@@ -76,9 +76,15 @@ pub fn run(args: &ReaderArgs) -> anyhow::Result<ExitCode> {
                 .stdout(Stdio::piped())
                 .spawn()
                 .with_context(|| format!("starting {cmd}"))?;
-            let stdout = child.stdout.take().context("no stdout of the reader command")?;
+            let stdout = child
+                .stdout
+                .take()
+                .context("no stdout of the reader command")?;
             std::thread::spawn(move || {
-                for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                for line in std::io::BufReader::new(stdout)
+                    .lines()
+                    .map_while(Result::ok)
+                {
                     if tx.send(line).is_err() {
                         break;
                     }
