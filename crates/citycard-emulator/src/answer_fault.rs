@@ -440,9 +440,12 @@ mod tests {
 
     const GA: [u8; 8] = [0x00, 0x86, 0x00, 0x00, 0x01, 0x7C, 0x00, 0x00];
 
+    /// What a tap ends with: the answer, the failing status word, or `None` when removed.
+    type TapEnd = Option<Result<Vec<u8>, [u8; 2]>>;
+
     /// Taps through the layer as a reader would: the reassembled answer, or the
     /// final status word when it is not `9000`, or `None` when removed.
-    fn tap(layer: &mut AnswerFaults, card: &mut Fake) -> Option<Result<Vec<u8>, [u8; 2]>> {
+    fn tap(layer: &mut AnswerFaults, card: &mut Fake) -> TapEnd {
         let mut data = Vec::new();
         let mut cmd = GA.to_vec();
         for _ in 0..20 {
@@ -460,12 +463,7 @@ mod tests {
         Some(Err([0x61, 0x00]))
     }
 
-    fn run(
-        fault: AnswerFault,
-    ) -> (
-        Option<Result<Vec<u8>, [u8; 2]>>,
-        Option<Result<Vec<u8>, [u8; 2]>>,
-    ) {
+    fn run(fault: AnswerFault) -> (TapEnd, TapEnd) {
         let mut layer = AnswerFaults::new(fault);
         let mut card = Fake {
             pending: Vec::new(),
