@@ -4,7 +4,7 @@
 //! - 0 success
 //! - 1 runtime error (I/O, PC/SC, card refused)
 //! - 2 usage error (bad arguments)
-//! - 4 `conformance`: the card or reader under test does not conform
+//! - 50 `conformance`: the card or reader under test does not conform
 //! - 75 `card emulate`: the emulated card lost power (tear fault), as a pulled card
 
 mod commands;

@@ -12,7 +12,7 @@ use citycard_conformance::{run_card_kit, vectors, SpecVersion};
 use citycard_transport::{PcscContext, Traced, TransportError};
 
 /// Exit status when the card or reader under test does not conform.
-pub const NOT_CONFORMING_EXIT_STATUS: u8 = 4;
+pub const NOT_CONFORMING_EXIT_STATUS: u8 = 50;
 
 /// `citycard conformance …`
 #[derive(clap::Subcommand, Debug)]
@@ -38,7 +38,7 @@ pub struct OutputArgs {
 }
 
 impl OutputArgs {
-    /// Prints `report` and returns the exit code (0 conforms, 4 does not).
+    /// Prints `report` and returns the exit code (0 conforms, 50 does not).
     pub fn emit(&self, report: &Report) -> anyhow::Result<ExitCode> {
         if self.json {
             println!("{}", report.to_json());
