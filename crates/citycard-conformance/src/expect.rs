@@ -169,6 +169,7 @@ pub static V1: Table = Table {
         r("revoked", "revoked", "§8 3f"),
         r("expired", "expired", "§8 3f"),
         r("other-city", "card_refused", "§8 step 2"),
+        r("piv", "genuine", "§8 step 1, piv-profile.md §5"),
         r("wrong-sw", "tampered", "§6.10 §9"),
         r("truncated", "tampered", "§8 3a"),
         r("over-long", "tampered", "§8 3a"),

@@ -1,4 +1,5 @@
-//! The reader kit: a sequence of emulated cards presented one after another
+//! The reader kit: a sequence of emulated cards (citycards good and bad, and a
+//! PIV-profile card) presented one after another
 //! in a vpcd reader (`Virtual PCD 00 00`), each with the verdict a correct
 //! reader must report (the table's [`ReaderCase`]s).
 //!
@@ -17,10 +18,15 @@ use std::time::{Duration, Instant};
 
 use citycard_card::{Applet, Faults, MemoryStorage};
 use citycard_emulator::{serve, AnswerFault, AnswerFaults, ReconnectPolicy, ServeOptions};
+use citycard_keys::{ManagementKey, SoftManagementKey};
+use citycard_piv_card::PivCard;
 use citycard_proto::attr::AttributeSet;
 use citycard_proto::auth::ReaderSession;
 use citycard_proto::consts::{cla, ins};
 use citycard_proto::pers::{self, SecureChannel, StationAuth, CHALLENGE_LEN};
+use citycard_proto::piv::{
+    self, CardAuthenticationBody, CardAuthenticationCertificate, ManagementAlgorithm,
+};
 use citycard_proto::record::{AttributeEntry, RecordBody, ResidentRecord, SALT_LEN};
 use citycard_proto::revocation::{
     RevocationList, RevocationListBody, TrustBundle, TrustBundleBody,
@@ -72,11 +78,99 @@ impl ContactlessCard for FaultyCard {
     }
 }
 
+/// The PIV-profile card as the reader kit serves it.
+pub type KitPivCard = PivCard<MemoryStorage, ChaCha20Rng>;
+
+/// A card the reader kit serves: a citycard (perhaps faulty) or a PIV card.
+pub enum ServedCard {
+    /// The reference citycard.
+    Citycard(FaultyCard),
+    /// The emulated PIV card.
+    Piv(Box<KitPivCard>),
+}
+
+impl ContactlessCard for ServedCard {
+    fn atr(&self) -> Vec<u8> {
+        match self {
+            Self::Citycard(c) => c.atr(),
+            Self::Piv(c) => c.atr(),
+        }
+    }
+    fn reset(&mut self) {
+        match self {
+            Self::Citycard(c) => c.reset(),
+            Self::Piv(c) => c.reset(),
+        }
+    }
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, CardLost> {
+        match self {
+            Self::Citycard(c) => c.transmit(command),
+            Self::Piv(c) => c.transmit(command),
+        }
+    }
+}
+
+/// Issues a PIV-profile card (piv-profile.md §4) with the factory management
+/// key: key pair generated in slot `9E`, the station-signed certificate in
+/// object `5FC101`.
+fn issue_piv(city: &City) -> Result<KitPivCard, ConformanceError> {
+    let card = PivCard::new(MemoryStorage::default(), rng());
+    let mut t = MemoryTransport::new(card);
+    {
+        let mut link = Link::new(&mut t, 8);
+        let fail = |what: &'static str| ConformanceError::Kit(what);
+        let mut tx = |c: &Command, what: &'static str| match link.send(c) {
+            Ok(o) if o.sw == 0x9000 => Ok(o.data),
+            _ => Err(fail(what)),
+        };
+        tx(&piv::select_command(), "PIV select")?;
+        let alg = ManagementAlgorithm::TripleDes;
+        let key = SoftManagementKey::factory_default(alg);
+        let witness = tx(&piv::management_witness_request(alg), "management witness")?;
+        let witness = piv::parse_management_witness(&witness, alg)?;
+        let plain = key
+            .decrypt_block(&witness)
+            .map_err(|_| fail("management key"))?;
+        let mut challenge = vec![0u8; alg.block_len()];
+        OsRng.fill_bytes(&mut challenge);
+        tx(
+            &piv::management_response_command(alg, &plain, &challenge),
+            "management response",
+        )?;
+        let generated = tx(
+            &piv::generate_command(piv::SLOT_CARD_AUTHENTICATION),
+            "generate 9E",
+        )?;
+        let card_key = piv::parse_generated_public_key(&generated)?;
+        let body = CardAuthenticationBody {
+            issuer_id: city.issuer.clone(),
+            station_holder: city.station_certificate.body().holder.clone(),
+            station: city.station_certificate.fingerprint(),
+            card_number: "TEST-PIV-0001".into(),
+            valid_from: city.today,
+            valid_to: city::shift(city.today, 365)?,
+            card_key,
+            predicates: AttributeSet::EMPTY,
+        };
+        let tbs = body.to_be_signed()?;
+        let certificate =
+            CardAuthenticationCertificate::assemble(&tbs, &crypto::sign(&city.station, &tbs))?;
+        tx(
+            &piv::put_data_command(
+                piv::OBJECT_CARD_AUTHENTICATION_CERTIFICATE,
+                &piv::certificate_container(certificate.as_bytes()),
+            ),
+            "PUT DATA 5FC101",
+        )?;
+    }
+    Ok(t.into_inner())
+}
+
 /// One prepared card.
 pub struct PreparedCard {
     /// Its case.
     pub case: ReaderCase,
-    card: Option<FaultyCard>,
+    card: Option<ServedCard>,
     /// An answer fault the bridge applies (the ones that drop the connection).
     bridge_fault: Option<AnswerFault>,
 }
@@ -180,11 +274,12 @@ fn issue(
     Ok((t.into_inner(), record))
 }
 
+fn rng() -> ChaCha20Rng {
+    ChaCha20Rng::from_rng(OsRng).unwrap_or_else(|_| ChaCha20Rng::from_seed(random_seed()))
+}
+
 fn fresh_card() -> KitCard {
-    Applet::new(
-        MemoryStorage::default(),
-        ChaCha20Rng::from_rng(OsRng).unwrap_or_else(|_| ChaCha20Rng::from_seed(random_seed())),
-    )
+    Applet::new(MemoryStorage::default(), rng())
 }
 
 fn random_seed() -> [u8; 32] {
@@ -250,6 +345,14 @@ impl ReaderKit {
         let mut cards = Vec::new();
         let mut revoked = Vec::new();
         for case in version.table().reader_cases {
+            if case.name == "piv" {
+                cards.push(PreparedCard {
+                    case: *case,
+                    card: Some(ServedCard::Piv(Box::new(issue_piv(&home)?))),
+                    bridge_fault: None,
+                });
+                continue;
+            }
             let fault = case.name.parse::<AnswerFault>().ok();
             let (mut card, record) = match case.name {
                 "expired" => issue(
@@ -277,7 +380,7 @@ impl ReaderKit {
             }
             cards.push(PreparedCard {
                 case: *case,
-                card: Some(faulty),
+                card: Some(ServedCard::Citycard(faulty)),
                 bridge_fault,
             });
         }
