@@ -84,7 +84,7 @@ pub type KitPivCard = PivCard<MemoryStorage, ChaCha20Rng>;
 /// A card the reader kit serves: a citycard (perhaps faulty) or a PIV card.
 pub enum ServedCard {
     /// The reference citycard.
-    Citycard(FaultyCard),
+    Citycard(Box<FaultyCard>),
     /// The emulated PIV card.
     Piv(Box<KitPivCard>),
 }
@@ -380,7 +380,7 @@ impl ReaderKit {
             }
             cards.push(PreparedCard {
                 case: *case,
-                card: Some(ServedCard::Citycard(faulty)),
+                card: Some(ServedCard::Citycard(Box::new(faulty))),
                 bridge_fault,
             });
         }
