@@ -22,7 +22,7 @@ pub mod reader;
 pub mod report;
 pub mod vectors;
 
-pub use card::run_card_kit;
+pub use card::{run_card_kit, run_card_kit_with};
 pub use expect::{Expect, SpecVersion, Table};
 pub use report::{Outcome, Report};
 

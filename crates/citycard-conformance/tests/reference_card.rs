@@ -84,3 +84,96 @@ fn a_card_that_leaks_which_check_failed_fails_with_the_step_named() {
         ]
     );
 }
+
+/// A card whose refused GENERAL AUTHENTICATE answers a decoy, as in spec
+/// version 2: an answer-shaped `7C { 86 E_C, 87 random }` served with `61xx`.
+struct DecoyOnRefusal<C> {
+    inner: C,
+    pending: Vec<u8>,
+}
+
+impl<C: ContactlessCard> ContactlessCard for DecoyOnRefusal<C> {
+    fn atr(&self) -> Vec<u8> {
+        self.inner.atr()
+    }
+    fn reset(&mut self) {
+        self.pending.clear();
+        self.inner.reset()
+    }
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, CardLost> {
+        if command.get(1) == Some(&0xC0) && !self.pending.is_empty() {
+            let mut r = std::mem::take(&mut self.pending);
+            r.extend_from_slice(&[0x90, 0x00]);
+            return Ok(r);
+        }
+        self.pending.clear();
+        let r = self.inner.transmit(command)?;
+        if command.get(1) == Some(&0x86) && r == [0x69, 0x82] {
+            let mut decoy = vec![0x7C, 0x81, 0x88, 0x86, 0x21, 0x02];
+            decoy.extend_from_slice(&[0x5A; 32]);
+            decoy.extend_from_slice(&[0x87, 0x81, 0x60]);
+            decoy.extend_from_slice(&[0xA5; 0x60]);
+            self.pending = decoy;
+            return Ok(vec![0x61, self.pending.len() as u8]);
+        }
+        Ok(r)
+    }
+}
+
+/// Switching the expected refusal of GENERAL AUTHENTICATE to a decoy is an
+/// edit of the table, not of the kit: the same machinery then passes a card
+/// that decoys and fails one that answers `6982`.
+#[test]
+fn a_version_with_decoys_is_a_table_edit() {
+    use citycard_conformance::expect::{Entry, Expect, V1};
+    use citycard_conformance::{run_card_kit_with, Table};
+    // Refusals of GENERAL AUTHENTICATE by an issued card become decoys.
+    let decoyed = |id: &str| id.starts_with("refuse.ga-") || id.ends_with(".uncached");
+    let steps: Vec<Entry> = V1
+        .steps
+        .iter()
+        .map(|e| Entry {
+            expect: if decoyed(e.id) {
+                Expect::Decoy
+            } else {
+                e.expect
+            },
+            ..*e
+        })
+        .collect();
+    let table: &'static Table = Box::leak(Box::new(Table {
+        version: V1.version,
+        steps: Box::leak(steps.into_boxed_slice()),
+        reader_cases: V1.reader_cases,
+        properties: V1.properties,
+    }));
+    let issued_decoys = |c| DecoyOnRefusal {
+        inner: c,
+        pending: Vec::new(),
+    };
+    let mut t = MemoryTransport::new(issued_decoys(reference_card()));
+    let report = run_card_kit_with(&mut t, "decoying card", table).unwrap();
+    let failed: Vec<_> = report
+        .steps
+        .iter()
+        .filter(|s| s.outcome == Outcome::Fail)
+        .map(|s| s.id.as_str())
+        .collect();
+    // Only the pre-issuance GENERAL AUTHENTICATE steps still expect 6982.
+    assert_eq!(
+        failed,
+        ["blank.general-authenticate", "anchor.general-authenticate"]
+    );
+    // The version-1 card (6982, no decoy) fails every decoyed step.
+    let mut t = MemoryTransport::new(reference_card());
+    let report = run_card_kit_with(&mut t, "version-1 card", table).unwrap();
+    let failed = report
+        .steps
+        .iter()
+        .filter(|s| s.outcome == Outcome::Fail)
+        .count();
+    assert_eq!(
+        failed,
+        report.steps.iter().filter(|s| decoyed(&s.id)).count()
+    );
+}
