@@ -620,6 +620,34 @@ fn blank(run: &mut Run<'_>, city: &City) -> Result<(), ConformanceError> {
     run.step("anchor.get-challenge-wrong-le", |l| {
         l.raw_observed(&[0x00, ins::GET_CHALLENGE, 0, 0, 0x08])
     });
+    run.step("anchor.wrong-p1p2", |l| {
+        l.raw_observed(&[0x00, ins::GET_CHALLENGE, 0x01, 0x00, 0x10])
+    });
+    // Command chaining: a chain broken by another command, and a chain whose
+    // data passes the limit.
+    let station_bytes = city.station_certificate.as_bytes().to_vec();
+    let first_segment = |l: &mut Link<'_>| {
+        let part = station_bytes.get(..64).unwrap_or_default();
+        let mut apdu = vec![cla::CHAIN, ins::PSO, 0x00, 0xBE, part.len() as u8];
+        apdu.extend_from_slice(part);
+        l.raw_observed(&apdu)
+    };
+    run.step("anchor.chain-first-segment", first_segment);
+    run.step("anchor.chain-interrupted", |l| l.send(&get_challenge()));
+    run.step("anchor.chain-too-long", |l| {
+        let mut last = None;
+        for _ in 0..5 {
+            let mut apdu = vec![cla::CHAIN, ins::PSO, 0x00, 0xBE, 0xFF];
+            apdu.extend_from_slice(&[0x00; 0xFF]);
+            let o = l.raw_observed(&apdu)?;
+            let done = o.sw != 0x9000;
+            last = Some(o);
+            if done {
+                break;
+            }
+        }
+        last.ok_or(LinkError::NoStatusWord)
+    });
     // A new power-up must not repeat the challenge (no deterministic mode
     // in a production card, and no randomness restarting at power-up).
     let second = run.step("anchor.challenges-differ", |l| {
@@ -714,6 +742,9 @@ fn personalise(run: &mut Run<'_>, city: &City) -> Result<Option<Personalised>, C
         &entries,
     )?
     .sign(&city.station)?;
+    // An attribute the dictionary does not define: refused, session kept.
+    let bad = secured(&mut channel, ins::PUT_DATA, &[0xC1, 0x02, 0x0A, 0x01])?;
+    run.step("personalise.put-data-bad-plaintext", |l| l.send(&bad));
     let put_record = secured(&mut channel, ins::PUT_DATA, record.as_bytes())?;
     run.step("personalise.put-data-record", |l| l.send(&put_record));
     let attrs: Vec<u8> = entries.iter().flat_map(AttributeEntry::encode).collect();

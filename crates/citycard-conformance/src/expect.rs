@@ -211,6 +211,10 @@ pub static V1: Table = Table {
         e("anchor.general-authenticate", "§3.2 §10.9", Sw(0x6982)),
         e("anchor.get-challenge", "§6.5", Data(16)),
         e("anchor.get-challenge-wrong-le", "§6.5", Sw(0x6700)),
+        e("anchor.wrong-p1p2", "§3.2 §9", Sw(0x6A86)),
+        e("anchor.chain-first-segment", "§4", Done),
+        e("anchor.chain-interrupted", "§4 §9", Sw(0x6883)),
+        e("anchor.chain-too-long", "§4 §9", Sw(0x6700)),
         e("anchor.challenges-differ", "§6.5 §7.8", Data(16)),
         e(
             "anchor.external-authenticate-no-station",
@@ -238,6 +242,7 @@ pub static V1: Table = Table {
         e("personalise.restart-pso", "§6.4", Done),
         e("personalise.restart-get-challenge", "§6.5", Data(16)),
         e("personalise.restart-external-authenticate", "§6.6", CardKey),
+        e("personalise.put-data-bad-plaintext", "§6.7 §9", Sw(0x6A80)),
         e("personalise.put-data-record", "§6.7", Done),
         e("personalise.put-data-attributes", "§6.7", Done),
         e("personalise.activate", "§6.8", Done),
