@@ -162,6 +162,9 @@ fn emulate(args: &EmulateArgs, trace: bool) -> anyhow::Result<ExitCode> {
             .unwrap_or_default(),
     );
     if args.profile == Profile::Piv {
+        if let Some(fault) = answer_fault {
+            bail!("--fault {fault} alters citycard GENERAL AUTHENTICATE answers; it does not apply to --profile piv");
+        }
         let mut card = PivCard::new(storage, rng);
         let Some(summary) = card.summary() else {
             bail!(
