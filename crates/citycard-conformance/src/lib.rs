@@ -1,17 +1,4 @@
-//! Conformance kits for card and reader makers.
-//!
-//! - [`card::run_card_kit`]: checks a card in any reader (any
-//!   [`CardTransport`](citycard_transport::CardTransport)) against the spec
-//!   version this build implements: life cycle and status words on a blank
-//!   card, anchoring, personalisation by a throwaway city, every reader
-//!   profile, every refusal path, the uniform-answer and answer-length
-//!   properties, timing per command.
-//! - [`vectors::replay`]: byte-exact replay of a test vector on a card in
-//!   deterministic mode.
-//! - [`expect`]: the one table that says what the card must answer at each
-//!   step, per spec version.
-//! - [`reader`]: the expected verdict for each card of the reader kit.
-//! - [`report`]: text, JSON and JUnit XML reports.
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
 pub mod card;
