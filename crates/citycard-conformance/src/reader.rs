@@ -391,6 +391,7 @@ impl ReaderKit {
             .as_secs();
         let list = RevocationListBody {
             issuer: home.issuer.clone(),
+            group: 0,
             sequence: 1,
             issued_at: now,
             next_update: now + 7 * 86_400,
@@ -400,6 +401,7 @@ impl ReaderKit {
         let list = RevocationList::assemble(&tbs, &crypto::sign(&home.root, &tbs))?;
         let body = TrustBundleBody {
             issuer: home.issuer.clone(),
+            group: 0,
             root: home.root.public_key(),
             issued_at: now,
             stations: vec![home.station_certificate.clone()],

@@ -1006,6 +1006,42 @@ impl Registry {
         Ok(ids)
     }
 
+    /// The revocation ids the signed list of linkability group `group` must
+    /// carry on `as_of`: those of revoked cards and of spoiled intents that
+    /// carry a card key, except the ones whose card can no longer be valid —
+    /// its last valid day (`expires_on`, which an intent records for the card
+    /// it would have issued) more than
+    /// [`REVOCATION_GRACE_DAYS`](citycard_proto::revocation::REVOCATION_GRACE_DAYS)
+    /// days before `as_of`. Sorted ascending.
+    ///
+    /// Every card of this protocol version belongs to group 0; any other
+    /// group has no cards yet, so its list is empty.
+    pub fn revocation_ids_for(&self, group: u8, as_of: Date) -> Result<Vec<[u8; 8]>> {
+        use citycard_proto::revocation::{GROUP_COUNT, REVOCATION_GRACE_DAYS};
+        if group >= GROUP_COUNT {
+            return Err(invalid("group", "must be 0 to 7"));
+        }
+        if group != 0 {
+            return Ok(Vec::new());
+        }
+        let cutoff = Date::from_days_since_epoch(
+            as_of.days_since_epoch() - i64::from(REVOCATION_GRACE_DAYS),
+        )
+        .map_err(|_| invalid("as_of", "out of range"))?;
+        let mut stmt = self.conn.prepare(
+            "SELECT revocation_id FROM cards \
+             WHERE state IN ('revoked', 'spoiled') AND revocation_id IS NOT NULL \
+               AND expires_on >= ?1 \
+             ORDER BY revocation_id",
+        )?;
+        let rows = stmt
+            .query_map([cutoff.to_string()], |r| r.get::<_, Vec<u8>>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|id| fixed::<8>("revocation id", id))
+            .collect()
+    }
+
     /// The record of one card, if known.
     pub fn card(&self, card_number: &str) -> Result<Option<CardRecord>> {
         self.cards_where("card_number = ?1", card_number)?

@@ -49,6 +49,11 @@ CREATE TABLE cards (
 CREATE UNIQUE INDEX cards_one_live_card_per_resident
     ON cards (resident_ref) WHERE state IN ('intent', 'issued');
 
+-- What the signed revocation lists read (Registry::revocation_ids_for):
+-- sorted ids with their last valid day, without scanning every card.
+CREATE INDEX cards_on_revocation_lists
+    ON cards (revocation_id, expires_on)
+    WHERE state IN ('revoked', 'spoiled') AND revocation_id IS NOT NULL;
 CREATE INDEX cards_by_batch_row
     ON cards (batch_id, batch_row) WHERE batch_id IS NOT NULL;
 

@@ -16,10 +16,12 @@ use citycard_issuer::piv::{self as piv_issue, PivIssued, PivOptions};
 use citycard_issuer::resident;
 use citycard_issuer::IssuerError;
 use citycard_keys::{
-    open_management_key, EnvOrPrompt, KeyLocation, ManagementKey, ManagementKeyLocation,
-    Pkcs11Location, SoftManagementKey,
+    open_management_key, KeyLocation, ManagementKey, ManagementKeyLocation, Pkcs11Location,
+    SoftManagementKey,
 };
 use citycard_piv_card::PivCard;
+
+use crate::secrets::EnvOrPrompt;
 use citycard_proto::attr::AttributeSet;
 use citycard_registry::{RegistryError, RevocationReason};
 use citycard_transport::{
@@ -159,7 +161,8 @@ pub enum PartnerCommand {
 /// `citycard trust …`
 #[derive(clap::Subcommand, Debug)]
 pub enum TrustCommand {
-    /// Write the trust bundle partners load offline.
+    /// Write the trust bundle partners load offline, with the last published
+    /// revocation list (refused if cards were revoked since: use `revocation publish`).
     Export {
         /// Issuer home.
         #[arg(long)]
@@ -168,12 +171,21 @@ pub enum TrustCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Show a trust bundle: issuer, root fingerprint, list number, dates, revoked count.
+    Show {
+        /// The trust bundle file.
+        file: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `citycard revocation …`
 #[derive(clap::Subcommand, Debug)]
 pub enum RevocationCommand {
-    /// Sign and write the current revocation list.
+    /// Sign a new revocation list and write the trust bundle that carries it:
+    /// the file partners load (`verify --trust`, `watch --trust`).
     Publish {
         /// Issuer home.
         #[arg(long)]
@@ -181,7 +193,7 @@ pub enum RevocationCommand {
         /// Days until the next scheduled update.
         #[arg(long, default_value_t = 7)]
         next_update_days: u32,
-        /// Output file.
+        /// Where to write the trust bundle.
         #[arg(long)]
         out: PathBuf,
     },
@@ -529,9 +541,12 @@ fn write_out(out: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `trust export`.
+/// `trust export`, `trust show`.
 pub fn trust(cmd: TrustCommand) -> anyhow::Result<ExitCode> {
-    let TrustCommand::Export { dir, out } = cmd;
+    let (dir, out) = match cmd {
+        TrustCommand::Export { dir, out } => (dir, out),
+        TrustCommand::Show { file, json } => return trust_show(&file, json),
+    };
     let home = issuer_try!(IssuerHome::open(&dir));
     let (_, now_unix) = issuer_try!(now());
     let bundle = issuer_try!(home.export_trust(&EnvOrPrompt, now_unix));
@@ -556,16 +571,100 @@ pub fn revocation(cmd: RevocationCommand) -> anyhow::Result<ExitCode> {
     } = cmd;
     let home = issuer_try!(IssuerHome::open(&dir));
     let (_, now_unix) = issuer_try!(now());
-    let list = issuer_try!(home.publish_revocations(next_update_days, &EnvOrPrompt, now_unix));
-    write_out(&out, list.as_bytes())?;
+    let bundle = issuer_try!(home.publish(next_update_days, &EnvOrPrompt, now_unix));
+    write_out(&out, bundle.as_bytes())?;
+    let list = bundle.body().revocations.body();
     println!(
-        "Revocation list #{} written to {} ({} bytes, {} revoked card(s), next update in {next_update_days} day(s)).",
-        list.body().sequence,
+        "Trust bundle with revocation list #{} written to {} ({} bytes, {} revoked card(s), next update in {next_update_days} day(s)). Give partners this file.",
+        list.sequence,
         out.display(),
-        list.as_bytes().len(),
-        list.body().revoked.len()
+        bundle.as_bytes().len(),
+        list.revoked.len()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `trust show FILE`.
+fn trust_show(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let bundle = match citycard_reader::load_bundle(file) {
+        Ok(b) => b,
+        Err(e) => return fail(3, e),
+    };
+    let verified = bundle.verify().is_ok();
+    let body = bundle.body();
+    let list = body.revocations.body();
+    let fingerprint = hex::encode(citycard_reader::root_fingerprint(&body.root));
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let age = now_unix.saturating_sub(list.issued_at);
+    let stale = now_unix > list.next_update;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "schema_version": 1,
+                "issuer": body.issuer,
+                "group": body.group,
+                "root_fingerprint": fingerprint,
+                "signature_valid": verified,
+                "bundle_issued_at": body.issued_at,
+                "stations": body.stations.len(),
+                "revocation_list": {
+                    "sequence": list.sequence,
+                    "issued_at": list.issued_at,
+                    "next_update": list.next_update,
+                    "revoked": list.revoked.len(),
+                    "age_secs": age,
+                    "stale": stale,
+                },
+                "bytes": bundle.as_bytes().len(),
+            })
+        );
+    } else {
+        let when = |t: u64| {
+            citycard_proto::Date::from_days_since_epoch((t / 86_400) as i64)
+                .map(|d| format!("{d} {:02}:{:02} UTC", t % 86_400 / 3600, t % 3600 / 60))
+                .unwrap_or_else(|_| t.to_string())
+        };
+        let next = if stale {
+            format!(
+                "passed {} ago: readers refuse cards",
+                super::verify::human_duration(now_unix - list.next_update)
+            )
+        } else {
+            format!(
+                "in {}",
+                super::verify::human_duration(list.next_update - now_unix)
+            )
+        };
+        println!(
+            "Trust bundle {} ({} bytes)",
+            file.display(),
+            bundle.as_bytes().len()
+        );
+        println!("  issuer            {} (group {})", body.issuer, body.group);
+        println!("  root fingerprint  {fingerprint}");
+        println!(
+            "  signatures        {}",
+            if verified { "valid" } else { "INVALID" }
+        );
+        println!("  stations          {}", body.stations.len());
+        println!("  revocation list   #{}", list.sequence);
+        println!(
+            "  issued at         {} ({} ago)",
+            when(list.issued_at),
+            super::verify::human_duration(age)
+        );
+        println!("  next update       {} ({next})", when(list.next_update));
+        println!("  revoked cards     {}", list.revoked.len());
+    }
+    Ok(if verified {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 /// `revoke`.
@@ -576,8 +675,10 @@ pub fn revoke(args: &RevokeArgs) -> anyhow::Result<ExitCode> {
         .revoke(&args.card, args.reason, &actor())
         .map_err(IssuerError::from));
     println!(
-        "Card {} revoked ({}). Publish a new revocation list to tell the readers.",
-        args.card, args.reason
+        "Card {} revoked ({}). Tell partners: `citycard revocation publish --dir {} --out BUNDLE` and give them BUNDLE.",
+        args.card,
+        args.reason,
+        args.dir.display()
     );
     Ok(ExitCode::SUCCESS)
 }
