@@ -145,7 +145,7 @@ fn the_card_kit_passes_our_card_and_names_the_step_of_every_fault() {
     for (fault, step, says) in cases {
         let (code, report) = card_kit(Some(fault));
         assert_eq!(
-            code, 50,
+            code, 51,
             "{fault}: exit status for a card that does not conform"
         );
         let (id, observed) =
@@ -234,7 +234,7 @@ fn the_reader_kit_fails_a_reader_that_calls_every_card_genuine() {
         .output()
         .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(50));
+    assert_eq!(out.status.code(), Some(51));
     let steps = report["steps"].as_array().unwrap();
     let genuine = steps.iter().find(|s| s["id"] == "reader.genuine").unwrap();
     assert_eq!(genuine["outcome"], "pass");
@@ -283,7 +283,7 @@ fn vectors_replay_on_a_card_in_deterministic_mode_only() {
     // A card without deterministic mode (as every production card) does not,
     // and the report says why.
     let (code, report) = replay(&[]);
-    assert_eq!(code, Some(50));
+    assert_eq!(code, Some(51));
     let (_, observed) = first_failure(&report).unwrap();
     assert!(observed.contains("production build"), "{observed}");
 }

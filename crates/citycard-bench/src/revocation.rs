@@ -60,6 +60,7 @@ pub fn measure(
         "LIEGE",
         "LG",
         None,
+        None,
         &secrets,
     )?;
     let (today, now_unix) = citycard_issuer::home::now()?;

@@ -234,7 +234,7 @@ fn piv_issuance_end_to_end_with_its_refusals() {
         .unwrap()
         .contains("refused the management key"));
     assert_eq!(o.registry().counts().unwrap(), Default::default());
-    // --card-key-from with a key the card does not hold: 12, nothing written.
+    // --card-key-from with a key the card does not hold: 13, nothing written.
     o.write(
         "other.pem",
         "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEDFPOUAFX8BeO4rWkRgC16j4bEcvn\nWzZfwtNXTLGVeUmafP9T4FSdoWgC7vrIZdYXgrwFCP2QusaL86BEF9GNjA==\n-----END PUBLIC KEY-----\n",
@@ -250,7 +250,7 @@ fn piv_issuance_end_to_end_with_its_refusals() {
             "other.pem",
         ],
     ));
-    assert_exit(&out, 12);
+    assert_exit(&out, 13);
     assert_eq!(o.registry().counts().unwrap(), Default::default());
     o.write("bad.pem", "not a key\n", 0o644);
     let out = o.run(&personalise(
@@ -382,6 +382,7 @@ fn the_default_profile_output_is_unchanged() {
             "expires_on",
             "issued_on",
             "ok",
+            "resident_id",
             "schema_version"
         ]
     );

@@ -11,9 +11,6 @@ use citycard_conformance::report::Report;
 use citycard_conformance::{run_card_kit, vectors, SpecVersion};
 use citycard_transport::{PcscContext, Traced, TransportError};
 
-/// Exit status when the card or reader under test does not conform.
-pub const NOT_CONFORMING_EXIT_STATUS: u8 = 50;
-
 /// `citycard conformance …`
 #[derive(clap::Subcommand, Debug)]
 pub enum ConformanceCommand {
@@ -38,7 +35,7 @@ pub struct OutputArgs {
 }
 
 impl OutputArgs {
-    /// Prints `report` and returns the exit code (0 conforms, 50 does not).
+    /// Prints `report` and returns the exit code (0 conforms, 51 does not).
     pub fn emit(&self, report: &Report) -> anyhow::Result<ExitCode> {
         if self.json {
             println!("{}", report.to_json());
@@ -52,7 +49,7 @@ impl OutputArgs {
         Ok(if report.passed() {
             ExitCode::SUCCESS
         } else {
-            ExitCode::from(NOT_CONFORMING_EXIT_STATUS)
+            ExitCode::from(crate::exit::NOT_CONFORMING)
         })
     }
 }
@@ -99,7 +96,7 @@ fn card(args: &CardArgs, trace: bool) -> anyhow::Result<ExitCode> {
         Ok(_) => {}
         Err(TransportError::Timeout) => {
             eprintln!("citycard: error: no card in {reader} within {}s", args.wait);
-            return Ok(ExitCode::from(1));
+            return Ok(ExitCode::from(crate::exit::ERROR));
         }
         Err(e) => return Err(e.into()),
     }

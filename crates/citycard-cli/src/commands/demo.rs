@@ -85,6 +85,7 @@ pub fn run(args: &DemoArgs, trace: bool) -> anyhow::Result<ExitCode> {
         "DEMO",
         "DC",
         None,
+        None,
         &secrets,
     )?;
     home.add_station("town-hall", 180, None, &secrets, today)?;

@@ -6,7 +6,7 @@ pub mod card;
 pub mod conformance;
 pub mod conformance_reader;
 pub mod demo;
-pub mod issuer;
+pub mod office;
 pub mod verify;
 pub mod watch;
 

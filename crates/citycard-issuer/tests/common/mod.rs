@@ -76,6 +76,7 @@ pub fn city() -> City {
         "LIEGE",
         "LG",
         None,
+        Some(365),
         &secrets(),
     )
     .unwrap();
