@@ -45,6 +45,9 @@ enum Command {
     /// List PC/SC readers and whether a card is present.
     #[command(after_help = "Example:\n  citycard readers")]
     Readers,
+    /// Conformance kits for card and reader makers (docs/conformance.md).
+    #[command(subcommand)]
+    Conformance(commands::conformance::ConformanceCommand),
     /// Send raw APDUs (hex) to the card in a PC/SC reader and print the responses.
     #[command(
         after_help = "Example:\n  citycard apdu -r 'Virtual PCD 00' 00A404000AF043495459434152440100"
@@ -112,6 +115,7 @@ impl Command {
             self,
             Self::Demo(_)
                 | Self::Card(_)
+                | Self::Conformance(_)
                 | Self::Apdu(_)
                 | Self::Verify(_)
                 | Self::Personalise(_)
@@ -166,13 +170,14 @@ fn main() -> ExitCode {
         }
     };
     if cli.trace && !cli.command.talks_to_cards() {
-        eprintln!("citycard: error: --trace is for commands that talk to a card (demo, card, apdu, verify, personalise, batch)");
+        eprintln!("citycard: error: --trace is for commands that talk to a card (demo, card, conformance, apdu, verify, personalise, batch)");
         return ExitCode::from(exit::USAGE);
     }
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(&args, cli.trace),
         Command::Bench(args) => commands::bench::run(&args),
         Command::Card(cmd) => commands::card::run(cmd, cli.trace),
+        Command::Conformance(cmd) => commands::conformance::run(cmd, cli.trace),
         Command::Readers => commands::apdu::readers(),
         Command::Apdu(args) => commands::apdu::run(&args, cli.trace),
         Command::Verify(args) => commands::verify::run(&args, cli.trace),
