@@ -5,13 +5,7 @@
 //! up during a batch, validation before allocation, the officer's commands,
 //! all-or-nothing writes, output files that are never replaced when they are
 //! devices, `resident forget` of a live card, Ctrl-C in a batch.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![cfg(test)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

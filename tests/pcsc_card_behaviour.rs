@@ -1,13 +1,7 @@
 //! The emulated card behaves like a card through pcscd: it keeps its state
 //! across client reconnects, resets and emulator restarts (its state file is
 //! its EEPROM), a reset drops volatile state, and `--fault clone` is detected.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![cfg(test)]
 
 use std::time::Duration;
 

@@ -4,13 +4,7 @@
 //!
 //! Needs `tools/testbench start` (pcscd with vpcd) and the tools installed
 //! (`tools/testbench install`).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![cfg(test)]
 
 use std::path::Path;
 

@@ -3,13 +3,7 @@
 //! process exits with status 75, like a pulled card). After a restart on the
 //! same state file the card is in the state before that write (SPEC §3.3), and
 //! personalisation can be completed.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![cfg(test)]
 
 use std::time::Duration;
 

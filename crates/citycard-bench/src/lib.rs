@@ -6,15 +6,6 @@
 //! time from on-card operation counts × public JCOP figures (SPEC §12, module
 //! [`model`]). `citycard bench [--json] [--quick]` prints the [`Report`].
 //! Timings are measured here and never asserted in tests.
-#![cfg_attr(
-    test,
-    allow(
-        clippy::unwrap_used,
-        clippy::expect_used,
-        clippy::indexing_slicing,
-        clippy::panic
-    )
-)]
 
 pub mod city;
 pub mod compare;

@@ -6,13 +6,7 @@
 //! Cards in each state are built by replaying the committed vectors on a card
 //! in deterministic mode (`fuzz/bodies/card.rs`), so valid commands from the
 //! vectors are valid here too.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![cfg(test)]
 
 #[path = "../../../fuzz/bodies/proto.rs"]
 mod proto;

@@ -1,11 +1,6 @@
 //! `citycard demo` runs the whole story on the built-in emulated card and
 //! every step behaves as specified (the JSON form reports each check).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![cfg(test)]
 
 #[test]
 fn demo_tells_the_whole_story() {

@@ -8,13 +8,7 @@
 //!
 //! Only one process may own a vpcd port at a time: the tests in this file take
 //! a process-wide lock and run one after the other.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic,
-    missing_docs
-)]
+#![cfg(test)]
 
 use std::ffi::CString;
 use std::net::SocketAddr;

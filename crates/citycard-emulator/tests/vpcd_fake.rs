@@ -1,12 +1,6 @@
 //! The vpcd bridge against a fake vpcd (a TCP listener in the test that speaks
 //! the protocol). Needs no pcscd.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic,
-    missing_docs
-)]
+#![cfg(test)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

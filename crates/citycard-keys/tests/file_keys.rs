@@ -1,10 +1,5 @@
 //! Keys in encrypted PKCS#8 files.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+#![cfg(test)]
 
 use std::path::Path;
 use std::process::Command;

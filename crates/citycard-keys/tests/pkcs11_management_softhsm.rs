@@ -2,12 +2,7 @@
 //! real SoftHSM2 (same set-up as `pkcs11_softhsm.rs`: one token directory per
 //! test binary, one token per test), and one mutual authentication with the
 //! emulated PIV card driven by the token key.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+#![cfg(test)]
 
 mod common;
 

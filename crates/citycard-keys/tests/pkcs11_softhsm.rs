@@ -4,12 +4,7 @@
 //! initialises each module once, so this test binary has one token directory
 //! (in a temporary directory) with one token per test, all created with
 //! `softhsm2-util` before the library is first loaded.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+#![cfg(test)]
 
 mod common;
 

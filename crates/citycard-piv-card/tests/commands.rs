@@ -1,11 +1,5 @@
 //! In-memory tests of every command and of the state rules of the PIV card.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic,
-    missing_docs
-)]
+#![cfg(test)]
 
 use citycard_card::{MemoryStorage, Storage, StorageError};
 use citycard_piv_card::consts::{DEFAULT_MANAGEMENT_KEY, PIV_AID};

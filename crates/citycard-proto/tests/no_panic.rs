@@ -2,13 +2,7 @@
 //! bodies of the cargo-fuzz targets (`fuzz/bodies/proto.rs`, shared with
 //! `fuzz/fuzz_targets`) run over their seed corpus and a few thousand
 //! mutations of it, plus the regression inputs the fuzzers found.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![cfg(test)]
 
 #[path = "../../../fuzz/bodies/proto.rs"]
 mod bodies;

@@ -9,13 +9,7 @@
 //! transmit that never returns blocks `verify` (the transport's own timeout
 //! applies: PC/SC's; the tap service reports a stall after
 //! `WatchConfig::card_timeout` and keeps serving other readers).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![cfg(test)]
 
 #[path = "../../../fuzz/bodies/proto.rs"]
 mod proto;

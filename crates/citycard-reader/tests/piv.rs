@@ -2,14 +2,7 @@
 //! against a scripted PIV card that can misbehave as each test needs. The
 //! emulated PIV card (`citycard-piv-card`) and real peer tools are exercised
 //! end to end in `tests/pcsc_piv_profile.rs`.
-
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![cfg(test)]
 
 use citycard_proto::apdu::CommandView;
 use citycard_proto::piv::{self, CardAuthenticationBody, CardAuthenticationCertificate};

@@ -1,12 +1,5 @@
 //! The partner credential file and trust loading: each problem its own error.
-
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![cfg(test)]
 
 use citycard_proto::crypto;
 use citycard_proto::revocation::TrustBundle;

@@ -1,14 +1,7 @@
 //! The reader procedure (SPEC §8) against real reference cards (`Applet` over
 //! `MemoryTransport`, personalised with the testkit's scripted station) and
 //! fake cards where a real one cannot misbehave as needed.
-
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![cfg(test)]
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;

@@ -7,13 +7,7 @@
 //! Needs the bench (`tools/testbench start`). Without it these tests FAIL
 //! with a message saying so; with `CITYCARD_NO_PCSCD=1` they print a NOTICE
 //! and pass without testing.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![cfg(test)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -2,12 +2,7 @@
 //! (schema version 2): attached once, never changed; kept by a spoiled
 //! intent, whose revocation id then goes on the revocation list; the
 //! issued/revoked invariants unchanged.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+#![cfg(test)]
 
 mod common;
 

@@ -1,11 +1,6 @@
 //! Behaviour of the issuance registry through its public API, plus raw SQL
 //! checks that the database itself enforces what matters.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+#![cfg(test)]
 
 mod common;
 

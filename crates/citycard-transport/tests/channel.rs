@@ -1,11 +1,5 @@
 //! CardChannel, Traced and MemoryTransport against small fake cards.
-
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+#![cfg(test)]
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
