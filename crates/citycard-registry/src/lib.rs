@@ -13,6 +13,7 @@
 mod backend;
 mod error;
 mod model;
+pub mod pg;
 pub mod schema;
 mod sqlite;
 #[cfg(test)]
@@ -25,6 +26,7 @@ pub use model::{
     AuditEntry, CardNumber, CardRecord, CardState, Counts, ForgetReport, Intent, Lease,
     NewIssuance, RevocationReason, RevokedCard,
 };
+pub use pg::PgRegistry;
 pub use sqlite::Registry;
 
 use citycard_proto::AttributeId;
