@@ -189,4 +189,6 @@ CREATE TRIGGER audit_never_truncated BEFORE TRUNCATE ON audit
     FOR EACH STATEMENT EXECUTE FUNCTION citycard_append_only();
 CREATE TRIGGER card_group_keys_append_only BEFORE UPDATE OR DELETE ON card_group_keys
     FOR EACH ROW EXECUTE FUNCTION citycard_append_only();
+CREATE TRIGGER card_group_keys_never_truncated BEFORE TRUNCATE ON card_group_keys
+    FOR EACH STATEMENT EXECUTE FUNCTION citycard_append_only();
 ";
