@@ -14,6 +14,7 @@ mod common;
 use citycard_registry::schema::{SCHEMA, SCHEMA_VERSION};
 use citycard_registry::{CardNumber, NewIssuance, Registry, RegistryError};
 use common::*;
+use rstest::rstest;
 
 fn next<'a>(
     resident: &'a str,
@@ -64,9 +65,9 @@ fn a_version_2_registry_is_upgraded_in_place() {
     Registry::open(&path).unwrap();
 }
 
-#[test]
-fn refused_issuances_consume_no_card_number() {
-    let mut f = fixture();
+#[rstest]
+fn refused_issuances_consume_no_card_number(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+    let mut f = fixture_on(backend);
     let attrs = attributes(NAME);
     let first = f.reg.begin_intent(&next("r-1", &attrs)).unwrap();
     assert_eq!(first.card_number, "LG-000001");
@@ -80,9 +81,9 @@ fn refused_issuances_consume_no_card_number() {
     assert_eq!(second.card_number, "LG-000002", "no gap after refusals");
 }
 
-#[test]
-fn attributes_are_kept_only_with_a_retention_period() {
-    let mut f = fixture();
+#[rstest]
+fn attributes_are_kept_only_with_a_retention_period(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+    let mut f = fixture_on(backend);
     let attrs = attributes(NAME);
     f.reg.begin_intent(&next("r-1", &attrs)).unwrap();
     assert_eq!(f.reg.resident_attributes("r-1").unwrap(), None);
@@ -97,9 +98,13 @@ fn attributes_are_kept_only_with_a_retention_period() {
     assert_eq!(f.reg.purge_expired_attributes(999, "op-1").unwrap(), 0);
     assert_eq!(f.reg.purge_expired_attributes(1_001, "op-1").unwrap(), 1);
     assert_eq!(f.reg.resident_attributes("r-2").unwrap(), None);
+    if backend != Backend::Sqlite {
+        return;
+    }
     drop(f.reg);
-    let mut bytes = std::fs::read(&f.path).unwrap();
-    if let Ok(wal) = std::fs::read(f.path.with_extension("sqlite-wal")) {
+    let path = std::path::Path::new(&f.location);
+    let mut bytes = std::fs::read(path).unwrap();
+    if let Ok(wal) = std::fs::read(path.with_extension("sqlite-wal")) {
         bytes.extend(wal);
     }
     assert!(!bytes.windows(NAME.len()).any(|w| w == NAME.as_bytes()));
@@ -108,9 +113,9 @@ fn attributes_are_kept_only_with_a_retention_period() {
         .any(|w| w == ADDRESS.as_bytes()));
 }
 
-#[test]
-fn leases_own_intents_and_can_be_taken_over_once() {
-    let mut f = fixture();
+#[rstest]
+fn leases_own_intents_and_can_be_taken_over_once(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+    let mut f = fixture_on(backend);
     let attrs = attributes(NAME);
     let a = f.reg.acquire_lease("reader-a", "host:1", 60).unwrap();
     let b = f.reg.acquire_lease("reader-b", "host:2", 60).unwrap();

@@ -213,7 +213,7 @@ impl RawConn {
                 .map_err(|e| e.to_string()),
             Self::Postgres(c) => {
                 // SQLite blob literals x'..' are bytea escapes in PostgreSQL.
-                let sql = sql.replace(", x'", ", '\\x");
+                let sql = sql.replace(" x'", " '\\x");
                 c.execute(sql.as_str(), &[]).map_err(|e| {
                     let Some(db) = e.as_db_error() else {
                         return e.to_string();
