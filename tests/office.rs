@@ -262,15 +262,42 @@ fn two_desks_do_not_spoil_each_others_cards() {
     let b = tmp.path().join("b.csv");
     csv(
         &a,
-        &(0..8).map(|i| (format!("A{i}"), "Ann")).collect::<Vec<_>>(),
+        &(0..300)
+            .map(|i| (format!("A{i}"), "Ann"))
+            .collect::<Vec<_>>(),
     );
     csv(
         &b,
-        &(0..8).map(|i| (format!("B{i}"), "Bob")).collect::<Vec<_>>(),
+        &(0..30)
+            .map(|i| (format!("B{i}"), "Bob"))
+            .collect::<Vec<_>>(),
     );
     let mut one = batch_cmd(&home, "desk-1", &tmp.path().join("c1"), &a);
     let mut two = batch_cmd(&home, "desk-1", &tmp.path().join("c2"), &b);
     let (p1, p2) = (one.spawn().unwrap(), two.spawn().unwrap());
+    // A third process on a reader already in use is refused: it would take
+    // that desk's cards.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Registry::open(home.join("registry.sqlite"))
+        .unwrap()
+        .active_leases(0)
+        .unwrap()
+        .len()
+        < 2
+    {
+        assert!(Instant::now() < deadline, "desks did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = batch_cmd(&home, "desk-2", &tmp.path().join("c1"), &b)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another issuing process"));
     for p in [p1, p2] {
         let out = p.wait_with_output().unwrap();
         assert_eq!(
@@ -282,7 +309,7 @@ fn two_desks_do_not_spoil_each_others_cards() {
     }
     let reg = Registry::open(home.join("registry.sqlite")).unwrap();
     let c = reg.counts().unwrap();
-    assert_eq!((c.issued, c.spoiled, c.open_intents), (16, 0, 0));
+    assert_eq!((c.issued, c.spoiled, c.open_intents), (330, 0, 0));
 }
 
 fn modes(dir: &Path, out: &mut BTreeMap<PathBuf, u32>) {
@@ -792,6 +819,16 @@ fn officer_commands_and_failures_that_leave_nothing_behind() {
     assert_eq!(
         ok(&["audit", "export", "--dir", h, "--since", "2999-01-01"]),
         ""
+    );
+    let audit = tmp.path().join("audit.jsonl");
+    ok(&["audit", "export", "--dir", h, "--out", s(&audit)]);
+    assert_eq!(
+        std::fs::read_to_string(&audit).unwrap(),
+        ok(&["audit", "export", "--dir", h])
+    );
+    assert_eq!(
+        citycard(&["audit", "export", "--dir", h, "--out", s(&audit)]).0,
+        4
     );
 
     // One CLI: --trace only where APDUs flow; completions and a man page.

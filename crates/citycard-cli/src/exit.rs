@@ -12,7 +12,8 @@ pub const USAGE: u8 = 2;
 pub const INPUT: u8 = 3;
 /// Something already exists (issuer home, station, partner, output file without `--force`).
 pub const EXISTS: u8 = 4;
-/// Not an issuer home, unknown or retired station, unknown partner, bad configuration.
+/// Not an issuer home, unknown or retired station, unknown partner, bad
+/// configuration, a reader already used by another issuing process.
 pub const CONFIG: u8 = 5;
 /// Key access failed (wrong passphrase, passphrase too short for a new key, token, PIN).
 pub const KEY: u8 = 6;
@@ -45,7 +46,8 @@ Exit codes (the same in every command):
   2    usage error (bad arguments, invalid name or validity)
   3    invalid input file (resident JSON/CSV, state file, trust bundle, credential)
   4    already exists (home, station, partner, output file without --force)
-  5    not an issuer home, unknown or retired station, unknown partner, bad configuration
+  5    not an issuer home, unknown or retired station, unknown partner, bad configuration,
+       a reader in use by another issuing process
   6    key access failed (passphrase, token, PIN; a new key's passphrase is too short)
   7    the station is outside its validity window
   8    the resident has a live card (personalise: use --replace; resident forget: --force)

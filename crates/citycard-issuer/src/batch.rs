@@ -356,6 +356,10 @@ impl<'a> Counter<'a> {
             }
             let mut ch = match self.next_card() {
                 Ok(ch) => ch,
+                Err(IssuerError::Interrupted) => {
+                    summary.end = BatchEnd::Interrupted;
+                    break;
+                }
                 Err(error) => {
                     summary.end = BatchEnd::NoCard { line, error };
                     break;

@@ -3,7 +3,12 @@
 //! cards (`emulated:DIR`, one state file `card-NNNNNN.state` per card).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// How often waiting for a card checks whether the operator interrupted.
+const INTERRUPT_POLL: Duration = Duration::from_millis(500);
 
 use citycard_card::Applet;
 use citycard_emulator::FileStore;
@@ -37,6 +42,8 @@ pub enum CardSource {
         ctx: PcscContext,
         /// The resolved reader name.
         reader: String,
+        /// Set by the operator (Ctrl-C): stop waiting for a card.
+        interrupt: Option<Arc<AtomicBool>>,
     },
     /// Emulated cards, one state file per card in `dir`.
     Emulated {
@@ -76,7 +83,19 @@ impl CardSource {
             IssuerError::Reader(format!("cannot reach pcscd (is it running?): {e}"))
         })?;
         let reader = ctx.resolve_reader(reader).map_err(reader_error)?;
-        Ok(Self::Pcsc { ctx, reader })
+        Ok(Self::Pcsc {
+            ctx,
+            reader,
+            interrupt: None,
+        })
+    }
+
+    /// Waiting for a card stops with [`IssuerError::Interrupted`] once `flag`
+    /// is set (checked twice a second).
+    pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
+        if let Self::Pcsc { interrupt, .. } = self {
+            *interrupt = Some(flag);
+        }
     }
 
     /// This source as a desk identity for leases: the host and reader name,
@@ -100,14 +119,29 @@ impl CardSource {
     /// emulated card (`card-NNNNNN.state`, continuing after existing files).
     pub fn next_card(&mut self, wait: Duration, trace: bool) -> Result<Channel, IssuerError> {
         let transport: Box<dyn CardTransport> = match self {
-            Self::Pcsc { ctx, reader } => {
-                ctx.wait_for_card(reader, Some(wait)).map_err(|e| match e {
-                    TransportError::Timeout => IssuerError::NoCard {
-                        reader: reader.clone(),
-                        secs: wait.as_secs(),
-                    },
-                    other => reader_error(other),
-                })?;
+            Self::Pcsc {
+                ctx,
+                reader,
+                interrupt,
+            } => {
+                let deadline = std::time::Instant::now() + wait;
+                loop {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    match ctx.wait_for_card(reader, Some(left.min(INTERRUPT_POLL))) {
+                        Ok(_) => break,
+                        Err(TransportError::Timeout) => {}
+                        Err(other) => return Err(reader_error(other)),
+                    }
+                    if interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst)) {
+                        return Err(IssuerError::Interrupted);
+                    }
+                    if left <= INTERRUPT_POLL {
+                        return Err(IssuerError::NoCard {
+                            reader: reader.clone(),
+                            secs: wait.as_secs(),
+                        });
+                    }
+                }
                 Box::new(ctx.connect(reader).map_err(reader_error)?)
             }
             Self::Emulated { dir, next, profile } => {
@@ -132,7 +166,7 @@ impl CardSource {
         trace: bool,
     ) -> Result<Option<Channel>, IssuerError> {
         match self {
-            Self::Pcsc { ctx, reader } => {
+            Self::Pcsc { ctx, reader, .. } => {
                 if ctx
                     .wait_for_card(reader, Some(Duration::from_millis(300)))
                     .is_err()
@@ -180,7 +214,7 @@ impl CardSource {
     /// The current card is finished: power it down and wait for its removal.
     pub fn card_done(&mut self, ch: Channel, wait: Duration) {
         let mut transport = ch.into_inner().into_inner();
-        if let Self::Pcsc { ctx, reader } = self {
+        if let Self::Pcsc { ctx, reader, .. } = self {
             // Power-cycle the card so it keeps no session, then let it go.
             let _ = transport.reset();
             drop(transport);

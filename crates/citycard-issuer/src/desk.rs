@@ -78,6 +78,23 @@ impl Desk {
         let lock_path = lock_path(home, &lease.id);
         let lock = crate::files::create_lock_file(&lock_path)?;
         try_lock(&lock).map_err(|e| IssuerError::io(&lock_path, e))?;
+        // One process per reader: a second one would take the first one's
+        // cards (and reconcile against a card that is not its own).
+        let (_, now) = crate::home::now()?;
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        let busy = reg
+            .active_leases(now)?
+            .into_iter()
+            .find(|l| l.desk == desk && l.id != lease.id && !owner_gone(home, l, now));
+        if let Some(other) = busy {
+            let _ = reg.release_lease(&lease.id);
+            drop(lock);
+            let _ = fs::remove_file(&lock_path);
+            return Err(IssuerError::ReaderBusy {
+                reader: desk.into(),
+                holder: other.holder,
+            });
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let lost = Arc::new(AtomicBool::new(false));
         let heartbeat = {

@@ -66,6 +66,17 @@ pub enum IssuerError {
         /// How long it waited.
         secs: u64,
     },
+    /// Another issuing process is working with this reader (one process per reader).
+    #[error("the reader {reader} is in use by another issuing process ({holder}); use another reader, or wait for it to finish")]
+    ReaderBusy {
+        /// The reader (desk identity).
+        reader: String,
+        /// The other process (`host:pid`).
+        holder: String,
+    },
+    /// The operator interrupted the run (Ctrl-C) while it waited for a card.
+    #[error("interrupted by the operator")]
+    Interrupted,
     /// Intents left open by a stopped run on this reader must be reconciled first.
     #[error("{count} intent(s) left open by a stopped run on this reader; rerun with --resume to reconcile them against the card in the reader and continue")]
     NeedsResume {

@@ -12,6 +12,12 @@ use crate::prelude::*;
 /// The issuance registry's operations (object safe: callers hold
 /// `&mut dyn IssuanceRegistry`).
 pub trait IssuanceRegistry {
+    /// See [`Registry::for_each_audit_since`](crate::Registry::for_each_audit_since).
+    fn for_each_audit_since(
+        &self,
+        since: i64,
+        each: &mut dyn FnMut(AuditEntry) -> Result<()>,
+    ) -> Result<u64>;
     /// See [`Registry::begin_intent`](crate::Registry::begin_intent).
     fn begin_intent(&mut self, n: &NewIssuance<'_>) -> Result<Intent>;
     /// See [`Registry::attach_card_key`](crate::Registry::attach_card_key).
@@ -92,6 +98,14 @@ pub trait IssuanceRegistry {
 }
 
 impl IssuanceRegistry for Registry {
+    fn for_each_audit_since(
+        &self,
+        since: i64,
+        each: &mut dyn FnMut(AuditEntry) -> Result<()>,
+    ) -> Result<u64> {
+        Registry::for_each_audit_since(self, since, each)
+    }
+
     fn begin_intent(&mut self, n: &NewIssuance<'_>) -> Result<Intent> {
         Registry::begin_intent(self, n)
     }

@@ -6,23 +6,40 @@ use crate::prelude::*;
 impl Registry {
     /// The audit log from `since` (unix seconds) on, in order.
     pub fn audit_since(&self, since: i64) -> Result<Vec<AuditEntry>> {
+        let mut out = Vec::new();
+        self.for_each_audit_since(since, &mut |e| {
+            out.push(e);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Streams the audit log from `since` (unix seconds) on, in order, to
+    /// `each` (a city's log is millions of entries: never all in memory).
+    /// Returns how many entries it passed on.
+    pub fn for_each_audit_since(
+        &self,
+        since: i64,
+        each: &mut dyn FnMut(AuditEntry) -> Result<()>,
+    ) -> Result<u64> {
         let mut stmt = self.conn.prepare(
             "SELECT seq, at, actor, station, action, card_number FROM audit \
              WHERE at >= ?1 ORDER BY seq",
         )?;
-        let rows = stmt
-            .query_map([since], |r| {
-                Ok(AuditEntry {
-                    seq: r.get(0)?,
-                    at: r.get(1)?,
-                    actor: r.get(2)?,
-                    station: r.get(3)?,
-                    action: r.get(4)?,
-                    card_number: r.get(5)?,
-                })
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(rows)
+        let mut rows = stmt.query([since])?;
+        let mut n = 0;
+        while let Some(r) = rows.next()? {
+            each(AuditEntry {
+                seq: r.get(0)?,
+                at: r.get(1)?,
+                actor: r.get(2)?,
+                station: r.get(3)?,
+                action: r.get(4)?,
+                card_number: r.get(5)?,
+            })?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// The whole audit log, in order.

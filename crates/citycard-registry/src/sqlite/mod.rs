@@ -95,6 +95,11 @@ pub(crate) fn open_connection(path: &Path) -> Result<Connection> {
 /// each in one exclusive transaction with its `user_version` bump (a step
 /// interrupted by a crash leaves the previous version, to be upgraded again).
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if current >= SCHEMA_VERSION {
+        // Nothing to do: no write lock taken (many desks open the registry).
+        return Ok(());
+    }
     for (from, sql) in MIGRATIONS {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
         let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;

@@ -366,7 +366,7 @@ fn interrupt_flag() -> Arc<AtomicBool> {
                     _ = term.recv() => {}
                 }
                 set.store(true, Ordering::SeqCst);
-                eprintln!("\nInterrupted: finishing the card in progress, then stopping (press Ctrl-C again to wait; kill -9 is safe too: the next run reconciles).");
+                eprintln!("\nInterrupted: finishing the card in progress, then stopping with a summary (kill -9 is safe too: the next run reconciles).");
             });
         });
     if spawned.is_err() {
@@ -445,6 +445,7 @@ pub fn batch(args: &BatchArgs) -> anyhow::Result<ExitCode> {
     let batch_id = hex::encode(&citycard_proto::crypto::sha256(&[&content])[..8]);
     let home = issuer_try!(json, IssuerHome::open(&args.desk.home.dir));
     let mut counter = issuer_try!(json, args.desk.counter(&home, args.wait));
+    counter.source.set_interrupt(interrupted.clone());
     let piv_options = piv_key.as_ref().map(|key| PivOptions {
         management_key: key.as_ref(),
         allow_default_management_key: args.desk.profile.allow_default_management_key,

@@ -103,12 +103,14 @@ pub fn code_of_issuer_error(e: &IssuerError) -> u8 {
         | IssuerError::Config(_)
         | IssuerError::UnknownStation(_)
         | IssuerError::UnknownPartner(_)
-        | IssuerError::StationRetired(_) => exit::CONFIG,
+        | IssuerError::StationRetired(_)
+        | IssuerError::ReaderBusy { .. } => exit::CONFIG,
         IssuerError::InvalidName { .. } | IssuerError::InvalidValidity(_) => exit::USAGE,
         IssuerError::StationNotValid { .. } => exit::STATION_NOT_VALID,
         IssuerError::Key(_) => exit::KEY,
         IssuerError::NeedsResume { .. } => exit::REGISTRY,
         IssuerError::NoCard { .. } => exit::CARD_REMOVED,
+        IssuerError::Interrupted => exit::INTERRUPTED,
         IssuerError::Registry(RegistryError::ResidentHasLiveCard { .. }) => exit::LIVE_CARD,
         IssuerError::Registry(RegistryError::AlreadyExists { .. }) => exit::EXISTS,
         IssuerError::Registry(_) => exit::REGISTRY,

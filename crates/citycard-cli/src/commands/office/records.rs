@@ -293,29 +293,42 @@ pub fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     };
     let h = issuer_try!(false, IssuerHome::open(&home.dir));
     let reg = issuer_try!(false, h.registry());
-    let entries = issuer_try!(false, reg.audit_since(since));
-    let mut text = String::new();
-    for e in &entries {
-        text.push_str(
-            &serde_json::json!({
+    // Streamed: a city's log is millions of lines.
+    let write_all = |w: &mut dyn std::io::Write| -> Result<u64, citycard_issuer::IssuerError> {
+        let n = reg.for_each_audit_since(since, &mut |e| {
+            let line = serde_json::json!({
                 "schema_version": super::JSON_SCHEMA_VERSION, "seq": e.seq, "at": e.at,
                 "actor": e.actor, "station": e.station, "action": e.action,
                 "card_number": e.card_number,
-            })
-            .to_string(),
-        );
-        text.push('\n');
-    }
+            });
+            writeln!(w, "{line}").map_err(citycard_registry::RegistryError::Io)
+        })?;
+        Ok(n)
+    };
     match out {
-        None => print!("{text}"),
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = std::io::BufWriter::new(stdout.lock());
+            issuer_try!(false, write_all(&mut lock));
+            issuer_try!(
+                false,
+                std::io::Write::flush(&mut lock).map_err(|e| citycard_issuer::IssuerError::Io {
+                    path: "stdout".into(),
+                    source: e
+                })
+            );
+        }
         Some(out) => {
             let out = OutArgs { out, force };
-            issuer_try!(false, out.write(text.as_bytes()));
-            eprintln!(
-                "{} audit entries written to {}.",
-                entries.len(),
-                out.out.display()
+            let mut n = 0;
+            issuer_try!(
+                false,
+                citycard_issuer::files::write_with(&out.out, out.overwrite(), &mut |w| {
+                    n = write_all(w)?;
+                    Ok(())
+                })
             );
+            eprintln!("{n} audit entries written to {}.", out.out.display());
         }
     }
     Ok(ExitCode::SUCCESS)
