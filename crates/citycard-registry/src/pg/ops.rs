@@ -1,6 +1,7 @@
 //! The registry's operations on PostgreSQL: the same contract, checks and
 //! audit entries as the SQLite registry (see [`crate::Registry`]'s methods).
 
+use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Row, Transaction};
 
 use super::PgRegistry;
@@ -807,24 +808,39 @@ impl IssuanceRegistry for PgRegistry {
     }
 
     fn audit_since(&self, since: i64) -> Result<Vec<AuditEntry>> {
+        let mut out = Vec::new();
+        self.for_each_audit_since(since, &mut |e| {
+            out.push(e);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn for_each_audit_since(
+        &self,
+        since: i64,
+        each: &mut dyn FnMut(AuditEntry) -> Result<()>,
+    ) -> Result<u64> {
+        // Rows stream from the server (one snapshot), never all in memory.
         self.read(|tx| {
-            tx.query(
+            let mut rows = tx.query_raw(
                 "SELECT seq, at, actor, station, action, card_number FROM audit \
                  WHERE at >= $1 ORDER BY seq",
-                &[&since],
-            )?
-            .iter()
-            .map(|r| {
-                Ok(AuditEntry {
+                [since],
+            )?;
+            let mut n = 0u64;
+            while let Some(r) = rows.next()? {
+                each(AuditEntry {
                     seq: r.try_get(0)?,
                     at: r.try_get(1)?,
                     actor: r.try_get(2)?,
                     station: r.try_get(3)?,
                     action: r.try_get(4)?,
                     card_number: r.try_get(5)?,
-                })
-            })
-            .collect()
+                })?;
+                n += 1;
+            }
+            Ok(n)
         })
     }
 
