@@ -203,3 +203,94 @@ fn server_errors_do_not_quote_the_failing_row() {
     assert!(shown.contains("23505"), "{shown}");
     assert!(!shown.contains("file-4711"), "{shown}");
 }
+
+#[test]
+fn a_sqlite_registry_moves_to_postgres_with_every_record() {
+    use citycard_registry::pg::copy_sqlite_to_postgres;
+    use citycard_registry::{CardNumber, IssuanceRegistry, NewIssuance, RevocationReason};
+    let mut f = fixture();
+    let attrs = attributes(NAME);
+    let mut numbers = Vec::new();
+    for i in 0..20u64 {
+        numbers.push(issue(&mut f.reg, &format!("r-{i}"), i + 1));
+    }
+    f.reg.revoke(&numbers[3], RevocationReason::Lost, "op-1").unwrap();
+    let replacement = f
+        .reg
+        .begin_intent(&with_replaces(
+            NewIssuance {
+                batch: Some(("night-1", 7)),
+                ..issuance("LG-900", "r-5", &attrs)
+            },
+            RevocationReason::Stolen,
+        ))
+        .unwrap();
+    let (key, rid) = card_key(500);
+    f.reg.attach_card_key(replacement.id, &key, &rid, "op-1").unwrap();
+    f.reg.mark_spoiled(replacement.id, "torn", "op-1").unwrap();
+    let lease = f.reg.acquire_lease("reader-a", "host:1", 600).unwrap();
+    let gone = f.reg.acquire_lease("reader-b", "host:2", 600).unwrap();
+    f.reg.release_lease(&gone.id).unwrap();
+    f.reg
+        .begin_intent(&NewIssuance {
+            card_number: CardNumber::Next { prefix: "LG" },
+            lease: Some(&lease.id),
+            ..issuance("unused", "r-open", &attrs)
+        })
+        .unwrap();
+    f.reg.record_action("issuer", Some("desk-1"), "station-added").unwrap();
+    f.reg.next_revocation_sequence().unwrap();
+    f.reg.forget_resident("r-7", "op-1").unwrap();
+
+    let cluster = cluster();
+    let db = cluster.new_database();
+    let admin = cluster.url(ADMIN, &db);
+    PgRegistry::migrate(&admin, Some(PASSWORD)).unwrap();
+    let report = copy_sqlite_to_postgres(&f.reg, &admin, Some(PASSWORD)).unwrap();
+    assert_eq!(report.cards, 22);
+    assert_eq!(report.leases, 2);
+    // A second copy into the same database is refused.
+    assert!(matches!(
+        copy_sqlite_to_postgres(&f.reg, &admin, Some(PASSWORD)),
+        Err(RegistryError::AlreadyExistsAt { .. })
+    ));
+
+    let mut pg = PgRegistry::connect(&cluster.url(STATION, &db), Some(PASSWORD)).unwrap();
+    let sqlite: &mut dyn IssuanceRegistry = &mut f.reg;
+    let all: Vec<String> = numbers
+        .iter()
+        .cloned()
+        .chain(["LG-900".to_string(), "LG-000021".to_string()])
+        .collect();
+    for n in &all {
+        assert_eq!(pg.card(n).unwrap(), sqlite.card(n).unwrap(), "{n}");
+    }
+    assert_eq!(pg.audit_log().unwrap(), sqlite.audit_log().unwrap());
+    assert_eq!(pg.counts().unwrap(), sqlite.counts().unwrap());
+    assert_eq!(pg.counts_by_station().unwrap(), sqlite.counts_by_station().unwrap());
+    assert_eq!(pg.revocation_ids().unwrap(), sqlite.revocation_ids().unwrap());
+    assert_eq!(pg.revoked().unwrap(), sqlite.revoked().unwrap());
+    assert_eq!(pg.open_intents().unwrap(), sqlite.open_intents().unwrap());
+    assert_eq!(pg.active_leases(0).unwrap(), sqlite.active_leases(0).unwrap());
+    assert_eq!(pg.lease(&gone.id).unwrap(), sqlite.lease(&gone.id).unwrap());
+    for r in ["r-1", "r-5", "r-7", "r-open"] {
+        assert_eq!(
+            pg.resident_attributes(r).unwrap(),
+            sqlite.resident_attributes(r).unwrap(),
+            "{r}"
+        );
+        assert_eq!(pg.live_card_of(r).unwrap(), sqlite.live_card_of(r).unwrap());
+    }
+    assert_eq!(pg.batch_row_done("night-1", 7).unwrap(), None);
+    // Counters and ids carry on where SQLite stopped.
+    assert_eq!(pg.next_card_number("LG").unwrap(), sqlite.next_card_number("LG").unwrap());
+    assert_eq!(pg.next_revocation_sequence().unwrap(), 2);
+    issue(&mut pg, "r-new", 77);
+    let log = pg.audit_log().unwrap();
+    assert!(log.windows(2).all(|w| w[0].seq < w[1].seq));
+    // The one-live-card rule holds across the move.
+    assert!(matches!(
+        pg.begin_intent(&issuance("LG-999", "r-1", &attrs)),
+        Err(RegistryError::ResidentHasLiveCard { .. })
+    ));
+}

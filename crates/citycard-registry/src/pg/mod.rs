@@ -16,7 +16,10 @@
 //! triggers of [`schema`] stay the last line whatever the isolation level.
 
 pub mod schema;
+mod import;
 mod ops;
+
+pub use import::{copy_sqlite_to_postgres, CopyReport};
 
 use core::cell::RefCell;
 use std::path::Path;
