@@ -113,3 +113,13 @@ pub const FORBIDDEN_WORDS: &[&str] = &[
 /// revocation id goes on every revocation list from now on
 /// ([`Registry::revocation_ids`]).
 pub const SPOILED_AFTER_SIGNING: &str = "spoiled-after-signing";
+
+/// The schema version of the SQLite registry file at `path`, read without
+/// upgrading it (0: not a registry).
+pub fn sqlite_file_version(path: impl AsRef<std::path::Path>) -> Result<i64> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path.as_ref(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+}

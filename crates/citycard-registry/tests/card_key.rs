@@ -25,7 +25,9 @@ fn actions(f: &AnyFixture) -> Vec<String> {
 }
 
 #[rstest]
-fn a_key_is_attached_to_an_intent_once_and_never_changed(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+fn a_key_is_attached_to_an_intent_once_and_never_changed(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     let mut f = fixture_on(backend);
     let attrs = attributes(NAME);
     let a = f
@@ -130,7 +132,11 @@ fn a_key_is_attached_to_an_intent_once_and_never_changed(#[values(Backend::Sqlit
         .begin_intent(&issuance("LG-3", "r-3", &attrs))
         .unwrap();
     for sql in [
-        format!("UPDATE cards SET card_key = x'{}' WHERE intent_id = {}", hex::encode(other), c.id),
+        format!(
+            "UPDATE cards SET card_key = x'{}' WHERE intent_id = {}",
+            hex::encode(other),
+            c.id
+        ),
         format!(
             "UPDATE cards SET revocation_id = x'{}' WHERE intent_id = {}",
             hex::encode(other_rid),
@@ -143,7 +149,9 @@ fn a_key_is_attached_to_an_intent_once_and_never_changed(#[values(Backend::Sqlit
 }
 
 #[rstest]
-fn a_spoiled_intent_with_a_key_lands_in_the_revocation_list(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+fn a_spoiled_intent_with_a_key_lands_in_the_revocation_list(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     let mut f = fixture_on(backend);
     let attrs = attributes(NAME);
     // A revoked card, an issued one, a card spoiled before signing, one after.
@@ -236,7 +244,9 @@ fn a_spoiled_intent_with_a_key_lands_in_the_revocation_list(#[values(Backend::Sq
 }
 
 #[rstest]
-fn issued_and_revoked_rows_still_need_a_key(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+fn issued_and_revoked_rows_still_need_a_key(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     let mut f = fixture_on(backend);
     let number = issue(&mut *f.reg, "r-1", 1);
     let mut conn = f.raw();

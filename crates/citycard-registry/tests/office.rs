@@ -66,7 +66,9 @@ fn a_version_2_registry_is_upgraded_in_place() {
 }
 
 #[rstest]
-fn refused_issuances_consume_no_card_number(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+fn refused_issuances_consume_no_card_number(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     let mut f = fixture_on(backend);
     let attrs = attributes(NAME);
     let first = f.reg.begin_intent(&next("r-1", &attrs)).unwrap();
@@ -82,7 +84,9 @@ fn refused_issuances_consume_no_card_number(#[values(Backend::Sqlite, Backend::P
 }
 
 #[rstest]
-fn attributes_are_kept_only_with_a_retention_period(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+fn attributes_are_kept_only_with_a_retention_period(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     let mut f = fixture_on(backend);
     let attrs = attributes(NAME);
     f.reg.begin_intent(&next("r-1", &attrs)).unwrap();
@@ -114,7 +118,9 @@ fn attributes_are_kept_only_with_a_retention_period(#[values(Backend::Sqlite, Ba
 }
 
 #[rstest]
-fn leases_own_intents_and_can_be_taken_over_once(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+fn leases_own_intents_and_can_be_taken_over_once(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     let mut f = fixture_on(backend);
     let attrs = attributes(NAME);
     let a = f.reg.acquire_lease("reader-a", "host:1", 60).unwrap();

@@ -58,7 +58,11 @@ fn office_child() {
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
     let mut reg = open(&location);
     let lease = reg
-        .acquire_lease(&format!("office-{office}/desk-1"), &format!("office-{office}"), LEASE_TTL)
+        .acquire_lease(
+            &format!("office-{office}/desk-1"),
+            &format!("office-{office}"),
+            LEASE_TTL,
+        )
         .unwrap();
     let attrs = attributes(NAME);
     let mut issued: Vec<String> = Vec::new();
@@ -218,7 +222,11 @@ fn offices_killed_at_random_lose_nothing_and_break_no_rule(
             "spoiled" => matches!(card.state, CardState::Spoiled { .. }),
             _ => matches!(card.state, CardState::Revoked { .. }),
         };
-        assert!(ok, "{number} reported {state}, found {:?} (seed {seed})", card.state);
+        assert!(
+            ok,
+            "{number} reported {state}, found {:?} (seed {seed})",
+            card.state
+        );
     }
     // Every intent ended issued or spoiled.
     let counts = reg.counts().unwrap();
@@ -245,7 +253,10 @@ fn offices_killed_at_random_lose_nothing_and_break_no_rule(
     for (number, (state, office)) in &reported {
         if *state == "revoked" {
             let rid = reg.card(number).unwrap().unwrap().revocation_id.unwrap();
-            assert!(listed.contains(&rid), "{number} revoked at office {office} not listed");
+            assert!(
+                listed.contains(&rid),
+                "{number} revoked at office {office} not listed"
+            );
             revoked_offices.insert(*office);
         }
     }
@@ -258,5 +269,8 @@ fn offices_killed_at_random_lose_nothing_and_break_no_rule(
     );
     assert_eq!(killed, OFFICES * ROUNDS);
     assert!(issued >= 50, "too few cards to mean anything: {issued}");
-    assert!(revoked_offices.len() >= 4, "revocations from too few offices");
+    assert!(
+        revoked_offices.len() >= 4,
+        "revocations from too few offices"
+    );
 }

@@ -66,8 +66,14 @@ fn the_database_refuses_whoever_connects() {
         ("TRUNCATE card_group_keys", "append-only"),
         ("DELETE FROM cards", "never deleted"),
         ("UPDATE cards SET state = 'intent'", "disallowed change"),
-        ("UPDATE cards SET card_key = NULL, revocation_id = NULL", "disallowed change"),
-        ("UPDATE cards SET expires_on = '2040-01-01'", "disallowed change"),
+        (
+            "UPDATE cards SET card_key = NULL, revocation_id = NULL",
+            "disallowed change",
+        ),
+        (
+            "UPDATE cards SET expires_on = '2040-01-01'",
+            "disallowed change",
+        ),
         ("UPDATE cards SET state = 'revoked'", "CHECK"),
     ] {
         let err = raw.exec(sql).unwrap_err();
@@ -88,7 +94,10 @@ fn the_database_refuses_whoever_connects() {
     // Group records: at most eight per card, keys unique, never changed.
     let id: i64 = match &mut raw {
         RawConn::Postgres(c) => c
-            .query_one("SELECT intent_id FROM cards WHERE card_number = $1", &[&number])
+            .query_one(
+                "SELECT intent_id FROM cards WHERE card_number = $1",
+                &[&number],
+            )
             .unwrap()
             .get(0),
         RawConn::Sqlite(_) => unreachable!(),
@@ -147,7 +156,10 @@ fn migrations_are_versioned_and_a_newer_database_is_refused() {
     // A database written by a newer program: this one refuses it, clearly.
     cluster.sql(
         &db,
-        &format!("UPDATE registry_meta SET schema_version = {}", PG_SCHEMA_VERSION + 1),
+        &format!(
+            "UPDATE registry_meta SET schema_version = {}",
+            PG_SCHEMA_VERSION + 1
+        ),
     );
     let err = PgRegistry::connect(&station, Some(PASSWORD)).unwrap_err();
     assert!(matches!(err, RegistryError::NewerSchema { .. }), "{err}");
@@ -167,10 +179,17 @@ fn credentials_never_travel_in_the_url_or_an_error() {
         cluster.port()
     );
     let err = PgRegistry::connect(&with_password, None).unwrap_err();
-    assert!(matches!(err, RegistryError::InvalidInput { field: "registry", .. }));
+    assert!(matches!(
+        err,
+        RegistryError::InvalidInput {
+            field: "registry",
+            ..
+        }
+    ));
     assert!(!err.to_string().contains(PASSWORD), "{err}");
     // A wrong password fails without echoing it.
-    let err = PgRegistry::connect(&cluster.url(STATION, &db), Some("wrong-secret-123")).unwrap_err();
+    let err =
+        PgRegistry::connect(&cluster.url(STATION, &db), Some("wrong-secret-123")).unwrap_err();
     assert!(!err.to_string().contains("wrong-secret-123"), "{err}");
     assert!(!format!("{err:?}").contains("wrong-secret-123"));
     // From a file: only if private to its owner.
@@ -193,7 +212,8 @@ fn credentials_never_travel_in_the_url_or_an_error() {
 fn server_errors_do_not_quote_the_failing_row() {
     let f = pg_fixture();
     let mut raw = f.raw_as_station().unwrap();
-    raw.batch_execute("INSERT INTO residents VALUES ('file-4711')").unwrap();
+    raw.batch_execute("INSERT INTO residents VALUES ('file-4711')")
+        .unwrap();
     let e = raw
         .execute("INSERT INTO residents VALUES ('file-4711')", &[])
         .unwrap_err();
@@ -214,7 +234,9 @@ fn a_sqlite_registry_moves_to_postgres_with_every_record() {
     for i in 0..20u64 {
         numbers.push(issue(&mut f.reg, &format!("r-{i}"), i + 1));
     }
-    f.reg.revoke(&numbers[3], RevocationReason::Lost, "op-1").unwrap();
+    f.reg
+        .revoke(&numbers[3], RevocationReason::Lost, "op-1")
+        .unwrap();
     let replacement = f
         .reg
         .begin_intent(&with_replaces(
@@ -226,7 +248,9 @@ fn a_sqlite_registry_moves_to_postgres_with_every_record() {
         ))
         .unwrap();
     let (key, rid) = card_key(500);
-    f.reg.attach_card_key(replacement.id, &key, &rid, "op-1").unwrap();
+    f.reg
+        .attach_card_key(replacement.id, &key, &rid, "op-1")
+        .unwrap();
     f.reg.mark_spoiled(replacement.id, "torn", "op-1").unwrap();
     let lease = f.reg.acquire_lease("reader-a", "host:1", 600).unwrap();
     let gone = f.reg.acquire_lease("reader-b", "host:2", 600).unwrap();
@@ -238,7 +262,9 @@ fn a_sqlite_registry_moves_to_postgres_with_every_record() {
             ..issuance("unused", "r-open", &attrs)
         })
         .unwrap();
-    f.reg.record_action("issuer", Some("desk-1"), "station-added").unwrap();
+    f.reg
+        .record_action("issuer", Some("desk-1"), "station-added")
+        .unwrap();
     f.reg.next_revocation_sequence().unwrap();
     f.reg.forget_resident("r-7", "op-1").unwrap();
 
@@ -267,11 +293,20 @@ fn a_sqlite_registry_moves_to_postgres_with_every_record() {
     }
     assert_eq!(pg.audit_log().unwrap(), sqlite.audit_log().unwrap());
     assert_eq!(pg.counts().unwrap(), sqlite.counts().unwrap());
-    assert_eq!(pg.counts_by_station().unwrap(), sqlite.counts_by_station().unwrap());
-    assert_eq!(pg.revocation_ids().unwrap(), sqlite.revocation_ids().unwrap());
+    assert_eq!(
+        pg.counts_by_station().unwrap(),
+        sqlite.counts_by_station().unwrap()
+    );
+    assert_eq!(
+        pg.revocation_ids().unwrap(),
+        sqlite.revocation_ids().unwrap()
+    );
     assert_eq!(pg.revoked().unwrap(), sqlite.revoked().unwrap());
     assert_eq!(pg.open_intents().unwrap(), sqlite.open_intents().unwrap());
-    assert_eq!(pg.active_leases(0).unwrap(), sqlite.active_leases(0).unwrap());
+    assert_eq!(
+        pg.active_leases(0).unwrap(),
+        sqlite.active_leases(0).unwrap()
+    );
     assert_eq!(pg.lease(&gone.id).unwrap(), sqlite.lease(&gone.id).unwrap());
     for r in ["r-1", "r-5", "r-7", "r-open"] {
         assert_eq!(
@@ -283,7 +318,10 @@ fn a_sqlite_registry_moves_to_postgres_with_every_record() {
     }
     assert_eq!(pg.batch_row_done("night-1", 7).unwrap(), None);
     // Counters and ids carry on where SQLite stopped.
-    assert_eq!(pg.next_card_number("LG").unwrap(), sqlite.next_card_number("LG").unwrap());
+    assert_eq!(
+        pg.next_card_number("LG").unwrap(),
+        sqlite.next_card_number("LG").unwrap()
+    );
     assert_eq!(pg.next_revocation_sequence().unwrap(), 2);
     issue(&mut pg, "r-new", 77);
     let log = pg.audit_log().unwrap();

@@ -15,8 +15,8 @@ use citycard_registry::{
     RevocationReason, TOMBSTONE_PREFIX,
 };
 use common::*;
-use rstest::rstest;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rstest::rstest;
 
 #[test]
 fn create_refuses_existing_and_open_refuses_missing_or_foreign() {
@@ -135,7 +135,9 @@ fn intent_then_issued(#[values(Backend::Sqlite, Backend::Postgres)] backend: Bac
 }
 
 #[rstest]
-fn commit_checks_key_and_revocation_id(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+fn commit_checks_key_and_revocation_id(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     let mut f = fixture_on(backend);
     let attrs = attributes(NAME);
     let a = f
@@ -175,7 +177,9 @@ fn commit_checks_key_and_revocation_id(#[values(Backend::Sqlite, Backend::Postgr
 }
 
 #[rstest]
-fn intent_then_spoiled_and_numbers_not_reused(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+fn intent_then_spoiled_and_numbers_not_reused(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     let mut f = fixture_on(backend);
     let number = f.reg.next_card_number("LG").unwrap();
     let attrs = attributes(NAME);
@@ -220,7 +224,9 @@ fn intent_then_spoiled_and_numbers_not_reused(#[values(Backend::Sqlite, Backend:
 }
 
 #[rstest]
-fn card_numbers_are_monotonic_persisted_and_valid(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+fn card_numbers_are_monotonic_persisted_and_valid(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     let mut f = fixture_on(backend);
     let fresh = f.reopen();
     let mut reg = std::mem::replace(&mut f.reg, fresh);
@@ -307,7 +313,9 @@ fn one_live_card_per_resident(#[values(Backend::Sqlite, Backend::Postgres)] back
 }
 
 #[rstest]
-fn database_itself_refuses_two_live_cards(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+fn database_itself_refuses_two_live_cards(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     let mut f = fixture_on(backend);
     issue(&mut *f.reg, "r-1", 1);
     let mut conn = f.raw();
@@ -328,9 +336,11 @@ fn database_itself_refuses_two_live_cards(#[values(Backend::Sqlite, Backend::Pos
     .unwrap();
     // A duplicate card number is refused.
     let err = conn
-        .exec("INSERT INTO cards (card_number, resident_ref, station, issued_on, expires_on, \
+        .exec(
+            "INSERT INTO cards (card_number, resident_ref, station, issued_on, expires_on, \
              state, created_at) \
-             VALUES ('LG-901', 'r-9', 'desk-1', '2026-03-01', '2031-02-28', 'intent', 0)")
+             VALUES ('LG-901', 'r-9', 'desk-1', '2026-03-01', '2031-02-28', 'intent', 0)",
+        )
         .unwrap_err();
     assert!(err.to_string().contains("UNIQUE"), "{err}");
     // Turning the spoiled record live again is an illegal change.
@@ -344,7 +354,9 @@ fn database_itself_refuses_two_live_cards(#[values(Backend::Sqlite, Backend::Pos
 }
 
 #[rstest]
-fn replacement_revokes_old_card_in_same_transaction(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+fn replacement_revokes_old_card_in_same_transaction(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     let mut f = fixture_on(backend);
     let old = issue(&mut *f.reg, "r-1", 1);
     let attrs = attributes(NAME);
@@ -403,7 +415,9 @@ fn replacement_revokes_old_card_in_same_transaction(#[values(Backend::Sqlite, Ba
 }
 
 #[rstest]
-fn failed_replacement_leaves_old_card_live(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+fn failed_replacement_leaves_old_card_live(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     // The new intent fails after the revocation was executed inside the
     // transaction (its card number is taken): everything rolls back.
     let mut f = fixture_on(backend);
@@ -473,7 +487,9 @@ fn revoke_rules(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) 
 }
 
 #[rstest]
-fn audit_log_is_append_only_and_impersonal(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+fn audit_log_is_append_only_and_impersonal(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     let mut f = fixture_on(backend);
     let number = issue(&mut *f.reg, "resident-file-4711", 1);
     f.reg
@@ -484,9 +500,7 @@ fn audit_log_is_append_only_and_impersonal(#[values(Backend::Sqlite, Backend::Po
         .exec("UPDATE audit SET actor = 'someone-else'")
         .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
-    let err = conn
-        .exec("DELETE FROM audit WHERE seq = 1")
-        .unwrap_err();
+    let err = conn.exec("DELETE FROM audit WHERE seq = 1").unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
     // Free text as an action is refused by the database.
     let err = conn
@@ -541,7 +555,9 @@ fn audit_log_is_append_only_and_impersonal(#[values(Backend::Sqlite, Backend::Po
 }
 
 #[rstest]
-fn only_retained_attributes_are_accepted(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+fn only_retained_attributes_are_accepted(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     let mut f = fixture_on(backend);
     let base = attributes(NAME);
     let refused: Vec<(AttributeId, Vec<u8>)> = vec![
@@ -717,7 +733,9 @@ fn batch_rows_for_resume(#[values(Backend::Sqlite, Backend::Postgres)] backend: 
 }
 
 #[rstest]
-fn durability_intent_survives_drop_and_reopen(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+fn durability_intent_survives_drop_and_reopen(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     let mut f = fixture_on(backend);
     let number = f.reg.next_card_number("LG").unwrap();
     let attrs = attributes(NAME);
@@ -846,7 +864,9 @@ fn forget_keeps_revocation_and_erases_attributes() {
 }
 
 #[rstest]
-fn issued_plus_spoiled_equals_intents_after_random_operations(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+fn issued_plus_spoiled_equals_intents_after_random_operations(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     let mut f = fixture_on(backend);
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0x5eed);
     let attrs = attributes(NAME);
@@ -930,7 +950,10 @@ fn issued_plus_spoiled_equals_intents_after_random_operations(#[values(Backend::
         c.issued
     );
     if backend == Backend::Sqlite {
-        Registry::open(&f.location).unwrap().integrity_check().unwrap();
+        Registry::open(&f.location)
+            .unwrap()
+            .integrity_check()
+            .unwrap();
     }
 }
 
@@ -1009,7 +1032,9 @@ fn schema_has_no_forbidden_fields() {
 }
 
 #[rstest]
-fn audit_actions_and_errors_carry_no_forbidden_words(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+fn audit_actions_and_errors_carry_no_forbidden_words(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     let mut f = fixture_on(backend);
     let number = issue(&mut *f.reg, "r-1", 1);
     f.reg

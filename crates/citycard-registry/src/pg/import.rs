@@ -69,7 +69,10 @@ pub fn copy_sqlite_to_postgres(
             let id: String = r.get(0)?;
             let (desk, holder): (String, String) = (r.get(1)?, r.get(2)?);
             let times: (i64, i64, i64) = (r.get(3)?, r.get(4)?, r.get(5)?);
-            tx.execute(&insert, &[&id, &desk, &holder, &times.0, &times.1, &times.2])?;
+            tx.execute(
+                &insert,
+                &[&id, &desk, &holder, &times.0, &times.1, &times.2],
+            )?;
             if r.get::<_, i64>(6)? != 0 {
                 released.push(id);
             }
@@ -109,8 +112,23 @@ pub fn copy_sqlite_to_postgres(
             let batch_row: Option<i64> = r.get(13)?;
             let created_at: i64 = r.get(17)?;
             let params: [&(dyn ToSql + Sync); 18] = [
-                &id, &texts[0], &texts[1], &texts[2], &texts[3], &texts[4], &state, &key, &rid,
-                &opt[0], &opt[1], &revoked_at, &opt[2], &batch_row, &opt[3], &opt[4], &opt[5],
+                &id,
+                &texts[0],
+                &texts[1],
+                &texts[2],
+                &texts[3],
+                &texts[4],
+                &state,
+                &key,
+                &rid,
+                &opt[0],
+                &opt[1],
+                &revoked_at,
+                &opt[2],
+                &batch_row,
+                &opt[3],
+                &opt[4],
+                &opt[5],
                 &created_at,
             ];
             tx.execute(&insert, &params)?;
@@ -118,7 +136,10 @@ pub fn copy_sqlite_to_postgres(
         }
     }
     for id in &released {
-        tx.execute("UPDATE leases SET released = true WHERE lease_id = $1", &[id])?;
+        tx.execute(
+            "UPDATE leases SET released = true WHERE lease_id = $1",
+            &[id],
+        )?;
     }
     {
         let mut stmt = src.prepare("SELECT resident_ref FROM residents")?;

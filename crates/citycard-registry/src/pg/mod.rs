@@ -15,9 +15,9 @@
 //! office's commit and returns the typed refusal. The constraints and
 //! triggers of [`schema`] stay the last line whatever the isolation level.
 
-pub mod schema;
 mod import;
 mod ops;
+pub mod schema;
 
 pub use import::{copy_sqlite_to_postgres, CopyReport};
 
@@ -27,7 +27,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use postgres::error::SqlState;
-use postgres::{Client, Config, IsolationLevel, NoTls, Transaction};
+pub use postgres::Config;
+use postgres::{Client, IsolationLevel, NoTls, Transaction};
 
 use crate::{RegistryError, Result};
 use schema::{GRANTS, ISSUING_ROLE, PG_MIGRATIONS, PG_SCHEMA_VERSION};
@@ -78,7 +79,10 @@ pub fn password_from_env_or_file(file: Option<&Path>) -> Result<Option<String>> 
         if mode & 0o077 != 0 {
             return Err(RegistryError::InvalidInput {
                 field: "password file",
-                reason: format!("{} must be readable by its owner only (mode 0600)", file.display()),
+                reason: format!(
+                    "{} must be readable by its owner only (mode 0600)",
+                    file.display()
+                ),
             });
         }
     }
@@ -200,11 +204,17 @@ impl PgRegistry {
                 }
                 let mut tx = client.transaction()?;
                 tx.batch_execute(sql)?;
-                tx.execute("UPDATE registry_meta SET schema_version = $1", &[&(from + 1)])?;
+                tx.execute(
+                    "UPDATE registry_meta SET schema_version = $1",
+                    &[&(from + 1)],
+                )?;
                 tx.commit()?;
             }
             let role_exists = client
-                .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&ISSUING_ROLE])?
+                .query_opt(
+                    "SELECT 1 FROM pg_roles WHERE rolname = $1",
+                    &[&ISSUING_ROLE],
+                )?
                 .is_some();
             if role_exists {
                 client.batch_execute(GRANTS)?;

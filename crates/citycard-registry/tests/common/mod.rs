@@ -90,7 +90,12 @@ pub fn issue(reg: &mut dyn IssuanceRegistry, resident_ref: &str, seed: u64) -> S
 }
 
 /// Begins and commits an issuance for a person of that name; returns the card number.
-pub fn issue_named(reg: &mut dyn IssuanceRegistry, resident_ref: &str, name: &str, seed: u64) -> String {
+pub fn issue_named(
+    reg: &mut dyn IssuanceRegistry,
+    resident_ref: &str,
+    name: &str,
+    seed: u64,
+) -> String {
     let number = reg.next_card_number("LG").unwrap();
     let mut attrs = attributes(name);
     if name != NAME {
@@ -237,7 +242,9 @@ impl AnyFixture {
     pub fn reopen(&self) -> Box<dyn IssuanceRegistry> {
         match self.backend {
             Backend::Sqlite => Box::new(Registry::open(&self.location).unwrap()),
-            Backend::Postgres => Box::new(PgRegistry::connect(&self.location, Some(PASSWORD)).unwrap()),
+            Backend::Postgres => {
+                Box::new(PgRegistry::connect(&self.location, Some(PASSWORD)).unwrap())
+            }
         }
     }
 
