@@ -1,0 +1,383 @@
+//! A city whose offices share one PostgreSQL registry, through the CLI with
+//! emulated cards (`--reader emulated:DIR`, no PC/SC bench) and a throwaway
+//! PostgreSQL cluster: the office's first day on the server, and several
+//! offices (separate homes restored from one backup, so one city's keys)
+//! issuing at once with desks killed by SIGKILL and resumed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use citycard_card::{PersistentState, Storage as _};
+use citycard_e2e::citycard_bin;
+use citycard_registry::pg::PASSWORD_ENV;
+use citycard_registry::{CardState, IssuanceRegistry, PgRegistry};
+use citycard_testkit::pg::{Cluster, ADMIN, PASSWORD, STATION};
+use rand_chacha::rand_core::{RngCore, SeedableRng};
+
+const PASS: &str = "correct horse battery staple";
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(citycard_bin());
+    c.args(args)
+        .env("CITYCARD_PASSPHRASE", PASS)
+        .env("CITYCARD_OPERATOR", "e2e")
+        .env(PASSWORD_ENV, PASSWORD)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = cmd(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(args: &[&str]) -> String {
+    let (code, out, err) = run(args);
+    assert_eq!(code, 0, "citycard {args:?} failed ({code}):\n{out}\n{err}");
+    out
+}
+
+fn ok_json(args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(ok(args).trim()).unwrap()
+}
+
+fn csv(path: &Path, ids: &[String]) {
+    let mut text = String::from("resident_id,name,address,birth_date\n");
+    for id in ids {
+        text.push_str(&format!("{id},Ann Lee,Rue {id} 1,1970-05-17\n"));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
+/// A home on the server: `issuer init --registry`, stations desk-1 and desk-2.
+fn server_home(dir: &Path, url: &str) {
+    ok(&[
+        "issuer", "init", "--dir", s(dir), "--city", "Liège", "--issuer-id", "LIEGE",
+        "--card-prefix", "LG", "--registry", url,
+    ]);
+    ok(&["station", "add", "desk-1", "--dir", s(dir)]);
+    ok(&["station", "add", "desk-2", "--dir", s(dir)]);
+}
+
+/// The card key of every issued emulated card in `dir`.
+fn issued_card_keys(dir: &Path) -> Vec<[u8; 33]> {
+    let mut keys = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return keys;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        let mut store = citycard_emulator::FileStore::new(&path).unwrap();
+        let Some(bytes) = store.load().unwrap() else {
+            continue;
+        };
+        let state = PersistentState::decode(&bytes).unwrap();
+        if state.life_cycle.name() != "issued" {
+            continue;
+        }
+        let p = state.personalisation.as_ref().unwrap();
+        keys.push(citycard_proto::crypto::encode_point(&p.card_key.public_key()));
+    }
+    keys
+}
+
+fn registry(cluster: &Cluster, db: &str) -> PgRegistry {
+    PgRegistry::connect(&cluster.url(STATION, db), Some(PASSWORD)).unwrap()
+}
+
+/// The README's first day, with the registry on PostgreSQL.
+#[test]
+fn a_city_office_first_day_on_postgres() {
+    let cluster = Cluster::start();
+    let db = cluster.new_database();
+    let url = cluster.url(ADMIN, &db);
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let h = s(&home);
+    // A password in the URL is refused before anything is created.
+    let with_password = url.replace(ADMIN, &format!("{ADMIN}:{PASSWORD}"));
+    let (code, out, err) = run(&[
+        "issuer", "init", "--dir", h, "--city", "Liège", "--issuer-id", "LIEGE",
+        "--registry", &with_password,
+    ]);
+    assert_ne!(code, 0);
+    assert!(!format!("{out}{err}").contains(PASSWORD), "{out}{err}");
+    assert!(!home.exists());
+
+    server_home(&home, &url);
+    assert!(!home.join("registry.sqlite").exists());
+    let config = std::fs::read_to_string(home.join("issuer.json")).unwrap();
+    assert!(config.contains(&url) && !config.contains(PASSWORD), "{config}");
+
+    ok(&[
+        "partner", "enrol", "library", "--dir", h, "--attributes", "pseudonym,resident",
+        "--out", s(&tmp.path().join("library.cred")),
+    ]);
+    ok(&["trust", "export", "--dir", h, "--out", s(&tmp.path().join("liege.bundle"))]);
+    let resident = tmp.path().join("alex.json");
+    std::fs::write(
+        &resident,
+        r#"{"resident_id": "F-77", "name": "Alex Marlowe", "birth_date": "1958-03-14", "address": "Rue des Oubliés 17", "language": "fr"}"#,
+    )
+    .unwrap();
+    let reader = format!("emulated:{}", tmp.path().join("cards").display());
+    ok(&[
+        "personalise", "--dir", h, "--station", "desk-1", "--reader", &reader, "--resident",
+        s(&resident),
+    ]);
+    let file = tmp.path().join("residents.csv");
+    csv(&file, &(0..5).map(|i| format!("R-{i}")).collect::<Vec<_>>());
+    ok(&["batch", "--dir", h, "--station", "desk-1", "--reader", &reader, s(&file), "--json"]);
+    // The whole batch again: every row is done, nothing is issued twice.
+    ok(&[
+        "batch", "--dir", h, "--station", "desk-1", "--reader", &reader, s(&file), "--resume",
+        "--json",
+    ]);
+
+    let reg = registry(&cluster, &db);
+    let alex = reg.live_card_of("F-77").unwrap().unwrap();
+    assert_eq!(alex.state, CardState::Issued);
+    ok(&["revoke", &alex.card_number, "--dir", h, "--reason", "lost"]);
+    ok(&["revocation", "publish", "--dir", h, "--out", s(&tmp.path().join("liege.crl"))]);
+    let counts = reg.counts().unwrap();
+    assert_eq!((counts.issued, counts.revoked, counts.open_intents), (6, 1, 0));
+    let rid = reg.card(&alex.card_number).unwrap().unwrap().revocation_id.unwrap();
+    assert_eq!(reg.revocation_ids().unwrap(), [rid]);
+    let show = ok_json(&["issuer", "show", "--dir", h, "--json"]);
+    assert_eq!(show["city"], "Liège");
+
+    // The home's backup holds keys and configuration; the registry is the
+    // server's to back up.
+    let backup = tmp.path().join("home.tar");
+    ok(&["issuer", "backup", "--dir", h, "--out", s(&backup)]);
+    let listing = Command::new("tar").args(["-tf", s(&backup)]).output().unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert!(listing.contains("issuer.json") && !listing.contains("registry.sqlite"), "{listing}");
+
+    // Migrations: up to date; a database from a newer citycard is refused.
+    let m = ok_json(&["issuer", "migrate", "--dir", h, "--json"]);
+    assert_eq!(m["from_version"], m["to_version"]);
+    cluster.sql(&db, "UPDATE registry_meta SET schema_version = schema_version + 1");
+    for args in [
+        vec!["issuer", "migrate", "--dir", h],
+        vec!["revocation", "publish", "--dir", h, "--out", "/dev/null"],
+    ] {
+        let (code, out, err) = run(&args);
+        assert_ne!(code, 0, "{args:?}");
+        assert!(err.contains("newer than this program"), "{args:?}: {out}{err}");
+    }
+}
+
+/// A home on SQLite moves to PostgreSQL with `issuer migrate --to`, and
+/// carries on there.
+#[test]
+fn a_home_moves_from_sqlite_to_postgres() {
+    let cluster = Cluster::start();
+    let db = cluster.new_database();
+    let url = cluster.url(ADMIN, &db);
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let h = s(&home);
+    ok(&[
+        "issuer", "init", "--dir", h, "--city", "Liège", "--issuer-id", "LIEGE",
+        "--card-prefix", "LG",
+    ]);
+    ok(&["station", "add", "desk-1", "--dir", h]);
+    let reader = format!("emulated:{}", tmp.path().join("cards").display());
+    let file = tmp.path().join("residents.csv");
+    csv(&file, &(0..4).map(|i| format!("R-{i}")).collect::<Vec<_>>());
+    ok(&["batch", "--dir", h, "--station", "desk-1", "--reader", &reader, s(&file)]);
+    ok(&["revoke", "LG-000002", "--dir", h, "--reason", "stolen"]);
+
+    let moved = ok_json(&["issuer", "migrate", "--dir", h, "--to", &url, "--json"]);
+    assert_eq!(moved["cards"], 4);
+    assert!(!home.join("registry.sqlite").exists());
+    assert!(home.join("registry.sqlite.moved").exists());
+    // A second move is refused: the home is on the server already.
+    assert_ne!(run(&["issuer", "migrate", "--dir", h, "--to", &url]).0, 0);
+
+    let reg = registry(&cluster, &db);
+    let counts = reg.counts().unwrap();
+    assert_eq!((counts.issued, counts.revoked), (4, 1));
+    assert!(matches!(
+        reg.card("LG-000002").unwrap().unwrap().state,
+        CardState::Revoked { .. }
+    ));
+    // The office carries on: residents with a live card get none, the one
+    // whose card was stolen and two new ones get the next numbers, and the
+    // published list has the old revocation.
+    csv(&file, &(0..6).map(|i| format!("R-{i}")).collect::<Vec<_>>());
+    let (code, out, err) = run(&[
+        "batch", "--dir", h, "--station", "desk-1", "--reader", &reader, s(&file),
+    ]);
+    assert!(code == 0 || code == 50, "{code}: {out}{err}");
+    assert_eq!(reg.counts().unwrap().issued, 7);
+    assert_eq!(reg.live_card_of("R-1").unwrap().unwrap().card_number, "LG-000005");
+    assert_eq!(reg.live_card_of("R-5").unwrap().unwrap().card_number, "LG-000007");
+    ok(&["revocation", "publish", "--dir", h, "--out", s(&tmp.path().join("l.crl"))]);
+    assert_eq!(reg.revocation_ids().unwrap().len(), 1);
+    assert!(reg.audit_log().unwrap().iter().any(|e| e.action == "revoked:stolen"));
+}
+
+const OFFICES: usize = 4;
+const DESKS: usize = 2;
+
+/// Four offices (four homes restored from one backup: one city, one set of
+/// keys) with two desks each — eight batch processes — issue at once on one
+/// PostgreSQL registry; residents who went to two offices are in both files.
+/// Desks are killed with SIGKILL at random and resumed until every batch is
+/// done. Then: every finished card is committed, no resident has two live
+/// cards, no card number is used twice, no intent is left open, and cards
+/// revoked at every office are on the list published by one of them.
+#[test]
+fn offices_on_one_registry_with_kill_9_and_resume() {
+    let cluster = Cluster::start();
+    let db = cluster.new_database();
+    let tmp = tempfile::tempdir().unwrap();
+    let first = tmp.path().join("office-0");
+    server_home(&first, &cluster.url(ADMIN, &db));
+    let backup = tmp.path().join("city.tar");
+    ok(&["issuer", "backup", "--dir", s(&first), "--out", s(&backup)]);
+    let homes: Vec<PathBuf> = (0..OFFICES)
+        .map(|o| {
+            let home = tmp.path().join(format!("office-{o}"));
+            if o > 0 {
+                std::fs::create_dir(&home).unwrap();
+                let st = Command::new("tar")
+                    .args(["-xpf", s(&backup), "-C", s(&home)])
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+            }
+            home
+        })
+        .collect();
+
+    let mut residents = BTreeSet::new();
+    let jobs: Vec<(PathBuf, &str, PathBuf, PathBuf)> = (0..OFFICES * DESKS)
+        .map(|j| {
+            let (office, desk) = (j / DESKS, j % DESKS);
+            let mut ids: Vec<String> = (0..5).map(|i| format!("O{office}D{desk}-{i}")).collect();
+            // Residents who went to two offices (and two desks of one).
+            ids.extend((0..3).map(|i| format!("SHARED-{}", (j + i) % 6)));
+            residents.extend(ids.iter().cloned());
+            let file = tmp.path().join(format!("job{j}.csv"));
+            csv(&file, &ids);
+            let cards = tmp.path().join(format!("cards{j}"));
+            (homes[office].clone(), ["desk-1", "desk-2"][desk], cards, file)
+        })
+        .collect();
+    let spawn = |j: usize| -> Child {
+        let (home, station, cards, file) = &jobs[j];
+        let reader = format!("emulated:{}", cards.display());
+        cmd(&[
+            "batch", "--dir", s(home), "--station", station, "--reader", &reader, s(file),
+            "--resume", "--json",
+        ])
+        .spawn()
+        .unwrap()
+    };
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    println!("seed {seed}");
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let mut procs: Vec<Option<Child>> = (0..jobs.len()).map(|j| Some(spawn(j))).collect();
+    let mut done = vec![false; jobs.len()];
+    let mut kills = 0;
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while !done.iter().all(|d| *d) {
+        assert!(Instant::now() < deadline, "offices did not finish (seed {seed})");
+        std::thread::sleep(Duration::from_millis(100 + rng.next_u64() % 400));
+        for j in 0..jobs.len() {
+            let Some(child) = procs[j].as_mut() else {
+                continue;
+            };
+            if let Some(status) = child.try_wait().unwrap() {
+                let out = procs[j].take().unwrap().wait_with_output().unwrap();
+                let code = status.code().unwrap_or(-1);
+                assert!(
+                    code == 0 || code == 50,
+                    "job {j} exit {code} (seed {seed}):\n{}\n{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                done[j] = true;
+                continue;
+            }
+            if kills < 24 && rng.next_u64() % 3 == 0 {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+                procs[j] = Some(spawn(j));
+            }
+        }
+    }
+    assert!(kills > 0, "the test must kill desks");
+
+    let reg = registry(&cluster, &db);
+    let mut numbers = BTreeSet::new();
+    for (_, _, cards, _) in &jobs {
+        for key in issued_card_keys(cards) {
+            let number = reg
+                .card_with_key(&key)
+                .unwrap()
+                .unwrap_or_else(|| panic!("a finished card is not in the registry (seed {seed})"));
+            let record = reg.card(&number).unwrap().unwrap();
+            assert_eq!(record.state, CardState::Issued, "{number}: {record:?} (seed {seed})");
+            assert!(numbers.insert(number), "card number used twice (seed {seed})");
+        }
+    }
+    let counts = reg.counts().unwrap();
+    assert_eq!(counts.open_intents, 0, "seed {seed}");
+    assert_eq!(counts.issued, residents.len() as u64, "{counts:?} (seed {seed})");
+    for r in &residents {
+        assert_eq!(
+            reg.live_card_of(r).unwrap().expect("one live card").state,
+            CardState::Issued
+        );
+    }
+    assert_eq!(numbers.len(), residents.len());
+
+    // Each office revokes one of its residents' cards; one office publishes.
+    let mut revoked = Vec::new();
+    for (o, home) in homes.iter().enumerate() {
+        let card = reg.live_card_of(&format!("O{o}D0-0")).unwrap().unwrap();
+        ok(&["revoke", &card.card_number, "--dir", s(home), "--reason", "lost"]);
+        revoked.push(card.revocation_id.unwrap());
+    }
+    let crl = tmp.path().join("city.crl");
+    ok(&["revocation", "publish", "--dir", s(&homes[1]), "--out", s(&crl)]);
+    let listed = reg.revocation_ids().unwrap();
+    for rid in &revoked {
+        assert!(listed.contains(rid));
+    }
+    let crl_bytes = std::fs::read(&crl).unwrap();
+    for rid in &revoked {
+        assert!(
+            crl_bytes.windows(8).any(|w| w == rid),
+            "a revocation made at another office is missing from the published list"
+        );
+    }
+    println!("{} cards, {kills} kills, seed {seed}", numbers.len());
+}
