@@ -22,6 +22,7 @@ pub mod e2e;
 pub mod model;
 pub mod personalisation;
 pub mod piv;
+pub mod registry;
 pub mod stats;
 pub mod verification;
 
