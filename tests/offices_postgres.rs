@@ -71,8 +71,18 @@ fn csv(path: &Path, ids: &[String]) {
 /// A home on the server: `issuer init --registry`, stations desk-1 and desk-2.
 fn server_home(dir: &Path, url: &str) {
     ok(&[
-        "issuer", "init", "--dir", s(dir), "--city", "Liège", "--issuer-id", "LIEGE",
-        "--card-prefix", "LG", "--registry", url,
+        "issuer",
+        "init",
+        "--dir",
+        s(dir),
+        "--city",
+        "Liège",
+        "--issuer-id",
+        "LIEGE",
+        "--card-prefix",
+        "LG",
+        "--registry",
+        url,
     ]);
     ok(&["station", "add", "desk-1", "--dir", s(dir)]);
     ok(&["station", "add", "desk-2", "--dir", s(dir)]);
@@ -95,7 +105,9 @@ fn issued_card_keys(dir: &Path) -> Vec<[u8; 33]> {
             continue;
         }
         let p = state.personalisation.as_ref().unwrap();
-        keys.push(citycard_proto::crypto::encode_point(&p.card_key.public_key()));
+        keys.push(citycard_proto::crypto::encode_point(
+            &p.card_key.public_key(),
+        ));
     }
     keys
 }
@@ -116,8 +128,16 @@ fn a_city_office_first_day_on_postgres() {
     // A password in the URL is refused before anything is created.
     let with_password = url.replace(ADMIN, &format!("{ADMIN}:{PASSWORD}"));
     let (code, out, err) = run(&[
-        "issuer", "init", "--dir", h, "--city", "Liège", "--issuer-id", "LIEGE",
-        "--registry", &with_password,
+        "issuer",
+        "init",
+        "--dir",
+        h,
+        "--city",
+        "Liège",
+        "--issuer-id",
+        "LIEGE",
+        "--registry",
+        &with_password,
     ]);
     assert_ne!(code, 0);
     assert!(!format!("{out}{err}").contains(PASSWORD), "{out}{err}");
@@ -126,13 +146,30 @@ fn a_city_office_first_day_on_postgres() {
     server_home(&home, &url);
     assert!(!home.join("registry.sqlite").exists());
     let config = std::fs::read_to_string(home.join("issuer.json")).unwrap();
-    assert!(config.contains(&url) && !config.contains(PASSWORD), "{config}");
+    assert!(
+        config.contains(&url) && !config.contains(PASSWORD),
+        "{config}"
+    );
 
     ok(&[
-        "partner", "enrol", "library", "--dir", h, "--attributes", "pseudonym,resident",
-        "--out", s(&tmp.path().join("library.cred")),
+        "partner",
+        "enrol",
+        "library",
+        "--dir",
+        h,
+        "--attributes",
+        "pseudonym,resident",
+        "--out",
+        s(&tmp.path().join("library.cred")),
     ]);
-    ok(&["trust", "export", "--dir", h, "--out", s(&tmp.path().join("liege.bundle"))]);
+    ok(&[
+        "trust",
+        "export",
+        "--dir",
+        h,
+        "--out",
+        s(&tmp.path().join("liege.bundle")),
+    ]);
     let resident = tmp.path().join("alex.json");
     std::fs::write(
         &resident,
@@ -141,15 +178,40 @@ fn a_city_office_first_day_on_postgres() {
     .unwrap();
     let reader = format!("emulated:{}", tmp.path().join("cards").display());
     ok(&[
-        "personalise", "--dir", h, "--station", "desk-1", "--reader", &reader, "--resident",
+        "personalise",
+        "--dir",
+        h,
+        "--station",
+        "desk-1",
+        "--reader",
+        &reader,
+        "--resident",
         s(&resident),
     ]);
     let file = tmp.path().join("residents.csv");
     csv(&file, &(0..5).map(|i| format!("R-{i}")).collect::<Vec<_>>());
-    ok(&["batch", "--dir", h, "--station", "desk-1", "--reader", &reader, s(&file), "--json"]);
+    ok(&[
+        "batch",
+        "--dir",
+        h,
+        "--station",
+        "desk-1",
+        "--reader",
+        &reader,
+        s(&file),
+        "--json",
+    ]);
     // The whole batch again: every row is done, nothing is issued twice.
     ok(&[
-        "batch", "--dir", h, "--station", "desk-1", "--reader", &reader, s(&file), "--resume",
+        "batch",
+        "--dir",
+        h,
+        "--station",
+        "desk-1",
+        "--reader",
+        &reader,
+        s(&file),
+        "--resume",
         "--json",
     ]);
 
@@ -157,10 +219,25 @@ fn a_city_office_first_day_on_postgres() {
     let alex = reg.live_card_of("F-77").unwrap().unwrap();
     assert_eq!(alex.state, CardState::Issued);
     ok(&["revoke", &alex.card_number, "--dir", h, "--reason", "lost"]);
-    ok(&["revocation", "publish", "--dir", h, "--out", s(&tmp.path().join("liege.crl"))]);
+    ok(&[
+        "revocation",
+        "publish",
+        "--dir",
+        h,
+        "--out",
+        s(&tmp.path().join("liege.crl")),
+    ]);
     let counts = reg.counts().unwrap();
-    assert_eq!((counts.issued, counts.revoked, counts.open_intents), (6, 1, 0));
-    let rid = reg.card(&alex.card_number).unwrap().unwrap().revocation_id.unwrap();
+    assert_eq!(
+        (counts.issued, counts.revoked, counts.open_intents),
+        (6, 1, 0)
+    );
+    let rid = reg
+        .card(&alex.card_number)
+        .unwrap()
+        .unwrap()
+        .revocation_id
+        .unwrap();
     assert_eq!(reg.revocation_ids().unwrap(), [rid]);
     let show = ok_json(&["issuer", "show", "--dir", h, "--json"]);
     assert_eq!(show["city"], "Liège");
@@ -169,21 +246,33 @@ fn a_city_office_first_day_on_postgres() {
     // server's to back up.
     let backup = tmp.path().join("home.tar");
     ok(&["issuer", "backup", "--dir", h, "--out", s(&backup)]);
-    let listing = Command::new("tar").args(["-tf", s(&backup)]).output().unwrap();
+    let listing = Command::new("tar")
+        .args(["-tf", s(&backup)])
+        .output()
+        .unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout);
-    assert!(listing.contains("issuer.json") && !listing.contains("registry.sqlite"), "{listing}");
+    assert!(
+        listing.contains("issuer.json") && !listing.contains("registry.sqlite"),
+        "{listing}"
+    );
 
     // Migrations: up to date; a database from a newer citycard is refused.
     let m = ok_json(&["issuer", "migrate", "--dir", h, "--json"]);
     assert_eq!(m["from_version"], m["to_version"]);
-    cluster.sql(&db, "UPDATE registry_meta SET schema_version = schema_version + 1");
+    cluster.sql(
+        &db,
+        "UPDATE registry_meta SET schema_version = schema_version + 1",
+    );
     for args in [
         vec!["issuer", "migrate", "--dir", h],
         vec!["revocation", "publish", "--dir", h, "--out", "/dev/null"],
     ] {
         let (code, out, err) = run(&args);
         assert_ne!(code, 0, "{args:?}");
-        assert!(err.contains("newer than this program"), "{args:?}: {out}{err}");
+        assert!(
+            err.contains("newer than this program"),
+            "{args:?}: {out}{err}"
+        );
     }
 }
 
@@ -198,14 +287,31 @@ fn a_home_moves_from_sqlite_to_postgres() {
     let home = tmp.path().join("home");
     let h = s(&home);
     ok(&[
-        "issuer", "init", "--dir", h, "--city", "Liège", "--issuer-id", "LIEGE",
-        "--card-prefix", "LG",
+        "issuer",
+        "init",
+        "--dir",
+        h,
+        "--city",
+        "Liège",
+        "--issuer-id",
+        "LIEGE",
+        "--card-prefix",
+        "LG",
     ]);
     ok(&["station", "add", "desk-1", "--dir", h]);
     let reader = format!("emulated:{}", tmp.path().join("cards").display());
     let file = tmp.path().join("residents.csv");
     csv(&file, &(0..4).map(|i| format!("R-{i}")).collect::<Vec<_>>());
-    ok(&["batch", "--dir", h, "--station", "desk-1", "--reader", &reader, s(&file)]);
+    ok(&[
+        "batch",
+        "--dir",
+        h,
+        "--station",
+        "desk-1",
+        "--reader",
+        &reader,
+        s(&file),
+    ]);
     ok(&["revoke", "LG-000002", "--dir", h, "--reason", "stolen"]);
 
     let moved = ok_json(&["issuer", "migrate", "--dir", h, "--to", &url, "--json"]);
@@ -227,15 +333,39 @@ fn a_home_moves_from_sqlite_to_postgres() {
     // published list has the old revocation.
     csv(&file, &(0..6).map(|i| format!("R-{i}")).collect::<Vec<_>>());
     let (code, out, err) = run(&[
-        "batch", "--dir", h, "--station", "desk-1", "--reader", &reader, s(&file),
+        "batch",
+        "--dir",
+        h,
+        "--station",
+        "desk-1",
+        "--reader",
+        &reader,
+        s(&file),
     ]);
     assert!(code == 0 || code == 50, "{code}: {out}{err}");
     assert_eq!(reg.counts().unwrap().issued, 7);
-    assert_eq!(reg.live_card_of("R-1").unwrap().unwrap().card_number, "LG-000005");
-    assert_eq!(reg.live_card_of("R-5").unwrap().unwrap().card_number, "LG-000007");
-    ok(&["revocation", "publish", "--dir", h, "--out", s(&tmp.path().join("l.crl"))]);
+    assert_eq!(
+        reg.live_card_of("R-1").unwrap().unwrap().card_number,
+        "LG-000005"
+    );
+    assert_eq!(
+        reg.live_card_of("R-5").unwrap().unwrap().card_number,
+        "LG-000007"
+    );
+    ok(&[
+        "revocation",
+        "publish",
+        "--dir",
+        h,
+        "--out",
+        s(&tmp.path().join("l.crl")),
+    ]);
     assert_eq!(reg.revocation_ids().unwrap().len(), 1);
-    assert!(reg.audit_log().unwrap().iter().any(|e| e.action == "revoked:stolen"));
+    assert!(reg
+        .audit_log()
+        .unwrap()
+        .iter()
+        .any(|e| e.action == "revoked:stolen"));
 }
 
 const OFFICES: usize = 4;
@@ -283,15 +413,28 @@ fn offices_on_one_registry_with_kill_9_and_resume() {
             let file = tmp.path().join(format!("job{j}.csv"));
             csv(&file, &ids);
             let cards = tmp.path().join(format!("cards{j}"));
-            (homes[office].clone(), ["desk-1", "desk-2"][desk], cards, file)
+            (
+                homes[office].clone(),
+                ["desk-1", "desk-2"][desk],
+                cards,
+                file,
+            )
         })
         .collect();
     let spawn = |j: usize| -> Child {
         let (home, station, cards, file) = &jobs[j];
         let reader = format!("emulated:{}", cards.display());
         cmd(&[
-            "batch", "--dir", s(home), "--station", station, "--reader", &reader, s(file),
-            "--resume", "--json",
+            "batch",
+            "--dir",
+            s(home),
+            "--station",
+            station,
+            "--reader",
+            &reader,
+            s(file),
+            "--resume",
+            "--json",
         ])
         .spawn()
         .unwrap()
@@ -307,7 +450,10 @@ fn offices_on_one_registry_with_kill_9_and_resume() {
     let mut kills = 0;
     let deadline = Instant::now() + Duration::from_secs(900);
     while !done.iter().all(|d| *d) {
-        assert!(Instant::now() < deadline, "offices did not finish (seed {seed})");
+        assert!(
+            Instant::now() < deadline,
+            "offices did not finish (seed {seed})"
+        );
         std::thread::sleep(Duration::from_millis(100 + rng.next_u64() % 400));
         for j in 0..jobs.len() {
             let Some(child) = procs[j].as_mut() else {
@@ -344,13 +490,24 @@ fn offices_on_one_registry_with_kill_9_and_resume() {
                 .unwrap()
                 .unwrap_or_else(|| panic!("a finished card is not in the registry (seed {seed})"));
             let record = reg.card(&number).unwrap().unwrap();
-            assert_eq!(record.state, CardState::Issued, "{number}: {record:?} (seed {seed})");
-            assert!(numbers.insert(number), "card number used twice (seed {seed})");
+            assert_eq!(
+                record.state,
+                CardState::Issued,
+                "{number}: {record:?} (seed {seed})"
+            );
+            assert!(
+                numbers.insert(number),
+                "card number used twice (seed {seed})"
+            );
         }
     }
     let counts = reg.counts().unwrap();
     assert_eq!(counts.open_intents, 0, "seed {seed}");
-    assert_eq!(counts.issued, residents.len() as u64, "{counts:?} (seed {seed})");
+    assert_eq!(
+        counts.issued,
+        residents.len() as u64,
+        "{counts:?} (seed {seed})"
+    );
     for r in &residents {
         assert_eq!(
             reg.live_card_of(r).unwrap().expect("one live card").state,
@@ -363,11 +520,25 @@ fn offices_on_one_registry_with_kill_9_and_resume() {
     let mut revoked = Vec::new();
     for (o, home) in homes.iter().enumerate() {
         let card = reg.live_card_of(&format!("O{o}D0-0")).unwrap().unwrap();
-        ok(&["revoke", &card.card_number, "--dir", s(home), "--reason", "lost"]);
+        ok(&[
+            "revoke",
+            &card.card_number,
+            "--dir",
+            s(home),
+            "--reason",
+            "lost",
+        ]);
         revoked.push(card.revocation_id.unwrap());
     }
     let crl = tmp.path().join("city.crl");
-    ok(&["revocation", "publish", "--dir", s(&homes[1]), "--out", s(&crl)]);
+    ok(&[
+        "revocation",
+        "publish",
+        "--dir",
+        s(&homes[1]),
+        "--out",
+        s(&crl),
+    ]);
     let listed = reg.revocation_ids().unwrap();
     for rid in &revoked {
         assert!(listed.contains(rid));

@@ -50,10 +50,15 @@ pub struct RegistryRow {
     pub commit_p95_ms: f64,
 }
 
-fn open(target: &Target, sqlite: &std::path::Path) -> anyhow::Result<Box<dyn IssuanceRegistry + Send>> {
+fn open(
+    target: &Target,
+    sqlite: &std::path::Path,
+) -> anyhow::Result<Box<dyn IssuanceRegistry + Send>> {
     Ok(match target {
         Target::Sqlite => Box::new(Registry::open(sqlite)?),
-        Target::Postgres { url, password } => Box::new(PgRegistry::connect(url, password.as_deref())?),
+        Target::Postgres { url, password } => {
+            Box::new(PgRegistry::connect(url, password.as_deref())?)
+        }
     })
 }
 
@@ -133,7 +138,10 @@ pub fn measure(
         let _ = started.set(Instant::now());
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("station panicked"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("station panicked")))
+            })
             .collect()
     });
     let elapsed = started.get().map_or(Duration::ZERO, Instant::elapsed);
@@ -199,7 +207,8 @@ pub fn run_all(
             (
                 url,
                 Some(citycard_testkit::pg::PASSWORD.to_string()),
-                "a local throwaway cluster on 127.0.0.1 (fsync on, synchronous_commit on)".to_string(),
+                "a local throwaway cluster on 127.0.0.1 (fsync on, synchronous_commit on)"
+                    .to_string(),
             )
         }
     };

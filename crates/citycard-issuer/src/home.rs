@@ -322,7 +322,9 @@ impl IssuerHome {
             let mut config = home.config.clone();
             config.root_public_key = hex::encode(crypto::encode_point(&signer.public_key()));
             match &registry {
-                None => drop(citycard_registry::Registry::create(dir.join("registry.sqlite"))?),
+                None => drop(citycard_registry::Registry::create(
+                    dir.join("registry.sqlite"),
+                )?),
                 Some(server) => drop(server.connect_or_create(dir)?),
             }
             let json = serde_json::to_vec_pretty(&config)

@@ -109,7 +109,10 @@ impl IssuerHome {
             None => Ok(Box::new(Registry::open(self.registry_path())?)),
             Some(server) => {
                 let password = server.password(self.dir())?;
-                Ok(Box::new(PgRegistry::connect(&server.url, password.as_deref())?))
+                Ok(Box::new(PgRegistry::connect(
+                    &server.url,
+                    password.as_deref(),
+                )?))
             }
         }
     }
@@ -147,7 +150,10 @@ impl IssuerHome {
     /// and renames the old file `registry.sqlite.moved` (kept private until
     /// the office has checked the move; then delete it). No desk may work
     /// meanwhile.
-    pub fn move_registry_to(&mut self, server: RegistryServer) -> Result<MigrateReport, IssuerError> {
+    pub fn move_registry_to(
+        &mut self,
+        server: RegistryServer,
+    ) -> Result<MigrateReport, IssuerError> {
         if self.config().registry.is_some() {
             return Err(RegistryError::InvalidInput {
                 field: "registry",

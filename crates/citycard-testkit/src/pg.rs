@@ -197,8 +197,22 @@ impl Cluster {
         let out = self.run_checked(
             "psql",
             &[
-                "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", socket, "-p", &port,
-                "-U", ADMIN, "-d", database, "-c", sql,
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                socket,
+                "-p",
+                &port,
+                "-U",
+                ADMIN,
+                "-d",
+                database,
+                "-c",
+                sql,
             ],
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
