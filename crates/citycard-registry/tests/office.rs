@@ -65,6 +65,66 @@ fn a_version_2_registry_is_upgraded_in_place() {
     Registry::open(&path).unwrap();
 }
 
+/// A registry from the first release (version 1) is rebuilt to the current
+/// schema on open: every row kept, and what version 1 refused (a card key on
+/// an open intent) now works.
+#[test]
+fn a_version_1_registry_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.sqlite");
+    let (key, rid) = card_key(1);
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("data/schema-v1.sql"))
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO cards (card_number, resident_ref, station, issued_on, expires_on, \
+             state, card_key, revocation_id, revoke_reason, revoked_at, created_at) VALUES \
+             ('LG-000001', 'file-1', 'desk-1', '2026-03-01', '2031-02-28', 'revoked', ?1, ?2, \
+              'lost', 5, 1)",
+            rusqlite::params![key.as_slice(), rid.as_slice()],
+        )
+        .unwrap();
+        conn.execute_batch(
+            "INSERT INTO cards (card_number, resident_ref, station, issued_on, expires_on, state, \
+             spoil_reason, created_at) VALUES \
+             ('LG-000002', 'file-2', 'desk-1', '2026-03-01', '2031-02-28', 'spoiled', 'torn', 2);
+             INSERT INTO cards (card_number, resident_ref, station, issued_on, expires_on, state, \
+             created_at) VALUES ('LG-000003', 'file-2', 'desk-1', '2026-03-01', '2031-02-28', \
+             'intent', 3);
+             INSERT INTO counters VALUES ('card_number:LG', 3);
+             INSERT INTO audit (at, actor, action, card_number) VALUES (1, 'op-1', 'intent', 'LG-000001');",
+        )
+        .unwrap();
+    }
+    let mut reg = Registry::open(&path).unwrap();
+    reg.integrity_check().unwrap();
+    let v: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+    let revoked = reg.card("LG-000001").unwrap().unwrap();
+    assert_eq!(revoked.card_key, Some(key));
+    assert_eq!(reg.revocation_ids().unwrap(), [rid]);
+    assert_eq!(reg.counts().unwrap().open_intents, 1);
+    assert_eq!(reg.audit_log().unwrap().len(), 1);
+    // The open intent may now carry its card key; the rules still hold.
+    let open = reg.open_intents().unwrap().pop().unwrap();
+    let (k2, r2) = card_key(2);
+    reg.attach_card_key(open.id, &k2, &r2, "op-1").unwrap();
+    assert!(matches!(
+        reg.begin_intent(&next("file-2", &attributes(NAME))),
+        Err(RegistryError::ResidentHasOpenIntent { .. })
+    ));
+    assert_eq!(reg.next_card_number("LG").unwrap(), "LG-000004");
+    let err = raw(&path).execute("DELETE FROM cards", []).unwrap_err();
+    assert!(err.to_string().contains("never deleted"), "{err}");
+    drop(reg);
+    Registry::open(&path).unwrap();
+}
+
 #[rstest]
 fn refused_issuances_consume_no_card_number(
     #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,

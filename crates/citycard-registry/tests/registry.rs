@@ -45,25 +45,20 @@ fn create_refuses_existing_and_open_refuses_missing_or_foreign() {
         })
     ));
     assert_eq!(SCHEMA_VERSION, 3);
-    // A version 1 registry (intents could not carry a card key) is refused,
-    // not migrated.
-    raw(&f.path).pragma_update(None, "user_version", 1).unwrap();
-    assert!(matches!(
-        Registry::open(&f.path),
-        Err(RegistryError::SchemaVersion {
-            found: 1,
-            expected: SCHEMA_VERSION
-        })
-    ));
-    // A future schema version is refused too.
+    // A future schema version is refused, saying so.
     raw(&f.path).pragma_update(None, "user_version", 4).unwrap();
-    assert!(matches!(
-        Registry::open(&f.path),
-        Err(RegistryError::SchemaVersion {
-            found: 4,
-            expected: SCHEMA_VERSION
-        })
-    ));
+    let err = Registry::open(&f.path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RegistryError::NewerSchema {
+                found: 4,
+                supported: SCHEMA_VERSION
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("upgrade citycard"), "{err}");
 }
 
 #[test]
