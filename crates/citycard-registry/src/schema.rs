@@ -80,6 +80,9 @@ ALTER TABLE cards ADD COLUMN lease_id TEXT REFERENCES leases (lease_id);
 CREATE INDEX cards_open_by_lease ON cards (lease_id) WHERE state = 'intent';
 
 ALTER TABLE resident_attributes ADD COLUMN retain_until INTEGER;
+
+CREATE INDEX resident_attributes_by_deadline
+    ON resident_attributes (retain_until) WHERE retain_until IS NOT NULL;
 ";
 
 /// The version-2 schema, applied once by `Registry::create` in one
