@@ -1,8 +1,12 @@
 //! Moving a registry from its SQLite file to PostgreSQL: every row, with
-//! its ids, sequence numbers and counters, in one transaction.
+//! its ids, sequence numbers and counters, in one transaction. Rows stream
+//! through `COPY … FROM STDIN` (text format), never all in memory: a city's
+//! registry is 10^5–10^6 cards and millions of audit entries.
 
-use postgres::types::ToSql;
+use std::io::Write;
+
 use postgres::{IsolationLevel, Transaction};
+use rusqlite::types::ValueRef;
 
 use super::PgRegistry;
 use crate::{Registry, RegistryError, Result};
@@ -18,6 +22,64 @@ pub struct CopyReport {
     pub leases: u64,
     /// Residents with kept attributes.
     pub residents: u64,
+}
+
+/// Appends one value in `COPY` text format: `\N` for NULL, integers as
+/// they are, text with `\`, tab, newline and carriage return escaped, blobs
+/// as `\\x` + hex (bytea input).
+fn push_value(out: &mut Vec<u8>, v: ValueRef<'_>) -> Result<()> {
+    match v {
+        ValueRef::Null => out.extend_from_slice(b"\\N"),
+        ValueRef::Integer(i) => out.extend_from_slice(i.to_string().as_bytes()),
+        ValueRef::Text(t) => {
+            for &b in t {
+                match b {
+                    b'\\' => out.extend_from_slice(b"\\\\"),
+                    b'\t' => out.extend_from_slice(b"\\t"),
+                    b'\n' => out.extend_from_slice(b"\\n"),
+                    b'\r' => out.extend_from_slice(b"\\r"),
+                    _ => out.push(b),
+                }
+            }
+        }
+        ValueRef::Blob(bytes) => {
+            out.extend_from_slice(b"\\\\x");
+            for b in bytes {
+                out.extend_from_slice(format!("{b:02x}").as_bytes());
+            }
+        }
+        ValueRef::Real(_) => {
+            return Err(RegistryError::Corrupt(
+                "a real number in the registry".into(),
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// Streams the rows of `select` (SQLite) into `copy` (PostgreSQL); returns
+/// how many.
+fn copy_table(tx: &mut Transaction<'_>, from: &Registry, select: &str, copy: &str) -> Result<u64> {
+    let mut stmt = from.conn.prepare(select)?;
+    let columns = stmt.column_count();
+    let mut rows = stmt.query([])?;
+    let mut writer = tx.copy_in(copy)?;
+    let mut line = Vec::with_capacity(256);
+    let mut n = 0u64;
+    while let Some(r) = rows.next()? {
+        line.clear();
+        for i in 0..columns {
+            if i > 0 {
+                line.push(b'\t');
+            }
+            push_value(&mut line, r.get_ref(i)?)?;
+        }
+        line.push(b'\n');
+        writer.write_all(&line)?;
+        n += 1;
+    }
+    writer.finish()?;
+    Ok(n)
 }
 
 /// Copies every row of the SQLite registry `from` into the PostgreSQL
@@ -49,154 +111,72 @@ pub fn copy_sqlite_to_postgres(
             location: url.to_string(),
         });
     }
-    let src = &from.conn;
-    let mut report = CopyReport::default();
-
     // Leases first, all held: an open intent may only name a held lease;
     // the released ones are marked after the cards.
-    let mut released = Vec::new();
-    {
-        let mut stmt = src.prepare(
-            "SELECT lease_id, desk, holder, acquired_at, renewed_at, expires_at, released \
-             FROM leases",
-        )?;
-        let mut rows = stmt.query([])?;
-        let insert = tx.prepare(
-            "INSERT INTO leases (lease_id, desk, holder, acquired_at, renewed_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )?;
-        while let Some(r) = rows.next()? {
-            let id: String = r.get(0)?;
-            let (desk, holder): (String, String) = (r.get(1)?, r.get(2)?);
-            let times: (i64, i64, i64) = (r.get(3)?, r.get(4)?, r.get(5)?);
-            tx.execute(
-                &insert,
-                &[&id, &desk, &holder, &times.0, &times.1, &times.2],
-            )?;
-            if r.get::<_, i64>(6)? != 0 {
-                released.push(id);
-            }
-            report.leases += 1;
-        }
-    }
-    {
-        let mut stmt = src.prepare(
-            "SELECT intent_id, card_number, resident_ref, station, issued_on, expires_on, state, \
-             card_key, revocation_id, spoil_reason, revoke_reason, revoked_at, batch_id, \
-             batch_row, replaces_card, replace_reason, lease_id, created_at FROM cards \
-             ORDER BY intent_id",
-        )?;
-        let mut rows = stmt.query([])?;
-        let insert = tx.prepare(
-            "INSERT INTO cards (intent_id, card_number, resident_ref, station, issued_on, \
-             expires_on, state, card_key, revocation_id, spoil_reason, revoke_reason, \
-             revoked_at, batch_id, batch_row, replaces_card, replace_reason, lease_id, \
-             created_at) VALUES ($1, $2, $3, $4, $5::text::date, $6::text::date, $7, $8, $9, \
-             $10, $11, $12, $13, $14, $15, $16, $17, $18)",
-        )?;
-        while let Some(r) = rows.next()? {
-            let id: i64 = r.get(0)?;
-            let texts: [String; 5] = [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?];
-            let state: String = r.get(6)?;
-            let key: Option<Vec<u8>> = r.get(7)?;
-            let rid: Option<Vec<u8>> = r.get(8)?;
-            let opt: [Option<String>; 6] = [
-                r.get(9)?,
-                r.get(10)?,
-                r.get(12)?,
-                r.get(14)?,
-                r.get(15)?,
-                r.get(16)?,
-            ];
-            let revoked_at: Option<i64> = r.get(11)?;
-            let batch_row: Option<i64> = r.get(13)?;
-            let created_at: i64 = r.get(17)?;
-            let params: [&(dyn ToSql + Sync); 18] = [
-                &id,
-                &texts[0],
-                &texts[1],
-                &texts[2],
-                &texts[3],
-                &texts[4],
-                &state,
-                &key,
-                &rid,
-                &opt[0],
-                &opt[1],
-                &revoked_at,
-                &opt[2],
-                &batch_row,
-                &opt[3],
-                &opt[4],
-                &opt[5],
-                &created_at,
-            ];
-            tx.execute(&insert, &params)?;
-            report.cards += 1;
-        }
-    }
-    for id in &released {
-        tx.execute(
-            "UPDATE leases SET released = true WHERE lease_id = $1",
-            &[id],
-        )?;
-    }
-    {
-        let mut stmt = src.prepare("SELECT resident_ref FROM residents")?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            let id: String = r.get(0)?;
-            tx.execute("INSERT INTO residents (resident_ref) VALUES ($1)", &[&id])?;
-            report.residents += 1;
-        }
-        let mut stmt = src.prepare(
-            "SELECT resident_ref, attribute, value, retain_until FROM resident_attributes",
-        )?;
-        let mut rows = stmt.query([])?;
-        let insert = tx.prepare(
-            "INSERT INTO resident_attributes (resident_ref, attribute, value, retain_until) \
-             VALUES ($1, $2, $3, $4)",
-        )?;
-        while let Some(r) = rows.next()? {
-            let (id, attribute): (String, i16) = (r.get(0)?, r.get(1)?);
-            let (value, until): (Vec<u8>, Option<i64>) = (r.get(2)?, r.get(3)?);
-            tx.execute(&insert, &[&id, &attribute, &value, &until])?;
-        }
-    }
-    {
-        let mut stmt = src.prepare("SELECT name, value FROM counters")?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            let (name, value): (String, i64) = (r.get(0)?, r.get(1)?);
-            tx.execute(
-                "INSERT INTO counters (name, value) VALUES ($1, $2)",
-                &[&name, &value],
-            )?;
-        }
-    }
-    {
-        let mut stmt = src.prepare(
-            "SELECT seq, at, actor, station, action, card_number FROM audit ORDER BY seq",
-        )?;
-        let mut rows = stmt.query([])?;
-        let insert = tx.prepare(
-            "INSERT INTO audit (seq, at, actor, station, action, card_number) \
-             OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6)",
-        )?;
-        while let Some(r) = rows.next()? {
-            let (seq, at): (i64, i64) = (r.get(0)?, r.get(1)?);
-            let actor: String = r.get(2)?;
-            let station: Option<String> = r.get(3)?;
-            let action: String = r.get(4)?;
-            let card: Option<String> = r.get(5)?;
-            tx.execute(&insert, &[&seq, &at, &actor, &station, &action, &card])?;
-            report.audit_entries += 1;
-        }
-    }
+    let leases = copy_table(
+        &mut tx,
+        from,
+        "SELECT lease_id, desk, holder, acquired_at, renewed_at, expires_at FROM leases",
+        "COPY leases (lease_id, desk, holder, acquired_at, renewed_at, expires_at) FROM STDIN",
+    )?;
+    let cards = copy_table(
+        &mut tx,
+        from,
+        "SELECT intent_id, card_number, resident_ref, station, issued_on, expires_on, state, \
+         card_key, revocation_id, spoil_reason, revoke_reason, revoked_at, batch_id, \
+         batch_row, replaces_card, replace_reason, lease_id, created_at FROM cards \
+         ORDER BY intent_id",
+        "COPY cards (intent_id, card_number, resident_ref, station, issued_on, expires_on, \
+         state, card_key, revocation_id, spoil_reason, revoke_reason, revoked_at, batch_id, \
+         batch_row, replaces_card, replace_reason, lease_id, created_at) FROM STDIN",
+    )?;
+    let released: Vec<String> = {
+        let mut stmt = from
+            .conn
+            .prepare("SELECT lease_id FROM leases WHERE released <> 0")?;
+        let rows = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        rows
+    };
+    tx.execute(
+        "UPDATE leases SET released = true WHERE lease_id = ANY($1)",
+        &[&released],
+    )?;
+    let residents = copy_table(
+        &mut tx,
+        from,
+        "SELECT resident_ref FROM residents",
+        "COPY residents (resident_ref) FROM STDIN",
+    )?;
+    copy_table(
+        &mut tx,
+        from,
+        "SELECT resident_ref, attribute, value, retain_until FROM resident_attributes",
+        "COPY resident_attributes (resident_ref, attribute, value, retain_until) FROM STDIN",
+    )?;
+    copy_table(
+        &mut tx,
+        from,
+        "SELECT name, value FROM counters",
+        "COPY counters (name, value) FROM STDIN",
+    )?;
+    // COPY writes identity columns as given (no OVERRIDING needed).
+    let audit_entries = copy_table(
+        &mut tx,
+        from,
+        "SELECT seq, at, actor, station, action, card_number FROM audit ORDER BY seq",
+        "COPY audit (seq, at, actor, station, action, card_number) FROM STDIN",
+    )?;
     restart_identity(&mut tx, "cards", "intent_id")?;
     restart_identity(&mut tx, "audit", "seq")?;
     tx.commit()?;
-    Ok(report)
+    Ok(CopyReport {
+        cards,
+        audit_entries,
+        leases,
+        residents,
+    })
 }
 
 /// Makes the next generated id follow the largest copied one.

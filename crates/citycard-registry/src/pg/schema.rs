@@ -168,6 +168,8 @@ CREATE TABLE resident_attributes (
     retain_until bigint,
     PRIMARY KEY (resident_ref, attribute)
 );
+CREATE INDEX resident_attributes_by_deadline
+    ON resident_attributes (retain_until) WHERE retain_until IS NOT NULL;
 
 CREATE TABLE counters (
     name  text   PRIMARY KEY,
