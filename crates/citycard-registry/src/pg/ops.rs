@@ -127,23 +127,16 @@ fn batch_row_card(tx: &mut Transaction<'_>, batch_id: &str, row: i64) -> Result<
 }
 
 fn open_intent_for_update(tx: &mut Transaction<'_>, intent_id: i64) -> Result<OpenIntentRow> {
-    let row = tx.query_opt(
-        "SELECT card_number, station, state, card_key FROM cards WHERE intent_id = $1",
-        &[&intent_id],
-    )?;
-    let Some(row) = row else {
-        return Err(RegistryError::UnknownIntent { intent_id });
-    };
-    let state: String = row.try_get(2)?;
-    if state != "intent" {
-        return Err(RegistryError::IntentNotOpen { intent_id, state });
-    }
-    let key: Option<Vec<u8>> = row.try_get(3)?;
-    Ok(OpenIntentRow {
-        card_number: row.try_get(0)?,
-        station: row.try_get(1)?,
-        card_key: key.map(|k| fixed::<33>("card key", k)).transpose()?,
-    })
+    let row = tx
+        .query_opt(
+            "SELECT card_number, station, state, card_key FROM cards WHERE intent_id = $1",
+            &[&intent_id],
+        )?
+        .map(|r| {
+            Ok::<_, RegistryError>((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))
+        })
+        .transpose()?;
+    open_intent_rule(intent_id, row)
 }
 
 fn check_new_key(
@@ -196,25 +189,7 @@ impl PgRegistry {
 
 impl IssuanceRegistry for PgRegistry {
     fn begin_intent(&mut self, n: &NewIssuance<'_>) -> Result<Intent> {
-        match n.card_number {
-            CardNumber::Given(number) => check_card_number(number)?,
-            CardNumber::Next { prefix } => check_prefix(prefix)?,
-        }
-        check_resident_ref(n.resident_ref)?;
-        check_text("station", n.station, MAX_NAME_LEN)?;
-        check_text("actor", n.actor, MAX_NAME_LEN)?;
-        if n.expires_on <= n.issued_on {
-            return Err(invalid("expires_on", "must be after issued_on"));
-        }
-        let attributes = validate_attributes(n.attributes)?;
-        let batch = match n.batch {
-            Some((id, row)) => {
-                check_text("batch_id", id, MAX_BATCH_ID_LEN)?;
-                let row = i64::try_from(row).map_err(|_| invalid("batch_row", "too large"))?;
-                Some((id, row))
-            }
-            None => None,
-        };
+        let CheckedIssuance { attributes, batch } = check_issuance(n)?;
         let issued_on = n.issued_on.to_string();
         let expires_on = n.expires_on.to_string();
         self.write(|tx| {
@@ -248,30 +223,20 @@ impl IssuanceRegistry for PgRegistry {
                 Some(r) => Some((r.try_get(0)?, r.try_get(1)?)),
                 None => None,
             };
-            let mut replaced = None;
-            match (live, n.replaces) {
-                (Some((card_number, state)), _) if state == "intent" => {
-                    return Err(RegistryError::ResidentHasOpenIntent { card_number })
-                }
-                (Some((card_number, _)), None) => {
-                    return Err(RegistryError::ResidentHasLiveCard { card_number })
-                }
-                (Some((card_number, _)), Some(reason)) => {
-                    tx.execute(
-                        "UPDATE cards SET state = 'revoked', revoke_reason = $2, revoked_at = $3 \
-                         WHERE card_number = $1 AND state = 'issued'",
-                        &[&card_number, &reason.as_str(), &created_at],
-                    )?;
-                    audit(
-                        tx,
-                        n.actor,
-                        Some(n.station),
-                        &format!("revoked:{reason}"),
-                        Some(&card_number),
-                    )?;
-                    replaced = Some((card_number, reason));
-                }
-                (None, _) => {}
+            let replaced = live_card_rule(live, n.replaces)?;
+            if let Some((card_number, reason)) = &replaced {
+                tx.execute(
+                    "UPDATE cards SET state = 'revoked', revoke_reason = $2, revoked_at = $3 \
+                     WHERE card_number = $1 AND state = 'issued'",
+                    &[card_number, &reason.as_str(), &created_at],
+                )?;
+                audit(
+                    tx,
+                    n.actor,
+                    Some(n.station),
+                    &format!("revoked:{reason}"),
+                    Some(card_number),
+                )?;
             }
             let card_number = match n.card_number {
                 CardNumber::Given(number) => {
@@ -358,14 +323,8 @@ impl IssuanceRegistry for PgRegistry {
         check_key_pair(card_key, revocation_id)?;
         self.write(|tx| {
             let open = open_intent_for_update(tx, intent_id)?;
-            match open.card_key {
-                Some(recorded) if recorded == *card_key => return Ok(()),
-                Some(_) => {
-                    return Err(RegistryError::CardKeyMismatch {
-                        card_number: open.card_number,
-                    })
-                }
-                None => {}
+            if !attach_rule(&open, card_key)? {
+                return Ok(());
             }
             check_new_key(tx, intent_id, card_key, revocation_id)?;
             tx.execute(
@@ -474,8 +433,7 @@ impl IssuanceRegistry for PgRegistry {
         check_text("desk", desk, MAX_DESK_LEN)?;
         check_text("holder", holder, MAX_HOLDER_LEN)?;
         let id = random_hex(16)?;
-        let at = now();
-        let expires_at = at.saturating_add(ttl_secs.max(1));
+        let (at, expires_at) = lease_times(ttl_secs);
         self.write(|tx| {
             tx.execute(
                 "INSERT INTO leases (lease_id, desk, holder, acquired_at, renewed_at, expires_at) \
@@ -494,8 +452,7 @@ impl IssuanceRegistry for PgRegistry {
     }
 
     fn renew_lease(&mut self, lease_id: &str, ttl_secs: i64) -> Result<i64> {
-        let at = now();
-        let expires_at = at.saturating_add(ttl_secs.max(1));
+        let (at, expires_at) = lease_times(ttl_secs);
         self.write(|tx| {
             let n = tx.execute(
                 "UPDATE leases SET renewed_at = $2, expires_at = $3 \
@@ -745,25 +702,7 @@ impl IssuanceRegistry for PgRegistry {
                 )?
                 .map(|r| r.try_get(0))
                 .transpose()?;
-            match state.as_deref() {
-                None => {
-                    return Err(RegistryError::UnknownCard {
-                        card_number: card_number.into(),
-                    })
-                }
-                Some("revoked") => {
-                    return Err(RegistryError::AlreadyRevoked {
-                        card_number: card_number.into(),
-                    })
-                }
-                Some("issued") => {}
-                Some(other) => {
-                    return Err(RegistryError::CardNotIssued {
-                        card_number: card_number.into(),
-                        state: other.into(),
-                    })
-                }
-            }
+            revoke_rule(card_number, state.as_deref())?;
             tx.execute(
                 "UPDATE cards SET state = 'revoked', revoke_reason = $2, revoked_at = $3 \
                  WHERE card_number = $1 AND state = 'issued'",
@@ -826,11 +765,7 @@ impl IssuanceRegistry for PgRegistry {
     }
 
     fn record_action(&mut self, actor: &str, station: Option<&str>, action: &str) -> Result<()> {
-        check_text("actor", actor, MAX_NAME_LEN)?;
-        if let Some(station) = station {
-            check_text("station", station, MAX_NAME_LEN)?;
-        }
-        check_action(action)?;
+        check_record_action(actor, station, action)?;
         self.write(|tx| audit(tx, actor, station, action, None))
     }
 
@@ -886,17 +821,8 @@ impl IssuanceRegistry for PgRegistry {
     }
 
     fn counts_by_station(&self) -> Result<Vec<(String, Counts)>> {
-        let mut out: Vec<(String, Counts)> = Vec::new();
-        for (station, state, n) in self.counts_rows(
+        counts_per_station(self.counts_rows(
             "SELECT station, state, count(*) FROM cards GROUP BY station, state ORDER BY station",
-        )? {
-            if out.last().is_none_or(|(s, _)| *s != station) {
-                out.push((station.clone(), Counts::default()));
-            }
-            if let Some((_, c)) = out.last_mut() {
-                add_count(c, &state, n.unsigned_abs())?;
-            }
-        }
-        Ok(out)
+        )?)
     }
 }

@@ -59,11 +59,7 @@ impl Registry {
         station: Option<&str>,
         action: &str,
     ) -> Result<()> {
-        check_text("actor", actor, MAX_NAME_LEN)?;
-        if let Some(station) = station {
-            check_text("station", station, MAX_NAME_LEN)?;
-        }
-        check_action(action)?;
+        check_record_action(actor, station, action)?;
         let tx = self.write()?;
         audit(&tx, actor, station, action, None)?;
         tx.commit()?;

@@ -399,17 +399,7 @@ impl Registry {
                 ))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let mut out: Vec<(String, Counts)> = Vec::new();
-        for (station, state, n) in rows {
-            if out.last().is_none_or(|(s, _)| *s != station) {
-                out.push((station.clone(), Counts::default()));
-            }
-            let Some((_, c)) = out.last_mut() else {
-                continue;
-            };
-            add_count(c, &state, n.unsigned_abs())?;
-        }
-        Ok(out)
+        counts_per_station(rows)
     }
 
     pub(crate) fn cards_where(&self, condition: &str, param: &str) -> Result<Vec<RawCard>> {

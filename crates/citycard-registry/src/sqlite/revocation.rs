@@ -23,25 +23,7 @@ impl Registry {
                 |r| r.get(0),
             )
             .optional()?;
-        match state.as_deref() {
-            None => {
-                return Err(RegistryError::UnknownCard {
-                    card_number: card_number.into(),
-                })
-            }
-            Some("revoked") => {
-                return Err(RegistryError::AlreadyRevoked {
-                    card_number: card_number.into(),
-                })
-            }
-            Some("issued") => {}
-            Some(other) => {
-                return Err(RegistryError::CardNotIssued {
-                    card_number: card_number.into(),
-                    state: other.into(),
-                })
-            }
-        }
+        revoke_rule(card_number, state.as_deref())?;
         tx.execute(
             "UPDATE cards SET state = 'revoked', revoke_reason = ?2, revoked_at = ?3 \
              WHERE card_number = ?1 AND state = 'issued'",
