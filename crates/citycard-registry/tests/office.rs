@@ -290,28 +290,7 @@ fn city_scale_audit_stream_backup_and_counts() {
         }
         conn.execute_batch("COMMIT").unwrap();
     }
-    let attrs = attributes(NAME);
-    let open = f.reg.begin_intent(&next("r-open", &attrs)).unwrap();
-    assert_eq!(
-        open.card_number, "LG-100000",
-        "numbers skip every recorded one"
-    );
-    assert_eq!(f.reg.open_intents().unwrap().len(), 1);
-    let mut seen = 0u64;
-    let mut last = i64::MIN;
-    let n = f
-        .reg
-        .for_each_audit_since(AUDIT / 2, &mut |e| {
-            assert!(e.seq > last);
-            last = e.seq;
-            seen += 1;
-            Ok(())
-        })
-        .unwrap();
-    assert!(n >= (AUDIT / 2) as u64 && n == seen, "{n}");
-    let by_station = f.reg.counts_by_station().unwrap();
-    let spoiled: u64 = by_station.iter().map(|(_, c)| c.spoiled).sum();
-    assert_eq!(spoiled, CARDS as u64);
+    city_scale_checks(&mut f.reg, CARDS, AUDIT);
     let copy = f.dir.path().join("copy.sqlite");
     f.reg.backup_to(&copy).unwrap();
     let restored = Registry::open(&copy).unwrap();

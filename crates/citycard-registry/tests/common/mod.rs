@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use citycard_proto::{crypto, revocation, AttributeId, Date};
 use std::sync::{Arc, Mutex, Weak};
 
-use citycard_registry::{IssuanceRegistry, NewIssuance, PgRegistry, Registry, RevocationReason};
+use citycard_registry::{
+    CardNumber, CardState, IssuanceRegistry, NewIssuance, PgRegistry, Registry, RevocationReason,
+};
 use citycard_testkit::pg::{Cluster, ADMIN, PASSWORD, STATION};
 use rand_chacha::rand_core::SeedableRng;
 
@@ -270,4 +272,61 @@ pub fn admin_client(cluster: &Cluster, db: &str) -> postgres::Client {
     let mut config: postgres::Config = cluster.url(ADMIN, db).parse().unwrap();
     config.password(PASSWORD);
     config.connect(postgres::NoTls).unwrap()
+}
+
+/// A random seed for a randomised test, printed so a failure can be replayed.
+pub fn test_seed() -> (u64, rand_chacha::ChaCha20Rng) {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    println!("seed {seed}");
+    (seed, rand_chacha::ChaCha20Rng::seed_from_u64(seed))
+}
+
+/// Whether a card found in `found` has reached the state a killed process
+/// reported (`intent`: any, it may have been settled since; `issued`: issued
+/// or revoked since; `spoiled`; `revoked`).
+pub fn reached(reported: &str, found: &CardState) -> bool {
+    match reported {
+        "intent" => true,
+        "issued" => matches!(found, CardState::Issued | CardState::Revoked { .. }),
+        "spoiled" => matches!(found, CardState::Spoiled { .. }),
+        _ => matches!(found, CardState::Revoked { .. }),
+    }
+}
+
+/// What a registry holding `cards` spoiled records `LG-000000`… and `audit`
+/// audit entries must still do at once: the next number skips every recorded
+/// one, the open intent is found, the audit log streams in order, counts per
+/// station add up.
+pub fn city_scale_checks(reg: &mut dyn IssuanceRegistry, cards: i64, audit: i64) {
+    let attrs = attributes(NAME);
+    let open = reg
+        .begin_intent(&NewIssuance {
+            card_number: CardNumber::Next { prefix: "LG" },
+            retain_until: None,
+            ..issuance("unused", "r-open", &attrs)
+        })
+        .unwrap();
+    assert_eq!(
+        open.card_number,
+        format!("LG-{cards:06}"),
+        "numbers skip every recorded one"
+    );
+    assert_eq!(reg.open_intents().unwrap().len(), 1);
+    let mut seen = 0u64;
+    let mut last = i64::MIN;
+    let n = reg
+        .for_each_audit_since(audit / 2, &mut |e| {
+            assert!(e.seq > last);
+            last = e.seq;
+            seen += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert!(n >= (audit / 2) as u64 && n == seen, "{n}");
+    let by_station = reg.counts_by_station().unwrap();
+    let spoiled: u64 = by_station.iter().map(|(_, c)| c.spoiled).sum();
+    assert_eq!(spoiled, cards as u64);
 }
