@@ -18,9 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use citycard_card::{PersistentState, Storage as _};
 use citycard_e2e::citycard_ok as ok;
-use citycard_e2e::{citycard, citycard_bin};
+use citycard_e2e::{citycard, citycard_bin, issued_card_keys};
 use citycard_registry::{CardState, Registry};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 
@@ -127,27 +126,6 @@ fn batch_cmd(home: &Path, station: &str, cards: &Path, file: &Path) -> Command {
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     c
-}
-
-/// The card key of every issued emulated card in `dir`.
-fn issued_card_keys(dir: &Path) -> Vec<[u8; 33]> {
-    let mut keys = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let mut store = citycard_emulator::FileStore::new(&path).unwrap();
-        let Some(bytes) = store.load().unwrap() else {
-            continue;
-        };
-        let state = PersistentState::decode(&bytes).unwrap();
-        if state.life_cycle.name() != "issued" {
-            continue;
-        }
-        let p = state.personalisation.as_ref().unwrap();
-        keys.push(citycard_proto::crypto::encode_point(
-            &p.card_key.public_key(),
-        ));
-    }
-    keys
 }
 
 /// Four desks (two stations, four readers) run batches on one home at once;

@@ -16,18 +16,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use citycard_card::{PersistentState, Storage as _};
-use citycard_e2e::citycard_bin;
+use citycard_e2e::{citycard_bin, issued_card_keys, path_str as s, test_seed};
 use citycard_registry::pg::PASSWORD_ENV;
 use citycard_registry::{CardState, IssuanceRegistry, PgRegistry};
 use citycard_testkit::pg::{Cluster, ADMIN, PASSWORD, STATION};
-use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::rand_core::RngCore;
 
 const PASS: &str = "correct horse battery staple";
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn cmd(args: &[&str]) -> Command {
     let mut c = Command::new(citycard_bin());
@@ -68,48 +63,51 @@ fn csv(path: &Path, ids: &[String]) {
     std::fs::write(path, text).unwrap();
 }
 
-/// A home on the server: `issuer init --registry`, stations desk-1 and desk-2.
-fn server_home(dir: &Path, url: &str) {
-    ok(&[
+/// `issuer init` of a Liège home in `dir`, then `extra`.
+fn init_args<'a>(dir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
         "issuer",
         "init",
         "--dir",
-        s(dir),
+        dir,
         "--city",
         "Liège",
         "--issuer-id",
         "LIEGE",
         "--card-prefix",
         "LG",
-        "--registry",
-        url,
-    ]);
-    ok(&["station", "add", "desk-1", "--dir", s(dir)]);
-    ok(&["station", "add", "desk-2", "--dir", s(dir)]);
+    ];
+    v.extend_from_slice(extra);
+    v
 }
 
-/// The card key of every issued emulated card in `dir`.
-fn issued_card_keys(dir: &Path) -> Vec<[u8; 33]> {
-    let mut keys = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return keys;
-    };
-    for entry in entries {
-        let path = entry.unwrap().path();
-        let mut store = citycard_emulator::FileStore::new(&path).unwrap();
-        let Some(bytes) = store.load().unwrap() else {
-            continue;
-        };
-        let state = PersistentState::decode(&bytes).unwrap();
-        if state.life_cycle.name() != "issued" {
-            continue;
-        }
-        let p = state.personalisation.as_ref().unwrap();
-        keys.push(citycard_proto::crypto::encode_point(
-            &p.card_key.public_key(),
-        ));
-    }
-    keys
+/// `batch` of `file` at `station` on an emulated reader, then `extra`.
+fn batch_args<'a>(
+    home: &'a str,
+    station: &'a str,
+    reader: &'a str,
+    file: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut v = vec![
+        "batch",
+        "--dir",
+        home,
+        "--station",
+        station,
+        "--reader",
+        reader,
+        s(file),
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+/// A home on the server: `issuer init --registry`, stations desk-1 and desk-2.
+fn server_home(dir: &Path, url: &str) {
+    ok(&init_args(s(dir), &["--registry", url]));
+    ok(&["station", "add", "desk-1", "--dir", s(dir)]);
+    ok(&["station", "add", "desk-2", "--dir", s(dir)]);
 }
 
 fn registry(cluster: &Cluster, db: &str) -> PgRegistry {
@@ -127,18 +125,7 @@ fn a_city_office_first_day_on_postgres() {
     let h = s(&home);
     // A password in the URL is refused before anything is created.
     let with_password = url.replace(ADMIN, &format!("{ADMIN}:{PASSWORD}"));
-    let (code, out, err) = run(&[
-        "issuer",
-        "init",
-        "--dir",
-        h,
-        "--city",
-        "Liège",
-        "--issuer-id",
-        "LIEGE",
-        "--registry",
-        &with_password,
-    ]);
+    let (code, out, err) = run(&init_args(h, &["--registry", &with_password]));
     assert_ne!(code, 0);
     assert!(!format!("{out}{err}").contains(PASSWORD), "{out}{err}");
     assert!(!home.exists());
@@ -190,30 +177,15 @@ fn a_city_office_first_day_on_postgres() {
     ]);
     let file = tmp.path().join("residents.csv");
     csv(&file, &(0..5).map(|i| format!("R-{i}")).collect::<Vec<_>>());
-    ok(&[
-        "batch",
-        "--dir",
-        h,
-        "--station",
-        "desk-1",
-        "--reader",
-        &reader,
-        s(&file),
-        "--json",
-    ]);
+    ok(&batch_args(h, "desk-1", &reader, &file, &["--json"]));
     // The whole batch again: every row is done, nothing is issued twice.
-    ok(&[
-        "batch",
-        "--dir",
+    ok(&batch_args(
         h,
-        "--station",
         "desk-1",
-        "--reader",
         &reader,
-        s(&file),
-        "--resume",
-        "--json",
-    ]);
+        &file,
+        &["--resume", "--json"],
+    ));
 
     let reg = registry(&cluster, &db);
     let alex = reg.live_card_of("F-77").unwrap().unwrap();
@@ -286,32 +258,12 @@ fn a_home_moves_from_sqlite_to_postgres() {
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     let h = s(&home);
-    ok(&[
-        "issuer",
-        "init",
-        "--dir",
-        h,
-        "--city",
-        "Liège",
-        "--issuer-id",
-        "LIEGE",
-        "--card-prefix",
-        "LG",
-    ]);
+    ok(&init_args(h, &[]));
     ok(&["station", "add", "desk-1", "--dir", h]);
     let reader = format!("emulated:{}", tmp.path().join("cards").display());
     let file = tmp.path().join("residents.csv");
     csv(&file, &(0..4).map(|i| format!("R-{i}")).collect::<Vec<_>>());
-    ok(&[
-        "batch",
-        "--dir",
-        h,
-        "--station",
-        "desk-1",
-        "--reader",
-        &reader,
-        s(&file),
-    ]);
+    ok(&batch_args(h, "desk-1", &reader, &file, &[]));
     ok(&["revoke", "LG-000002", "--dir", h, "--reason", "stolen"]);
 
     let moved = ok_json(&["issuer", "migrate", "--dir", h, "--to", &url, "--json"]);
@@ -332,16 +284,7 @@ fn a_home_moves_from_sqlite_to_postgres() {
     // whose card was stolen and two new ones get the next numbers, and the
     // published list has the old revocation.
     csv(&file, &(0..6).map(|i| format!("R-{i}")).collect::<Vec<_>>());
-    let (code, out, err) = run(&[
-        "batch",
-        "--dir",
-        h,
-        "--station",
-        "desk-1",
-        "--reader",
-        &reader,
-        s(&file),
-    ]);
+    let (code, out, err) = run(&batch_args(h, "desk-1", &reader, &file, &[]));
     assert!(code == 0 || code == 50, "{code}: {out}{err}");
     assert_eq!(reg.counts().unwrap().issued, 7);
     assert_eq!(
@@ -424,27 +367,17 @@ fn offices_on_one_registry_with_kill_9_and_resume() {
     let spawn = |j: usize| -> Child {
         let (home, station, cards, file) = &jobs[j];
         let reader = format!("emulated:{}", cards.display());
-        cmd(&[
-            "batch",
-            "--dir",
+        cmd(&batch_args(
             s(home),
-            "--station",
             station,
-            "--reader",
             &reader,
-            s(file),
-            "--resume",
-            "--json",
-        ])
+            file,
+            &["--resume", "--json"],
+        ))
         .spawn()
         .unwrap()
     };
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    println!("seed {seed}");
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let (seed, mut rng) = test_seed();
     let mut procs: Vec<Option<Child>> = (0..jobs.len()).map(|j| Some(spawn(j))).collect();
     let mut done = vec![false; jobs.len()];
     let mut kills = 0;

@@ -476,3 +476,41 @@ pub fn verify_json(bundle: &Path, cred: &Path, extra: &[&str]) -> (i32, serde_js
     let v = serde_json::from_str(out.trim()).unwrap_or(serde_json::Value::Null);
     (code, v, err)
 }
+
+/// A path as `&str` (test paths are UTF-8).
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+/// A random seed for a randomised test, printed so that a failure can be replayed.
+pub fn test_seed() -> (u64, ChaCha20Rng) {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    println!("seed {seed}");
+    (seed, ChaCha20Rng::seed_from_u64(seed))
+}
+
+/// The card key of every issued emulated card (state file) in `dir`.
+pub fn issued_card_keys(dir: &Path) -> Vec<[u8; 33]> {
+    let mut keys = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return keys;
+    };
+    for entry in entries.flatten() {
+        let mut store = FileStore::new(entry.path()).expect("card state file");
+        let Some(bytes) = store.load().expect("card state") else {
+            continue;
+        };
+        let state = citycard_card::PersistentState::decode(&bytes).expect("card state");
+        if state.life_cycle.name() != "issued" {
+            continue;
+        }
+        if let Some(p) = state.personalisation.as_ref() {
+            keys.push(citycard_proto::crypto::encode_point(
+                &p.card_key.public_key(),
+            ));
+        }
+    }
+    keys
+}

@@ -363,7 +363,8 @@ fn city_scale_on_postgres() {
     println!("checks at city scale: {:?}", started.elapsed());
     assert_eq!(f.reg.next_card_number("LG").unwrap(), "LG-100001");
     assert!(matches!(
-        f.reg.begin_intent(&issuance("LG-X1", "r-open", &attributes(NAME))),
+        f.reg
+            .begin_intent(&issuance("LG-X1", "r-open", &attributes(NAME))),
         Err(RegistryError::ResidentHasOpenIntent { .. })
     ));
     assert_eq!(f.reg.counts_by_station().unwrap().len(), 4);
