@@ -19,7 +19,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use citycard_e2e::citycard_ok as ok;
-use citycard_e2e::{citycard, citycard_bin, issued_card_keys};
+use citycard_e2e::{batch_args, citycard, citycard_bin, init_args, issued_card_keys};
 use citycard_registry::{CardState, Registry};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 
@@ -54,45 +54,10 @@ fn personalise<'a>(
     ]
 }
 
-/// The arguments of `batch` on an emulated reader, then `extra`.
-fn batch_args<'a>(
-    home: &'a str,
-    station: &'a str,
-    reader: &'a str,
-    file: &'a Path,
-    extra: &[&'a str],
-) -> Vec<&'a str> {
-    let mut v = vec![
-        "batch",
-        "--dir",
-        home,
-        "--station",
-        station,
-        "--reader",
-        reader,
-        s(file),
-    ];
-    v.extend_from_slice(extra);
-    v
-}
-
 /// A home with stations desk-1 and desk-2.
 fn home(tmp: &Path, extra: &[&str]) -> PathBuf {
     let home = tmp.join("home");
-    let mut args = vec![
-        "issuer",
-        "init",
-        "--dir",
-        s(&home),
-        "--city",
-        "Liège",
-        "--issuer-id",
-        "LIEGE",
-        "--card-prefix",
-        "LG",
-    ];
-    args.extend_from_slice(extra);
-    ok(&args);
+    ok(&init_args(s(&home), extra));
     ok(&["station", "add", "desk-1", "--dir", s(&home)]);
     ok(&["station", "add", "desk-2", "--dir", s(&home)]);
     home

@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use citycard_e2e::{citycard_bin, issued_card_keys, path_str as s, test_seed};
+use citycard_e2e::{
+    batch_args, citycard_bin, init_args, issued_card_keys, path_str as s, test_seed,
+};
 use citycard_registry::pg::PASSWORD_ENV;
 use citycard_registry::{CardState, IssuanceRegistry, PgRegistry};
 use citycard_testkit::pg::{Cluster, ADMIN, PASSWORD, STATION};
@@ -61,46 +63,6 @@ fn csv(path: &Path, ids: &[String]) {
         text.push_str(&format!("{id},Ann Lee,Rue {id} 1,1970-05-17\n"));
     }
     std::fs::write(path, text).unwrap();
-}
-
-/// `issuer init` of a Liège home in `dir`, then `extra`.
-fn init_args<'a>(dir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut v = vec![
-        "issuer",
-        "init",
-        "--dir",
-        dir,
-        "--city",
-        "Liège",
-        "--issuer-id",
-        "LIEGE",
-        "--card-prefix",
-        "LG",
-    ];
-    v.extend_from_slice(extra);
-    v
-}
-
-/// `batch` of `file` at `station` on an emulated reader, then `extra`.
-fn batch_args<'a>(
-    home: &'a str,
-    station: &'a str,
-    reader: &'a str,
-    file: &'a Path,
-    extra: &[&'a str],
-) -> Vec<&'a str> {
-    let mut v = vec![
-        "batch",
-        "--dir",
-        home,
-        "--station",
-        station,
-        "--reader",
-        reader,
-        s(file),
-    ];
-    v.extend_from_slice(extra);
-    v
 }
 
 /// A home on the server: `issuer init --registry`, stations desk-1 and desk-2.

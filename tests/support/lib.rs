@@ -514,3 +514,43 @@ pub fn issued_card_keys(dir: &Path) -> Vec<[u8; 33]> {
     }
     keys
 }
+
+/// The arguments of `batch` of `file` at `station` on `reader`, then `extra`.
+pub fn batch_args<'a>(
+    home: &'a str,
+    station: &'a str,
+    reader: &'a str,
+    file: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut v = vec![
+        "batch",
+        "--dir",
+        home,
+        "--station",
+        station,
+        "--reader",
+        reader,
+        path_str(file),
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+/// The arguments of `issuer init` of a Liège home (prefix LG) in `dir`, then `extra`.
+pub fn init_args<'a>(dir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "issuer",
+        "init",
+        "--dir",
+        dir,
+        "--city",
+        "Liège",
+        "--issuer-id",
+        "LIEGE",
+        "--card-prefix",
+        "LG",
+    ];
+    v.extend_from_slice(extra);
+    v
+}
