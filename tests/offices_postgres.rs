@@ -175,6 +175,8 @@ fn a_city_office_first_day_on_postgres() {
     assert_eq!(reg.revocation_ids().unwrap(), [rid]);
     let show = ok_json(&["issuer", "show", "--dir", h, "--json"]);
     assert_eq!(show["city"], "Liège");
+    assert_eq!(show["registry"], url.as_str());
+    assert_eq!(show["cards"]["revoked"], 1);
 
     // The home's backup holds keys and configuration; the registry is the
     // server's to back up.

@@ -289,11 +289,13 @@ fn show(home: &HomeArg, json: bool) -> anyhow::Result<ExitCode> {
             "stations_retired": stations.iter().filter(|s| s.retired_on.is_some()).count(),
             "partners": partners.len(),
             "desks_at_work": desks.len(),
+            "registry": registry_location(&h),
         }));
     } else {
         println!("City: {} (issuer id {})", c.city, c.issuer_id);
         println!("Root key: {}", c.root.locator());
         println!("Root key fingerprint: {fingerprint}");
+        println!("Registry: {}", registry_location(&h));
         println!(
             "Card numbers: {}-NNNNNN, valid {} days",
             c.card_number_prefix, c.card_validity_days
