@@ -88,7 +88,7 @@ fn a_city_office_first_day_on_postgres() {
     // A password in the URL is refused before anything is created.
     let with_password = url.replace(ADMIN, &format!("{ADMIN}:{PASSWORD}"));
     let (code, out, err) = run(&init_args(h, &["--registry", &with_password]));
-    assert_ne!(code, 0);
+    assert_eq!(code, 2, "a usage error: {out}{err}");
     assert!(!format!("{out}{err}").contains(PASSWORD), "{out}{err}");
     assert!(!home.exists());
 
@@ -235,7 +235,11 @@ fn a_home_moves_from_sqlite_to_postgres() {
     assert!(!home.join("registry.sqlite").exists());
     assert!(home.join("registry.sqlite.moved").exists());
     // A second move is refused: the home is on the server already.
-    assert_ne!(run(&["issuer", "migrate", "--dir", h, "--to", &url]).0, 0);
+    assert_eq!(
+        run(&["issuer", "migrate", "--dir", h, "--to", &url]).0,
+        2,
+        "a usage error"
+    );
 
     let reg = registry(&cluster, &db);
     let counts = reg.counts().unwrap();
