@@ -12,8 +12,12 @@
 //! another office's commit conflicted with it (`40001`, `40P01`, or a
 //! unique violation raced in by a concurrent commit) is retried from the
 //! start, up to [`MAX_ATTEMPTS`] times; the retry then sees the other
-//! office's commit and returns the typed refusal. The constraints and
-//! triggers of [`schema`] stay the last line whatever the isolation level.
+//! office's commit and returns the typed refusal. Transactions that take a
+//! counter's next value (card numbers, allocated inside the intent's
+//! transaction; the revocation-list sequence) first lock the counters table
+//! (explicit locking, before the snapshot), so they queue rather than abort
+//! each other. The constraints and triggers of [`schema`] stay the last line
+//! whatever the isolation level.
 
 mod import;
 mod ops;
@@ -248,6 +252,25 @@ impl PgRegistry {
     /// from the start when a concurrent commit aborted it.
     pub(crate) fn write<T>(
         &self,
+        body: impl FnMut(&mut Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.write_with(false, body)
+    }
+
+    /// [`PgRegistry::write`] for a transaction that takes the next value of
+    /// a counter (card numbers, the revocation-list sequence): it first
+    /// locks the counters table, before its snapshot is taken, so such
+    /// transactions queue instead of aborting each other on the counter row.
+    pub(crate) fn write_counting<T>(
+        &self,
+        body: impl FnMut(&mut Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        self.write_with(true, body)
+    }
+
+    pub(crate) fn write_with<T>(
+        &self,
+        lock_counters: bool,
         mut body: impl FnMut(&mut Transaction<'_>) -> Result<T>,
     ) -> Result<T> {
         let mut client = self.client.borrow_mut();
@@ -259,6 +282,12 @@ impl PgRegistry {
                     .build_transaction()
                     .isolation_level(IsolationLevel::Serializable)
                     .start()?;
+                if lock_counters {
+                    // LOCK TABLE takes no snapshot: the transaction's
+                    // snapshot is taken after the lock is granted, so it
+                    // sees the previous holder's commit.
+                    tx.batch_execute("LOCK TABLE counters IN SHARE ROW EXCLUSIVE MODE")?;
+                }
                 let value = body(&mut tx)?;
                 tx.commit()?;
                 Ok(value)

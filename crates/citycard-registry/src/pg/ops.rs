@@ -192,7 +192,8 @@ impl IssuanceRegistry for PgRegistry {
         let CheckedIssuance { attributes, batch } = check_issuance(n)?;
         let issued_on = n.issued_on.to_string();
         let expires_on = n.expires_on.to_string();
-        self.write(|tx| {
+        let counting = matches!(n.card_number, CardNumber::Next { .. });
+        self.write_with(counting, |tx| {
             let created_at = now();
             if let Some(lease) = n.lease {
                 let usable = tx.query_opt(
@@ -426,7 +427,7 @@ impl IssuanceRegistry for PgRegistry {
 
     fn next_card_number(&mut self, prefix: &str) -> Result<String> {
         check_prefix(prefix)?;
-        self.write(|tx| allocate_card_number(tx, prefix))
+        self.write_counting(|tx| allocate_card_number(tx, prefix))
     }
 
     fn acquire_lease(&mut self, desk: &str, holder: &str, ttl_secs: i64) -> Result<Lease> {
@@ -756,7 +757,7 @@ impl IssuanceRegistry for PgRegistry {
     }
 
     fn next_revocation_sequence(&mut self) -> Result<u32> {
-        self.write(|tx| {
+        self.write_counting(|tx| {
             let value = bump_counter(tx, REVOCATION_SEQUENCE)?;
             u32::try_from(value).map_err(|_| RegistryError::CounterExhausted {
                 counter: REVOCATION_SEQUENCE.into(),
