@@ -453,3 +453,67 @@ fn offices_on_one_registry_with_kill_9_and_resume() {
     }
     println!("{} cards, {kills} kills, seed {seed}", numbers.len());
 }
+
+/// Two offices' homes on one machine (restored from one backup) share the
+/// registry: a reconciliation at one office never settles the open intent
+/// of a desk at work at the other — that desk's lock file is in the other
+/// home — and settles it once that desk is gone.
+#[test]
+fn one_office_never_settles_the_intents_of_a_desk_at_work_at_another() {
+    use citycard_issuer::desk::Desk;
+    use citycard_issuer::home::IssuerHome;
+    use citycard_registry::{CardNumber, NewIssuance};
+    let cluster = Cluster::start();
+    let db = cluster.new_database();
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("office-a"), tmp.path().join("office-b"));
+    server_home(&a, &cluster.url(ADMIN, &db));
+    let backup = tmp.path().join("city.tar");
+    ok(&["issuer", "backup", "--dir", s(&a), "--out", s(&backup)]);
+    std::fs::create_dir(&b).unwrap();
+    assert!(Command::new("tar")
+        .args(["-xpf", s(&backup), "-C", s(&b)])
+        .status()
+        .unwrap()
+        .success());
+
+    // A desk at work at office A, in the middle of a card.
+    std::env::set_var(PASSWORD_ENV, PASSWORD);
+    let home_a = IssuerHome::open(&a).unwrap();
+    let desk = Desk::start(&home_a, "reader-a").unwrap();
+    let mut reg = home_a.open_registry().unwrap();
+    let intent = reg
+        .begin_intent(&NewIssuance {
+            card_number: CardNumber::Next { prefix: "LG" },
+            resident_ref: "F-1",
+            station: "desk-1",
+            issued_on: citycard_proto::Date::new(2026, 3, 1).unwrap(),
+            expires_on: citycard_proto::Date::new(2031, 2, 28).unwrap(),
+            attributes: &[],
+            batch: None,
+            replaces: None,
+            actor: "op-a",
+            lease: Some(desk.lease_id()),
+            retain_until: None,
+        })
+        .unwrap();
+
+    // Office B reconciles: the intent is not an orphan.
+    let out = ok_json(&["issuer", "reconcile", "--dir", s(&b), "--spoil", "--json"]);
+    let open = registry(&cluster, &db).open_intents().unwrap();
+    assert_eq!(open.len(), 1, "{out}");
+    assert_eq!(open[0].id, intent.id);
+
+    // Desk A is done without finishing (released): now B settles it.
+    drop(desk);
+    ok(&["issuer", "reconcile", "--dir", s(&b), "--spoil"]);
+    assert!(registry(&cluster, &db).open_intents().unwrap().is_empty());
+    assert!(matches!(
+        registry(&cluster, &db)
+            .card(&intent.card_number)
+            .unwrap()
+            .unwrap()
+            .state,
+        CardState::Spoiled { .. }
+    ));
+}
