@@ -295,3 +295,36 @@ pub(crate) fn lease_times(ttl_secs: i64) -> (i64, i64) {
     let at = now();
     (at, at.saturating_add(ttl_secs.max(1)))
 }
+
+/// The intent just recorded for `n`, as `begin_intent` returns it.
+pub(crate) fn new_intent(
+    n: &NewIssuance<'_>,
+    id: i64,
+    card_number: String,
+    replaces: Option<(String, RevocationReason)>,
+) -> Intent {
+    Intent {
+        id,
+        card_number,
+        resident_ref: n.resident_ref.into(),
+        station: n.station.into(),
+        issued_on: n.issued_on,
+        expires_on: n.expires_on,
+        batch: n.batch.map(|(id, row)| (id.into(), row)),
+        replaces,
+        card_key: None,
+        owner: None,
+    }
+}
+
+/// Collects a streamed audit log (`stream` passes each entry on) into a vector.
+pub(crate) fn collect_audit(
+    stream: impl FnOnce(&mut dyn FnMut(AuditEntry) -> Result<()>) -> Result<u64>,
+) -> Result<Vec<AuditEntry>> {
+    let mut out = Vec::new();
+    stream(&mut |e| {
+        out.push(e);
+        Ok(())
+    })?;
+    Ok(out)
+}

@@ -298,18 +298,7 @@ impl IssuanceRegistry for PgRegistry {
                 }
             }
             audit(tx, n.actor, Some(n.station), "intent", Some(&card_number))?;
-            Ok(Intent {
-                id,
-                card_number,
-                resident_ref: n.resident_ref.into(),
-                station: n.station.into(),
-                issued_on: n.issued_on,
-                expires_on: n.expires_on,
-                batch: n.batch.map(|(id, row)| (id.into(), row)),
-                replaces: replaced,
-                card_key: None,
-                owner: None,
-            })
+            Ok(new_intent(n, id, card_number, replaced))
         })
     }
 
@@ -775,12 +764,7 @@ impl IssuanceRegistry for PgRegistry {
     }
 
     fn audit_since(&self, since: i64) -> Result<Vec<AuditEntry>> {
-        let mut out = Vec::new();
-        self.for_each_audit_since(since, &mut |e| {
-            out.push(e);
-            Ok(())
-        })?;
-        Ok(out)
+        collect_audit(|each| self.for_each_audit_since(since, each))
     }
 
     fn for_each_audit_since(

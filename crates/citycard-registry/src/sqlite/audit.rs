@@ -6,12 +6,7 @@ use crate::prelude::*;
 impl Registry {
     /// The audit log from `since` (unix seconds) on, in order.
     pub fn audit_since(&self, since: i64) -> Result<Vec<AuditEntry>> {
-        let mut out = Vec::new();
-        self.for_each_audit_since(since, &mut |e| {
-            out.push(e);
-            Ok(())
-        })?;
-        Ok(out)
+        collect_audit(|each| self.for_each_audit_since(since, each))
     }
 
     /// Streams the audit log from `since` (unix seconds) on, in order, to

@@ -141,18 +141,7 @@ impl Registry {
         }
         audit(&tx, n.actor, Some(n.station), "intent", Some(&card_number))?;
         tx.commit()?;
-        Ok(Intent {
-            id,
-            card_number,
-            resident_ref: n.resident_ref.into(),
-            station: n.station.into(),
-            issued_on: n.issued_on,
-            expires_on: n.expires_on,
-            batch: n.batch.map(|(id, row)| (id.into(), row)),
-            replaces: replaced,
-            card_key: None,
-            owner: None,
-        })
+        Ok(new_intent(n, id, card_number, replaced))
     }
 
     /// The open intent `intent_id`, for a state change: its card number,
