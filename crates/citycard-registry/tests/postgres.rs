@@ -434,3 +434,50 @@ fn a_city_sized_registry_moves_to_postgres() {
     let after = pg.audit_since(AUDIT).unwrap();
     assert_eq!(after.last().unwrap().seq, AUDIT + 2 + 1);
 }
+
+/// The server restarts (or fails over) under a desk: the call in flight
+/// fails, nothing half-done is kept, and the next call reconnects. A
+/// callback that calls back into the registry gets an error, not a panic.
+#[test]
+fn a_server_restart_costs_one_call_and_callbacks_cannot_reenter() {
+    use citycard_registry::IssuanceRegistry;
+    let cluster = citycard_testkit::pg::Cluster::start();
+    let db = cluster.new_database();
+    PgRegistry::migrate(&cluster.url(ADMIN, &db), Some(PASSWORD)).unwrap();
+    let mut reg = PgRegistry::connect(&cluster.url(STATION, &db), Some(PASSWORD)).unwrap();
+    let first = issue(&mut reg, "r-1", 1);
+    cluster.restart();
+    let mut failures = 0;
+    let second = loop {
+        let number = match reg.next_card_number("LG") {
+            Ok(n) => n,
+            Err(e) => {
+                failures += 1;
+                assert!(failures <= 1, "no reconnection: {e}");
+                continue;
+            }
+        };
+        break number;
+    };
+    assert_ne!(second, first);
+    assert_eq!(
+        reg.card(&first).unwrap().unwrap().state,
+        citycard_registry::CardState::Issued
+    );
+
+    let err = reg
+        .for_each_audit_since(0, &mut |_| reg.card(&first).map(|_| ()))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RegistryError::InvalidInput {
+                field: "registry",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // And the registry still works afterwards.
+    assert_eq!(reg.audit_log().unwrap().len(), 2);
+}

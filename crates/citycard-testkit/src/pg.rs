@@ -238,6 +238,27 @@ impl Cluster {
         format!("postgres://{user}@127.0.0.1:{}/{database}", self.port)
     }
 
+    /// Restarts the server (fast shutdown: every connection is closed).
+    pub fn restart(&self) {
+        let data = self.data_dir();
+        // With its log file, as at start: otherwise the new server would
+        // write to (and hold open) this call's output pipes.
+        let log = self.dir.path().join("server.log");
+        self.run_checked(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().expect("utf-8 path"),
+                "-l",
+                log.to_str().expect("utf-8 path"),
+                "-m",
+                "fast",
+                "-w",
+                "restart",
+            ],
+        );
+    }
+
     /// The server's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()

@@ -94,7 +94,7 @@ pub fn copy_sqlite_to_postgres(
     password: Option<&str>,
 ) -> Result<CopyReport> {
     let target = PgRegistry::connect(url, password)?;
-    let mut client = target.client.borrow_mut();
+    let mut client = target.client()?;
     let mut tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::Serializable)

@@ -49,6 +49,10 @@ const MIGRATION_LOCK: i64 = 0x6369_7479_4341_5244;
 /// The issuance registry on a PostgreSQL server.
 pub struct PgRegistry {
     pub(crate) client: RefCell<Client>,
+    /// How to connect again after the server closed the connection (a
+    /// restart, a failover): the next call reconnects instead of failing
+    /// for ever. Holds the password; never printed.
+    config: Config,
     url: String,
 }
 
@@ -173,15 +177,28 @@ impl PgRegistry {
 
     fn connect_unchecked(url: &str, password: Option<&str>) -> Result<Self> {
         let config = parse_url(url, password)?;
-        let mut client = config.connect(NoTls)?;
-        client.batch_execute(
-            "SET synchronous_commit = on; SET client_min_messages = warning; \
-             SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD'",
-        )?;
+        let client = session(&config)?;
         Ok(Self {
             client: RefCell::new(client),
+            config,
             url: url.to_string(),
         })
+    }
+
+    /// The connection, reconnected first if the server closed it; refused
+    /// (not a panic) if a callback of this registry calls back into it.
+    pub(crate) fn client(&self) -> Result<core::cell::RefMut<'_, Client>> {
+        let mut client = self
+            .client
+            .try_borrow_mut()
+            .map_err(|_| RegistryError::InvalidInput {
+                field: "registry",
+                reason: "called again from inside one of its own callbacks".into(),
+            })?;
+        if client.is_closed() {
+            *client = session(&self.config)?;
+        }
+        Ok(client)
     }
 
     /// Brings the database at `url` to [`PG_SCHEMA_VERSION`] (creating the
@@ -273,7 +290,7 @@ impl PgRegistry {
         lock_counters: bool,
         mut body: impl FnMut(&mut Transaction<'_>) -> Result<T>,
     ) -> Result<T> {
-        let mut client = self.client.borrow_mut();
+        let mut client = self.client()?;
         let mut attempt = 0u32;
         loop {
             attempt += 1;
@@ -306,7 +323,7 @@ impl PgRegistry {
         &self,
         body: impl FnOnce(&mut Transaction<'_>) -> Result<T>,
     ) -> Result<T> {
-        let mut client = self.client.borrow_mut();
+        let mut client = self.client()?;
         let mut tx = client
             .build_transaction()
             .isolation_level(IsolationLevel::RepeatableRead)
@@ -316,6 +333,16 @@ impl PgRegistry {
         tx.commit()?;
         Ok(value)
     }
+}
+
+/// A new session with the registry's settings.
+fn session(config: &Config) -> Result<Client> {
+    let mut client = config.connect(NoTls)?;
+    client.batch_execute(
+        "SET synchronous_commit = on; SET client_min_messages = warning; \
+         SET TIME ZONE 'UTC'; SET DateStyle = 'ISO, YMD'",
+    )?;
+    Ok(client)
 }
 
 /// A short random wait before retrying, growing with the attempt (at most ~50 ms).
