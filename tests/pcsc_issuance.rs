@@ -19,7 +19,7 @@ use citycard_e2e::{
     bench_available, citycard, issuer_home, vpcd_lock, CardStack, EmulatorProcess, ServedCard,
     READER,
 };
-use citycard_proto::revocation::{RevocationList, TrustBundle};
+use citycard_proto::revocation::TrustBundle;
 
 fn code(args: &[&str]) -> (i32, String) {
     let (code, out, err) = citycard(args);
@@ -226,7 +226,7 @@ fn city_office_first_day() {
     ok(&["revoke", issued[3], "--dir", &h, "--reason", "lost"]);
     let (c, text) = code(&["revoke", issued[3], "--dir", &h, "--reason", "lost"]);
     assert_eq!(c, 9, "{text}");
-    let crl = tmp.path().join("current.crl");
+    let published = tmp.path().join("published.bundle");
     ok(&[
         "revocation",
         "publish",
@@ -235,9 +235,13 @@ fn city_office_first_day() {
         "--next-update-days",
         "7",
         "--out",
-        crl.to_str().unwrap(),
+        published.to_str().unwrap(),
     ]);
-    let list = RevocationList::decode(&std::fs::read(&crl).unwrap()).unwrap();
+    let list = TrustBundle::decode(&std::fs::read(&published).unwrap())
+        .unwrap()
+        .body()
+        .revocations
+        .clone();
     assert_eq!(list.body().revoked.len(), 1);
     let bundle_path = tmp.path().join("liege.bundle");
     ok(&[

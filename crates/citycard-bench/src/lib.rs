@@ -23,6 +23,7 @@ pub mod model;
 pub mod personalisation;
 pub mod piv;
 pub mod registry;
+pub mod revocation;
 pub mod stats;
 pub mod verification;
 
@@ -209,8 +210,10 @@ pub struct Report {
     pub verification: Vec<VerificationRow>,
     /// Issuance.
     pub personalisation: PersonalisationReport,
-    /// p256 against ring.
-    pub p256_vs_ring: compare::Comparison,
+    /// p256 against ring; `None` unless built with the `compare-ring` feature.
+    pub p256_vs_ring: Option<compare::Comparison>,
+    /// Revocation at city scale (1,000,000 cards, 100,000 revoked).
+    pub revocation: revocation::RevocationRow,
     /// The vpcd reader used for the pcscd rows.
     pub vpcd_reader: String,
     /// Why the pcscd rows were not measured, if they were not.
@@ -456,8 +459,19 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Rep
         issuance: counts,
     };
 
-    progress(&format!("p256 vs ring: {} runs each", it.compare_runs));
-    let p256_vs_ring = compare::compare(it.compare_runs / 10, it.compare_runs)?;
+    #[cfg(feature = "compare-ring")]
+    let p256_vs_ring = {
+        progress(&format!("p256 vs ring: {} runs each", it.compare_runs));
+        Some(compare::compare(it.compare_runs / 10, it.compare_runs)?)
+    };
+    #[cfg(not(feature = "compare-ring"))]
+    let p256_vs_ring = {
+        let _ = it.compare_runs;
+        None
+    };
+
+    progress("revocation: 1,000,000 cards, 100,000 revoked");
+    let revocation = revocation::measure(1_000_000, 100_000, 10_000, progress)?;
 
     Ok(Report {
         schema_version: 1,
@@ -467,6 +481,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Rep
         verification: rows,
         personalisation,
         p256_vs_ring,
+        revocation,
         vpcd_reader: e2e::reader(),
         pcsc_not_measured,
         elapsed_s: started.elapsed().as_secs_f64(),

@@ -1,16 +1,19 @@
-//! The applet: dispatch (chaining, GET RESPONSE), life-cycle guard, commands.
+//! The applet: a typed [`Instruction`] per command, the one life-cycle table
+//! (SPEC §3.2, [`Instruction::accepted_in`]) and one handler per command.
 //!
-//! Structured as parse → guard → execute, in the spirit of trussed's
-//! apdu-dispatch: the dispatcher owns chaining and response buffering, so
-//! command handlers see one whole command and return one whole response.
+//! Chaining, GET RESPONSE and response shaping are the shared dispatcher's
+//! ([`citycard_proto::dispatch`]): it asks [`Applet`] to *admit* a header
+//! (selection, class, instruction, life cycle — the SPEC §3.2 order) and to
+//! *execute* the whole command, so handlers see one whole command and return
+//! one whole response.
 
 use alloc::vec::Vec;
-use citycard_proto::apdu::CommandView;
 use citycard_proto::attr::AttributeKind;
 use citycard_proto::auth::{self, AuthRequest, CardData};
 use citycard_proto::cert::{Certificate, Role};
 use citycard_proto::consts::{atr, cla, ins, AID};
 use citycard_proto::crypto;
+use citycard_proto::dispatch::{Application, Dispatcher, Header, Limits, Outcome, Segment};
 use citycard_proto::pers::{
     self, SecureChannel, StationAuth, CHALLENGE_LEN, TAG_ANCHOR_ISSUER, TAG_ANCHOR_KEY,
 };
@@ -22,19 +25,89 @@ use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
 
 use crate::state::{Anchor, CachedReader, PersistentState, Personalisation, CACHE_ENTRIES};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{Persistent, Storage};
 
 /// Largest command data a chain may accumulate.
 pub const MAX_CHAINED_DATA: usize = 1024;
 
-type Outcome = Result<Vec<u8>, StatusWord>;
+/// The card's instructions (SPEC §4.2), parsed once from the INS byte. GET
+/// RESPONSE is the dispatcher's and does not appear here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Instruction {
+    /// SELECT (`00 A4`).
+    Select,
+    /// SET ISSUER ANCHOR (`80 10`).
+    SetAnchor,
+    /// PSO: VERIFY CERTIFICATE (`00 2A`).
+    VerifyCertificate,
+    /// GET CHALLENGE (`00 84`).
+    GetChallenge,
+    /// EXTERNAL AUTHENTICATE (`00 82`).
+    ExternalAuthenticate,
+    /// PUT DATA, secured (`80 DA`).
+    PutData,
+    /// ACTIVATE, secured (`80 44`).
+    Activate,
+    /// TERMINATE, secured (`80 E6`).
+    Terminate,
+    /// GENERAL AUTHENTICATE (`00 86`).
+    GeneralAuthenticate,
+}
 
-/// `6A86` unless the command's P1-P2 are exactly `p1p2`.
-fn expect_p1p2(command: &CommandView<'_>, p1p2: (u8, u8)) -> Result<(), StatusWord> {
-    if (command.p1, command.p2) == p1p2 {
-        Ok(())
-    } else {
-        Err(StatusWord::IncorrectP1P2)
+impl Instruction {
+    /// The instruction an INS byte names; `None` for an unknown INS (`6D00`).
+    pub const fn from_ins(ins_byte: u8) -> Option<Self> {
+        Some(match ins_byte {
+            ins::SELECT => Self::Select,
+            ins::SET_ANCHOR => Self::SetAnchor,
+            ins::PSO => Self::VerifyCertificate,
+            ins::GET_CHALLENGE => Self::GetChallenge,
+            ins::EXTERNAL_AUTHENTICATE => Self::ExternalAuthenticate,
+            ins::PUT_DATA => Self::PutData,
+            ins::ACTIVATE => Self::Activate,
+            ins::TERMINATE => Self::Terminate,
+            ins::GENERAL_AUTHENTICATE => Self::GeneralAuthenticate,
+            _ => return None,
+        })
+    }
+
+    /// The class the instruction is sent in (SPEC §4.2); another class is `6E00`.
+    pub const fn class(self) -> u8 {
+        match self {
+            Self::SetAnchor | Self::PutData | Self::Activate | Self::Terminate => cla::PROPRIETARY,
+            _ => cla::ISO,
+        }
+    }
+
+    /// `true` for the instructions that take command chaining (SPEC §4);
+    /// chaining another one is `6884`.
+    pub const fn chainable(self) -> bool {
+        matches!(self, Self::VerifyCertificate | Self::PutData)
+    }
+
+    /// **The** life-cycle table of SPEC §3.2, the only one in code: `true`
+    /// when the instruction runs in `life_cycle`, `false` for `6985`.
+    ///
+    /// SELECT runs in every state (a TERMINATED card answers `6283`).
+    /// PERSONALISING is ANCHORED with a station session; the session is
+    /// checked by each command (`6982`). GENERAL AUTHENTICATE runs in every
+    /// state but TERMINATED and fails uniformly (`6982`) on a card that is
+    /// not ISSUED (SPEC §10.9).
+    pub const fn accepted_in(self, life_cycle: LifeCycle) -> bool {
+        use LifeCycle::{Anchored, Blank, Issued, Terminated};
+        match (self, life_cycle) {
+            (Self::Select, _) => true,
+            (_, Terminated) => false,
+            (Self::SetAnchor, Blank) => true,
+            (
+                Self::VerifyCertificate | Self::GetChallenge | Self::ExternalAuthenticate,
+                Anchored | Issued,
+            ) => true,
+            (Self::PutData | Self::Activate, Anchored) => true,
+            (Self::Terminate, Issued) => true,
+            (Self::GeneralAuthenticate, _) => true,
+            _ => false,
+        }
     }
 }
 
@@ -52,12 +125,11 @@ struct Staging {
     attributes: Vec<AttributeEntry>,
 }
 
-/// State lost on reset, deselect or power loss.
+/// Session state lost on reset, deselect or power loss (chaining and the
+/// pending response are the dispatcher's).
 #[derive(Default)]
 struct Volatile {
     selected: bool,
-    chain: Option<([u8; 4], Vec<u8>)>,
-    pending: Vec<u8>,
     challenge: Option<[u8; CHALLENGE_LEN]>,
     station: Option<StationSession>,
     staging: Option<Staging>,
@@ -73,11 +145,10 @@ pub struct Faults {
 
 /// The reference card.
 pub struct Applet<S: Storage, R: CryptoRngCore> {
-    storage: S,
+    persistent: Persistent<S, PersistentState>,
     rng: R,
-    state: Option<PersistentState>,
     volatile: Volatile,
-    powered: bool,
+    dispatcher: Dispatcher,
     faults: Faults,
     clone_key: Option<SecretKey>,
 }
@@ -87,11 +158,10 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
     /// randomness from `rng` (seed it for deterministic test vectors).
     pub fn new(storage: S, rng: R) -> Self {
         let mut applet = Self {
-            storage,
+            persistent: Persistent::new(storage),
             rng,
-            state: None,
             volatile: Volatile::default(),
-            powered: true,
+            dispatcher: Dispatcher::default(),
             faults: Faults::default(),
             clone_key: None,
         };
@@ -111,248 +181,115 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
 
     /// The current life-cycle state, or `None` if storage is unreadable.
     pub fn life_cycle(&self) -> Option<LifeCycle> {
-        self.state.as_ref().map(|s| s.life_cycle)
+        self.persistent.state().map(|s| s.life_cycle)
     }
 
     /// The persistent state as loaded (for tests and tools).
     pub fn state(&self) -> Option<&PersistentState> {
-        self.state.as_ref()
+        self.persistent.state()
     }
 
     /// The storage.
     pub fn storage(&self) -> &S {
-        &self.storage
+        self.persistent.storage()
     }
 
     /// Gives the storage back.
     pub fn into_storage(self) -> S {
-        self.storage
+        self.persistent.into_storage()
     }
 
     fn power_up(&mut self) {
         self.volatile = Volatile::default();
-        self.powered = true;
-        self.state = match self.storage.load() {
-            Ok(None) => Some(PersistentState::blank()),
-            Ok(Some(bytes)) => PersistentState::decode(&bytes).ok(),
-            Err(_) => None,
-        };
+        self.dispatcher = Dispatcher::default();
+        self.persistent.power_up();
+    }
+}
+
+impl<S: Storage, R: CryptoRngCore> Application for Applet<S, R> {
+    type Command = Instruction;
+
+    const LIMITS: Limits = Limits::short(MAX_CHAINED_DATA);
+
+    fn ready(&self) -> Result<(), StatusWord> {
+        self.persistent
+            .state()
+            .map(|_| ())
+            .ok_or(StatusWord::Unknown)
     }
 
-    /// Commits `next` as the new persistent state. On success the in-memory
-    /// state becomes `next`.
-    fn commit(&mut self, next: PersistentState) -> Result<(), StatusWord> {
-        match self.storage.commit(&next.encode()) {
-            Ok(()) => {
-                self.state = Some(next);
-                Ok(())
-            }
-            Err(StorageError::PowerLost) => {
-                self.powered = false;
-                Err(StatusWord::MemoryFailure)
-            }
-            Err(_) => Err(StatusWord::MemoryFailure),
+    /// SPEC §3.2: selection, then class (`6E00`), then instruction (`6D00`),
+    /// then life cycle ([`Instruction::accepted_in`], `6985`), for a whole
+    /// command and for the first segment of a chain alike. SELECT is
+    /// admitted in any state; it checks its own class and parameters.
+    fn admit(&self, header: Header, segment: Segment) -> Result<Instruction, StatusWord> {
+        let life_cycle = self.life_cycle().ok_or(StatusWord::Unknown)?;
+        let instruction = Instruction::from_ins(header.ins);
+        if segment == Segment::FirstOfChain && !instruction.is_some_and(Instruction::chainable) {
+            return Err(StatusWord::ChainingNotSupported);
         }
+        if instruction == Some(Instruction::Select) {
+            return Ok(Instruction::Select);
+        }
+        if !self.volatile.selected {
+            return Err(StatusWord::ConditionsNotSatisfied);
+        }
+        let expected_class = instruction.map_or(cla::ISO, Instruction::class);
+        if header.cla != expected_class {
+            return Err(StatusWord::ClassNotSupported);
+        }
+        let instruction = instruction.ok_or(StatusWord::InstructionNotSupported)?;
+        if !instruction.accepted_in(life_cycle) {
+            return Err(StatusWord::ConditionsNotSatisfied);
+        }
+        Ok(instruction)
     }
 
-    /// Processes one raw command APDU; the whole response (data + SW).
-    fn process(&mut self, raw: &[u8]) -> Vec<u8> {
-        let (data, sw) = match self.dispatch(raw) {
-            Ok(data) => self.shape_response(data, raw),
-            Err(sw) => (Vec::new(), sw),
-        };
-        let mut out = data;
-        out.extend_from_slice(&sw.to_bytes());
-        out
-    }
-
-    /// Splits long responses for GET RESPONSE.
-    fn shape_response(&mut self, data: Vec<u8>, raw: &[u8]) -> (Vec<u8>, StatusWord) {
-        let le = CommandView::parse(raw)
-            .ok()
-            .and_then(|c| c.le)
-            .unwrap_or(256)
-            .min(256);
-        if data.len() <= le {
-            let sw = match self.volatile.pending.len() {
-                0 => StatusWord::Success,
-                n if n > 255 => StatusWord::BytesRemaining(0),
-                n => StatusWord::BytesRemaining(n as u8),
-            };
-            return (data, sw);
-        }
-        let mut data = data;
-        let rest = data.split_off(le);
-        let remaining = rest.len();
-        self.volatile.pending = rest;
-        (
-            data,
-            StatusWord::BytesRemaining(if remaining > 255 { 0 } else { remaining as u8 }),
-        )
-    }
-
-    fn dispatch(&mut self, raw: &[u8]) -> Outcome {
-        let state = match &self.state {
-            Some(s) => s,
-            None => return Err(StatusWord::Unknown),
-        };
-        let command = CommandView::parse(raw).map_err(|e| e.status())?;
-
-        // GET RESPONSE continues a pending response; anything else drops it.
-        if command.ins == ins::GET_RESPONSE && command.cla == cla::ISO {
-            expect_p1p2(&command, (0, 0))?;
-            if self.volatile.pending.is_empty() {
-                return Err(StatusWord::ConditionsNotSatisfied);
-            }
-            let take = command.le.unwrap_or(256).min(self.volatile.pending.len());
-            let rest = self.volatile.pending.split_off(take);
-            let chunk = core::mem::replace(&mut self.volatile.pending, rest);
-            return Ok(chunk);
-        }
-        self.volatile.pending.clear();
-
-        // Command chaining (ISO 7816-4 5.3.3).
-        let header = [
-            command.cla & !cla::CHAIN,
-            command.ins,
-            command.p1,
-            command.p2,
-        ];
-        let mut assembled: Option<Vec<u8>> = None;
-        if let Some((chain_header, buffer)) = self.volatile.chain.take() {
-            if chain_header != header {
-                return Err(StatusWord::LastCommandExpected);
-            }
-            let mut buffer = buffer;
-            if buffer.len() + command.data.len() > MAX_CHAINED_DATA {
-                return Err(StatusWord::WrongLength);
-            }
-            buffer.extend_from_slice(command.data);
-            if command.is_chained() {
-                self.volatile.chain = Some((header, buffer));
-                return Ok(Vec::new());
-            }
-            assembled = Some(buffer);
-        } else if command.is_chained() {
-            if !matches!(command.ins, ins::PSO | ins::PUT_DATA) {
-                return Err(StatusWord::ChainingNotSupported);
-            }
-            // A chain is refused at its first segment exactly as the whole
-            // command would be (selection, class, life cycle: SPEC §3.2, §4).
-            self.guard(header[0], command.ins)?;
-            self.volatile.chain = Some((header, command.data.to_vec()));
-            return Ok(Vec::new());
-        }
-        let data_owned;
-        let data: &[u8] = match &assembled {
-            Some(buffer) => {
-                data_owned = buffer.clone();
-                &data_owned
-            }
-            None => command.data,
-        };
-
-        if command.ins == ins::SELECT {
-            return self.select(command, data);
-        }
-        self.guard(header[0], command.ins)?;
-        let life_cycle = state.life_cycle;
-        match (command.ins, life_cycle) {
-            (_, LifeCycle::Terminated) => Err(StatusWord::ConditionsNotSatisfied),
-            (ins::SET_ANCHOR, LifeCycle::Blank) => self.set_anchor(command, data),
-            (ins::PSO, LifeCycle::Anchored | LifeCycle::Issued) => {
-                expect_p1p2(&command, (0x00, 0xBE))?;
+    fn execute(
+        &mut self,
+        instruction: Instruction,
+        header: Header,
+        data: &[u8],
+        le: Option<usize>,
+    ) -> Outcome {
+        match instruction {
+            Instruction::Select => self.select(header, data),
+            Instruction::SetAnchor => self.set_anchor(header, data),
+            Instruction::VerifyCertificate => {
+                header.expect_p1p2((0x00, 0xBE))?;
                 // Uniform failure: every reason is 6982.
                 self.verify_certificate(data)
                     .map_err(|_| StatusWord::SecurityStatusNotSatisfied)
             }
-            (ins::GET_CHALLENGE, LifeCycle::Anchored | LifeCycle::Issued) => {
-                self.get_challenge(command)
-            }
-            (ins::EXTERNAL_AUTHENTICATE, LifeCycle::Anchored | LifeCycle::Issued) => {
-                self.external_authenticate(command, data)
-            }
-            (ins::PUT_DATA, LifeCycle::Anchored) => self.put_data(header, command, data),
-            (ins::ACTIVATE, LifeCycle::Anchored) => self.activate(header, command, data),
-            (ins::TERMINATE, LifeCycle::Issued) => self.terminate(header, command, data),
-            (ins::GENERAL_AUTHENTICATE, _) => {
-                expect_p1p2(&command, (0, 0))?;
+            Instruction::GetChallenge => self.get_challenge(header, le),
+            Instruction::ExternalAuthenticate => self.external_authenticate(header, data),
+            Instruction::PutData => self.put_data(header, data),
+            Instruction::Activate => self.activate(header, data),
+            Instruction::Terminate => self.terminate(header, data),
+            Instruction::GeneralAuthenticate => {
+                header.expect_p1p2((0, 0))?;
                 // Uniform failure: every reason, including a card that is not issued, is 6982.
                 self.general_authenticate(data)
                     .map_err(|_| StatusWord::SecurityStatusNotSatisfied)
             }
-            (
-                ins::SET_ANCHOR
-                | ins::PSO
-                | ins::GET_CHALLENGE
-                | ins::EXTERNAL_AUTHENTICATE
-                | ins::PUT_DATA
-                | ins::ACTIVATE
-                | ins::TERMINATE,
-                _,
-            ) => Err(StatusWord::ConditionsNotSatisfied),
-            _ => Err(StatusWord::InstructionNotSupported),
         }
     }
 
-    /// The checks every command but SELECT and GET RESPONSE passes before it
-    /// runs (or before the first segment of its chain is accepted): the
-    /// application is selected, the class fits the instruction, and the life
-    /// cycle accepts it (SPEC §3.2). Session conditions are checked by each command.
-    fn guard(&self, cla_byte: u8, ins_byte: u8) -> Result<(), StatusWord> {
-        let life_cycle = self
-            .state
-            .as_ref()
-            .map(|s| s.life_cycle)
-            .ok_or(StatusWord::Unknown)?;
-        if !self.volatile.selected {
-            return Err(StatusWord::ConditionsNotSatisfied);
-        }
-        let expected_cla = match ins_byte {
-            ins::SET_ANCHOR | ins::PUT_DATA | ins::ACTIVATE | ins::TERMINATE => cla::PROPRIETARY,
-            _ => cla::ISO,
-        };
-        let known = matches!(
-            ins_byte,
-            ins::SET_ANCHOR
-                | ins::PSO
-                | ins::GET_CHALLENGE
-                | ins::EXTERNAL_AUTHENTICATE
-                | ins::PUT_DATA
-                | ins::ACTIVATE
-                | ins::TERMINATE
-                | ins::GENERAL_AUTHENTICATE
-        );
-        if cla_byte != expected_cla {
-            return Err(StatusWord::ClassNotSupported);
-        }
-        if !known {
-            return Err(StatusWord::InstructionNotSupported);
-        }
-        let allowed = match (ins_byte, life_cycle) {
-            (_, LifeCycle::Terminated) => false,
-            (ins::SET_ANCHOR, LifeCycle::Blank) => true,
-            (
-                ins::PSO | ins::GET_CHALLENGE | ins::EXTERNAL_AUTHENTICATE,
-                LifeCycle::Anchored | LifeCycle::Issued,
-            ) => true,
-            (ins::PUT_DATA | ins::ACTIVATE, LifeCycle::Anchored) => true,
-            (ins::TERMINATE, LifeCycle::Issued) => true,
-            (ins::GENERAL_AUTHENTICATE, _) => true,
-            _ => false,
-        };
-        if allowed {
-            Ok(())
-        } else {
-            Err(StatusWord::ConditionsNotSatisfied)
-        }
+    fn dispatcher(&mut self) -> &mut Dispatcher {
+        &mut self.dispatcher
     }
 
-    fn select(&mut self, command: CommandView<'_>, data: &[u8]) -> Outcome {
-        if command.cla & !cla::CHAIN != cla::ISO {
+    fn powered(&self) -> bool {
+        self.persistent.powered()
+    }
+}
+
+impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
+    fn select(&mut self, header: Header, data: &[u8]) -> Outcome {
+        if header.cla != cla::ISO {
             return Err(StatusWord::ClassNotSupported);
         }
-        if command.p1 != 0x04 || !matches!(command.p2, 0x00 | 0x0C) {
+        if header.p1 != 0x04 || !matches!(header.p2, 0x00 | 0x0C) {
             return Err(StatusWord::IncorrectP1P2);
         }
         // Selecting anything clears every session, as a deselect would.
@@ -361,22 +298,22 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             return Err(StatusWord::FileNotFound);
         }
         let life_cycle = self
-            .state
-            .as_ref()
+            .persistent
+            .state()
             .map(|s| s.life_cycle)
             .ok_or(StatusWord::Unknown)?;
         self.volatile.selected = true;
         if life_cycle == LifeCycle::Terminated {
             return Err(StatusWord::SelectedFileDeactivated);
         }
-        if command.p2 == 0x0C {
+        if header.p2 == 0x0C {
             return Ok(Vec::new());
         }
         Ok(citycard_proto::fci::encode(life_cycle))
     }
 
-    fn set_anchor(&mut self, command: CommandView<'_>, data: &[u8]) -> Outcome {
-        expect_p1p2(&command, (0, 0))?;
+    fn set_anchor(&mut self, header: Header, data: &[u8]) -> Outcome {
+        header.expect_p1p2((0, 0))?;
         let mut s = tlv::Sequence::new(data).map_err(|_| StatusWord::IncorrectData)?;
         let issuer = s
             .required(TAG_ANCHOR_ISSUER)
@@ -390,18 +327,22 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             return Err(StatusWord::IncorrectData);
         }
         let root = crypto::decode_point(key.value).map_err(|_| StatusWord::IncorrectData)?;
-        let mut next = self.state.clone().ok_or(StatusWord::Unknown)?;
+        let mut next = self
+            .persistent
+            .state()
+            .cloned()
+            .ok_or(StatusWord::Unknown)?;
         next.anchor = Some(Anchor {
             issuer: issuer.into(),
             root,
         });
         next.life_cycle = LifeCycle::Anchored;
-        self.commit(next)?;
+        self.persistent.commit(next)?;
         Ok(Vec::new())
     }
 
     fn verify_certificate(&mut self, data: &[u8]) -> Outcome {
-        let state = self.state.as_ref().ok_or(StatusWord::Unknown)?;
+        let state = self.persistent.state().ok_or(StatusWord::Unknown)?;
         let anchor = state
             .anchor
             .as_ref()
@@ -455,15 +396,15 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
                     effective: body.effective,
                     expiry: body.expiry,
                 });
-                self.commit(next)?;
+                self.persistent.commit(next)?;
                 Ok(Vec::new())
             }
         }
     }
 
-    fn get_challenge(&mut self, command: CommandView<'_>) -> Outcome {
-        expect_p1p2(&command, (0, 0))?;
-        if command.le != Some(CHALLENGE_LEN) {
+    fn get_challenge(&mut self, header: Header, le: Option<usize>) -> Outcome {
+        header.expect_p1p2((0, 0))?;
+        if le != Some(CHALLENGE_LEN) {
             return Err(StatusWord::WrongLength);
         }
         let mut challenge = [0u8; CHALLENGE_LEN];
@@ -472,8 +413,8 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         Ok(challenge.to_vec())
     }
 
-    fn external_authenticate(&mut self, command: CommandView<'_>, data: &[u8]) -> Outcome {
-        expect_p1p2(&command, (0, 0))?;
+    fn external_authenticate(&mut self, header: Header, data: &[u8]) -> Outcome {
+        header.expect_p1p2((0, 0))?;
         // One attempt per challenge, whatever the outcome.
         let challenge = self.volatile.challenge.take();
         let result = self.try_external_authenticate(challenge, data);
@@ -521,8 +462,8 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
                 card_key
             }
             _ => self
-                .state
-                .as_ref()
+                .persistent
+                .state()
                 .and_then(|s| s.personalisation.as_ref())
                 .map(|p| p.card_key.clone())
                 .ok_or(deny)?,
@@ -537,7 +478,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
     /// Decrypts a secured command; any failure ends the station session.
     fn open_secured(
         &mut self,
-        header: [u8; 4],
+        header: Header,
         data: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, StatusWord> {
         let channel = self
@@ -546,7 +487,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             .as_mut()
             .and_then(|s| s.channel.as_mut());
         let opened = match channel {
-            Some(channel) => channel.open(header, data).ok(),
+            Some(channel) => channel.open(header.to_bytes(), data).ok(),
             None => None,
         };
         match opened {
@@ -559,8 +500,8 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         }
     }
 
-    fn put_data(&mut self, header: [u8; 4], command: CommandView<'_>, data: &[u8]) -> Outcome {
-        expect_p1p2(&command, (0, 0))?;
+    fn put_data(&mut self, header: Header, data: &[u8]) -> Outcome {
+        header.expect_p1p2((0, 0))?;
         if self.volatile.staging.is_none() {
             return Err(StatusWord::SecurityStatusNotSatisfied);
         }
@@ -606,8 +547,8 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         Ok(Vec::new())
     }
 
-    fn activate(&mut self, header: [u8; 4], command: CommandView<'_>, data: &[u8]) -> Outcome {
-        expect_p1p2(&command, (0, 0))?;
+    fn activate(&mut self, header: Header, data: &[u8]) -> Outcome {
+        header.expect_p1p2((0, 0))?;
         if self.volatile.staging.is_none() {
             return Err(StatusWord::SecurityStatusNotSatisfied);
         }
@@ -654,17 +595,21 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             record: record_bytes.clone(),
             attributes,
         };
-        let mut next = self.state.clone().ok_or(StatusWord::Unknown)?;
+        let mut next = self
+            .persistent
+            .state()
+            .cloned()
+            .ok_or(StatusWord::Unknown)?;
         next.personalisation = Some(personalisation);
         next.life_cycle = LifeCycle::Issued;
-        self.commit(next)?;
+        self.persistent.commit(next)?;
         self.volatile.station = None;
         self.volatile.staging = None;
         Ok(Vec::new())
     }
 
-    fn terminate(&mut self, header: [u8; 4], command: CommandView<'_>, data: &[u8]) -> Outcome {
-        expect_p1p2(&command, (0, 0))?;
+    fn terminate(&mut self, header: Header, data: &[u8]) -> Outcome {
+        header.expect_p1p2((0, 0))?;
         let plaintext = self.open_secured(header, data)?;
         if !plaintext.is_empty() {
             return Err(StatusWord::IncorrectData);
@@ -674,7 +619,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             life_cycle: LifeCycle::Terminated,
             ..PersistentState::blank()
         };
-        self.commit(next)?;
+        self.persistent.commit(next)?;
         self.volatile = Volatile {
             selected: true,
             ..Volatile::default()
@@ -684,7 +629,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
 
     fn general_authenticate(&mut self, data: &[u8]) -> Outcome {
         let deny = StatusWord::SecurityStatusNotSatisfied;
-        let state = self.state.as_ref().ok_or(deny)?;
+        let state = self.persistent.state().ok_or(deny)?;
         let personalisation = state.personalisation.as_ref().ok_or(deny)?;
         if state.life_cycle != LifeCycle::Issued {
             return Err(deny);
@@ -734,13 +679,6 @@ impl<S: Storage, R: CryptoRngCore> ContactlessCard for Applet<S, R> {
     }
 
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, CardLost> {
-        if !self.powered {
-            return Err(CardLost);
-        }
-        let response = self.process(command);
-        if !self.powered {
-            return Err(CardLost);
-        }
-        Ok(response)
+        self.transmit_apdu(command)
     }
 }

@@ -17,6 +17,6 @@ pub mod applet;
 pub mod state;
 pub mod storage;
 
-pub use applet::{Applet, Faults};
+pub use applet::{Applet, Faults, Instruction};
 pub use state::PersistentState;
-pub use storage::{MemoryStorage, Storage, StorageError};
+pub use storage::{MemoryStorage, Persistent, StateBlob, Storage, StorageError};

@@ -78,7 +78,7 @@ impl Office {
                     || a.ends_with(".key")
                     || a.ends_with(".pem")
                     || a.ends_with(".csv")
-                    || a.ends_with(".crl") =>
+                    || a.ends_with(".bundle") =>
                 {
                     self.path(a).display().to_string()
                 }
@@ -317,11 +317,16 @@ fn piv_issuance_end_to_end_with_its_refusals() {
         "--dir",
         "HOME",
         "--out",
-        "list.crl",
+        "city.bundle",
     ]);
-    let list = citycard_proto::RevocationList::decode(&std::fs::read(o.path("list.crl")).unwrap())
-        .unwrap();
-    assert!(list.is_revoked(&rec.revocation_id.unwrap()));
+    let bundle =
+        citycard_proto::TrustBundle::decode(&std::fs::read(o.path("city.bundle")).unwrap())
+            .unwrap();
+    bundle.verify().unwrap();
+    assert!(bundle
+        .body()
+        .revocations
+        .is_revoked(&rec.revocation_id.unwrap()));
 }
 
 #[test]

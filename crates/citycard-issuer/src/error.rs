@@ -92,6 +92,15 @@ pub enum IssuerError {
     /// A protocol object could not be built or decoded.
     #[error("protocol: {0}")]
     Protocol(#[from] citycard_proto::Error),
+    /// The last published revocation list misses cards revoked since: a
+    /// bundle with it would tell partners nothing about them.
+    #[error("the last published revocation list (#{sequence}) misses {missing} revoked card(s); run `citycard revocation publish`, which writes the bundle partners load")]
+    RevocationListOutdated {
+        /// Sequence number of the last published list.
+        sequence: u32,
+        /// Revocation ids the registry has and the list lacks.
+        missing: usize,
+    },
     /// A file could not be read or written.
     #[error("{}: {source}", .path.display())]
     Io {

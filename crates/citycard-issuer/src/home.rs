@@ -956,7 +956,11 @@ impl IssuerHome {
         )
     }
 
-    /// Signs and stores a new revocation list from the registry.
+    /// Signs and stores a new revocation list of linkability group 0 (every
+    /// card of this protocol version) from the registry, as of `now_unix`:
+    /// revoked cards and spoiled intents that carried a card key, pruned of
+    /// cards that can no longer be valid
+    /// ([`Registry::revocation_ids_for`](citycard_registry::Registry::revocation_ids_for)).
     pub fn publish_revocations(
         &self,
         next_update_days: u32,
@@ -967,13 +971,21 @@ impl IssuerHome {
             return Err(IssuerError::InvalidValidity(next_update_days));
         }
         let root = self.root_signer(secrets)?;
+        self.publish_revocations_with(root.as_ref(), next_update_days, now_unix)
+    }
+
+    fn publish_revocations_with(
+        &self,
+        root: &dyn Signer,
+        next_update_days: u32,
+        now_unix: u64,
+    ) -> Result<RevocationList, IssuerError> {
         let mut reg = self.registry()?;
-        // Revoked cards, and spoiled intents that carried a card key (cards
-        // lost after the station signed for them).
-        let revoked = reg.revocation_ids()?;
+        let revoked = reg.revocation_ids_for(0, date_of(now_unix)?)?;
         let sequence = reg.next_revocation_sequence()?;
         let body = RevocationListBody {
             issuer: self.config.issuer_id.clone(),
+            group: 0,
             sequence,
             issued_at: now_unix,
             next_update: now_unix.saturating_add(u64::from(next_update_days) * 86_400),
@@ -1001,20 +1013,65 @@ impl IssuerHome {
         }
     }
 
+    /// The one step that tells partners about revocations: signs a new
+    /// revocation list ([`Self::publish_revocations`]) and the trust bundle
+    /// that carries it — the file partners load.
+    pub fn publish(
+        &self,
+        next_update_days: u32,
+        secrets: &dyn SecretSource,
+        now_unix: u64,
+    ) -> Result<TrustBundle, IssuerError> {
+        if next_update_days == 0 || next_update_days > 366 {
+            return Err(IssuerError::InvalidValidity(next_update_days));
+        }
+        let root = self.root_signer(secrets)?;
+        let list = self.publish_revocations_with(root.as_ref(), next_update_days, now_unix)?;
+        self.bundle_with(root.as_ref(), list, now_unix)
+    }
+
     /// The trust bundle partners load: root key, station certificates and the
-    /// current revocation list (published now with `next_update_days` if none exists), signed by the root.
+    /// last published revocation list (published now, for 7 days, if none
+    /// exists), signed by the root.
+    ///
+    /// # Errors
+    ///
+    /// [`IssuerError::RevocationListOutdated`] when a card was revoked (or an
+    /// intent with a key spoiled) after that list: use [`Self::publish`].
     pub fn export_trust(
         &self,
         secrets: &dyn SecretSource,
         now_unix: u64,
     ) -> Result<TrustBundle, IssuerError> {
-        let revocations = match self.current_revocations()? {
-            Some(list) => list,
-            None => self.publish_revocations(7, secrets, now_unix)?,
-        };
         let root = self.root_signer(secrets)?;
+        let revocations = match self.current_revocations()? {
+            Some(list) => {
+                let wanted = self
+                    .registry()?
+                    .revocation_ids_for(list.body().group, date_of(now_unix)?)?;
+                let missing = wanted.iter().filter(|id| !list.is_revoked(id)).count();
+                if missing > 0 {
+                    return Err(IssuerError::RevocationListOutdated {
+                        sequence: list.body().sequence,
+                        missing,
+                    });
+                }
+                list
+            }
+            None => self.publish_revocations_with(root.as_ref(), 7, now_unix)?,
+        };
+        self.bundle_with(root.as_ref(), revocations, now_unix)
+    }
+
+    fn bundle_with(
+        &self,
+        root: &dyn Signer,
+        revocations: RevocationList,
+        now_unix: u64,
+    ) -> Result<TrustBundle, IssuerError> {
         let body = TrustBundleBody {
             issuer: self.config.issuer_id.clone(),
+            group: revocations.body().group,
             root: self.root_public_key()?,
             issued_at: now_unix,
             stations: self.station_certificates()?,
@@ -1025,6 +1082,13 @@ impl IssuerHome {
         bundle.verify()?;
         Ok(bundle)
     }
+}
+
+/// The UTC date of a Unix time.
+fn date_of(unix: u64) -> Result<Date, IssuerError> {
+    let days = i64::try_from(unix / 86_400)
+        .map_err(|_| IssuerError::Config("clock out of range".into()))?;
+    Ok(Date::from_days_since_epoch(days)?)
 }
 
 #[cfg(test)]

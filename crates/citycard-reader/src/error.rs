@@ -65,12 +65,33 @@ pub enum ReaderError {
         /// Issue time of the refused bundle, Unix seconds.
         new_issued_at: u64,
     },
+    /// The bundle's revocation list is older than one this installation
+    /// already loaded (recorded in its revocation state file next to the
+    /// credential): loading it would un-revoke cards.
+    #[error("the trust bundle's revocation list #{found} is older than list #{seen} already loaded here ({state}); get the city's current bundle")]
+    RevocationListRollback {
+        /// The highest list number seen by this installation.
+        seen: u32,
+        /// The refused bundle's list number.
+        found: u32,
+        /// The state file.
+        state: String,
+    },
     /// A reload from files was asked of a trust source built without files.
     #[error("this trust source has no files to reload from")]
     NoTrustFiles,
     /// The PC/SC service could not be used (the tap service at start-up).
     #[error("PC/SC: {0}")]
     Pcsc(#[source] citycard_transport::TransportError),
+    /// A reader named in the tap service's selection matched no reader for
+    /// longer than the configured wait.
+    #[error("no reader matches {names:?} (readers: {available:?})")]
+    NoMatchingReader {
+        /// The names that match nothing.
+        names: Vec<String>,
+        /// The readers present.
+        available: Vec<String>,
+    },
     /// The tap service could not run (a thread could not be started or died).
     #[error("{0}")]
     Watch(String),

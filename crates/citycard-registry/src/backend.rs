@@ -83,6 +83,8 @@ pub trait IssuanceRegistry {
     fn revoked(&self) -> Result<Vec<RevokedCard>>;
     /// See [`Registry::revocation_ids`](crate::Registry::revocation_ids).
     fn revocation_ids(&self) -> Result<Vec<[u8; 8]>>;
+    /// See [`Registry::revocation_ids_for`](crate::Registry::revocation_ids_for).
+    fn revocation_ids_for(&self, group: u8, as_of: Date) -> Result<Vec<[u8; 8]>>;
     /// See [`Registry::next_revocation_sequence`](crate::Registry::next_revocation_sequence).
     fn next_revocation_sequence(&mut self) -> Result<u32>;
     /// See [`Registry::record_action`](crate::Registry::record_action).
@@ -217,6 +219,10 @@ impl IssuanceRegistry for Registry {
 
     fn revocation_ids(&self) -> Result<Vec<[u8; 8]>> {
         Registry::revocation_ids(self)
+    }
+
+    fn revocation_ids_for(&self, group: u8, as_of: Date) -> Result<Vec<[u8; 8]>> {
+        Registry::revocation_ids_for(self, group, as_of)
     }
 
     fn next_revocation_sequence(&mut self) -> Result<u32> {
@@ -365,6 +371,10 @@ impl<T: IssuanceRegistry + ?Sized> IssuanceRegistry for Box<T> {
 
     fn revocation_ids(&self) -> Result<Vec<[u8; 8]>> {
         (**self).revocation_ids()
+    }
+
+    fn revocation_ids_for(&self, group: u8, as_of: Date) -> Result<Vec<[u8; 8]>> {
+        (**self).revocation_ids_for(group, as_of)
     }
 
     fn next_revocation_sequence(&mut self) -> Result<u32> {

@@ -83,6 +83,11 @@ ALTER TABLE resident_attributes ADD COLUMN retain_until INTEGER;
 
 CREATE INDEX resident_attributes_by_deadline
     ON resident_attributes (retain_until) WHERE retain_until IS NOT NULL;
+
+-- Files created by a version-2 binary before this index existed.
+CREATE INDEX IF NOT EXISTS cards_on_revocation_lists
+    ON cards (revocation_id, expires_on)
+    WHERE state IN ('revoked', 'spoiled') AND revocation_id IS NOT NULL;
 ";
 
 /// The version-2 schema, applied once by `Registry::create` in one
@@ -120,6 +125,11 @@ CREATE TABLE cards (
 CREATE UNIQUE INDEX cards_one_live_card_per_resident
     ON cards (resident_ref) WHERE state IN ('intent', 'issued');
 
+-- What the signed revocation lists read (Registry::revocation_ids_for):
+-- sorted ids with their last valid day, without scanning every card.
+CREATE INDEX cards_on_revocation_lists
+    ON cards (revocation_id, expires_on)
+    WHERE state IN ('revoked', 'spoiled') AND revocation_id IS NOT NULL;
 CREATE INDEX cards_by_batch_row
     ON cards (batch_id, batch_row) WHERE batch_id IS NOT NULL;
 

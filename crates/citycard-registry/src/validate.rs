@@ -328,3 +328,15 @@ pub(crate) fn collect_audit(
     })?;
     Ok(out)
 }
+
+/// For the revocation list of linkability group `group` on `as_of`: the
+/// first last-valid day still listed (cards that expired earlier, grace
+/// included, can no longer be valid). Refuses a group past the last one.
+pub(crate) fn revocation_cutoff(group: u8, as_of: Date) -> Result<Date> {
+    use citycard_proto::revocation::{GROUP_COUNT, REVOCATION_GRACE_DAYS};
+    if group >= GROUP_COUNT {
+        return Err(invalid("group", "must be 0 to 7"));
+    }
+    Date::from_days_since_epoch(as_of.days_since_epoch() - i64::from(REVOCATION_GRACE_DAYS))
+        .map_err(|_| invalid("as_of", "out of range"))
+}

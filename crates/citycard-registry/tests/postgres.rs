@@ -119,6 +119,24 @@ fn the_database_refuses_whoever_connects() {
         .exec("UPDATE card_group_keys SET group_id = 42 WHERE group_index = 0")
         .unwrap_err()
         .contains("append-only"));
+    // Once the card is revoked, each group's list carries that group's
+    // record, until the card could no longer be valid.
+    let on = date(2026, 6, 1);
+    assert!(f.reg.revocation_ids_for(3, on).unwrap().is_empty());
+    f.reg
+        .revoke(&number, citycard_registry::RevocationReason::Lost, "op-1")
+        .unwrap();
+    for g in 1..8u8 {
+        assert_eq!(f.reg.revocation_ids_for(g, on).unwrap(), [[g + 1; 8]]);
+    }
+    let group_0 = f.reg.revocation_ids_for(0, on).unwrap();
+    assert_eq!(group_0.len(), 2, "the card's own id and its group-0 record");
+    assert!(group_0.contains(&[1; 8]) && group_0.windows(2).all(|w| w[0] < w[1]));
+    assert!(f
+        .reg
+        .revocation_ids_for(5, date(2040, 1, 1))
+        .unwrap()
+        .is_empty());
 }
 
 #[test]

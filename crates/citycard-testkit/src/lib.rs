@@ -13,5 +13,6 @@
 pub mod keys;
 pub mod pg;
 pub mod piv_vectors;
+pub mod schemas;
 pub mod script;
 pub mod vectors;

@@ -745,6 +745,29 @@ impl IssuanceRegistry for PgRegistry {
         })
     }
 
+    fn revocation_ids_for(&self, group: u8, as_of: citycard_proto::Date) -> Result<Vec<[u8; 8]>> {
+        let cutoff = revocation_cutoff(group, as_of)?.to_string();
+        let group = i32::from(group);
+        // The cards' own revocation ids are group 0's; a card's group
+        // records (`card_group_keys`) are their groups'.
+        self.read(|tx| {
+            tx.query(
+                "SELECT revocation_id FROM cards \
+                 WHERE $2 = 0 AND state IN ('revoked', 'spoiled') \
+                   AND revocation_id IS NOT NULL AND expires_on >= $1::text::date \
+                 UNION \
+                 SELECT g.revocation_id FROM card_group_keys g JOIN cards c USING (intent_id) \
+                 WHERE g.group_id = $2 AND c.state IN ('revoked', 'spoiled') \
+                   AND c.expires_on >= $1::text::date \
+                 ORDER BY 1",
+                &[&cutoff, &group],
+            )?
+            .iter()
+            .map(|r| fixed::<8>("revocation id", r.try_get(0)?))
+            .collect()
+        })
+    }
+
     fn next_revocation_sequence(&mut self) -> Result<u32> {
         self.write_counting(|tx| {
             let value = bump_counter(tx, REVOCATION_SEQUENCE)?;

@@ -101,8 +101,9 @@ CREATE UNIQUE INDEX cards_one_live_card_per_resident
 CREATE INDEX cards_by_batch_row ON cards (batch_id, batch_row) WHERE batch_id IS NOT NULL;
 CREATE INDEX cards_open_by_lease ON cards (lease_id) WHERE state = 'intent';
 CREATE INDEX cards_revoked ON cards (revoked_at, intent_id) WHERE state = 'revoked';
-CREATE INDEX cards_listed_until ON cards (expires_on)
-    WHERE revocation_id IS NOT NULL AND state IN ('revoked', 'spoiled');
+-- What the signed revocation lists read: sorted ids with their last valid day.
+CREATE INDEX cards_on_revocation_lists ON cards (revocation_id, expires_on)
+    WHERE state IN ('revoked', 'spoiled') AND revocation_id IS NOT NULL;
 
 -- A card's group records (up to 8), each with its own card key and
 -- revocation id; written with the card, never changed or deleted.
@@ -115,7 +116,7 @@ CREATE TABLE card_group_keys (
     PRIMARY KEY (intent_id, group_index),
     UNIQUE (intent_id, group_id)
 );
-CREATE INDEX card_group_keys_by_group ON card_group_keys (group_id);
+CREATE INDEX card_group_keys_by_group ON card_group_keys (group_id, revocation_id);
 
 CREATE FUNCTION citycard_cards_guard() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN

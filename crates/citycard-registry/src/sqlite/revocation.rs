@@ -91,6 +91,35 @@ impl Registry {
         Ok(ids)
     }
 
+    /// The revocation ids the signed list of linkability group `group` must
+    /// carry on `as_of`: those of revoked cards and of spoiled intents that
+    /// carry a card key, except the ones whose card can no longer be valid —
+    /// its last valid day (`expires_on`, which an intent records for the card
+    /// it would have issued) more than
+    /// [`REVOCATION_GRACE_DAYS`](citycard_proto::revocation::REVOCATION_GRACE_DAYS)
+    /// days before `as_of`. Sorted ascending.
+    ///
+    /// Every card of this protocol version belongs to group 0; any other
+    /// group has no cards yet, so its list is empty.
+    pub fn revocation_ids_for(&self, group: u8, as_of: Date) -> Result<Vec<[u8; 8]>> {
+        let cutoff = revocation_cutoff(group, as_of)?;
+        if group != 0 {
+            return Ok(Vec::new());
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT revocation_id FROM cards \
+             WHERE state IN ('revoked', 'spoiled') AND revocation_id IS NOT NULL \
+               AND expires_on >= ?1 \
+             ORDER BY revocation_id",
+        )?;
+        let rows = stmt
+            .query_map([cutoff.to_string()], |r| r.get::<_, Vec<u8>>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|id| fixed::<8>("revocation id", id))
+            .collect()
+    }
+
     /// The next sequence number for a signed revocation list (1, 2, ...):
     /// monotonic and persisted, never handed out twice.
     pub fn next_revocation_sequence(&mut self) -> Result<u32> {

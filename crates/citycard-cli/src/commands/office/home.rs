@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::secrets::EnvOrPrompt;
 use citycard_issuer::home::IssuerHome;
 use citycard_issuer::registry::{MigrateReport, RegistryServer};
-use citycard_keys::EnvOrPrompt;
 
 use super::{print_json, HomeArg, KeyArgs, OutArgs};
 use crate::issuer_try;

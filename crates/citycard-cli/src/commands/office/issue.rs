@@ -11,12 +11,11 @@ use citycard_issuer::cards::{CardProfile, CardSource};
 use citycard_issuer::home::IssuerHome;
 use citycard_issuer::piv::{self as piv_issue, PivIssued, PivOptions};
 use citycard_issuer::resident;
-use citycard_keys::{
-    open_management_key, EnvOrPrompt, ManagementKey, ManagementKeyLocation, SoftManagementKey,
-};
+use citycard_keys::{open_management_key, ManagementKey, ManagementKeyLocation, SoftManagementKey};
 
 use super::records::Reason;
 use super::{code_of_issue_error, code_of_issuer_error, fail_json, print_json, HomeArg};
+use crate::secrets::EnvOrPrompt;
 use crate::{exit, issuer_try};
 
 /// Which kind of card `personalise` and `batch` issue.

@@ -2,9 +2,9 @@
 
 use std::process::ExitCode;
 
+use crate::secrets::EnvOrPrompt;
 use citycard_issuer::home::IssuerHome;
 use citycard_issuer::IssuerError;
-use citycard_keys::EnvOrPrompt;
 use citycard_proto::attr::AttributeSet;
 
 use super::{fail_json, print_json, today, HomeArg, OutArgs};

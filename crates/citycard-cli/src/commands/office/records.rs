@@ -124,8 +124,9 @@ pub fn revoke(args: &RevokeArgs) -> anyhow::Result<ExitCode> {
         );
     } else {
         println!(
-            "Card {} revoked ({reason}). Publish a new revocation list to tell the readers.",
-            args.card
+            "Card {} revoked ({reason}). Tell partners: `citycard revocation publish --dir {} --out BUNDLE` and give them BUNDLE.",
+            args.card,
+            args.home.dir.display()
         );
     }
     Ok(ExitCode::SUCCESS)

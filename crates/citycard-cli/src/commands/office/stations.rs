@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
+use crate::secrets::EnvOrPrompt;
 use citycard_issuer::home::IssuerHome;
-use citycard_keys::EnvOrPrompt;
 
 use super::{print_json, today, HomeArg, KeyArgs};
 use crate::issuer_try;
