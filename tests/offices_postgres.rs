@@ -438,7 +438,7 @@ fn offices_on_one_registry_with_kill_9_and_resume() {
         "--dir",
         s(&homes[1]),
         "--out",
-        s(&crl),
+        s(&published),
     ]);
     let listed = reg.revocation_ids().unwrap();
     for rid in &revoked {
