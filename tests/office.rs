@@ -15,13 +15,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use citycard_e2e::citycard_ok as ok;
-use citycard_e2e::{batch_args, citycard, citycard_bin, init_args, issued_card_keys};
+use citycard_e2e::{
+    batch_args, citycard, citycard_bin, init_args, issued_card_keys, run_with_random_kills,
+};
 use citycard_registry::{CardState, Registry};
-use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::rand_core::SeedableRng;
 
 const PASS: &str = "correct horse battery staple";
 
@@ -123,49 +125,12 @@ fn four_desks_on_one_home_with_kill_9_and_resume() {
         .collect();
     let station = |d: usize| ["desk-1", "desk-2"][d % 2];
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0xC17C);
-    let mut procs: Vec<Option<Child>> = (0..4)
-        .map(|d| {
-            Some(
-                batch_cmd(&home, station(d), &cards[d], &files[d])
-                    .spawn()
-                    .unwrap(),
-            )
-        })
-        .collect();
-    let mut done = [false; 4];
-    let mut kills = 0;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while !done.iter().all(|d| *d) {
-        assert!(Instant::now() < deadline, "desks did not finish");
-        std::thread::sleep(Duration::from_millis(100 + rng.next_u64() % 400));
-        for d in 0..4 {
-            let Some(child) = procs[d].as_mut() else {
-                continue;
-            };
-            if let Some(status) = child.try_wait().unwrap() {
-                let out = procs[d].take().unwrap().wait_with_output().unwrap();
-                let code = status.code().unwrap_or(-1);
-                assert!(
-                    code == 0 || code == 50,
-                    "desk {d} exit {code}:\n{}\n{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                done[d] = true;
-                continue;
-            }
-            if kills < 12 && rng.next_u64() % 3 == 0 {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                kills += 1;
-                procs[d] = Some(
-                    batch_cmd(&home, station(d), &cards[d], &files[d])
-                        .spawn()
-                        .unwrap(),
-                );
-            }
-        }
-    }
+    let spawn = |d: usize| {
+        batch_cmd(&home, station(d), &cards[d], &files[d])
+            .spawn()
+            .unwrap()
+    };
+    let kills = run_with_random_kills(4, &spawn, 12, &mut rng, Duration::from_secs(600));
     assert!(kills > 0, "the test must kill desks");
 
     let reg = Registry::open(home.join("registry.sqlite")).unwrap();

@@ -14,15 +14,15 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use citycard_e2e::{
-    batch_args, citycard_bin, init_args, issued_card_keys, path_str as s, test_seed,
+    batch_args, citycard_bin, init_args, issued_card_keys, path_str as s, run_with_random_kills,
+    test_seed,
 };
 use citycard_registry::pg::PASSWORD_ENV;
 use citycard_registry::{CardState, IssuanceRegistry, PgRegistry};
 use citycard_testkit::pg::{Cluster, ADMIN, PASSWORD, STATION};
-use rand_chacha::rand_core::RngCore;
 
 const PASS: &str = "correct horse battery staple";
 
@@ -346,40 +346,7 @@ fn offices_on_one_registry_with_kill_9_and_resume() {
         .unwrap()
     };
     let (seed, mut rng) = test_seed();
-    let mut procs: Vec<Option<Child>> = (0..jobs.len()).map(|j| Some(spawn(j))).collect();
-    let mut done = vec![false; jobs.len()];
-    let mut kills = 0;
-    let deadline = Instant::now() + Duration::from_secs(900);
-    while !done.iter().all(|d| *d) {
-        assert!(
-            Instant::now() < deadline,
-            "offices did not finish (seed {seed})"
-        );
-        std::thread::sleep(Duration::from_millis(100 + rng.next_u64() % 400));
-        for j in 0..jobs.len() {
-            let Some(child) = procs[j].as_mut() else {
-                continue;
-            };
-            if let Some(status) = child.try_wait().unwrap() {
-                let out = procs[j].take().unwrap().wait_with_output().unwrap();
-                let code = status.code().unwrap_or(-1);
-                assert!(
-                    code == 0 || code == 50,
-                    "job {j} exit {code} (seed {seed}):\n{}\n{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                done[j] = true;
-                continue;
-            }
-            if kills < 24 && rng.next_u64() % 3 == 0 {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                kills += 1;
-                procs[j] = Some(spawn(j));
-            }
-        }
-    }
+    let kills = run_with_random_kills(jobs.len(), &spawn, 24, &mut rng, Duration::from_secs(900));
     assert!(kills > 0, "the test must kill desks");
 
     let reg = registry(&cluster, &db);

@@ -558,3 +558,60 @@ pub fn init_args<'a>(dir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     v.extend_from_slice(extra);
     v
 }
+
+/// Runs `jobs` processes (`spawn(j)` starts job `j`) until each has exited
+/// by itself with 0 or 50 (some rows refused), killing running ones with
+/// SIGKILL at random moments (at most `max_kills`) and starting them again
+/// (`--resume`). Returns how many were killed; panics past `deadline`.
+pub fn run_with_random_kills(
+    jobs: usize,
+    spawn: &dyn Fn(usize) -> Child,
+    max_kills: usize,
+    rng: &mut ChaCha20Rng,
+    deadline: Duration,
+) -> usize {
+    use rand_chacha::rand_core::RngCore;
+    let mut procs: Vec<Option<Child>> = (0..jobs).map(|j| Some(spawn(j))).collect();
+    let mut done = vec![false; jobs];
+    let mut kills = 0;
+    let deadline = Instant::now() + deadline;
+    while !done.iter().all(|d| *d) {
+        assert!(Instant::now() < deadline, "the jobs did not finish");
+        std::thread::sleep(Duration::from_millis(100 + rng.next_u64() % 400));
+        for j in 0..jobs {
+            let Some(child) = procs.get_mut(j).and_then(Option::as_mut) else {
+                continue;
+            };
+            if let Some(status) = child.try_wait().expect("wait") {
+                let code = status.code().unwrap_or(-1);
+                let out = procs
+                    .get_mut(j)
+                    .and_then(Option::take)
+                    .map(|c| c.wait_with_output().expect("output"));
+                let (stdout, stderr) = out.map_or_else(Default::default, |o| {
+                    (
+                        String::from_utf8_lossy(&o.stdout).into_owned(),
+                        String::from_utf8_lossy(&o.stderr).into_owned(),
+                    )
+                });
+                assert!(
+                    code == 0 || code == 50,
+                    "job {j} exit {code}:\n{stdout}\n{stderr}"
+                );
+                if let Some(d) = done.get_mut(j) {
+                    *d = true;
+                }
+                continue;
+            }
+            if kills < max_kills && rng.next_u64().is_multiple_of(3) {
+                child.kill().expect("SIGKILL");
+                child.wait().expect("wait");
+                kills += 1;
+                if let Some(p) = procs.get_mut(j) {
+                    *p = Some(spawn(j));
+                }
+            }
+        }
+    }
+    kills
+}
