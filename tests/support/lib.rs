@@ -480,3 +480,138 @@ pub fn verify_json(bundle: &Path, cred: &Path, extra: &[&str]) -> (i32, serde_js
     );
     (code, v, err)
 }
+
+/// A path as `&str` (test paths are UTF-8).
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+/// A random seed for a randomised test, printed so that a failure can be replayed.
+pub fn test_seed() -> (u64, ChaCha20Rng) {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    println!("seed {seed}");
+    (seed, ChaCha20Rng::seed_from_u64(seed))
+}
+
+/// The card key of every issued emulated card (state file) in `dir`.
+pub fn issued_card_keys(dir: &Path) -> Vec<[u8; 33]> {
+    let mut keys = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return keys;
+    };
+    for entry in entries.flatten() {
+        let mut store = FileStore::new(entry.path()).expect("card state file");
+        let Some(bytes) = store.load().expect("card state") else {
+            continue;
+        };
+        let state = citycard_card::PersistentState::decode(&bytes).expect("card state");
+        if state.life_cycle.name() != "issued" {
+            continue;
+        }
+        if let Some(p) = state.personalisation.as_ref() {
+            keys.push(citycard_proto::crypto::encode_point(
+                &p.card_key.public_key(),
+            ));
+        }
+    }
+    keys
+}
+
+/// The arguments of `batch` of `file` at `station` on `reader`, then `extra`.
+pub fn batch_args<'a>(
+    home: &'a str,
+    station: &'a str,
+    reader: &'a str,
+    file: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut v = vec![
+        "batch",
+        "--dir",
+        home,
+        "--station",
+        station,
+        "--reader",
+        reader,
+        path_str(file),
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+/// The arguments of `issuer init` of a Liège home (prefix LG) in `dir`, then `extra`.
+pub fn init_args<'a>(dir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec![
+        "issuer",
+        "init",
+        "--dir",
+        dir,
+        "--city",
+        "Liège",
+        "--issuer-id",
+        "LIEGE",
+        "--card-prefix",
+        "LG",
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
+/// Runs `jobs` processes (`spawn(j)` starts job `j`) until each has exited
+/// by itself with 0 or 50 (some rows refused), killing running ones with
+/// SIGKILL at random moments (at most `max_kills`) and starting them again
+/// (`--resume`). Returns how many were killed; panics past `deadline`.
+pub fn run_with_random_kills(
+    jobs: usize,
+    spawn: &dyn Fn(usize) -> Child,
+    max_kills: usize,
+    rng: &mut ChaCha20Rng,
+    deadline: Duration,
+) -> usize {
+    use rand_chacha::rand_core::RngCore;
+    let mut procs: Vec<Option<Child>> = (0..jobs).map(|j| Some(spawn(j))).collect();
+    let mut done = vec![false; jobs];
+    let mut kills = 0;
+    let deadline = Instant::now() + deadline;
+    while !done.iter().all(|d| *d) {
+        assert!(Instant::now() < deadline, "the jobs did not finish");
+        std::thread::sleep(Duration::from_millis(100 + rng.next_u64() % 400));
+        for j in 0..jobs {
+            let Some(child) = procs.get_mut(j).and_then(Option::as_mut) else {
+                continue;
+            };
+            if let Some(status) = child.try_wait().expect("wait") {
+                let code = status.code().unwrap_or(-1);
+                let out = procs
+                    .get_mut(j)
+                    .and_then(Option::take)
+                    .map(|c| c.wait_with_output().expect("output"));
+                let (stdout, stderr) = out.map_or_else(Default::default, |o| {
+                    (
+                        String::from_utf8_lossy(&o.stdout).into_owned(),
+                        String::from_utf8_lossy(&o.stderr).into_owned(),
+                    )
+                });
+                assert!(
+                    code == 0 || code == 50,
+                    "job {j} exit {code}:\n{stdout}\n{stderr}"
+                );
+                if let Some(d) = done.get_mut(j) {
+                    *d = true;
+                }
+                continue;
+            }
+            if kills < max_kills && rng.next_u64().is_multiple_of(3) {
+                child.kill().expect("SIGKILL");
+                child.wait().expect("wait");
+                kills += 1;
+                if let Some(p) = procs.get_mut(j) {
+                    *p = Some(spawn(j));
+                }
+            }
+        }
+    }
+    kills
+}

@@ -39,7 +39,7 @@ pub struct City {
     /// The station.
     pub station: LoadedStation,
     /// The registry.
-    pub registry: citycard_registry::Registry,
+    pub registry: Box<dyn citycard_registry::IssuanceRegistry + Send>,
     /// Library, transit, full identity.
     pub profiles: Vec<Profile>,
     /// Today.

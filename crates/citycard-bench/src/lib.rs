@@ -13,6 +13,7 @@ pub mod e2e;
 pub mod model;
 pub mod personalisation;
 pub mod piv;
+pub mod registry;
 pub mod revocation;
 pub mod stats;
 pub mod verification;

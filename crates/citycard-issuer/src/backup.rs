@@ -76,8 +76,13 @@ impl IssuerHome {
             .tempdir_in(self.dir())
             .map_err(|e| IssuerError::io(self.dir(), e))?;
         let snapshot = scratch.path().join("registry.sqlite");
-        registry.backup_to(&snapshot)?;
+        // A registry on a server is backed up with the server (pg_dump); the
+        // home's archive then holds its keys, certificates and configuration.
+        let on_server = self.config().registry.is_some();
         drop(registry);
+        if !on_server {
+            citycard_registry::Registry::open(self.registry_path())?.backup_to(&snapshot)?;
+        }
         let mut listed = vec![PathBuf::from("issuer.json")];
         if self.dir().join("root.key.pem").is_file() {
             listed.push(PathBuf::from("root.key.pem"));
@@ -88,7 +93,9 @@ impl IssuerHome {
             }
         }
         let mut names = listed.clone();
-        names.push(PathBuf::from("registry.sqlite"));
+        if !on_server {
+            names.push(PathBuf::from("registry.sqlite"));
+        }
         let written = files::write_with(out, overwrite, &mut |w| {
             let mut tar = tar::Builder::new(w);
             tar.mode(tar::HeaderMode::Deterministic);
@@ -109,7 +116,9 @@ impl IssuerHome {
             for rel in &listed {
                 append(&mut tar, rel, &self.dir().join(rel))?;
             }
-            append(&mut tar, Path::new("registry.sqlite"), &snapshot)?;
+            if !on_server {
+                append(&mut tar, Path::new("registry.sqlite"), &snapshot)?;
+            }
             tar.finish().map_err(err(out))?;
             Ok(())
         })?;

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use citycard_registry::{Registry, RegistryError, RevocationReason};
+use citycard_registry::{IssuanceRegistry, RegistryError, RevocationReason};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -26,7 +26,7 @@ pub struct Counter<'a> {
     /// The station (its `desk_lease` is this counter's lease).
     pub station: LoadedStation,
     /// The registry connection.
-    pub registry: Registry,
+    pub registry: Box<dyn IssuanceRegistry + Send>,
     /// Where the cards are.
     pub source: CardSource,
     /// Today (UTC).

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use citycard_registry::{Intent, IssuanceRegistry, Lease, Registry, RegistryError};
+use citycard_registry::{Intent, IssuanceRegistry, Lease, RegistryError};
 
 use crate::error::IssuerError;
 use crate::files::create_private_dir;
@@ -43,6 +43,25 @@ pub fn holder() -> String {
     format!("{host}:{}", std::process::id())
 }
 
+/// The holder name of a lease taken from `home`: [`holder`], with the
+/// home's tag after the host when the registry is on a server shared by
+/// several homes (offices), so that a lease of another home on the same
+/// machine — whose lock file is not in this home — counts as another
+/// machine's (trusted until it expires), never as a dead desk of this one.
+pub fn holder_for(home: &IssuerHome) -> String {
+    let plain = holder();
+    if home.config().registry.is_none() {
+        return plain;
+    }
+    let dir = fs::canonicalize(home.dir()).unwrap_or_else(|_| home.dir().to_path_buf());
+    let tag = citycard_proto::crypto::sha256(&[dir.as_os_str().as_encoded_bytes()]);
+    let tag = hex::encode(tag.get(..4).unwrap_or_default());
+    match plain.rsplit_once(':') {
+        Some((host, pid)) => format!("{host}/{tag}:{pid}"),
+        None => plain,
+    }
+}
+
 fn lock_path(home: &IssuerHome, lease_id: &str) -> PathBuf {
     home.dir().join("leases").join(format!("{lease_id}.lock"))
 }
@@ -56,7 +75,7 @@ pub struct Desk {
     stop: Arc<AtomicBool>,
     lost: Arc<AtomicBool>,
     heartbeat: Option<JoinHandle<()>>,
-    registry_path: PathBuf,
+    home: IssuerHome,
 }
 
 impl std::fmt::Debug for Desk {
@@ -72,8 +91,8 @@ impl Desk {
     /// [`crate::cards::CardSource::desk_id`]) and starts renewing it.
     pub fn start(home: &IssuerHome, desk: &str) -> Result<Self, IssuerError> {
         let registry_path = home.dir().join("registry.sqlite");
-        let mut reg = Registry::open(&registry_path)?;
-        let lease = reg.acquire_lease(desk, &holder(), LEASE_TTL_SECS)?;
+        let mut reg = home.open_registry()?;
+        let lease = reg.acquire_lease(desk, &holder_for(home), LEASE_TTL_SECS)?;
         create_private_dir(&home.dir().join("leases"))?;
         let lock_path = lock_path(home, &lease.id);
         let lock = crate::files::create_lock_file(&lock_path)?;
@@ -99,7 +118,7 @@ impl Desk {
         let lost = Arc::new(AtomicBool::new(false));
         let heartbeat = {
             let (stop, lost, id) = (stop.clone(), lost.clone(), lease.id.clone());
-            let mut reg = Registry::open(&registry_path)?;
+            let mut reg = home.open_registry()?;
             std::thread::Builder::new()
                 .name("desk-lease".into())
                 .spawn(move || {
@@ -132,7 +151,7 @@ impl Desk {
             stop,
             lost,
             heartbeat: Some(heartbeat),
-            registry_path,
+            home: home.clone(),
         })
     }
 
@@ -159,7 +178,7 @@ impl Drop for Desk {
         if let Some(h) = self.heartbeat.take() {
             let _ = h.join();
         }
-        if let Ok(mut reg) = Registry::open(&self.registry_path) {
+        if let Ok(mut reg) = self.home.open_registry() {
             let _ = reg.release_lease(&self.lease.id);
         }
         let _ = fs::remove_file(&self.lock_path);
@@ -183,7 +202,7 @@ pub fn owner_gone(home: &IssuerHome, lease: &Lease, now: i64) -> bool {
         // expiry), or one of this machine that is gone (its lock file is
         // removed only once it is; a desk creates it before its first
         // intent, so no intent of a desk at work is ever without one).
-        Err(_) => same_host(&lease.holder),
+        Err(_) => same_host(home, &lease.holder),
     }
 }
 
@@ -195,8 +214,8 @@ fn try_lock(file: &File) -> std::io::Result<()> {
         .map_err(std::io::Error::from)
 }
 
-fn same_host(holder_of_lease: &str) -> bool {
-    let ours = holder();
+fn same_host(home: &IssuerHome, holder_of_lease: &str) -> bool {
+    let ours = holder_for(home);
     let host = |h: &str| h.rsplit_once(':').map(|(host, _)| host.to_string());
     host(holder_of_lease).is_some() && host(holder_of_lease) == host(&ours)
 }
@@ -295,11 +314,11 @@ pub fn all_orphans(
 /// machine). Intents of desks at work are never touched.
 pub fn abandon_orphans(
     home: &IssuerHome,
-    registry: &mut Registry,
+    registry: &mut dyn IssuanceRegistry,
     actor: &str,
 ) -> Result<crate::issue::Reconciled, IssuerError> {
     let orphans = all_orphans(home, registry)?;
-    let lease = registry.acquire_lease("abandon", &holder(), LEASE_TTL_SECS)?;
+    let lease = registry.acquire_lease("abandon", &holder_for(home), LEASE_TTL_SECS)?;
     let mine = take_over(registry, orphans, &lease.id)?;
     let report = crate::issue::settle_open(registry, mine, None, actor);
     let _ = registry.release_lease(&lease.id);

@@ -59,6 +59,10 @@ pub struct IssuerConfig {
     /// none at all.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retain_attributes_days: Option<u32>,
+    /// The registry's server, for offices that share one; `None`, the
+    /// default, is `registry.sqlite` in the home.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<crate::registry::RegistryServer>,
 }
 
 /// `stations/NAME/station.json`.
@@ -224,6 +228,33 @@ impl IssuerHome {
         retain_attributes_days: Option<u32>,
         secrets: &dyn SecretSource,
     ) -> Result<Self, IssuerError> {
+        Self::init_with_registry(
+            dir,
+            city,
+            issuer_id,
+            card_number_prefix,
+            root,
+            retain_attributes_days,
+            None,
+            secrets,
+        )
+    }
+
+    /// [`IssuerHome::init`] with the registry on a PostgreSQL server
+    /// (`Some`): its tables are created if the database is empty; a
+    /// database that already holds the city's registry (another office's)
+    /// is used as it is.
+    #[allow(clippy::too_many_arguments)]
+    pub fn init_with_registry(
+        dir: &Path,
+        city: &str,
+        issuer_id: &str,
+        card_number_prefix: &str,
+        root: Option<KeyLocation>,
+        retain_attributes_days: Option<u32>,
+        registry: Option<crate::registry::RegistryServer>,
+        secrets: &dyn SecretSource,
+    ) -> Result<Self, IssuerError> {
         if city.trim().is_empty() || city.len() > 64 {
             return Err(IssuerError::InvalidName {
                 what: "city",
@@ -278,6 +309,7 @@ impl IssuerHome {
                 card_number_prefix: card_number_prefix.into(),
                 card_validity_days: 5 * 365,
                 retain_attributes_days,
+                registry: registry.clone(),
             },
         };
         let mut key_made = false;
@@ -289,7 +321,12 @@ impl IssuerHome {
             key_made = true;
             let mut config = home.config.clone();
             config.root_public_key = hex::encode(crypto::encode_point(&signer.public_key()));
-            citycard_registry::Registry::create(dir.join("registry.sqlite"))?;
+            match &registry {
+                None => drop(citycard_registry::Registry::create(
+                    dir.join("registry.sqlite"),
+                )?),
+                Some(server) => drop(server.connect_or_create(dir)?),
+            }
             let json = serde_json::to_vec_pretty(&config)
                 .map_err(|e| IssuerError::Config(e.to_string()))?;
             write_new(&config_path, &json)?;
@@ -320,6 +357,15 @@ impl IssuerHome {
                 Err(e)
             }
         }
+    }
+
+    /// Replaces `issuer.json` (atomically) with `config`.
+    pub(crate) fn save_config(&mut self, config: IssuerConfig) -> Result<(), IssuerError> {
+        let json =
+            serde_json::to_vec_pretty(&config).map_err(|e| IssuerError::Config(e.to_string()))?;
+        write_file(&self.dir.join("issuer.json"), &json, Overwrite::Replace)?;
+        self.config = config;
+        Ok(())
     }
 
     /// Opens an existing home.
@@ -394,8 +440,10 @@ impl IssuerHome {
     }
 
     /// Opens the registry, and erases attributes whose retention period ended.
-    pub fn registry(&self) -> Result<citycard_registry::Registry, IssuerError> {
-        let mut reg = citycard_registry::Registry::open(self.dir.join("registry.sqlite"))?;
+    pub fn registry(
+        &self,
+    ) -> Result<Box<dyn citycard_registry::IssuanceRegistry + Send>, IssuerError> {
+        let mut reg = self.open_registry()?;
         let (_, now) = now()?;
         let now = i64::try_from(now).unwrap_or(i64::MAX);
         reg.purge_expired_attributes(now, "retention")?;
@@ -1068,6 +1116,7 @@ mod tests {
                 card_number_prefix: "X".into(),
                 card_validity_days: 1,
                 retain_attributes_days: None,
+                registry: None,
             },
         };
         let resolved = |p: &str| home.resolve(&KeyLocation::File(p.into()));

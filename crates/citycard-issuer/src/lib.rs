@@ -11,6 +11,7 @@ pub mod home;
 pub mod issue;
 pub mod personalise;
 pub mod piv;
+pub mod registry;
 pub mod resident;
 
 pub use error::IssuerError;

@@ -23,7 +23,7 @@ use citycard_proto::piv::{
 };
 use citycard_proto::revocation::revocation_id;
 use citycard_proto::{AttributeId, AttributeSet, Command, StatusWord};
-use citycard_registry::{CardState, Registry, RevocationReason};
+use citycard_registry::{CardState, IssuanceRegistry, RevocationReason};
 use citycard_transport::{CardChannel, CardTransport, MemoryTransport};
 use p256::PublicKey;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -121,7 +121,7 @@ fn issue(
 /// generator seeded with `seed`.
 fn issue_on<T: CardTransport>(
     c: &City,
-    reg: &mut Registry,
+    reg: &mut dyn IssuanceRegistry,
     ch: &mut CardChannel<T>,
     r: &Resident,
     replaces: Option<RevocationReason>,

@@ -249,3 +249,155 @@ impl IssuanceRegistry for Registry {
         Registry::counts_by_station(self)
     }
 }
+
+/// A boxed registry is a registry (what `IssuerHome::registry` returns).
+impl<T: IssuanceRegistry + ?Sized> IssuanceRegistry for Box<T> {
+    fn for_each_audit_since(
+        &self,
+        since: i64,
+        each: &mut dyn FnMut(AuditEntry) -> Result<()>,
+    ) -> Result<u64> {
+        (**self).for_each_audit_since(since, each)
+    }
+
+    fn begin_intent(&mut self, n: &NewIssuance<'_>) -> Result<Intent> {
+        (**self).begin_intent(n)
+    }
+
+    fn attach_card_key(
+        &mut self,
+        intent_id: i64,
+        card_key: &[u8; 33],
+        revocation_id: &[u8; 8],
+        actor: &str,
+    ) -> Result<()> {
+        (**self).attach_card_key(intent_id, card_key, revocation_id, actor)
+    }
+
+    fn commit_issued(
+        &mut self,
+        intent_id: i64,
+        card_key: &[u8; 33],
+        revocation_id: &[u8; 8],
+        actor: &str,
+    ) -> Result<()> {
+        (**self).commit_issued(intent_id, card_key, revocation_id, actor)
+    }
+
+    fn mark_spoiled(&mut self, intent_id: i64, reason: &str, actor: &str) -> Result<bool> {
+        (**self).mark_spoiled(intent_id, reason, actor)
+    }
+
+    fn open_intents(&self) -> Result<Vec<Intent>> {
+        (**self).open_intents()
+    }
+
+    fn batch_row_done(&self, batch_id: &str, row: u64) -> Result<Option<String>> {
+        (**self).batch_row_done(batch_id, row)
+    }
+
+    fn next_card_number(&mut self, prefix: &str) -> Result<String> {
+        (**self).next_card_number(prefix)
+    }
+
+    fn acquire_lease(&mut self, desk: &str, holder: &str, ttl_secs: i64) -> Result<Lease> {
+        (**self).acquire_lease(desk, holder, ttl_secs)
+    }
+
+    fn renew_lease(&mut self, lease_id: &str, ttl_secs: i64) -> Result<i64> {
+        (**self).renew_lease(lease_id, ttl_secs)
+    }
+
+    fn release_lease(&mut self, lease_id: &str) -> Result<()> {
+        (**self).release_lease(lease_id)
+    }
+
+    fn take_over_intent(
+        &mut self,
+        intent_id: i64,
+        from: Option<&str>,
+        lease_id: &str,
+    ) -> Result<bool> {
+        (**self).take_over_intent(intent_id, from, lease_id)
+    }
+
+    fn lease(&self, lease_id: &str) -> Result<Option<Lease>> {
+        (**self).lease(lease_id)
+    }
+
+    fn active_leases(&self, at: i64) -> Result<Vec<Lease>> {
+        (**self).active_leases(at)
+    }
+
+    fn live_card_of(&self, resident_ref: &str) -> Result<Option<CardRecord>> {
+        (**self).live_card_of(resident_ref)
+    }
+
+    fn card(&self, card_number: &str) -> Result<Option<CardRecord>> {
+        (**self).card(card_number)
+    }
+
+    fn card_with_key(&self, card_key: &[u8; 33]) -> Result<Option<String>> {
+        (**self).card_with_key(card_key)
+    }
+
+    fn resident_attributes(&self, resident_ref: &str) -> Result<Option<Attributes>> {
+        (**self).resident_attributes(resident_ref)
+    }
+
+    fn retained_until(&self, resident_ref: &str) -> Result<Option<i64>> {
+        (**self).retained_until(resident_ref)
+    }
+
+    fn residents_with_attributes(&self) -> Result<u64> {
+        (**self).residents_with_attributes()
+    }
+
+    fn purge_expired_attributes(&mut self, at: i64, actor: &str) -> Result<usize> {
+        (**self).purge_expired_attributes(at, actor)
+    }
+
+    fn forget_resident(&mut self, resident_ref: &str, actor: &str) -> Result<ForgetReport> {
+        (**self).forget_resident(resident_ref, actor)
+    }
+
+    fn revoke(&mut self, card_number: &str, reason: RevocationReason, actor: &str) -> Result<()> {
+        (**self).revoke(card_number, reason, actor)
+    }
+
+    fn revoked(&self) -> Result<Vec<RevokedCard>> {
+        (**self).revoked()
+    }
+
+    fn revocation_ids(&self) -> Result<Vec<[u8; 8]>> {
+        (**self).revocation_ids()
+    }
+
+    fn revocation_ids_for(&self, group: u8, as_of: Date) -> Result<Vec<[u8; 8]>> {
+        (**self).revocation_ids_for(group, as_of)
+    }
+
+    fn next_revocation_sequence(&mut self) -> Result<u32> {
+        (**self).next_revocation_sequence()
+    }
+
+    fn record_action(&mut self, actor: &str, station: Option<&str>, action: &str) -> Result<()> {
+        (**self).record_action(actor, station, action)
+    }
+
+    fn audit_log(&self) -> Result<Vec<AuditEntry>> {
+        (**self).audit_log()
+    }
+
+    fn audit_since(&self, since: i64) -> Result<Vec<AuditEntry>> {
+        (**self).audit_since(since)
+    }
+
+    fn counts(&self) -> Result<Counts> {
+        (**self).counts()
+    }
+
+    fn counts_by_station(&self) -> Result<Vec<(String, Counts)>> {
+        (**self).counts_by_station()
+    }
+}

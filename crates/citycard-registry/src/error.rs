@@ -15,6 +15,34 @@ pub enum RegistryError {
         /// The path given.
         path: PathBuf,
     },
+    /// A PostgreSQL database given to create a registry in already holds one.
+    #[error("{location} already holds a registry; refusing to overwrite it")]
+    AlreadyExistsAt {
+        /// The database URL (never with a password).
+        location: String,
+    },
+    /// The registry's schema is newer than this program: upgrade citycard.
+    #[error(
+        "registry schema version {found} is newer than this program, which knows up to \
+         version {supported}: upgrade citycard on this machine"
+    )]
+    NewerSchema {
+        /// The database's version.
+        found: i64,
+        /// The newest version this program knows.
+        supported: i64,
+    },
+    /// The registry's schema is older than this program: run `citycard issuer migrate`.
+    #[error(
+        "registry schema version {found} is older than this program's version {expected}: \
+         run `citycard issuer migrate`"
+    )]
+    NeedsMigration {
+        /// The database's version.
+        found: i64,
+        /// The version this program reads and writes.
+        expected: i64,
+    },
     /// `Registry::open` was pointed at a path that does not exist.
     #[error("no registry at {}", path.display())]
     NotFound {
@@ -145,10 +173,35 @@ pub enum RegistryError {
     /// The SQLite layer failed (I/O, locking, constraint).
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The PostgreSQL server refused or failed (connection, constraint,
+    /// trigger). Only the SQLSTATE and the server's message are shown, never
+    /// the failing row.
+    #[error("postgres: {}", pg_summary(.0))]
+    Postgres(#[from] postgres::Error),
     /// A file-system operation failed.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     /// The system's random source failed.
     #[error("random source failed")]
     Random,
+}
+
+/// The SQLSTATE and primary message of a PostgreSQL error, without the
+/// `DETAIL` (which can quote the failing row's values).
+fn pg_summary(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None if e.is_closed() => "connection closed".into(),
+        None => e.to_string(),
+    }
+}
+
+impl RegistryError {
+    /// The SQLSTATE of a PostgreSQL error (`None` for anything else).
+    pub fn sqlstate(&self) -> Option<&str> {
+        match self {
+            Self::Postgres(e) => e.code().map(postgres::error::SqlState::code),
+            _ => None,
+        }
+    }
 }

@@ -4,6 +4,7 @@
 mod backend;
 mod error;
 mod model;
+pub mod pg;
 pub mod schema;
 mod sqlite;
 #[cfg(test)]
@@ -16,6 +17,7 @@ pub use model::{
     AuditEntry, CardNumber, CardRecord, CardState, Counts, ForgetReport, Intent, Lease,
     NewIssuance, RevocationReason, RevokedCard,
 };
+pub use pg::PgRegistry;
 pub use sqlite::Registry;
 
 use citycard_proto::AttributeId;
@@ -102,3 +104,13 @@ pub const FORBIDDEN_WORDS: &[&str] = &[
 /// revocation id goes on every revocation list from now on
 /// ([`Registry::revocation_ids`]).
 pub const SPOILED_AFTER_SIGNING: &str = "spoiled-after-signing";
+
+/// The schema version of the SQLite registry file at `path`, read without
+/// upgrading it (0: not a registry).
+pub fn sqlite_file_version(path: impl AsRef<std::path::Path>) -> Result<i64> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path.as_ref(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    Ok(conn.pragma_query_value(None, "user_version", |r| r.get(0))?)
+}

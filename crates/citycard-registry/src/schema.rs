@@ -9,8 +9,8 @@
 //!
 //! Version 2 (from 1): an intent may carry the card's key and revocation id
 //! (recorded before the first APDU that could put a signed record on the
-//! card), and a spoiled row keeps them; the two are set together. Version 1
-//! files are refused by `Registry::open` (no registry was deployed with it).
+//! card), and a spoiled row keeps them; the two are set together. A version-1
+//! file is upgraded by `Registry::open` ([`UPGRADE_1_TO_2`]).
 //!
 //! Version 3 (from 2, [`MIGRATIONS`]): desks hold **leases** (one per
 //! issuing process, renewed while it works) and each open intent names the
@@ -26,8 +26,39 @@
 /// The schema version written to `PRAGMA user_version`.
 pub const SCHEMA_VERSION: i64 = 3;
 
-/// The oldest version [`MIGRATIONS`] can upgrade.
+/// The version [`SCHEMA`] creates; [`MIGRATIONS`] upgrade from there.
 pub const OLDEST_UPGRADABLE: i64 = 2;
+
+/// The oldest version `Registry::open` accepts: a version-1 file is first
+/// rebuilt to version 2 ([`UPGRADE_1_TO_2`]), then migrated as usual.
+pub const OLDEST_OPENABLE: i64 = 1;
+
+/// Version 1 to 2, before the version-2 `cards` table, its indexes and
+/// triggers (the part of [`SCHEMA`] before `residents`) are created and the
+/// rows copied back ([`UPGRADE_1_TO_2_COPY`]): version 1 could not keep a card
+/// key on an intent or a spoiled card (a table check refused it), and SQLite
+/// cannot change a table check in place. The columns are the same.
+pub const UPGRADE_1_TO_2: &str = r"
+DROP TRIGGER cards_never_deleted;
+DROP TRIGGER cards_allowed_transitions;
+DROP INDEX cards_one_live_card_per_resident;
+DROP INDEX cards_by_batch_row;
+ALTER TABLE cards RENAME TO cards_version_1;
+";
+
+/// Copies the version-1 rows into the version-2 table and drops the old one.
+pub const UPGRADE_1_TO_2_COPY: &str = r"
+INSERT INTO cards SELECT * FROM cards_version_1;
+DROP TABLE cards_version_1;
+";
+
+/// The `cards` table of [`SCHEMA`] with its indexes and triggers.
+pub fn cards_schema_v2() -> &'static str {
+    SCHEMA
+        .find("CREATE TABLE residents")
+        .and_then(|end| SCHEMA.get(..end))
+        .unwrap_or(SCHEMA)
+}
 
 /// Upgrade steps: `(from, sql)` takes a version-`from` file to `from + 1`.
 /// Each runs in one exclusive transaction with the `user_version` bump.

@@ -167,3 +167,176 @@ pub(crate) fn check_prefix(prefix: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// The checked inputs of a new issuance, shared by every backend.
+pub(crate) struct CheckedIssuance<'a> {
+    /// Retained attributes, sorted by id.
+    pub(crate) attributes: Vec<(u8, &'a [u8])>,
+    /// Batch id and row as stored.
+    pub(crate) batch: Option<(&'a str, i64)>,
+}
+
+/// Checks everything [`NewIssuance`] carries before any transaction starts.
+pub(crate) fn check_issuance<'a>(n: &NewIssuance<'a>) -> Result<CheckedIssuance<'a>> {
+    match n.card_number {
+        CardNumber::Given(number) => check_card_number(number)?,
+        CardNumber::Next { prefix } => check_prefix(prefix)?,
+    }
+    check_resident_ref(n.resident_ref)?;
+    check_text("station", n.station, MAX_NAME_LEN)?;
+    check_text("actor", n.actor, MAX_NAME_LEN)?;
+    if n.expires_on <= n.issued_on {
+        return Err(invalid("expires_on", "must be after issued_on"));
+    }
+    let attributes = validate_attributes(n.attributes)?;
+    let batch = match n.batch {
+        Some((id, row)) => {
+            check_text("batch_id", id, MAX_BATCH_ID_LEN)?;
+            let row = i64::try_from(row).map_err(|_| invalid("batch_row", "too large"))?;
+            Some((id, row))
+        }
+        None => None,
+    };
+    Ok(CheckedIssuance { attributes, batch })
+}
+
+/// Given the resident's live record (card number and state) and whether the
+/// new intent replaces it, the card to revoke in the intent's transaction,
+/// or the refusal.
+pub(crate) fn live_card_rule(
+    live: Option<(String, String)>,
+    replaces: Option<RevocationReason>,
+) -> Result<Option<(String, RevocationReason)>> {
+    match (live, replaces) {
+        (Some((card_number, state)), _) if state == "intent" => {
+            Err(RegistryError::ResidentHasOpenIntent { card_number })
+        }
+        (Some((card_number, _)), None) => Err(RegistryError::ResidentHasLiveCard { card_number }),
+        (Some((card_number, _)), Some(reason)) => Ok(Some((card_number, reason))),
+        (None, _) => Ok(None),
+    }
+}
+
+/// Whether a card in `state` (`None`: unknown) may be revoked.
+pub(crate) fn revoke_rule(card_number: &str, state: Option<&str>) -> Result<()> {
+    match state {
+        None => Err(RegistryError::UnknownCard {
+            card_number: card_number.into(),
+        }),
+        Some("revoked") => Err(RegistryError::AlreadyRevoked {
+            card_number: card_number.into(),
+        }),
+        Some("issued") => Ok(()),
+        Some(other) => Err(RegistryError::CardNotIssued {
+            card_number: card_number.into(),
+            state: other.into(),
+        }),
+    }
+}
+
+/// The open intent `intent_id` from its row (card number, station, state,
+/// card key), or why it cannot change.
+pub(crate) fn open_intent_rule(
+    intent_id: i64,
+    row: Option<(String, String, String, Option<Vec<u8>>)>,
+) -> Result<OpenIntentRow> {
+    match row {
+        None => Err(RegistryError::UnknownIntent { intent_id }),
+        Some((_, _, state, _)) if state != "intent" => {
+            Err(RegistryError::IntentNotOpen { intent_id, state })
+        }
+        Some((card_number, station, _, key)) => Ok(OpenIntentRow {
+            card_number,
+            station,
+            card_key: key.map(|k| fixed::<33>("card key", k)).transpose()?,
+        }),
+    }
+}
+
+/// Whether `card_key` may be attached to an intent that has `recorded`:
+/// `Ok(true)` to record it, `Ok(false)` if it already is (nothing to do).
+pub(crate) fn attach_rule(open: &OpenIntentRow, card_key: &[u8; 33]) -> Result<bool> {
+    match open.card_key {
+        Some(recorded) if recorded == *card_key => Ok(false),
+        Some(_) => Err(RegistryError::CardKeyMismatch {
+            card_number: open.card_number.clone(),
+        }),
+        None => Ok(true),
+    }
+}
+
+/// Checks the inputs of `record_action`.
+pub(crate) fn check_record_action(actor: &str, station: Option<&str>, action: &str) -> Result<()> {
+    check_text("actor", actor, MAX_NAME_LEN)?;
+    if let Some(station) = station {
+        check_text("station", station, MAX_NAME_LEN)?;
+    }
+    check_action(action)
+}
+
+/// Folds `(station, state, count)` rows, ordered by station, into counts per station.
+pub(crate) fn counts_per_station(
+    rows: impl IntoIterator<Item = (String, String, i64)>,
+) -> Result<Vec<(String, Counts)>> {
+    let mut out: Vec<(String, Counts)> = Vec::new();
+    for (station, state, n) in rows {
+        if out.last().is_none_or(|(s, _)| *s != station) {
+            out.push((station.clone(), Counts::default()));
+        }
+        if let Some((_, c)) = out.last_mut() {
+            add_count(c, &state, n.unsigned_abs())?;
+        }
+    }
+    Ok(out)
+}
+
+/// A new lease's times: now and its expiry `ttl_secs` on (at least 1 s).
+pub(crate) fn lease_times(ttl_secs: i64) -> (i64, i64) {
+    let at = now();
+    (at, at.saturating_add(ttl_secs.max(1)))
+}
+
+/// The intent just recorded for `n`, as `begin_intent` returns it.
+pub(crate) fn new_intent(
+    n: &NewIssuance<'_>,
+    id: i64,
+    card_number: String,
+    replaces: Option<(String, RevocationReason)>,
+) -> Intent {
+    Intent {
+        id,
+        card_number,
+        resident_ref: n.resident_ref.into(),
+        station: n.station.into(),
+        issued_on: n.issued_on,
+        expires_on: n.expires_on,
+        batch: n.batch.map(|(id, row)| (id.into(), row)),
+        replaces,
+        card_key: None,
+        owner: None,
+    }
+}
+
+/// Collects a streamed audit log (`stream` passes each entry on) into a vector.
+pub(crate) fn collect_audit(
+    stream: impl FnOnce(&mut dyn FnMut(AuditEntry) -> Result<()>) -> Result<u64>,
+) -> Result<Vec<AuditEntry>> {
+    let mut out = Vec::new();
+    stream(&mut |e| {
+        out.push(e);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// For the revocation list of linkability group `group` on `as_of`: the
+/// first last-valid day still listed (cards that expired earlier, grace
+/// included, can no longer be valid). Refuses a group past the last one.
+pub(crate) fn revocation_cutoff(group: u8, as_of: Date) -> Result<Date> {
+    use citycard_proto::revocation::{GROUP_COUNT, REVOCATION_GRACE_DAYS};
+    if group >= GROUP_COUNT {
+        return Err(invalid("group", "must be 0 to 7"));
+    }
+    Date::from_days_since_epoch(as_of.days_since_epoch() - i64::from(REVOCATION_GRACE_DAYS))
+        .map_err(|_| invalid("as_of", "out of range"))
+}

@@ -8,8 +8,9 @@ mod common;
 
 use citycard_registry::{CardState, RegistryError, RevocationReason, SPOILED_AFTER_SIGNING};
 use common::*;
+use rstest::rstest;
 
-fn actions(f: &Fixture) -> Vec<String> {
+fn actions(f: &AnyFixture) -> Vec<String> {
     f.reg
         .audit_log()
         .unwrap()
@@ -18,9 +19,11 @@ fn actions(f: &Fixture) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_key_is_attached_to_an_intent_once_and_never_changed() {
-    let mut f = fixture();
+#[rstest]
+fn a_key_is_attached_to_an_intent_once_and_never_changed(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let mut f = fixture_on(backend);
     let attrs = attributes(NAME);
     let a = f
         .reg
@@ -59,19 +62,17 @@ fn a_key_is_attached_to_an_intent_once_and_never_changed() {
         f.reg.attach_card_key(a.id, &other, &other_rid, "op-1"),
         Err(RegistryError::CardKeyMismatch { card_number }) if card_number == "LG-1"
     ));
-    let conn = raw(&f.path);
+    let mut conn = f.raw();
     let err = conn
-        .execute(
-            "UPDATE cards SET card_key = ?1, revocation_id = ?2 WHERE card_number = 'LG-1'",
-            rusqlite::params![other.as_slice(), other_rid.as_slice()],
-        )
+        .exec(&format!(
+            "UPDATE cards SET card_key = x'{}', revocation_id = x'{}' WHERE card_number = 'LG-1'",
+            hex::encode(other),
+            hex::encode(other_rid)
+        ))
         .unwrap_err();
     assert!(err.to_string().contains("disallowed change"), "{err}");
     let err = conn
-        .execute(
-            "UPDATE cards SET card_key = NULL, revocation_id = NULL WHERE card_number = 'LG-1'",
-            [],
-        )
+        .exec("UPDATE cards SET card_key = NULL, revocation_id = NULL WHERE card_number = 'LG-1'")
         .unwrap_err();
     assert!(err.to_string().contains("disallowed change"), "{err}");
     // Committing another card for this intent is refused; the recorded one commits.
@@ -113,10 +114,11 @@ fn a_key_is_attached_to_an_intent_once_and_never_changed() {
     ));
     // The database refuses a key on a spoiled row that had none.
     let err = conn
-        .execute(
-            "UPDATE cards SET card_key = ?1, revocation_id = ?2 WHERE card_number = 'LG-2'",
-            rusqlite::params![other.as_slice(), other_rid.as_slice()],
-        )
+        .exec(&format!(
+            "UPDATE cards SET card_key = x'{}', revocation_id = x'{}' WHERE card_number = 'LG-2'",
+            hex::encode(other),
+            hex::encode(other_rid)
+        ))
         .unwrap_err();
     assert!(err.to_string().contains("disallowed change"), "{err}");
     // And a key without its revocation id (or the reverse), even on an intent.
@@ -125,29 +127,34 @@ fn a_key_is_attached_to_an_intent_once_and_never_changed() {
         .begin_intent(&issuance("LG-3", "r-3", &attrs))
         .unwrap();
     for sql in [
-        "UPDATE cards SET card_key = ?1 WHERE intent_id = ?3",
-        "UPDATE cards SET revocation_id = ?2 WHERE intent_id = ?3",
+        format!(
+            "UPDATE cards SET card_key = x'{}' WHERE intent_id = {}",
+            hex::encode(other),
+            c.id
+        ),
+        format!(
+            "UPDATE cards SET revocation_id = x'{}' WHERE intent_id = {}",
+            hex::encode(other_rid),
+            c.id
+        ),
     ] {
-        let err = conn
-            .execute(
-                sql,
-                rusqlite::params![other.as_slice(), other_rid.as_slice(), c.id],
-            )
-            .unwrap_err();
+        let err = conn.exec(&sql).unwrap_err();
         assert!(err.to_string().contains("CHECK"), "{sql}: {err}");
     }
 }
 
-#[test]
-fn a_spoiled_intent_with_a_key_lands_in_the_revocation_list() {
-    let mut f = fixture();
+#[rstest]
+fn a_spoiled_intent_with_a_key_lands_in_the_revocation_list(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let mut f = fixture_on(backend);
     let attrs = attributes(NAME);
     // A revoked card, an issued one, a card spoiled before signing, one after.
-    let revoked = issue(&mut f.reg, "r-1", 1);
+    let revoked = issue(&mut *f.reg, "r-1", 1);
     f.reg
         .revoke(&revoked, RevocationReason::Lost, "op-1")
         .unwrap();
-    issue(&mut f.reg, "r-2", 2);
+    issue(&mut *f.reg, "r-2", 2);
     let before = f
         .reg
         .begin_intent(&issuance("LG-10", "r-3", &attrs))
@@ -231,35 +238,36 @@ fn a_spoiled_intent_with_a_key_lands_in_the_revocation_list() {
     }
 }
 
-#[test]
-fn issued_and_revoked_rows_still_need_a_key() {
-    let mut f = fixture();
-    let number = issue(&mut f.reg, "r-1", 1);
-    let conn = raw(&f.path);
+#[rstest]
+fn issued_and_revoked_rows_still_need_a_key(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let mut f = fixture_on(backend);
+    let number = issue(&mut *f.reg, "r-1", 1);
+    let mut conn = f.raw();
     for state in ["issued", "revoked"] {
         let err = conn
-            .execute(
+            .exec(&format!(
                 "INSERT INTO cards (card_number, resident_ref, station, issued_on, expires_on, \
                  state, revoke_reason, revoked_at, created_at) VALUES \
-                 ('LG-900', 'r-9', 'desk-1', '2026-03-01', '2031-02-28', ?1, \
-                  CASE ?1 WHEN 'revoked' THEN 'lost' END, CASE ?1 WHEN 'revoked' THEN 1 END, 0)",
-                [state],
-            )
+                 ('LG-900', 'r-9', 'desk-1', '2026-03-01', '2031-02-28', '{state}', \
+                  CASE '{state}' WHEN 'revoked' THEN 'lost' END, \
+                  CASE '{state}' WHEN 'revoked' THEN 1 END, 0)"
+            ))
             .unwrap_err();
         assert!(err.to_string().contains("CHECK"), "{state}: {err}");
     }
     // An issued card's key never changes or goes away.
     let (other, other_rid) = card_key(2);
     for sql in [
-        "UPDATE cards SET card_key = NULL, revocation_id = NULL WHERE card_number = ?3",
-        "UPDATE cards SET card_key = ?1, revocation_id = ?2 WHERE card_number = ?3",
+        format!("UPDATE cards SET card_key = NULL, revocation_id = NULL WHERE card_number = '{number}'"),
+        format!(
+            "UPDATE cards SET card_key = x'{}', revocation_id = x'{}' WHERE card_number = '{number}'",
+            hex::encode(other),
+            hex::encode(other_rid)
+        ),
     ] {
-        let err = conn
-            .execute(
-                sql,
-                rusqlite::params![other.as_slice(), other_rid.as_slice(), number],
-            )
-            .unwrap_err();
+        let err = conn.exec(&sql).unwrap_err();
         assert!(
             err.to_string().contains("disallowed change"),
             "{sql}: {err}"
@@ -273,10 +281,9 @@ fn issued_and_revoked_rows_still_need_a_key() {
         .revoke(&number, RevocationReason::Stolen, "op-1")
         .unwrap();
     let err = conn
-        .execute(
-            "UPDATE cards SET card_key = NULL, revocation_id = NULL WHERE card_number = ?1",
-            [&number],
-        )
+        .exec(&format!(
+            "UPDATE cards SET card_key = NULL, revocation_id = NULL WHERE card_number = '{number}'"
+        ))
         .unwrap_err();
     assert!(err.to_string().contains("disallowed change"), "{err}");
     assert_eq!(f.reg.revocation_ids().unwrap(), [card_key(1).1]);

@@ -12,9 +12,9 @@ use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use citycard_registry::{CardState, NewIssuance, Registry, RevocationReason};
+use citycard_registry::{NewIssuance, Registry, RevocationReason};
 use common::*;
-use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::rand_core::RngCore;
 
 const CHILD_DB: &str = "CITYCARD_REGISTRY_CRASH_CHILD_DB";
 const CHILD_RUN: &str = "CITYCARD_REGISTRY_CRASH_CHILD_RUN";
@@ -66,12 +66,7 @@ fn sigkill_at_random_points_loses_no_committed_record() {
     let f = fixture();
     drop(f.reg);
     let exe = std::env::current_exe().unwrap();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    println!("seed {seed}");
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let (seed, mut rng) = test_seed();
     // What the child reported, per card number: the last state it reached.
     let mut reported: BTreeMap<String, &'static str> = BTreeMap::new();
     let mut killed_mid_run = 0;
@@ -119,15 +114,8 @@ fn sigkill_at_random_points_loses_no_committed_record() {
                 .card(number)
                 .unwrap()
                 .unwrap_or_else(|| panic!("run {run}: committed card {number} lost (seed {seed})"));
-            let ok = match *state {
-                // An intent may since have been reconciled (spoiled) by us.
-                "intent" => true,
-                "issued" => matches!(card.state, CardState::Issued | CardState::Revoked { .. }),
-                "spoiled" => matches!(card.state, CardState::Spoiled { .. }),
-                _ => matches!(card.state, CardState::Revoked { .. }),
-            };
             assert!(
-                ok,
+                reached(state, &card.state),
                 "run {run}: {number} reported {state}, found {:?} (seed {seed})",
                 card.state
             );

@@ -9,6 +9,7 @@ mod common;
 use citycard_registry::schema::{SCHEMA, SCHEMA_VERSION};
 use citycard_registry::{CardNumber, NewIssuance, Registry, RegistryError};
 use common::*;
+use rstest::rstest;
 
 fn next<'a>(
     resident: &'a str,
@@ -59,9 +60,71 @@ fn a_version_2_registry_is_upgraded_in_place() {
     Registry::open(&path).unwrap();
 }
 
+/// A registry from the first release (version 1) is rebuilt to the current
+/// schema on open: every row kept, and what version 1 refused (a card key on
+/// an open intent) now works.
 #[test]
-fn refused_issuances_consume_no_card_number() {
-    let mut f = fixture();
+fn a_version_1_registry_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.sqlite");
+    let (key, rid) = card_key(1);
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("data/schema-v1.sql"))
+            .unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO cards (card_number, resident_ref, station, issued_on, expires_on, \
+             state, card_key, revocation_id, revoke_reason, revoked_at, created_at) VALUES \
+             ('LG-000001', 'file-1', 'desk-1', '2026-03-01', '2031-02-28', 'revoked', ?1, ?2, \
+              'lost', 5, 1)",
+            rusqlite::params![key.as_slice(), rid.as_slice()],
+        )
+        .unwrap();
+        conn.execute_batch(
+            "INSERT INTO cards (card_number, resident_ref, station, issued_on, expires_on, state, \
+             spoil_reason, created_at) VALUES \
+             ('LG-000002', 'file-2', 'desk-1', '2026-03-01', '2031-02-28', 'spoiled', 'torn', 2);
+             INSERT INTO cards (card_number, resident_ref, station, issued_on, expires_on, state, \
+             created_at) VALUES ('LG-000003', 'file-2', 'desk-1', '2026-03-01', '2031-02-28', \
+             'intent', 3);
+             INSERT INTO counters VALUES ('card_number:LG', 3);
+             INSERT INTO audit (at, actor, action, card_number) VALUES (1, 'op-1', 'intent', 'LG-000001');",
+        )
+        .unwrap();
+    }
+    let mut reg = Registry::open(&path).unwrap();
+    reg.integrity_check().unwrap();
+    let v: i64 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+    let revoked = reg.card("LG-000001").unwrap().unwrap();
+    assert_eq!(revoked.card_key, Some(key));
+    assert_eq!(reg.revocation_ids().unwrap(), [rid]);
+    assert_eq!(reg.counts().unwrap().open_intents, 1);
+    assert_eq!(reg.audit_log().unwrap().len(), 1);
+    // The open intent may now carry its card key; the rules still hold.
+    let open = reg.open_intents().unwrap().pop().unwrap();
+    let (k2, r2) = card_key(2);
+    reg.attach_card_key(open.id, &k2, &r2, "op-1").unwrap();
+    assert!(matches!(
+        reg.begin_intent(&next("file-2", &attributes(NAME))),
+        Err(RegistryError::ResidentHasOpenIntent { .. })
+    ));
+    assert_eq!(reg.next_card_number("LG").unwrap(), "LG-000004");
+    let err = raw(&path).execute("DELETE FROM cards", []).unwrap_err();
+    assert!(err.to_string().contains("never deleted"), "{err}");
+    drop(reg);
+    Registry::open(&path).unwrap();
+}
+
+#[rstest]
+fn refused_issuances_consume_no_card_number(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let mut f = fixture_on(backend);
     let attrs = attributes(NAME);
     let first = f.reg.begin_intent(&next("r-1", &attrs)).unwrap();
     assert_eq!(first.card_number, "LG-000001");
@@ -75,9 +138,11 @@ fn refused_issuances_consume_no_card_number() {
     assert_eq!(second.card_number, "LG-000002", "no gap after refusals");
 }
 
-#[test]
-fn attributes_are_kept_only_with_a_retention_period() {
-    let mut f = fixture();
+#[rstest]
+fn attributes_are_kept_only_with_a_retention_period(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let mut f = fixture_on(backend);
     let attrs = attributes(NAME);
     f.reg.begin_intent(&next("r-1", &attrs)).unwrap();
     assert_eq!(f.reg.resident_attributes("r-1").unwrap(), None);
@@ -92,9 +157,13 @@ fn attributes_are_kept_only_with_a_retention_period() {
     assert_eq!(f.reg.purge_expired_attributes(999, "op-1").unwrap(), 0);
     assert_eq!(f.reg.purge_expired_attributes(1_001, "op-1").unwrap(), 1);
     assert_eq!(f.reg.resident_attributes("r-2").unwrap(), None);
+    if backend != Backend::Sqlite {
+        return;
+    }
     drop(f.reg);
-    let mut bytes = std::fs::read(&f.path).unwrap();
-    if let Ok(wal) = std::fs::read(f.path.with_extension("sqlite-wal")) {
+    let path = std::path::Path::new(&f.location);
+    let mut bytes = std::fs::read(path).unwrap();
+    if let Ok(wal) = std::fs::read(path.with_extension("sqlite-wal")) {
         bytes.extend(wal);
     }
     assert!(!bytes.windows(NAME.len()).any(|w| w == NAME.as_bytes()));
@@ -103,9 +172,11 @@ fn attributes_are_kept_only_with_a_retention_period() {
         .any(|w| w == ADDRESS.as_bytes()));
 }
 
-#[test]
-fn leases_own_intents_and_can_be_taken_over_once() {
-    let mut f = fixture();
+#[rstest]
+fn leases_own_intents_and_can_be_taken_over_once(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let mut f = fixture_on(backend);
     let attrs = attributes(NAME);
     let a = f.reg.acquire_lease("reader-a", "host:1", 60).unwrap();
     let b = f.reg.acquire_lease("reader-b", "host:2", 60).unwrap();
@@ -214,28 +285,7 @@ fn city_scale_audit_stream_backup_and_counts() {
         }
         conn.execute_batch("COMMIT").unwrap();
     }
-    let attrs = attributes(NAME);
-    let open = f.reg.begin_intent(&next("r-open", &attrs)).unwrap();
-    assert_eq!(
-        open.card_number, "LG-100000",
-        "numbers skip every recorded one"
-    );
-    assert_eq!(f.reg.open_intents().unwrap().len(), 1);
-    let mut seen = 0u64;
-    let mut last = i64::MIN;
-    let n = f
-        .reg
-        .for_each_audit_since(AUDIT / 2, &mut |e| {
-            assert!(e.seq > last);
-            last = e.seq;
-            seen += 1;
-            Ok(())
-        })
-        .unwrap();
-    assert!(n >= (AUDIT / 2) as u64 && n == seen, "{n}");
-    let by_station = f.reg.counts_by_station().unwrap();
-    let spoiled: u64 = by_station.iter().map(|(_, c)| c.spoiled).sum();
-    assert_eq!(spoiled, CARDS as u64);
+    city_scale_checks(&mut f.reg, CARDS, AUDIT);
     let copy = f.dir.path().join("copy.sqlite");
     f.reg.backup_to(&copy).unwrap();
     let restored = Registry::open(&copy).unwrap();

@@ -7,10 +7,11 @@ mod common;
 use citycard_proto::revocation::REVOCATION_GRACE_DAYS;
 use citycard_registry::{NewIssuance, RevocationReason};
 use common::*;
+use rstest::rstest;
 
 /// Issues a card valid from `issued_on` to `expires_on`.
 fn issue_dated(
-    f: &mut Fixture,
+    f: &mut AnyFixture,
     resident: &str,
     seed: u64,
     expires_on: citycard_proto::Date,
@@ -29,9 +30,11 @@ fn issue_dated(
     number
 }
 
-#[test]
-fn a_revoked_card_leaves_the_list_after_its_validity_and_the_grace() {
-    let mut f = fixture();
+#[rstest]
+fn a_revoked_card_leaves_the_list_after_its_validity_and_the_grace(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let mut f = fixture_on(backend);
     let expires = date(2027, 6, 30);
     let short = issue_dated(&mut f, "r-1", 1, expires);
     let long = issue_dated(&mut f, "r-2", 2, date(2031, 2, 28));
@@ -65,9 +68,11 @@ fn a_revoked_card_leaves_the_list_after_its_validity_and_the_grace() {
     assert!(f.reg.revocation_ids_for(8, date(2026, 6, 1)).is_err());
 }
 
-#[test]
-fn a_spoiled_intents_key_leaves_the_list_once_its_card_could_not_be_valid() {
-    let mut f = fixture();
+#[rstest]
+fn a_spoiled_intents_key_leaves_the_list_once_its_card_could_not_be_valid(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let mut f = fixture_on(backend);
     let attrs = attributes(NAME);
     let expires = date(2028, 1, 31);
     let intent = f

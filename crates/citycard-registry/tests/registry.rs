@@ -11,6 +11,7 @@ use citycard_registry::{
 };
 use common::*;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rstest::rstest;
 
 #[test]
 fn create_refuses_existing_and_open_refuses_missing_or_foreign() {
@@ -39,25 +40,20 @@ fn create_refuses_existing_and_open_refuses_missing_or_foreign() {
         })
     ));
     assert_eq!(SCHEMA_VERSION, 3);
-    // A version 1 registry (intents could not carry a card key) is refused,
-    // not migrated.
-    raw(&f.path).pragma_update(None, "user_version", 1).unwrap();
-    assert!(matches!(
-        Registry::open(&f.path),
-        Err(RegistryError::SchemaVersion {
-            found: 1,
-            expected: SCHEMA_VERSION
-        })
-    ));
-    // A future schema version is refused too.
+    // A future schema version is refused, saying so.
     raw(&f.path).pragma_update(None, "user_version", 4).unwrap();
-    assert!(matches!(
-        Registry::open(&f.path),
-        Err(RegistryError::SchemaVersion {
-            found: 4,
-            expected: SCHEMA_VERSION
-        })
-    ));
+    let err = Registry::open(&f.path).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RegistryError::NewerSchema {
+                found: 4,
+                supported: SCHEMA_VERSION
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("upgrade citycard"), "{err}");
 }
 
 #[test]
@@ -78,9 +74,9 @@ fn pragmas_make_commits_durable() {
     assert_eq!(v, SCHEMA_VERSION);
 }
 
-#[test]
-fn intent_then_issued() {
-    let mut f = fixture();
+#[rstest]
+fn intent_then_issued(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+    let mut f = fixture_on(backend);
     let number = f.reg.next_card_number("LG").unwrap();
     assert_eq!(number, "LG-000001");
     let attrs = attributes(NAME);
@@ -128,9 +124,11 @@ fn intent_then_issued() {
     assert_eq!(actions, ["intent", "issued"]);
 }
 
-#[test]
-fn commit_checks_key_and_revocation_id() {
-    let mut f = fixture();
+#[rstest]
+fn commit_checks_key_and_revocation_id(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let mut f = fixture_on(backend);
     let attrs = attributes(NAME);
     let a = f
         .reg
@@ -168,9 +166,11 @@ fn commit_checks_key_and_revocation_id() {
     );
 }
 
-#[test]
-fn intent_then_spoiled_and_numbers_not_reused() {
-    let mut f = fixture();
+#[rstest]
+fn intent_then_spoiled_and_numbers_not_reused(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let mut f = fixture_on(backend);
     let number = f.reg.next_card_number("LG").unwrap();
     let attrs = attributes(NAME);
     let intent = f
@@ -213,17 +213,19 @@ fn intent_then_spoiled_and_numbers_not_reused() {
     assert_eq!(last[1].action, "spoiled:card-pulled");
 }
 
-#[test]
-fn card_numbers_are_monotonic_persisted_and_valid() {
-    let f = fixture();
-    let path = f.path.clone();
-    let mut reg = f.reg;
+#[rstest]
+fn card_numbers_are_monotonic_persisted_and_valid(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let mut f = fixture_on(backend);
+    let fresh = f.reopen();
+    let mut reg = std::mem::replace(&mut f.reg, fresh);
     let mut seen = Vec::new();
     for _ in 0..5 {
         seen.push(reg.next_card_number("LG").unwrap());
     }
     drop(reg);
-    let mut reg = Registry::open(&path).unwrap();
+    let mut reg = f.reopen();
     seen.push(reg.next_card_number("LG").unwrap());
     assert_eq!(seen.last().unwrap(), "LG-000006");
     let mut sorted = seen.clone();
@@ -252,13 +254,13 @@ fn card_numbers_are_monotonic_persisted_and_valid() {
     assert_eq!(reg.next_revocation_sequence().unwrap(), 1);
     assert_eq!(reg.next_revocation_sequence().unwrap(), 2);
     drop(reg);
-    let mut reg = Registry::open(&path).unwrap();
+    let mut reg = f.reopen();
     assert_eq!(reg.next_revocation_sequence().unwrap(), 3);
 }
 
-#[test]
-fn one_live_card_per_resident() {
-    let mut f = fixture();
+#[rstest]
+fn one_live_card_per_resident(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+    let mut f = fixture_on(backend);
     let attrs = attributes(NAME);
     // An open intent blocks a second intent.
     let a = f
@@ -300,55 +302,53 @@ fn one_live_card_per_resident() {
         .unwrap();
 }
 
-#[test]
-fn database_itself_refuses_two_live_cards() {
-    let mut f = fixture();
-    issue(&mut f.reg, "r-1", 1);
-    let conn = raw(&f.path);
-    let insert = |number: &str, state: &str| {
-        conn.execute(
+#[rstest]
+fn database_itself_refuses_two_live_cards(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let mut f = fixture_on(backend);
+    issue(&mut *f.reg, "r-1", 1);
+    let mut conn = f.raw();
+    let err = conn
+        .exec(
             "INSERT INTO cards (card_number, resident_ref, station, issued_on, expires_on, \
-             state, created_at) VALUES (?1, 'r-1', 'desk-1', '2026-03-01', '2031-02-28', ?2, 0)",
-            [number, state],
+             state, created_at) VALUES ('LG-900', 'r-1', 'desk-1', '2026-03-01', '2031-02-28', \
+             'intent', 0)",
         )
-    };
-    let err = insert("LG-900", "intent").unwrap_err();
+        .unwrap_err();
     assert!(err.to_string().contains("UNIQUE"), "{err}");
     // A spoiled record for the same resident is fine (not live).
-    conn.execute(
+    conn.exec(
         "INSERT INTO cards (card_number, resident_ref, station, issued_on, expires_on, \
          state, spoil_reason, created_at) \
          VALUES ('LG-901', 'r-1', 'desk-1', '2026-03-01', '2031-02-28', 'spoiled', 'torn', 0)",
-        [],
     )
     .unwrap();
     // A duplicate card number is refused.
     let err = conn
-        .execute(
+        .exec(
             "INSERT INTO cards (card_number, resident_ref, station, issued_on, expires_on, \
              state, created_at) \
              VALUES ('LG-901', 'r-9', 'desk-1', '2026-03-01', '2031-02-28', 'intent', 0)",
-            [],
         )
         .unwrap_err();
     assert!(err.to_string().contains("UNIQUE"), "{err}");
     // Turning the spoiled record live again is an illegal change.
     let err = conn
-        .execute(
-            "UPDATE cards SET state = 'intent', spoil_reason = NULL WHERE card_number = 'LG-901'",
-            [],
-        )
+        .exec("UPDATE cards SET state = 'intent', spoil_reason = NULL WHERE card_number = 'LG-901'")
         .unwrap_err();
     assert!(err.to_string().contains("disallowed change"), "{err}");
     // Card records cannot be deleted.
-    let err = conn.execute("DELETE FROM cards", []).unwrap_err();
+    let err = conn.exec("DELETE FROM cards").unwrap_err();
     assert!(err.to_string().contains("never deleted"), "{err}");
 }
 
-#[test]
-fn replacement_revokes_old_card_in_same_transaction() {
-    let mut f = fixture();
-    let old = issue(&mut f.reg, "r-1", 1);
+#[rstest]
+fn replacement_revokes_old_card_in_same_transaction(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let mut f = fixture_on(backend);
+    let old = issue(&mut *f.reg, "r-1", 1);
     let attrs = attributes(NAME);
     let new = f.reg.next_card_number("LG").unwrap();
     let intent = f
@@ -404,13 +404,15 @@ fn replacement_revokes_old_card_in_same_transaction() {
     );
 }
 
-#[test]
-fn failed_replacement_leaves_old_card_live() {
+#[rstest]
+fn failed_replacement_leaves_old_card_live(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
     // The new intent fails after the revocation was executed inside the
     // transaction (its card number is taken): everything rolls back.
-    let mut f = fixture();
-    let old = issue(&mut f.reg, "r-1", 1);
-    let taken = issue(&mut f.reg, "r-2", 2);
+    let mut f = fixture_on(backend);
+    let old = issue(&mut *f.reg, "r-1", 1);
+    let taken = issue(&mut *f.reg, "r-2", 2);
     let attrs = attributes("Another Name");
     let audit_before = f.reg.audit_log().unwrap();
     assert!(matches!(
@@ -428,15 +430,14 @@ fn failed_replacement_leaves_old_card_live() {
         attributes(NAME)
     );
     // And from a fresh connection too (nothing committed).
-    drop(f.reg);
-    let reg = Registry::open(&f.path).unwrap();
+    let reg = f.reopen();
     assert_eq!(reg.card(&old).unwrap().unwrap().state, CardState::Issued);
 }
 
-#[test]
-fn revoke_rules() {
-    let mut f = fixture();
-    let number = issue(&mut f.reg, "r-1", 1);
+#[rstest]
+fn revoke_rules(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+    let mut f = fixture_on(backend);
+    let number = issue(&mut *f.reg, "r-1", 1);
     f.reg
         .revoke(&number, RevocationReason::Lost, "op-2")
         .unwrap();
@@ -475,28 +476,25 @@ fn revoke_rules() {
     assert!("misplaced".parse::<RevocationReason>().is_err());
 }
 
-#[test]
-fn audit_log_is_append_only_and_impersonal() {
-    let mut f = fixture();
-    let number = issue(&mut f.reg, "resident-file-4711", 1);
+#[rstest]
+fn audit_log_is_append_only_and_impersonal(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let mut f = fixture_on(backend);
+    let number = issue(&mut *f.reg, "resident-file-4711", 1);
     f.reg
         .revoke(&number, RevocationReason::Damaged, "op-1")
         .unwrap();
-    let conn = raw(&f.path);
+    let mut conn = f.raw();
     let err = conn
-        .execute("UPDATE audit SET actor = 'someone-else'", [])
+        .exec("UPDATE audit SET actor = 'someone-else'")
         .unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
-    let err = conn
-        .execute("DELETE FROM audit WHERE seq = 1", [])
-        .unwrap_err();
+    let err = conn.exec("DELETE FROM audit WHERE seq = 1").unwrap_err();
     assert!(err.to_string().contains("append-only"), "{err}");
     // Free text as an action is refused by the database.
     let err = conn
-        .execute(
-            "INSERT INTO audit (at, actor, action) VALUES (0, 'x', 'note: holder is ...')",
-            [],
-        )
+        .exec("INSERT INTO audit (at, actor, action) VALUES (0, 'x', 'note: holder is ...')")
         .unwrap_err();
     assert!(err.to_string().contains("CHECK"), "{err}");
     drop(conn);
@@ -546,9 +544,11 @@ fn audit_log_is_append_only_and_impersonal() {
     }
 }
 
-#[test]
-fn only_retained_attributes_are_accepted() {
-    let mut f = fixture();
+#[rstest]
+fn only_retained_attributes_are_accepted(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let mut f = fixture_on(backend);
     let base = attributes(NAME);
     let refused: Vec<(AttributeId, Vec<u8>)> = vec![
         (AttributeId::CARD_NUMBER, b"LG-1".to_vec()),
@@ -616,26 +616,20 @@ fn only_retained_attributes_are_accepted() {
     assert_eq!(citycard_registry::retained_attributes(&mixed), base);
     // The database refuses other attribute ids as well.
     f.reg.begin_intent(&issuance("LG-1", "r-1", &base)).unwrap();
-    let conn = raw(&f.path);
+    let mut conn = f.raw();
     let err = conn
-        .execute(
-            "INSERT INTO resident_attributes (resident_ref, attribute, value) VALUES ('r-1', 24, x'01')",
-            [],
-        )
+        .exec("INSERT INTO resident_attributes (resident_ref, attribute, value) VALUES ('r-1', 24, x'01')")
         .unwrap_err();
     assert!(err.to_string().contains("CHECK"), "{err}");
     let err = conn
-        .execute(
-            "INSERT INTO resident_attributes (resident_ref, attribute, value) VALUES ('nobody', 2, x'41')",
-            [],
-        )
+        .exec("INSERT INTO resident_attributes (resident_ref, attribute, value) VALUES ('nobody', 2, x'41')")
         .unwrap_err();
     assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
 }
 
-#[test]
-fn other_inputs_are_validated() {
-    let mut f = fixture();
+#[rstest]
+fn other_inputs_are_validated(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+    let mut f = fixture_on(backend);
     let attrs = attributes(NAME);
     let cases: Vec<NewIssuance<'_>> = vec![
         issuance("LG 1", "r-1", &attrs),
@@ -676,9 +670,9 @@ fn other_inputs_are_validated() {
     assert_eq!(f.reg.counts().unwrap(), Counts::default());
 }
 
-#[test]
-fn batch_rows_for_resume() {
-    let mut f = fixture();
+#[rstest]
+fn batch_rows_for_resume(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+    let mut f = fixture_on(backend);
     let attrs = attributes(NAME);
     let a = f
         .reg
@@ -728,18 +722,19 @@ fn batch_rows_for_resume() {
     ));
 }
 
-#[test]
-fn durability_intent_survives_drop_and_reopen() {
-    let mut f = fixture();
+#[rstest]
+fn durability_intent_survives_drop_and_reopen(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let mut f = fixture_on(backend);
     let number = f.reg.next_card_number("LG").unwrap();
     let attrs = attributes(NAME);
     let intent = f
         .reg
         .begin_intent(&issuance(&number, "r-1", &attrs))
         .unwrap();
-    drop(f.reg);
-    let mut reg = Registry::open(&f.path).unwrap();
-    reg.integrity_check().unwrap();
+    f.reg = f.reopen();
+    let mut reg = f.reopen();
     assert_eq!(reg.open_intents().unwrap(), vec![intent.clone()]);
     // It still blocks a second intent after reopening, and can be reconciled.
     assert!(matches!(
@@ -749,7 +744,7 @@ fn durability_intent_survives_drop_and_reopen() {
     let (key, rid) = card_key(3);
     reg.commit_issued(intent.id, &key, &rid, "op-1").unwrap();
     drop(reg);
-    let reg = Registry::open(&f.path).unwrap();
+    let reg = f.reopen();
     assert_eq!(reg.card(&number).unwrap().unwrap().state, CardState::Issued);
 }
 
@@ -858,9 +853,11 @@ fn forget_keeps_revocation_and_erases_attributes() {
     );
 }
 
-#[test]
-fn issued_plus_spoiled_equals_intents_after_random_operations() {
-    let mut f = fixture();
+#[rstest]
+fn issued_plus_spoiled_equals_intents_after_random_operations(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let mut f = fixture_on(backend);
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0x5eed);
     let attrs = attributes(NAME);
     let mut begun = 0u64;
@@ -942,7 +939,12 @@ fn issued_plus_spoiled_equals_intents_after_random_operations() {
         audit.iter().filter(|e| e.action == "issued").count() as u64,
         c.issued
     );
-    f.reg.integrity_check().unwrap();
+    if backend == Backend::Sqlite {
+        Registry::open(&f.location)
+            .unwrap()
+            .integrity_check()
+            .unwrap();
+    }
 }
 
 /// Names that must never appear anywhere in the schema.
@@ -1019,10 +1021,12 @@ fn schema_has_no_forbidden_fields() {
     assert!(cols.iter().any(|c| FORBIDDEN.iter().any(|b| c.contains(b))));
 }
 
-#[test]
-fn audit_actions_and_errors_carry_no_forbidden_words() {
-    let mut f = fixture();
-    let number = issue(&mut f.reg, "r-1", 1);
+#[rstest]
+fn audit_actions_and_errors_carry_no_forbidden_words(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let mut f = fixture_on(backend);
+    let number = issue(&mut *f.reg, "r-1", 1);
     f.reg
         .revoke(&number, RevocationReason::Withdrawn, "op-1")
         .unwrap();

@@ -11,6 +11,7 @@
 )]
 
 pub mod keys;
+pub mod pg;
 pub mod piv_vectors;
 pub mod schemas;
 pub mod script;

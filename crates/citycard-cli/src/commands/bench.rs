@@ -18,10 +18,61 @@ pub struct BenchArgs {
     /// vpcd slot for the pcscd rows: 0 = "Virtual PCD 00 00" (port 35963), 1 = "Virtual PCD 00 01" (port 35964).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
     vpcd_slot: u8,
+    #[command(subcommand)]
+    what: Option<BenchWhat>,
+}
+
+/// What else `citycard bench` can measure.
+#[derive(clap::Subcommand, Debug)]
+pub enum BenchWhat {
+    /// Registry throughput: issuances and commits per second and commit
+    /// latency (p50, p95) for 1 and 8 stations at once, on SQLite and on
+    /// PostgreSQL (a throwaway local cluster unless --postgres is given; the
+    /// password comes from CITYCARD_REGISTRY_PASSWORD).
+    #[command(
+        after_help = "Example:\n  citycard bench registry\n  CITYCARD_REGISTRY_PASSWORD=… citycard bench registry --postgres postgres://citycard@db/bench --json"
+    )]
+    Registry {
+        /// An empty PostgreSQL database to measure on (no password in the URL).
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
+        /// Issuances per station.
+        #[arg(long, default_value_t = 300)]
+        per_station: usize,
+        /// Print the rows as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs the bench.
 pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    if let Some(BenchWhat::Registry {
+        postgres,
+        per_station,
+        json,
+    }) = &args.what
+    {
+        let server = match postgres {
+            Some(url) => Some((
+                url.clone(),
+                citycard_registry::pg::password_from_env_or_file(None)?,
+            )),
+            None => None,
+        };
+        let (rows, setup) = citycard_bench::registry::run_all(server, *per_station, &mut |line| {
+            eprintln!("bench: {line}")
+        })?;
+        if *json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"setup": setup, "rows": rows}))?
+            );
+        } else {
+            print!("{}", citycard_bench::registry::render(&rows, &setup));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut command = String::from("citycard bench");
     if args.json {
         command.push_str(" --json");

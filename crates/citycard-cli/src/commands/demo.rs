@@ -24,7 +24,7 @@ use citycard_proto::piv::{
 };
 use citycard_proto::{fci, Date, LifeCycle, StatusWord, AID};
 use citycard_reader::{verify, PartnerCredential, Policy, Trust, Verdict};
-use citycard_registry::{Registry, RevocationReason};
+use citycard_registry::{IssuanceRegistry, RevocationReason};
 use citycard_transport::{CardChannel, CardTransport, MemoryTransport, Traced};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
@@ -398,7 +398,7 @@ fn read_without_credential(ch: &mut PivChannel) -> anyhow::Result<Option<String>
 #[allow(clippy::too_many_arguments)]
 fn piv_part(
     city: &DemoCity<'_>,
-    registry: &mut Registry,
+    registry: &mut dyn IssuanceRegistry,
     library: &Trust,
     transit: &Trust,
     library_grants: AttributeSet,

@@ -6,12 +6,7 @@ use crate::prelude::*;
 impl Registry {
     /// The audit log from `since` (unix seconds) on, in order.
     pub fn audit_since(&self, since: i64) -> Result<Vec<AuditEntry>> {
-        let mut out = Vec::new();
-        self.for_each_audit_since(since, &mut |e| {
-            out.push(e);
-            Ok(())
-        })?;
-        Ok(out)
+        collect_audit(|each| self.for_each_audit_since(since, each))
     }
 
     /// Streams the audit log from `since` (unix seconds) on, in order, to
@@ -59,11 +54,7 @@ impl Registry {
         station: Option<&str>,
         action: &str,
     ) -> Result<()> {
-        check_text("actor", actor, MAX_NAME_LEN)?;
-        if let Some(station) = station {
-            check_text("station", station, MAX_NAME_LEN)?;
-        }
-        check_action(action)?;
+        check_record_action(actor, station, action)?;
         let tx = self.write()?;
         audit(&tx, actor, station, action, None)?;
         tx.commit()?;

@@ -24,25 +24,7 @@ impl Registry {
     /// dictionary. A batch row that already produced a card (intent, issued or
     /// revoked) is refused with [`RegistryError::BatchRowDone`].
     pub fn begin_intent(&mut self, n: &NewIssuance<'_>) -> Result<Intent> {
-        match n.card_number {
-            CardNumber::Given(number) => check_card_number(number)?,
-            CardNumber::Next { prefix } => check_prefix(prefix)?,
-        }
-        check_resident_ref(n.resident_ref)?;
-        check_text("station", n.station, MAX_NAME_LEN)?;
-        check_text("actor", n.actor, MAX_NAME_LEN)?;
-        if n.expires_on <= n.issued_on {
-            return Err(invalid("expires_on", "must be after issued_on"));
-        }
-        let attributes = validate_attributes(n.attributes)?;
-        let batch = match n.batch {
-            Some((id, row)) => {
-                check_text("batch_id", id, MAX_BATCH_ID_LEN)?;
-                let row = i64::try_from(row).map_err(|_| invalid("batch_row", "too large"))?;
-                Some((id, row))
-            }
-            None => None,
-        };
+        let CheckedIssuance { attributes, batch } = check_issuance(n)?;
         let created_at = now();
 
         let tx = self
@@ -79,30 +61,20 @@ impl Registry {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?;
-        let mut replaced = None;
-        match (live, n.replaces) {
-            (Some((card_number, state)), _) if state == "intent" => {
-                return Err(RegistryError::ResidentHasOpenIntent { card_number })
-            }
-            (Some((card_number, _)), None) => {
-                return Err(RegistryError::ResidentHasLiveCard { card_number })
-            }
-            (Some((card_number, _)), Some(reason)) => {
-                tx.execute(
-                    "UPDATE cards SET state = 'revoked', revoke_reason = ?2, revoked_at = ?3 \
-                     WHERE card_number = ?1 AND state = 'issued'",
-                    params![card_number, reason.as_str(), created_at],
-                )?;
-                audit(
-                    &tx,
-                    n.actor,
-                    Some(n.station),
-                    &format!("revoked:{reason}"),
-                    Some(&card_number),
-                )?;
-                replaced = Some((card_number, reason));
-            }
-            (None, _) => {}
+        let replaced = live_card_rule(live, n.replaces)?;
+        if let Some((card_number, reason)) = &replaced {
+            tx.execute(
+                "UPDATE cards SET state = 'revoked', revoke_reason = ?2, revoked_at = ?3 \
+                 WHERE card_number = ?1 AND state = 'issued'",
+                params![card_number, reason.as_str(), created_at],
+            )?;
+            audit(
+                &tx,
+                n.actor,
+                Some(n.station),
+                &format!("revoked:{reason}"),
+                Some(card_number),
+            )?;
         }
         #[cfg(test)]
         if self.fail_after_revoke {
@@ -169,18 +141,7 @@ impl Registry {
         }
         audit(&tx, n.actor, Some(n.station), "intent", Some(&card_number))?;
         tx.commit()?;
-        Ok(Intent {
-            id,
-            card_number,
-            resident_ref: n.resident_ref.into(),
-            station: n.station.into(),
-            issued_on: n.issued_on,
-            expires_on: n.expires_on,
-            batch: n.batch.map(|(id, row)| (id.into(), row)),
-            replaces: replaced,
-            card_key: None,
-            owner: None,
-        })
+        Ok(new_intent(n, id, card_number, replaced))
     }
 
     /// The open intent `intent_id`, for a state change: its card number,
@@ -196,17 +157,7 @@ impl Registry {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )
             .optional()?;
-        match row {
-            None => Err(RegistryError::UnknownIntent { intent_id }),
-            Some((_, _, state, _)) if state != "intent" => {
-                Err(RegistryError::IntentNotOpen { intent_id, state })
-            }
-            Some((card_number, station, _, key)) => Ok(OpenIntentRow {
-                card_number,
-                station,
-                card_key: key.map(|k| fixed::<33>("card key", k)).transpose()?,
-            }),
-        }
+        open_intent_rule(intent_id, row)
     }
 
     /// Checks a card key and its revocation id (the one the protocol derives
@@ -254,14 +205,8 @@ impl Registry {
         check_key_pair(card_key, revocation_id)?;
         let tx = self.write()?;
         let open = Self::open_intent_for_update(&tx, intent_id)?;
-        match open.card_key {
-            Some(recorded) if recorded == *card_key => return Ok(()),
-            Some(_) => {
-                return Err(RegistryError::CardKeyMismatch {
-                    card_number: open.card_number,
-                })
-            }
-            None => {}
+        if !attach_rule(&open, card_key)? {
+            return Ok(());
         }
         Self::check_new_key(&tx, intent_id, card_key, revocation_id)?;
         tx.execute(

@@ -11,8 +11,7 @@ impl Registry {
         check_text("desk", desk, MAX_DESK_LEN)?;
         check_text("holder", holder, MAX_HOLDER_LEN)?;
         let id = random_hex(16)?;
-        let at = now();
-        let expires_at = at.saturating_add(ttl_secs.max(1));
+        let (at, expires_at) = lease_times(ttl_secs);
         let tx = self.write()?;
         tx.execute(
             "INSERT INTO leases (lease_id, desk, holder, acquired_at, renewed_at, expires_at) \
@@ -34,8 +33,7 @@ impl Registry {
     /// holder must stop), even if it had merely expired meanwhile and no one
     /// took it over (then it is renewed).
     pub fn renew_lease(&mut self, lease_id: &str, ttl_secs: i64) -> Result<i64> {
-        let at = now();
-        let expires_at = at.saturating_add(ttl_secs.max(1));
+        let (at, expires_at) = lease_times(ttl_secs);
         let tx = self.write()?;
         let n = tx.execute(
             "UPDATE leases SET renewed_at = ?2, expires_at = ?3 \

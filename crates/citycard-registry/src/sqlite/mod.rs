@@ -100,6 +100,17 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
         // Nothing to do: no write lock taken (many desks open the registry).
         return Ok(());
     }
+    if current == 1 {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version == 1 {
+            tx.execute_batch(crate::schema::UPGRADE_1_TO_2)?;
+            tx.execute_batch(crate::schema::cards_schema_v2())?;
+            tx.execute_batch(crate::schema::UPGRADE_1_TO_2_COPY)?;
+            tx.pragma_update(None, "user_version", 2)?;
+        }
+        tx.commit()?;
+    }
     for (from, sql) in MIGRATIONS {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
         let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
@@ -247,7 +258,8 @@ impl Registry {
     /// place ([`schema::MIGRATIONS`], one transaction per step). Fails with
     /// [`RegistryError::NotFound`] if there is none, and with
     /// [`RegistryError::SchemaVersion`] if the file is not a registry this
-    /// code can read or upgrade.
+    /// code can read or upgrade, and [`RegistryError::NewerSchema`] if a
+    /// newer citycard wrote it.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         match std::fs::metadata(path) {
@@ -261,7 +273,13 @@ impl Registry {
         }
         let mut conn = open_connection(path)?;
         let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if !(OLDEST_UPGRADABLE..=SCHEMA_VERSION).contains(&found) {
+        if found > SCHEMA_VERSION {
+            return Err(RegistryError::NewerSchema {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if !(crate::schema::OLDEST_OPENABLE..=SCHEMA_VERSION).contains(&found) {
             return Err(RegistryError::SchemaVersion {
                 found,
                 expected: SCHEMA_VERSION,
@@ -381,17 +399,7 @@ impl Registry {
                 ))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        let mut out: Vec<(String, Counts)> = Vec::new();
-        for (station, state, n) in rows {
-            if out.last().is_none_or(|(s, _)| *s != station) {
-                out.push((station.clone(), Counts::default()));
-            }
-            let Some((_, c)) = out.last_mut() else {
-                continue;
-            };
-            add_count(c, &state, n.unsigned_abs())?;
-        }
-        Ok(out)
+        counts_per_station(rows)
     }
 
     pub(crate) fn cards_where(&self, condition: &str, param: &str) -> Result<Vec<RawCard>> {

@@ -23,25 +23,7 @@ impl Registry {
                 |r| r.get(0),
             )
             .optional()?;
-        match state.as_deref() {
-            None => {
-                return Err(RegistryError::UnknownCard {
-                    card_number: card_number.into(),
-                })
-            }
-            Some("revoked") => {
-                return Err(RegistryError::AlreadyRevoked {
-                    card_number: card_number.into(),
-                })
-            }
-            Some("issued") => {}
-            Some(other) => {
-                return Err(RegistryError::CardNotIssued {
-                    card_number: card_number.into(),
-                    state: other.into(),
-                })
-            }
-        }
+        revoke_rule(card_number, state.as_deref())?;
         tx.execute(
             "UPDATE cards SET state = 'revoked', revoke_reason = ?2, revoked_at = ?3 \
              WHERE card_number = ?1 AND state = 'issued'",
@@ -120,17 +102,10 @@ impl Registry {
     /// Every card of this protocol version belongs to group 0; any other
     /// group has no cards yet, so its list is empty.
     pub fn revocation_ids_for(&self, group: u8, as_of: Date) -> Result<Vec<[u8; 8]>> {
-        use citycard_proto::revocation::{GROUP_COUNT, REVOCATION_GRACE_DAYS};
-        if group >= GROUP_COUNT {
-            return Err(invalid("group", "must be 0 to 7"));
-        }
+        let cutoff = revocation_cutoff(group, as_of)?;
         if group != 0 {
             return Ok(Vec::new());
         }
-        let cutoff = Date::from_days_since_epoch(
-            as_of.days_since_epoch() - i64::from(REVOCATION_GRACE_DAYS),
-        )
-        .map_err(|_| invalid("as_of", "out of range"))?;
         let mut stmt = self.conn.prepare(
             "SELECT revocation_id FROM cards \
              WHERE state IN ('revoked', 'spoiled') AND revocation_id IS NOT NULL \

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use crate::secrets::EnvOrPrompt;
 use citycard_issuer::home::IssuerHome;
+use citycard_issuer::registry::{MigrateReport, RegistryServer};
 
 use super::{print_json, HomeArg, KeyArgs, OutArgs};
 use crate::issuer_try;
@@ -37,6 +38,15 @@ pub enum IssuerCommand {
         /// Default: keep none (the card holds them; the registry keeps only the card record).
         #[arg(long, value_name = "DAYS")]
         retain_attributes: Option<u32>,
+        /// Keep the registry on a PostgreSQL server shared by several offices
+        /// (postgres://USER@HOST:PORT/DATABASE, no password in it) instead of
+        /// registry.sqlite in the home. The password comes from
+        /// CITYCARD_REGISTRY_PASSWORD or --registry-password-file.
+        #[arg(long, value_name = "URL")]
+        registry: Option<String>,
+        /// A file (mode 0600) whose first line is the registry's password.
+        #[arg(long, value_name = "FILE", requires = "registry")]
+        registry_password_file: Option<PathBuf>,
         #[command(flatten)]
         key: KeyArgs,
         /// Print the result as JSON.
@@ -70,6 +80,31 @@ pub enum IssuerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Bring the registry's schema up to date, or move the home's SQLite
+    /// registry to a PostgreSQL server (--to).
+    ///
+    /// A registry written by a newer citycard is refused (upgrade this one).
+    /// On a server, run it as the role that owns the registry's tables. --to
+    /// copies every record in one transaction into an empty database, records
+    /// the server in issuer.json and keeps the old file as
+    /// registry.sqlite.moved (delete it once the move is checked). Stop every
+    /// desk first.
+    #[command(
+        after_help = "Example:\n  citycard issuer migrate --dir /srv/citycard\n  CITYCARD_REGISTRY_PASSWORD=… citycard issuer migrate --dir /srv/citycard --to postgres://citycard@db.city.example/registry"
+    )]
+    Migrate {
+        #[command(flatten)]
+        home: HomeArg,
+        /// Move the registry to this PostgreSQL database (no password in the URL).
+        #[arg(long, value_name = "URL")]
+        to: Option<String>,
+        /// A file (mode 0600) whose first line is the server's password.
+        #[arg(long, value_name = "FILE", requires = "to")]
+        registry_password_file: Option<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a consistent snapshot of the home to one file (a tar archive; the
     /// registry is copied with SQLite's online backup, so desks may keep issuing;
     /// key files stay encrypted). Restore: `mkdir -m 700 NEW && tar -xpf FILE -C NEW`.
@@ -96,18 +131,28 @@ pub fn run(cmd: IssuerCommand) -> anyhow::Result<ExitCode> {
             issuer_id,
             card_prefix,
             retain_attributes,
+            registry,
+            registry_password_file,
             key,
             json,
         } => {
+            let server = match registry {
+                None => None,
+                Some(url) => Some(issuer_try!(
+                    json,
+                    RegistryServer::new(&url, absolute(registry_password_file))
+                )),
+            };
             let home = issuer_try!(
                 json,
-                IssuerHome::init(
+                IssuerHome::init_with_registry(
                     &dir,
                     &city,
                     &issuer_id,
                     &card_prefix,
                     key.location(),
                     retain_attributes,
+                    server,
                     &EnvOrPrompt
                 )
             );
@@ -117,6 +162,7 @@ pub fn run(cmd: IssuerCommand) -> anyhow::Result<ExitCode> {
                     "ok": true, "dir": dir, "city": city, "issuer_id": issuer_id,
                     "root_key": home.config().root.locator(), "root_fingerprint": fingerprint,
                     "retain_attributes_days": retain_attributes,
+                    "registry": registry_location(&home),
                 }));
             } else {
                 println!(
@@ -126,6 +172,7 @@ pub fn run(cmd: IssuerCommand) -> anyhow::Result<ExitCode> {
                     issuer_id
                 );
                 println!("Root key: {}", home.config().root.locator());
+                println!("Registry: {}", registry_location(&home));
                 println!("Root key fingerprint (give it to partners out of band): {fingerprint}");
                 match retain_attributes {
                     None => println!("Resident attributes: not kept in the registry."),
@@ -135,6 +182,12 @@ pub fn run(cmd: IssuerCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         IssuerCommand::Show { home, json } => show(&home, json),
+        IssuerCommand::Migrate {
+            home,
+            to,
+            registry_password_file,
+            json,
+        } => migrate(&home, to, registry_password_file, json),
         IssuerCommand::Reconcile { home, spoil, json } => {
             let h = issuer_try!(json, IssuerHome::open(&home.dir));
             let mut reg = issuer_try!(json, h.registry());
@@ -236,11 +289,13 @@ fn show(home: &HomeArg, json: bool) -> anyhow::Result<ExitCode> {
             "stations_retired": stations.iter().filter(|s| s.retired_on.is_some()).count(),
             "partners": partners.len(),
             "desks_at_work": desks.len(),
+            "registry": registry_location(&h),
         }));
     } else {
         println!("City: {} (issuer id {})", c.city, c.issuer_id);
         println!("Root key: {}", c.root.locator());
         println!("Root key fingerprint: {fingerprint}");
+        println!("Registry: {}", registry_location(&h));
         println!(
             "Card numbers: {}-NNNNNN, valid {} days",
             c.card_number_prefix, c.card_validity_days
@@ -266,6 +321,71 @@ fn show(home: &HomeArg, json: bool) -> anyhow::Result<ExitCode> {
             partners.len(),
             desks.len()
         );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where the home's registry is, for people (a URL never holds a password).
+fn registry_location(home: &IssuerHome) -> String {
+    match &home.config().registry {
+        None => home.registry_path().display().to_string(),
+        Some(server) => server.url.clone(),
+    }
+}
+
+fn absolute(path: Option<PathBuf>) -> Option<PathBuf> {
+    path.map(|p| std::path::absolute(&p).unwrap_or(p))
+}
+
+fn migrate(
+    home: &HomeArg,
+    to: Option<String>,
+    password_file: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut h = issuer_try!(json, IssuerHome::open(&home.dir));
+    let report = match to {
+        None => issuer_try!(json, h.migrate_registry()),
+        Some(url) => {
+            let server = issuer_try!(json, RegistryServer::new(&url, absolute(password_file)));
+            issuer_try!(json, h.move_registry_to(server))
+        }
+    };
+    match report {
+        MigrateReport::Upgraded { location, from, to } => {
+            if json {
+                print_json(serde_json::json!({
+                    "ok": true, "registry": location, "from_version": from, "to_version": to,
+                }));
+            } else if from == to {
+                println!("Registry {location}: schema version {to}, up to date.");
+            } else {
+                println!("Registry {location}: schema upgraded from version {from} to {to}.");
+            }
+        }
+        MigrateReport::Moved {
+            url,
+            copied,
+            old_file,
+        } => {
+            if json {
+                print_json(serde_json::json!({
+                    "ok": true, "registry": url, "cards": copied.cards,
+                    "audit_entries": copied.audit_entries, "leases": copied.leases,
+                    "residents": copied.residents, "old_file": old_file,
+                }));
+            } else {
+                println!(
+                    "Registry moved to {url}: {} card record(s), {} audit entries, {} resident(s) \
+                     with kept attributes.",
+                    copied.cards, copied.audit_entries, copied.residents
+                );
+                println!(
+                    "The old file is kept as {} (private); delete it once the move is checked.",
+                    old_file.display()
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -112,7 +112,14 @@ pub fn code_of_issuer_error(e: &IssuerError) -> u8 {
         IssuerError::NoCard { .. } => exit::CARD_REMOVED,
         IssuerError::Interrupted => exit::INTERRUPTED,
         IssuerError::Registry(RegistryError::ResidentHasLiveCard { .. }) => exit::LIVE_CARD,
-        IssuerError::Registry(RegistryError::AlreadyExists { .. }) => exit::EXISTS,
+        IssuerError::Registry(
+            RegistryError::AlreadyExists { .. } | RegistryError::AlreadyExistsAt { .. },
+        ) => exit::EXISTS,
+        // A registry URL with a password, a password file others can read.
+        IssuerError::Registry(RegistryError::InvalidInput {
+            field: "registry" | "password file",
+            ..
+        }) => exit::USAGE,
         IssuerError::Registry(_) => exit::REGISTRY,
         _ => exit::ERROR,
     }
