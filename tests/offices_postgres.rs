@@ -3,13 +3,7 @@
 //! PostgreSQL cluster: the office's first day on the server, and several
 //! offices (separate homes restored from one backup, so one city's keys)
 //! issuing at once with desks killed by SIGKILL and resumed.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![cfg(test)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -7,12 +7,7 @@
 //! office reported committed, no resident with two live cards, no card
 //! number twice, every intent ended issued or spoiled, and every revocation
 //! made at any office in the next revocation list.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+#![cfg(test)]
 
 mod common;
 

@@ -1,12 +1,7 @@
 //! What only the PostgreSQL registry has: the issuing role's rights, the
 //! database's own refusals whoever connects, versioned migrations under a
 //! lock, and credentials that never travel in the URL or an error message.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+#![cfg(test)]
 
 mod common;
 
