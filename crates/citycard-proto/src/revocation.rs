@@ -346,6 +346,7 @@ mod tests {
         assert!(list.is_revoked(&[1; 8]) && list.is_revoked(&[9; 8]) && !list.is_revoked(&[2; 8]));
         assert_eq!(list.body().revoked.len(), 2);
         let station = CertificateBody {
+            group: None,
             issuer: "LIEGE".into(),
             holder: "s1".into(),
             role: Role::Station,
