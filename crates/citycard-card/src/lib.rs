@@ -18,5 +18,6 @@ pub mod state;
 pub mod storage;
 
 pub use applet::{Applet, Faults};
+pub use citycard_proto::crypto::OpCount;
 pub use state::PersistentState;
 pub use storage::{MemoryStorage, Storage, StorageError};

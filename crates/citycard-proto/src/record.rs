@@ -287,7 +287,7 @@ impl RecordBody {
         valid_to: Date,
         card_key: PublicKey,
         digests: &[Slot],
-        rng: &mut impl CryptoRngCore,
+        rng: &mut (impl CryptoRngCore + ?Sized),
     ) -> Result<Self> {
         if digests.len() > DIGEST_SLOTS {
             return Err(Error::TooLong);
