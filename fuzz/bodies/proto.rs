@@ -328,16 +328,16 @@ pub fn key(label: &str) -> SecretKey {
 
 /// Every committed test vector file, as text.
 pub const VECTORS: &[&str] = &[
-    include_str!("../../applet-spec/vectors/anchor.json"),
     include_str!("../../applet-spec/vectors/error-activate-wrong-key.json"),
     include_str!("../../applet-spec/vectors/error-malformed.json"),
     include_str!("../../applet-spec/vectors/error-not-selected.json"),
     include_str!("../../applet-spec/vectors/error-station.json"),
     include_str!("../../applet-spec/vectors/error-verify-uniform.json"),
     include_str!("../../applet-spec/vectors/personalise.json"),
+    include_str!("../../applet-spec/vectors/prepare.json"),
     include_str!("../../applet-spec/vectors/select.json"),
     include_str!("../../applet-spec/vectors/terminate.json"),
-    include_str!("../../applet-spec/vectors/verify-cached.json"),
+    include_str!("../../applet-spec/vectors/verify-cache-first.json"),
     include_str!("../../applet-spec/vectors/verify-full.json"),
     include_str!("../../applet-spec/vectors/verify-library.json"),
     include_str!("../../applet-spec/vectors/verify-transit.json"),

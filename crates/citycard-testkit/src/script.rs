@@ -277,17 +277,22 @@ pub fn personalise(s: &mut Script<'_>, p: Personalisation<'_>) -> Result<Issued,
         records.push(body.sign(&p.city.station)?);
         seeds.push(seed);
     }
-    // Objects in PUT DATA commands of at most MAX_CHAINED_DATA bytes each.
+    // The salt seeds first, in one short command (8 × 19 bytes fit one
+    // APDU); then records and values in commands of at most
+    // MAX_CHAINED_DATA bytes each.
+    let mut first = Vec::new();
+    for (g, seed) in seeds.iter().enumerate() {
+        first.extend_from_slice(&record::encode_salt_seed(g as u8, seed));
+    }
     let mut objects: Vec<Vec<u8>> = Vec::new();
-    for (g, (r, seed)) in records.iter().zip(&seeds).enumerate() {
+    for r in &records {
         objects.push(r.as_bytes().to_vec());
-        objects.push(record::encode_salt_seed(g as u8, seed));
     }
     for v in &values {
         objects.push(v.encode());
     }
     let room = MAX_CHAINED_DATA - crypto::TAG_LEN;
-    let mut commands: Vec<Vec<u8>> = vec![Vec::new()];
+    let mut commands: Vec<Vec<u8>> = vec![first, Vec::new()];
     for o in objects {
         if commands.last().is_some_and(|c| c.len() + o.len() > room) {
             commands.push(Vec::new());
