@@ -460,11 +460,18 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
 
     /// Fingerprint, then the root signature, then the other checks: the
     /// same work whatever the certificate (spec §6.4 steps 1–3). `Ok` with
-    /// the certificate when everything passed.
-    fn check_certificate(&mut self, cert: Certificate) -> Result<Certificate, ()> {
+    /// the certificate and its fingerprint when everything passed.
+    fn check_certificate(
+        &mut self,
+        cert: Certificate,
+    ) -> Result<(Certificate, [u8; FINGERPRINT_LEN]), ()> {
         let state = self.state.as_ref().ok_or(())?;
         let anchor = state.anchor.as_ref().ok_or(())?;
-        let _fingerprint = self.ops.sha256(&[cert.as_bytes()]);
+        let digest = self.ops.sha256(&[cert.as_bytes()]);
+        let mut fingerprint = [0u8; FINGERPRINT_LEN];
+        for (f, d) in fingerprint.iter_mut().zip(digest) {
+            *f = d;
+        }
         let signed = self
             .ops
             .verify(&anchor.root, cert.signed_bytes(), cert.signature());
@@ -477,7 +484,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             Role::Preparer | Role::PreparedCard => false,
         };
         if signed & issuer & unexpired & role {
-            Ok(cert)
+            Ok((cert, fingerprint))
         } else {
             Err(())
         }
@@ -486,7 +493,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
     /// PSO on a PREPARED card (personalisation): station certificates only.
     fn verify_station_certificate(&mut self, data: &[u8]) -> Outcome {
         let cert = Certificate::decode(data).map_err(|_| StatusWord::IncorrectData)?;
-        let cert = self
+        let (cert, _) = self
             .check_certificate(cert)
             .map_err(|()| StatusWord::SecurityStatusNotSatisfied)?;
         if cert.body().role != Role::Station {
@@ -507,13 +514,13 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         let checked = self.check_certificate(cert);
         let mut next = self.state.clone().ok_or(StatusWord::Unknown)?;
         let mut reader = None;
-        if let Ok(cert) = checked {
+        if let Ok((cert, fingerprint)) = checked {
             {
                 let body = cert.body();
                 match (body.role, body.domain, body.group) {
                     (Role::Reader, Some(domain), Some(group)) => {
                         let entry = CachedReader {
-                            fingerprint: cert.fingerprint(),
+                            fingerprint,
                             reader: AuthorisedReader {
                                 public_key: body.public_key,
                                 grants: body.grants,
@@ -923,6 +930,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             .iter()
             .chain(self.power.reader_slot.iter())
             .find(|c| c.fingerprint == request.certificate);
+        let reader_point = request.reader_point();
         let real = reader.and_then(|cached| {
             let group = personalisation
                 .groups
@@ -930,7 +938,6 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             let in_validity = cached.effective <= request.date && request.date <= cached.expiry;
             let not_before_card_date = state.card_date.is_none_or(|d| request.date >= d);
             let granted = request.requested.is_subset_of(cached.reader.grants);
-            let reader_ephemeral = request.reader_point()?;
             (in_validity && not_before_card_date && granted).then(|| RealAnswer {
                 reader: &cached.reader,
                 group: CardGroup {
@@ -941,7 +948,6 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
                     record: &group.record,
                     seed: &group.seed,
                 },
-                reader_ephemeral,
             })
         });
         let card = CardData {
@@ -958,6 +964,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             &mut self.ops,
             data,
             &request,
+            reader_point,
             &card,
             real,
             &mut self.rng,

@@ -225,34 +225,34 @@ pub struct RealAnswer<'a> {
     pub reader: &'a AuthorisedReader,
     /// The card's group for it.
     pub group: CardGroup<'a>,
-    /// E_R, already checked to be a point.
-    pub reader_ephemeral: PublicKey,
 }
 
 /// Card side: the GENERAL AUTHENTICATE answer (`real`) or decoy (`None`),
 /// computed with the same operations in the same order on both paths, of
 /// exactly [`answer_len`] bytes (spec §7.5). Every operation goes through `ops`.
+/// `reader_point` is E_R decoded once by the caller ([`AuthRequest::reader_point`]);
+/// a real answer needs it (without it the card answers a decoy).
 pub fn card_answer(
     ops: &mut OpCount,
     command_data: &[u8],
     request: &AuthRequest,
+    reader_point: Option<PublicKey>,
     card: &CardData<'_>,
     real: Option<RealAnswer<'_>>,
     rng: &mut impl CryptoRngCore,
 ) -> Vec<u8> {
-    let decoy = real.is_none();
     let zero_domain = [0u8; DOMAIN_LEN];
+    let real = match (real, reader_point) {
+        (Some(a), Some(e_r)) => Some((a, e_r)),
+        _ => None,
+    };
+    let decoy = real.is_none();
     let (r, group, e_r, domain) = match &real {
-        Some(a) => (
-            &a.reader.public_key,
-            &a.group,
-            a.reader_ephemeral,
-            &a.reader.domain,
-        ),
+        Some((a, e_r)) => (&a.reader.public_key, &a.group, *e_r, &a.reader.domain),
         None => (
             card.group0_public,
             &card.group0,
-            request.reader_point().unwrap_or(*card.group0_public),
+            reader_point.unwrap_or(*card.group0_public),
             &zero_domain,
         ),
     };

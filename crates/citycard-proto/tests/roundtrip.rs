@@ -126,10 +126,10 @@ fn answer(
             record: &f.records[g],
             seed: &f.seeds[g],
         },
-        reader_ephemeral: request.reader_point().unwrap(),
     });
     let mut ops = OpCount::default();
-    let a = auth::card_answer(&mut ops, &cmd, &request, &card, real, rng);
+    let point = request.reader_point();
+    let a = auth::card_answer(&mut ops, &cmd, &request, point, &card, real, rng);
     (a, ops)
 }
 
@@ -337,7 +337,7 @@ fn an_invalid_reader_point_gets_a_decoy_of_the_same_length() {
         values: &f.values,
     };
     let mut ops = OpCount::default();
-    let decoy = auth::card_answer(&mut ops, &cmd, &request, &card, None, &mut rng);
+    let decoy = auth::card_answer(&mut ops, &cmd, &request, None, &card, None, &mut rng);
     assert_eq!(decoy.len(), answer_len(requested));
     assert_eq!((ops.keygen, ops.ecdh, ops.sha256), (1, 2, 3));
 }
