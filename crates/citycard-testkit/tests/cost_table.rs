@@ -67,3 +67,36 @@ fn verification_costs_match_the_spec() {
         assert_eq!(*cost, want, "{what}");
     }
 }
+
+/// The card's own operation counts for the personalisation with 8 groups
+/// (`personalise.json`, from the station's PSO to ACTIVATE), SPEC §12.
+#[test]
+fn personalisation_operations_match_the_spec() {
+    use citycard_proto::ContactlessCard;
+    let v = load_all(&vectors_dir())
+        .unwrap()
+        .into_iter()
+        .find(|v| v.name == "personalise")
+        .unwrap();
+    let mut card = citycard_testkit::vectors::card_for(&v).unwrap();
+    let mut state_len = 0;
+    for step in &v.steps {
+        let note = step.note.as_deref().unwrap_or("");
+        if note.starts_with("PSO: VERIFY CERTIFICATE (station)") {
+            card.reset_ops();
+        }
+        card.transmit(&hex::decode(&step.command).unwrap()).unwrap();
+        if note == "ACTIVATE" {
+            state_len = card.state().unwrap().encode().len();
+            break;
+        }
+    }
+    let ops = card.ops();
+    println!("{ops:?}, state {state_len} bytes");
+    assert_eq!(
+        (ops.ecdsa_verify, ops.keygen, ops.ecdh, ops.writes),
+        (10, 8, 1, 1),
+        "station certificate + EXTERNAL AUTHENTICATE + 8 records; 8 group keys; 1 ECDH; W2"
+    );
+    assert_eq!(state_len, 3137, "the W2 state");
+}
