@@ -49,6 +49,15 @@ pub struct IssuerConfig {
     pub card_number_prefix: String,
     /// Validity of a new card, in days.
     pub card_validity_days: u32,
+    /// Linkability groups issued on every card (SPEC §5.3, 1–8). The
+    /// registry records the group-0 card key only, so this stays 1 until it
+    /// records every group's key and revocation id.
+    #[serde(default = "one_group")]
+    pub groups: u8,
+}
+
+fn one_group() -> u8 {
+    1
 }
 
 /// `stations/NAME/station.json`.
@@ -64,6 +73,29 @@ pub struct StationConfig {
     pub certificate: String,
     /// The station's read-back reader certificate (hex).
     pub check_certificate: String,
+}
+
+/// A preparer's configuration (`preparers/<name>/preparer.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PreparerConfig {
+    /// Format version.
+    pub schema_version: u32,
+    /// Preparer name.
+    pub name: String,
+    /// Where the preparer key lives.
+    pub key: KeyLocation,
+    /// The preparer certificate (hex of the `7F21` encoding, role 03).
+    pub certificate: String,
+}
+
+/// A preparer loaded for preparing cards.
+pub struct LoadedPreparer {
+    /// Name.
+    pub name: String,
+    /// Signs prepared-card certificates.
+    pub signer: Box<dyn Signer>,
+    /// The preparer certificate.
+    pub certificate: Certificate,
 }
 
 /// A station loaded for issuing.
@@ -204,7 +236,7 @@ impl IssuerHome {
             return Err(IssuerError::AlreadyExists(dir.to_path_buf()));
         }
         fs::create_dir_all(dir).map_err(|e| IssuerError::io(dir, e))?;
-        for sub in ["stations", "partners", "revocation"] {
+        for sub in ["stations", "preparers", "partners", "revocation"] {
             fs::create_dir_all(dir.join(sub)).map_err(|e| IssuerError::io(&dir.join(sub), e))?;
         }
         let root = root.unwrap_or_else(|| KeyLocation::File(dir.join("root.key.pem")));
@@ -217,6 +249,7 @@ impl IssuerHome {
             root_public_key: hex::encode(crypto::encode_point(&signer.public_key())),
             card_number_prefix: card_number_prefix.into(),
             card_validity_days: 5 * 365,
+            groups: one_group(),
         };
         citycard_registry::Registry::create(dir.join("registry.sqlite"))?;
         let json =
@@ -299,6 +332,112 @@ impl IssuerHome {
         self.dir.join("stations").join(name)
     }
 
+    fn preparer_dir(&self, name: &str) -> PathBuf {
+        self.dir.join("preparers").join(name)
+    }
+
+    /// Adds a preparer (SPEC §6.3): a preparer key (file or PKCS#11)
+    /// certified by the root (role 03) for `valid_days` from `today`.
+    pub fn add_preparer(
+        &self,
+        name: &str,
+        valid_days: u32,
+        key: Option<KeyLocation>,
+        secrets: &dyn SecretSource,
+        today: Date,
+    ) -> Result<Certificate, IssuerError> {
+        check_name(name, "preparer name")?;
+        if valid_days == 0 || valid_days > 3 * 366 {
+            return Err(IssuerError::InvalidValidity(valid_days));
+        }
+        let pdir = self.preparer_dir(name);
+        if pdir.exists() {
+            return Err(IssuerError::AlreadyExists(pdir));
+        }
+        let root = self.root_signer(secrets)?;
+        fs::create_dir_all(&pdir).map_err(|e| IssuerError::io(&pdir, e))?;
+        let key = key.unwrap_or_else(|| KeyLocation::File(pdir.join("preparer.key.pem")));
+        let signer = citycard_keys::generate(&key, secrets)?;
+        let certificate = self.sign_certificate(
+            root.as_ref(),
+            CertificateBody {
+                issuer: self.config.issuer_id.clone(),
+                holder: name.into(),
+                role: Role::Preparer,
+                grants: AttributeSet::EMPTY,
+                domain: None,
+                group: None,
+                effective: today,
+                expiry: today.add_days(valid_days.saturating_sub(1)),
+                public_key: signer.public_key(),
+            },
+        )?;
+        let config = PreparerConfig {
+            schema_version: SCHEMA_VERSION,
+            name: name.into(),
+            key,
+            certificate: hex::encode(certificate.as_bytes()),
+        };
+        let json =
+            serde_json::to_vec_pretty(&config).map_err(|e| IssuerError::Config(e.to_string()))?;
+        write_new(&pdir.join("preparer.json"), &json)?;
+        let mut reg = self.registry()?;
+        reg.record_action("issuer", Some(name), "preparer-added")?;
+        Ok(certificate)
+    }
+
+    fn preparer_config(&self, name: &str) -> Result<PreparerConfig, IssuerError> {
+        check_name(name, "preparer name")?;
+        let path = self.preparer_dir(name).join("preparer.json");
+        let text = fs::read_to_string(&path)
+            .map_err(|_| IssuerError::Config(format!("unknown preparer {name}")))?;
+        serde_json::from_str(&text)
+            .map_err(|e| IssuerError::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Every preparer certificate (what stations check cards against).
+    pub fn preparer_certificates(&self) -> Result<Vec<Certificate>, IssuerError> {
+        let dir = self.dir.join("preparers");
+        if !dir.exists() {
+            return Ok(Vec::new());
+        }
+        let mut names: Vec<String> = fs::read_dir(&dir)
+            .map_err(|e| IssuerError::io(&dir, e))?
+            .filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
+            .collect();
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            let c = self.preparer_config(&name)?;
+            let bytes =
+                hex::decode(&c.certificate).map_err(|e| IssuerError::Config(e.to_string()))?;
+            out.push(Certificate::decode(&bytes)?);
+        }
+        Ok(out)
+    }
+
+    /// Loads a preparer (opens its key).
+    pub fn preparer(
+        &self,
+        name: &str,
+        secrets: &dyn SecretSource,
+    ) -> Result<LoadedPreparer, IssuerError> {
+        let c = self.preparer_config(name)?;
+        let bytes = hex::decode(&c.certificate).map_err(|e| IssuerError::Config(e.to_string()))?;
+        let certificate = Certificate::decode(&bytes)?;
+        let signer = citycard_keys::open(&c.key, secrets)?;
+        if signer.public_key() != certificate.body().public_key {
+            return Err(IssuerError::Config(format!(
+                "preparer {name}: key does not match its certificate"
+            )));
+        }
+        Ok(LoadedPreparer {
+            name: name.into(),
+            signer,
+            certificate,
+        })
+    }
+
     /// Adds an issuing station: a station key (file or PKCS#11) certified by
     /// the root for `valid_days` from `today`, and its read-back credential.
     pub fn add_station(
@@ -330,6 +469,7 @@ impl IssuerHome {
                 role: Role::Station,
                 grants: AttributeSet::EMPTY,
                 domain: None,
+                group: None,
                 effective: today,
                 expiry,
                 public_key: signer.public_key(),
@@ -348,6 +488,7 @@ impl IssuerHome {
                 role: Role::Reader,
                 grants: all_stored(),
                 domain: Some(domain),
+                group: Some(0),
                 effective: today,
                 expiry,
                 public_key: check_key.public_key(),
@@ -450,10 +591,12 @@ impl IssuerHome {
     /// Enrols a partner: a reader key pair and a root-signed certificate
     /// granting exactly `grants`, with a fresh pseudonym domain. Returns the
     /// credential (key included) for the partner; keeps only the certificate.
+    #[allow(clippy::too_many_arguments)]
     pub fn enrol_partner(
         &self,
         name: &str,
         grants: AttributeSet,
+        group: u8,
         valid_days: u32,
         secrets: &dyn SecretSource,
         today: Date,
@@ -483,6 +626,7 @@ impl IssuerHome {
                 role: Role::Reader,
                 grants,
                 domain: Some(domain),
+                group: Some(group),
                 effective: today,
                 expiry: today.add_days(valid_days.saturating_sub(1)),
                 public_key: key.public_key(),
