@@ -147,6 +147,10 @@ pub enum PartnerCommand {
         /// Attributes granted, comma-separated (e.g. pseudonym,resident).
         #[arg(long)]
         attributes: String,
+        /// Linkability group of the partner (0-7): partners of different
+        /// groups receive unrelated records of the same card.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..8))]
+        group: u8,
         /// Validity in days.
         #[arg(long, default_value_t = 365)]
         valid_days: u32,
@@ -486,6 +490,7 @@ pub fn partner(cmd: PartnerCommand) -> anyhow::Result<ExitCode> {
         name,
         dir,
         attributes,
+        group,
         valid_days,
         out,
     } = cmd;
@@ -507,7 +512,7 @@ pub fn partner(cmd: PartnerCommand) -> anyhow::Result<ExitCode> {
     let home = issuer_try!(IssuerHome::open(&dir));
     let (today, _) = issuer_try!(now());
     let (cert, key) =
-        issuer_try!(home.enrol_partner(&name, grants, valid_days, &EnvOrPrompt, today));
+        issuer_try!(home.enrol_partner(&name, grants, group, valid_days, &EnvOrPrompt, today));
     let credential = citycard_reader::PartnerCredential::new(cert.clone(), key)
         .map_err(|e| anyhow::anyhow!("building the credential: {e}"))?;
     credential
@@ -799,7 +804,7 @@ fn reconcile_profile<T: CardTransport>(
     if piv {
         piv_issue::reconcile(home, reg, ch, &actor(), rng)
     } else {
-        reconcile(reg, station, ch, &actor(), today, rng)
+        reconcile(home, reg, station, ch, &actor(), today, rng)
     }
 }
 
