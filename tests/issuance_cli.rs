@@ -162,6 +162,7 @@ fn batch_with_bad_rows_forget_and_replace() {
         "BV",
     ]);
     ok(&["station", "add", "s1", "--dir", h]);
+    ok(&["preparer", "add", "p1", "--dir", h]);
     let csv = tmp.path().join("rows.csv");
     std::fs::write(
         &csv,
@@ -177,6 +178,8 @@ fn batch_with_bad_rows_forget_and_replace() {
         "s1",
         "--reader",
         &reader,
+        "--prepare-with",
+        "p1",
         csv.to_str().unwrap(),
         "--json",
     ]);
@@ -210,6 +213,8 @@ fn batch_with_bad_rows_forget_and_replace() {
         "s1",
         "--reader",
         &reader,
+        "--prepare-with",
+        "p1",
         "--resident",
         ann.to_str().unwrap(),
         "--json",
@@ -223,6 +228,8 @@ fn batch_with_bad_rows_forget_and_replace() {
         "s1",
         "--reader",
         &reader,
+        "--prepare-with",
+        "p1",
         "--resident",
         ann.to_str().unwrap(),
         "--replace",

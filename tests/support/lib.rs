@@ -401,7 +401,8 @@ pub fn piv_tool_ok(args: &[&str]) -> String {
 }
 
 /// A city's issuer home `DIR/home-ISSUER` (`issuer init` with card prefix
-/// `prefix`, then `station add desk-1` with `station_args`); its path.
+/// `prefix`, then `station add desk-1` with `station_args` and `preparer add
+/// prep-1`); its path.
 pub fn issuer_home(dir: &Path, issuer: &str, prefix: &str, station_args: &[&str]) -> String {
     let home = dir
         .join(format!("home-{issuer}"))
@@ -423,6 +424,7 @@ pub fn issuer_home(dir: &Path, issuer: &str, prefix: &str, station_args: &[&str]
     let mut station = vec!["station", "add", "desk-1", "--dir", &home];
     station.extend_from_slice(station_args);
     citycard_ok(&station);
+    citycard_ok(&["preparer", "add", "prep-1", "--dir", &home]);
     home
 }
 

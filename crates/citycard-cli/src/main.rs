@@ -47,6 +47,9 @@ enum Command {
     /// Issuing stations.
     #[command(subcommand)]
     Station(commands::issuer::StationCommand),
+    /// The city's preparation facility: preparers, and preparing blank cards.
+    #[command(subcommand)]
+    Preparer(commands::issuer::PreparerCommand),
     /// Partner readers.
     #[command(subcommand)]
     Partner(commands::issuer::PartnerCommand),
@@ -79,6 +82,7 @@ fn main() -> ExitCode {
         Command::Watch(args) => commands::watch::run(&args),
         Command::Issuer(cmd) => commands::issuer::issuer(cmd),
         Command::Station(cmd) => commands::issuer::station(cmd),
+        Command::Preparer(cmd) => commands::issuer::preparer(cmd),
         Command::Partner(cmd) => commands::issuer::partner(cmd),
         Command::Trust(cmd) => commands::issuer::trust(cmd),
         Command::Personalise(args) => commands::issuer::personalise(&args, cli.trace),

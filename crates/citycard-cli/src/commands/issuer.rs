@@ -134,6 +134,44 @@ pub enum StationCommand {
     },
 }
 
+/// `citycard preparer …`
+#[derive(clap::Subcommand, Debug)]
+pub enum PreparerCommand {
+    /// Add a preparer (the city's preparation facility): a key certified by the root.
+    Add {
+        /// Preparer name.
+        name: String,
+        /// Issuer home.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        valid_days: u32,
+        #[command(flatten)]
+        key: KeyArgs,
+    },
+    /// Prepare the blank card in a reader (in the trusted setting of the
+    /// preparation facility): the card generates its attestation key and the
+    /// preparer certifies it. Stations personalise only prepared cards.
+    Prepare {
+        /// Preparer name.
+        name: String,
+        /// Issuer home.
+        #[arg(long)]
+        dir: PathBuf,
+        /// PC/SC reader name (or unique part), or `emulated:FILE` for the
+        /// built-in emulated card with its state in FILE.
+        #[arg(long)]
+        reader: String,
+        /// Preparation batch (written in the card's certificate; seen by stations only).
+        #[arg(long, default_value = "batch-1")]
+        batch: String,
+        /// Seconds to wait for a card.
+        #[arg(long, default_value_t = 30)]
+        wait: u64,
+    },
+}
+
 /// `citycard partner …`
 #[derive(clap::Subcommand, Debug)]
 pub enum PartnerCommand {
@@ -309,6 +347,10 @@ pub struct PersonaliseArgs {
     /// PC/SC reader name (or unique part), or `emulated:DIR` for the built-in emulated card (state in DIR/card.state).
     #[arg(long)]
     reader: String,
+    /// With `emulated:DIR` only: each new emulated card comes prepared by
+    /// this preparer of the home (as cards arrive from the preparation facility).
+    #[arg(long, value_name = "PREPARER")]
+    prepare_with: Option<String>,
     /// The resident, as a JSON object.
     #[arg(long)]
     resident: PathBuf,
@@ -343,6 +385,10 @@ pub struct BatchArgs {
     /// PC/SC reader name (or unique part), or `emulated:DIR` (one card state file per card in DIR).
     #[arg(long)]
     reader: String,
+    /// With `emulated:DIR` only: each new emulated card comes prepared by
+    /// this preparer of the home (as cards arrive from the preparation facility).
+    #[arg(long, value_name = "PREPARER")]
+    prepare_with: Option<String>,
     /// Residents: .csv with a header row, or .jsonl.
     file: PathBuf,
     /// Continue an interrupted batch: rows already issued (or with an open intent) are skipped.
@@ -484,6 +530,77 @@ pub fn station(cmd: StationCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `preparer add` and `preparer prepare`.
+pub fn preparer(cmd: PreparerCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        PreparerCommand::Add {
+            name,
+            dir,
+            valid_days,
+            key,
+        } => {
+            let home = issuer_try!(IssuerHome::open(&dir));
+            let (today, _) = issuer_try!(now());
+            let cert = issuer_try!(home.add_preparer(
+                &name,
+                valid_days,
+                key.location(),
+                &EnvOrPrompt,
+                today
+            ));
+            println!(
+                "Preparer {name} certified from {} to {} (fingerprint {}).",
+                cert.body().effective,
+                cert.body().expiry,
+                hex::encode(cert.fingerprint())
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        PreparerCommand::Prepare {
+            name,
+            dir,
+            reader,
+            batch,
+            wait,
+        } => {
+            let home = issuer_try!(IssuerHome::open(&dir));
+            let (today, _) = issuer_try!(now());
+            let preparer = issuer_try!(home.preparer(&name, &EnvOrPrompt));
+            let root = issuer_try!(home.root_public_key());
+            let transport: Box<dyn CardTransport> =
+                if let Some(file) = reader.strip_prefix("emulated:") {
+                    emulated_card(Path::new(file), Profile::Citycard)?
+                } else {
+                    let ctx =
+                        PcscContext::establish().context("cannot reach pcscd (is it running?)")?;
+                    let reader = ctx.resolve_reader(&reader)?;
+                    ctx.wait_for_card(&reader, Some(Duration::from_secs(wait)))?;
+                    Box::new(ctx.connect(&reader)?)
+                };
+            let mut ch = CardChannel::new(transport);
+            let sign = |m: &[u8]| preparer.signer.sign(m).map_err(|e| e.to_string());
+            let prepared = citycard_issuer::personalise::prepare(
+                &mut ch,
+                &citycard_issuer::personalise::Preparer {
+                    issuer: &home.config().issuer_id,
+                    root: &root,
+                    certificate: &preparer.certificate,
+                    sign: &sign,
+                    batch: &batch,
+                },
+                today,
+            );
+            match prepared {
+                Ok(_) => {
+                    println!("Card prepared by {name} (batch {batch}): ready for a station.");
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => fail(exit::CARD_FAILED, format!("preparation failed: {e}")),
+            }
+        }
+    }
+}
+
 /// `partner enrol`.
 pub fn partner(cmd: PartnerCommand) -> anyhow::Result<ExitCode> {
     let PartnerCommand::Enrol {
@@ -616,13 +733,57 @@ enum CardSource {
         dir: PathBuf,
         next: u32,
         profile: Profile,
+        prepare: Option<EmulatedPreparation>,
     },
+}
+
+/// How new emulated cards are prepared (`--prepare-with`).
+struct EmulatedPreparation {
+    preparer: citycard_issuer::home::LoadedPreparer,
+    issuer: String,
+    root: p256::PublicKey,
+    today: citycard_proto::Date,
+}
+
+impl EmulatedPreparation {
+    fn load(home: &IssuerHome, name: &str) -> Result<Self, IssuerError> {
+        let (today, _) = now()?;
+        Ok(Self {
+            preparer: home.preparer(name, &EnvOrPrompt)?,
+            issuer: home.config().issuer_id.clone(),
+            root: home.root_public_key()?,
+            today,
+        })
+    }
+
+    /// Prepares the blank card behind `transport`.
+    fn prepare(&self, transport: Box<dyn CardTransport>) -> anyhow::Result<Box<dyn CardTransport>> {
+        let mut ch = CardChannel::new(transport);
+        let sign = |m: &[u8]| self.preparer.signer.sign(m).map_err(|e| e.to_string());
+        citycard_issuer::personalise::prepare(
+            &mut ch,
+            &citycard_issuer::personalise::Preparer {
+                issuer: &self.issuer,
+                root: &self.root,
+                certificate: &self.preparer.certificate,
+                sign: &sign,
+                batch: "emulated",
+            },
+            self.today,
+        )
+        .map_err(|e| anyhow::anyhow!("preparing the emulated card: {e}"))?;
+        Ok(ch.into_inner())
+    }
 }
 
 type Channel = CardChannel<Traced<Box<dyn CardTransport>>>;
 
 impl CardSource {
-    fn parse(reader: &str, profile: Profile) -> anyhow::Result<Self> {
+    fn parse(
+        reader: &str,
+        profile: Profile,
+        prepare: Option<EmulatedPreparation>,
+    ) -> anyhow::Result<Self> {
         if let Some(dir) = reader.strip_prefix("emulated:") {
             let dir = PathBuf::from(dir);
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -630,7 +791,11 @@ impl CardSource {
                 dir,
                 next: 0,
                 profile,
+                prepare,
             });
+        }
+        if prepare.is_some() {
+            anyhow::bail!("--prepare-with is for emulated:DIR readers only");
         }
         let ctx = PcscContext::establish().context("cannot reach pcscd (is it running?)")?;
         let reader = ctx.resolve_reader(reader)?;
@@ -658,7 +823,12 @@ impl CardSource {
                 })?;
                 Box::new(ctx.connect(reader)?)
             }
-            Self::Emulated { dir, next, profile } => {
+            Self::Emulated {
+                dir,
+                next,
+                profile,
+                prepare,
+            } => {
                 let path = loop {
                     *next += 1;
                     let p = dir.join(format!("card-{:06}.state", *next));
@@ -666,7 +836,12 @@ impl CardSource {
                         break p;
                     }
                 };
-                emulated_card(&path, *profile)?
+                let fresh = !path.exists();
+                let card = emulated_card(&path, *profile)?;
+                match prepare {
+                    Some(p) if fresh && *profile == Profile::Citycard => p.prepare(card)?,
+                    _ => card,
+                }
             }
         };
         let mut traced = Traced::new(transport);
@@ -880,7 +1055,11 @@ pub fn personalise(args: &PersonaliseArgs, trace: bool) -> anyhow::Result<ExitCo
     let home = issuer_try!(IssuerHome::open(&args.dir));
     let (station, today) = issuer_try!(load_station(&home, &args.station));
     let mut reg = issuer_try!(home.registry());
-    let mut source = CardSource::parse(&args.reader, args.profile.profile)?;
+    let prepare = match &args.prepare_with {
+        Some(name) => Some(issuer_try!(EmulatedPreparation::load(&home, name))),
+        None => None,
+    };
+    let mut source = CardSource::parse(&args.reader, args.profile.profile, prepare)?;
     let mut rng = ChaCha20Rng::from_rng(rand_core::OsRng).context("no OS randomness")?;
     let mut ch = source.next_card(Duration::from_secs(args.wait), trace, false)?;
     let rec = issuer_try!(reconcile_profile(
@@ -971,7 +1150,11 @@ pub fn batch(args: &BatchArgs, trace: bool) -> anyhow::Result<ExitCode> {
     let home = issuer_try!(IssuerHome::open(&args.dir));
     let (station, today) = issuer_try!(load_station(&home, &args.station));
     let mut reg = issuer_try!(home.registry());
-    let mut source = CardSource::parse(&args.reader, args.profile.profile)?;
+    let prepare = match &args.prepare_with {
+        Some(name) => Some(issuer_try!(EmulatedPreparation::load(&home, name))),
+        None => None,
+    };
+    let mut source = CardSource::parse(&args.reader, args.profile.profile, prepare)?;
     let mut rng = ChaCha20Rng::from_rng(rand_core::OsRng).context("no OS randomness")?;
     let wait = Duration::from_secs(args.wait);
     let piv_options = piv_key.as_ref().map(|key| PivOptions {
