@@ -733,7 +733,7 @@ enum CardSource {
         dir: PathBuf,
         next: u32,
         profile: Profile,
-        prepare: Option<EmulatedPreparation>,
+        prepare: Option<Box<EmulatedPreparation>>,
     },
 }
 
@@ -782,7 +782,7 @@ impl CardSource {
     fn parse(
         reader: &str,
         profile: Profile,
-        prepare: Option<EmulatedPreparation>,
+        prepare: Option<Box<EmulatedPreparation>>,
     ) -> anyhow::Result<Self> {
         if let Some(dir) = reader.strip_prefix("emulated:") {
             let dir = PathBuf::from(dir);
@@ -1056,7 +1056,9 @@ pub fn personalise(args: &PersonaliseArgs, trace: bool) -> anyhow::Result<ExitCo
     let (station, today) = issuer_try!(load_station(&home, &args.station));
     let mut reg = issuer_try!(home.registry());
     let prepare = match &args.prepare_with {
-        Some(name) => Some(issuer_try!(EmulatedPreparation::load(&home, name))),
+        Some(name) => Some(Box::new(issuer_try!(EmulatedPreparation::load(
+            &home, name
+        )))),
         None => None,
     };
     let mut source = CardSource::parse(&args.reader, args.profile.profile, prepare)?;
@@ -1151,7 +1153,9 @@ pub fn batch(args: &BatchArgs, trace: bool) -> anyhow::Result<ExitCode> {
     let (station, today) = issuer_try!(load_station(&home, &args.station));
     let mut reg = issuer_try!(home.registry());
     let prepare = match &args.prepare_with {
-        Some(name) => Some(issuer_try!(EmulatedPreparation::load(&home, name))),
+        Some(name) => Some(Box::new(issuer_try!(EmulatedPreparation::load(
+            &home, name
+        )))),
         None => None,
     };
     let mut source = CardSource::parse(&args.reader, args.profile.profile, prepare)?;
