@@ -51,6 +51,7 @@ fn watch_reports_taps_and_reloads_trust() {
         "G",
     ]);
     ok(&["station", "add", "s1", "--dir", &h]);
+    ok(&["preparer", "add", "prep-1", "--dir", &h]);
     let cred = d.join("transit.cred");
     ok(&[
         "partner",
@@ -77,6 +78,7 @@ fn watch_reports_taps_and_reloads_trust() {
     let state = d.join("card.state");
     {
         let _card = ServedCard::start(&state, [3; 32]);
+        citycard_e2e::prepare_in_reader(&h);
         ok(&[
             "personalise",
             "--dir",

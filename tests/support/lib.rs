@@ -428,6 +428,15 @@ pub fn issuer_home(dir: &Path, issuer: &str, prefix: &str, station_args: &[&str]
     home
 }
 
+/// `preparer prepare prep-1` on the card in the bench's reader: the city's
+/// preparation facility prepares the blank card (SPEC §6.3) before a station
+/// can issue it.
+pub fn prepare_in_reader(home: &str) {
+    citycard_ok(&[
+        "preparer", "prepare", "prep-1", "--dir", home, "--reader", READER,
+    ]);
+}
+
 /// `partner enrol NAME --attributes ATTRS`, credential in `DIR/NAME.cred`; its path.
 pub fn enrol_partner(home: &str, dir: &Path, name: &str, attributes: &str) -> PathBuf {
     let path = dir.join(format!("{name}.cred"));
