@@ -1,18 +1,8 @@
 //! `p256` (the product's crypto) against `ring` for the same operations,
-//! measured here only.
+//! measured here only, and only with the `compare-ring` feature (the shipped
+//! binary does not link ring; `tools/bench --with-ring` turns it on).
 
-use std::time::Instant;
-
-use anyhow::anyhow;
-use citycard_proto::crypto;
-use rand_chacha::rand_core::SeedableRng;
-use rand_chacha::ChaCha20Rng;
-use ring::agreement;
-use ring::rand::SystemRandom;
-use ring::signature::{self, UnparsedPublicKey};
 use serde::Serialize;
-
-use crate::stats::median_us;
 
 /// Medians (µs) and ratios.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -38,7 +28,20 @@ pub struct Comparison {
 }
 
 /// Measures `runs` runs of each operation after `warmup` runs.
+#[cfg(feature = "compare-ring")]
 pub fn compare(warmup: usize, runs: usize) -> anyhow::Result<Comparison> {
+    use std::time::Instant;
+
+    use anyhow::anyhow;
+    use citycard_proto::crypto;
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha20Rng;
+    use ring::agreement;
+    use ring::rand::SystemRandom;
+    use ring::signature::{self, UnparsedPublicKey};
+
+    use crate::stats::median_us;
+
     let mut rng = ChaCha20Rng::from_seed([7; 32]);
     let key = crypto::generate(&mut rng);
     let message = [0x42u8; 300];

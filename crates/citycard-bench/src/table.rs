@@ -165,26 +165,36 @@ pub fn render(r: &Report) -> String {
         "| registry | {:.0} commits/second (begin_intent + commit_issued, sqlite) |||||",
         p.registry_commits_per_second
     );
-    let c = &r.p256_vs_ring;
     let _ = writeln!(s);
-    let _ = writeln!(s, "p256 vs {} (medians over {} runs)", c.other, c.runs);
-    let _ = writeln!(
-        s,
-        "| operation | p256 µs | {} µs | p256 / {} |",
-        c.other, c.other
-    );
-    let _ = writeln!(s, "|---|---|---|---|");
-    let _ = writeln!(
-        s,
-        "| ECDSA P-256 verify | {:.0} | {:.0} | {:.1}× |",
-        c.verify_us_p256, c.verify_us_ring, c.verify_ratio
-    );
-    let _ = writeln!(
-        s,
-        "| keygen + ECDH | {:.0} | {:.0} | {:.1}× |",
-        c.keygen_ecdh_us_p256, c.keygen_ecdh_us_ring, c.keygen_ecdh_ratio
-    );
-    let _ = writeln!(s, "| ECDH alone | {:.0} | — | — |", c.ecdh_us_p256);
+    match &r.p256_vs_ring {
+        Some(c) => {
+            let _ = writeln!(s, "p256 vs {} (medians over {} runs)", c.other, c.runs);
+            let _ = writeln!(
+                s,
+                "| operation | p256 µs | {} µs | p256 / {} |",
+                c.other, c.other
+            );
+            let _ = writeln!(s, "|---|---|---|---|");
+            let _ = writeln!(
+                s,
+                "| ECDSA P-256 verify | {:.0} | {:.0} | {:.1}× |",
+                c.verify_us_p256, c.verify_us_ring, c.verify_ratio
+            );
+            let _ = writeln!(
+                s,
+                "| keygen + ECDH | {:.0} | {:.0} | {:.1}× |",
+                c.keygen_ecdh_us_p256, c.keygen_ecdh_us_ring, c.keygen_ecdh_ratio
+            );
+            let _ = writeln!(s, "| ECDH alone | {:.0} | — | — |", c.ecdh_us_p256);
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "p256 vs ring: not measured (run tools/bench --with-ring, \
+                 which builds with the compare-ring feature)"
+            );
+        }
+    }
     if let Some(why) = &r.pcsc_not_measured {
         let _ = writeln!(
             s,

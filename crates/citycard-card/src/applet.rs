@@ -1,19 +1,22 @@
-//! The applet: dispatch (chaining, GET RESPONSE), life-cycle guard, commands.
+//! The applet: a typed [`Instruction`] per command, the one life-cycle table
+//! (SPEC §3.2, [`Instruction::accepted_in`]) and one handler per command.
 //!
-//! Structured as parse → guard → execute, in the spirit of trussed's
-//! apdu-dispatch: the dispatcher owns chaining and response buffering, so
-//! command handlers see one whole command and return one whole response.
+//! Chaining, GET RESPONSE and response shaping are the shared dispatcher's
+//! ([`citycard_proto::dispatch`]): it asks [`Applet`] to *admit* a header
+//! (selection, class, instruction, life cycle — the SPEC §3.2 order) and to
+//! *execute* the whole command, so handlers see one whole command and return
+//! one whole response.
 //!
 //! Every cryptographic operation and persistent write goes through one
 //! [`OpCount`], readable with [`Applet::ops`]: tests compare the work of the
 //! paths a skimmer must not tell apart.
 
 use alloc::vec::Vec;
-use citycard_proto::apdu::CommandView;
 use citycard_proto::auth::{self, AuthRequest, AuthorisedReader, CardData, CardGroup, RealAnswer};
 use citycard_proto::cert::{Certificate, Role, FINGERPRINT_LEN};
 use citycard_proto::consts::{atr, cla, ins, label, AID};
 use citycard_proto::crypto::{self, OpCount};
+use citycard_proto::dispatch::{Application, Dispatcher, Header, Limits, Outcome, Segment};
 use citycard_proto::limits::{
     CACHE_ENTRIES, MAX_CARD_DATE_STEP, MAX_CHAINED_DATA, MAX_PERSONALISATION_DATA,
     MAX_STORED_ATTRIBUTES,
@@ -33,16 +36,95 @@ use zeroize::Zeroizing;
 use crate::state::{
     Anchor, CachedReader, GroupData, PersistentState, Personalisation, Preparation,
 };
-use crate::storage::{Storage, StorageError};
+use crate::storage::{Persistent, Storage};
 
-type Outcome = Result<Vec<u8>, StatusWord>;
+/// The card's instructions (SPEC §4.2), parsed once from the INS byte. GET
+/// RESPONSE is the dispatcher's and does not appear here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Instruction {
+    /// SELECT (`00 A4`).
+    Select,
+    /// PREPARE (`80 10`).
+    Prepare,
+    /// STORE PREPARATION CERTIFICATE (`80 12`).
+    StorePreparationCertificate,
+    /// PSO: VERIFY CERTIFICATE (`00 2A`).
+    VerifyCertificate,
+    /// GET CHALLENGE (`00 84`).
+    GetChallenge,
+    /// EXTERNAL AUTHENTICATE (`00 82`).
+    ExternalAuthenticate,
+    /// PUT DATA, secured (`80 DA`).
+    PutData,
+    /// ACTIVATE, secured (`80 44`).
+    Activate,
+    /// TERMINATE, secured (`80 E6`).
+    Terminate,
+    /// GENERAL AUTHENTICATE (`00 86`).
+    GeneralAuthenticate,
+}
 
-/// `6A86` unless the command's P1-P2 are exactly `p1p2`.
-fn expect_p1p2(command: &CommandView<'_>, p1p2: (u8, u8)) -> Result<(), StatusWord> {
-    if (command.p1, command.p2) == p1p2 {
-        Ok(())
-    } else {
-        Err(StatusWord::IncorrectP1P2)
+impl Instruction {
+    /// The instruction an INS byte names; `None` for an unknown INS (`6D00`).
+    pub const fn from_ins(ins_byte: u8) -> Option<Self> {
+        Some(match ins_byte {
+            ins::SELECT => Self::Select,
+            ins::PREPARE => Self::Prepare,
+            ins::STORE_PREPARATION_CERTIFICATE => Self::StorePreparationCertificate,
+            ins::PSO => Self::VerifyCertificate,
+            ins::GET_CHALLENGE => Self::GetChallenge,
+            ins::EXTERNAL_AUTHENTICATE => Self::ExternalAuthenticate,
+            ins::PUT_DATA => Self::PutData,
+            ins::ACTIVATE => Self::Activate,
+            ins::TERMINATE => Self::Terminate,
+            ins::GENERAL_AUTHENTICATE => Self::GeneralAuthenticate,
+            _ => return None,
+        })
+    }
+
+    /// The class the instruction is sent in (SPEC §4.2); another class is `6E00`.
+    pub const fn class(self) -> u8 {
+        match self {
+            Self::Prepare
+            | Self::StorePreparationCertificate
+            | Self::PutData
+            | Self::Activate
+            | Self::Terminate => cla::PROPRIETARY,
+            _ => cla::ISO,
+        }
+    }
+
+    /// `true` for the instructions that take command chaining (SPEC §4);
+    /// chaining another one is `6884`.
+    pub const fn chainable(self) -> bool {
+        matches!(
+            self,
+            Self::VerifyCertificate | Self::PutData | Self::StorePreparationCertificate
+        )
+    }
+
+    /// **The** life-cycle table of SPEC §3.2, the only one in code: `true`
+    /// when the instruction runs in `life_cycle`, `false` for `6985`.
+    ///
+    /// SELECT runs in every state (a TERMINATED card answers `6283`).
+    /// PERSONALISING is PREPARED with a station session; the session is
+    /// checked by each command (`6982`). GENERAL AUTHENTICATE runs on an
+    /// ISSUED card only (the life cycle is public), where it always answers
+    /// (an answer or a decoy).
+    pub const fn accepted_in(self, life_cycle: LifeCycle) -> bool {
+        use LifeCycle::{Blank, Issued, Prepared, Terminated};
+        match (self, life_cycle) {
+            (Self::Select, _) => true,
+            (_, Terminated) => false,
+            (Self::Prepare | Self::StorePreparationCertificate, Blank) => true,
+            (
+                Self::VerifyCertificate | Self::GetChallenge | Self::ExternalAuthenticate,
+                Prepared | Issued,
+            ) => true,
+            (Self::PutData | Self::Activate, Prepared) => true,
+            (Self::Terminate | Self::GeneralAuthenticate, Issued) => true,
+            _ => false,
+        }
     }
 }
 
@@ -68,12 +150,11 @@ struct Preparing {
     attestation_key: SecretKey,
 }
 
-/// State lost on reset, deselect (SELECT) or power loss.
+/// Session state lost on reset, deselect (SELECT) or power loss (chaining
+/// and the pending response are the dispatcher's).
 #[derive(Default)]
 struct Volatile {
     selected: bool,
-    chain: Option<([u8; 4], Vec<u8>)>,
-    pending: Vec<u8>,
     challenge: Option<[u8; CHALLENGE_LEN]>,
     station: Option<StationSession>,
     staging: Option<Staging>,
@@ -99,12 +180,11 @@ pub struct Faults {
 
 /// The reference card.
 pub struct Applet<S: Storage, R: CryptoRngCore> {
-    storage: S,
+    persistent: Persistent<S, PersistentState>,
     rng: R,
-    state: Option<PersistentState>,
     volatile: Volatile,
     power: PowerSession,
-    powered: bool,
+    dispatcher: Dispatcher,
     faults: Faults,
     clone_key: Option<SecretKey>,
     ops: OpCount,
@@ -115,12 +195,11 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
     /// randomness from `rng` (seed it for deterministic test vectors).
     pub fn new(storage: S, rng: R) -> Self {
         let mut applet = Self {
-            storage,
+            persistent: Persistent::new(storage),
             rng,
-            state: None,
             volatile: Volatile::default(),
             power: PowerSession::default(),
-            powered: true,
+            dispatcher: Dispatcher::default(),
             faults: Faults::default(),
             clone_key: None,
             ops: OpCount::default(),
@@ -141,12 +220,12 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
 
     /// The current life-cycle state, or `None` if storage is unreadable.
     pub fn life_cycle(&self) -> Option<LifeCycle> {
-        self.state.as_ref().map(|s| s.life_cycle)
+        self.persistent.state().map(|s| s.life_cycle)
     }
 
     /// The persistent state as loaded (for tests and tools).
     pub fn state(&self) -> Option<&PersistentState> {
-        self.state.as_ref()
+        self.persistent.state()
     }
 
     /// The operations (and persistent writes) performed since creation or
@@ -162,235 +241,116 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
 
     /// The storage.
     pub fn storage(&self) -> &S {
-        &self.storage
+        self.persistent.storage()
     }
 
     /// Gives the storage back.
     pub fn into_storage(self) -> S {
-        self.storage
+        self.persistent.into_storage()
     }
 
     fn power_up(&mut self) {
         self.volatile = Volatile::default();
         self.power = PowerSession::default();
-        self.powered = true;
-        self.state = match self.storage.load() {
-            Ok(None) => Some(PersistentState::blank()),
-            Ok(Some(bytes)) => PersistentState::decode(&bytes).ok(),
-            Err(_) => None,
-        };
+        self.dispatcher = Dispatcher::default();
+        self.persistent.power_up();
     }
 
-    /// Commits `next` as the new persistent state. On success the in-memory
-    /// state becomes `next`.
+    /// Commits `next` (one persistent write, counted).
     fn commit(&mut self, next: PersistentState) -> Result<(), StatusWord> {
         self.ops.writes += 1;
-        match self.storage.commit(&next.encode()) {
-            Ok(()) => {
-                self.state = Some(next);
-                Ok(())
-            }
-            Err(StorageError::PowerLost) => {
-                self.powered = false;
-                Err(StatusWord::MemoryFailure)
-            }
-            Err(_) => Err(StatusWord::MemoryFailure),
-        }
+        self.persistent.commit(next)
+    }
+}
+
+impl<S: Storage, R: CryptoRngCore> Application for Applet<S, R> {
+    type Command = Instruction;
+
+    const LIMITS: Limits = Limits::short(MAX_CHAINED_DATA);
+
+    fn ready(&self) -> Result<(), StatusWord> {
+        self.persistent
+            .state()
+            .map(|_| ())
+            .ok_or(StatusWord::Unknown)
     }
 
-    /// Processes one raw command APDU; the whole response (data + SW).
-    fn process(&mut self, raw: &[u8]) -> Vec<u8> {
-        let (data, sw) = match self.dispatch(raw) {
-            Ok(data) => self.shape_response(data, raw),
-            Err(sw) => (Vec::new(), sw),
-        };
-        let mut out = data;
-        out.extend_from_slice(&sw.to_bytes());
-        out
-    }
-
-    /// Splits long responses for GET RESPONSE.
-    fn shape_response(&mut self, data: Vec<u8>, raw: &[u8]) -> (Vec<u8>, StatusWord) {
-        let le = CommandView::parse(raw)
-            .ok()
-            .and_then(|c| c.le)
-            .unwrap_or(256)
-            .min(256);
-        if data.len() <= le {
-            let sw = match self.volatile.pending.len() {
-                0 => StatusWord::Success,
-                n if n > 255 => StatusWord::BytesRemaining(0),
-                n => StatusWord::BytesRemaining(n as u8),
-            };
-            return (data, sw);
+    /// SPEC §3.2: selection, then class (`6E00`), then instruction (`6D00`),
+    /// then life cycle ([`Instruction::accepted_in`], `6985`), for a whole
+    /// command and for the first segment of a chain alike. SELECT is
+    /// admitted in any state; it checks its own class and parameters.
+    fn admit(&self, header: Header, segment: Segment) -> Result<Instruction, StatusWord> {
+        let life_cycle = self.life_cycle().ok_or(StatusWord::Unknown)?;
+        let instruction = Instruction::from_ins(header.ins);
+        if segment == Segment::FirstOfChain && !instruction.is_some_and(Instruction::chainable) {
+            return Err(StatusWord::ChainingNotSupported);
         }
-        let mut data = data;
-        let rest = data.split_off(le);
-        let remaining = rest.len();
-        self.volatile.pending = rest;
-        (
-            data,
-            StatusWord::BytesRemaining(if remaining > 255 { 0 } else { remaining as u8 }),
-        )
-    }
-
-    fn dispatch(&mut self, raw: &[u8]) -> Outcome {
-        let state = match &self.state {
-            Some(s) => s,
-            None => return Err(StatusWord::Unknown),
-        };
-        let command = CommandView::parse(raw).map_err(|e| e.status())?;
-
-        // GET RESPONSE continues a pending response; anything else drops it.
-        if command.ins == ins::GET_RESPONSE && command.cla == cla::ISO {
-            expect_p1p2(&command, (0, 0))?;
-            if self.volatile.pending.is_empty() {
-                return Err(StatusWord::ConditionsNotSatisfied);
-            }
-            let take = command.le.unwrap_or(256).min(self.volatile.pending.len());
-            let rest = self.volatile.pending.split_off(take);
-            let chunk = core::mem::replace(&mut self.volatile.pending, rest);
-            return Ok(chunk);
+        if instruction == Some(Instruction::Select) {
+            return Ok(Instruction::Select);
         }
-        self.volatile.pending.clear();
-
-        // Command chaining (ISO 7816-4 5.3.3).
-        let header = [
-            command.cla & !cla::CHAIN,
-            command.ins,
-            command.p1,
-            command.p2,
-        ];
-        let mut assembled: Option<Vec<u8>> = None;
-        if let Some((chain_header, buffer)) = self.volatile.chain.take() {
-            if chain_header != header {
-                return Err(StatusWord::LastCommandExpected);
-            }
-            let mut buffer = buffer;
-            if buffer.len() + command.data.len() > MAX_CHAINED_DATA {
-                return Err(StatusWord::WrongLength);
-            }
-            buffer.extend_from_slice(command.data);
-            if command.is_chained() {
-                self.volatile.chain = Some((header, buffer));
-                return Ok(Vec::new());
-            }
-            assembled = Some(buffer);
-        } else if command.is_chained() {
-            if !matches!(
-                command.ins,
-                ins::PSO | ins::PUT_DATA | ins::STORE_PREPARATION_CERTIFICATE
-            ) {
-                return Err(StatusWord::ChainingNotSupported);
-            }
-            // A chain is refused at its first segment exactly as the whole
-            // command would be (selection, class, life cycle: SPEC §3.2, §4).
-            self.guard(header[0], command.ins)?;
-            self.volatile.chain = Some((header, command.data.to_vec()));
-            return Ok(Vec::new());
-        }
-        let data_owned;
-        let data: &[u8] = match &assembled {
-            Some(buffer) => {
-                data_owned = buffer.clone();
-                &data_owned
-            }
-            None => command.data,
-        };
-
-        if command.ins == ins::SELECT {
-            return self.select(command, data);
-        }
-        self.guard(header[0], command.ins)?;
-        let life_cycle = state.life_cycle;
-        match (command.ins, life_cycle) {
-            (ins::PREPARE, LifeCycle::Blank) => self.prepare(command, data),
-            (ins::STORE_PREPARATION_CERTIFICATE, LifeCycle::Blank) => {
-                self.store_preparation_certificate(command, data)
-            }
-            (ins::PSO, LifeCycle::Prepared) => {
-                expect_p1p2(&command, (0x00, 0xBE))?;
-                self.verify_station_certificate(data)
-            }
-            (ins::PSO, LifeCycle::Issued) => {
-                expect_p1p2(&command, (0x00, 0xBE))?;
-                self.verify_certificate_issued(data)
-            }
-            (ins::GET_CHALLENGE, _) => self.get_challenge(command),
-            (ins::EXTERNAL_AUTHENTICATE, _) => self.external_authenticate(command, data),
-            (ins::PUT_DATA, _) => self.put_data(header, command, data),
-            (ins::ACTIVATE, _) => self.activate(header, command, data),
-            (ins::TERMINATE, _) => self.terminate(header, command, data),
-            (ins::GENERAL_AUTHENTICATE, _) => {
-                expect_p1p2(&command, (0, 0))?;
-                self.general_authenticate(data)
-            }
-            _ => Err(StatusWord::ConditionsNotSatisfied),
-        }
-    }
-
-    /// The checks every command but SELECT and GET RESPONSE passes before it
-    /// runs (or before the first segment of its chain is accepted): the
-    /// application is selected, the class fits the instruction, and the life
-    /// cycle accepts it (SPEC §3.2). Session conditions are checked by each command.
-    fn guard(&self, cla_byte: u8, ins_byte: u8) -> Result<(), StatusWord> {
-        let life_cycle = self
-            .state
-            .as_ref()
-            .map(|s| s.life_cycle)
-            .ok_or(StatusWord::Unknown)?;
         if !self.volatile.selected {
             return Err(StatusWord::ConditionsNotSatisfied);
         }
-        let expected_cla = match ins_byte {
-            ins::PREPARE
-            | ins::STORE_PREPARATION_CERTIFICATE
-            | ins::PUT_DATA
-            | ins::ACTIVATE
-            | ins::TERMINATE => cla::PROPRIETARY,
-            _ => cla::ISO,
-        };
-        let known = matches!(
-            ins_byte,
-            ins::PREPARE
-                | ins::STORE_PREPARATION_CERTIFICATE
-                | ins::PSO
-                | ins::GET_CHALLENGE
-                | ins::EXTERNAL_AUTHENTICATE
-                | ins::PUT_DATA
-                | ins::ACTIVATE
-                | ins::TERMINATE
-                | ins::GENERAL_AUTHENTICATE
-        );
-        if cla_byte != expected_cla {
+        let expected_class = instruction.map_or(cla::ISO, Instruction::class);
+        if header.cla != expected_class {
             return Err(StatusWord::ClassNotSupported);
         }
-        if !known {
-            return Err(StatusWord::InstructionNotSupported);
+        let instruction = instruction.ok_or(StatusWord::InstructionNotSupported)?;
+        if !instruction.accepted_in(life_cycle) {
+            return Err(StatusWord::ConditionsNotSatisfied);
         }
-        let allowed = match (ins_byte, life_cycle) {
-            (_, LifeCycle::Terminated) => false,
-            (ins::PREPARE | ins::STORE_PREPARATION_CERTIFICATE, LifeCycle::Blank) => true,
-            (
-                ins::PSO | ins::GET_CHALLENGE | ins::EXTERNAL_AUTHENTICATE,
-                LifeCycle::Prepared | LifeCycle::Issued,
-            ) => true,
-            (ins::PUT_DATA | ins::ACTIVATE, LifeCycle::Prepared) => true,
-            (ins::TERMINATE | ins::GENERAL_AUTHENTICATE, LifeCycle::Issued) => true,
-            _ => false,
-        };
-        if allowed {
-            Ok(())
-        } else {
-            Err(StatusWord::ConditionsNotSatisfied)
+        Ok(instruction)
+    }
+
+    fn execute(
+        &mut self,
+        instruction: Instruction,
+        header: Header,
+        data: &[u8],
+        le: Option<usize>,
+    ) -> Outcome {
+        let life_cycle = self.life_cycle().ok_or(StatusWord::Unknown)?;
+        match instruction {
+            Instruction::Select => self.select(header, data),
+            Instruction::Prepare => self.prepare(header, data),
+            Instruction::StorePreparationCertificate => {
+                self.store_preparation_certificate(header, data)
+            }
+            Instruction::VerifyCertificate => {
+                header.expect_p1p2((0x00, 0xBE))?;
+                if life_cycle == LifeCycle::Issued {
+                    self.verify_certificate_issued(data)
+                } else {
+                    self.verify_station_certificate(data)
+                }
+            }
+            Instruction::GetChallenge => self.get_challenge(header, le),
+            Instruction::ExternalAuthenticate => self.external_authenticate(header, data),
+            Instruction::PutData => self.put_data(header, data),
+            Instruction::Activate => self.activate(header, data),
+            Instruction::Terminate => self.terminate(header, data),
+            Instruction::GeneralAuthenticate => {
+                header.expect_p1p2((0, 0))?;
+                self.general_authenticate(data)
+            }
         }
     }
 
-    fn select(&mut self, command: CommandView<'_>, data: &[u8]) -> Outcome {
-        if command.cla & !cla::CHAIN != cla::ISO {
+    fn dispatcher(&mut self) -> &mut Dispatcher {
+        &mut self.dispatcher
+    }
+
+    fn powered(&self) -> bool {
+        self.persistent.powered()
+    }
+}
+
+impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
+    fn select(&mut self, header: Header, data: &[u8]) -> Outcome {
+        if header.cla != cla::ISO {
             return Err(StatusWord::ClassNotSupported);
         }
-        if command.p1 != 0x04 || !matches!(command.p2, 0x00 | 0x0C) {
+        if header.p1 != 0x04 || !matches!(header.p2, 0x00 | 0x0C) {
             return Err(StatusWord::IncorrectP1P2);
         }
         // Selecting anything clears every session, as a deselect would.
@@ -398,24 +358,20 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         if data != AID {
             return Err(StatusWord::FileNotFound);
         }
-        let life_cycle = self
-            .state
-            .as_ref()
-            .map(|s| s.life_cycle)
-            .ok_or(StatusWord::Unknown)?;
+        let life_cycle = self.life_cycle().ok_or(StatusWord::Unknown)?;
         self.volatile.selected = true;
         if life_cycle == LifeCycle::Terminated {
             return Err(StatusWord::SelectedFileDeactivated);
         }
-        if command.p2 == 0x0C {
+        if header.p2 == 0x0C {
             return Ok(Vec::new());
         }
         Ok(citycard_proto::fci::encode(life_cycle))
     }
 
     /// PREPARE (spec §6.3): generates the attestation key; nothing written.
-    fn prepare(&mut self, command: CommandView<'_>, data: &[u8]) -> Outcome {
-        expect_p1p2(&command, (0, 0))?;
+    fn prepare(&mut self, header: Header, data: &[u8]) -> Outcome {
+        header.expect_p1p2((0, 0))?;
         let prepare = Prepare::decode(data).map_err(|_| StatusWord::IncorrectData)?;
         let attestation_key = self.ops.generate(&mut self.rng);
         let answer = pers::encode_attestation_key(&attestation_key.public_key());
@@ -427,8 +383,8 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
     }
 
     /// STORE PREPARATION CERTIFICATE (spec §6.3): W1, BLANK → PREPARED.
-    fn store_preparation_certificate(&mut self, command: CommandView<'_>, data: &[u8]) -> Outcome {
-        expect_p1p2(&command, (0, 0))?;
+    fn store_preparation_certificate(&mut self, header: Header, data: &[u8]) -> Outcome {
+        header.expect_p1p2((0, 0))?;
         let bad = StatusWord::IncorrectData;
         let preparing = self.volatile.preparing.take().ok_or(bad)?;
         let cert = Certificate::decode(data).map_err(|_| bad)?;
@@ -465,7 +421,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         &mut self,
         cert: Certificate,
     ) -> Result<(Certificate, [u8; FINGERPRINT_LEN]), ()> {
-        let state = self.state.as_ref().ok_or(())?;
+        let state = self.persistent.state().ok_or(())?;
         let anchor = state.anchor.as_ref().ok_or(())?;
         let digest = self.ops.sha256(&[cert.as_bytes()]);
         let mut fingerprint = [0u8; FINGERPRINT_LEN];
@@ -512,7 +468,11 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
     fn verify_certificate_issued(&mut self, data: &[u8]) -> Outcome {
         let cert = Certificate::decode(data).map_err(|_| StatusWord::IncorrectData)?;
         let checked = self.check_certificate(cert);
-        let mut next = self.state.clone().ok_or(StatusWord::Unknown)?;
+        let mut next = self
+            .persistent
+            .state()
+            .cloned()
+            .ok_or(StatusWord::Unknown)?;
         let mut reader = None;
         if let Ok((cert, fingerprint)) = checked {
             {
@@ -568,15 +528,15 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             }
             next.cache.push(entry);
         } else {
-            next.card_date = self.state.as_ref().and_then(|s| s.card_date);
+            next.card_date = self.persistent.state().and_then(|s| s.card_date);
         }
         self.commit(next)?;
         Ok(Vec::new())
     }
 
-    fn get_challenge(&mut self, command: CommandView<'_>) -> Outcome {
-        expect_p1p2(&command, (0, 0))?;
-        if command.le != Some(CHALLENGE_LEN) {
+    fn get_challenge(&mut self, header: Header, le: Option<usize>) -> Outcome {
+        header.expect_p1p2((0, 0))?;
+        if le != Some(CHALLENGE_LEN) {
             return Err(StatusWord::WrongLength);
         }
         let mut challenge = [0u8; CHALLENGE_LEN];
@@ -585,8 +545,8 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         Ok(challenge.to_vec())
     }
 
-    fn external_authenticate(&mut self, command: CommandView<'_>, data: &[u8]) -> Outcome {
-        expect_p1p2(&command, (0, 0))?;
+    fn external_authenticate(&mut self, header: Header, data: &[u8]) -> Outcome {
+        header.expect_p1p2((0, 0))?;
         // One attempt per challenge, whatever the outcome.
         let challenge = self.volatile.challenge.take();
         let result = self.try_external_authenticate(challenge, data);
@@ -604,7 +564,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
     ) -> Outcome {
         let deny = StatusWord::SecurityStatusNotSatisfied;
         let auth = StationAuth::decode(data).map_err(|_| deny)?;
-        let state = self.state.as_ref().ok_or(StatusWord::Unknown)?;
+        let state = self.persistent.state().ok_or(StatusWord::Unknown)?;
         let preparation = state.preparation.as_ref().ok_or(deny)?;
         let attestation_public = preparation.attestation_key.public_key();
         // Always one signature verification: with the station's key when a
@@ -675,7 +635,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
     /// Decrypts a secured command; any failure ends the station session.
     fn open_secured(
         &mut self,
-        header: [u8; 4],
+        header: Header,
         data: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, StatusWord> {
         let channel = self
@@ -684,7 +644,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             .as_mut()
             .and_then(|s| s.channel.as_mut());
         let opened = match channel {
-            Some(channel) => channel.open(&mut self.ops, header, data).ok(),
+            Some(channel) => channel.open(&mut self.ops, header.to_bytes(), data).ok(),
             None => None,
         };
         match opened {
@@ -697,8 +657,8 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         }
     }
 
-    fn put_data(&mut self, header: [u8; 4], command: CommandView<'_>, data: &[u8]) -> Outcome {
-        expect_p1p2(&command, (0, 0))?;
+    fn put_data(&mut self, header: Header, data: &[u8]) -> Outcome {
+        header.expect_p1p2((0, 0))?;
         if self.volatile.staging.is_none() {
             return Err(StatusWord::SecurityStatusNotSatisfied);
         }
@@ -780,8 +740,8 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         let bad = StatusWord::IncorrectData;
         let deny = StatusWord::SecurityStatusNotSatisfied;
         let card_date = self
-            .state
-            .as_ref()
+            .persistent
+            .state()
             .and_then(|s| s.card_date)
             .ok_or(StatusWord::Unknown)?;
         let station = self.volatile.station.as_ref().ok_or(deny)?;
@@ -831,8 +791,8 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         valid_from.ok_or(bad)
     }
 
-    fn activate(&mut self, header: [u8; 4], command: CommandView<'_>, data: &[u8]) -> Outcome {
-        expect_p1p2(&command, (0, 0))?;
+    fn activate(&mut self, header: Header, data: &[u8]) -> Outcome {
+        header.expect_p1p2((0, 0))?;
         if self.volatile.staging.is_none() {
             return Err(StatusWord::SecurityStatusNotSatisfied);
         }
@@ -866,7 +826,11 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             pseudonym_key: staging.pseudonym_key,
             values,
         };
-        let mut next = self.state.clone().ok_or(StatusWord::Unknown)?;
+        let mut next = self
+            .persistent
+            .state()
+            .cloned()
+            .ok_or(StatusWord::Unknown)?;
         next.card_date = Some(match next.card_date {
             Some(d) if d > valid_from => d,
             _ => valid_from,
@@ -892,11 +856,11 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             &records,
             &personalisation.values,
         );
-        Ok(channel.seal_answer(&mut self.ops, header, &check))
+        Ok(channel.seal_answer(&mut self.ops, header.to_bytes(), &check))
     }
 
-    fn terminate(&mut self, header: [u8; 4], command: CommandView<'_>, data: &[u8]) -> Outcome {
-        expect_p1p2(&command, (0, 0))?;
+    fn terminate(&mut self, header: Header, data: &[u8]) -> Outcome {
+        header.expect_p1p2((0, 0))?;
         let plaintext = self.open_secured(header, data)?;
         if !plaintext.is_empty() {
             return Err(StatusWord::IncorrectData);
@@ -918,7 +882,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
     /// `answer_len(request)` bytes, with the same work.
     fn general_authenticate(&mut self, data: &[u8]) -> Outcome {
         let request = AuthRequest::decode(data).map_err(|_| StatusWord::IncorrectData)?;
-        let state = self.state.as_ref().ok_or(StatusWord::Unknown)?;
+        let state = self.persistent.state().ok_or(StatusWord::Unknown)?;
         let personalisation = state
             .personalisation
             .as_ref()
@@ -982,13 +946,6 @@ impl<S: Storage, R: CryptoRngCore> ContactlessCard for Applet<S, R> {
     }
 
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, CardLost> {
-        if !self.powered {
-            return Err(CardLost);
-        }
-        let response = self.process(command);
-        if !self.powered {
-            return Err(CardLost);
-        }
-        Ok(response)
+        self.transmit_apdu(command)
     }
 }

@@ -17,7 +17,7 @@ pub mod applet;
 pub mod state;
 pub mod storage;
 
-pub use applet::{Applet, Faults};
+pub use applet::{Applet, Faults, Instruction};
 pub use citycard_proto::crypto::OpCount;
 pub use state::PersistentState;
-pub use storage::{MemoryStorage, Storage, StorageError};
+pub use storage::{MemoryStorage, Persistent, StateBlob, Storage, StorageError};

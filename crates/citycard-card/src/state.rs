@@ -126,6 +126,20 @@ fn corrupt<T>(_: T) -> CorruptState {
     CorruptState
 }
 
+impl crate::storage::StateBlob for PersistentState {
+    fn fresh() -> Self {
+        Self::blank()
+    }
+
+    fn decode_blob(bytes: &[u8]) -> Option<Self> {
+        Self::decode(bytes).ok()
+    }
+
+    fn encode_blob(&self) -> Zeroizing<Vec<u8>> {
+        self.encode()
+    }
+}
+
 impl PersistentState {
     /// A card fresh from the factory.
     pub fn blank() -> Self {

@@ -7,6 +7,7 @@
 //! - 75 `card emulate`: the emulated card lost power (tear fault), as a pulled card
 
 mod commands;
+mod secrets;
 
 use std::process::ExitCode;
 

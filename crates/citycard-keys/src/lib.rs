@@ -25,7 +25,7 @@ pub use management::{
     Pkcs11ManagementKey, SoftManagementKey, FACTORY_DEFAULT_ALGORITHMS,
 };
 pub use pkcs11::{KeyProtection, Pkcs11Signer};
-pub use secrets::{EnvOrPrompt, FixedSecrets, SecretSource, PASSPHRASE_ENV, PIN_ENV};
+pub use secrets::{FixedSecrets, SecretSource, PASSPHRASE_ENV, PIN_ENV};
 
 /// The length of a raw ECDSA P-256 signature (`r‖s`).
 pub const SIGNATURE_LEN: usize = 64;

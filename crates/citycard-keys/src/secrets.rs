@@ -1,17 +1,19 @@
-//! Where passphrases and PINs come from.
-
-use std::io::IsTerminal;
+//! Where passphrases and PINs come from: the [`SecretSource`] a caller hands
+//! to the functions that unlock keys. This library never prompts; the
+//! command-line tool's source reads the environment and the terminal.
 
 use zeroize::Zeroizing;
 
 use crate::KeyError;
 
-/// The environment variable [`EnvOrPrompt`] reads a key file passphrase from.
+/// The environment variable the command-line tool reads a key file passphrase from.
 pub const PASSPHRASE_ENV: &str = "CITYCARD_PASSPHRASE";
-/// The environment variable [`EnvOrPrompt`] reads a PKCS#11 user PIN from.
+/// The environment variable the command-line tool reads a PKCS#11 user PIN from.
 pub const PIN_ENV: &str = "CITYCARD_PKCS11_PIN";
 
-/// Supplies the secrets that unlock keys.
+/// Supplies the secrets that unlock keys: the one way this library receives
+/// a passphrase or a PIN (fixed values in tests, environment or terminal in
+/// the command-line tool, an HSM agent elsewhere).
 pub trait SecretSource {
     /// The passphrase of an existing key file; `purpose` names it for a prompt
     /// (for example the file's path).
@@ -25,71 +27,6 @@ pub trait SecretSource {
 
     /// The user PIN of the PKCS#11 token labelled `token`.
     fn pkcs11_pin(&self, token: &str) -> Result<Zeroizing<String>, KeyError>;
-}
-
-/// Secrets from the environment ([`PASSPHRASE_ENV`], [`PIN_ENV`]), else typed on
-/// the terminal without echo; without a terminal, a [`KeyError::NoSecret`]
-/// naming the variable to set.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct EnvOrPrompt;
-
-impl EnvOrPrompt {
-    fn from_env(var: &str) -> Option<Zeroizing<String>> {
-        std::env::var_os(var).and_then(|v| v.into_string().ok().map(Zeroizing::new))
-    }
-
-    fn prompt(
-        what: &'static str,
-        env_var: &'static str,
-        text: &str,
-    ) -> Result<Zeroizing<String>, KeyError> {
-        if !std::io::stdin().is_terminal() {
-            return Err(KeyError::NoSecret { what, env_var });
-        }
-        rpassword::prompt_password(text)
-            .map(Zeroizing::new)
-            .map_err(|source| KeyError::Prompt { what, source })
-    }
-}
-
-impl SecretSource for EnvOrPrompt {
-    fn passphrase(&self, purpose: &str) -> Result<Zeroizing<String>, KeyError> {
-        match Self::from_env(PASSPHRASE_ENV) {
-            Some(p) => Ok(p),
-            None => Self::prompt(
-                "passphrase",
-                PASSPHRASE_ENV,
-                &format!("Passphrase for {purpose}: "),
-            ),
-        }
-    }
-
-    fn new_passphrase(&self, purpose: &str) -> Result<Zeroizing<String>, KeyError> {
-        if let Some(p) = Self::from_env(PASSPHRASE_ENV) {
-            return Ok(p);
-        }
-        let first = Self::prompt(
-            "passphrase",
-            PASSPHRASE_ENV,
-            &format!("New passphrase for {purpose}: "),
-        )?;
-        let second = Self::prompt("passphrase", PASSPHRASE_ENV, "Repeat the passphrase: ")?;
-        if *first != *second {
-            return Err(KeyError::PassphraseMismatch);
-        }
-        Ok(first)
-    }
-
-    fn pkcs11_pin(&self, token: &str) -> Result<Zeroizing<String>, KeyError> {
-        match Self::from_env(PIN_ENV) {
-            Some(p) => Ok(p),
-            None => Self::prompt(
-                "PIN",
-                PIN_ENV,
-                &format!("User PIN for PKCS#11 token {token:?}: "),
-            ),
-        }
-    }
 }
 
 /// Fixed secrets, for tests and for callers that already hold them.
@@ -133,40 +70,6 @@ impl SecretSource for FixedSecrets {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The only test in this binary that touches the environment.
-    #[test]
-    fn env_or_prompt() {
-        std::env::set_var(PASSPHRASE_ENV, "from-env-pass");
-        std::env::set_var(PIN_ENV, "4321");
-        assert_eq!(
-            EnvOrPrompt.passphrase("k").unwrap().as_str(),
-            "from-env-pass"
-        );
-        assert_eq!(
-            EnvOrPrompt.new_passphrase("k").unwrap().as_str(),
-            "from-env-pass"
-        );
-        assert_eq!(EnvOrPrompt.pkcs11_pin("T").unwrap().as_str(), "4321");
-        std::env::remove_var(PASSPHRASE_ENV);
-        std::env::remove_var(PIN_ENV);
-        if !std::io::stdin().is_terminal() {
-            let err = EnvOrPrompt.passphrase("k").unwrap_err();
-            assert!(
-                matches!(
-                    err,
-                    KeyError::NoSecret {
-                        env_var: PASSPHRASE_ENV,
-                        ..
-                    }
-                ),
-                "{err:?}"
-            );
-            assert!(err.to_string().contains("CITYCARD_PASSPHRASE"), "{err}");
-            let err = EnvOrPrompt.pkcs11_pin("T").unwrap_err();
-            assert!(err.to_string().contains("CITYCARD_PKCS11_PIN"), "{err}");
-        }
-    }
 
     #[test]
     fn fixed_secrets_debug_is_redacted() {

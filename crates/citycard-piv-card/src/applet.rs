@@ -1,14 +1,17 @@
-//! The PIV card application: dispatch (chaining, GET RESPONSE), the selection
-//! guard, and one handler per command of SP 800-73-4 Part 2 §3.
+//! The PIV card application: a typed [`Instruction`] per command, the
+//! admission checks, and one handler per command of SP 800-73-4 Part 2 §3.
 //!
-//! Structured like the reference card (`citycard_card::Applet`): parse →
-//! guard → execute. The dispatcher owns command chaining and response
-//! buffering, so handlers see one whole command and return one whole
-//! response. Every persistent change is one atomic [`Storage::commit`] of the
-//! whole state; security status lives in [`Volatile`] and is lost on reset.
+//! Structured like the reference card (`citycard_card::Applet`): the shared
+//! dispatcher ([`citycard_proto::dispatch`], here with extended length) owns
+//! command chaining, GET RESPONSE and response shaping, asks the card to
+//! admit a header and to execute one whole command, so handlers see one
+//! whole command and return one whole response. Every persistent change is
+//! one atomic commit of the whole state ([`Persistent::commit`]); security
+//! status lives in `Volatile` and is lost on reset.
 
 use alloc::vec::Vec;
-use citycard_card::{Storage, StorageError};
+use citycard_card::storage::{Persistent, Storage};
+use citycard_proto::dispatch::{Application, Dispatcher, Header, Limits, Outcome, Segment};
 use citycard_proto::{CardLost, ContactlessCard, StatusWord};
 use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::ecdsa::{Signature, SigningKey};
@@ -17,14 +20,63 @@ use p256::{PublicKey, SecretKey};
 use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
 
-use crate::apdu::Apdu;
 use crate::consts::{alg, ins, key_ref, sw, tag, MAX_CHAINED_DATA, MAX_OBJECT_LEN};
-use crate::consts::{MAX_TOTAL_OBJECTS, PIV_AID, PIV_RID};
+use crate::consts::{MAX_RESPONSE_DATA, MAX_TOTAL_OBJECTS, PIV_AID, PIV_RID};
 use crate::mgmt;
 use crate::state::{ManagementKey, PivState, Summary};
 use crate::tlv;
 
-type Outcome = Result<Vec<u8>, StatusWord>;
+/// The card's instructions (SP 800-73-4 Part 2 §3 and the Yubico SET
+/// MANAGEMENT KEY extension), parsed once from the INS byte. GET RESPONSE is
+/// the dispatcher's and does not appear here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Instruction {
+    /// SELECT (`A4`).
+    Select,
+    /// GET DATA (`CB`).
+    GetData,
+    /// PUT DATA (`DB`).
+    PutData,
+    /// VERIFY (`20`).
+    Verify,
+    /// CHANGE REFERENCE DATA (`24`).
+    ChangeReferenceData,
+    /// RESET RETRY COUNTER (`2C`).
+    ResetRetryCounter,
+    /// GENERAL AUTHENTICATE (`87`).
+    GeneralAuthenticate,
+    /// GENERATE ASYMMETRIC KEY PAIR (`47`).
+    GenerateKeyPair,
+    /// Yubico SET MANAGEMENT KEY (`FF`).
+    SetManagementKey,
+}
+
+impl Instruction {
+    /// The instruction an INS byte names; `None` for an unknown INS (`6D00`).
+    pub const fn from_ins(ins_byte: u8) -> Option<Self> {
+        Some(match ins_byte {
+            ins::SELECT => Self::Select,
+            ins::GET_DATA => Self::GetData,
+            ins::PUT_DATA => Self::PutData,
+            ins::VERIFY => Self::Verify,
+            ins::CHANGE_REFERENCE_DATA => Self::ChangeReferenceData,
+            ins::RESET_RETRY_COUNTER => Self::ResetRetryCounter,
+            ins::GENERAL_AUTHENTICATE => Self::GeneralAuthenticate,
+            ins::GENERATE_ASYMMETRIC_KEY_PAIR => Self::GenerateKeyPair,
+            ins::YUBICO_SET_MANAGEMENT_KEY => Self::SetManagementKey,
+            _ => return None,
+        })
+    }
+
+    /// `true` for the instructions that take command chaining; chaining
+    /// another one is `6884`.
+    pub const fn chainable(self) -> bool {
+        matches!(
+            self,
+            Self::PutData | Self::GeneralAuthenticate | Self::SetManagementKey
+        )
+    }
+}
 
 /// `true` for the asymmetric key references this card can hold a key in:
 /// `9A`, `9C`, `9D`, `9E` and the retired key management keys `82`–`95`.
@@ -70,12 +122,11 @@ enum MgmtPending {
     Challenge(Zeroizing<Vec<u8>>),
 }
 
-/// State lost on reset (security status, chaining, pending response).
+/// Security status lost on reset (chaining and the pending response are
+/// the dispatcher's).
 #[derive(Default)]
 struct Volatile {
     selected: bool,
-    chain: Option<([u8; 4], Vec<u8>)>,
-    pending: Vec<u8>,
     pin_verified: bool,
     /// One use of a "PIN always" key (`9C`) granted by the last successful VERIFY.
     pin_always: bool,
@@ -85,11 +136,10 @@ struct Volatile {
 
 /// The emulated PIV card.
 pub struct PivCard<S: Storage, R: CryptoRngCore> {
-    storage: S,
+    persistent: Persistent<S, PivState>,
     rng: R,
-    state: Option<PivState>,
     volatile: Volatile,
-    powered: bool,
+    dispatcher: Dispatcher,
     faults: Faults,
     clone_key: Option<SecretKey>,
 }
@@ -99,11 +149,10 @@ impl<S: Storage, R: CryptoRngCore> PivCard<S, R> {
     /// drawing randomness from `rng` (seed it for deterministic runs).
     pub fn new(storage: S, rng: R) -> Self {
         let mut card = Self {
-            storage,
+            persistent: Persistent::new(storage),
             rng,
-            state: None,
             volatile: Volatile::default(),
-            powered: true,
+            dispatcher: Dispatcher::default(),
             faults: Faults::default(),
             clone_key: None,
         };
@@ -120,181 +169,110 @@ impl<S: Storage, R: CryptoRngCore> PivCard<S, R> {
     /// The persistent state as loaded; `None` if storage is unreadable or
     /// corrupt (the card is then mute: every command answers `6F00`).
     pub fn state(&self) -> Option<&PivState> {
-        self.state.as_ref()
+        self.persistent.state()
     }
 
     /// A read-only summary (key slots, object tags, retry counters).
     pub fn summary(&self) -> Option<Summary> {
-        self.state.as_ref().map(Summary::of)
+        self.persistent.state().map(Summary::of)
     }
 
     /// The storage.
     pub fn storage(&self) -> &S {
-        &self.storage
+        self.persistent.storage()
     }
 
     /// Gives the storage back.
     pub fn into_storage(self) -> S {
-        self.storage
+        self.persistent.into_storage()
     }
 
     fn power_up(&mut self) {
         self.volatile = Volatile::default();
-        self.powered = true;
-        self.state = match self.storage.load() {
-            Ok(None) => Some(PivState::factory()),
-            Ok(Some(bytes)) => PivState::decode(&bytes).ok(),
-            Err(_) => None,
-        };
+        self.dispatcher = Dispatcher::default();
+        self.persistent.power_up();
     }
 
     fn state_ref(&self) -> Result<&PivState, StatusWord> {
-        self.state.as_ref().ok_or(StatusWord::Unknown)
+        self.persistent.state().ok_or(StatusWord::Unknown)
+    }
+}
+
+impl<S: Storage, R: CryptoRngCore> Application for PivCard<S, R> {
+    type Command = Instruction;
+
+    const LIMITS: Limits = Limits {
+        extended_length: true,
+        max_chained_data: MAX_CHAINED_DATA,
+        max_response_data: MAX_RESPONSE_DATA,
+    };
+
+    fn ready(&self) -> Result<(), StatusWord> {
+        self.state_ref().map(|_| ())
     }
 
-    /// Commits `next` as the whole persistent state in one atomic write; on
-    /// success it becomes the in-memory state.
-    fn commit(&mut self, next: PivState) -> Result<(), StatusWord> {
-        match self.storage.commit(&next.encode()) {
-            Ok(()) => {
-                self.state = Some(next);
-                Ok(())
-            }
-            Err(StorageError::PowerLost) => {
-                self.powered = false;
-                Err(StatusWord::MemoryFailure)
-            }
-            Err(_) => Err(StatusWord::MemoryFailure),
-        }
-    }
-
-    /// One raw command in, the whole response (data and SW) out.
-    fn process(&mut self, raw: &[u8]) -> Vec<u8> {
-        let (data, status) = match Apdu::parse(raw) {
-            Err(status) => {
-                self.volatile.chain = None;
-                self.volatile.pending.clear();
-                (Vec::new(), status)
-            }
-            Ok(command) => match self.dispatch(&command) {
-                Ok(data) => self.shape_response(data, command.le),
-                Err(status) => (Vec::new(), status),
-            },
-        };
-        let mut out = data;
-        out.extend_from_slice(&status.to_bytes());
-        out
-    }
-
-    /// Returns at most Le bytes (256 when Le is absent) and keeps the rest for
-    /// GET RESPONSE, announcing it with `61xx`.
-    fn shape_response(&mut self, mut data: Vec<u8>, le: Option<usize>) -> (Vec<u8>, StatusWord) {
-        let le = le.unwrap_or(256).min(0xFFF0);
-        if data.len() > le {
-            let rest = data.split_off(le);
-            self.volatile.pending = rest;
-        }
-        let status = match self.volatile.pending.len() {
-            0 => StatusWord::Success,
-            n => StatusWord::BytesRemaining(u8::try_from(n).unwrap_or(0)),
-        };
-        (data, status)
-    }
-
-    fn dispatch(&mut self, command: &Apdu<'_>) -> Outcome {
-        self.state_ref()?;
-        // GET RESPONSE continues a pending response; anything else drops it.
-        if command.ins == ins::GET_RESPONSE && command.cla == 0x00 {
-            if (command.p1, command.p2) != (0, 0) {
-                return Err(StatusWord::IncorrectP1P2);
-            }
-            if self.volatile.pending.is_empty() {
-                return Err(StatusWord::ConditionsNotSatisfied);
-            }
-            return Ok(core::mem::take(&mut self.volatile.pending));
-        }
-        self.volatile.pending.clear();
-        if command.cla & !0x10 != 0x00 {
-            self.volatile.chain = None;
+    /// Class (`6E00`) first. The first segment of a chain: chaining allowed
+    /// (`6884`), application selected (`6985`), and, for every chainable
+    /// command but GENERAL AUTHENTICATE, management-key authentication
+    /// (`6982`). A whole command: SELECT, else a known instruction (`6D00`)
+    /// of a selected application (`6985`); each handler checks its own
+    /// security conditions.
+    fn admit(&self, header: Header, segment: Segment) -> Result<Instruction, StatusWord> {
+        if header.cla != 0x00 {
             return Err(StatusWord::ClassNotSupported);
         }
-        let chained = command.cla & 0x10 != 0;
-
-        // Command chaining (ISO 7816-4 §5.3.3): segments are collected here.
-        let header = [0x00, command.ins, command.p1, command.p2];
-        let assembled = match self.volatile.chain.take() {
-            Some((chain_header, mut buffer)) => {
-                if chain_header != header {
-                    return Err(StatusWord::LastCommandExpected);
-                }
-                if buffer.len() + command.data.len() > MAX_CHAINED_DATA {
-                    return Err(StatusWord::WrongLength);
-                }
-                buffer.extend_from_slice(command.data);
-                if chained {
-                    self.volatile.chain = Some((header, buffer));
-                    return Ok(Vec::new());
-                }
-                Some(buffer)
+        let instruction = Instruction::from_ins(header.ins);
+        if segment == Segment::FirstOfChain {
+            let instruction = instruction
+                .filter(|i| i.chainable())
+                .ok_or(StatusWord::ChainingNotSupported)?;
+            if !self.volatile.selected {
+                return Err(StatusWord::ConditionsNotSatisfied);
             }
-            None if chained => {
-                if !matches!(
-                    command.ins,
-                    ins::PUT_DATA | ins::GENERAL_AUTHENTICATE | ins::YUBICO_SET_MANAGEMENT_KEY
-                ) {
-                    return Err(StatusWord::ChainingNotSupported);
-                }
-                // A chain is refused at its first segment as the whole command would be.
-                if !self.volatile.selected {
-                    return Err(StatusWord::ConditionsNotSatisfied);
-                }
-                if command.ins != ins::GENERAL_AUTHENTICATE && !self.volatile.mgmt_authenticated {
-                    return Err(StatusWord::SecurityStatusNotSatisfied);
-                }
-                if command.data.len() > MAX_CHAINED_DATA {
-                    return Err(StatusWord::WrongLength);
-                }
-                self.volatile.chain = Some((header, command.data.to_vec()));
-                return Ok(Vec::new());
+            if instruction != Instruction::GeneralAuthenticate && !self.volatile.mgmt_authenticated
+            {
+                return Err(StatusWord::SecurityStatusNotSatisfied);
             }
-            None => None,
-        };
-        let data: &[u8] = assembled.as_deref().unwrap_or(command.data);
-        let (p1, p2) = (command.p1, command.p2);
-
-        if command.ins == ins::SELECT {
-            return self.select(p1, p2, data);
+            return Ok(instruction);
         }
-        let known = matches!(
-            command.ins,
-            ins::GET_DATA
-                | ins::PUT_DATA
-                | ins::VERIFY
-                | ins::CHANGE_REFERENCE_DATA
-                | ins::RESET_RETRY_COUNTER
-                | ins::GENERAL_AUTHENTICATE
-                | ins::GENERATE_ASYMMETRIC_KEY_PAIR
-                | ins::YUBICO_SET_MANAGEMENT_KEY
-        );
-        if !known {
-            return Err(StatusWord::InstructionNotSupported);
-        }
-        if !self.volatile.selected {
+        let instruction = instruction.ok_or(StatusWord::InstructionNotSupported)?;
+        if instruction != Instruction::Select && !self.volatile.selected {
             return Err(StatusWord::ConditionsNotSatisfied);
         }
-        match command.ins {
-            ins::GET_DATA => self.get_data(p1, p2, data),
-            ins::PUT_DATA => self.put_data(p1, p2, data),
-            ins::VERIFY => self.verify(p1, p2, data),
-            ins::CHANGE_REFERENCE_DATA => self.change_reference_data(p1, p2, data),
-            ins::RESET_RETRY_COUNTER => self.reset_retry_counter(p1, p2, data),
-            ins::GENERAL_AUTHENTICATE => self.general_authenticate(p1, p2, data),
-            ins::GENERATE_ASYMMETRIC_KEY_PAIR => self.generate(p1, p2, data),
-            ins::YUBICO_SET_MANAGEMENT_KEY => self.set_management_key(p1, p2, data),
-            _ => Err(StatusWord::InstructionNotSupported),
+        Ok(instruction)
+    }
+
+    fn execute(
+        &mut self,
+        instruction: Instruction,
+        header: Header,
+        data: &[u8],
+        _le: Option<usize>,
+    ) -> Outcome {
+        let (p1, p2) = (header.p1, header.p2);
+        match instruction {
+            Instruction::Select => self.select(p1, p2, data),
+            Instruction::GetData => self.get_data(p1, p2, data),
+            Instruction::PutData => self.put_data(p1, p2, data),
+            Instruction::Verify => self.verify(p1, p2, data),
+            Instruction::ChangeReferenceData => self.change_reference_data(p1, p2, data),
+            Instruction::ResetRetryCounter => self.reset_retry_counter(p1, p2, data),
+            Instruction::GeneralAuthenticate => self.general_authenticate(p1, p2, data),
+            Instruction::GenerateKeyPair => self.generate(p1, p2, data),
+            Instruction::SetManagementKey => self.set_management_key(p1, p2, data),
         }
     }
 
+    fn dispatcher(&mut self) -> &mut Dispatcher {
+        &mut self.dispatcher
+    }
+
+    fn powered(&self) -> bool {
+        self.persistent.powered()
+    }
+}
+
+impl<S: Storage, R: CryptoRngCore> PivCard<S, R> {
     /// SELECT (SP 800-73-4 Part 2, §3.1.1): by the PIV AID or any
     /// right-truncation of it down to the NIST RID. Answers the Application
     /// Property Template. Re-selecting keeps the security status; a failed
@@ -372,7 +350,7 @@ impl<S: Storage, R: CryptoRngCore> PivCard<S, R> {
         if next.objects.values().map(Vec::len).sum::<usize>() > MAX_TOTAL_OBJECTS {
             return Err(StatusWord::NotEnoughMemory);
         }
-        self.commit(next)?;
+        self.persistent.commit(next)?;
         Ok(Vec::new())
     }
 
@@ -425,13 +403,13 @@ impl<S: Storage, R: CryptoRngCore> PivCard<S, R> {
         let matches = mgmt::ct_eq(stored.as_slice(), candidate);
         let mut next = state.clone();
         set_tries(&mut next, reference, tries - 1);
-        self.commit(next)?;
+        self.persistent.commit(next)?;
         if !matches {
             return Err(sw::tries_left(tries - 1));
         }
         let mut next = self.state_ref()?.clone();
         set_tries(&mut next, reference, crate::consts::DEFAULT_TRIES);
-        self.commit(next)
+        self.persistent.commit(next)
     }
 
     /// CHANGE REFERENCE DATA (§3.2.2) of the PIN (`80`) or PUK (`81`):
@@ -447,7 +425,7 @@ impl<S: Storage, R: CryptoRngCore> PivCard<S, R> {
             key_ref::PIN => next.pin = Zeroizing::new(new),
             _ => next.puk = Zeroizing::new(new),
         }
-        self.commit(next)?;
+        self.persistent.commit(next)?;
         Ok(Vec::new())
     }
 
@@ -461,7 +439,7 @@ impl<S: Storage, R: CryptoRngCore> PivCard<S, R> {
         let mut next = self.state_ref()?.clone();
         next.pin = Zeroizing::new(pin);
         next.pin_tries = crate::consts::DEFAULT_TRIES;
-        self.commit(next)?;
+        self.persistent.commit(next)?;
         Ok(Vec::new())
     }
 
@@ -642,7 +620,7 @@ impl<S: Storage, R: CryptoRngCore> PivCard<S, R> {
         let point = key.public_key().to_encoded_point(false);
         let mut next = self.state_ref()?.clone();
         next.keys.insert(p2, key);
-        self.commit(next)?;
+        self.persistent.commit(next)?;
         Ok(tlv::encode(
             tag::PUBLIC_KEY,
             &tlv::encode(0x86, point.as_bytes()),
@@ -674,7 +652,7 @@ impl<S: Storage, R: CryptoRngCore> PivCard<S, R> {
             algorithm: *algorithm,
             key: Zeroizing::new(key.to_vec()),
         };
-        self.commit(next)?;
+        self.persistent.commit(next)?;
         Ok(Vec::new())
     }
 }
@@ -755,13 +733,6 @@ impl<S: Storage, R: CryptoRngCore> ContactlessCard for PivCard<S, R> {
     }
 
     fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, CardLost> {
-        if !self.powered {
-            return Err(CardLost);
-        }
-        let response = self.process(command);
-        if !self.powered {
-            return Err(CardLost);
-        }
-        Ok(response)
+        self.transmit_apdu(command)
     }
 }

@@ -40,8 +40,8 @@ pub mod ins {
     pub const PUT_DATA: u8 = 0xDB;
     /// GENERATE ASYMMETRIC KEY PAIR (§3.3.2).
     pub const GENERATE_ASYMMETRIC_KEY_PAIR: u8 = 0x47;
-    /// GET RESPONSE (ISO 7816-4 §7.6.1).
-    pub const GET_RESPONSE: u8 = 0xC0;
+    /// GET RESPONSE (ISO 7816-4 §7.6.1), served by the shared dispatcher.
+    pub const GET_RESPONSE: u8 = citycard_proto::apdu::INS_GET_RESPONSE;
     /// Yubico extension: SET MANAGEMENT KEY (CLA 00, P1 FF, P2 FF).
     pub const YUBICO_SET_MANAGEMENT_KEY: u8 = 0xFF;
 }
@@ -160,6 +160,9 @@ pub const MAX_OBJECT_LEN: usize = 3063;
 pub const MAX_TOTAL_OBJECTS: usize = 64 * 1024;
 /// Largest command data a chain may accumulate.
 pub const MAX_CHAINED_DATA: usize = 4096;
+/// Largest response data sent in one response, whatever an extended Le asks
+/// for; the rest is fetched with GET RESPONSE.
+pub const MAX_RESPONSE_DATA: usize = 0xFFF0;
 
 #[cfg(test)]
 mod tests {

@@ -13,7 +13,6 @@
 
 extern crate alloc;
 
-pub mod apdu;
 pub mod applet;
 pub mod consts;
 pub mod error;
@@ -21,7 +20,7 @@ pub mod mgmt;
 pub mod state;
 pub mod tlv;
 
-pub use applet::{Faults, PivCard};
+pub use applet::{Faults, Instruction, PivCard};
 pub use consts::{ATR, PIV_AID};
 pub use error::PivError;
 pub use state::{PivState, Summary};

@@ -76,6 +76,20 @@ impl core::fmt::Debug for PivState {
     }
 }
 
+impl citycard_card::storage::StateBlob for PivState {
+    fn fresh() -> Self {
+        Self::factory()
+    }
+
+    fn decode_blob(bytes: &[u8]) -> Option<Self> {
+        Self::decode(bytes).ok()
+    }
+
+    fn encode_blob(&self) -> Zeroizing<Vec<u8>> {
+        self.encode()
+    }
+}
+
 impl PivState {
     /// A card fresh from the factory: default PIN `123456`, PUK `12345678`,
     /// default 3DES management key, no keys, no data objects.

@@ -1,6 +1,12 @@
-//! Command and response APDUs (ISO 7816-4 short form only) and the
+//! The one APDU module: command and response APDUs (ISO 7816-4 §5.1), their
+//! length limits as named constants, the one parser (short form, or short and
+//! extended form) and the one short-form encoder, and the
 //! [`ContactlessCard`] trait that every card implementation (the reference
 //! card in-process, the emulator behind vpcd) presents to a host.
+//!
+//! The citycard protocol uses short APDUs only ([`CommandView::parse`]); the
+//! PIV profile's card also accepts extended length
+//! ([`CommandView::parse_extended`]), as PIV middleware may send it.
 //!
 //! Spec: `applet-spec/SPEC.md` §4 (APDUs).
 
@@ -14,6 +20,41 @@ pub const MAX_SHORT_DATA: usize = 255;
 
 /// Largest response data field a single short response may carry (Le = `00`).
 pub const MAX_SHORT_RESPONSE: usize = 256;
+
+/// Largest command data field of an extended-length APDU (Lc = `FFFF`).
+pub const MAX_EXTENDED_DATA: usize = 65_535;
+
+/// Largest response data field an extended-length Le asks for (Le = `0000`).
+pub const MAX_EXTENDED_RESPONSE: usize = 65_536;
+
+/// Bytes of the command header: CLA, INS, P1, P2.
+pub const HEADER_LEN: usize = 4;
+
+/// Longest short command APDU: header, Lc, [`MAX_SHORT_DATA`] data bytes, Le.
+pub const MAX_SHORT_COMMAND: usize = HEADER_LEN + 1 + MAX_SHORT_DATA + 1;
+
+/// CLA bit b5: more commands of this chain follow (ISO 7816-4 §5.4.1).
+pub const CLA_CHAINING: u8 = 0x10;
+
+/// INS of GET RESPONSE (ISO 7816-4 §11.4.1).
+pub const INS_GET_RESPONSE: u8 = 0xC0;
+
+/// A one-byte length (Lc, Le) as a count: `00` means 256.
+pub const fn short_le(byte: u8) -> usize {
+    if byte == 0 {
+        MAX_SHORT_RESPONSE
+    } else {
+        byte as usize
+    }
+}
+
+/// A two-byte extended Le as a count: `0000` means 65536.
+const fn extended_le(hi: u8, lo: u8) -> usize {
+    match u16::from_be_bytes([hi, lo]) {
+        0 => MAX_EXTENDED_RESPONSE,
+        n => n as usize,
+    }
+}
 
 /// Why a byte string is not a well-formed short command APDU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -59,14 +100,13 @@ pub struct CommandView<'a> {
 impl<'a> CommandView<'a> {
     /// Parses a short command APDU (cases 1 to 4). Never panics.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, ApduError> {
-        let (header, body) = match bytes.split_first_chunk::<4>() {
+        let (header, body) = match bytes.split_first_chunk::<HEADER_LEN>() {
             Some(split) => split,
             None => return Err(ApduError::TooShort),
         };
-        let [cla, ins, p1, p2] = *header;
         let (data, le) = match body {
             [] => (&[][..], None),
-            [le] => (&[][..], Some(if *le == 0 { 256 } else { usize::from(*le) })),
+            [le] => (&[][..], Some(short_le(*le))),
             [0, _, ..] => return Err(ApduError::ExtendedLength),
             [lc, rest @ ..] => {
                 let lc = usize::from(*lc);
@@ -74,26 +114,84 @@ impl<'a> CommandView<'a> {
                     Some(0) => (rest, None),
                     Some(1) => {
                         let (data, le) = rest.split_at(lc);
-                        let le = le.first().copied().unwrap_or(0);
-                        (data, Some(if le == 0 { 256 } else { usize::from(le) }))
+                        (data, Some(short_le(le.first().copied().unwrap_or(0))))
                     }
                     _ => return Err(ApduError::LengthMismatch),
                 }
             }
         };
-        Ok(Self {
+        Ok(Self::from_parts(*header, data, le))
+    }
+
+    /// Parses a command APDU in short or extended form (cases 1, 2S/2E, 3S/3E
+    /// and 4S/4E). An extended Lc of `0000` or lengths that do not add up are
+    /// [`ApduError::LengthMismatch`]. Never panics.
+    pub fn parse_extended(bytes: &'a [u8]) -> Result<Self, ApduError> {
+        match Self::parse(bytes) {
+            Err(ApduError::ExtendedLength) => {}
+            short => return short,
+        }
+        let (header, body) = bytes
+            .split_first_chunk::<HEADER_LEN>()
+            .ok_or(ApduError::TooShort)?;
+        let (data, le) = match body {
+            // Case 2E: 00 Le1 Le2.
+            [0, hi, lo] => (&[][..], Some(extended_le(*hi, *lo))),
+            // Cases 3E and 4E: 00 Lc1 Lc2 data [Le1 Le2].
+            [0, hi, lo, rest @ ..] => {
+                let lc = usize::from(u16::from_be_bytes([*hi, *lo]));
+                if lc == 0 {
+                    return Err(ApduError::LengthMismatch);
+                }
+                match rest.len().checked_sub(lc) {
+                    Some(0) => (rest, None),
+                    Some(2) => match rest.split_at(lc) {
+                        (data, [hi, lo]) => (data, Some(extended_le(*hi, *lo))),
+                        _ => return Err(ApduError::LengthMismatch),
+                    },
+                    _ => return Err(ApduError::LengthMismatch),
+                }
+            }
+            _ => return Err(ApduError::LengthMismatch),
+        };
+        Ok(Self::from_parts(*header, data, le))
+    }
+
+    /// A command from its header, data field and Le.
+    pub const fn from_parts(header: [u8; HEADER_LEN], data: &'a [u8], le: Option<usize>) -> Self {
+        let [cla, ins, p1, p2] = header;
+        Self {
             cla,
             ins,
             p1,
             p2,
             data,
             le,
-        })
+        }
+    }
+
+    /// Encodes as one short APDU: Lc only when there is data, Le `00` for
+    /// 256 (and for any Le above it). [`ApduError::DataTooLong`] when the data
+    /// field exceeds [`MAX_SHORT_DATA`]: split it with command chaining first
+    /// (the transport does). This is the one APDU encoder of the workspace.
+    pub fn to_short_bytes(&self) -> Result<Vec<u8>, ApduError> {
+        let lc = u8::try_from(self.data.len()).map_err(|_| ApduError::DataTooLong)?;
+        let mut out = Vec::with_capacity(HEADER_LEN + 2 + self.data.len());
+        out.extend_from_slice(&[self.cla, self.ins, self.p1, self.p2]);
+        if lc > 0 {
+            out.push(lc);
+            out.extend_from_slice(self.data);
+        }
+        if let Some(le) = self.le {
+            // 256 (or more) is encoded as 00.
+            out.push(u8::try_from(le).unwrap_or(0));
+        }
+        Ok(out)
     }
 
     /// `true` when the class byte announces that more commands of the chain follow (b5 set).
     pub const fn is_chained(&self) -> bool {
-        self.cla & 0x10 != 0
+        self.cla & CLA_CHAINING != 0
     }
 }
 
@@ -142,17 +240,12 @@ impl Command {
     /// Encodes as one short APDU. Fails if the data field exceeds 255 bytes
     /// (split it with chaining first; see the transport).
     pub fn to_short_bytes(&self) -> Result<Vec<u8>, ApduError> {
-        let lc = u8::try_from(self.data.len()).map_err(|_| ApduError::DataTooLong)?;
-        let mut out = Vec::with_capacity(6 + self.data.len());
-        out.extend_from_slice(&[self.cla, self.ins, self.p1, self.p2]);
-        if lc > 0 {
-            out.push(lc);
-            out.extend_from_slice(&self.data);
-        }
-        if let Some(le) = self.le {
-            out.push(if le >= 256 { 0 } else { le as u8 });
-        }
-        Ok(out)
+        self.view().to_short_bytes()
+    }
+
+    /// This command as a borrowed [`CommandView`].
+    pub fn view(&self) -> CommandView<'_> {
+        CommandView::from_parts([self.cla, self.ins, self.p1, self.p2], &self.data, self.le)
     }
 }
 
@@ -236,6 +329,53 @@ mod tests {
         assert_eq!(
             CommandView::parse(&[0, 1, 2, 3, 0, 0, 1, 5]),
             Err(ApduError::ExtendedLength)
+        );
+    }
+
+    #[test]
+    fn parses_short_and_extended_forms() {
+        let a = CommandView::parse_extended(&[0, 0xCB, 0x3F, 0xFF, 1, 0x7E, 0]).unwrap();
+        assert_eq!((a.data, a.le), (&[0x7Eu8][..], Some(256)));
+        let b = CommandView::parse_extended(&[0, 0xCB, 0x3F, 0xFF, 0, 0, 1, 0x7E, 0, 0]).unwrap();
+        assert_eq!((b.data, b.le), (&[0x7Eu8][..], Some(MAX_EXTENDED_RESPONSE)));
+        let c = CommandView::parse_extended(&[0, 0xC0, 0, 0, 0, 0x01, 0x00]).unwrap();
+        assert_eq!((c.data.len(), c.le), (0, Some(256)));
+        let d = CommandView::parse_extended(&[0, 0xDB, 0x3F, 0xFF, 0, 0, 2, 1, 2]).unwrap();
+        assert_eq!((d.data, d.le), (&[1u8, 2][..], None));
+        assert_eq!(
+            CommandView::parse_extended(&[0, 1, 2]),
+            Err(ApduError::TooShort)
+        );
+        for bad in [
+            &[0, 1, 2, 3, 0, 0, 3, 1][..],
+            &[0, 1, 2, 3, 0, 0, 0, 1],
+            &[0, 1, 2, 3, 0, 0, 1, 5, 0],
+        ] {
+            assert_eq!(
+                CommandView::parse_extended(bad).map_err(ApduError::status),
+                Err(StatusWord::WrongLength)
+            );
+        }
+    }
+
+    #[test]
+    fn encodes_all_short_cases() {
+        let enc = |data: &[u8], le| {
+            CommandView::from_parts([0, 0xA4, 4, 0], data, le)
+                .to_short_bytes()
+                .unwrap()
+        };
+        assert_eq!(enc(&[], None), [0, 0xA4, 4, 0]);
+        assert_eq!(enc(&[], Some(256)), [0, 0xA4, 4, 0, 0]);
+        assert_eq!(enc(&[1, 2], None), [0, 0xA4, 4, 0, 2, 1, 2]);
+        assert_eq!(enc(&[7], Some(16)), [0, 0xA4, 4, 0, 1, 7, 16]);
+        let at_limit = alloc::vec![0u8; MAX_SHORT_DATA];
+        assert_eq!(enc(&at_limit, None).len(), HEADER_LEN + 1 + MAX_SHORT_DATA);
+        assert_eq!(enc(&at_limit, Some(256)).len(), MAX_SHORT_COMMAND);
+        let past_limit = alloc::vec![0u8; MAX_SHORT_DATA + 1];
+        assert_eq!(
+            CommandView::from_parts([0; 4], &past_limit, None).to_short_bytes(),
+            Err(ApduError::DataTooLong)
         );
     }
 

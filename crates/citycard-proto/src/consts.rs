@@ -14,8 +14,8 @@ pub const HISTORICAL_BYTES: [u8; 8] = *b"CITYCARD";
 pub mod ins {
     /// SELECT (CLA 00, P1 04, P2 00).
     pub const SELECT: u8 = 0xA4;
-    /// GET RESPONSE (CLA 00).
-    pub const GET_RESPONSE: u8 = 0xC0;
+    /// GET RESPONSE (CLA 00), served by the dispatcher.
+    pub const GET_RESPONSE: u8 = crate::apdu::INS_GET_RESPONSE;
     /// PREPARE (CLA 80): a blank card takes the issuer anchor and generates its
     /// attestation key (answered, nothing written).
     pub const PREPARE: u8 = 0x10;
@@ -44,7 +44,7 @@ pub mod cla {
     /// Proprietary class.
     pub const PROPRIETARY: u8 = 0x80;
     /// Chaining bit (b5).
-    pub const CHAIN: u8 = 0x10;
+    pub const CHAIN: u8 = crate::apdu::CLA_CHAINING;
 }
 
 /// Persistent life-cycle states (spec §3.1), as reported in the SELECT answer.

@@ -20,6 +20,7 @@ pub mod cert;
 pub mod consts;
 pub mod crypto;
 pub mod date;
+pub mod dispatch;
 pub mod error;
 pub mod fci;
 pub mod limits;

@@ -1,15 +1,12 @@
 //! [`CardChannel`]: command chaining, GET RESPONSE and `6Cxx` retries, handled
 //! once for every command and every backend.
 
-use citycard_proto::apdu::{MAX_SHORT_DATA, MAX_SHORT_RESPONSE};
-use citycard_proto::{Command, Response, StatusWord};
+use citycard_proto::apdu::{
+    short_le, CLA_CHAINING, HEADER_LEN, INS_GET_RESPONSE, MAX_SHORT_DATA, MAX_SHORT_RESPONSE,
+};
+use citycard_proto::{Command, CommandView, Response, StatusWord};
 
 use crate::{CardTransport, TransportError};
-
-/// INS of GET RESPONSE (ISO 7816-4 §11.4.1).
-const INS_GET_RESPONSE: u8 = 0xC0;
-/// CLA bit b5: "more commands of this chain follow" (ISO 7816-4 §5.4.1).
-const CLA_CHAINING: u8 = 0x10;
 
 /// Limits and policies of a [`CardChannel`].
 ///
@@ -198,13 +195,10 @@ pub fn exchange<T: CardTransport + ?Sized>(
         let (segment, tail) = rest.split_at(segment_len);
         rest = tail;
         let apdu = encode(
-            cmd.cla | CLA_CHAINING,
-            cmd.ins,
-            cmd.p1,
-            cmd.p2,
+            [cmd.cla | CLA_CHAINING, cmd.ins, cmd.p1, cmd.p2],
             segment,
             None,
-        );
+        )?;
         let response = split_response(&transport.transmit_raw(&apdu)?)?;
         if response.sw != StatusWord::Success {
             if config.chaining_refusal_is_error {
@@ -230,19 +224,16 @@ pub fn exchange<T: CardTransport + ?Sized>(
     let mut retried_wrong_le = false;
     loop {
         let apdu = encode(
-            current.cla,
-            current.ins,
-            current.p1,
-            current.p2,
+            [current.cla, current.ins, current.p1, current.p2],
             current.data,
             current.le,
-        );
+        )?;
         let response = split_response(&transport.transmit_raw(&apdu)?)?;
         match response.sw {
             StatusWord::WrongLe(le) if !retried_wrong_le => {
                 // Same APDU, corrected Le; its data (there should be none) is dropped.
                 retried_wrong_le = true;
-                current.le = Some(le_from_byte(le));
+                current.le = Some(short_le(le));
             }
             StatusWord::BytesRemaining(le) => {
                 append(&mut data, &response.data, config)?;
@@ -259,7 +250,7 @@ pub fn exchange<T: CardTransport + ?Sized>(
                     p1: 0x00,
                     p2: 0x00,
                     data: &[],
-                    le: Some(le_from_byte(le)),
+                    le: Some(short_le(le)),
                 };
             }
             sw => {
@@ -280,29 +271,19 @@ struct Segment<'a> {
     le: Option<usize>,
 }
 
-/// A one-byte length field as a count: `00` means 256.
-fn le_from_byte(le: u8) -> usize {
-    if le == 0 {
-        MAX_SHORT_RESPONSE
-    } else {
-        usize::from(le)
-    }
-}
-
-/// Encodes one short APDU from parts already known to fit (data ≤ 255 bytes,
-/// Le in 1..=256).
-fn encode(cla: u8, ins: u8, p1: u8, p2: u8, data: &[u8], le: Option<usize>) -> Vec<u8> {
-    let mut apdu = Vec::with_capacity(6 + data.len());
-    apdu.extend_from_slice(&[cla, ins, p1, p2]);
-    if let Ok(lc @ 1..) = u8::try_from(data.len()) {
-        apdu.push(lc);
-        apdu.extend_from_slice(data);
-    }
-    if let Some(le) = le {
-        // 256 is encoded as 00.
-        apdu.push(u8::try_from(le).unwrap_or(0));
-    }
-    apdu
+/// Encodes one short APDU with the protocol core's encoder. The parts are
+/// already known to fit (data ≤ 255 bytes, Le in 1..=256); should they not,
+/// the error is typed, not a panic.
+fn encode(
+    header: [u8; HEADER_LEN],
+    data: &[u8],
+    le: Option<usize>,
+) -> Result<Vec<u8>, TransportError> {
+    CommandView::from_parts(header, data, le)
+        .to_short_bytes()
+        .map_err(|_| TransportError::InvalidCommandLength {
+            len: HEADER_LEN + 1 + data.len(),
+        })
 }
 
 fn split_response(raw: &[u8]) -> Result<Response, TransportError> {
@@ -323,23 +304,4 @@ fn append(data: &mut Vec<u8>, more: &[u8], config: &ChannelConfig) -> Result<(),
     check_len(data.len().saturating_add(more.len()), config)?;
     data.extend_from_slice(more);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn encodes_all_cases() {
-        assert_eq!(encode(0, 0xA4, 4, 0, &[], None), [0, 0xA4, 4, 0]);
-        assert_eq!(encode(0, 0xB0, 0, 0, &[], Some(256)), [0, 0xB0, 0, 0, 0]);
-        assert_eq!(
-            encode(0, 0xDA, 0, 0, &[1, 2], None),
-            [0, 0xDA, 0, 0, 2, 1, 2]
-        );
-        assert_eq!(
-            encode(0, 0x86, 0, 0, &[7], Some(16)),
-            [0, 0x86, 0, 0, 1, 7, 16]
-        );
-    }
 }

@@ -1,13 +1,10 @@
 //! [`MemoryTransport`]: an in-process card driven exactly as a reader drives one.
 
-use citycard_proto::apdu::MAX_SHORT_DATA;
+use citycard_proto::apdu::{HEADER_LEN, MAX_SHORT_COMMAND};
 use citycard_proto::ContactlessCard;
 
 use crate::transport::TransactionFn;
 use crate::{CardTransport, TransportError};
-
-/// Longest short command APDU: header, Lc, 255 data bytes, Le.
-const MAX_SHORT_COMMAND: usize = 4 + 1 + MAX_SHORT_DATA + 1;
 
 /// A [`CardTransport`] over an in-process [`ContactlessCard`], behaving like a
 /// PC/SC reader with that card on it:
@@ -72,7 +69,7 @@ impl<C: ContactlessCard> CardTransport for MemoryTransport<C> {
         if !self.powered {
             return Err(TransportError::CardRemoved);
         }
-        if !(4..=MAX_SHORT_COMMAND).contains(&apdu.len()) {
+        if !(HEADER_LEN..=MAX_SHORT_COMMAND).contains(&apdu.len()) {
             return Err(TransportError::InvalidCommandLength { len: apdu.len() });
         }
         match self.card.transmit(apdu) {

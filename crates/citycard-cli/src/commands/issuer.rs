@@ -16,10 +16,12 @@ use citycard_issuer::piv::{self as piv_issue, PivIssued, PivOptions};
 use citycard_issuer::resident;
 use citycard_issuer::IssuerError;
 use citycard_keys::{
-    open_management_key, EnvOrPrompt, KeyLocation, ManagementKey, ManagementKeyLocation,
-    Pkcs11Location, SoftManagementKey,
+    open_management_key, KeyLocation, ManagementKey, ManagementKeyLocation, Pkcs11Location,
+    SoftManagementKey,
 };
 use citycard_piv_card::PivCard;
+
+use crate::secrets::EnvOrPrompt;
 use citycard_proto::attr::AttributeSet;
 use citycard_registry::{RegistryError, RevocationReason};
 use citycard_transport::{
