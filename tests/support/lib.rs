@@ -267,6 +267,17 @@ impl<S: Storage, R: rand_core::CryptoRngCore> citycard_proto::ContactlessCard
 }
 
 impl CardStack {
+    /// Starts serving `cards` cards from `dir`, prepared first by the home's
+    /// preparer `prep-1` (as cards arrive from the preparation facility);
+    /// cards past `cards` are blank.
+    pub fn start_prepared(dir: &Path, home: &str, cards: u32) -> Self {
+        std::fs::create_dir_all(dir).expect("card stack directory");
+        for served in 1..=cards {
+            prepare_state(home, &dir.join(format!("card-{served:03}.state")));
+        }
+        Self::start(dir)
+    }
+
     /// Starts serving blank cards from `dir`.
     pub fn start(dir: &Path) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
@@ -434,6 +445,15 @@ pub fn issuer_home(dir: &Path, issuer: &str, prefix: &str, station_args: &[&str]
 pub fn prepare_in_reader(home: &str) {
     citycard_ok(&[
         "preparer", "prepare", "prep-1", "--dir", home, "--reader", READER,
+    ]);
+}
+
+/// `preparer prepare prep-1` on the emulated card whose state is `state`
+/// (created blank and prepared; served later by the bench's emulator).
+pub fn prepare_state(home: &str, state: &Path) {
+    let reader = format!("emulated:{}", state.display());
+    citycard_ok(&[
+        "preparer", "prepare", "prep-1", "--dir", home, "--reader", &reader,
     ]);
 }
 
