@@ -73,6 +73,8 @@ fn traced_tap(
     city: &City,
     rng: &mut ChaCha20Rng,
 ) -> anyhow::Result<TapCounts> {
+    // Every tap is a new power-up of the card (it enters the field).
+    ch.transport_mut().inner_mut().reset()?;
     traced(ch, writes, profile, city, rng, |verdict| {
         if !verdict.is_genuine() {
             bail!(
