@@ -1120,7 +1120,7 @@ pub fn personalise(args: &PersonaliseArgs, trace: bool) -> anyhow::Result<ExitCo
                 println!("{text}");
             } else {
                 println!(
-                    "Issued card {} (valid {} to {}); verified as a reader would.",
+                    "Issued card {} (valid {} to {}); the card's check value matches what was sent.",
                     issued.card_number, issued.issued_on, issued.expires_on
                 );
             }
