@@ -17,7 +17,7 @@
 use std::collections::BTreeSet;
 
 use citycard_card::{Applet, MemoryStorage};
-use citycard_proto::attr::{AttributeId, AttributeSet};
+use citycard_proto::attr::AttributeSet;
 use citycard_proto::auth::Disclosure;
 use citycard_proto::crypto;
 use citycard_proto::ContactlessCard;
