@@ -95,11 +95,11 @@ fn kill_dash_nine_during_batch_then_resume_loses_nothing() {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
                 continue;
             };
-            if v["ok"] == true && v["skipped"] != true {
+            if v["status"] == "issued" {
                 let number = v["card_number"].as_str().unwrap().to_string();
                 assert!(
                     committed
-                        .insert(number.clone(), v["row"].as_u64().unwrap())
+                        .insert(number.clone(), v["line"].as_u64().unwrap())
                         .is_none(),
                     "run {run}: {number} reported twice"
                 );
@@ -124,10 +124,10 @@ fn kill_dash_nine_during_batch_then_resume_loses_nothing() {
     assert_eq!(c, 0, "{out}\n{err}");
     for line in out.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        if v["ok"] == true && v["skipped"] != true {
+        if v["status"] == "issued" {
             committed.insert(
                 v["card_number"].as_str().unwrap().to_string(),
-                v["row"].as_u64().unwrap(),
+                v["line"].as_u64().unwrap(),
             );
         }
     }

@@ -240,7 +240,7 @@ fn a_key_generated_by_yubico_piv_tool_is_certified_by_citycard_and_verifies() {
     )
     .unwrap();
     let (code, out, err) = personalise(&c, &sam, &["--card-key-from", other.to_str().unwrap()]);
-    assert_eq!(code, 12, "{out}{err}");
+    assert_eq!(code, 13, "{out}{err}");
     let (code, v, _) = verify(&c.bundle, &c.desk);
     assert_eq!(
         (code, v["verdict"].as_str()),

@@ -254,16 +254,15 @@ fn partners_verify_through_pcscd() {
         "--reason",
         "stolen",
     ]);
+    let bundle2 = d.join("liege2.bundle");
     ok(&[
         "revocation",
         "publish",
         "--dir",
         &liege.home,
         "--out",
-        d.join("crl").to_str().unwrap(),
+        bundle2.to_str().unwrap(),
     ]);
-    let bundle2 = d.join("liege2.bundle");
-    export_trust(&liege.home, &bundle2);
     let emu = EmulatorProcess::start(&state, &[]);
     let (code, v, err) = verify(&bundle2, &library, &[]);
     assert_eq!(
@@ -278,7 +277,8 @@ fn partners_verify_through_pcscd() {
     let other_state = d.join("namur.state");
     personalise(&namur, d, &other_state, "N-1");
     let emu = EmulatorProcess::start(&other_state, &[]);
-    let (code, v, err) = verify(&bundle, &library, &[]);
+    // (The first bundle is refused from now on: this partner loaded list #2.)
+    let (code, v, err) = verify(&bundle2, &library, &[]);
     assert_eq!(
         (code, v["verdict"].as_str()),
         (13, Some("card_refused")),
@@ -288,7 +288,7 @@ fn partners_verify_through_pcscd() {
 
     // A blank card.
     let emu = EmulatorProcess::start(&d.join("blank.state"), &[]);
-    let (code, v, err) = verify(&bundle, &library, &[]);
+    let (code, v, err) = verify(&bundle2, &library, &[]);
     assert_eq!(
         (code, v["verdict"].as_str()),
         (11, Some("blank")),

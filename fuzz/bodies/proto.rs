@@ -581,6 +581,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     for revoked in [vec![], vec![[1u8; 8], [2u8; 8], [0xFE; 8]]] {
         let body = RevocationListBody {
             issuer: "LIEGE".into(),
+            group: 0,
             sequence: 7,
             issued_at: 1_790_000_000,
             next_update: 1_790_086_400,
@@ -591,6 +592,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         out.push(("revocation_list", list.as_bytes().to_vec()));
         let bundle = TrustBundleBody {
             issuer: "LIEGE".into(),
+            group: 0,
             root: root.public_key(),
             issued_at: 1_790_000_000,
             stations: station_cert.iter().cloned().collect(),

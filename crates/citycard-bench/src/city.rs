@@ -96,6 +96,7 @@ impl City {
             "LIEGE",
             "LG",
             None,
+            None,
             &secrets,
         )?;
         home.add_station("desk-1", 180, None, &secrets, today)?;

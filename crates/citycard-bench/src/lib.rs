@@ -22,6 +22,7 @@ pub mod e2e;
 pub mod model;
 pub mod personalisation;
 pub mod piv;
+pub mod revocation;
 pub mod stats;
 pub mod verification;
 
@@ -210,6 +211,8 @@ pub struct Report {
     pub personalisation: PersonalisationReport,
     /// p256 against ring; `None` unless built with the `compare-ring` feature.
     pub p256_vs_ring: Option<compare::Comparison>,
+    /// Revocation at city scale (1,000,000 cards, 100,000 revoked).
+    pub revocation: revocation::RevocationRow,
     /// The vpcd reader used for the pcscd rows.
     pub vpcd_reader: String,
     /// Why the pcscd rows were not measured, if they were not.
@@ -466,6 +469,9 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Rep
         None
     };
 
+    progress("revocation: 1,000,000 cards, 100,000 revoked");
+    let revocation = revocation::measure(1_000_000, 100_000, 10_000, progress)?;
+
     Ok(Report {
         schema_version: 1,
         command: opts.command.clone(),
@@ -474,6 +480,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Rep
         verification: rows,
         personalisation,
         p256_vs_ring,
+        revocation,
         vpcd_reader: e2e::reader(),
         pcsc_not_measured,
         elapsed_s: started.elapsed().as_secs_f64(),

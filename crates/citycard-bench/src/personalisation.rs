@@ -137,7 +137,7 @@ pub fn registry_commits_per_second(city: &mut City, n: usize) -> anyhow::Result<
         let number = city.registry.next_card_number(&prefix)?;
         let resident_ref = format!("R-{i:07}");
         let intent = city.registry.begin_intent(&NewIssuance {
-            card_number: &number,
+            card_number: number.as_str().into(),
             resident_ref: &resident_ref,
             station: "desk-1",
             issued_on: city.today,
@@ -146,6 +146,8 @@ pub fn registry_commits_per_second(city: &mut City, n: usize) -> anyhow::Result<
             batch: None,
             replaces: None,
             actor: "bench",
+            lease: None,
+            retain_until: None,
         })?;
         let rid = crypto::sha256(&[key]);
         let mut revocation_id = [0u8; 8];

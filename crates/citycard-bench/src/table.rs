@@ -195,6 +195,28 @@ pub fn render(r: &Report) -> String {
             );
         }
     }
+    let v = &r.revocation;
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "Revocation ({} cards in the registry, {} revoked cards past validity pruned)",
+        v.cards_in_registry, v.pruned
+    );
+    let _ = writeln!(
+        s,
+        "| ids | publish ms | bundle bytes (plain list) | reader load ms | lookup µs |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "| {} | {:.0} | {} ({}) | {:.1} | {:.3} |",
+        v.ids,
+        v.publish_ms,
+        v.bundle_bytes,
+        v.bundle_bytes_plain_list,
+        v.reader_load_ms,
+        v.lookup_us
+    );
     if let Some(why) = &r.pcsc_not_measured {
         let _ = writeln!(
             s,

@@ -1,24 +1,30 @@
-//! `citycard`: the command-line tool.
-//!
-//! Exit codes (stable, documented in the README):
-//! - 0 success
-//! - 1 runtime error (I/O, PC/SC, card refused)
-//! - 2 usage error (bad arguments)
-//! - 75 `card emulate`: the emulated card lost power (tear fault), as a pulled card
+//! `citycard`: the command-line tool. Exit codes: [`exit`] (one table for
+//! every command, printed by `citycard --help`).
 
 mod commands;
+mod exit;
 mod secrets;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
-/// Municipal resident cards: issue, emulate and verify contactless citycards.
+/// Municipal resident cards: a city issues contactless resident cards; partners
+/// (libraries, transit, shops) verify them offline in one tap and learn only
+/// what their certificate allows.
 #[derive(Parser, Debug)]
-#[command(name = "citycard", version, about, long_about = None)]
+#[command(
+    name = "citycard",
+    version,
+    about,
+    long_about = None,
+    after_help = exit::TABLE
+)]
 struct Cli {
     /// Print every APDU exchange in hex on stderr (`>>` command, `<<` response).
-    #[arg(long, global = true)]
+    /// Only for commands that talk to a card: demo, card emulate, apdu, verify,
+    /// personalise, batch.
+    #[arg(long)]
     trace: bool,
     #[command(subcommand)]
     command: Command,
@@ -28,51 +34,96 @@ struct Cli {
 enum Command {
     /// Show the whole story on a built-in emulated card: SELECT, life cycle,
     /// personalisation, a library and a transit verification, a rejected clone.
+    #[command(after_help = "Example:\n  citycard demo")]
     Demo(commands::demo::DemoArgs),
-    /// Benchmarks: APDUs, bytes, estimated card time, host and end-to-end timings (issue 5).
+    /// Benchmarks: APDUs, bytes, estimated card time, host and end-to-end timings.
+    #[command(after_help = "Example:\n  citycard bench --quick --json")]
     Bench(commands::bench::BenchArgs),
-    /// The reference card: emulate it behind vpcd, inspect it.
+    /// The reference card: emulate it behind vpcd; show a state file or the registry's record of a card.
     #[command(subcommand)]
     Card(commands::card::CardCommand),
     /// List PC/SC readers and whether a card is present.
+    #[command(after_help = "Example:\n  citycard readers")]
     Readers,
     /// Send raw APDUs (hex) to the card in a PC/SC reader and print the responses.
+    #[command(
+        after_help = "Example:\n  citycard apdu -r 'Virtual PCD 00' 00A404000AF043495459434152440100"
+    )]
     Apdu(commands::apdu::ApduArgs),
     /// Verify the card in a reader: one tap, one verdict (exit code 0 only for a genuine card).
+    #[command(
+        after_help = "Example:\n  citycard verify --reader 'ACS ACR122U' --trust liege.bundle --credential library.cred --json"
+    )]
     Verify(commands::verify::VerifyArgs),
     /// The tap service for gates and desks: watch every reader, one JSON line per tap.
+    #[command(
+        after_help = "Example:\n  citycard watch --trust liege.bundle --credential transit.cred --readers all"
+    )]
     Watch(commands::watch::WatchArgs),
-    /// The city's issuer home.
+    /// The city's issuer home: create it, show it, back it up.
     #[command(subcommand)]
-    Issuer(commands::issuer::IssuerCommand),
-    /// Issuing stations.
+    Issuer(commands::office::home::IssuerCommand),
+    /// Issuing stations: add, list, renew, retire.
     #[command(subcommand)]
-    Station(commands::issuer::StationCommand),
+    Station(commands::office::stations::StationCommand),
     /// The city's preparation facility: preparers, and preparing blank cards.
     #[command(subcommand)]
-    Preparer(commands::issuer::PreparerCommand),
-    /// Partner readers.
+    Preparer(commands::office::preparers::PreparerCommand),
+    /// Partner readers: enrol, list, renew.
     #[command(subcommand)]
-    Partner(commands::issuer::PartnerCommand),
+    Partner(commands::office::partners::PartnerCommand),
     /// The trust bundle for partners.
     #[command(subcommand)]
-    Trust(commands::issuer::TrustCommand),
+    Trust(commands::office::publish::TrustCommand),
     /// Take a blank card to an issued, locked, verified card.
-    Personalise(commands::issuer::PersonaliseArgs),
+    Personalise(commands::office::issue::PersonaliseArgs),
     /// Issue cards for every row of a CSV or JSON Lines file.
-    Batch(commands::issuer::BatchArgs),
+    Batch(commands::office::issue::BatchArgs),
     /// Revoke a card.
-    Revoke(commands::issuer::RevokeArgs),
+    Revoke(commands::office::records::RevokeArgs),
     /// Signed revocation lists.
     #[command(subcommand)]
-    Revocation(commands::issuer::RevocationCommand),
-    /// Residents in the registry (retention and deletion).
+    Revocation(commands::office::publish::RevocationCommand),
+    /// Residents in the registry: show what is kept, forget them.
     #[command(subcommand)]
-    Resident(commands::issuer::ResidentCommand),
+    Resident(commands::office::records::ResidentCommand),
+    /// The registry's audit log.
+    #[command(subcommand)]
+    Audit(commands::office::records::AuditCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Example:\n  citycard completions bash > /etc/bash_completion.d/citycard"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) generated from this help.
+    #[command(after_help = "Example:\n  citycard man > /usr/local/share/man/man1/citycard.1")]
+    Man,
+}
+
+impl Command {
+    /// Whether APDUs flow in this command (so `--trace` means something).
+    fn talks_to_cards(&self) -> bool {
+        matches!(
+            self,
+            Self::Demo(_)
+                | Self::Card(_)
+                | Self::Apdu(_)
+                | Self::Verify(_)
+                | Self::Personalise(_)
+                | Self::Batch(_)
+        )
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.trace && !cli.command.talks_to_cards() {
+        eprintln!("citycard: error: --trace is for commands that talk to a card (demo, card, apdu, verify, personalise, batch)");
+        return ExitCode::from(exit::USAGE);
+    }
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(&args, cli.trace),
         Command::Bench(args) => commands::bench::run(&args),
@@ -81,22 +132,38 @@ fn main() -> ExitCode {
         Command::Apdu(args) => commands::apdu::run(&args, cli.trace),
         Command::Verify(args) => commands::verify::run(&args, cli.trace),
         Command::Watch(args) => commands::watch::run(&args),
-        Command::Issuer(cmd) => commands::issuer::issuer(cmd),
-        Command::Station(cmd) => commands::issuer::station(cmd),
-        Command::Preparer(cmd) => commands::issuer::preparer(cmd),
-        Command::Partner(cmd) => commands::issuer::partner(cmd),
-        Command::Trust(cmd) => commands::issuer::trust(cmd),
-        Command::Personalise(args) => commands::issuer::personalise(&args, cli.trace),
-        Command::Batch(args) => commands::issuer::batch(&args, cli.trace),
-        Command::Revoke(args) => commands::issuer::revoke(&args),
-        Command::Revocation(cmd) => commands::issuer::revocation(cmd),
-        Command::Resident(cmd) => commands::issuer::resident(cmd),
+        Command::Issuer(cmd) => commands::office::home::run(cmd),
+        Command::Station(cmd) => commands::office::stations::run(cmd),
+        Command::Preparer(cmd) => commands::office::preparers::run(cmd),
+        Command::Partner(cmd) => commands::office::partners::run(cmd),
+        Command::Trust(cmd) => commands::office::publish::trust(cmd),
+        Command::Personalise(args) => {
+            commands::office::issue::personalise(&args.with_trace(cli.trace))
+        }
+        Command::Batch(args) => commands::office::issue::batch(&args.with_trace(cli.trace)),
+        Command::Revoke(args) => commands::office::records::revoke(&args),
+        Command::Revocation(cmd) => commands::office::publish::revocation(cmd),
+        Command::Resident(cmd) => commands::office::records::resident(cmd),
+        Command::Audit(cmd) => commands::office::records::audit(cmd),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "citycard",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => clap_mangen::Man::new(Cli::command())
+            .render(&mut std::io::stdout())
+            .map(|()| ExitCode::SUCCESS)
+            .map_err(Into::into),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("citycard: error: {e:#}");
-            ExitCode::from(1)
+            ExitCode::from(exit::ERROR)
         }
     }
 }

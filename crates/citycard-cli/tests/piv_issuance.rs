@@ -79,7 +79,7 @@ impl Office {
                     || a.ends_with(".key")
                     || a.ends_with(".pem")
                     || a.ends_with(".csv")
-                    || a.ends_with(".crl") =>
+                    || a.ends_with(".bundle") =>
                 {
                     self.path(a).display().to_string()
                 }
@@ -237,7 +237,7 @@ fn piv_issuance_end_to_end_with_its_refusals() {
         .unwrap()
         .contains("refused the management key"));
     assert_eq!(o.registry().counts().unwrap(), Default::default());
-    // --card-key-from with a key the card does not hold: 12, nothing written.
+    // --card-key-from with a key the card does not hold: 13, nothing written.
     o.write(
         "other.pem",
         "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEDFPOUAFX8BeO4rWkRgC16j4bEcvn\nWzZfwtNXTLGVeUmafP9T4FSdoWgC7vrIZdYXgrwFCP2QusaL86BEF9GNjA==\n-----END PUBLIC KEY-----\n",
@@ -253,7 +253,7 @@ fn piv_issuance_end_to_end_with_its_refusals() {
             "other.pem",
         ],
     ));
-    assert_exit(&out, 12);
+    assert_exit(&out, 13);
     assert_eq!(o.registry().counts().unwrap(), Default::default());
     o.write("bad.pem", "not a key\n", 0o644);
     let out = o.run(&personalise(
@@ -320,11 +320,16 @@ fn piv_issuance_end_to_end_with_its_refusals() {
         "--dir",
         "HOME",
         "--out",
-        "list.crl",
+        "city.bundle",
     ]);
-    let list = citycard_proto::RevocationList::decode(&std::fs::read(o.path("list.crl")).unwrap())
-        .unwrap();
-    assert!(list.is_revoked(&rec.revocation_id.unwrap()));
+    let bundle =
+        citycard_proto::TrustBundle::decode(&std::fs::read(o.path("city.bundle")).unwrap())
+            .unwrap();
+    bundle.verify().unwrap();
+    assert!(bundle
+        .body()
+        .revocations
+        .is_revoked(&rec.revocation_id.unwrap()));
 }
 
 #[test]
@@ -380,6 +385,7 @@ fn the_default_profile_output_is_unchanged() {
             "expires_on",
             "issued_on",
             "ok",
+            "resident_id",
             "schema_version"
         ]
     );

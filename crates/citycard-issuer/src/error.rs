@@ -32,6 +32,12 @@ pub enum IssuerError {
     /// No such station.
     #[error("unknown station {0:?}")]
     UnknownStation(String),
+    /// No such partner.
+    #[error("unknown partner {0:?}")]
+    UnknownPartner(String),
+    /// The station was retired: it may no longer sign.
+    #[error("station {0:?} is retired: it may no longer sign")]
+    StationRetired(String),
     /// The station certificate is not valid today: it may not sign.
     #[error(
         "station {name} is valid from {effective} to {expiry}; today is {today}: refusing to sign"
@@ -49,6 +55,34 @@ pub enum IssuerError {
     /// The configured PIV management key is the public factory key.
     #[error("the management key {0} is the factory default (0102030405060708 x3), which anyone can use to rewrite the card: set the city's own key on the card (yubico-piv-tool -a set-mgm-key) and configure it, or pass --allow-default-management-key for test cards")]
     DefaultManagementKey(String),
+    /// The card reader failed (PC/SC, or an emulated card's state file).
+    #[error("reader: {0}")]
+    Reader(String),
+    /// No card was inserted in time.
+    #[error("no card inserted in {reader} within {secs}s")]
+    NoCard {
+        /// The reader.
+        reader: String,
+        /// How long it waited.
+        secs: u64,
+    },
+    /// Another issuing process is working with this reader (one process per reader).
+    #[error("the reader {reader} is in use by another issuing process ({holder}); use another reader, or wait for it to finish")]
+    ReaderBusy {
+        /// The reader (desk identity).
+        reader: String,
+        /// The other process (`host:pid`).
+        holder: String,
+    },
+    /// The operator interrupted the run (Ctrl-C) while it waited for a card.
+    #[error("interrupted by the operator")]
+    Interrupted,
+    /// Intents left open by a stopped run on this reader must be reconciled first.
+    #[error("{count} intent(s) left open by a stopped run on this reader; rerun with --resume to reconcile them against the card in the reader and continue")]
+    NeedsResume {
+        /// How many.
+        count: usize,
+    },
     /// Key storage or signing failed (wrong passphrase, token missing…).
     #[error(transparent)]
     Key(#[from] citycard_keys::KeyError),
@@ -58,6 +92,15 @@ pub enum IssuerError {
     /// A protocol object could not be built or decoded.
     #[error("protocol: {0}")]
     Protocol(#[from] citycard_proto::Error),
+    /// The last published revocation list misses cards revoked since: a
+    /// bundle with it would tell partners nothing about them.
+    #[error("the last published revocation list (#{sequence}) misses {missing} revoked card(s); run `citycard revocation publish`, which writes the bundle partners load")]
+    RevocationListOutdated {
+        /// Sequence number of the last published list.
+        sequence: u32,
+        /// Revocation ids the registry has and the list lacks.
+        missing: usize,
+    },
     /// A file could not be read or written.
     #[error("{}: {source}", .path.display())]
     Io {

@@ -5,7 +5,7 @@
 use citycard_proto::attr::AttributeId;
 use citycard_proto::revocation::revocation_id;
 use citycard_proto::{crypto, Date};
-use citycard_registry::{Intent, NewIssuance, Registry, RevocationReason};
+use citycard_registry::{CardNumber, Intent, IssuanceRegistry, NewIssuance, RevocationReason};
 use citycard_transport::{CardChannel, CardTransport, TransportError};
 use p256::PublicKey;
 use rand_core::CryptoRngCore;
@@ -99,7 +99,7 @@ fn spoil_reason(e: &PersonaliseError) -> &'static str {
 pub fn issue_one<T: CardTransport>(
     home: &IssuerHome,
     station: &LoadedStation,
-    registry: &mut Registry,
+    registry: &mut dyn IssuanceRegistry,
     ch: &mut CardChannel<T>,
     resident: &Resident,
     actor: &str,
@@ -220,17 +220,19 @@ pub(crate) struct Begun {
 pub(crate) fn begin_intent(
     home: &IssuerHome,
     station: &LoadedStation,
-    registry: &mut Registry,
+    registry: &mut dyn IssuanceRegistry,
     resident: &Resident,
     actor: &str,
     batch: Option<(&str, u64)>,
     replaces: Option<RevocationReason>,
     today: Date,
 ) -> Result<Begun, IssuerError> {
-    let card_number = registry.next_card_number(&home.config().card_number_prefix)?;
     let expires_on = today.add_days(home.config().card_validity_days.saturating_sub(1));
+    let (_, now_unix) = crate::home::now()?;
     let intent = registry.begin_intent(&NewIssuance {
-        card_number: &card_number,
+        card_number: CardNumber::Next {
+            prefix: &home.config().card_number_prefix,
+        },
         resident_ref: &resident.resident_id,
         station: &station.name,
         issued_on: today,
@@ -239,7 +241,10 @@ pub(crate) fn begin_intent(
         batch,
         replaces,
         actor,
+        lease: station.desk_lease.as_deref(),
+        retain_until: home.retain_until(now_unix),
     })?;
+    let card_number = intent.card_number;
     Ok(Begun {
         intent_id: intent.id,
         card_number,
@@ -253,7 +258,7 @@ pub(crate) fn begin_intent(
 /// revocation id goes on the next revocation list (the card may be complete
 /// and genuine). For [`personalise::personalise_recording`] and the PIV flow.
 pub(crate) fn record_key(
-    registry: &mut Registry,
+    registry: &mut dyn IssuanceRegistry,
     intent_id: i64,
     card_key: &PublicKey,
     actor: &str,
@@ -270,7 +275,7 @@ pub(crate) fn record_key(
 
 /// Commits an intent as issued with `card_key` as the card key.
 pub(crate) fn commit(
-    registry: &mut Registry,
+    registry: &mut dyn IssuanceRegistry,
     intent_id: i64,
     card_key: &PublicKey,
     actor: &str,
@@ -288,7 +293,7 @@ pub(crate) fn commit(
 /// was lost ([`IssueError::CardLost`]), marked spoiled with `reason(&error)`
 /// otherwise ([`IssueError::Card`]).
 pub(crate) fn card_failed(
-    registry: &mut Registry,
+    registry: &mut dyn IssuanceRegistry,
     intent_id: i64,
     error: PersonaliseError,
     card_number: String,
@@ -328,7 +333,7 @@ pub struct Reconciled {
 /// the card in the reader (if any) is that intent's card, spoiled otherwise.
 pub fn reconcile<T: CardTransport>(
     home: &IssuerHome,
-    registry: &mut Registry,
+    registry: &mut dyn IssuanceRegistry,
     station: &LoadedStation,
     ch: Option<&mut CardChannel<T>>,
     actor: &str,
@@ -336,6 +341,22 @@ pub fn reconcile<T: CardTransport>(
     rng: &mut dyn CryptoRngCore,
 ) -> Result<Reconciled, IssuerError> {
     let open = registry.open_intents()?;
+    reconcile_intents(home, registry, station, open, ch, actor, _today, rng)
+}
+
+/// Settles the given open intents (a desk's orphans, see [`crate::desk`])
+/// against the card in the reader, as [`reconcile`] does for all of them.
+#[allow(clippy::too_many_arguments)]
+pub fn reconcile_intents<T: CardTransport>(
+    home: &IssuerHome,
+    registry: &mut dyn IssuanceRegistry,
+    station: &LoadedStation,
+    open: Vec<Intent>,
+    ch: Option<&mut CardChannel<T>>,
+    actor: &str,
+    _today: Date,
+    rng: &mut dyn CryptoRngCore,
+) -> Result<Reconciled, IssuerError> {
     if open.is_empty() {
         return Ok(Reconciled::default());
     }
@@ -375,7 +396,7 @@ pub fn reconcile<T: CardTransport>(
 /// A spoiled intent that carried a card key keeps it, and its revocation id
 /// goes on the next revocation list (reported in [`Reconciled::listed`]).
 pub(crate) fn settle_open(
-    registry: &mut Registry,
+    registry: &mut dyn IssuanceRegistry,
     open: Vec<Intent>,
     in_reader: Option<&(String, PublicKey)>,
     actor: &str,

@@ -1,7 +1,12 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+pub mod backup;
+pub mod batch;
+pub mod cards;
+pub mod desk;
 pub mod error;
+pub mod files;
 pub mod home;
 pub mod issue;
 pub mod personalise;

@@ -51,7 +51,7 @@ use citycard_proto::piv::{
     OBJECT_CARD_AUTHENTICATION_CERTIFICATE, PIV_PREDICATES, SLOT_CARD_AUTHENTICATION,
 };
 use citycard_proto::{crypto, Date, StatusWord};
-use citycard_registry::{CardState, Registry, RevocationReason};
+use citycard_registry::{CardState, IssuanceRegistry, RevocationReason};
 use citycard_transport::{CardChannel, CardTransport};
 use p256::PublicKey;
 use rand_core::CryptoRngCore;
@@ -260,7 +260,7 @@ fn our_certificate(
 fn check_overwrite<T: CardTransport>(
     ch: &mut CardChannel<T>,
     home: &IssuerHome,
-    registry: &Registry,
+    registry: &dyn IssuanceRegistry,
     resident: &Resident,
     replaces: Option<RevocationReason>,
 ) -> Result<(), IssueError> {
@@ -311,7 +311,7 @@ fn check_overwrite<T: CardTransport>(
 #[allow(clippy::too_many_arguments)]
 fn preflight<T: CardTransport>(
     home: &IssuerHome,
-    registry: &Registry,
+    registry: &dyn IssuanceRegistry,
     ch: &mut CardChannel<T>,
     resident: &Resident,
     replaces: Option<RevocationReason>,
@@ -486,7 +486,7 @@ fn spoil_reason(e: &PersonaliseError) -> &'static str {
 pub fn issue_one<T: CardTransport>(
     home: &IssuerHome,
     station: &LoadedStation,
-    registry: &mut Registry,
+    registry: &mut dyn IssuanceRegistry,
     ch: &mut CardChannel<T>,
     resident: &Resident,
     actor: &str,
@@ -536,7 +536,7 @@ pub fn issue_one<T: CardTransport>(
         issued_on: today,
         expires_on,
     };
-    let done = |registry: &mut Registry, key: &PublicKey| {
+    let done = |registry: &mut dyn IssuanceRegistry, key: &PublicKey| {
         commit(registry, intent_id, key, actor)?;
         Ok(PivIssued {
             issued: issued.clone(),
@@ -581,12 +581,25 @@ pub fn issue_one<T: CardTransport>(
 /// card number and its `9E` key answers a challenge; spoiled otherwise.
 pub fn reconcile<T: CardTransport>(
     home: &IssuerHome,
-    registry: &mut Registry,
+    registry: &mut dyn IssuanceRegistry,
     ch: Option<&mut CardChannel<T>>,
     actor: &str,
     rng: &mut dyn CryptoRngCore,
 ) -> Result<Reconciled, IssuerError> {
     let open = registry.open_intents()?;
+    reconcile_intents(home, registry, open, ch, actor, rng)
+}
+
+/// Settles the given open intents (a desk's orphans) against the PIV card
+/// in the reader, as [`reconcile`] does for all of them.
+pub fn reconcile_intents<T: CardTransport>(
+    home: &IssuerHome,
+    registry: &mut dyn IssuanceRegistry,
+    open: Vec<citycard_registry::Intent>,
+    ch: Option<&mut CardChannel<T>>,
+    actor: &str,
+    rng: &mut dyn CryptoRngCore,
+) -> Result<Reconciled, IssuerError> {
     if open.is_empty() {
         return Ok(Reconciled::default());
     }

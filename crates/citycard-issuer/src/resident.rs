@@ -63,12 +63,23 @@ impl std::fmt::Debug for Resident {
     }
 }
 
+/// The earliest birth date accepted: anything before is a typing mistake
+/// (the oldest person alive was born after it).
+pub const EARLIEST_BIRTH_DATE: &str = "1900-01-01";
+
+/// The rule for birth dates, as error messages state it.
+pub const BIRTH_DATE_RULE: &str =
+    "a birth date must be a real day from 1900-01-01 to today (YYYY-MM-DD); the value is not repeated here";
+
 /// Why an input record was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{}{field}: {reason}", .row.map(|r| format!("row {r}: ")).unwrap_or_default())]
+#[error("{}{}{field}: {reason}", .row.map(|r| format!("line {r}: ")).unwrap_or_default(), .resident_id.as_ref().map(|r| format!("resident {r}: ")).unwrap_or_default())]
 pub struct InputError {
-    /// Row number (1-based data rows in CSV/JSONL), if from a batch file.
+    /// The line of the batch file (1-based, the header is line 1 of a CSV
+    /// file), if from a batch file.
     pub row: Option<u64>,
+    /// The row's `resident_id`, if it has a well-formed one.
+    pub resident_id: Option<String>,
     /// The field concerned (or `record` for the whole row).
     pub field: String,
     /// What is wrong.
@@ -78,13 +89,59 @@ pub struct InputError {
 fn err(field: &str, reason: impl Into<String>) -> InputError {
     InputError {
         row: None,
+        resident_id: None,
         field: field.into(),
         reason: reason.into(),
     }
 }
 
-/// Validates one resident given as field → text.
+/// The `resident_id` of a record, if it has a well-formed one (to name the
+/// row in reports even when another field is refused).
+pub fn resident_id_of(fields: &BTreeMap<String, String>) -> Option<String> {
+    fields
+        .iter()
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("resident_id"))
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+}
+
+/// Validates one resident given as field → text, with birth dates checked
+/// against today's date (UTC, from the system clock).
 pub fn validate(fields: &BTreeMap<String, String>) -> Result<Resident, InputError> {
+    let today = crate::home::now().ok().map(|(d, _)| d);
+    validate_on(fields, today)
+}
+
+/// Whether `text` is shaped like `YYYY-MM-DD` with a year before 1900 (a
+/// date the protocol cannot even encode, but one to name precisely).
+fn before_1900(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 10
+        && b.get(4) == Some(&b'-')
+        && b.get(7) == Some(&b'-')
+        && text
+            .get(..4)
+            .and_then(|y| y.parse::<u16>().ok())
+            .is_some_and(|y| y < 1900)
+}
+
+/// Validates one resident given as field → text; `today` bounds birth dates.
+pub fn validate_on(
+    fields: &BTreeMap<String, String>,
+    today: Option<Date>,
+) -> Result<Resident, InputError> {
+    let with_id = |mut e: InputError| {
+        e.resident_id = resident_id_of(fields);
+        e
+    };
+    validate_fields(fields, today).map_err(with_id)
+}
+
+fn validate_fields(
+    fields: &BTreeMap<String, String>,
+    today: Option<Date>,
+) -> Result<Resident, InputError> {
     let mut resident_id = None;
     let mut attributes: Vec<(AttributeId, Vec<u8>)> = Vec::new();
     for (key, raw) in fields {
@@ -121,15 +178,16 @@ pub fn validate(fields: &BTreeMap<String, String>) -> Result<Resident, InputErro
             ));
         }
         let bytes = match id {
-            AttributeId::BIRTH_DATE => Date::parse_iso(value)
-                .map_err(|_| {
-                    err(
-                        key,
-                        "not a date (YYYY-MM-DD); the value is not repeated here",
-                    )
-                })?
-                .to_bytes()
-                .to_vec(),
+            AttributeId::BIRTH_DATE => {
+                let date = Date::parse_iso(value).map_err(|_| err(key, BIRTH_DATE_RULE))?;
+                if before_1900(value)
+                    || date < Date::parse_iso(EARLIEST_BIRTH_DATE).unwrap_or(date)
+                    || today.is_some_and(|t| date > t)
+                {
+                    return Err(err(key, BIRTH_DATE_RULE));
+                }
+                date.to_bytes().to_vec()
+            }
             id if id.get() >= AttributeId::ISSUER_DEFINED_FIRST => {
                 hex::decode(value).map_err(|_| err(key, "issuer-defined values are hex"))?
             }
@@ -147,13 +205,6 @@ pub fn validate(fields: &BTreeMap<String, String>) -> Result<Resident, InputErro
             };
             err(key, format!("{e}{limit}"))
         })?;
-        if id == AttributeId::BIRTH_DATE {
-            if let Ok(d) = Date::from_bytes(&bytes) {
-                if d.year() < 1900 {
-                    return Err(err(key, "implausible birth date"));
-                }
-            }
-        }
         attributes.push((id, bytes));
     }
     let resident_id = resident_id.ok_or_else(|| err("resident_id", "missing"))?;
@@ -202,9 +253,31 @@ pub fn from_json_file(path: &Path) -> Result<Resident, InputError> {
 /// One row of a batch file: its number and the validated resident, or why it was refused.
 pub type BatchRow = (u64, Result<Resident, InputError>);
 
-/// Reads a batch file (`.csv` with a header row, or `.jsonl`), validating each
-/// row independently: a bad row is reported with its number, the others go on.
-/// Fails as a whole only if the file cannot be read or has no valid header.
+/// The field separator of a CSV header line: `;` (the default of
+/// spreadsheets in Belgium and France, among others) when the line has more
+/// semicolons than commas outside quotes, `,` otherwise.
+pub fn detect_delimiter(header_line: &str) -> u8 {
+    let (mut commas, mut semicolons, mut quoted) = (0usize, 0usize, false);
+    for c in header_line.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => commas += 1,
+            ';' if !quoted => semicolons += 1,
+            _ => {}
+        }
+    }
+    if semicolons > commas {
+        b';'
+    } else {
+        b','
+    }
+}
+
+/// Reads a batch file (`.csv` with a header row, `,` or `;` separated, or
+/// `.jsonl`), validating each row independently: a bad row is reported with
+/// its file line number (and its `resident_id`, when it has one), the others
+/// go on. Fails as a whole only if the file cannot be read or has no valid
+/// header.
 pub fn read_batch(path: &Path) -> Result<Vec<BatchRow>, InputError> {
     let ext = path
         .extension()
@@ -213,11 +286,19 @@ pub fn read_batch(path: &Path) -> Result<Vec<BatchRow>, InputError> {
         .to_ascii_lowercase();
     let text = std::fs::read_to_string(path)
         .map_err(|e| err("file", format!("{}: {e}", path.display())))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let today = crate::home::now().ok().map(|(d, _)| d);
     let mut rows = Vec::new();
+    let numbered = |row: u64, e: InputError| InputError {
+        row: Some(row),
+        ..e
+    };
     match ext.as_str() {
         "csv" => {
+            let delimiter = detect_delimiter(text.lines().next().unwrap_or(""));
             let mut reader = csv::ReaderBuilder::new()
                 .flexible(false)
+                .delimiter(delimiter)
                 .trim(csv::Trim::All)
                 .from_reader(text.as_bytes());
             let headers = reader
@@ -227,25 +308,34 @@ pub fn read_batch(path: &Path) -> Result<Vec<BatchRow>, InputError> {
             if headers.is_empty() {
                 return Err(err("header", "empty header row"));
             }
-            for (i, record) in reader.records().enumerate() {
-                let row = i as u64 + 1;
-                let result = record
-                    .map_err(|e| err("record", e.to_string()))
-                    .and_then(|rec| {
+            let mut record = csv::StringRecord::new();
+            loop {
+                let read = reader.read_record(&mut record);
+                let line = record.position().map_or(0, csv::Position::line);
+                match read {
+                    Ok(false) => break,
+                    Ok(true) => {
                         let fields: BTreeMap<String, String> = headers
                             .iter()
-                            .zip(rec.iter())
+                            .zip(record.iter())
                             .map(|(h, v)| (h.to_string(), v.to_string()))
                             .collect();
-                        validate(&fields)
-                    });
-                rows.push((
-                    row,
-                    result.map_err(|mut e| {
-                        e.row = Some(row);
-                        e
-                    }),
-                ));
+                        rows.push((
+                            line,
+                            validate_on(&fields, today).map_err(|e| numbered(line, e)),
+                        ));
+                    }
+                    Err(e) => {
+                        let line = e.position().map_or(line, csv::Position::line);
+                        rows.push((line, Err(numbered(line, err("record", e.to_string())))));
+                        if !matches!(
+                            e.kind(),
+                            csv::ErrorKind::UnequalLengths { .. } | csv::ErrorKind::Utf8 { .. }
+                        ) {
+                            break;
+                        }
+                    }
+                }
             }
         }
         "jsonl" | "ndjson" => {
@@ -257,14 +347,8 @@ pub fn read_batch(path: &Path) -> Result<Vec<BatchRow>, InputError> {
                 let result = serde_json::from_str::<serde_json::Value>(line)
                     .map_err(|e| err("record", format!("not valid JSON: {e}")))
                     .and_then(|v| json_object_to_fields(&v))
-                    .and_then(|f| validate(&f));
-                rows.push((
-                    row,
-                    result.map_err(|mut e| {
-                        e.row = Some(row);
-                        e
-                    }),
-                ));
+                    .and_then(|f| validate_on(&f, today));
+                rows.push((row, result.map_err(|e| numbered(row, e))));
             }
         }
         _ => {
@@ -317,7 +401,20 @@ mod tests {
         };
         assert!(bad(("birth_date", "2001-02-30"))
             .reason
-            .contains("not a date"));
+            .contains("from 1900-01-01 to today"));
+        for implausible in ["1899-12-31", "2090-01-01", "9999-12-31"] {
+            let e = bad(("birth_date", implausible));
+            assert_eq!(e.reason, BIRTH_DATE_RULE, "{implausible}");
+            assert_eq!(e.resident_id.as_deref(), Some("F-1"));
+        }
+        let today = crate::home::now().unwrap().0;
+        let tomorrow = today.add_days(1).to_string();
+        assert_eq!(bad(("birth_date", &tomorrow)).reason, BIRTH_DATE_RULE);
+        let mut f = fields(&base);
+        f.insert("birth_date".into(), today.to_string());
+        assert!(validate(&f).is_ok(), "born today is plausible");
+        f.insert("birth_date".into(), "1900-01-01".into());
+        assert!(validate(&f).is_ok());
         assert!(bad(("name", &"x".repeat(65)))
             .reason
             .contains("card's limit"));
@@ -359,17 +456,32 @@ mod tests {
         let rows = read_batch(&p).unwrap();
         assert_eq!(rows.len(), 4);
         assert!(rows[0].1.is_ok() && rows[3].1.is_ok());
-        assert_eq!(rows[1].1.as_ref().unwrap_err().row, Some(2));
+        assert_eq!(
+            rows[1].1.as_ref().unwrap_err().row,
+            Some(3),
+            "file line numbers"
+        );
+        assert_eq!(rows[0].0, 2);
         assert!(rows[2]
             .1
             .as_ref()
             .unwrap_err()
             .to_string()
-            .starts_with("row 3: birth_date"));
+            .starts_with("line 4: resident C: birth_date"));
+        // Excel's default in Belgium and France: semicolons.
+        let p = dir.path().join("semi.csv");
+        std::fs::write(&p, "resident_id;name;address;birth_date\nA;Ann;Rue 1, 4000 Liège;1990-01-01\nB;\"Bo; Jr\";Rue 2;\n").unwrap();
+        let rows = read_batch(&p).unwrap();
+        assert!(rows.iter().all(|(_, r)| r.is_ok()), "{rows:?}");
+        assert_eq!(detect_delimiter("a,b;c,d"), b',');
         let p = dir.path().join("b.jsonl");
         std::fs::write(&p, "{\"resident_id\":\"A\",\"name\":\"Ann\",\"address\":\"R\"}\nnot json\n{\"resident_id\":\"B\",\"name\":\"B\",\"address\":\"R\",\"nationality\":\"X\"}\n").unwrap();
         let rows = read_batch(&p).unwrap();
         assert!(rows[0].1.is_ok());
+        assert_eq!(
+            rows[2].1.as_ref().unwrap_err().resident_id.as_deref(),
+            Some("B")
+        );
         assert!(rows[1]
             .1
             .as_ref()

@@ -18,6 +18,12 @@ pub enum KeyError {
     /// A new key file needs a non-empty passphrase.
     #[error("refusing to protect a key file with an empty passphrase")]
     EmptyPassphrase,
+    /// A new key file's passphrase is shorter than the minimum.
+    #[error("a new key's passphrase must have at least {min} characters (a few words are best)")]
+    WeakPassphrase {
+        /// [`MIN_PASSPHRASE_LEN`](crate::MIN_PASSPHRASE_LEN).
+        min: usize,
+    },
     /// The two entries of a new passphrase differ.
     #[error("the passphrases entered do not match")]
     PassphraseMismatch,

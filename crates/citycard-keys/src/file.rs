@@ -55,6 +55,11 @@ impl FileSigner {
         if passphrase.is_empty() {
             return Err(KeyError::EmptyPassphrase);
         }
+        if passphrase.chars().count() < crate::MIN_PASSPHRASE_LEN {
+            return Err(KeyError::WeakPassphrase {
+                min: crate::MIN_PASSPHRASE_LEN,
+            });
+        }
         let secret = SecretKey::random(&mut rand_core::OsRng);
         let pem = encrypt_pem(&secret, passphrase.as_bytes()).ok_or_else(|| KeyError::Corrupt {
             path: path.to_owned(),

@@ -30,6 +30,11 @@ pub use secrets::{FixedSecrets, SecretSource, PASSPHRASE_ENV, PIN_ENV};
 /// The length of a raw ECDSA P-256 signature (`r‖s`).
 pub const SIGNATURE_LEN: usize = 64;
 
+/// The minimum length, in characters, of the passphrase that protects a new
+/// key file: shorter ones are refused with [`KeyError::WeakPassphrase`].
+/// Existing keys open with whatever passphrase they were made with.
+pub const MIN_PASSPHRASE_LEN: usize = 12;
+
 /// A P-256 signing key of the city, wherever it lives.
 ///
 /// Every implementation produces ECDSA P-256 / SHA-256 signatures in the raw
@@ -82,6 +87,23 @@ pub fn generate(
     match loc {
         KeyLocation::File(path) => Ok(Box::new(FileSigner::generate(path, secrets)?)),
         KeyLocation::Pkcs11(p) => Ok(Box::new(Pkcs11Signer::generate(p, secrets)?)),
+    }
+}
+
+/// Destroys the key at `loc`: removes the key file, or destroys the key
+/// pair on the token (asking for its PIN). For undoing a half-finished
+/// setup and for retiring a key; a key that is already gone is not an error.
+pub fn destroy(loc: &KeyLocation, secrets: &dyn SecretSource) -> Result<(), KeyError> {
+    match loc {
+        KeyLocation::File(path) => match std::fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(KeyError::Io {
+                path: path.clone(),
+                source,
+            }),
+        },
+        KeyLocation::Pkcs11(p) => pkcs11::destroy(p, secrets).map(|_| ()),
     }
 }
 

@@ -207,6 +207,23 @@ fn read_public_key(
     }
 }
 
+/// Destroys every object labelled `loc.key_label` on the token (a key pair
+/// and its public half), in a read-write session: to undo a half-finished
+/// setup, or to retire a key for good. Returns how many objects it destroyed.
+pub fn destroy(loc: &Pkcs11Location, secrets: &dyn SecretSource) -> Result<usize, KeyError> {
+    let session = login(loc, secrets, true)?;
+    let objects = find(
+        &session,
+        &[Attribute::Label(loc.key_label.as_bytes().to_vec())],
+    )?;
+    for object in &objects {
+        session
+            .destroy_object(*object)
+            .map_err(KeyError::pkcs11("C_DestroyObject"))?;
+    }
+    Ok(objects.len())
+}
+
 /// A P-256 key pair on a PKCS#11 token; the private key never leaves it.
 ///
 /// Holds one logged-in session. Signing sends the SHA-256 digest, computed

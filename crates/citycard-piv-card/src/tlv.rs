@@ -1,12 +1,17 @@
-//! A small, lenient BER-TLV reader and a minimal-form writer for the PIV
-//! templates (SP 800-73-4 Part 2, §3 uses BER-TLV with tags of up to three
-//! bytes and lengths of up to three bytes).
+//! The PIV templates' BER-TLV (SP 800-73-4 Part 2, §3: tags of up to three
+//! bytes, lengths of up to three bytes), over the project's one TLV module
+//! ([`citycard_proto::tlv`]).
 //!
 //! Hosts are not required to use minimal length encodings, so the reader
-//! accepts `81 xx` / `82 xx xx` / `83 xx xx xx` forms; the writer always
-//! produces the minimal one.
+//! accepts `81 xx` / `82 xx xx` / `83 xx xx xx` forms
+//! ([`citycard_proto::tlv::read_lenient`]); the writer always produces the
+//! minimal one.
 
 use alloc::vec::Vec;
+
+use citycard_proto::tlv as proto_tlv;
+
+pub use citycard_proto::tlv::{encode, push, push_len, push_tag};
 
 /// One decoded TLV: its tag (up to three bytes, big-endian) and value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,44 +24,14 @@ pub struct Tlv<'a> {
 
 /// Reads one TLV from the front of `input`; `None` when it is malformed or truncated.
 pub fn read(input: &[u8]) -> Option<(Tlv<'_>, &[u8])> {
-    let (&first, mut rest) = input.split_first()?;
-    let mut tag = u32::from(first);
-    if first & 0x1F == 0x1F {
-        // Subsequent tag bytes follow while b8 is set; at most three tag bytes.
-        for i in 0.. {
-            let (&b, r) = rest.split_first()?;
-            rest = r;
-            tag = (tag << 8) | u32::from(b);
-            if b & 0x80 == 0 {
-                break;
-            }
-            if i >= 1 {
-                return None;
-            }
-        }
-    }
-    let (&l0, r) = rest.split_first()?;
-    rest = r;
-    let len = match l0 {
-        0x00..=0x7F => usize::from(l0),
-        0x81..=0x83 => {
-            let n = usize::from(l0 & 0x7F);
-            if rest.len() < n {
-                return None;
-            }
-            let (bytes, r) = rest.split_at(n);
-            rest = r;
-            bytes
-                .iter()
-                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b))
-        }
-        _ => return None,
-    };
-    if rest.len() < len {
-        return None;
-    }
-    let (value, rest) = rest.split_at(len);
-    Some((Tlv { tag, value }, rest))
+    let (field, rest) = proto_tlv::read_lenient(input).ok()?;
+    Some((
+        Tlv {
+            tag: field.tag,
+            value: field.value,
+        },
+        rest,
+    ))
 }
 
 /// Reads a whole sequence of TLVs that must cover `input` exactly.
@@ -78,38 +53,6 @@ pub fn read_only(input: &[u8], tag: u32) -> Option<&[u8]> {
     }
 }
 
-/// Appends the minimal BER length of `len`.
-pub fn push_len(out: &mut Vec<u8>, len: usize) {
-    match len {
-        0..=0x7F => out.push(len as u8),
-        0x80..=0xFF => out.extend_from_slice(&[0x81, len as u8]),
-        0x100..=0xFFFF => out.extend_from_slice(&[0x82, (len >> 8) as u8, len as u8]),
-        _ => out.extend_from_slice(&[0x83, (len >> 16) as u8, (len >> 8) as u8, len as u8]),
-    }
-}
-
-/// Appends `tag` (1 to 3 bytes, leading zero bytes dropped), the minimal
-/// length and `value`.
-pub fn push(out: &mut Vec<u8>, tag: u32, value: &[u8]) {
-    push_tag(out, tag);
-    push_len(out, value.len());
-    out.extend_from_slice(value);
-}
-
-/// Appends the bytes of `tag` without leading zero bytes.
-pub fn push_tag(out: &mut Vec<u8>, tag: u32) {
-    let bytes = tag.to_be_bytes();
-    let skip = bytes.iter().take(3).take_while(|b| **b == 0).count();
-    out.extend(bytes.iter().skip(skip));
-}
-
-/// `tag` + length + `value` as a new vector.
-pub fn encode(tag: u32, value: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(value.len() + 6);
-    push(&mut out, tag, value);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +65,7 @@ mod tests {
             (0x5C, 3),
             (0x7F49, 200),
             (0x5FC102, 3000),
+            (0x53, 70_000),
         ] {
             let value = vec![0xAB; len];
             let encoded = encode(tag, &value);

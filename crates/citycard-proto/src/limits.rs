@@ -10,11 +10,11 @@ pub const MAX_CHAINED_DATA: usize = 1024;
 /// Largest PUT DATA plaintext over one personalisation session.
 pub const MAX_PERSONALISATION_DATA: usize = 4096;
 /// Largest encoded revocation list (`E3`).
-pub const MAX_REVOCATION_LIST_LEN: usize = 8 * 1024 * 1024;
+pub const MAX_REVOCATION_LIST_LEN: usize = crate::revocation::MAX_REVOCATION_LIST_LEN;
 /// Most revocation ids one list may hold.
-pub const MAX_REVOKED_IDS: usize = 1_000_000;
+pub const MAX_REVOKED_IDS: usize = crate::revocation::MAX_REVOKED;
 /// Largest encoded trust bundle (`E5`).
-pub const MAX_TRUST_BUNDLE_LEN: usize = 9 * 1024 * 1024;
+pub const MAX_TRUST_BUNDLE_LEN: usize = crate::revocation::MAX_BUNDLE_LEN;
 /// Largest encoded partner credential (`E7`).
 pub const MAX_CREDENTIAL_LEN: usize = 4096;
 /// Most linkability groups a card is issued for (groups `0..MAX_GROUPS`).

@@ -162,26 +162,17 @@ pub fn certificate_container(certificate: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Splits a flat sequence of one-byte-tag BER-TLVs (a PIV container).
-///
-/// Written here rather than with `iso7816-tlv`: that crate parses every tag
-/// with bit 6 set as constructed, and SP 800-73-4's CertInfo `71 01 00`
-/// (tag 71 has that bit) holds a plain byte, not nested TLVs.
-fn flat_fields(mut input: &[u8]) -> Result<Vec<(u8, &[u8])>> {
+/// Splits a flat sequence of one-byte-tag BER-TLVs (a PIV container), with
+/// the strict reader of [`tlv`]: one level only, so SP 800-73-4's CertInfo
+/// `71 01 00` (tag 71 has the constructed bit) stays a plain byte.
+fn flat_fields(input: &[u8]) -> Result<Vec<(u8, &[u8])>> {
     let mut out = Vec::new();
-    while let Some((&tag, rest)) = input.split_first() {
-        if tag & 0x1F == 0x1F || tag == 0 || tag == 0xFF {
+    for field in tlv::read_all(input)? {
+        let tag = u8::try_from(field.tag).map_err(|_| Error::MalformedTlv)?;
+        if tag == 0 || tag == 0xFF {
             return Err(Error::MalformedTlv);
         }
-        let (len, rest) = match rest {
-            [l, rest @ ..] if *l < 0x80 => (usize::from(*l), rest),
-            [0x81, l, rest @ ..] if *l >= 0x80 => (usize::from(*l), rest),
-            [0x82, h, l, rest @ ..] if *h != 0 => (usize::from(u16::from_be_bytes([*h, *l])), rest),
-            _ => return Err(Error::MalformedTlv),
-        };
-        let value = rest.get(..len).ok_or(Error::MalformedTlv)?;
-        input = rest.get(len..).ok_or(Error::MalformedTlv)?;
-        out.push((tag, value));
+        out.push((tag, field.value));
     }
     Ok(out)
 }

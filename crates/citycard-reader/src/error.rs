@@ -65,6 +65,18 @@ pub enum ReaderError {
         /// Issue time of the refused bundle, Unix seconds.
         new_issued_at: u64,
     },
+    /// The bundle's revocation list is older than one this installation
+    /// already loaded (recorded in its revocation state file next to the
+    /// credential): loading it would un-revoke cards.
+    #[error("the trust bundle's revocation list #{found} is older than list #{seen} already loaded here ({state}); get the city's current bundle")]
+    RevocationListRollback {
+        /// The highest list number seen by this installation.
+        seen: u32,
+        /// The refused bundle's list number.
+        found: u32,
+        /// The state file.
+        state: String,
+    },
     /// A reload from files was asked of a trust source built without files.
     #[error("this trust source has no files to reload from")]
     NoTrustFiles,

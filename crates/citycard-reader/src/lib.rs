@@ -22,7 +22,10 @@ pub mod watch;
 pub use credential::{PartnerCredential, CREDENTIAL_SCHEMA_VERSION};
 pub use error::ReaderError;
 pub use policy::{Policy, StalePolicy};
-pub use trust::{root_fingerprint, Trust};
+pub use trust::{
+    freshness, load_bundle, record_revocation_state, revocation_state_path, root_fingerprint,
+    Freshness, Trust, DEFAULT_WARN_BEFORE_SECS,
+};
 pub use verdict::{CardProfile, Genuine, Verdict, VERDICT_SCHEMA_VERSION};
 #[cfg(feature = "tokio")]
 pub use verify::verify_async;

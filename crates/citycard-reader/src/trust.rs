@@ -1,7 +1,8 @@
 //! [`Trust`]: the city's trust bundle and the partner's credential, checked
 //! against each other once, at load time (SPEC §5.8).
 
-use std::path::Path;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use citycard_proto::crypto;
 use citycard_proto::revocation::{TrustBundle, MAX_BUNDLE_LEN};
@@ -66,27 +67,33 @@ impl Trust {
     }
 
     /// Loads a trust bundle file (the binary `E5` encoding, or the same in hex)
-    /// and a credential file ([`PartnerCredential::load`]), then [`Self::new`].
+    /// and a credential file ([`PartnerCredential::load`]), then [`Self::new`],
+    /// then checks and records the revocation list number in this
+    /// installation's revocation state ([`revocation_state_path`]): a list
+    /// older than one already loaded here is refused, a newer one recorded.
     ///
     /// # Errors
     ///
     /// [`ReaderError::Io`], [`ReaderError::Malformed`] (`what` = "trust
-    /// bundle"), and the errors of [`PartnerCredential::load`] and [`Self::new`].
+    /// bundle" or "revocation state"), [`ReaderError::RevocationListRollback`],
+    /// and the errors of [`PartnerCredential::load`] and [`Self::new`].
     pub fn load(bundle_path: &Path, credential_path: &Path) -> Result<Self, ReaderError> {
-        let raw = read_bounded(bundle_path, 2 * MAX_BUNDLE_LEN as u64 + 2)?;
-        let bytes = if raw.first() == Some(&0xE5) {
-            raw
-        } else {
-            let text = std::str::from_utf8(&raw).map_err(|_| ReaderError::Malformed {
-                what: "trust bundle",
-            })?;
-            hex::decode(text.trim()).map_err(|_| ReaderError::Malformed {
-                what: "trust bundle",
-            })?
-        };
-        let bundle = TrustBundle::decode(&bytes).map_err(|_| ReaderError::Malformed {
-            what: "trust bundle",
-        })?;
+        let trust = Self::load_unrecorded(bundle_path, credential_path)?;
+        record_revocation_state(&revocation_state_path(credential_path), trust.bundle())?;
+        Ok(trust)
+    }
+
+    /// [`Self::load`] without the revocation state: for inspecting a bundle
+    /// (nothing is recorded, an older list is not refused).
+    ///
+    /// # Errors
+    ///
+    /// Those of [`Self::load`] but [`ReaderError::RevocationListRollback`].
+    pub fn load_unrecorded(
+        bundle_path: &Path,
+        credential_path: &Path,
+    ) -> Result<Self, ReaderError> {
+        let bundle = load_bundle(bundle_path)?;
         let credential = PartnerCredential::load(credential_path)?;
         Self::new(bundle, credential)
     }
@@ -126,5 +133,181 @@ impl Trust {
     /// The issuer id (the city).
     pub fn issuer_id(&self) -> &str {
         &self.bundle.body().issuer
+    }
+}
+
+/// Reads and decodes a trust bundle file (binary `E5`, or the same in hex),
+/// at most [`MAX_BUNDLE_LEN`] bytes. Does not verify it.
+///
+/// # Errors
+///
+/// [`ReaderError::Io`], [`ReaderError::Malformed`] (`what` = "trust bundle").
+pub fn load_bundle(path: &Path) -> Result<TrustBundle, ReaderError> {
+    let raw = read_bounded(path, 2 * MAX_BUNDLE_LEN as u64 + 2)?;
+    let bytes = if raw.first() == Some(&0xE5) {
+        raw
+    } else {
+        let text = std::str::from_utf8(&raw).map_err(|_| ReaderError::Malformed {
+            what: "trust bundle",
+        })?;
+        hex::decode(text.trim()).map_err(|_| ReaderError::Malformed {
+            what: "trust bundle",
+        })?
+    };
+    TrustBundle::decode(&bytes).map_err(|_| ReaderError::Malformed {
+        what: "trust bundle",
+    })
+}
+
+/// Where an installation records the highest revocation list number it has
+/// loaded: next to the credential, `<credential file>.revocation-state`.
+pub fn revocation_state_path(credential_path: &Path) -> PathBuf {
+    let mut name = credential_path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".revocation-state");
+    credential_path.with_file_name(name)
+}
+
+/// The revocation state file: per issuer and linkability group, the highest
+/// list number loaded.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Default, PartialEq, Eq)]
+struct RevocationState {
+    schema_version: u32,
+    /// `"ISSUER/group"` → highest list number.
+    highest: std::collections::BTreeMap<String, u32>,
+}
+
+/// Largest revocation state file read.
+const MAX_STATE_LEN: u64 = 64 * 1024;
+
+/// Refuses `bundle` if its list is older than the one recorded in `state`,
+/// and records its number if it is newer (atomically: a temporary file in
+/// the same directory, created 0600, renamed over the state).
+///
+/// # Errors
+///
+/// [`ReaderError::RevocationListRollback`], [`ReaderError::Io`],
+/// [`ReaderError::Malformed`] (`what` = "revocation state").
+pub fn record_revocation_state(state: &Path, bundle: &TrustBundle) -> Result<(), ReaderError> {
+    let mut current = match std::fs::symlink_metadata(state) {
+        Ok(_) => {
+            let raw = read_bounded(state, MAX_STATE_LEN)?;
+            serde_json::from_slice::<RevocationState>(&raw).map_err(|_| ReaderError::Malformed {
+                what: "revocation state",
+            })?
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => RevocationState {
+            schema_version: 1,
+            highest: Default::default(),
+        },
+        Err(e) => return Err(ReaderError::io(state, e)),
+    };
+    let list = bundle.body().revocations.body();
+    let key = format!("{}/{}", list.issuer, list.group);
+    let seen = current.highest.get(&key).copied();
+    match seen {
+        Some(seen) if list.sequence < seen => Err(ReaderError::RevocationListRollback {
+            seen,
+            found: list.sequence,
+            state: state.display().to_string(),
+        }),
+        Some(seen) if list.sequence == seen => Ok(()),
+        _ => {
+            current.highest.insert(key, list.sequence);
+            let json = serde_json::to_vec_pretty(&current).map_err(|_| ReaderError::Malformed {
+                what: "revocation state",
+            })?;
+            write_atomically(state, &json)
+        }
+    }
+}
+
+/// Writes `bytes` to a new 0600 file next to `path`, syncs it, renames it
+/// over `path` (a regular file or nothing) and syncs the directory.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReaderError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_file() {
+            return Err(ReaderError::io(
+                path,
+                std::io::Error::other("not a regular file; refusing to replace it"),
+            ));
+        }
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    result.map_err(|e: std::io::Error| {
+        let _ = std::fs::remove_file(&tmp);
+        ReaderError::io(path, e)
+    })
+}
+
+/// Default warning window before a revocation list's next update: two days.
+pub const DEFAULT_WARN_BEFORE_SECS: u64 = 2 * 86_400;
+
+/// How close the revocation list is to its next update.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// More than the warning window before the next update.
+    Fresh,
+    /// Within the warning window: the city should publish soon.
+    ExpiresSoon {
+        /// The list's next update, Unix seconds.
+        next_update: u64,
+        /// Seconds left.
+        remaining_secs: u64,
+    },
+    /// Past the next update: readers refuse every card by default.
+    Stale {
+        /// The list's next update, Unix seconds.
+        next_update: u64,
+    },
+}
+
+impl Trust {
+    /// The revocation list's freshness at `now_unix`, warning from
+    /// `warn_before_secs` before its next update.
+    pub fn freshness(&self, now_unix: u64, warn_before_secs: u64) -> Freshness {
+        freshness(self.bundle(), now_unix, warn_before_secs)
+    }
+}
+
+/// The freshness of `bundle`'s revocation list at `now_unix`.
+pub fn freshness(bundle: &TrustBundle, now_unix: u64, warn_before_secs: u64) -> Freshness {
+    let next_update = bundle.body().revocations.body().next_update;
+    if now_unix > next_update {
+        Freshness::Stale { next_update }
+    } else if next_update - now_unix <= warn_before_secs {
+        Freshness::ExpiresSoon {
+            next_update,
+            remaining_secs: next_update - now_unix,
+        }
+    } else {
+        Freshness::Fresh
     }
 }

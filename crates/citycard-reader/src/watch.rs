@@ -50,6 +50,7 @@ use citycard_transport::pcsc::{self, ReaderState, Scope, State};
 use citycard_transport::{CardChannel, CardTransport, PcscContext, TransactionFn, TransportError};
 use serde_json::{json, Map, Value};
 
+use crate::trust::{Freshness, DEFAULT_WARN_BEFORE_SECS};
 use crate::{verify, Policy, ReaderError, Trust, Verdict};
 
 /// Version of the JSON lines [`TapEvent::to_json_line`] produces.
@@ -321,6 +322,19 @@ pub enum TapEvent {
         /// Why.
         error: String,
     },
+    /// The revocation list in use is within the warning window before its
+    /// next update, or past it (then cards are refused by default): the city
+    /// must publish, or the partner fetch, a new bundle.
+    RevocationListExpiring {
+        /// When.
+        timestamp: SystemTime,
+        /// The list's next update, Unix seconds.
+        next_update: u64,
+        /// Seconds until then (0 once past).
+        remaining_secs: u64,
+        /// `true` once past the next update.
+        stale: bool,
+    },
 }
 
 impl TapEvent {
@@ -334,6 +348,7 @@ impl TapEvent {
             Self::ReaderError { .. } => "reader_error",
             Self::TrustReloaded { .. } => "trust_reloaded",
             Self::TrustReloadFailed { .. } => "trust_reload_failed",
+            Self::RevocationListExpiring { .. } => "revocation_list_expiring",
         }
     }
 
@@ -353,7 +368,8 @@ impl TapEvent {
             | Self::ReaderRemoved { timestamp, .. }
             | Self::ReaderError { timestamp, .. }
             | Self::TrustReloaded { timestamp, .. }
-            | Self::TrustReloadFailed { timestamp, .. } => *timestamp,
+            | Self::TrustReloadFailed { timestamp, .. }
+            | Self::RevocationListExpiring { timestamp, .. } => *timestamp,
         }
     }
 
@@ -363,7 +379,9 @@ impl TapEvent {
             Self::Tap(t) => Some(&t.reader),
             Self::ReaderAdded { reader, .. } | Self::ReaderRemoved { reader, .. } => Some(reader),
             Self::ReaderError { reader, .. } => reader.as_deref(),
-            Self::TrustReloaded { .. } | Self::TrustReloadFailed { .. } => None,
+            Self::TrustReloaded { .. }
+            | Self::TrustReloadFailed { .. }
+            | Self::RevocationListExpiring { .. } => None,
         }
     }
 
@@ -378,7 +396,8 @@ impl TapEvent {
     /// The `verdict` object is [`Verdict::to_json`] unchanged: the disclosed
     /// attributes and the partner's pseudonym, nothing else that identifies
     /// the card. Other events carry `reader`, `error`, `retry_in_ms`,
-    /// `generation`, `bundle_issued_at`, `revocation_sequence` as they apply.
+    /// `generation`, `bundle_issued_at`, `revocation_sequence`,
+    /// `next_update`, `remaining_secs`, `stale` as they apply.
     pub fn to_json(&self) -> Value {
         let mut o = Map::new();
         o.insert("schema_version".into(), json!(EVENT_SCHEMA_VERSION));
@@ -422,6 +441,16 @@ impl TapEvent {
             }
             Self::TrustReloadFailed { error, .. } => {
                 o.insert("error".into(), json!(error));
+            }
+            Self::RevocationListExpiring {
+                next_update,
+                remaining_secs,
+                stale,
+                ..
+            } => {
+                o.insert("next_update".into(), json!(next_update));
+                o.insert("remaining_secs".into(), json!(remaining_secs));
+                o.insert("stale".into(), json!(stale));
             }
         }
         Value::Object(o)
@@ -509,6 +538,8 @@ struct SourceInner {
     current: RwLock<Arc<Trust>>,
     files: Option<TrustFiles>,
     generation: AtomicU64,
+    /// Warn this many seconds before the list's next update (0: never).
+    warn_before_secs: AtomicU64,
     /// Serialises reloads (SIGHUP and the file watcher at once).
     reload: Mutex<()>,
 }
@@ -586,7 +617,39 @@ impl TrustSource {
                 current: RwLock::new(Arc::new(trust)),
                 files,
                 generation: AtomicU64::new(1),
+                warn_before_secs: AtomicU64::new(DEFAULT_WARN_BEFORE_SECS),
                 reload: Mutex::new(()),
+            }),
+        }
+    }
+
+    /// Warns ([`TapEvent::RevocationListExpiring`]) from `secs` before the
+    /// revocation list's next update (default [`DEFAULT_WARN_BEFORE_SECS`]).
+    pub fn with_stale_warning(self, secs: u64) -> Self {
+        self.inner.warn_before_secs.store(secs, Ordering::SeqCst);
+        self
+    }
+
+    /// The warning to log about the list in use at `now_unix`, if any.
+    pub fn freshness_event(&self, now_unix: u64) -> Option<TapEvent> {
+        let warn = self.inner.warn_before_secs.load(Ordering::SeqCst);
+        let timestamp = SystemTime::now();
+        match self.current().freshness(now_unix, warn) {
+            Freshness::Fresh => None,
+            Freshness::ExpiresSoon {
+                next_update,
+                remaining_secs,
+            } => Some(TapEvent::RevocationListExpiring {
+                timestamp,
+                next_update,
+                remaining_secs,
+                stale: false,
+            }),
+            Freshness::Stale { next_update } => Some(TapEvent::RevocationListExpiring {
+                timestamp,
+                next_update,
+                remaining_secs: 0,
+                stale: true,
             }),
         }
     }
@@ -714,7 +777,27 @@ impl TrustSource {
             .name("citycard-trust-watch".into())
             .spawn(move || {
                 let mut seen = file_stamps(&files);
+                // The freshness warning last reported: (generation, stale).
+                let mut warned: Option<(u64, bool)> = None;
                 while shutdown.sleep(interval) {
+                    let unix = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0);
+                    if let Some(event) = source.freshness_event(unix) {
+                        let key = match event {
+                            TapEvent::RevocationListExpiring { stale, .. } => {
+                                (source.generation(), stale)
+                            }
+                            _ => (source.generation(), false),
+                        };
+                        if warned != Some(key) {
+                            warned = Some(key);
+                            if !on_event(event) {
+                                return;
+                            }
+                        }
+                    }
                     let now = file_stamps(&files);
                     if now == seen {
                         continue;

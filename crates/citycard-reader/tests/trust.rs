@@ -172,3 +172,99 @@ fn trust_loads_from_files_and_pins_the_root() {
         Err(ReaderError::Io { .. })
     ));
 }
+
+fn bundle_with_sequence(city: &TestCity, sequence: u32, next_update: u64) -> TrustBundle {
+    trust_bundle(
+        city,
+        BundleSpec {
+            sequence,
+            ..BundleSpec::of(city, 1_790_000_000, next_update)
+        },
+    )
+}
+
+/// An attacker who can replace the bundle file replays an older, still
+/// fresh bundle (issued before a revocation) after the reader restarts.
+#[test]
+fn an_older_list_is_refused_after_a_restart() {
+    let city = city();
+    let dir = tempfile::tempdir().unwrap();
+    let cred_path = dir.path().join("library.credential.json");
+    library(&city).write_to(&cred_path).unwrap();
+    let bundle_path = dir.path().join("city.bundle");
+    let state = citycard_reader::revocation_state_path(&cred_path);
+    assert_eq!(
+        state,
+        dir.path().join("library.credential.json.revocation-state")
+    );
+
+    let write = |seq: u32| {
+        std::fs::write(
+            &bundle_path,
+            bundle_with_sequence(&city, seq, 1_790_086_400).as_bytes(),
+        )
+        .unwrap()
+    };
+    write(5);
+    // Each load is a fresh process's view: nothing in memory carries over.
+    Trust::load(&bundle_path, &cred_path).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&state).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    write(4);
+    match Trust::load(&bundle_path, &cred_path) {
+        Err(ReaderError::RevocationListRollback { seen, found, .. }) => {
+            assert_eq!((seen, found), (5, 4))
+        }
+        other => panic!("older list accepted: {other:?}"),
+    }
+    // Inspecting does not record nor refuse.
+    Trust::load_unrecorded(&bundle_path, &cred_path).unwrap();
+    write(5);
+    Trust::load(&bundle_path, &cred_path).unwrap();
+    write(6);
+    Trust::load(&bundle_path, &cred_path).unwrap();
+    write(5);
+    assert!(matches!(
+        Trust::load(&bundle_path, &cred_path),
+        Err(ReaderError::RevocationListRollback { seen: 6, .. })
+    ));
+    // A damaged state file is an error, not a reset to zero.
+    std::fs::write(&state, b"{not json").unwrap();
+    write(6);
+    assert!(matches!(
+        Trust::load(&bundle_path, &cred_path),
+        Err(ReaderError::Malformed {
+            what: "revocation state"
+        })
+    ));
+    // Nothing else was left in the directory.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+}
+
+#[test]
+fn freshness_warns_before_the_next_update() {
+    use citycard_reader::Freshness;
+    let city = city();
+    let next = 1_790_086_400;
+    let trust = Trust::new(bundle_with_sequence(&city, 1, next), library(&city)).unwrap();
+    assert_eq!(trust.freshness(next - 100_000, 86_400), Freshness::Fresh);
+    assert_eq!(
+        trust.freshness(next - 50_000, 86_400),
+        Freshness::ExpiresSoon {
+            next_update: next,
+            remaining_secs: 50_000
+        }
+    );
+    assert_eq!(
+        trust.freshness(next + 1, 86_400),
+        Freshness::Stale { next_update: next }
+    );
+}

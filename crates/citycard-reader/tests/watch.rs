@@ -538,7 +538,8 @@ fn trust_reload_takes_a_new_revocation_list_and_refuses_bad_files() {
         source.reload_from_files(),
         Err(ReaderError::Malformed { .. })
     ));
-    // An older bundle (before the revocation) is a rollback: refused too.
+    // An older bundle (before the revocation) is a rollback: refused too,
+    // already by the installation's recorded revocation state.
     std::fs::write(
         &bundle_path,
         bundle(&city, now() - 3_600, 1, vec![]).as_bytes(),
@@ -546,7 +547,11 @@ fn trust_reload_takes_a_new_revocation_list_and_refuses_bad_files() {
     .unwrap();
     assert!(matches!(
         source.reload_from_files(),
-        Err(ReaderError::BundleRollback { .. })
+        Err(ReaderError::RevocationListRollback {
+            seen: 2,
+            found: 1,
+            ..
+        })
     ));
     assert_eq!(source.generation(), 2);
     let served = Served::start(card, R0, None);

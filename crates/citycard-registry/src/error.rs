@@ -92,6 +92,13 @@ pub enum RegistryError {
         /// Its current state.
         state: String,
     },
+    /// The desk lease was released or taken over: its holder must stop
+    /// issuing (another process may be settling its intents).
+    #[error("desk lease {lease_id} is gone (released, or its intents were taken over)")]
+    LeaseGone {
+        /// The lease.
+        lease_id: String,
+    },
     /// The card is already revoked.
     #[error("card {card_number} is already revoked")]
     AlreadyRevoked {

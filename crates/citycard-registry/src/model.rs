@@ -55,12 +55,56 @@ impl FromStr for RevocationReason {
     }
 }
 
+/// Which card number a new intent gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CardNumber<'a> {
+    /// Exactly this one (refused with
+    /// [`RegistryError::CardNumberTaken`](crate::RegistryError::CardNumberTaken) if recorded).
+    Given(&'a str),
+    /// The next free number for this prefix, allocated **in the intent's own
+    /// transaction**: an issuance refused for any reason consumes no number.
+    Next {
+        /// 1–12 ASCII letters or digits (`LG` gives `LG-000001`, ...).
+        prefix: &'a str,
+    },
+}
+
+impl<'a> From<&'a str> for CardNumber<'a> {
+    fn from(number: &'a str) -> Self {
+        Self::Given(number)
+    }
+}
+
+/// A desk's lease: an issuing process holds one while it works and renews it;
+/// the open intents it writes name it, so that another process reconciles
+/// them only once the lease is gone (released, expired, or its holder dead).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// Random id (32 hex digits).
+    pub id: String,
+    /// The desk: where the cards of its intents are (a reader identity).
+    pub desk: String,
+    /// The holding process (`host:pid`), for people.
+    pub holder: String,
+    /// Unix seconds after which the lease is gone unless renewed.
+    pub expires_at: i64,
+    /// Released by its holder (or taken over): gone.
+    pub released: bool,
+}
+
+impl Lease {
+    /// Whether the lease is gone at `now` (released or expired).
+    pub const fn is_gone_at(&self, now: i64) -> bool {
+        self.released || self.expires_at < now
+    }
+}
+
 /// What [`Registry::begin_intent`](crate::Registry::begin_intent) needs to
 /// record an issuance before the first APDU goes to the card.
 #[derive(Clone, Copy)]
 pub struct NewIssuance<'a> {
-    /// The card number (from [`Registry::next_card_number`](crate::Registry::next_card_number)).
-    pub card_number: &'a str,
+    /// The card number: given, or the next one for a prefix.
+    pub card_number: CardNumber<'a>,
     /// The office's own reference for this person (a file reference, never a
     /// national identity number). Used to enforce one live card per resident.
     pub resident_ref: &'a str,
@@ -82,6 +126,13 @@ pub struct NewIssuance<'a> {
     pub replaces: Option<RevocationReason>,
     /// Who does this (an operator id; no resident data).
     pub actor: &'a str,
+    /// The desk lease that owns the intent while it is open (`None`: no
+    /// owner, any reconciliation may settle it).
+    pub lease: Option<&'a str>,
+    /// How long the attributes may be kept: `None` stores **none** (the
+    /// default); `Some(unix seconds)` keeps them until then (or until the
+    /// resident is forgotten).
+    pub retain_until: Option<i64>,
 }
 
 impl fmt::Debug for NewIssuance<'_> {
@@ -103,6 +154,8 @@ impl fmt::Debug for NewIssuance<'_> {
             .field("batch", &self.batch)
             .field("replaces", &self.replaces)
             .field("actor", &self.actor)
+            .field("lease", &self.lease)
+            .field("retain_until", &self.retain_until)
             .finish_non_exhaustive()
     }
 }
@@ -131,6 +184,8 @@ pub struct Intent {
     /// [`Registry::attach_card_key`](crate::Registry::attach_card_key):
     /// reconciliation commits the intent only for a card with this key.
     pub card_key: Option<[u8; 33]>,
+    /// The desk lease that owns it, if any.
+    pub owner: Option<Lease>,
 }
 
 /// Where a card record stands.
@@ -194,6 +249,8 @@ pub struct CardRecord {
     pub batch: Option<(String, u64)>,
     /// The card this one replaced and why (cleared when the resident is forgotten).
     pub replaces: Option<(String, RevocationReason)>,
+    /// When the intent was begun (unix seconds).
+    pub created_at: i64,
 }
 
 /// A revoked card, as the signed revocation list needs it.

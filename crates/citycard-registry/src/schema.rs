@@ -11,11 +11,56 @@
 //! (recorded before the first APDU that could put a signed record on the
 //! card), and a spoiled row keeps them; the two are set together. Version 1
 //! files are refused by `Registry::open` (no registry was deployed with it).
+//!
+//! Version 3 (from 2, [`MIGRATIONS`]): desks hold **leases** (one per
+//! issuing process, renewed while it works) and each open intent names the
+//! lease that owns it, so reconciliation touches only intents whose owner is
+//! gone; stored resident attributes carry a retention deadline
+//! (`retain_until`, unix seconds; `NULL` for rows kept before retention
+//! periods existed, until the resident is forgotten).
+//!
+//! A new registry is created with [`SCHEMA`] (version 2) and then every
+//! migration, so the upgrade path of existing files is the one every new
+//! file takes.
 
 /// The schema version written to `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
-/// The schema, applied once by `Registry::create` in one transaction.
+/// The oldest version [`MIGRATIONS`] can upgrade.
+pub const OLDEST_UPGRADABLE: i64 = 2;
+
+/// Upgrade steps: `(from, sql)` takes a version-`from` file to `from + 1`.
+/// Each runs in one exclusive transaction with the `user_version` bump.
+pub const MIGRATIONS: &[(i64, &str)] = &[(2, MIGRATE_2_TO_3)];
+
+const MIGRATE_2_TO_3: &str = r"
+CREATE TABLE leases (
+    lease_id    TEXT    PRIMARY KEY CHECK (length(lease_id) = 32),
+    desk        TEXT    NOT NULL CHECK (length(desk) BETWEEN 1 AND 256),
+    holder      TEXT    NOT NULL CHECK (length(holder) BETWEEN 1 AND 128),
+    acquired_at INTEGER NOT NULL,
+    renewed_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    released    INTEGER NOT NULL DEFAULT 0 CHECK (released IN (0, 1))
+) STRICT;
+
+ALTER TABLE cards ADD COLUMN lease_id TEXT REFERENCES leases (lease_id);
+
+CREATE INDEX cards_open_by_lease ON cards (lease_id) WHERE state = 'intent';
+
+ALTER TABLE resident_attributes ADD COLUMN retain_until INTEGER;
+
+CREATE INDEX resident_attributes_by_deadline
+    ON resident_attributes (retain_until) WHERE retain_until IS NOT NULL;
+
+-- Files created by a version-2 binary before this index existed.
+CREATE INDEX IF NOT EXISTS cards_on_revocation_lists
+    ON cards (revocation_id, expires_on)
+    WHERE state IN ('revoked', 'spoiled') AND revocation_id IS NOT NULL;
+";
+
+/// The version-2 schema, applied once by `Registry::create` in one
+/// transaction before [`MIGRATIONS`].
 pub const SCHEMA: &str = r"
 CREATE TABLE cards (
     intent_id      INTEGER PRIMARY KEY,
@@ -49,6 +94,11 @@ CREATE TABLE cards (
 CREATE UNIQUE INDEX cards_one_live_card_per_resident
     ON cards (resident_ref) WHERE state IN ('intent', 'issued');
 
+-- What the signed revocation lists read (Registry::revocation_ids_for):
+-- sorted ids with their last valid day, without scanning every card.
+CREATE INDEX cards_on_revocation_lists
+    ON cards (revocation_id, expires_on)
+    WHERE state IN ('revoked', 'spoiled') AND revocation_id IS NOT NULL;
 CREATE INDEX cards_by_batch_row
     ON cards (batch_id, batch_row) WHERE batch_id IS NOT NULL;
 

@@ -11,7 +11,7 @@ fn issuance<'a>(
     replaces: Option<RevocationReason>,
 ) -> NewIssuance<'a> {
     NewIssuance {
-        card_number,
+        card_number: card_number.into(),
         resident_ref: "r-1",
         station: "desk-1",
         issued_on: Date::new(2026, 3, 1).unwrap(),
@@ -20,6 +20,8 @@ fn issuance<'a>(
         batch: None,
         replaces,
         actor: "op-1",
+        lease: None,
+        retain_until: Some(i64::MAX),
     }
 }
 

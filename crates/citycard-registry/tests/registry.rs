@@ -43,7 +43,7 @@ fn create_refuses_existing_and_open_refuses_missing_or_foreign() {
             expected: SCHEMA_VERSION
         })
     ));
-    assert_eq!(SCHEMA_VERSION, 2);
+    assert_eq!(SCHEMA_VERSION, 3);
     // A version 1 registry (intents could not carry a card key) is refused,
     // not migrated.
     raw(&f.path).pragma_update(None, "user_version", 1).unwrap();
@@ -55,11 +55,11 @@ fn create_refuses_existing_and_open_refuses_missing_or_foreign() {
         })
     ));
     // A future schema version is refused too.
-    raw(&f.path).pragma_update(None, "user_version", 3).unwrap();
+    raw(&f.path).pragma_update(None, "user_version", 4).unwrap();
     assert!(matches!(
         Registry::open(&f.path),
         Err(RegistryError::SchemaVersion {
-            found: 3,
+            found: 4,
             expected: SCHEMA_VERSION
         })
     ));

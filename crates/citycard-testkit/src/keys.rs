@@ -209,6 +209,7 @@ pub fn trust_bundle(city: &TestCity, spec: BundleSpec) -> TrustBundle {
     let issuer = city.station_certificate.body().issuer.clone();
     let list = RevocationListBody {
         issuer: issuer.clone(),
+        group: 0,
         sequence: spec.sequence,
         issued_at: spec.issued_at,
         next_update: spec.next_update,
@@ -219,6 +220,7 @@ pub fn trust_bundle(city: &TestCity, spec: BundleSpec) -> TrustBundle {
         .expect("fixture revocation list");
     let body = TrustBundleBody {
         issuer,
+        group: 0,
         root: city.root.public_key(),
         issued_at: spec.issued_at,
         stations: spec.stations,

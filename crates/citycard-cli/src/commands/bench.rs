@@ -1,4 +1,4 @@
-//! `citycard bench`: what one tap and one issuance cost (issue 5), measured
+//! `citycard bench`: what one tap and one issuance cost, measured
 //! with `citycard-bench` and printed as one table or one JSON object.
 
 use std::process::ExitCode;

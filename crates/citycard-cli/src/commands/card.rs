@@ -20,13 +20,29 @@ pub enum CardCommand {
     /// Run the reference card (or, with `--profile piv`, the emulated PIV card) as
     /// the card in a vpcd virtual reader (pcscd must be running with
     /// vsmartcard-vpcd installed). Runs until killed.
+    #[command(
+        after_help = "Example:\n  citycard card emulate --state /tmp/card.state --vpcd 127.0.0.1:35963"
+    )]
     Emulate(EmulateArgs),
-    /// Print the life cycle and contents summary of a card state file (no personal
-    /// data). Recognises citycard and PIV state files.
+    /// Show a card: the registry's record of card NUMBER (`--dir`: state,
+    /// station, dates; never attributes), or the life cycle and contents summary
+    /// of an emulated card's state file (`--state`; no personal data).
+    #[command(
+        after_help = "Examples:\n  citycard card show LG-000002 --dir /srv/citycard --json\n  citycard card show --state cards/card-000001.state"
+    )]
     Show {
-        /// The card's state file.
+        /// The card number (with --dir).
+        #[arg(requires = "dir", conflicts_with = "state")]
+        number: Option<String>,
+        /// The issuer home whose registry to look in.
+        #[arg(long, requires = "number")]
+        dir: Option<PathBuf>,
+        /// An emulated card's state file.
+        #[arg(long, required_unless_present = "number")]
+        state: Option<PathBuf>,
+        /// Print the registry record as JSON (a state file is always shown as JSON).
         #[arg(long)]
-        state: PathBuf,
+        json: bool,
     },
 }
 
@@ -96,7 +112,19 @@ impl<C: ContactlessCard> ContactlessCard for TracedCard<C> {
 pub fn run(cmd: CardCommand, trace: bool) -> anyhow::Result<ExitCode> {
     match cmd {
         CardCommand::Emulate(args) => emulate(&args, trace),
-        CardCommand::Show { state } => show(&state),
+        CardCommand::Show {
+            number: Some(number),
+            dir: Some(dir),
+            json,
+            ..
+        } => super::office::records::card_record(&number, &dir, json),
+        CardCommand::Show {
+            state: Some(state), ..
+        } => show(&state),
+        CardCommand::Show { .. } => {
+            eprintln!("citycard: error: give a card NUMBER with --dir, or --state FILE");
+            Ok(ExitCode::from(crate::exit::USAGE))
+        }
     }
 }
 
@@ -204,6 +232,13 @@ fn serve_traced<C: ContactlessCard>(
 }
 
 fn show(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    if !path.is_file() {
+        eprintln!(
+            "citycard: error: {}: no such state file (an emulated card's state file is created by `card emulate` or `--reader emulated:DIR`)",
+            path.display()
+        );
+        return Ok(ExitCode::from(crate::exit::INPUT));
+    }
     let mut store =
         FileStore::new(path).with_context(|| format!("state file {}", path.display()))?;
     let Some(bytes) = store.load().map_err(|e| anyhow::anyhow!("{e}"))? else {

@@ -85,6 +85,7 @@ pub fn run(args: &DemoArgs, trace: bool) -> anyhow::Result<ExitCode> {
         "DEMO",
         "DC",
         None,
+        None,
         &secrets,
     )?;
     home.add_station("town-hall", 180, None, &secrets, today)?;
@@ -249,10 +250,7 @@ pub fn run(args: &DemoArgs, trace: bool) -> anyhow::Result<ExitCode> {
 
     // 8. Revocation.
     registry.revoke(&issued.card_number, RevocationReason::Lost, "demo")?;
-    let bundle = home.export_trust(&secrets, now_unix).and_then(|_| {
-        home.publish_revocations(7, &secrets, now_unix)?;
-        home.export_trust(&secrets, now_unix)
-    })?;
+    let bundle = home.publish(7, &secrets, now_unix)?;
     let library2 = Trust::new(bundle, library.credential().clone())?;
     let (v, _, _) = tap(&mut ch, &library2, library_grants, &mut rng);
     let revoked = matches!(v, Verdict::Revoked);
@@ -552,9 +550,7 @@ fn piv_part(
 
     // 12. Revocation, after the city publishes a new list.
     registry.revoke(&out.card_number, RevocationReason::Stolen, "demo")?;
-    city.home
-        .publish_revocations(7, city.secrets, city.now_unix)?;
-    let bundle = city.home.export_trust(city.secrets, city.now_unix)?;
+    let bundle = city.home.publish(7, city.secrets, city.now_unix)?;
     let library = Trust::new(bundle, library.credential().clone())?;
     let (v, _, _) = tap(&mut ch, &library, library_grants, rng);
     out.revoked_verdict = v.kind();

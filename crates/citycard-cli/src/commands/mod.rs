@@ -4,7 +4,7 @@ pub mod apdu;
 pub mod bench;
 pub mod card;
 pub mod demo;
-pub mod issuer;
+pub mod office;
 pub mod verify;
 pub mod watch;
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use citycard_proto::attr::AttributeSet;
-use citycard_reader::{verify, CardChannel, Policy, StalePolicy, Trust};
+use citycard_reader::{verify, CardChannel, Freshness, Policy, StalePolicy, Trust};
 use citycard_transport::{PcscContext, Traced, TransportError};
 use rand_chacha::rand_core::SeedableRng;
 
@@ -34,6 +34,10 @@ pub struct PolicyArgs {
     /// Grace period after next update before the list counts as stale, in seconds.
     #[arg(long, default_value_t = 0)]
     grace: u64,
+    /// Warn (stderr; a `revocation_list_expiring` JSON event with --json or in
+    /// `watch`) from this many hours before the revocation list's next update.
+    #[arg(long, default_value_t = citycard_reader::DEFAULT_WARN_BEFORE_SECS / 3600)]
+    warn_before_hours: u64,
 }
 
 impl PolicyArgs {
@@ -48,6 +52,11 @@ impl PolicyArgs {
                     .ok_or_else(|| anyhow::anyhow!("--root-fingerprint must be 64 hex digits"))
             })
             .transpose()
+    }
+
+    /// The warning window before the list's next update, in seconds.
+    pub fn warn_before_secs(&self) -> u64 {
+        self.warn_before_hours.saturating_mul(3600)
     }
 
     /// The verification policy (clock: now).
@@ -115,6 +124,12 @@ pub fn run(args: &VerifyArgs, trace: bool) -> anyhow::Result<ExitCode> {
         .policy
         .policy()?
         .with_always_send_certificate(args.always_send_certificate);
+    warn_freshness(
+        &trust,
+        policy.now_unix,
+        args.policy.warn_before_secs(),
+        args.json,
+    );
     let ctx = PcscContext::establish().context("cannot reach pcscd (is it running?)")?;
     let reader = ctx.resolve_reader(&args.reader)?;
     match ctx.wait_for_card(&reader, Some(Duration::from_secs(args.wait))) {
@@ -193,5 +208,55 @@ fn describe(verdict: &citycard_reader::Verdict) -> String {
             verdict.kind(),
             verdict.code()
         ),
+    }
+}
+
+/// Warns on stderr when the revocation list is near or past its next update:
+/// one line of text, or with `json` one JSON event
+/// (`{"event":"revocation_list_expiring","next_update":…,"remaining_secs":…,"stale":…}`).
+pub fn warn_freshness(trust: &Trust, now_unix: u64, warn_before_secs: u64, json: bool) {
+    let (next_update, remaining, stale) = match trust.freshness(now_unix, warn_before_secs) {
+        Freshness::Fresh => return,
+        Freshness::ExpiresSoon {
+            next_update,
+            remaining_secs,
+        } => (next_update, remaining_secs, false),
+        Freshness::Stale { next_update } => (next_update, 0, true),
+    };
+    if json {
+        eprintln!(
+            "{}",
+            serde_json::json!({
+                "schema_version": 1,
+                "event": "revocation_list_expiring",
+                "next_update": next_update,
+                "remaining_secs": remaining,
+                "stale": stale,
+            })
+        );
+    } else if stale {
+        eprintln!(
+            "citycard: warning: the revocation list passed its next update {} ago; get the city's new trust bundle",
+            human_duration(now_unix.saturating_sub(next_update))
+        );
+    } else {
+        eprintln!(
+            "citycard: warning: the revocation list reaches its next update in {}; get the city's new trust bundle before then",
+            human_duration(remaining)
+        );
+    }
+}
+
+/// `3 d 4 h`, `5 h 12 min`, `40 min`, `12 s`.
+pub fn human_duration(secs: u64) -> String {
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    if d > 0 {
+        format!("{d} d {h} h")
+    } else if h > 0 {
+        format!("{h} h {m} min")
+    } else if m > 0 {
+        format!("{m} min")
+    } else {
+        format!("{secs} s")
     }
 }

@@ -57,6 +57,7 @@ pub fn run(args: &WatchArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let policy = args.policy.policy()?;
+    trust = trust.with_stale_warning(args.policy.warn_before_secs());
     let readers = if args.readers.trim() == "all" {
         ReaderSelection::All
     } else {

@@ -99,6 +99,7 @@ pub fn city() -> City {
         "LIEGE",
         "LG",
         None,
+        Some(365),
         &secrets(),
     )
     .unwrap();

@@ -47,7 +47,7 @@ pub fn issuance<'a>(
     attributes: &'a [(AttributeId, Vec<u8>)],
 ) -> NewIssuance<'a> {
     NewIssuance {
-        card_number,
+        card_number: card_number.into(),
         resident_ref,
         station: "desk-1",
         issued_on: date(2026, 3, 1),
@@ -56,6 +56,8 @@ pub fn issuance<'a>(
         batch: None,
         replaces: None,
         actor: "op-1",
+        lease: None,
+        retain_until: Some(i64::MAX),
     }
 }
 

@@ -1,0 +1,271 @@
+//! `citycard issuer init|show|backup`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::secrets::EnvOrPrompt;
+use citycard_issuer::home::IssuerHome;
+
+use super::{print_json, HomeArg, KeyArgs, OutArgs};
+use crate::issuer_try;
+
+/// `citycard issuer …`
+#[derive(clap::Subcommand, Debug)]
+pub enum IssuerCommand {
+    /// Create the city's issuer home: root key, configuration, empty registry.
+    ///
+    /// The root key file is encrypted with CITYCARD_PASSPHRASE (or a prompt):
+    /// at least 12 characters. Every file is created 0600, every directory 0700.
+    #[command(
+        after_help = "Example:\n  citycard issuer init --dir /srv/citycard --city Liège --issuer-id LIEGE --card-prefix LG"
+    )]
+    Init {
+        /// The issuer home directory (created; must not hold a home already).
+        #[arg(long)]
+        dir: PathBuf,
+        /// City name.
+        #[arg(long)]
+        city: String,
+        /// Issuer id written in every certificate (1-16 printable ASCII, e.g. LIEGE).
+        #[arg(long)]
+        issuer_id: String,
+        /// Card numbers are PREFIX-000001, …
+        #[arg(long, default_value = "CC")]
+        card_prefix: String,
+        /// Keep residents' attributes (name, birth date, address, language) in the
+        /// registry for DAYS after their card is issued, to reprint or replace it.
+        /// Default: keep none (the card holds them; the registry keeps only the card record).
+        #[arg(long, value_name = "DAYS")]
+        retain_attributes: Option<u32>,
+        #[command(flatten)]
+        key: KeyArgs,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the home: city, issuer id, root key fingerprint, retention, counts.
+    #[command(after_help = "Example:\n  citycard issuer show --dir /srv/citycard --json")]
+    Show {
+        #[command(flatten)]
+        home: HomeArg,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List issuance intents left open by runs that are gone (any reader); with
+    /// --spoil, settle them without a card: each is marked spoiled, and those
+    /// whose card key was recorded (the card may be complete) go on the next
+    /// revocation list. For readers that will never come back (a desk replaced,
+    /// a home restored on another machine). Intents of desks at work are never touched.
+    #[command(
+        after_help = "Example:\n  citycard issuer reconcile --dir /srv/citycard\n  citycard issuer reconcile --dir /srv/citycard --spoil && citycard revocation publish --dir /srv/citycard --out liege.crl --force"
+    )]
+    Reconcile {
+        #[command(flatten)]
+        home: HomeArg,
+        /// Mark them spoiled (without it: only list them).
+        #[arg(long)]
+        spoil: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a consistent snapshot of the home to one file (a tar archive; the
+    /// registry is copied with SQLite's online backup, so desks may keep issuing;
+    /// key files stay encrypted). Restore: `mkdir -m 700 NEW && tar -xpf FILE -C NEW`.
+    #[command(
+        after_help = "Example:\n  citycard issuer backup --dir /srv/citycard --out /backup/citycard-$(date +%F).tar"
+    )]
+    Backup {
+        #[command(flatten)]
+        home: HomeArg,
+        #[command(flatten)]
+        out: OutArgs,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `citycard issuer …`.
+pub fn run(cmd: IssuerCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        IssuerCommand::Init {
+            dir,
+            city,
+            issuer_id,
+            card_prefix,
+            retain_attributes,
+            key,
+            json,
+        } => {
+            let home = issuer_try!(
+                json,
+                IssuerHome::init(
+                    &dir,
+                    &city,
+                    &issuer_id,
+                    &card_prefix,
+                    key.location(),
+                    retain_attributes,
+                    &EnvOrPrompt
+                )
+            );
+            let fingerprint = issuer_try!(json, home.root_fingerprint());
+            if json {
+                print_json(serde_json::json!({
+                    "ok": true, "dir": dir, "city": city, "issuer_id": issuer_id,
+                    "root_key": home.config().root.locator(), "root_fingerprint": fingerprint,
+                    "retain_attributes_days": retain_attributes,
+                }));
+            } else {
+                println!(
+                    "Issuer home created in {} for {} (issuer id {}).",
+                    dir.display(),
+                    city,
+                    issuer_id
+                );
+                println!("Root key: {}", home.config().root.locator());
+                println!("Root key fingerprint (give it to partners out of band): {fingerprint}");
+                match retain_attributes {
+                    None => println!("Resident attributes: not kept in the registry."),
+                    Some(d) => println!("Resident attributes: kept {d} day(s) after issue."),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        IssuerCommand::Show { home, json } => show(&home, json),
+        IssuerCommand::Reconcile { home, spoil, json } => {
+            let h = issuer_try!(json, IssuerHome::open(&home.dir));
+            let mut reg = issuer_try!(json, h.registry());
+            if spoil {
+                let r = issuer_try!(
+                    json,
+                    citycard_issuer::desk::abandon_orphans(&h, &mut reg, &super::actor())
+                );
+                if json {
+                    print_json(
+                        serde_json::json!({"ok": true, "spoiled": r.spoiled, "listed": r.listed}),
+                    );
+                } else {
+                    println!(
+                        "Spoiled: [{}]; on the next revocation list: [{}].",
+                        r.spoiled.join(", "),
+                        r.listed.join(", ")
+                    );
+                }
+            } else {
+                let orphans = issuer_try!(json, citycard_issuer::desk::all_orphans(&h, &reg));
+                let list: Vec<_> = orphans
+                    .iter()
+                    .map(|i| {
+                        serde_json::json!({
+                            "card_number": i.card_number, "station": i.station,
+                            "reader": i.owner.as_ref().map(|o| &o.desk),
+                            "card_key_recorded": i.card_key.is_some(),
+                        })
+                    })
+                    .collect();
+                if json {
+                    print_json(serde_json::json!({"ok": true, "orphans": list}));
+                } else if orphans.is_empty() {
+                    println!("No intents left open by stopped runs.");
+                } else {
+                    for i in &orphans {
+                        println!(
+                            "{}  station {}  reader {}{}",
+                            i.card_number,
+                            i.station,
+                            i.owner.as_ref().map_or("(none)", |o| o.desk.as_str()),
+                            if i.card_key.is_some() {
+                                "  (card key recorded)"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
+                    println!("Put each card back in its reader and run `batch --resume` there, or settle them all without a card: --spoil.");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        IssuerCommand::Backup { home, out, json } => {
+            let h = issuer_try!(json, IssuerHome::open(&home.dir));
+            let report = issuer_try!(json, h.backup(&out.out, out.overwrite()));
+            if json {
+                print_json(serde_json::json!({
+                    "ok": true, "out": out.out, "files": report.files, "cards": report.cards,
+                }));
+            } else {
+                eprintln!(
+                    "Backup written to {} ({} files, registry with {} card record(s)). Keep it like the registry: it holds what the registry holds.",
+                    out.out.display(),
+                    report.files.len(),
+                    report.cards
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn show(home: &HomeArg, json: bool) -> anyhow::Result<ExitCode> {
+    let h = issuer_try!(json, IssuerHome::open(&home.dir));
+    let fingerprint = issuer_try!(json, h.root_fingerprint());
+    let reg = issuer_try!(json, h.registry());
+    let counts = issuer_try!(json, reg.counts());
+    let (_, now) = issuer_try!(json, super::today());
+    let desks = issuer_try!(
+        json,
+        reg.active_leases(i64::try_from(now).unwrap_or(i64::MAX))
+    );
+    let kept = issuer_try!(json, reg.residents_with_attributes());
+    let stations = issuer_try!(json, h.stations());
+    let partners = issuer_try!(json, h.partners());
+    let c = h.config();
+    if json {
+        print_json(serde_json::json!({
+            "ok": true, "city": c.city, "issuer_id": c.issuer_id,
+            "root_key": c.root.locator(), "root_fingerprint": fingerprint,
+            "card_prefix": c.card_number_prefix, "card_validity_days": c.card_validity_days,
+            "retain_attributes_days": c.retain_attributes_days,
+            "residents_with_attributes": kept,
+            "cards": {"issued": counts.issued, "live": counts.live(), "revoked": counts.revoked,
+                      "spoiled": counts.spoiled, "open_intents": counts.open_intents},
+            "stations": stations.len(),
+            "stations_retired": stations.iter().filter(|s| s.retired_on.is_some()).count(),
+            "partners": partners.len(),
+            "desks_at_work": desks.len(),
+        }));
+    } else {
+        println!("City: {} (issuer id {})", c.city, c.issuer_id);
+        println!("Root key: {}", c.root.locator());
+        println!("Root key fingerprint: {fingerprint}");
+        println!(
+            "Card numbers: {}-NNNNNN, valid {} days",
+            c.card_number_prefix, c.card_validity_days
+        );
+        match c.retain_attributes_days {
+            None => println!("Resident attributes: not kept"),
+            Some(d) => println!(
+                "Resident attributes: kept {d} day(s) after issue ({kept} resident(s) now)"
+            ),
+        }
+        println!(
+            "Cards: {} issued ({} live, {} revoked), {} spoiled, {} in progress",
+            counts.issued,
+            counts.live(),
+            counts.revoked,
+            counts.spoiled,
+            counts.open_intents
+        );
+        println!(
+            "Stations: {} ({} retired); partners: {}; desks at work: {}",
+            stations.len(),
+            stations.iter().filter(|s| s.retired_on.is_some()).count(),
+            partners.len(),
+            desks.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,205 @@
+//! The city office's commands: the issuer home, stations, partners, trust
+//! bundle and revocation list, issuance (`personalise`, `batch`), and the
+//! registry (revoke, residents, cards, audit). Each module parses and
+//! prints; the work is done by citycard-issuer and citycard-registry.
+
+pub mod home;
+pub mod issue;
+pub mod partners;
+pub mod preparers;
+pub mod publish;
+pub mod records;
+pub mod stations;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use citycard_issuer::files::{self, Overwrite, Written};
+use citycard_issuer::issue::IssueError;
+use citycard_issuer::personalise::PersonaliseError;
+use citycard_issuer::IssuerError;
+use citycard_keys::{KeyLocation, Pkcs11Location};
+use citycard_registry::RegistryError;
+
+use crate::exit;
+
+/// Version of every JSON object the office commands print.
+pub const JSON_SCHEMA_VERSION: u64 = 1;
+
+/// The issuer home option shared by every office command.
+#[derive(clap::Args, Debug, Clone)]
+pub struct HomeArg {
+    /// The issuer home directory.
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+/// An output file: written atomically, mode 0600; an existing regular file
+/// is replaced only with `--force`; a device or FIFO is written through.
+#[derive(clap::Args, Debug, Clone)]
+pub struct OutArgs {
+    /// Output file (written atomically, mode 0600; a device or FIFO such as
+    /// /dev/stdout is written through, never replaced).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Replace the output file if it exists (without it: exit 4).
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl OutArgs {
+    /// The overwrite rule.
+    pub fn overwrite(&self) -> Overwrite {
+        if self.force {
+            Overwrite::Replace
+        } else {
+            Overwrite::Refuse
+        }
+    }
+
+    /// Refuses an existing output before any work is done.
+    pub fn check(&self) -> Result<(), IssuerError> {
+        files::check_output(&self.out, self.overwrite())
+    }
+
+    /// Writes the output.
+    pub fn write(&self, bytes: &[u8]) -> Result<Written, IssuerError> {
+        files::write_file(&self.out, bytes, self.overwrite())
+    }
+}
+
+/// Key placement options shared by commands that create keys.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KeyArgs {
+    /// PKCS#11 module (e.g. /usr/lib/softhsm/libsofthsm2.so): create the key in a token instead of a file.
+    #[arg(long, requires_all = ["token", "key_label"])]
+    pkcs11_module: Option<PathBuf>,
+    /// Token label (with --pkcs11-module). The PIN comes from CITYCARD_PKCS11_PIN or a prompt.
+    #[arg(long)]
+    token: Option<String>,
+    /// Key label in the token (with --pkcs11-module).
+    #[arg(long)]
+    key_label: Option<String>,
+}
+
+impl KeyArgs {
+    /// The key's location, if a token was named.
+    pub fn location(&self) -> Option<KeyLocation> {
+        match (&self.pkcs11_module, &self.token, &self.key_label) {
+            (Some(module), Some(token), Some(label)) => Some(KeyLocation::Pkcs11(Pkcs11Location {
+                module: module.clone(),
+                token: token.clone(),
+                key_label: label.clone(),
+            })),
+            _ => None,
+        }
+    }
+}
+
+/// The exit code of an issuer error.
+pub fn code_of_issuer_error(e: &IssuerError) -> u8 {
+    match e {
+        IssuerError::AlreadyExists(_) => exit::EXISTS,
+        IssuerError::NotAnIssuerHome(_)
+        | IssuerError::Config(_)
+        | IssuerError::UnknownStation(_)
+        | IssuerError::UnknownPartner(_)
+        | IssuerError::StationRetired(_)
+        | IssuerError::ReaderBusy { .. } => exit::CONFIG,
+        IssuerError::InvalidName { .. } | IssuerError::InvalidValidity(_) => exit::USAGE,
+        IssuerError::StationNotValid { .. } => exit::STATION_NOT_VALID,
+        IssuerError::Key(_) => exit::KEY,
+        IssuerError::NeedsResume { .. } => exit::REGISTRY,
+        IssuerError::NoCard { .. } => exit::CARD_REMOVED,
+        IssuerError::Interrupted => exit::INTERRUPTED,
+        IssuerError::Registry(RegistryError::ResidentHasLiveCard { .. }) => exit::LIVE_CARD,
+        IssuerError::Registry(RegistryError::AlreadyExists { .. }) => exit::EXISTS,
+        IssuerError::Registry(_) => exit::REGISTRY,
+        _ => exit::ERROR,
+    }
+}
+
+/// The exit code of a card error.
+pub fn code_of_card_error(e: &PersonaliseError) -> u8 {
+    match e {
+        PersonaliseError::NotBlank(_)
+        | PersonaliseError::NotPrepared
+        | PersonaliseError::WrongIssuer
+        | PersonaliseError::NotACitycard(_)
+        | PersonaliseError::NotPiv(_)
+        | PersonaliseError::DefaultManagementKey(_)
+        | PersonaliseError::ManagementKeyRefused(_)
+        | PersonaliseError::CardOccupied(_) => exit::WRONG_CARD,
+        PersonaliseError::Transport(_) => exit::CARD_REMOVED,
+        _ => exit::CARD_FAILED,
+    }
+}
+
+/// The exit code of an issuance error.
+pub fn code_of_issue_error(e: &IssueError) -> u8 {
+    match e {
+        IssueError::Issuer(e) => code_of_issuer_error(e),
+        IssueError::Card { error, .. }
+        | IssueError::CardLost { error, .. }
+        | IssueError::Refused(error) => code_of_card_error(error),
+    }
+}
+
+/// Prints `citycard: error: MESSAGE` and returns `code`.
+pub fn fail(code: u8, message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+    eprintln!("citycard: error: {message}");
+    Ok(ExitCode::from(code))
+}
+
+/// Like `fail`, and with `--json` also prints `{"ok": false, ...}` on stdout.
+pub fn fail_json(
+    json: bool,
+    code: u8,
+    message: impl std::fmt::Display,
+) -> anyhow::Result<ExitCode> {
+    if json {
+        print_json(
+            serde_json::json!({"ok": false, "error": message.to_string(), "exit_code": code}),
+        );
+    }
+    fail(code, message)
+}
+
+/// Prints one JSON object with `schema_version`.
+pub fn print_json(mut v: serde_json::Value) {
+    if let Some(o) = v.as_object_mut() {
+        o.insert("schema_version".into(), JSON_SCHEMA_VERSION.into());
+    }
+    println!("{v}");
+}
+
+/// Unwraps an issuer result or returns its exit code (with `--json`, the
+/// error object too).
+#[macro_export]
+macro_rules! issuer_try {
+    ($json:expr, $e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => {
+                let e: citycard_issuer::IssuerError = e.into();
+                return $crate::commands::office::fail_json(
+                    $json,
+                    $crate::commands::office::code_of_issuer_error(&e),
+                    &e,
+                );
+            }
+        }
+    };
+}
+
+/// Who runs the command, for the audit log: the operator's login name.
+pub fn actor() -> String {
+    std::env::var("CITYCARD_OPERATOR")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "operator".into())
+}
+
+/// Today (UTC) and now (unix seconds).
+pub fn today() -> Result<(citycard_proto::Date, u64), IssuerError> {
+    citycard_issuer::home::now()
+}

@@ -1,0 +1,205 @@
+//! `citycard trust export|show` and `citycard revocation publish`: the
+//! files partners load. Their outputs go through the one atomic writer (an
+//! existing file needs `--force`; a device or FIFO is written through).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::secrets::EnvOrPrompt;
+use citycard_issuer::home::IssuerHome;
+
+use super::{fail_json, print_json, today, HomeArg, OutArgs};
+use crate::exit;
+use crate::issuer_try;
+
+/// `citycard trust …`
+#[derive(clap::Subcommand, Debug)]
+pub enum TrustCommand {
+    /// Write the trust bundle partners load offline (root key, station
+    /// certificates, the last published revocation list, signed by the
+    /// root). Refused if cards were revoked since: use `revocation publish`.
+    #[command(
+        after_help = "Example:\n  citycard trust export --dir /srv/citycard --out liege.bundle"
+    )]
+    Export {
+        #[command(flatten)]
+        home: HomeArg,
+        #[command(flatten)]
+        out: OutArgs,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a trust bundle: issuer, root fingerprint, list number, dates,
+    /// revoked count, age.
+    #[command(after_help = "Example:\n  citycard trust show liege.bundle --json")]
+    Show {
+        /// The trust bundle file.
+        file: PathBuf,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `citycard revocation …`
+#[derive(clap::Subcommand, Debug)]
+pub enum RevocationCommand {
+    /// Sign a new revocation list and write the trust bundle that carries
+    /// it: the file partners load (`verify --trust`, `watch --trust`).
+    #[command(
+        after_help = "Example:\n  citycard revocation publish --dir /srv/citycard --next-update-days 2 --out liege.bundle"
+    )]
+    Publish {
+        #[command(flatten)]
+        home: HomeArg,
+        /// Days until the next scheduled update.
+        #[arg(long, default_value_t = 7)]
+        next_update_days: u32,
+        #[command(flatten)]
+        out: OutArgs,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `citycard trust …`.
+pub fn trust(cmd: TrustCommand) -> anyhow::Result<ExitCode> {
+    let (home, out, json) = match cmd {
+        TrustCommand::Export { home, out, json } => (home, out, json),
+        TrustCommand::Show { file, json } => return trust_show(&file, json),
+    };
+    issuer_try!(json, out.check());
+    let h = issuer_try!(json, IssuerHome::open(&home.dir));
+    let (_, now_unix) = issuer_try!(json, today());
+    let bundle = issuer_try!(json, h.export_trust(&EnvOrPrompt, now_unix));
+    issuer_try!(json, out.write(bundle.as_bytes()));
+    let b = bundle.body();
+    if json {
+        print_json(serde_json::json!({
+            "ok": true, "out": out.out, "bytes": bundle.as_bytes().len(),
+            "stations": b.stations.len(), "revocation_sequence": b.revocations.body().sequence,
+            "revoked": b.revocations.body().revoked.len(),
+        }));
+    } else {
+        eprintln!(
+            "Trust bundle written to {} ({} bytes: root, {} station certificate(s), revocation list #{} with {} card(s)).",
+            out.out.display(),
+            bundle.as_bytes().len(),
+            b.stations.len(),
+            b.revocations.body().sequence,
+            b.revocations.body().revoked.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `citycard revocation …`.
+pub fn revocation(cmd: RevocationCommand) -> anyhow::Result<ExitCode> {
+    let RevocationCommand::Publish {
+        home,
+        next_update_days,
+        out,
+        json,
+    } = cmd;
+    issuer_try!(json, out.check());
+    let h = issuer_try!(json, IssuerHome::open(&home.dir));
+    let (_, now_unix) = issuer_try!(json, today());
+    let bundle = issuer_try!(json, h.publish(next_update_days, &EnvOrPrompt, now_unix));
+    issuer_try!(json, out.write(bundle.as_bytes()));
+    let list = bundle.body().revocations.body();
+    if json {
+        print_json(serde_json::json!({
+            "ok": true, "out": out.out, "bytes": bundle.as_bytes().len(),
+            "sequence": list.sequence, "revoked": list.revoked.len(),
+            "next_update_days": next_update_days,
+        }));
+    } else {
+        eprintln!(
+            "Trust bundle with revocation list #{} written to {} ({} bytes, {} revoked card(s), next update in {next_update_days} day(s)). Give partners this file.",
+            list.sequence,
+            out.out.display(),
+            bundle.as_bytes().len(),
+            list.revoked.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `trust show FILE`.
+fn trust_show(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let bundle = match citycard_reader::load_bundle(file) {
+        Ok(b) => b,
+        Err(e) => return fail_json(json, exit::INPUT, e),
+    };
+    let verified = bundle.verify().is_ok();
+    let body = bundle.body();
+    let list = body.revocations.body();
+    let fingerprint = hex::encode(citycard_reader::root_fingerprint(&body.root));
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let age = now_unix.saturating_sub(list.issued_at);
+    let stale = now_unix > list.next_update;
+    if json {
+        print_json(serde_json::json!({
+            "issuer": body.issuer,
+            "group": body.group,
+            "root_fingerprint": fingerprint,
+            "signature_valid": verified,
+            "bundle_issued_at": body.issued_at,
+            "stations": body.stations.len(),
+            "revocation_list": {
+                "sequence": list.sequence,
+                "issued_at": list.issued_at,
+                "next_update": list.next_update,
+                "revoked": list.revoked.len(),
+                "age_secs": age,
+                "stale": stale,
+            },
+            "bytes": bundle.as_bytes().len(),
+        }));
+    } else {
+        let when = |t: u64| {
+            citycard_proto::Date::from_days_since_epoch((t / 86_400) as i64)
+                .map(|d| format!("{d} {:02}:{:02} UTC", t % 86_400 / 3600, t % 3600 / 60))
+                .unwrap_or_else(|_| t.to_string())
+        };
+        let human = crate::commands::verify::human_duration;
+        let next = if stale {
+            format!(
+                "passed {} ago: readers refuse cards",
+                human(now_unix - list.next_update)
+            )
+        } else {
+            format!("in {}", human(list.next_update - now_unix))
+        };
+        println!(
+            "Trust bundle {} ({} bytes)",
+            file.display(),
+            bundle.as_bytes().len()
+        );
+        println!("  issuer            {} (group {})", body.issuer, body.group);
+        println!("  root fingerprint  {fingerprint}");
+        println!(
+            "  signatures        {}",
+            if verified { "valid" } else { "INVALID" }
+        );
+        println!("  stations          {}", body.stations.len());
+        println!("  revocation list   #{}", list.sequence);
+        println!(
+            "  issued at         {} ({} ago)",
+            when(list.issued_at),
+            human(age)
+        );
+        println!("  next update       {} ({next})", when(list.next_update));
+        println!("  revoked cards     {}", list.revoked.len());
+    }
+    Ok(if verified {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(exit::INPUT)
+    })
+}
