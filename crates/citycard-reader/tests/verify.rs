@@ -85,8 +85,13 @@ fn credential(city: &TestCity, profile: &'static str) -> PartnerCredential {
     PartnerCredential::new(r.certificate, r.key).unwrap()
 }
 
+/// The profile's trust: its credential and its group's bundle.
 fn trust(city: &TestCity, profile: &'static str) -> Trust {
-    Trust::new(bundle(city), credential(city, profile)).unwrap()
+    let b = trust_bundle(
+        city,
+        BundleSpec::of(city, now() - 3_600, now() + 86_400).in_group(keys::group_of(profile)),
+    );
+    Trust::new(b, credential(city, profile)).unwrap()
 }
 
 /// A reference card personalised by `city` with the sample resident.
@@ -767,6 +772,23 @@ fn a_stale_revocation_list_follows_the_policy() {
     assert!(!genuine(&verify(&mut ch, &t, &graced, &mut rng())).revocation_stale);
     let graced = policy().with_stale(StalePolicy::Reject, 599);
     assert!(!verify(&mut ch, &t, &graced, &mut rng()).is_genuine());
+}
+
+#[test]
+fn a_bundle_of_another_group_is_refused() {
+    let city = city();
+    // The full profile is in group 2; a group-0 bundle carries group 0's list.
+    let err = Trust::new(bundle(&city), credential(&city, "full")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            citycard_reader::ReaderError::CredentialNotForThisGroup {
+                credential: 2,
+                bundle: 0
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]

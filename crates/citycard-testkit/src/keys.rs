@@ -189,6 +189,8 @@ pub struct BundleSpec {
     pub issued_at: u64,
     /// The list's next update (Unix seconds).
     pub next_update: u64,
+    /// The linkability group of the list and the bundle.
+    pub group: u8,
 }
 
 impl BundleSpec {
@@ -200,7 +202,15 @@ impl BundleSpec {
             revoked: Vec::new(),
             issued_at,
             next_update,
+            group: 0,
         }
+    }
+
+    /// The same in linkability group `group`.
+    #[must_use]
+    pub fn in_group(mut self, group: u8) -> Self {
+        self.group = group;
+        self
     }
 }
 
@@ -209,7 +219,7 @@ pub fn trust_bundle(city: &TestCity, spec: BundleSpec) -> TrustBundle {
     let issuer = city.station_certificate.body().issuer.clone();
     let list = RevocationListBody {
         issuer: issuer.clone(),
-        group: 0,
+        group: spec.group,
         sequence: spec.sequence,
         issued_at: spec.issued_at,
         next_update: spec.next_update,
@@ -220,7 +230,7 @@ pub fn trust_bundle(city: &TestCity, spec: BundleSpec) -> TrustBundle {
         .expect("fixture revocation list");
     let body = TrustBundleBody {
         issuer,
-        group: 0,
+        group: spec.group,
         root: city.root.public_key(),
         issued_at: spec.issued_at,
         stations: spec.stations,
