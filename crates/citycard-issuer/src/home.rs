@@ -60,8 +60,8 @@ pub struct IssuerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retain_attributes_days: Option<u32>,
     /// Linkability groups issued on every card (SPEC §5.3, 1–8). The
-    /// registry records the group-0 card key only, so this stays 1 until it
-    /// records every group's key and revocation id.
+    /// registry records the group-0 card key only, so issuing refuses any
+    /// value but 1 until it records every group's key and revocation id.
     #[serde(default = "one_group")]
     pub groups: u8,
 }

@@ -109,6 +109,16 @@ pub fn issue_one<T: CardTransport>(
     rng: &mut dyn CryptoRngCore,
 ) -> Result<Issued, IssueError> {
     check_station(station, today)?;
+    // The registry records one card key (group 0's) and one revocation id
+    // per card: a card issued for more groups could not be revoked for the
+    // others. Refused before anything is written.
+    if home.config().groups != 1 {
+        return Err(IssuerError::Config(format!(
+            "issuer.json: groups = {}: this registry records group 0 only; issue with groups = 1",
+            home.config().groups
+        ))
+        .into());
+    }
     // 1. The intent is durable before the first APDU.
     let Begun {
         intent_id,
