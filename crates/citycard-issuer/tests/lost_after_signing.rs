@@ -266,3 +266,38 @@ fn a_card_lost_before_the_key_was_known_is_spoiled_without_listing() {
     drop(reg);
     assert!(publish(&c).body().revoked.is_empty());
 }
+
+/// A home configured for more linkability groups than the registry records
+/// is refused before any intent or card write.
+#[test]
+fn more_groups_than_the_registry_records_are_refused() {
+    let c = city();
+    let path = c.home.dir().join("issuer.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["groups"] = serde_json::json!(3);
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let home = citycard_issuer::IssuerHome::open(c.home.dir()).unwrap();
+    assert_eq!(home.config().groups, 3);
+    let mut ch = new_card(&c, 7);
+    let mut reg = home.registry().unwrap();
+    let err = issue::issue_one(
+        &home,
+        &c.station,
+        &mut reg,
+        &mut ch,
+        &resident("F-9"),
+        "test",
+        None,
+        None,
+        today(),
+        &mut ChaCha20Rng::from_seed([9; 32]),
+    )
+    .unwrap_err();
+    assert!(matches!(err, IssueError::Issuer(_)), "{err:?}");
+    assert!(
+        reg.card("LG-000001").unwrap().is_none(),
+        "no intent written"
+    );
+    assert_eq!(personalise::inspect(&mut ch).unwrap(), LifeCycle::Prepared);
+}
