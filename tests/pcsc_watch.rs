@@ -113,8 +113,11 @@ fn watch_reports_taps_and_reloads_trust() {
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            let v: serde_json::Value =
-                serde_json::from_str(&line).expect("one JSON object per line");
+            // One tap-event object per line, as schemas/tap-event.v1.json says.
+            let v = citycard_testkit::schemas::assert_valid_text(
+                citycard_testkit::schemas::Schema::TapEvent,
+                &line,
+            );
             if tx.send(v).is_err() {
                 break;
             }

@@ -504,6 +504,10 @@ pub fn verify_json(bundle: &Path, cred: &Path, extra: &[&str]) -> (i32, serde_js
     ];
     args.extend_from_slice(extra);
     let (code, out, err) = citycard(&args);
-    let v = serde_json::from_str(out.trim()).unwrap_or(serde_json::Value::Null);
+    // Every document `verify --json` prints follows schemas/verify.v1.json.
+    let v = citycard_testkit::schemas::assert_valid_text(
+        citycard_testkit::schemas::Schema::Verify,
+        out.trim(),
+    );
     (code, v, err)
 }

@@ -31,6 +31,8 @@ pub const CARD_FAILED: u8 = 13;
 pub const CARD_REMOVED: u8 = 40;
 /// A batch ended with rows not issued (each reported with its line and resident id).
 pub const BATCH_PARTIAL: u8 = 50;
+/// `conformance`: the card or reader under test does not conform.
+pub const NOT_CONFORMING: u8 = 51;
 /// `card emulate`: the emulated card lost power (tear fault); the emulator's
 /// own constant, checked to agree at compile time.
 pub const POWER_LOST: u8 = 75;
@@ -57,5 +59,6 @@ Exit codes (the same in every command):
   13   the card refused a step or failed the read-back check
   40   the card was removed or torn mid-way (reconciled on the next run)
   50   batch: some rows not issued (each reported with its line and resident id)
+  51   conformance: the card or reader under test does not conform
   75   card emulate: the card lost power (tear fault)
   130  interrupted (Ctrl-C); batch finishes the card in progress and prints its summary";

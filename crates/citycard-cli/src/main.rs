@@ -45,6 +45,9 @@ enum Command {
     /// List PC/SC readers and whether a card is present.
     #[command(after_help = "Example:\n  citycard readers")]
     Readers,
+    /// Conformance kits for card and reader makers (docs/conformance.md).
+    #[command(subcommand)]
+    Conformance(commands::conformance::ConformanceCommand),
     /// Send raw APDUs (hex) to the card in a PC/SC reader and print the responses.
     #[command(
         after_help = "Example:\n  citycard apdu -r 'Virtual PCD 00' 00A404000AF043495459434152440100"
@@ -60,6 +63,11 @@ enum Command {
         after_help = "Example:\n  citycard watch --trust liege.bundle --credential transit.cred --readers all"
     )]
     Watch(commands::watch::WatchArgs),
+    /// The local reader service for web desks: events over Server-Sent Events and a desk page.
+    #[command(
+        after_help = "Example:\n  citycard serve --trust liege.bundle --credential library.cred --allow-origin https://desk.library.example"
+    )]
+    Serve(commands::serve::ServeArgs),
     /// The city's issuer home: create it, show it, back it up.
     #[command(subcommand)]
     Issuer(commands::office::home::IssuerCommand),
@@ -110,6 +118,7 @@ impl Command {
             self,
             Self::Demo(_)
                 | Self::Card(_)
+                | Self::Conformance(_)
                 | Self::Apdu(_)
                 | Self::Verify(_)
                 | Self::Personalise(_)
@@ -118,20 +127,65 @@ impl Command {
     }
 }
 
+/// A usage error in the JSON the command would have printed: `verify
+/// --json` prints a `verify.v1` error, `watch` and `serve` a `fatal` event.
+/// `None` for other commands, and for `--help` and `--version`.
+fn usage_error_json(e: &clap::Error) -> Option<String> {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        return None;
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = args.iter().find(|a| !a.starts_with('-'))?;
+    let message = e.kind().to_string();
+    let detail = e.to_string();
+    let first = detail
+        .lines()
+        .next()
+        .unwrap_or(&message)
+        .trim_start_matches("error: ");
+    match command.as_str() {
+        "verify" if args.iter().any(|a| a == "--json") => {
+            serde_json::to_string(&citycard_reader::json::ErrorJson::new("usage", first, 2)).ok()
+        }
+        "watch" | "serve" => {
+            Some(citycard_reader::TapEvent::fatal("usage", first, 2).to_json_line())
+        }
+        _ => None,
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            if let Some(json) = usage_error_json(&e) {
+                println!("{json}");
+                let _ = e.print();
+                return ExitCode::from(exit::USAGE);
+            }
+            e.exit()
+        }
+    };
     if cli.trace && !cli.command.talks_to_cards() {
-        eprintln!("citycard: error: --trace is for commands that talk to a card (demo, card, apdu, verify, personalise, batch)");
+        eprintln!("citycard: error: --trace is for commands that talk to a card (demo, card, conformance, apdu, verify, personalise, batch)");
         return ExitCode::from(exit::USAGE);
     }
     let result = match cli.command {
         Command::Demo(args) => commands::demo::run(&args, cli.trace),
         Command::Bench(args) => commands::bench::run(&args),
         Command::Card(cmd) => commands::card::run(cmd, cli.trace),
+        Command::Conformance(cmd) => commands::conformance::run(cmd, cli.trace),
         Command::Readers => commands::apdu::readers(),
         Command::Apdu(args) => commands::apdu::run(&args, cli.trace),
         Command::Verify(args) => commands::verify::run(&args, cli.trace),
         Command::Watch(args) => commands::watch::run(&args),
+        Command::Serve(args) => commands::serve::run(&args),
         Command::Issuer(cmd) => commands::office::home::run(cmd),
         Command::Station(cmd) => commands::office::stations::run(cmd),
         Command::Preparer(cmd) => commands::office::preparers::run(cmd),

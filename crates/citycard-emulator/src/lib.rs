@@ -1,11 +1,13 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+pub mod answer_fault;
 mod error;
 pub mod filestore;
 pub mod tearing;
 pub mod vpcd;
 
+pub use answer_fault::{AnswerFault, AnswerFaults};
 pub use error::EmulatorError;
 pub use filestore::FileStore;
 pub use tearing::{

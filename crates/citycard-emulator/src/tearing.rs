@@ -212,11 +212,14 @@ pub enum Fault {
     TearAfterWrites(u32),
     /// `latency-ms=N`: every APDU response is delayed by N milliseconds.
     Latency(Duration),
+    /// A card that answers wrongly on purpose (`wrong-sw`, `truncated`, …):
+    /// see [`crate::answer_fault`].
+    Answer(crate::AnswerFault),
 }
 
 /// Why a `--fault` value could not be parsed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid fault {0:?}: expected tear-after-writes=N or latency-ms=N")]
+#[error("invalid fault {0:?}: expected tear-after-writes=N, latency-ms=N, wrong-sw, truncated, over-long, flip-ciphertext, replay, decoy, stale-record, endless-61xx or removed-mid-answer")]
 pub struct FaultParseError(pub String);
 
 impl FromStr for Fault {
@@ -224,6 +227,9 @@ impl FromStr for Fault {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = || FaultParseError(s.to_owned());
+        if let Ok(answer) = s.parse::<crate::AnswerFault>() {
+            return Ok(Fault::Answer(answer));
+        }
         let (key, value) = s.split_once('=').ok_or_else(err)?;
         match key.trim() {
             "tear-after-writes" => value
@@ -367,6 +373,10 @@ mod tests {
     #[test]
     fn parses_faults() {
         assert_eq!("tear-after-writes=3".parse(), Ok(Fault::TearAfterWrites(3)));
+        assert_eq!(
+            "decoy".parse(),
+            Ok(Fault::Answer(crate::AnswerFault::Decoy))
+        );
         assert_eq!(
             "latency-ms=250".parse(),
             Ok(Fault::Latency(Duration::from_millis(250)))

@@ -31,7 +31,8 @@ use std::time::{Duration, Instant};
 
 use citycard_proto::apdu::ContactlessCard;
 
-use crate::{EmulatorError, PowerLatch};
+use crate::answer_fault::Action;
+use crate::{AnswerFault, AnswerFaults, EmulatorError, PowerLatch};
 
 /// vpcd's port for reader `Virtual PCD 00 00`.
 pub const VPCD_PORT: u16 = 35963;
@@ -96,6 +97,9 @@ pub struct ServeOptions {
     /// once tripped, the command being processed gets no response and [`serve`]
     /// returns [`ServeOutcome::PowerLost`].
     pub power_latch: Option<PowerLatch>,
+    /// `--fault wrong-sw`, `truncated`, …: answer GENERAL AUTHENTICATE wrongly
+    /// on purpose ([`crate::answer_fault`]).
+    pub answer_fault: Option<AnswerFault>,
     /// How often a blocked read wakes up to check the stop flag.
     pub poll_interval: Duration,
     /// Give up sending a message after this long (then reconnect).
@@ -110,6 +114,7 @@ impl Default for ServeOptions {
             reconnect: ReconnectPolicy::default(),
             stop: None,
             power_latch: None,
+            answer_fault: None,
             poll_interval: Duration::from_millis(100),
             write_timeout: Duration::from_secs(5),
         }
@@ -178,6 +183,7 @@ pub fn serve<C: ContactlessCard>(
     card: &mut C,
     opts: &ServeOptions,
 ) -> Result<ServeOutcome, EmulatorError> {
+    let mut faults = opts.answer_fault.map(AnswerFaults::new);
     let mut failures: u32 = 0;
     let mut backoff = opts.reconnect.initial_backoff;
     loop {
@@ -208,11 +214,14 @@ pub fn serve<C: ContactlessCard>(
         };
         failures = 0;
         backoff = opts.reconnect.initial_backoff;
-        match session(card, stream, opts)? {
+        match session(card, faults.as_mut(), stream, opts)? {
             SessionEnd::Stopped => return Ok(ServeOutcome::Stopped),
             SessionEnd::PowerLost => return Ok(ServeOutcome::PowerLost),
             SessionEnd::Disconnected => {
                 card.reset();
+                if let Some(faults) = faults.as_mut() {
+                    faults.reset();
+                }
                 if !opts.sleep(opts.reconnect.initial_backoff) {
                     return Ok(ServeOutcome::Stopped);
                 }
@@ -229,6 +238,7 @@ enum SessionEnd {
 
 fn session<C: ContactlessCard>(
     card: &mut C,
+    mut faults: Option<&mut AnswerFaults>,
     mut stream: TcpStream,
     opts: &ServeOptions,
 ) -> Result<SessionEnd, EmulatorError> {
@@ -262,13 +272,24 @@ fn session<C: ContactlessCard>(
             [] => None,
             [CTRL_POWER_OFF] | [CTRL_RESET] => {
                 card.reset();
+                if let Some(faults) = faults.as_deref_mut() {
+                    faults.reset();
+                }
                 None
             }
             [CTRL_GET_ATR] => Some(card.atr()),
             [_] => None,
             command => {
-                let Ok(response) = card.transmit(command) else {
-                    return Ok(SessionEnd::PowerLost);
+                let answered = match faults.as_deref_mut() {
+                    Some(faults) => faults.handle(card, command),
+                    None => card.transmit(command).map(Action::Reply),
+                };
+                let response = match answered {
+                    Ok(Action::Reply(response)) => response,
+                    // The card leaves the field mid-answer: vpcd sees the
+                    // connection drop, pcscd reports the card removed.
+                    Ok(Action::Remove) => return Ok(SessionEnd::Disconnected),
+                    Err(_) => return Ok(SessionEnd::PowerLost),
                 };
                 if opts.power_lost() {
                     return Ok(SessionEnd::PowerLost);

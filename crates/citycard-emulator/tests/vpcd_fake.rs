@@ -408,3 +408,47 @@ fn no_latency_is_fast() {
     );
     assert_eq!(h.finish().unwrap(), ServeOutcome::Stopped);
 }
+
+/// A GENERAL AUTHENTICATE whose (echoed) answer is 261 bytes long.
+fn long_general_authenticate() -> Vec<u8> {
+    let mut apdu = vec![0x00, 0x86, 0x00, 0x00, 0xFF];
+    apdu.extend_from_slice(&[0x7C; 0xFF]);
+    apdu.push(0x00);
+    apdu
+}
+
+#[test]
+fn removed_mid_answer_drops_the_connection_after_the_first_part() {
+    let h = start(|o| o.answer_fault = Some(citycard_emulator::AnswerFault::RemovedMidAnswer));
+    let mut s = h.accept();
+    let first = exchange(&mut s, &long_general_authenticate());
+    assert_eq!(first.len(), 258);
+    assert_eq!(&first[256..], &[0x61, 0x05]);
+    send(&mut s, &[0x00, 0xC0, 0x00, 0x00, 0x05]);
+    let mut buf = [0u8; 16];
+    let n = s.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the card left: the connection is closed, no answer");
+    // The bridge reconnects (the card comes back) after a reset.
+    let mut again = h.accept();
+    sync(&mut again);
+    assert!(h.resets.load(Ordering::SeqCst) >= 1);
+    h.finish().unwrap();
+}
+
+#[test]
+fn truncated_answer_is_served_short_with_9000() {
+    let h = start(|o| o.answer_fault = Some(citycard_emulator::AnswerFault::Truncated));
+    let mut s = h.accept();
+    let ga = long_general_authenticate();
+    let answer = exchange(&mut s, &ga);
+    // The echo of 261 command bytes, less 8, then 9000.
+    assert_eq!(answer.len(), ga.len() - 8 + 2);
+    assert_eq!(&answer[answer.len() - 2..], &[0x90, 0x00]);
+    assert_eq!(&answer[..answer.len() - 2], &ga[..ga.len() - 8]);
+    // Other commands pass through.
+    assert_eq!(
+        exchange(&mut s, &[0x00, 0xA4, 0x04, 0x00]),
+        echo(&[0x00, 0xA4, 0x04, 0x00])
+    );
+    h.finish().unwrap();
+}

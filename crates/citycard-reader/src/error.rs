@@ -94,6 +94,15 @@ pub enum ReaderError {
     /// The PC/SC service could not be used (the tap service at start-up).
     #[error("PC/SC: {0}")]
     Pcsc(#[source] citycard_transport::TransportError),
+    /// A reader named in the tap service's selection matched no reader for
+    /// longer than the configured wait.
+    #[error("no reader matches {names:?} (readers: {available:?})")]
+    NoMatchingReader {
+        /// The names that match nothing.
+        names: Vec<String>,
+        /// The readers present.
+        available: Vec<String>,
+    },
     /// The tap service could not run (a thread could not be started or died).
     #[error("{0}")]
     Watch(String),

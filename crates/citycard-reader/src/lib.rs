@@ -12,6 +12,7 @@
 
 mod credential;
 mod error;
+pub mod json;
 mod piv;
 mod policy;
 mod trust;
@@ -23,18 +24,19 @@ pub use credential::{PartnerCredential, CREDENTIAL_SCHEMA_VERSION};
 pub use error::ReaderError;
 pub use policy::{Policy, StalePolicy};
 pub use trust::{
-    freshness, load_bundle, record_revocation_state, revocation_state_path, root_fingerprint,
-    Freshness, Trust, DEFAULT_WARN_BEFORE_SECS,
+    freshness, human_duration, load_bundle, record_revocation_state, revocation_state_path,
+    root_fingerprint, Freshness, Trust, DEFAULT_WARN_BEFORE_SECS,
 };
 pub use verdict::{CardProfile, Genuine, Verdict, VERDICT_SCHEMA_VERSION};
 #[cfg(feature = "tokio")]
 pub use verify::verify_async;
 pub use verify::{verify, MAX_GET_RESPONSE, MAX_RESPONSE_LEN};
-#[cfg(feature = "tokio")]
+#[cfg(all(feature = "tokio", feature = "pcsc"))]
 pub use watch::watch;
+#[cfg(feature = "pcsc")]
+pub use watch::watch_blocking;
 pub use watch::{
-    watch_blocking, Clock, ReaderSelection, Shutdown, Tap, TapEvent, TapTiming, TrustSource,
-    WatchConfig,
+    Clock, ReaderSelection, Shutdown, Tap, TapEvent, TapTiming, TrustSource, WatchConfig,
 };
 
 // Re-exported so that partners need not depend on the protocol crates for the basics.

@@ -317,3 +317,42 @@ pub fn freshness(bundle: &TrustBundle, now_unix: u64, warn_before_secs: u64) -> 
         Freshness::Fresh
     }
 }
+
+/// A duration for people: `3 d 4 h`, `5 h 12 min`, `40 min`, `12 s`.
+pub fn human_duration(secs: u64) -> String {
+    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
+    if d > 0 {
+        format!("{d} d {h} h")
+    } else if h > 0 {
+        format!("{h} h {m} min")
+    } else if m > 0 {
+        format!("{m} min")
+    } else {
+        format!("{secs} s")
+    }
+}
+
+impl Freshness {
+    /// The warning a reader gives about this freshness, if any: its kind
+    /// (`revocation_list_expiring` or `revocation_list_stale`) and a message
+    /// for people; `None` when the list is fresh.
+    pub fn warning(&self, now_unix: u64) -> Option<(&'static str, String)> {
+        match *self {
+            Self::Fresh => None,
+            Self::ExpiresSoon { remaining_secs, .. } => Some((
+                "revocation_list_expiring",
+                format!(
+                    "the revocation list reaches its next update in {}; get the city's new trust bundle before then",
+                    human_duration(remaining_secs)
+                ),
+            )),
+            Self::Stale { next_update } => Some((
+                "revocation_list_stale",
+                format!(
+                    "the revocation list passed its next update {} ago; get the city's new trust bundle",
+                    human_duration(now_unix.saturating_sub(next_update))
+                ),
+            )),
+        }
+    }
+}

@@ -1,8 +1,7 @@
 //! [`Verdict`]: the outcome of one tap, with a stable exit code and JSON form.
 
-use citycard_proto::attr::AttributeKind;
 use citycard_proto::{AttributeId, AttributeSet, Date};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 
 /// Version of the JSON object [`Verdict::to_json`] produces.
 pub const VERDICT_SCHEMA_VERSION: u64 = 1;
@@ -274,72 +273,10 @@ impl Verdict {
     /// `resident` as `true`, text as strings, issuer-defined bytes as hex,
     /// predicates as `true`/`false` (`null` when the card could not evaluate
     /// them). A refusal carries its reason's fields (`not_granted`,
-    /// `expires_on`, …). Nothing else identifies the card: no card key,
+    /// `expired_on`, …; described in `schemas/verdict.v1.json`). A genuine
+    /// card's JSON carries nothing else that identifies it: no card key,
     /// signature, revocation id, digest, or expiry date.
     pub fn to_json(&self) -> Value {
-        let mut o = Map::new();
-        o.insert("schema_version".into(), json!(VERDICT_SCHEMA_VERSION));
-        o.insert("verdict".into(), json!(self.kind()));
-        o.insert("code".into(), json!(self.code()));
-        match self {
-            Self::Genuine(g) => {
-                let mut attrs = Map::new();
-                for (id, value) in &g.attributes {
-                    attrs.insert(id.name().into(), attribute_json(*id, value));
-                }
-                for (id, holds) in &g.predicates {
-                    attrs.insert(id.name().into(), json!(holds));
-                }
-                o.insert("attributes".into(), Value::Object(attrs));
-                if let Some(p) = &g.pseudonym {
-                    o.insert("pseudonym".into(), json!(hex::encode(p)));
-                }
-                o.insert("revocation_age_secs".into(), json!(g.revocation_age_secs));
-                o.insert("revocation_stale".into(), json!(g.revocation_stale));
-                o.insert("profile".into(), json!(g.profile.name()));
-            }
-            Self::Unauthorised { not_granted } => {
-                let names: Vec<&str> = not_granted.iter().map(AttributeId::name).collect();
-                o.insert("not_granted".into(), json!(names));
-            }
-            Self::CredentialExpired { effective, expiry } => {
-                o.insert("credential_effective".into(), json!(effective.to_string()));
-                o.insert("credential_expiry".into(), json!(expiry.to_string()));
-            }
-            Self::Tampered { detail } => {
-                o.insert("detail".into(), json!(detail));
-            }
-            Self::Expired { on } => {
-                o.insert("expired_on".into(), json!(on.to_string()));
-            }
-            Self::NotYetValid { from } => {
-                o.insert("valid_from".into(), json!(from.to_string()));
-            }
-            Self::RevocationListStale { next_update } => {
-                o.insert("next_update".into(), json!(next_update));
-            }
-            Self::TransportError(e) => {
-                o.insert("detail".into(), json!(e));
-            }
-            _ => {}
-        }
-        Value::Object(o)
-    }
-}
-
-/// A stored attribute's value as JSON.
-fn attribute_json(id: AttributeId, value: &[u8]) -> Value {
-    match id {
-        AttributeId::BIRTH_DATE => match Date::from_bytes(value) {
-            Ok(d) => json!(d.to_string()),
-            Err(_) => Value::Null,
-        },
-        AttributeId::RESIDENT => json!(value == [1]),
-        _ if id.get() >= AttributeId::ISSUER_DEFINED_FIRST => json!(hex::encode(value)),
-        _ if id.kind() == AttributeKind::Stored => match std::str::from_utf8(value) {
-            Ok(s) => json!(s),
-            Err(_) => json!(hex::encode(value)),
-        },
-        _ => Value::Null,
+        serde_json::to_value(crate::json::VerdictJson::from(self)).unwrap_or(Value::Null)
     }
 }

@@ -12,5 +12,6 @@
 
 pub mod keys;
 pub mod piv_vectors;
+pub mod schemas;
 pub mod script;
 pub mod vectors;

@@ -15,6 +15,8 @@ mod error;
 mod memory;
 #[cfg(feature = "pcsc")]
 mod pcsc_backend;
+#[cfg(feature = "pcsc")]
+mod pcsc_monitor;
 mod trace;
 mod transport;
 
@@ -26,6 +28,8 @@ pub use memory::MemoryTransport;
 pub use pcsc;
 #[cfg(feature = "pcsc")]
 pub use pcsc_backend::{PcscContext, PcscTransport};
+#[cfg(feature = "pcsc")]
+pub use pcsc_monitor::PcscReaderMonitor;
 pub use trace::{TraceEntry, TraceStats, Traced};
 pub use transport::{CardTransport, TransactionFn};
 

@@ -293,6 +293,11 @@ fn transmit(
     apdu: &[u8],
 ) -> Result<Vec<u8>, (pcsc::Error, TransportError)> {
     match card.transmit(apdu, buf) {
+        // No byte at all, not even a status word: no answer came from the
+        // card, which left the field mid-exchange (pcscd's vpcd driver
+        // reports a card that disappears during a transmit this way, before
+        // the reader's status shows it gone).
+        Ok([]) => Err((pcsc::Error::RemovedCard, TransportError::CardRemoved)),
         Ok(response) => Ok(response.to_vec()),
         Err(pcsc::Error::InsufficientBuffer) => Err((
             pcsc::Error::InsufficientBuffer,

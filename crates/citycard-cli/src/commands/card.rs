@@ -76,7 +76,11 @@ pub struct EmulateArgs {
     /// writes complete, the next is interrupted partway and the process exits with
     /// status 75), `clone` (same public data, a different private key; for the PIV
     /// profile: slot 9E signs with a different key),
-    /// `latency-ms=N` (delay every response by N ms).
+    /// `latency-ms=N` (delay every response by N ms); a card that answers
+    /// GENERAL AUTHENTICATE wrongly: `wrong-sw`, `truncated`, `over-long`,
+    /// `flip-ciphertext`, `replay`, `decoy`, `stale-record`, `endless-61xx`,
+    /// `removed-mid-answer` (docs/conformance.md gives the verdict a correct
+    /// reader must give for each).
     #[arg(long = "fault")]
     faults: Vec<String>,
 }
@@ -145,6 +149,7 @@ fn emulate(args: &EmulateArgs, trace: bool) -> anyhow::Result<ExitCode> {
     let mut faults = Faults::default();
     let mut tear = None;
     let mut latency = None;
+    let mut answer_fault = None;
     for f in &args.faults {
         if f == "clone" {
             faults.clone = true;
@@ -153,6 +158,7 @@ fn emulate(args: &EmulateArgs, trace: bool) -> anyhow::Result<ExitCode> {
         match f.parse::<citycard_emulator::Fault>() {
             Ok(citycard_emulator::Fault::TearAfterWrites(n)) => tear = Some(n),
             Ok(citycard_emulator::Fault::Latency(d)) => latency = Some(d),
+            Ok(citycard_emulator::Fault::Answer(a)) => answer_fault = Some(a),
             Ok(other) => bail!("unsupported fault {other:?}"),
             Err(e) => bail!("{e} (or clone)"),
         }
@@ -162,6 +168,7 @@ fn emulate(args: &EmulateArgs, trace: bool) -> anyhow::Result<ExitCode> {
     let rng = rng(args.seed.as_deref())?;
     let mut opts = ServeOptions::new(args.vpcd);
     opts.latency = latency;
+    opts.answer_fault = answer_fault;
     let storage: Box<dyn Storage> = match tear {
         Some(n) => {
             let tearing = TearingStorage::new(store, n);
@@ -171,15 +178,21 @@ fn emulate(args: &EmulateArgs, trace: bool) -> anyhow::Result<ExitCode> {
         None => Box::new(store),
     };
     let fault_text = format!(
-        "{}{}{}",
+        "{}{}{}{}",
         if faults.clone { ", fault clone" } else { "" },
         tear.map(|n| format!(", fault tear-after-writes={n}"))
             .unwrap_or_default(),
         latency
             .map(|d| format!(", fault latency-ms={}", d.as_millis()))
             .unwrap_or_default(),
+        answer_fault
+            .map(|a| format!(", fault {a}"))
+            .unwrap_or_default(),
     );
     if args.profile == Profile::Piv {
+        if let Some(fault) = answer_fault {
+            bail!("--fault {fault} alters citycard GENERAL AUTHENTICATE answers; it does not apply to --profile piv");
+        }
         let mut card = PivCard::new(storage, rng);
         let Some(summary) = card.summary() else {
             bail!(

@@ -3,8 +3,11 @@
 pub mod apdu;
 pub mod bench;
 pub mod card;
+pub mod conformance;
+pub mod conformance_reader;
 pub mod demo;
 pub mod office;
+pub mod serve;
 pub mod verify;
 pub mod watch;
 

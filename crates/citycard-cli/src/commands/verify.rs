@@ -2,13 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use citycard_proto::attr::AttributeSet;
-use citycard_reader::{verify, CardChannel, Freshness, Policy, StalePolicy, Trust};
-use citycard_transport::{PcscContext, Traced, TransportError};
-use rand_chacha::rand_core::SeedableRng;
+use citycard_reader::json::VerifyJson;
+use citycard_reader::{Policy, StalePolicy};
+use citycard_service::{verify_once, StaleChoice, VerifyRequest};
 
 /// What to do with a stale revocation list.
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -34,7 +32,7 @@ pub struct PolicyArgs {
     /// Grace period after next update before the list counts as stale, in seconds.
     #[arg(long, default_value_t = 0)]
     grace: u64,
-    /// Warn (stderr; a `revocation_list_expiring` JSON event with --json or in
+    /// Warn (stderr: a line of text, or with `--json` a `warning` event as in
     /// `watch`) from this many hours before the revocation list's next update.
     #[arg(long, default_value_t = citycard_reader::DEFAULT_WARN_BEFORE_SECS / 3600)]
     warn_before_hours: u64,
@@ -80,7 +78,8 @@ impl PolicyArgs {
 /// Arguments of `verify`.
 #[derive(clap::Args, Debug)]
 pub struct VerifyArgs {
-    /// PC/SC reader name (or unique part of it).
+    /// PC/SC reader name (or unique part of it), or `emulated:FILE` for the
+    /// built-in emulated card whose state is in FILE (no pcscd needed).
     #[arg(long)]
     reader: String,
     /// The city's trust bundle.
@@ -97,79 +96,56 @@ pub struct VerifyArgs {
     /// Send the reader certificate on every tap instead of relying on the card's cache (SPEC §11).
     #[arg(long)]
     always_send_certificate: bool,
-    /// Print the verdict as one JSON object.
+    /// Print the result as one JSON object (schemas/verify.v1.json), errors included.
     #[arg(long)]
     json: bool,
 }
 
-/// Runs `verify`. The exit code is the verdict's (0 only for a genuine, valid, unrevoked card).
-pub fn run(args: &VerifyArgs, trace: bool) -> anyhow::Result<ExitCode> {
-    let mut trust = match Trust::load(&args.trust, &args.credential) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("citycard: error: {e}");
-            return Ok(ExitCode::from(3));
-        }
-    };
-    if let Some(bytes) = args.policy.root_fingerprint()? {
-        trust = match trust.with_expected_root(&bytes) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("citycard: error: {e}");
-                return Ok(ExitCode::from(3));
-            }
+impl PolicyArgs {
+    /// These options as a verification request's fields.
+    pub fn apply(&self, request: &mut VerifyRequest) {
+        request.root_fingerprint = self.root_fingerprint.clone();
+        request.attributes = self.attributes.as_ref().map(|l| {
+            l.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect()
+        });
+        request.stale = match self.stale {
+            StaleArg::Reject => StaleChoice::Reject,
+            StaleArg::Accept => StaleChoice::Accept,
         };
+        request.grace_secs = self.grace;
     }
-    let policy = args
-        .policy
-        .policy()?
-        .with_always_send_certificate(args.always_send_certificate);
-    warn_freshness(
-        &trust,
-        policy.now_unix,
-        args.policy.warn_before_secs(),
-        args.json,
-    );
-    let ctx = PcscContext::establish().context("cannot reach pcscd (is it running?)")?;
-    let reader = ctx.resolve_reader(&args.reader)?;
-    match ctx.wait_for_card(&reader, Some(Duration::from_secs(args.wait))) {
-        Ok(_) => {}
-        Err(TransportError::Timeout) => {
-            eprintln!("citycard: error: no card in {reader} within {}s", args.wait);
-            return Ok(ExitCode::from(1));
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let started = Instant::now();
-    let transport = ctx.connect(&reader)?;
-    let mut traced = Traced::new(transport);
-    if trace {
-        traced = traced.echo_to_stderr();
-    }
-    let mut channel = CardChannel::new(traced);
-    let mut rng =
-        rand_chacha::ChaCha20Rng::from_rng(rand_core::OsRng).context("no OS randomness")?;
-    let verdict = verify(&mut channel, &trust, &policy, &mut rng);
-    let elapsed = started.elapsed();
-    let stats = channel.transport().stats();
+}
+
+/// Runs `verify`. The exit code is the verdict's (0 only for a genuine,
+/// valid, unrevoked card), else 1 (no card, reader or PC/SC failure), 2
+/// (usage) or 3 (unusable trust bundle or credential).
+pub fn run(args: &VerifyArgs, trace: bool) -> anyhow::Result<ExitCode> {
+    let mut request = VerifyRequest::new(&args.reader, &args.trust, &args.credential);
+    args.policy.apply(&mut request);
+    request.always_send_certificate = args.always_send_certificate;
+    request.wait_secs = args.wait;
+    warn_freshness(&args.trust, args.policy.warn_before_secs(), args.json);
+    let outcome = verify_once(&request, trace);
     if args.json {
-        let mut v = verdict.to_json();
-        if let Some(obj) = v.as_object_mut() {
-            obj.insert("reader".into(), serde_json::json!(reader));
-            obj.insert(
-                "timing_ms".into(),
-                serde_json::json!(elapsed.as_secs_f64() * 1000.0),
-            );
-            obj.insert("apdus".into(), serde_json::json!(stats.apdus));
-        }
-        println!("{v}");
+        println!("{}", serde_json::to_string(&outcome.json)?);
     } else {
-        println!("{}", describe(&verdict));
-        eprintln!("{} APDUs, {} ms", stats.apdus, elapsed.as_millis());
+        match (&outcome.verdict, &outcome.json) {
+            (Some(verdict), VerifyJson::Verdict(v)) => {
+                println!("{}", describe(verdict));
+                eprintln!(
+                    "{} APDUs, {:.0} ms",
+                    v.apdus.unwrap_or(0),
+                    v.timing_ms.unwrap_or(0.0)
+                );
+            }
+            (_, VerifyJson::Error(e)) => eprintln!("citycard: error: {}", e.message),
+            (None, VerifyJson::Verdict(_)) => {}
+        }
     }
-    // Leave the card powered for the next reader action; errors here change nothing.
-    let _ = channel.into_inner().into_inner().disconnect();
-    Ok(ExitCode::from(verdict.code()))
+    Ok(ExitCode::from(outcome.code))
 }
 
 fn describe(verdict: &citycard_reader::Verdict) -> String {
@@ -211,52 +187,29 @@ fn describe(verdict: &citycard_reader::Verdict) -> String {
     }
 }
 
-/// Warns on stderr when the revocation list is near or past its next update:
-/// one line of text, or with `json` one JSON event
-/// (`{"event":"revocation_list_expiring","next_update":…,"remaining_secs":…,"stale":…}`).
-pub fn warn_freshness(trust: &Trust, now_unix: u64, warn_before_secs: u64, json: bool) {
-    let (next_update, remaining, stale) = match trust.freshness(now_unix, warn_before_secs) {
-        Freshness::Fresh => return,
-        Freshness::ExpiresSoon {
-            next_update,
-            remaining_secs,
-        } => (next_update, remaining_secs, false),
-        Freshness::Stale { next_update } => (next_update, 0, true),
+/// Warns on stderr when the bundle's revocation list is close to or past its
+/// next update: a line of text, or with `json` a `warning` event line of
+/// `schemas/tap-event.v1.json`. A bundle that does not load is left to the
+/// verification, which reports it.
+fn warn_freshness(bundle: &std::path::Path, warn_before_secs: u64, json: bool) {
+    let Ok(bundle) = citycard_reader::load_bundle(bundle) else {
+        return;
+    };
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let Some((kind, message)) =
+        citycard_reader::freshness(&bundle, now_unix, warn_before_secs).warning(now_unix)
+    else {
+        return;
     };
     if json {
         eprintln!(
             "{}",
-            serde_json::json!({
-                "schema_version": 1,
-                "event": "revocation_list_expiring",
-                "next_update": next_update,
-                "remaining_secs": remaining,
-                "stale": stale,
-            })
-        );
-    } else if stale {
-        eprintln!(
-            "citycard: warning: the revocation list passed its next update {} ago; get the city's new trust bundle",
-            human_duration(now_unix.saturating_sub(next_update))
+            citycard_reader::TapEvent::warning(kind, message, None).to_json_line()
         );
     } else {
-        eprintln!(
-            "citycard: warning: the revocation list reaches its next update in {}; get the city's new trust bundle before then",
-            human_duration(remaining)
-        );
-    }
-}
-
-/// `3 d 4 h`, `5 h 12 min`, `40 min`, `12 s`.
-pub fn human_duration(secs: u64) -> String {
-    let (d, h, m) = (secs / 86_400, secs % 86_400 / 3600, secs % 3600 / 60);
-    if d > 0 {
-        format!("{d} d {h} h")
-    } else if h > 0 {
-        format!("{h} h {m} min")
-    } else if m > 0 {
-        format!("{m} min")
-    } else {
-        format!("{secs} s")
+        eprintln!("citycard: warning: {message}");
     }
 }

@@ -167,7 +167,7 @@ fn trust_show(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
                 .map(|d| format!("{d} {:02}:{:02} UTC", t % 86_400 / 3600, t % 3600 / 60))
                 .unwrap_or_else(|_| t.to_string())
         };
-        let human = crate::commands::verify::human_duration;
+        let human = citycard_reader::human_duration;
         let next = if stale {
             format!(
                 "passed {} ago: readers refuse cards",

@@ -1,0 +1,184 @@
+//! A throwaway test city, generated fresh for every run: root, station and
+//! reader keys that exist only in memory and die with the run. A card
+//! personalised by the kit is anchored to a root nobody holds any more.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use citycard_proto::attr::{AttributeId, AttributeSet};
+use citycard_proto::cert::{Certificate, CertificateBody, Role};
+use citycard_proto::crypto;
+use citycard_proto::Date;
+use p256::SecretKey;
+use rand_core::{OsRng, RngCore};
+
+use crate::ConformanceError;
+
+/// The issuer id of the kit's throwaway cities.
+pub const TEST_ISSUER: &str = "CONFORMANCE";
+/// The issuer id of the "other city" the kit uses for refusals.
+pub const OTHER_ISSUER: &str = "ELSEWHERE";
+
+/// A reader of the throwaway city.
+pub struct Reader {
+    /// Profile name (`library`, `transit`, `full`).
+    pub profile: &'static str,
+    /// Static key.
+    pub key: SecretKey,
+    /// Root-signed certificate.
+    pub certificate: Certificate,
+    /// What the kit requests with it.
+    pub request: AttributeSet,
+}
+
+/// The throwaway city.
+pub struct City {
+    /// Issuer id.
+    pub issuer: String,
+    /// Root key.
+    pub root: SecretKey,
+    /// Station key.
+    pub station: SecretKey,
+    /// Station certificate.
+    pub station_certificate: Certificate,
+    /// The three reader profiles.
+    pub readers: Vec<Reader>,
+    /// The date the run takes as today (UTC).
+    pub today: Date,
+}
+
+/// Today's UTC date from the system clock.
+pub fn today() -> Result<Date, ConformanceError> {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| ConformanceError::Clock)?
+        .as_secs();
+    let days = i64::try_from(secs / 86_400).map_err(|_| ConformanceError::Clock)?;
+    Date::from_days_since_epoch(days).map_err(|_| ConformanceError::Clock)
+}
+
+/// `date` moved by `days` (negative: earlier).
+pub fn shift(date: Date, days: i64) -> Result<Date, ConformanceError> {
+    Date::from_days_since_epoch(date.days_since_epoch() + days).map_err(|_| ConformanceError::Clock)
+}
+
+/// A fresh random key.
+pub fn fresh_key() -> SecretKey {
+    crypto::generate(&mut OsRng)
+}
+
+/// A reader certificate body.
+pub fn reader_body(
+    issuer: &str,
+    holder: &str,
+    grants: AttributeSet,
+    effective: Date,
+    expiry: Date,
+    key: &SecretKey,
+) -> CertificateBody {
+    let mut domain = [0u8; 16];
+    OsRng.fill_bytes(&mut domain);
+    CertificateBody {
+        issuer: issuer.into(),
+        holder: holder.into(),
+        role: Role::Reader,
+        grants,
+        domain: Some(domain),
+        effective,
+        expiry,
+        public_key: key.public_key(),
+    }
+}
+
+impl City {
+    /// Generates a city named `issuer` whose certificates are valid around `today`.
+    pub fn generate(issuer: &str, today: Date) -> Result<Self, ConformanceError> {
+        let root = fresh_key();
+        let station = fresh_key();
+        let station_certificate = CertificateBody {
+            issuer: issuer.into(),
+            holder: "station".into(),
+            role: Role::Station,
+            grants: AttributeSet::EMPTY,
+            domain: None,
+            effective: shift(today, -30)?,
+            expiry: shift(today, 365)?,
+            public_key: station.public_key(),
+        }
+        .sign(&root)?;
+        let profiles: [(&'static str, &[AttributeId], &[AttributeId]); 3] = [
+            (
+                "library",
+                &[AttributeId::PSEUDONYM, AttributeId::RESIDENT],
+                &[AttributeId::PSEUDONYM, AttributeId::RESIDENT],
+            ),
+            (
+                "transit",
+                &[AttributeId::AGE_OVER_18, AttributeId::AGE_OVER_65],
+                &[AttributeId::AGE_OVER_18, AttributeId::AGE_OVER_65],
+            ),
+            (
+                "full",
+                &[
+                    AttributeId::PSEUDONYM,
+                    AttributeId::CARD_NUMBER,
+                    AttributeId::NAME,
+                    AttributeId::BIRTH_DATE,
+                    AttributeId::ADDRESS,
+                    AttributeId::CARE_OF_ADDRESS,
+                    AttributeId::LANGUAGE,
+                    AttributeId::RESIDENT,
+                    AttributeId::AGE_OVER_18,
+                ],
+                &[
+                    AttributeId::PSEUDONYM,
+                    AttributeId::CARD_NUMBER,
+                    AttributeId::NAME,
+                    AttributeId::BIRTH_DATE,
+                    AttributeId::ADDRESS,
+                    AttributeId::LANGUAGE,
+                    AttributeId::RESIDENT,
+                ],
+            ),
+        ];
+        let mut readers = Vec::new();
+        for (profile, grants, request) in profiles {
+            let key = fresh_key();
+            let certificate = reader_body(
+                issuer,
+                profile,
+                grants.iter().copied().collect(),
+                shift(today, -10)?,
+                shift(today, 180)?,
+                &key,
+            )
+            .sign(&root)?;
+            readers.push(Reader {
+                profile,
+                key,
+                certificate,
+                request: request.iter().copied().collect(),
+            });
+        }
+        Ok(Self {
+            issuer: issuer.into(),
+            root,
+            station,
+            station_certificate,
+            readers,
+            today,
+        })
+    }
+
+    /// The throwaway resident the kit personalises: invented values, no real person.
+    pub fn resident(&self) -> Result<Vec<(AttributeId, Vec<u8>)>, ConformanceError> {
+        let birth = Date::new(self.today.year().saturating_sub(40), 6, 15)?;
+        Ok(vec![
+            (AttributeId::CARD_NUMBER, b"TEST-0000-0001".to_vec()),
+            (AttributeId::NAME, "Conformance Test".as_bytes().to_vec()),
+            (AttributeId::BIRTH_DATE, birth.to_bytes().to_vec()),
+            (AttributeId::ADDRESS, "1 Test Street".as_bytes().to_vec()),
+            (AttributeId::LANGUAGE, b"en".to_vec()),
+            (AttributeId::RESIDENT, vec![1]),
+        ])
+    }
+}
