@@ -267,6 +267,17 @@ impl<S: Storage, R: rand_core::CryptoRngCore> citycard_proto::ContactlessCard
 }
 
 impl CardStack {
+    /// Starts serving `cards` cards from `dir`, prepared first by the home's
+    /// preparer `prep-1` (as cards arrive from the preparation facility);
+    /// cards past `cards` are blank.
+    pub fn start_prepared(dir: &Path, home: &str, cards: u32) -> Self {
+        std::fs::create_dir_all(dir).expect("card stack directory");
+        for served in 1..=cards {
+            prepare_state(home, &dir.join(format!("card-{served:03}.state")));
+        }
+        Self::start(dir)
+    }
+
     /// Starts serving blank cards from `dir`.
     pub fn start(dir: &Path) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
@@ -401,7 +412,8 @@ pub fn piv_tool_ok(args: &[&str]) -> String {
 }
 
 /// A city's issuer home `DIR/home-ISSUER` (`issuer init` with card prefix
-/// `prefix`, then `station add desk-1` with `station_args`); its path.
+/// `prefix`, then `station add desk-1` with `station_args` and `preparer add
+/// prep-1`); its path.
 pub fn issuer_home(dir: &Path, issuer: &str, prefix: &str, station_args: &[&str]) -> String {
     let home = dir
         .join(format!("home-{issuer}"))
@@ -423,7 +435,26 @@ pub fn issuer_home(dir: &Path, issuer: &str, prefix: &str, station_args: &[&str]
     let mut station = vec!["station", "add", "desk-1", "--dir", &home];
     station.extend_from_slice(station_args);
     citycard_ok(&station);
+    citycard_ok(&["preparer", "add", "prep-1", "--dir", &home]);
     home
+}
+
+/// `preparer prepare prep-1` on the card in the bench's reader: the city's
+/// preparation facility prepares the blank card (SPEC §6.3) before a station
+/// can issue it.
+pub fn prepare_in_reader(home: &str) {
+    citycard_ok(&[
+        "preparer", "prepare", "prep-1", "--dir", home, "--reader", READER,
+    ]);
+}
+
+/// `preparer prepare prep-1` on the emulated card whose state is `state`
+/// (created blank and prepared; served later by the bench's emulator).
+pub fn prepare_state(home: &str, state: &Path) {
+    let reader = format!("emulated:{}", state.display());
+    citycard_ok(&[
+        "preparer", "prepare", "prep-1", "--dir", home, "--reader", &reader,
+    ]);
 }
 
 /// `partner enrol NAME --attributes ATTRS`, credential in `DIR/NAME.cred`; its path.

@@ -63,6 +63,15 @@ pub struct IssuerConfig {
     /// default, is `registry.sqlite` in the home.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry: Option<crate::registry::RegistryServer>,
+    /// Linkability groups issued on every card (SPEC §5.3, 1–8). The
+    /// registry records the group-0 card key only, so issuing refuses any
+    /// value but 1 until it records every group's key and revocation id.
+    #[serde(default = "one_group")]
+    pub groups: u8,
+}
+
+fn one_group() -> u8 {
+    1
 }
 
 /// `stations/NAME/station.json`.
@@ -83,6 +92,29 @@ pub struct StationConfig {
     /// it issued keep verifying).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retired_on: Option<String>,
+}
+
+/// A preparer's configuration (`preparers/<name>/preparer.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PreparerConfig {
+    /// Format version.
+    pub schema_version: u32,
+    /// Preparer name.
+    pub name: String,
+    /// Where the preparer key lives.
+    pub key: KeyLocation,
+    /// The preparer certificate (hex of the `7F21` encoding, role 03).
+    pub certificate: String,
+}
+
+/// A preparer loaded for preparing cards.
+pub struct LoadedPreparer {
+    /// Name.
+    pub name: String,
+    /// Signs prepared-card certificates.
+    pub signer: Box<dyn Signer>,
+    /// The preparer certificate.
+    pub certificate: Certificate,
 }
 
 /// A station loaded for issuing.
@@ -310,11 +342,12 @@ impl IssuerHome {
                 card_validity_days: 5 * 365,
                 retain_attributes_days,
                 registry: registry.clone(),
+                groups: one_group(),
             },
         };
         let mut key_made = false;
         let made = (|| -> Result<IssuerConfig, IssuerError> {
-            for sub in ["stations", "partners", "revocation", "leases"] {
+            for sub in ["stations", "preparers", "partners", "revocation", "leases"] {
                 create_private_dir(&dir.join(sub))?;
             }
             let signer = citycard_keys::generate(&home.resolve(&root), secrets)?;
@@ -348,7 +381,7 @@ impl IssuerHome {
                 ] {
                     let _ = fs::remove_file(dir.join(f));
                 }
-                for sub in ["stations", "partners", "revocation", "leases"] {
+                for sub in ["stations", "preparers", "partners", "revocation", "leases"] {
                     let _ = fs::remove_dir(dir.join(sub));
                 }
                 if created_dir {
@@ -474,6 +507,133 @@ impl IssuerHome {
         self.dir.join("stations").join(name)
     }
 
+    fn preparer_dir(&self, name: &str) -> PathBuf {
+        self.dir.join("preparers").join(name)
+    }
+
+    /// Adds a preparer (SPEC §6.3): a preparer key (file or PKCS#11)
+    /// certified by the root (role 03) for `valid_days` from `today`.
+    ///
+    /// All or nothing: on any failure the preparer directory and the key
+    /// made by this call are removed.
+    pub fn add_preparer(
+        &self,
+        name: &str,
+        valid_days: u32,
+        key: Option<KeyLocation>,
+        secrets: &dyn SecretSource,
+        today: Date,
+    ) -> Result<Certificate, IssuerError> {
+        check_name(name, "preparer name")?;
+        if valid_days == 0 || valid_days > 3 * 366 {
+            return Err(IssuerError::InvalidValidity(valid_days));
+        }
+        let pdir = self.preparer_dir(name);
+        if pdir.exists() {
+            return Err(IssuerError::AlreadyExists(pdir));
+        }
+        let root = self.root_signer(secrets)?;
+        create_private_dir(&self.dir.join("preparers"))?;
+        create_private_dir(&pdir)?;
+        let key = key.unwrap_or_else(|| {
+            KeyLocation::File(
+                PathBuf::from("preparers")
+                    .join(name)
+                    .join("preparer.key.pem"),
+            )
+        });
+        let mut key_made = false;
+        let made = (|| -> Result<Certificate, IssuerError> {
+            let signer = citycard_keys::generate(&self.resolve(&key), secrets)?;
+            key_made = true;
+            let certificate = self.sign_certificate(
+                root.as_ref(),
+                CertificateBody {
+                    issuer: self.config.issuer_id.clone(),
+                    holder: name.into(),
+                    role: Role::Preparer,
+                    grants: AttributeSet::EMPTY,
+                    domain: None,
+                    group: None,
+                    effective: today,
+                    expiry: today.add_days(valid_days.saturating_sub(1)),
+                    public_key: signer.public_key(),
+                },
+            )?;
+            let config = PreparerConfig {
+                schema_version: SCHEMA_VERSION,
+                name: name.into(),
+                key: key.clone(),
+                certificate: hex::encode(certificate.as_bytes()),
+            };
+            let json = serde_json::to_vec_pretty(&config)
+                .map_err(|e| IssuerError::Config(e.to_string()))?;
+            let mut reg = self.registry()?;
+            reg.record_action("issuer", Some(name), "preparer-added")?;
+            write_new(&pdir.join("preparer.json"), &json)?;
+            Ok(certificate)
+        })();
+        if made.is_err() {
+            if key_made {
+                let _ = citycard_keys::destroy(&self.resolve(&key), secrets);
+            }
+            let _ = fs::remove_dir_all(&pdir);
+        }
+        made
+    }
+
+    fn preparer_config(&self, name: &str) -> Result<PreparerConfig, IssuerError> {
+        check_name(name, "preparer name")?;
+        let path = self.preparer_dir(name).join("preparer.json");
+        let text = fs::read_to_string(&path)
+            .map_err(|_| IssuerError::Config(format!("unknown preparer {name}")))?;
+        serde_json::from_str(&text)
+            .map_err(|e| IssuerError::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Every preparer certificate (what stations check cards against).
+    pub fn preparer_certificates(&self) -> Result<Vec<Certificate>, IssuerError> {
+        let dir = self.dir.join("preparers");
+        if !dir.exists() {
+            return Ok(Vec::new());
+        }
+        let mut names: Vec<String> = fs::read_dir(&dir)
+            .map_err(|e| IssuerError::io(&dir, e))?
+            .filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
+            .collect();
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            let c = self.preparer_config(&name)?;
+            let bytes =
+                hex::decode(&c.certificate).map_err(|e| IssuerError::Config(e.to_string()))?;
+            out.push(Certificate::decode(&bytes)?);
+        }
+        Ok(out)
+    }
+
+    /// Loads a preparer (opens its key).
+    pub fn preparer(
+        &self,
+        name: &str,
+        secrets: &dyn SecretSource,
+    ) -> Result<LoadedPreparer, IssuerError> {
+        let c = self.preparer_config(name)?;
+        let bytes = hex::decode(&c.certificate).map_err(|e| IssuerError::Config(e.to_string()))?;
+        let certificate = Certificate::decode(&bytes)?;
+        let signer = citycard_keys::open(&self.resolve(&c.key), secrets)?;
+        if signer.public_key() != certificate.body().public_key {
+            return Err(IssuerError::Config(format!(
+                "preparer {name}: key does not match its certificate"
+            )));
+        }
+        Ok(LoadedPreparer {
+            name: name.into(),
+            signer,
+            certificate,
+        })
+    }
+
     /// The read-back credential of a station: a reader certificate that may
     /// read every stored attribute, used only to check a card right after
     /// issuing it.
@@ -494,6 +654,7 @@ impl IssuerHome {
                 role: Role::Reader,
                 grants: all_stored(),
                 domain: Some(domain),
+                group: Some(0),
                 effective: today,
                 expiry,
                 public_key: key,
@@ -517,6 +678,7 @@ impl IssuerHome {
                 role: Role::Station,
                 grants: AttributeSet::EMPTY,
                 domain: None,
+                group: None,
                 effective: today,
                 expiry,
                 public_key: key,
@@ -797,16 +959,24 @@ impl IssuerHome {
         &self,
         name: &str,
         grants: AttributeSet,
+        group: u8,
         valid_days: u32,
         secrets: &dyn SecretSource,
         today: Date,
     ) -> Result<(Certificate, SecretKey), IssuerError> {
         let mut key = None;
-        let cert =
-            self.enrol_partner_with(name, grants, valid_days, secrets, today, &mut |_, k| {
+        let cert = self.enrol_partner_with(
+            name,
+            grants,
+            group,
+            valid_days,
+            secrets,
+            today,
+            &mut |_, k| {
                 key = Some(k.clone());
                 Ok(())
-            })?;
+            },
+        )?;
         let key = key.ok_or_else(|| IssuerError::Config("no partner key".into()))?;
         Ok((cert, key))
     }
@@ -817,10 +987,12 @@ impl IssuerHome {
     ///
     /// All or nothing: if `deliver` fails, the partner is not registered
     /// (its certificate file is removed again), so a retry works.
+    #[allow(clippy::too_many_arguments)]
     pub fn enrol_partner_with(
         &self,
         name: &str,
         grants: AttributeSet,
+        group: u8,
         valid_days: u32,
         secrets: &dyn SecretSource,
         today: Date,
@@ -846,6 +1018,7 @@ impl IssuerHome {
             root.as_ref(),
             name,
             grants,
+            group,
             domain,
             valid_days,
             today,
@@ -861,6 +1034,7 @@ impl IssuerHome {
         root: &dyn Signer,
         name: &str,
         grants: AttributeSet,
+        group: u8,
         domain: [u8; 16],
         valid_days: u32,
         today: Date,
@@ -877,6 +1051,7 @@ impl IssuerHome {
                 role: Role::Reader,
                 grants,
                 domain: Some(domain),
+                group: Some(group),
                 effective: today,
                 expiry: today.add_days(valid_days.saturating_sub(1)),
                 public_key: key.public_key(),
@@ -947,6 +1122,7 @@ impl IssuerHome {
             root.as_ref(),
             name,
             old.body().grants,
+            old.body().group.unwrap_or(0),
             domain,
             valid_days,
             today,
@@ -1117,6 +1293,7 @@ mod tests {
                 card_validity_days: 1,
                 retain_attributes_days: None,
                 registry: None,
+                groups: 1,
             },
         };
         let resolved = |p: &str| home.resolve(&KeyLocation::File(p.into()));
