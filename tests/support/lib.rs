@@ -526,7 +526,8 @@ pub fn test_seed() -> (u64, ChaCha20Rng) {
     (seed, ChaCha20Rng::seed_from_u64(seed))
 }
 
-/// The card key of every issued emulated card (state file) in `dir`.
+/// The group-0 card key of every issued emulated card (state file) in `dir`
+/// (the key the registry records the card under).
 pub fn issued_card_keys(dir: &Path) -> Vec<[u8; 33]> {
     let mut keys = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -543,7 +544,7 @@ pub fn issued_card_keys(dir: &Path) -> Vec<[u8; 33]> {
         }
         if let Some(p) = state.personalisation.as_ref() {
             keys.push(citycard_proto::crypto::encode_point(
-                &p.card_key.public_key(),
+                &p.groups[0].card_key.public_key(),
             ));
         }
     }
