@@ -54,7 +54,7 @@ pub fn reader_view(e: &ProtoError) -> String {
         ProtoError::BadMac => {
             "the card's MAC does not verify (a correct reader says: clone)".into()
         }
-        ProtoError::DecryptionFailed => {
+        ProtoError::Decoy | ProtoError::DecryptionFailed => {
             "the answer's tag does not verify: a decoy (a correct reader retries, then says: refused)"
                 .into()
         }
