@@ -67,6 +67,7 @@ fn city(dir: &Path) {
             "180",
         ],
     );
+    ok(dir, &["preparer", "add", "prep-1", "--dir", "city"]);
     ok(
         dir,
         &[
@@ -102,6 +103,8 @@ fn city(dir: &Path) {
             "desk-1",
             "--reader",
             "emulated:cards",
+            "--prepare-with",
+            "prep-1",
             "--resident",
             "alex.json",
         ],

@@ -185,7 +185,9 @@ pub static V2: Table = Table {
         r("replay", "replay", "§8 3b §10.2"),
         // A decoy is the card's refusal.
         r("decoy", "card_refused", "§8 2 3a"),
-        r("stale-record", "tampered", "§8 3c 3d"),
+        // This tap's E_C with an earlier tap's ciphertext: the tag (keyed
+        // by E_C) fails, as for a decoy.
+        r("stale-record", "card_refused", "§8 2 3a"),
         r("endless-61xx", "tampered", "§4"),
         r("removed-mid-answer", "card_removed", "§4"),
     ],
