@@ -551,7 +551,8 @@ pub fn issued_card_keys(dir: &Path) -> Vec<[u8; 33]> {
     keys
 }
 
-/// The arguments of `batch` of `file` at `station` on `reader`, then `extra`.
+/// The arguments of `batch` of `file` at `station` on `reader`, the blank
+/// emulated cards prepared by preparer `prep-1` first, then `extra`.
 pub fn batch_args<'a>(
     home: &'a str,
     station: &'a str,
@@ -567,6 +568,8 @@ pub fn batch_args<'a>(
         station,
         "--reader",
         reader,
+        "--prepare-with",
+        "prep-1",
         path_str(file),
     ];
     v.extend_from_slice(extra);
