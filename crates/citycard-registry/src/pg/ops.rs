@@ -371,7 +371,13 @@ impl IssuanceRegistry for PgRegistry {
                     "INSERT INTO card_group_keys \
                      (intent_id, group_index, group_id, card_key, revocation_id) \
                      VALUES ($1, $2, $3, $4, $5)",
-                    &[&intent_id, &g, &i32::from(g), &key.as_slice(), &rid.as_slice()],
+                    &[
+                        &intent_id,
+                        &g,
+                        &i32::from(g),
+                        &key.as_slice(),
+                        &rid.as_slice(),
+                    ],
                 )?;
             }
             audit(

@@ -235,7 +235,12 @@ impl Registry {
     /// again changes nothing; other keys are refused
     /// ([`RegistryError::CardKeyMismatch`]), as is a key recorded for
     /// another card ([`RegistryError::CardKeyTaken`]).
-    pub fn attach_group_keys(&mut self, intent_id: i64, keys: &[[u8; 33]], actor: &str) -> Result<()> {
+    pub fn attach_group_keys(
+        &mut self,
+        intent_id: i64,
+        keys: &[[u8; 33]],
+        actor: &str,
+    ) -> Result<()> {
         check_text("actor", actor, MAX_NAME_LEN)?;
         let pairs = crate::validate::group_key_pairs(keys)?;
         let tx = self.write()?;
@@ -291,7 +296,9 @@ impl Registry {
         let rows = stmt
             .query_map([intent_id], |r| r.get::<_, Vec<u8>>(0))?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        rows.into_iter().map(|k| fixed::<33>("card key", k)).collect()
+        rows.into_iter()
+            .map(|k| fixed::<33>("card key", k))
+            .collect()
     }
 
     /// Commits an intent as issued, after the card was verified locked:

@@ -120,7 +120,10 @@ pub fn revocation(cmd: RevocationCommand) -> anyhow::Result<ExitCode> {
     issuer_try!(json, out.check());
     let h = issuer_try!(json, IssuerHome::open(&home.dir));
     let (_, now_unix) = issuer_try!(json, today());
-    let bundle = issuer_try!(json, h.publish_for(group, next_update_days, &EnvOrPrompt, now_unix));
+    let bundle = issuer_try!(
+        json,
+        h.publish_for(group, next_update_days, &EnvOrPrompt, now_unix)
+    );
     issuer_try!(json, out.write(bundle.as_bytes()));
     let list = bundle.body().revocations.body();
     if json {
