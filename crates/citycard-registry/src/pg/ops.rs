@@ -345,28 +345,27 @@ impl IssuanceRegistry for PgRegistry {
 
     fn attach_group_keys(&mut self, intent_id: i64, keys: &[[u8; 33]], actor: &str) -> Result<()> {
         check_text("actor", actor, MAX_NAME_LEN)?;
-        let pairs = crate::validate::group_key_pairs(keys)?;
+        let (first, rest) = crate::validate::group_key_pairs(keys)?;
         self.write(|tx| {
             let open = open_intent_for_update(tx, intent_id)?;
             let recorded = group_keys_in(tx, intent_id)?;
-            if !attach_rule(&open, &pairs[0].0)? {
-                return crate::validate::same_group_keys(&open.card_number, &recorded, &pairs[1..]);
+            if !attach_rule(&open, &first.0)? {
+                return crate::validate::same_group_keys(&open.card_number, &recorded, &rest);
             }
             if !recorded.is_empty() {
                 return Err(RegistryError::CardKeyMismatch {
                     card_number: open.card_number.clone(),
                 });
             }
-            for (key, rid) in &pairs {
+            for (key, rid) in std::iter::once(&first).chain(&rest) {
                 check_new_key(tx, intent_id, key, rid)?;
             }
             tx.execute(
                 "UPDATE cards SET card_key = $2, revocation_id = $3 \
                  WHERE intent_id = $1 AND state = 'intent' AND card_key IS NULL",
-                &[&intent_id, &pairs[0].0.as_slice(), &pairs[0].1.as_slice()],
+                &[&intent_id, &first.0.as_slice(), &first.1.as_slice()],
             )?;
-            for (g, (key, rid)) in pairs.iter().enumerate().skip(1) {
-                let g = i16::try_from(g).unwrap_or(i16::MAX);
+            for (g, (key, rid)) in (1i16..).zip(&rest) {
                 tx.execute(
                     "INSERT INTO card_group_keys \
                      (intent_id, group_index, group_id, card_key, revocation_id) \

@@ -242,13 +242,13 @@ impl Registry {
         actor: &str,
     ) -> Result<()> {
         check_text("actor", actor, MAX_NAME_LEN)?;
-        let pairs = crate::validate::group_key_pairs(keys)?;
+        let (first, rest) = crate::validate::group_key_pairs(keys)?;
         let tx = self.write()?;
         let open = Self::open_intent_for_update(&tx, intent_id)?;
         let recorded = Self::group_keys_in(&tx, intent_id)?;
-        let fresh = attach_rule(&open, &pairs[0].0)?;
+        let fresh = attach_rule(&open, &first.0)?;
         if !fresh {
-            crate::validate::same_group_keys(&open.card_number, &recorded, &pairs[1..])?;
+            crate::validate::same_group_keys(&open.card_number, &recorded, &rest)?;
             return Ok(());
         }
         if !recorded.is_empty() {
@@ -256,19 +256,19 @@ impl Registry {
                 card_number: open.card_number,
             });
         }
-        for (key, rid) in &pairs {
+        for (key, rid) in std::iter::once(&first).chain(&rest) {
             Self::check_new_key(&tx, intent_id, key, rid)?;
         }
         tx.execute(
             "UPDATE cards SET card_key = ?2, revocation_id = ?3 \
              WHERE intent_id = ?1 AND state = 'intent' AND card_key IS NULL",
-            params![intent_id, pairs[0].0.as_slice(), pairs[0].1.as_slice()],
+            params![intent_id, first.0.as_slice(), first.1.as_slice()],
         )?;
-        for (g, (key, rid)) in pairs.iter().enumerate().skip(1) {
+        for (g, (key, rid)) in (1i64..).zip(&rest) {
             tx.execute(
                 "INSERT INTO card_group_keys (intent_id, group_id, card_key, revocation_id) \
                  VALUES (?1, ?2, ?3, ?4)",
-                params![intent_id, g as i64, key.as_slice(), rid.as_slice()],
+                params![intent_id, g, key.as_slice(), rid.as_slice()],
             )?;
         }
         audit(
