@@ -8,7 +8,8 @@
 //! DIR/stations/NAME/station.key.pem   station key (file keys only)
 //! DIR/stations/NAME/check.key.pem     the station's read-back reader key (encrypted PKCS#8)
 //! DIR/partners/NAME.cert          certificates issued to partners (public; the key went to the partner)
-//! DIR/revocation/current.crl      the last published revocation list
+//! DIR/revocation/current.crl      the last published revocation list (group 0;
+//!                                 group g: current-group-g.crl)
 //! DIR/registry.sqlite             the issuance registry
 //! DIR/leases/ID.lock              one per issuing process at work (see `desk`)
 //! ```
@@ -64,14 +65,25 @@ pub struct IssuerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry: Option<crate::registry::RegistryServer>,
     /// Linkability groups issued on every card (SPEC §5.3, 1–8). The
-    /// registry records the group-0 card key only, so issuing refuses any
-    /// value but 1 until it records every group's key and revocation id.
+    /// registry records every group's card key and revocation id, and each
+    /// group has its own revocation list and trust bundle.
     #[serde(default = "one_group")]
     pub groups: u8,
 }
 
 fn one_group() -> u8 {
     1
+}
+
+/// Refuses a linkability group outside 0–7 (SPEC §5.3).
+fn check_group(group: u8) -> Result<(), IssuerError> {
+    if usize::from(group) >= citycard_registry::MAX_GROUP_KEYS {
+        return Err(IssuerError::Config(format!(
+            "group {group}: linkability groups are 0 to {}",
+            citycard_registry::MAX_GROUP_KEYS - 1
+        )));
+    }
+    Ok(())
 }
 
 /// `stations/NAME/station.json`.
@@ -1132,13 +1144,40 @@ impl IssuerHome {
         )
     }
 
-    /// Signs and stores a new revocation list of linkability group 0 (every
-    /// card of this protocol version) from the registry, as of `now_unix`:
+    /// Signs and stores a new revocation list of linkability group 0 from
+    /// the registry, as of `now_unix` ([`Self::publish_revocations_for`]).
+    pub fn publish_revocations(
+        &self,
+        next_update_days: u32,
+        secrets: &dyn SecretSource,
+        now_unix: u64,
+    ) -> Result<RevocationList, IssuerError> {
+        self.publish_revocations_for(0, next_update_days, secrets, now_unix)
+    }
+
+    /// Sets the number of linkability groups issued on every card from now
+    /// on (1 to 8, SPEC §5.3).
+    pub fn set_groups(&mut self, groups: u8) -> Result<(), IssuerError> {
+        if groups == 0 || usize::from(groups) > citycard_registry::MAX_GROUP_KEYS {
+            return Err(IssuerError::Config(format!(
+                "groups = {groups}: 1 to {} linkability groups",
+                citycard_registry::MAX_GROUP_KEYS
+            )));
+        }
+        let mut config = self.config.clone();
+        config.groups = groups;
+        self.save_config(config)
+    }
+
+    /// Signs and stores a new revocation list of linkability group `group`
+    /// from the registry, as of `now_unix`: each card's revocation id of that
+    /// group, for
     /// revoked cards and spoiled intents that carried a card key, pruned of
     /// cards that can no longer be valid
     /// ([`Registry::revocation_ids_for`](citycard_registry::Registry::revocation_ids_for)).
-    pub fn publish_revocations(
+    pub fn publish_revocations_for(
         &self,
+        group: u8,
         next_update_days: u32,
         secrets: &dyn SecretSource,
         now_unix: u64,
@@ -1146,22 +1185,24 @@ impl IssuerHome {
         if next_update_days == 0 || next_update_days > 366 {
             return Err(IssuerError::InvalidValidity(next_update_days));
         }
+        check_group(group)?;
         let root = self.root_signer(secrets)?;
-        self.publish_revocations_with(root.as_ref(), next_update_days, now_unix)
+        self.publish_revocations_with(root.as_ref(), group, next_update_days, now_unix)
     }
 
     fn publish_revocations_with(
         &self,
         root: &dyn Signer,
+        group: u8,
         next_update_days: u32,
         now_unix: u64,
     ) -> Result<RevocationList, IssuerError> {
         let mut reg = self.registry()?;
-        let revoked = reg.revocation_ids_for(0, date_of(now_unix)?)?;
+        let revoked = reg.revocation_ids_for(group, date_of(now_unix)?)?;
         let sequence = reg.next_revocation_sequence()?;
         let body = RevocationListBody {
             issuer: self.config.issuer_id.clone(),
-            group: 0,
+            group,
             sequence,
             issued_at: now_unix,
             next_update: now_unix.saturating_add(u64::from(next_update_days) * 86_400),
@@ -1171,7 +1212,7 @@ impl IssuerHome {
         let list = RevocationList::assemble(&tbs, &root.sign(&tbs)?)?;
         list.verify(&self.root_public_key()?)?;
         write_file(
-            &self.dir.join("revocation").join("current.crl"),
+            &self.revocation_list_path(group),
             list.as_bytes(),
             Overwrite::Replace,
         )?;
@@ -1179,9 +1220,27 @@ impl IssuerHome {
         Ok(list)
     }
 
-    /// The last published revocation list, if any.
+    /// Where the last revocation list of `group` is kept.
+    fn revocation_list_path(&self, group: u8) -> PathBuf {
+        let name = match group {
+            0 => "current.crl".to_string(),
+            g => format!("current-group-{g}.crl"),
+        };
+        self.dir.join("revocation").join(name)
+    }
+
+    /// The last published revocation list of group 0, if any.
     pub fn current_revocations(&self) -> Result<Option<RevocationList>, IssuerError> {
-        let path = self.dir.join("revocation").join("current.crl");
+        self.current_revocations_for(0)
+    }
+
+    /// The last published revocation list of `group`, if any.
+    pub fn current_revocations_for(
+        &self,
+        group: u8,
+    ) -> Result<Option<RevocationList>, IssuerError> {
+        check_group(group)?;
+        let path = self.revocation_list_path(group);
         match fs::read(&path) {
             Ok(bytes) => Ok(Some(RevocationList::decode(&bytes)?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -1189,11 +1248,23 @@ impl IssuerHome {
         }
     }
 
-    /// The one step that tells partners about revocations: signs a new
-    /// revocation list ([`Self::publish_revocations`]) and the trust bundle
-    /// that carries it — the file partners load.
+    /// [`Self::publish_for`] group 0.
     pub fn publish(
         &self,
+        next_update_days: u32,
+        secrets: &dyn SecretSource,
+        now_unix: u64,
+    ) -> Result<TrustBundle, IssuerError> {
+        self.publish_for(0, next_update_days, secrets, now_unix)
+    }
+
+    /// The one step that tells a group's partners about revocations: signs
+    /// a new revocation list of `group` ([`Self::publish_revocations_for`])
+    /// and the trust bundle that carries it — the file the partners of that
+    /// group (their credential names it) load.
+    pub fn publish_for(
+        &self,
+        group: u8,
         next_update_days: u32,
         secrets: &dyn SecretSource,
         now_unix: u64,
@@ -1201,8 +1272,10 @@ impl IssuerHome {
         if next_update_days == 0 || next_update_days > 366 {
             return Err(IssuerError::InvalidValidity(next_update_days));
         }
+        check_group(group)?;
         let root = self.root_signer(secrets)?;
-        let list = self.publish_revocations_with(root.as_ref(), next_update_days, now_unix)?;
+        let list =
+            self.publish_revocations_with(root.as_ref(), group, next_update_days, now_unix)?;
         self.bundle_with(root.as_ref(), list, now_unix)
     }
 
@@ -1219,8 +1292,19 @@ impl IssuerHome {
         secrets: &dyn SecretSource,
         now_unix: u64,
     ) -> Result<TrustBundle, IssuerError> {
+        self.export_trust_for(0, secrets, now_unix)
+    }
+
+    /// [`Self::export_trust`] for the partners of linkability group `group`:
+    /// the bundle carries that group's revocation list.
+    pub fn export_trust_for(
+        &self,
+        group: u8,
+        secrets: &dyn SecretSource,
+        now_unix: u64,
+    ) -> Result<TrustBundle, IssuerError> {
         let root = self.root_signer(secrets)?;
-        let revocations = match self.current_revocations()? {
+        let revocations = match self.current_revocations_for(group)? {
             Some(list) => {
                 let wanted = self
                     .registry()?
@@ -1234,7 +1318,7 @@ impl IssuerHome {
                 }
                 list
             }
-            None => self.publish_revocations_with(root.as_ref(), 7, now_unix)?,
+            None => self.publish_revocations_with(root.as_ref(), group, 7, now_unix)?,
         };
         self.bundle_with(root.as_ref(), revocations, now_unix)
     }

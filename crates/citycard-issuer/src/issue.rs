@@ -109,13 +109,11 @@ pub fn issue_one<T: CardTransport>(
     rng: &mut dyn CryptoRngCore,
 ) -> Result<Issued, IssueError> {
     check_station(station, today)?;
-    // The registry records one card key (group 0's) and one revocation id
-    // per card: a card issued for more groups could not be revoked for the
-    // others. Refused before anything is written.
-    if home.config().groups != 1 {
+    let groups = home.config().groups;
+    if groups == 0 || usize::from(groups) > citycard_registry::MAX_GROUP_KEYS {
         return Err(IssuerError::Config(format!(
-            "issuer.json: groups = {}: this registry records group 0 only; issue with groups = 1",
-            home.config().groups
+            "issuer.json: groups = {groups}: 1 to {} linkability groups",
+            citycard_registry::MAX_GROUP_KEYS
         ))
         .into());
     }
@@ -152,9 +150,10 @@ pub fn issue_one<T: CardTransport>(
         expires_on,
         home.config().groups,
         &mut |keys| {
-            // The registry keeps one key per card: group 0's.
+            // Every group's key and revocation id, so the card can be
+            // revoked in each group's list.
             let key = keys.first().ok_or("the card answered no group key")?;
-            record_key(registry, intent_id, key, actor)?;
+            record_group_keys(registry, intent_id, keys, actor)?;
             recorded = Some(*key);
             Ok(())
         },
@@ -283,6 +282,20 @@ pub(crate) fn record_key(
         .map_err(|e| e.to_string())
 }
 
+/// Records all of a card's group keys (`keys[g]` is group `g`'s) on the open
+/// intent, durably, as [`record_key`] does for one.
+pub(crate) fn record_group_keys(
+    registry: &mut dyn IssuanceRegistry,
+    intent_id: i64,
+    keys: &[PublicKey],
+    actor: &str,
+) -> Result<(), String> {
+    let points: Vec<[u8; 33]> = keys.iter().map(crypto::encode_point).collect();
+    registry
+        .attach_group_keys(intent_id, &points, actor)
+        .map_err(|e| e.to_string())
+}
+
 /// Commits an intent as issued with `card_key` as the card key.
 pub(crate) fn commit(
     registry: &mut dyn IssuanceRegistry,
@@ -387,13 +400,23 @@ pub fn reconcile_intents<T: CardTransport>(
         Some(ch) => personalise::identify(ch, &trust, &st, rng)
             .ok()
             .flatten()
-            .and_then(|keys| keys.first().copied())
-            .and_then(|key| {
+            .and_then(|keys| {
+                let key = *keys.first()?;
                 let point = crypto::encode_point(&key);
-                open.iter()
-                    .find(|i| i.card_key == Some(point))
-                    .map(|i| (i.card_number.clone(), key))
+                let intent = open.iter().find(|i| i.card_key == Some(point))?;
+                Some((intent.id, intent.card_number.clone(), key, keys))
             }),
+        None => None,
+    };
+    // The card is the intent's only if every group key it answers is the
+    // one recorded (a card of the same group-0 key and other group keys is
+    // not the card that was issued).
+    let in_reader = match in_reader {
+        Some((id, number, key, keys)) => {
+            let recorded = registry.group_keys(id)?;
+            let answered: Vec<[u8; 33]> = keys.iter().skip(1).map(crypto::encode_point).collect();
+            (recorded == answered).then_some((number, key))
+        }
         None => None,
     };
     settle_open(registry, open, in_reader.as_ref(), actor)
