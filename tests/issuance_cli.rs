@@ -179,6 +179,7 @@ fn batch_with_bad_rows_forget_and_replace() {
         "BV",
     ]);
     ok(&["station", "add", "s1", "--dir", h]);
+    ok(&["preparer", "add", "p1", "--dir", h]);
     let csv = tmp.path().join("rows.csv");
     std::fs::write(
         &csv,
@@ -194,6 +195,8 @@ fn batch_with_bad_rows_forget_and_replace() {
         "s1",
         "--reader",
         &reader,
+        "--prepare-with",
+        "p1",
         csv.to_str().unwrap(),
         "--json",
     ]);
@@ -227,6 +230,8 @@ fn batch_with_bad_rows_forget_and_replace() {
         "s1",
         "--reader",
         &reader,
+        "--prepare-with",
+        "p1",
         "--resident",
         ann.to_str().unwrap(),
         "--json",
@@ -240,6 +245,8 @@ fn batch_with_bad_rows_forget_and_replace() {
         "s1",
         "--reader",
         &reader,
+        "--prepare-with",
+        "p1",
         "--resident",
         ann.to_str().unwrap(),
         "--replace",

@@ -39,6 +39,7 @@ fn kill_dash_nine_during_batch_then_resume_loses_nothing() {
         0
     );
     assert_eq!(citycard(&["station", "add", "s1", "--dir", h]).0, 0);
+    assert_eq!(citycard(&["preparer", "add", "p1", "--dir", h]).0, 0);
     let rows = 120;
     let csv = tmp.path().join("batch.csv");
     let mut text = String::from("resident_id,name,address\n");
@@ -60,6 +61,8 @@ fn kill_dash_nine_during_batch_then_resume_loses_nothing() {
                 "s1",
                 "--reader",
                 &reader,
+                "--prepare-with",
+                "p1",
                 csv.to_str().unwrap(),
                 "--resume",
                 "--json",
@@ -106,6 +109,8 @@ fn kill_dash_nine_during_batch_then_resume_loses_nothing() {
         "s1",
         "--reader",
         &reader,
+        "--prepare-with",
+        "p1",
         csv.to_str().unwrap(),
         "--resume",
         "--json",

@@ -5,19 +5,24 @@
 //! up during a batch, validation before allocation, the officer's commands,
 //! all-or-nothing writes, output files that are never replaced when they are
 //! devices, `resident forget` of a live card, Ctrl-C in a batch.
-#![cfg(test)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use citycard_card::{PersistentState, Storage as _};
 use citycard_e2e::citycard_ok as ok;
-use citycard_e2e::{
-    batch_args, citycard, citycard_bin, init_args, issued_card_keys, run_with_random_kills,
-};
+use citycard_e2e::{citycard, citycard_bin};
 use citycard_registry::{CardState, Registry};
-use rand_chacha::rand_core::SeedableRng;
+use rand_chacha::rand_core::{RngCore, SeedableRng};
 
 const PASS: &str = "correct horse battery staple";
 
@@ -45,17 +50,57 @@ fn personalise<'a>(
         station,
         "--reader",
         reader,
+        "--prepare-with",
+        "prep-1",
         "--resident",
         s(resident),
     ]
 }
 
+/// The arguments of `batch` on an emulated reader, then `extra`.
+fn batch_args<'a>(
+    home: &'a str,
+    station: &'a str,
+    reader: &'a str,
+    file: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut v = vec![
+        "batch",
+        "--dir",
+        home,
+        "--station",
+        station,
+        "--reader",
+        reader,
+        "--prepare-with",
+        "prep-1",
+        s(file),
+    ];
+    v.extend_from_slice(extra);
+    v
+}
+
 /// A home with stations desk-1 and desk-2.
 fn home(tmp: &Path, extra: &[&str]) -> PathBuf {
     let home = tmp.join("home");
-    ok(&init_args(s(&home), extra));
+    let mut args = vec![
+        "issuer",
+        "init",
+        "--dir",
+        s(&home),
+        "--city",
+        "Liège",
+        "--issuer-id",
+        "LIEGE",
+        "--card-prefix",
+        "LG",
+    ];
+    args.extend_from_slice(extra);
+    ok(&args);
     ok(&["station", "add", "desk-1", "--dir", s(&home)]);
     ok(&["station", "add", "desk-2", "--dir", s(&home)]);
+    ok(&["preparer", "add", "prep-1", "--dir", s(&home)]);
     home
 }
 
@@ -77,6 +122,8 @@ fn batch_cmd(home: &Path, station: &str, cards: &Path, file: &Path) -> Command {
         station,
         "--reader",
         &format!("emulated:{}", cards.display()),
+        "--prepare-with",
+        "prep-1",
         s(file),
         "--resume",
         "--json",
@@ -87,6 +134,27 @@ fn batch_cmd(home: &Path, station: &str, cards: &Path, file: &Path) -> Command {
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     c
+}
+
+/// The card key of every issued emulated card in `dir`.
+fn issued_card_keys(dir: &Path) -> Vec<[u8; 33]> {
+    let mut keys = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let mut store = citycard_emulator::FileStore::new(&path).unwrap();
+        let Some(bytes) = store.load().unwrap() else {
+            continue;
+        };
+        let state = PersistentState::decode(&bytes).unwrap();
+        if state.life_cycle.name() != "issued" {
+            continue;
+        }
+        let p = state.personalisation.as_ref().unwrap();
+        keys.push(citycard_proto::crypto::encode_point(
+            &p.groups[0].card_key.public_key(),
+        ));
+    }
+    keys
 }
 
 /// Four desks (two stations, four readers) run batches on one home at once;
@@ -119,12 +187,49 @@ fn four_desks_on_one_home_with_kill_9_and_resume() {
         .collect();
     let station = |d: usize| ["desk-1", "desk-2"][d % 2];
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0xC17C);
-    let spawn = |d: usize| {
-        batch_cmd(&home, station(d), &cards[d], &files[d])
-            .spawn()
-            .unwrap()
-    };
-    let kills = run_with_random_kills(4, &spawn, 12, &mut rng, Duration::from_secs(600));
+    let mut procs: Vec<Option<Child>> = (0..4)
+        .map(|d| {
+            Some(
+                batch_cmd(&home, station(d), &cards[d], &files[d])
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let mut done = [false; 4];
+    let mut kills = 0;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while !done.iter().all(|d| *d) {
+        assert!(Instant::now() < deadline, "desks did not finish");
+        std::thread::sleep(Duration::from_millis(100 + rng.next_u64() % 400));
+        for d in 0..4 {
+            let Some(child) = procs[d].as_mut() else {
+                continue;
+            };
+            if let Some(status) = child.try_wait().unwrap() {
+                let out = procs[d].take().unwrap().wait_with_output().unwrap();
+                let code = status.code().unwrap_or(-1);
+                assert!(
+                    code == 0 || code == 50,
+                    "desk {d} exit {code}:\n{}\n{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                done[d] = true;
+                continue;
+            }
+            if kills < 12 && rng.next_u64() % 3 == 0 {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                kills += 1;
+                procs[d] = Some(
+                    batch_cmd(&home, station(d), &cards[d], &files[d])
+                        .spawn()
+                        .unwrap(),
+                );
+            }
+        }
+    }
     assert!(kills > 0, "the test must kill desks");
 
     let reg = Registry::open(home.join("registry.sqlite")).unwrap();
@@ -269,6 +374,7 @@ fn private_by_default() {
         "XX",
     ]);
     go(&["station", "add", "desk-1", "--dir", h]);
+    go(&["preparer", "add", "prep-1", "--dir", h]);
     go(&[
         "partner",
         "enrol",
@@ -295,6 +401,8 @@ fn private_by_default() {
         "desk-1",
         "--reader",
         &reader,
+        "--prepare-with",
+        "prep-1",
         "--resident",
         s(&resident),
     ]);

@@ -64,6 +64,7 @@ fn server_home(dir: &Path, url: &str) {
     ok(&init_args(s(dir), &["--registry", url]));
     ok(&["station", "add", "desk-1", "--dir", s(dir)]);
     ok(&["station", "add", "desk-2", "--dir", s(dir)]);
+    ok(&["preparer", "add", "prep-1", "--dir", s(dir)]);
 }
 
 fn registry(cluster: &Cluster, db: &str) -> PgRegistry {
@@ -128,6 +129,8 @@ fn a_city_office_first_day_on_postgres() {
         "desk-1",
         "--reader",
         &reader,
+        "--prepare-with",
+        "prep-1",
         "--resident",
         s(&resident),
     ]);
@@ -218,6 +221,7 @@ fn a_home_moves_from_sqlite_to_postgres() {
     let h = s(&home);
     ok(&init_args(h, &[]));
     ok(&["station", "add", "desk-1", "--dir", h]);
+    ok(&["preparer", "add", "prep-1", "--dir", h]);
     let reader = format!("emulated:{}", tmp.path().join("cards").display());
     let file = tmp.path().join("residents.csv");
     csv(&file, &(0..4).map(|i| format!("R-{i}")).collect::<Vec<_>>());

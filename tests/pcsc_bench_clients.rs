@@ -35,13 +35,13 @@ fn opensc_tool_selects_the_application() {
             "-r",
             "Virtual PCD 00 00",
             "-s",
-            "00:A4:04:00:0A:F0:43:49:54:59:43:41:52:44:01:00",
+            "00:A4:04:00:0A:F0:43:49:54:59:43:41:52:44:02:00",
         ],
     );
     let upper = text.to_uppercase();
-    // FCI of a blank card: 6F 14 84 0A <AID> A5 06 80 01 01 81 01 01, then SW 90 00.
+    // FCI of a blank card: 6F 14 84 0A <AID> A5 06 80 01 02 81 01 01, then SW 90 00.
     assert!(
-        upper.contains("6F 14 84 0A F0 43 49 54 59 43 41 52 44 01 A5 06"),
+        upper.contains("6F 14 84 0A F0 43 49 54 59 43 41 52 44 02 A5 06"),
         "{text}"
     );
     assert!(

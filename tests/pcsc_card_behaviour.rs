@@ -19,10 +19,10 @@ use rand_chacha::ChaCha20Rng;
 
 fn personalise_via(
     t: &mut citycard_transport::PcscTransport,
-    anchor: bool,
+    prepare: bool,
 ) -> Result<(), ScriptError> {
     let city = city();
-    let mut salts = ChaCha20Rng::from_seed([8; 32]);
+    let mut rng = ChaCha20Rng::from_seed([8; 32]);
     let mut link = raw_link(t);
     let mut s = Script::new(&mut link);
     personalise(
@@ -30,11 +30,12 @@ fn personalise_via(
         Personalisation {
             city: &city,
             station_ephemeral: test_key("station ephemeral"),
-            salts: &mut salts,
+            rng: &mut rng,
             resident: sample_resident(),
-            valid_from: date((2026, 11, 20)),
+            issue_date: date((2026, 11, 20)),
             valid_to: date((2031, 11, 19)),
-            anchor,
+            groups: 3,
+            prepare,
         },
     )
     .map(|_| ())

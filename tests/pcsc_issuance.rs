@@ -70,6 +70,7 @@ fn city_office_first_day() {
         r#"{"resident_id": "F-0001", "name": "Alex Moreau", "birth_date": "1958-03-14", "address": "Rue Léopold 12, 4000 Liège", "language": "fr"}"#,
     );
     let card = ServedCard::start(&tmp.path().join("card1.state"), [1; 32]);
+    citycard_e2e::prepare_in_reader(&h);
     let out = ok(&[
         "personalise",
         "--dir",
@@ -185,7 +186,7 @@ fn city_office_first_day() {
         ));
     }
     write(&csv, &text);
-    let stack = CardStack::start(&tmp.path().join("stack"));
+    let stack = CardStack::start_prepared(&tmp.path().join("stack"), &h, 23);
     let out = ok(&[
         "batch",
         "--dir",
@@ -261,14 +262,17 @@ fn tearing_during_personalisation_is_reconciled() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let h = init_home(tmp.path());
-    // Writes during `personalise`: W1 anchor, W2 ACTIVATE, W3 read-back certificate cache.
-    for (n, what) in [(0u32, "W1"), (1, "W2"), (2, "W3")] {
+    // The card comes prepared (W1 at the facility); the one write during
+    // `personalise` is W2, ACTIVATE.
+    #[allow(clippy::single_element_loop)]
+    for (n, what) in [(0u32, "W2")] {
         let resident = tmp.path().join(format!("r{n}.json"));
         write(
             &resident,
             &format!(r#"{{"resident_id": "T-{n}", "name": "Torn {n}", "address": "Rue {n}"}}"#),
         );
         let state = tmp.path().join(format!("torn-{n}.state"));
+        citycard_e2e::prepare_state(&h, &state);
         let emu = EmulatorProcess::start(&state, &["--fault", &format!("tear-after-writes={n}")]);
         let (c, text) = code(&[
             "personalise",
@@ -302,7 +306,7 @@ fn tearing_during_personalisation_is_reconciled() {
             resident.to_str().unwrap(),
             "--json",
         ]);
-        if n < 2 {
+        if n < 1 {
             // The tear happened before the card committed: the intent is spoiled, the card is reused.
             assert_eq!(c, 0, "{what}: second attempt: {text}");
             assert!(text.contains("spoiled [LG-"), "{what}: {text}");
@@ -326,8 +330,10 @@ fn batch_stops_on_a_torn_card_and_resumes() {
     let csv = tmp.path().join("two.csv");
     write(&csv, "resident_id,name,address\nK-1,Kai,Rue 1\n");
     let state = tmp.path().join("torn.state");
-    // The card loses power at ACTIVATE (W2): the batch stops with exit 11 and the intent stays open.
-    let emu = EmulatorProcess::start(&state, &["--fault", "tear-after-writes=1"]);
+    // The card (prepared: W1 at the facility) loses power at ACTIVATE (W2):
+    // the batch stops with exit 11 and the intent stays open.
+    citycard_e2e::prepare_state(&h, &state);
+    let emu = EmulatorProcess::start(&state, &["--fault", "tear-after-writes=0"]);
     let (c, text) = code(&[
         "batch",
         "--dir",

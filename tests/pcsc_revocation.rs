@@ -47,6 +47,8 @@ fn revoke_hundreds_publish_once_and_partners_see_it() {
         "desk-1",
         "--reader",
         &reader,
+        "--prepare-with",
+        "prep-1",
         rows.to_str().unwrap(),
     ]);
 

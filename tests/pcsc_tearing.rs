@@ -12,9 +12,9 @@ use citycard_testkit::keys::{city, date, reader, test_key, TODAY};
 use citycard_testkit::script::{self, select_command, Script};
 use citycard_transport::CardTransport;
 
-fn personalise_via(t: &mut citycard_transport::PcscTransport, anchor: bool) -> Result<(), String> {
+fn personalise_via(t: &mut citycard_transport::PcscTransport, prepare: bool) -> Result<(), String> {
     let mut link = raw_link(t);
-    script::personalise_sample(&mut link, anchor, 8)
+    script::personalise_sample(&mut link, prepare, 8, 3)
         .map(|_| ())
         .map_err(|e| e.to_string())
 }

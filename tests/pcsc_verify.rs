@@ -34,6 +34,7 @@ fn personalise(c: &City, dir: &Path, state: &Path, resident_id: &str) {
     )
     .unwrap();
     let _card = ServedCard::start(state, [7; 32]);
+    citycard_e2e::prepare_in_reader(&c.home);
     ok(&[
         "personalise",
         "--dir",

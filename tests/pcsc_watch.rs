@@ -45,6 +45,7 @@ fn watch_reports_taps_and_reloads_trust() {
         "G",
     ]);
     ok(&["station", "add", "s1", "--dir", &h]);
+    ok(&["preparer", "add", "prep-1", "--dir", &h]);
     let cred = d.join("transit.cred");
     ok(&[
         "partner",
@@ -71,6 +72,7 @@ fn watch_reports_taps_and_reloads_trust() {
     let state = d.join("card.state");
     {
         let _card = ServedCard::start(&state, [3; 32]);
+        citycard_e2e::prepare_in_reader(&h);
         ok(&[
             "personalise",
             "--dir",

@@ -102,7 +102,7 @@ pub type Card = Applet<TearStorage, SharedRng>;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Start {
     Blank,
-    Anchored,
+    Prepared,
     /// ANCHORED with an authenticated station (EXTERNAL AUTHENTICATE done).
     Personalising,
     Issued,
@@ -115,7 +115,7 @@ pub enum Start {
 
 pub const STARTS: [Start; 7] = [
     Start::Blank,
-    Start::Anchored,
+    Start::Prepared,
     Start::Personalising,
     Start::Issued,
     Start::IssuedCached,
@@ -160,37 +160,39 @@ fn snapshots() -> &'static [Snapshot; 5] {
     S.get_or_init(|| {
         [
             snapshot(TERMINATE, None),
-            snapshot(TERMINATE, Some(1)),
-            snapshot(TERMINATE, Some(7)),
-            snapshot(LIBRARY, Some(9)),
-            snapshot(TERMINATE, Some(12)),
+            snapshot(TERMINATE, Some(2)),
+            snapshot(TERMINATE, Some(9)),
+            snapshot(LIBRARY, Some(16)),
+            snapshot(TERMINATE, Some(14)),
         ]
     })
 }
 
 /// A card in `start`, selected, whose storage tears at commit `tear_at`
-/// (counted from the card's creation; the replayed setup makes none).
+/// (counted after the replayed setup: `IssuedStation`'s station PSO, the
+/// power-up's first, makes one commit before).
 pub fn card_with(start: Start, tear_at: Option<(u64, bool)>) -> Card {
     let snaps = snapshots();
     let (snap, vector, extra): (&Snapshot, &str, Option<core::ops::RangeInclusive<usize>>) =
         match start {
             Start::Blank => (&snaps[0], TERMINATE, None),
-            Start::Anchored => (&snaps[1], TERMINATE, None),
-            Start::Personalising => (&snaps[1], TERMINATE, Some(2..=4)),
+            Start::Prepared => (&snaps[1], TERMINATE, None),
+            Start::Personalising => (&snaps[1], TERMINATE, Some(3..=5)),
             Start::Issued => (&snaps[2], TERMINATE, None),
-            Start::IssuedStation => (&snaps[2], TERMINATE, Some(9..=11)),
+            Start::IssuedStation => (&snaps[2], TERMINATE, Some(11..=13)),
             Start::IssuedCached => (&snaps[3], LIBRARY, None),
             Start::Terminated => (&snaps[4], TERMINATE, None),
         };
+    // The station's PSO of `IssuedStation`'s setup is commit 0: tears count after it.
+    let setup_commits = u64::from(start == Start::IssuedStation);
     let storage = TearStorage {
         state: snap.state.clone(),
         commits: 0,
-        tear_at,
+        tear_at: tear_at.map(|(n, after)| (n + setup_commits, after)),
         tore: Rc::new(Cell::new(false)),
     };
     let mut card = Applet::new(storage, SharedRng(Rc::new(RefCell::new(snap.rng.clone()))));
-    // SELECT (step 8 of both vectors is a plain SELECT of the issued card;
-    // step 0 the one of a blank card): draws nothing.
+    // SELECT (the same APDU as every SELECT of the vectors): draws nothing.
     let select = &vector_steps(vector)[0].0;
     let _ = card.transmit(select);
     if let Some(extra) = extra {
@@ -209,8 +211,8 @@ pub fn allowed_transition(from: LifeCycle, to: LifeCycle, ins: u8) -> bool {
     from == to
         || matches!(
             (from, to, ins),
-            (LifeCycle::Blank, LifeCycle::Anchored, 0x10)
-                | (LifeCycle::Anchored, LifeCycle::Issued, 0x44)
+            (LifeCycle::Blank, LifeCycle::Prepared, 0x12)
+                | (LifeCycle::Prepared, LifeCycle::Issued, 0x44)
                 | (LifeCycle::Issued, LifeCycle::Terminated, 0xE6)
         )
 }
@@ -221,11 +223,11 @@ pub fn check_state(state: &PersistentState) {
     let personalised = state.personalisation.is_some();
     match state.life_cycle {
         LifeCycle::Blank => assert!(!anchored && !personalised && state.cache.is_empty()),
-        LifeCycle::Anchored => assert!(anchored && !personalised && state.cache.is_empty()),
+        LifeCycle::Prepared => assert!(anchored && !personalised && state.cache.is_empty()),
         LifeCycle::Issued => assert!(anchored && personalised),
         LifeCycle::Terminated => assert!(!personalised && state.cache.is_empty()),
     }
-    assert!(state.cache.len() <= citycard_card::state::CACHE_ENTRIES);
+    assert!(state.cache.len() <= citycard_proto::limits::CACHE_ENTRIES);
 }
 
 /// Reloads the card from its storage (a power cycle) and checks that what it
@@ -397,42 +399,42 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     out.push(("applet", encode_apdus(idx(Start::Blank), 0, &refs(&l))));
     out.push((
         "applet",
-        encode_apdus(idx(Start::Anchored), 0, &refs(&t[2..])),
+        encode_apdus(idx(Start::Prepared), 0, &refs(&t[3..])),
     ));
     out.push((
         "applet",
-        encode_apdus(idx(Start::Personalising), 0, &refs(&t[5..])),
+        encode_apdus(idx(Start::Personalising), 0, &refs(&t[6..])),
     ));
     out.push((
         "applet",
-        encode_apdus(idx(Start::Issued), 0, &refs(&t[8..])),
+        encode_apdus(idx(Start::Issued), 0, &refs(&t[10..])),
     ));
     out.push((
         "applet",
-        encode_apdus(idx(Start::Issued), 0, &refs(&l[8..])),
+        encode_apdus(idx(Start::Issued), 0, &refs(&l[13..])),
     ));
     out.push((
         "applet",
-        encode_apdus(idx(Start::IssuedStation), 0, &refs(&t[12..])),
+        encode_apdus(idx(Start::IssuedStation), 0, &refs(&t[14..])),
     ));
     out.push((
         "applet",
-        encode_apdus(idx(Start::IssuedCached), 0, &refs(&l[10..])),
+        encode_apdus(idx(Start::IssuedCached), 0, &refs(&l[17..])),
     ));
     out.push((
         "applet",
-        encode_apdus(idx(Start::Terminated), 0, &refs(&t[13..])),
+        encode_apdus(idx(Start::Terminated), 0, &refs(&t[15..])),
     ));
     // With tears at the first and second commit.
     out.push(("applet", encode_apdus(idx(Start::Blank), 1, &refs(&t))));
     out.push(("applet", encode_apdus(idx(Start::Blank), 3, &refs(&t))));
     out.push((
         "applet",
-        encode_apdus(idx(Start::Personalising), 1, &refs(&t[5..])),
+        encode_apdus(idx(Start::Personalising), 1, &refs(&t[6..])),
     ));
     out.push((
         "applet",
-        encode_apdus(idx(Start::IssuedStation), 0, &refs(&t[12..])),
+        encode_apdus(idx(Start::IssuedStation), 0, &refs(&t[14..])),
     ));
     // Every other vector's commands, from each start.
     for text in crate::proto::VECTORS {

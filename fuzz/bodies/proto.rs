@@ -17,9 +17,9 @@
 
 use citycard_proto::apdu::CommandView;
 use citycard_proto::auth::{AuthRequest, ReaderSession};
-use citycard_proto::cert::Certificate;
-use citycard_proto::pers::StationAuth;
-use citycard_proto::record::{AttributeEntry, RecordBody, ResidentRecord};
+use citycard_proto::cert::{Certificate, CertificateBody, Role};
+use citycard_proto::pers::{CardAuthAnswer, Prepare, StationAuth};
+use citycard_proto::record::{DisclosedEntry, GroupRecord, RecordBody, StoredValue};
 use citycard_proto::revocation::{
     RevocationList, RevocationListBody, TrustBundle, TrustBundleBody,
 };
@@ -107,29 +107,46 @@ pub fn certificate(data: &[u8]) {
 }
 
 pub fn record(data: &[u8]) {
-    if let Ok(r) = ResidentRecord::decode(data) {
+    if let Ok(r) = GroupRecord::decode(data) {
         assert_eq!(
             r.as_bytes(),
             data,
             "record: accepted bytes differ from encoding"
         );
+        assert_eq!(data.len(), citycard_proto::limits::RECORD_LEN);
         let _ = r.revocation_id();
         let body = r.body();
-        assert!(body.digests.len() <= citycard_proto::record::MAX_ATTRIBUTES);
         assert!(
-            body.digests.windows(2).all(|w| w[0].0 < w[1].0),
-            "record: digest ids not strictly ascending"
+            body.slots.windows(2).all(|w| w[0] < w[1]),
+            "record: slots not strictly ascending"
         );
+        assert_eq!(body.to_be_signed().ok().as_deref(), Some(r.signed_bytes()));
         let _ = r.verify(&body.card_key);
     }
 }
 
+/// Stored values (PUT DATA) and disclosed entries (answers) on the same bytes.
 pub fn attribute_entry(data: &[u8]) {
-    if let Ok(e) = AttributeEntry::decode_value(data) {
+    if let Ok(v) = StoredValue::decode_value(data) {
         assert_eq!(
-            e.encode(),
+            v.encode(),
             tlv::encode(citycard_proto::record::TAG_ATTRIBUTE, data),
-            "attribute entry: re-encoding differs"
+            "stored value: re-encoding differs"
+        );
+        let _ = v.digest(&[0; 16]);
+    }
+    if let Ok(e) = DisclosedEntry::decode_value(data) {
+        let mut again = Vec::new();
+        citycard_proto::record::push_disclosed(
+            &mut again,
+            e.id,
+            e.present.as_ref().map(|(s, v)| (s, v.as_slice())),
+        )
+        .unwrap();
+        assert_eq!(
+            again,
+            tlv::encode(citycard_proto::record::TAG_ATTRIBUTE, data),
+            "disclosed entry: re-encoding differs"
         );
         let _ = e.digest();
     }
@@ -141,9 +158,20 @@ pub fn auth_request(data: &[u8]) {
     }
 }
 
+/// EXTERNAL AUTHENTICATE data, its answer and PREPARE data on the same bytes.
 pub fn station_auth(data: &[u8]) {
     if let Ok(a) = StationAuth::decode(data) {
         assert_eq!(a.encode(), data, "station auth: re-encoding differs");
+    }
+    if let Ok(a) = CardAuthAnswer::decode(data) {
+        assert_eq!(a.encode(), data, "card auth answer: re-encoding differs");
+    }
+    if let Ok(p) = Prepare::decode(data) {
+        assert_eq!(
+            p.encode().ok().as_deref(),
+            Some(data),
+            "prepare: re-encoding differs"
+        );
     }
 }
 
@@ -187,7 +215,7 @@ pub fn session_open(data: &[u8]) {
         AttributeSet::from_bytes(&[0, 0, 1, 0x1F]).unwrap_or(AttributeSet::EMPTY),
         Date::new(2026, 11, 26).unwrap(),
     );
-    let opened = session.open(data, &key("fuzz reader static"));
+    let opened = session.open(data, &key("fuzz reader static"), 0);
     assert!(opened.is_err(), "session opened a response no card made");
 }
 
@@ -206,6 +234,32 @@ impl Xorshift {
         (self.next() % n.max(1) as u64) as usize
     }
 }
+
+/// [`Xorshift`] as a `rand_core` generator (decoy slots of seed records).
+pub struct XorshiftRng<'a>(pub &'a mut Xorshift);
+
+impl p256::elliptic_curve::rand_core::RngCore for XorshiftRng<'_> {
+    fn next_u32(&mut self) -> u32 {
+        self.0.next() as u32
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0.next()
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for b in dest {
+            *b = self.0.next() as u8;
+        }
+    }
+    fn try_fill_bytes(
+        &mut self,
+        dest: &mut [u8],
+    ) -> Result<(), p256::elliptic_curve::rand_core::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+impl p256::elliptic_curve::rand_core::CryptoRng for XorshiftRng<'_> {}
 
 /// One random mutation of `input` (bit flip, insert, delete, truncate,
 /// interesting length bytes, splice from `other`, append noise): the
@@ -274,16 +328,16 @@ pub fn key(label: &str) -> SecretKey {
 
 /// Every committed test vector file, as text.
 pub const VECTORS: &[&str] = &[
-    include_str!("../../applet-spec/vectors/anchor.json"),
     include_str!("../../applet-spec/vectors/error-activate-wrong-key.json"),
     include_str!("../../applet-spec/vectors/error-malformed.json"),
     include_str!("../../applet-spec/vectors/error-not-selected.json"),
     include_str!("../../applet-spec/vectors/error-station.json"),
     include_str!("../../applet-spec/vectors/error-verify-uniform.json"),
     include_str!("../../applet-spec/vectors/personalise.json"),
+    include_str!("../../applet-spec/vectors/prepare.json"),
     include_str!("../../applet-spec/vectors/select.json"),
     include_str!("../../applet-spec/vectors/terminate.json"),
-    include_str!("../../applet-spec/vectors/verify-cached.json"),
+    include_str!("../../applet-spec/vectors/verify-cache-first.json"),
     include_str!("../../applet-spec/vectors/verify-full.json"),
     include_str!("../../applet-spec/vectors/verify-library.json"),
     include_str!("../../applet-spec/vectors/verify-transit.json"),
@@ -451,29 +505,77 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
         (AttributeId::RESIDENT, vec![1]),
         (AttributeId::new(24).unwrap(), vec![0xAB; 32]),
     ];
-    let mut entries = Vec::new();
-    for (n, (id, v)) in values.into_iter().enumerate() {
-        let e = AttributeEntry::new(id, [n as u8; 16], v).unwrap();
-        let raw = e.encode();
+    let seed = [0x5Eu8; 16];
+    let mut digests = Vec::new();
+    for (id, v) in values {
+        let value = StoredValue::new(id, v.clone()).unwrap();
+        let raw = value.encode();
         out.push((
             "attribute_entry",
             tlv::read_exact(&raw, 0xC1).unwrap().value.to_vec(),
         ));
-        entries.push(e);
+        let salt = citycard_proto::record::salt(&seed, id);
+        let mut disclosed = Vec::new();
+        citycard_proto::record::push_disclosed(&mut disclosed, id, Some((&salt, &v))).unwrap();
+        out.push((
+            "attribute_entry",
+            tlv::read_exact(&disclosed, 0xC1).unwrap().value.to_vec(),
+        ));
+        digests.push(value.digest(&seed));
     }
-    for n in [0usize, 1, entries.len()] {
+    let mut decoys = Xorshift(0xDEC0);
+    let mut rng = XorshiftRng(&mut decoys);
+    for n in [0usize, 1, digests.len()] {
         let body = RecordBody::new(
-            [0x22; 8],
-            Date::new(2026, 11, 20).unwrap(),
-            Date::new(2031, 11, 19).unwrap(),
+            1,
+            &[0x22; 8],
+            Date::new(2026, 11, 1).unwrap(),
+            Date::new(2031, 10, 31).unwrap(),
             key("fuzz card").public_key(),
-            &entries[..n],
+            &digests[..n],
+            &mut rng,
         )
         .unwrap();
         let record = body.sign(&station).unwrap();
         out.push(("record", record.as_bytes().to_vec()));
         out.push(("tlv", record.as_bytes().to_vec()));
     }
+    // Certificates of every role, signed with fixed keys.
+    for (role, domain, group, grants) in [
+        (Role::Station, None, None, AttributeSet::EMPTY),
+        (
+            Role::Reader,
+            Some([3u8; 16]),
+            Some(2u8),
+            AttributeSet::EMPTY.with(AttributeId::NAME),
+        ),
+        (Role::Preparer, None, None, AttributeSet::EMPTY),
+        (Role::PreparedCard, None, None, AttributeSet::EMPTY),
+    ] {
+        let cert = CertificateBody {
+            issuer: "LIEGE".into(),
+            holder: "fuzz".into(),
+            role,
+            grants,
+            domain,
+            group,
+            effective: Date::new(2026, 1, 1).unwrap(),
+            expiry: Date::new(2027, 12, 31).unwrap(),
+            public_key: station.public_key(),
+        }
+        .sign(&root)
+        .unwrap();
+        out.push(("certificate", cert.as_bytes().to_vec()));
+        if role == Role::Station && station_cert.is_none() {
+            station_cert = Some(cert);
+        }
+    }
+    let prepare = Prepare {
+        issuer: "LIEGE".into(),
+        root: root.public_key(),
+        date: Date::new(2026, 11, 2).unwrap(),
+    };
+    out.push(("station_auth", prepare.encode().unwrap()));
 
     // Revocation lists and trust bundles.
     for revoked in [vec![], vec![[1u8; 8], [2u8; 8], [0xFE; 8]]] {

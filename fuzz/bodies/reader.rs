@@ -196,7 +196,7 @@ pub fn issued_card(seed: u8) -> Applet<MemoryStorage, ChaCha20Rng> {
     let mut card = Applet::new(MemoryStorage::new(), ChaCha20Rng::from_seed([seed; 32]));
     {
         let mut link = |apdu: &[u8]| card.transmit(apdu).map_err(|e| e.to_string());
-        citycard_testkit::script::personalise_sample(&mut link, true, seed).unwrap();
+        citycard_testkit::script::personalise_sample(&mut link, true, seed, 3).unwrap();
     }
     card
 }

@@ -267,6 +267,17 @@ impl<S: Storage, R: rand_core::CryptoRngCore> citycard_proto::ContactlessCard
 }
 
 impl CardStack {
+    /// Starts serving `cards` cards from `dir`, prepared first by the home's
+    /// preparer `prep-1` (as cards arrive from the preparation facility);
+    /// cards past `cards` are blank.
+    pub fn start_prepared(dir: &Path, home: &str, cards: u32) -> Self {
+        std::fs::create_dir_all(dir).expect("card stack directory");
+        for served in 1..=cards {
+            prepare_state(home, &dir.join(format!("card-{served:03}.state")));
+        }
+        Self::start(dir)
+    }
+
     /// Starts serving blank cards from `dir`.
     pub fn start(dir: &Path) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
@@ -401,7 +412,8 @@ pub fn piv_tool_ok(args: &[&str]) -> String {
 }
 
 /// A city's issuer home `DIR/home-ISSUER` (`issuer init` with card prefix
-/// `prefix`, then `station add desk-1` with `station_args`); its path.
+/// `prefix`, then `station add desk-1` with `station_args` and `preparer add
+/// prep-1`); its path.
 pub fn issuer_home(dir: &Path, issuer: &str, prefix: &str, station_args: &[&str]) -> String {
     let home = dir
         .join(format!("home-{issuer}"))
@@ -423,7 +435,26 @@ pub fn issuer_home(dir: &Path, issuer: &str, prefix: &str, station_args: &[&str]
     let mut station = vec!["station", "add", "desk-1", "--dir", &home];
     station.extend_from_slice(station_args);
     citycard_ok(&station);
+    citycard_ok(&["preparer", "add", "prep-1", "--dir", &home]);
     home
+}
+
+/// `preparer prepare prep-1` on the card in the bench's reader: the city's
+/// preparation facility prepares the blank card (SPEC §6.3) before a station
+/// can issue it.
+pub fn prepare_in_reader(home: &str) {
+    citycard_ok(&[
+        "preparer", "prepare", "prep-1", "--dir", home, "--reader", READER,
+    ]);
+}
+
+/// `preparer prepare prep-1` on the emulated card whose state is `state`
+/// (created blank and prepared; served later by the bench's emulator).
+pub fn prepare_state(home: &str, state: &Path) {
+    let reader = format!("emulated:{}", state.display());
+    citycard_ok(&[
+        "preparer", "prepare", "prep-1", "--dir", home, "--reader", &reader,
+    ]);
 }
 
 /// `partner enrol NAME --attributes ATTRS`, credential in `DIR/NAME.cred`; its path.
@@ -495,7 +526,8 @@ pub fn test_seed() -> (u64, ChaCha20Rng) {
     (seed, ChaCha20Rng::seed_from_u64(seed))
 }
 
-/// The card key of every issued emulated card (state file) in `dir`.
+/// The group-0 card key of every issued emulated card (state file) in `dir`
+/// (the key the registry records the card under).
 pub fn issued_card_keys(dir: &Path) -> Vec<[u8; 33]> {
     let mut keys = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -512,14 +544,15 @@ pub fn issued_card_keys(dir: &Path) -> Vec<[u8; 33]> {
         }
         if let Some(p) = state.personalisation.as_ref() {
             keys.push(citycard_proto::crypto::encode_point(
-                &p.card_key.public_key(),
+                &p.groups[0].card_key.public_key(),
             ));
         }
     }
     keys
 }
 
-/// The arguments of `batch` of `file` at `station` on `reader`, then `extra`.
+/// The arguments of `batch` of `file` at `station` on `reader`, the blank
+/// emulated cards prepared by preparer `prep-1` first, then `extra`.
 pub fn batch_args<'a>(
     home: &'a str,
     station: &'a str,
@@ -535,6 +568,8 @@ pub fn batch_args<'a>(
         station,
         "--reader",
         reader,
+        "--prepare-with",
+        "prep-1",
         path_str(file),
     ];
     v.extend_from_slice(extra);

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use citycard_card::{Applet, MemoryStorage};
-use citycard_issuer::home::{IssuerHome, LoadedStation};
+use citycard_issuer::home::{IssuerHome, LoadedPreparer, LoadedStation};
 use citycard_issuer::issue::{issue_one, Issued};
+use citycard_issuer::personalise::{self, Preparer};
 use citycard_issuer::resident::{self, Resident};
 use citycard_keys::FixedSecrets;
 use citycard_proto::attr::{AttributeId, AttributeSet};
@@ -38,6 +39,8 @@ pub struct City {
     pub home: IssuerHome,
     /// The station.
     pub station: LoadedStation,
+    /// The preparer (cards are prepared before they reach the station).
+    pub preparer: LoadedPreparer,
     /// The registry.
     pub registry: Box<dyn citycard_registry::IssuanceRegistry + Send>,
     /// Library, transit, full identity.
@@ -97,9 +100,11 @@ impl City {
             &secrets,
         )?;
         home.add_station("desk-1", 180, None, &secrets, today)?;
+        home.add_preparer("prep-1", 180, None, &secrets, today)?;
+        let preparer = home.preparer("prep-1", &secrets)?;
         let mut partners = Vec::new();
         for (name, grants, requested) in profile_sets() {
-            let (cert, key) = home.enrol_partner(name, grants, 365, &secrets, today)?;
+            let (cert, key) = home.enrol_partner(name, grants, 0, 365, &secrets, today)?;
             partners.push((name, requested, cert, key));
         }
         let bundle = home.export_trust(&secrets, now_unix)?;
@@ -117,6 +122,7 @@ impl City {
             _dir: dir,
             home,
             station,
+            preparer,
             registry,
             profiles,
             today,
@@ -147,12 +153,34 @@ impl City {
         resident::validate(&fields).map_err(|e| anyhow::anyhow!("{e}"))
     }
 
-    /// A blank in-process card behind a traced channel.
-    pub fn blank_card(&mut self) -> MemChannel {
+    /// A prepared in-process card (SPEC §6.3: what a station receives)
+    /// behind a traced channel; the preparation is not in the trace.
+    pub fn blank_card(&mut self) -> anyhow::Result<MemChannel> {
         let mut seed = [0u8; 32];
         self.rng.fill_bytes(&mut seed);
         let card = Applet::new(MemoryStorage::new(), ChaCha20Rng::from_seed(seed));
-        CardChannel::new(Traced::new(MemoryTransport::new(card)))
+        let card = self.prepare(card)?;
+        Ok(CardChannel::new(Traced::new(MemoryTransport::new(card))))
+    }
+
+    /// Prepares a blank card with the city's preparer.
+    pub fn prepare<C: citycard_proto::ContactlessCard>(&self, card: C) -> anyhow::Result<C> {
+        let mut ch = CardChannel::new(MemoryTransport::new(card));
+        let root = self.home.root_public_key()?;
+        let sign = |m: &[u8]| self.preparer.signer.sign(m).map_err(|e| e.to_string());
+        personalise::prepare(
+            &mut ch,
+            &Preparer {
+                issuer: &self.home.config().issuer_id,
+                root: &root,
+                certificate: &self.preparer.certificate,
+                sign: &sign,
+                batch: "bench",
+            },
+            self.today,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(ch.into_inner().into_inner())
     }
 
     /// Issues the card on `ch` (any transport) to a new resident.

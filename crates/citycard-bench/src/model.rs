@@ -32,8 +32,8 @@ pub const FRAME_MS_PER_APDU: f64 = 1.0;
 /// INS of PIV GENERAL AUTHENTICATE (SP 800-73-4 Part 2 §3.2.4); the applet's
 /// is [`ins::GENERAL_AUTHENTICATE`] (86).
 pub const PIV_GENERAL_AUTHENTICATE: u8 = 0x87;
-/// Bytes hashed by the two KDFs of one GENERAL AUTHENTICATE (each < 128 bytes;
-/// SPEC §12 counts one 256-byte unit).
+/// Bytes hashed by the three KDFs of one GENERAL AUTHENTICATE (each < 128
+/// bytes; SPEC §12 counts one 256-byte unit).
 pub const GA_KDF_BYTES: u64 = 256;
 
 /// On-card operations of an exchange.
@@ -144,21 +144,22 @@ fn is_piv_card_authentication(command: &[u8]) -> bool {
     )
 }
 
-/// On-card operations of a traced exchange, per SPEC §6: which commands the
-/// card accepted, what each does on the card, and the exact number of
-/// persistent writes `writes` (from the card's storage counter).
+/// On-card operations of a traced exchange, per SPEC §6 (version 2): which
+/// commands the card accepted, what each does on the card, and the exact
+/// number of persistent writes `writes` (from the card's storage counter).
+/// (The reference card also counts its operations itself, `Applet::ops`;
+/// this model reads a trace, so it also works for a card behind pcscd.)
 ///
-/// - PSO: VERIFY CERTIFICATE (last segment, accepted): SHA-256 over the
-///   certificate and one ECDSA verification — unless the card answered from
-///   its cache, which it does for a known reader certificate without a write;
-///   a reader certificate that is verified is also cached (a write), a station
-///   certificate is not. So: a PSO is "verified" when it caused a write, or
-///   when it happens during personalisation (`station_session`).
-/// - EXTERNAL AUTHENTICATE: one ECDSA verification (SHA-256 over its data),
-///   one key generation (a blank card's key), one ECDH, one KDF, AES.
-/// - PUT DATA: AES; its plaintext is hashed at ACTIVATE (digests, record).
-/// - ACTIVATE: one ECDSA verification (the record), AES.
-/// - GENERAL AUTHENTICATE (accepted): key generation, 2 ECDH, 2 KDF, AES.
+/// - PSO: VERIFY CERTIFICATE (last segment, accepted or not: an issued card
+///   answers `9000` after the same work): SHA-256 over the certificate and
+///   one ECDSA verification, every time.
+/// - EXTERNAL AUTHENTICATE: one ECDSA verification (always), G key
+///   generations on a prepared card (G from the command's `83 01 G`), one
+///   ECDH, one KDF, AES.
+/// - PUT DATA: AES; its plaintext is hashed at ACTIVATE (digests, records).
+/// - ACTIVATE: G ECDSA verifications (the records), AES.
+/// - GENERAL AUTHENTICATE (answer or decoy alike): key generation, 2 ECDH,
+///   3 KDF, AES.
 /// - PIV profile (`applet-spec/piv-profile.md` §5 step 4): GENERAL
 ///   AUTHENTICATE `00 87 11 9E` (INS 87, P-256, Card Authentication key),
 ///   accepted: one ECDSA P-256 signature over the reader's 32-byte challenge,
@@ -173,8 +174,8 @@ pub fn card_ops(entries: &[TraceEntry], writes: u64) -> CardOps {
     };
     let mut cert_bytes = 0u64;
     let mut put_bytes = 0u64;
-    let mut pso_writes_left = writes;
-    let mut station_session = false;
+    let mut groups = 1u32;
+    let mut prepared = false;
     for e in entries {
         let (Some(&cla), Some(&ins)) = (e.command.first(), e.command.get(1)) else {
             continue;
@@ -187,42 +188,32 @@ pub fn card_ops(entries: &[TraceEntry], writes: u64) -> CardOps {
             continue;
         }
         match ins {
-            ins::SELECT => station_session = false,
+            ins::SELECT => {
+                // The FCI's life cycle: 03 prepared (personalisation keys follow).
+                prepared = e.response.windows(3).any(|w| w == [0x81, 0x01, 0x03]);
+            }
             ins::PSO => {
                 cert_bytes += lc(&e.command);
                 if !chained {
-                    if accepted(&e.response) {
-                        // A station certificate (personalisation: SET ANCHOR
-                        // or GET CHALLENGE follows) is always verified; a
-                        // reader certificate is verified when it is new,
-                        // which costs a write.
-                        let verified = if station_session {
-                            true
-                        } else if pso_writes_left > 0 {
-                            pso_writes_left -= 1;
-                            true
-                        } else {
-                            false
-                        };
-                        if verified {
-                            ops.ecdsa_verify += 1;
-                            ops.sha256_bytes += cert_bytes;
-                        }
-                    }
+                    ops.ecdsa_verify += 1;
+                    ops.sha256_bytes += cert_bytes;
                     cert_bytes = 0;
                 }
             }
-            ins::SET_ANCHOR => {
-                station_session = true;
-                pso_writes_left = pso_writes_left.saturating_sub(1);
-            }
-            ins::GET_CHALLENGE => station_session = true,
-            ins::EXTERNAL_AUTHENTICATE if accepted(&e.response) => {
+            ins::EXTERNAL_AUTHENTICATE => {
                 ops.ecdsa_verify += 1;
-                ops.keygen += 1;
-                ops.ecdh += 1;
-                ops.sha256_bytes += lc(&e.command) + 128;
-                ops.aes_units += 1;
+                ops.sha256_bytes += lc(&e.command);
+                if let [.., 0x83, 0x01, g, _le] = e.command.as_slice() {
+                    groups = u32::from(*g).max(1);
+                }
+                if accepted(&e.response) {
+                    if prepared {
+                        ops.keygen += groups;
+                    }
+                    ops.ecdh += 1;
+                    ops.sha256_bytes += 128;
+                    ops.aes_units += 1;
+                }
             }
             ins::PUT_DATA => {
                 put_bytes += lc(&e.command);
@@ -231,10 +222,9 @@ pub fn card_ops(entries: &[TraceEntry], writes: u64) -> CardOps {
                 }
             }
             ins::ACTIVATE if accepted(&e.response) => {
-                ops.ecdsa_verify += 1;
+                ops.ecdsa_verify += groups;
                 ops.sha256_bytes += put_bytes;
                 ops.aes_units += 1;
-                pso_writes_left = pso_writes_left.saturating_sub(1);
             }
             ins::GENERAL_AUTHENTICATE if accepted(&e.response) => {
                 ops.keygen += 1;

@@ -73,6 +73,8 @@ fn traced_tap(
     city: &City,
     rng: &mut ChaCha20Rng,
 ) -> anyhow::Result<TapCounts> {
+    // Every tap is a new power-up of the card (it enters the field).
+    ch.transport_mut().inner_mut().reset()?;
     traced(ch, writes, profile, city, rng, |verdict| {
         if !verdict.is_genuine() {
             bail!(
@@ -107,7 +109,7 @@ pub(crate) fn traced<T: CardTransport>(
 /// Issues one card in process and taps it with each profile: first tap, then
 /// a cached tap with a fixed reader ephemeral key.
 pub fn exchanges(city: &mut City) -> anyhow::Result<(MemChannel, Vec<ProfileExchange>)> {
-    let mut ch = city.blank_card();
+    let mut ch = city.blank_card()?;
     city.issue(&mut ch)?;
     let mut out = Vec::new();
     for i in 0..city.profiles.len() {
@@ -243,7 +245,7 @@ struct CryptoInputs {
     card_ephemeral: p256::PublicKey,
     card_key: p256::PublicKey,
     station_key: p256::PublicKey,
-    record: citycard_proto::ResidentRecord,
+    record: citycard_proto::GroupRecord,
 }
 
 fn crypto_inputs(
@@ -270,11 +272,12 @@ fn crypto_inputs(
         .find(|f| f.tag == 0x86)
         .ok_or_else(|| anyhow!("no card ephemeral key"))?;
     let card_ephemeral = crypto::decode_point(e_c.value)?;
-    let disclosure = session.open(&response.data, trust.credential().key())?;
+    let group = trust.credential().group();
+    let disclosure = session.open(&response.data, trust.credential().key(), group)?;
     let record = disclosure.record;
     let station = trust
         .bundle()
-        .station(&record.body().station)
+        .station_by_reference(group, &record.body().station_ref)
         .ok_or_else(|| anyhow!("station not in bundle"))?;
     Ok(CryptoInputs {
         reader_key: trust.credential().key().clone(),

@@ -1,6 +1,6 @@
 //! `include/citycard.h` is what cbindgen generates from `src/lib.rs` today.
 //! `CITYCARD_BLESS=1 cargo test -p citycard-capi` rewrites it.
-#![cfg(test)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::path::Path;
 

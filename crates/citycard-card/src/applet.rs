@@ -6,29 +6,37 @@
 //! (selection, class, instruction, life cycle — the SPEC §3.2 order) and to
 //! *execute* the whole command, so handlers see one whole command and return
 //! one whole response.
+//!
+//! Every cryptographic operation and persistent write goes through one
+//! [`OpCount`], readable with [`Applet::ops`]: tests compare the work of the
+//! paths a skimmer must not tell apart.
 
 use alloc::vec::Vec;
-use citycard_proto::attr::AttributeKind;
-use citycard_proto::auth::{self, AuthRequest, CardData};
-use citycard_proto::cert::{Certificate, Role};
-use citycard_proto::consts::{atr, cla, ins, AID};
-use citycard_proto::crypto;
+use citycard_proto::auth::{self, AuthRequest, AuthorisedReader, CardData, CardGroup, RealAnswer};
+use citycard_proto::cert::{Certificate, Role, FINGERPRINT_LEN};
+use citycard_proto::consts::{atr, cla, ins, label, AID};
+use citycard_proto::crypto::{self, OpCount};
 use citycard_proto::dispatch::{Application, Dispatcher, Header, Limits, Outcome, Segment};
-use citycard_proto::pers::{
-    self, SecureChannel, StationAuth, CHALLENGE_LEN, TAG_ANCHOR_ISSUER, TAG_ANCHOR_KEY,
+use citycard_proto::limits::{
+    CACHE_ENTRIES, MAX_CARD_DATE_STEP, MAX_CHAINED_DATA, MAX_PERSONALISATION_DATA,
+    MAX_STORED_ATTRIBUTES,
 };
-use citycard_proto::record::{AttributeEntry, ResidentRecord, TAG_ATTRIBUTE, TAG_RECORD};
+use citycard_proto::pers::{
+    self, CardAuthAnswer, Prepare, SecureChannel, StationAuth, CHALLENGE_LEN,
+};
+use citycard_proto::record::{
+    self, GroupRecord, StoredValue, SEED_LEN, TAG_ATTRIBUTE, TAG_RECORD, TAG_SALT_SEED,
+};
 use citycard_proto::tlv;
-use citycard_proto::{CardLost, ContactlessCard, LifeCycle, StatusWord};
+use citycard_proto::{CardLost, ContactlessCard, Date, LifeCycle, StatusWord};
 use p256::{PublicKey, SecretKey};
 use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;
 
-use crate::state::{Anchor, CachedReader, PersistentState, Personalisation, CACHE_ENTRIES};
+use crate::state::{
+    Anchor, CachedReader, GroupData, PersistentState, Personalisation, Preparation,
+};
 use crate::storage::{Persistent, Storage};
-
-/// Largest command data a chain may accumulate.
-pub const MAX_CHAINED_DATA: usize = 1024;
 
 /// The card's instructions (SPEC §4.2), parsed once from the INS byte. GET
 /// RESPONSE is the dispatcher's and does not appear here.
@@ -36,8 +44,10 @@ pub const MAX_CHAINED_DATA: usize = 1024;
 pub enum Instruction {
     /// SELECT (`00 A4`).
     Select,
-    /// SET ISSUER ANCHOR (`80 10`).
-    SetAnchor,
+    /// PREPARE (`80 10`).
+    Prepare,
+    /// STORE PREPARATION CERTIFICATE (`80 12`).
+    StorePreparationCertificate,
     /// PSO: VERIFY CERTIFICATE (`00 2A`).
     VerifyCertificate,
     /// GET CHALLENGE (`00 84`).
@@ -59,7 +69,8 @@ impl Instruction {
     pub const fn from_ins(ins_byte: u8) -> Option<Self> {
         Some(match ins_byte {
             ins::SELECT => Self::Select,
-            ins::SET_ANCHOR => Self::SetAnchor,
+            ins::PREPARE => Self::Prepare,
+            ins::STORE_PREPARATION_CERTIFICATE => Self::StorePreparationCertificate,
             ins::PSO => Self::VerifyCertificate,
             ins::GET_CHALLENGE => Self::GetChallenge,
             ins::EXTERNAL_AUTHENTICATE => Self::ExternalAuthenticate,
@@ -74,7 +85,11 @@ impl Instruction {
     /// The class the instruction is sent in (SPEC §4.2); another class is `6E00`.
     pub const fn class(self) -> u8 {
         match self {
-            Self::SetAnchor | Self::PutData | Self::Activate | Self::Terminate => cla::PROPRIETARY,
+            Self::Prepare
+            | Self::StorePreparationCertificate
+            | Self::PutData
+            | Self::Activate
+            | Self::Terminate => cla::PROPRIETARY,
             _ => cla::ISO,
         }
     }
@@ -82,36 +97,38 @@ impl Instruction {
     /// `true` for the instructions that take command chaining (SPEC §4);
     /// chaining another one is `6884`.
     pub const fn chainable(self) -> bool {
-        matches!(self, Self::VerifyCertificate | Self::PutData)
+        matches!(
+            self,
+            Self::VerifyCertificate | Self::PutData | Self::StorePreparationCertificate
+        )
     }
 
     /// **The** life-cycle table of SPEC §3.2, the only one in code: `true`
     /// when the instruction runs in `life_cycle`, `false` for `6985`.
     ///
     /// SELECT runs in every state (a TERMINATED card answers `6283`).
-    /// PERSONALISING is ANCHORED with a station session; the session is
-    /// checked by each command (`6982`). GENERAL AUTHENTICATE runs in every
-    /// state but TERMINATED and fails uniformly (`6982`) on a card that is
-    /// not ISSUED (SPEC §10.9).
+    /// PERSONALISING is PREPARED with a station session; the session is
+    /// checked by each command (`6982`). GENERAL AUTHENTICATE runs on an
+    /// ISSUED card only (the life cycle is public), where it always answers
+    /// (an answer or a decoy).
     pub const fn accepted_in(self, life_cycle: LifeCycle) -> bool {
-        use LifeCycle::{Anchored, Blank, Issued, Terminated};
+        use LifeCycle::{Blank, Issued, Prepared, Terminated};
         match (self, life_cycle) {
             (Self::Select, _) => true,
             (_, Terminated) => false,
-            (Self::SetAnchor, Blank) => true,
+            (Self::Prepare | Self::StorePreparationCertificate, Blank) => true,
             (
                 Self::VerifyCertificate | Self::GetChallenge | Self::ExternalAuthenticate,
-                Anchored | Issued,
+                Prepared | Issued,
             ) => true,
-            (Self::PutData | Self::Activate, Anchored) => true,
-            (Self::Terminate, Issued) => true,
-            (Self::GeneralAuthenticate, _) => true,
+            (Self::PutData | Self::Activate, Prepared) => true,
+            (Self::Terminate | Self::GeneralAuthenticate, Issued) => true,
             _ => false,
         }
     }
 }
 
-/// A station that proved itself in this session.
+/// A station that proved itself (certificate verified) in this session.
 struct StationSession {
     certificate: Certificate,
     channel: Option<SecureChannel>,
@@ -119,27 +136,45 @@ struct StationSession {
 
 /// Data staged during personalisation; committed only by ACTIVATE.
 struct Staging {
-    card_key: SecretKey,
+    keys: Vec<SecretKey>,
     pseudonym_key: Zeroizing<[u8; 16]>,
-    record: Option<Vec<u8>>,
-    attributes: Vec<AttributeEntry>,
+    records: Vec<Option<Vec<u8>>>,
+    seeds: Vec<Option<Zeroizing<[u8; SEED_LEN]>>>,
+    values: Vec<StoredValue>,
+    plaintext_bytes: usize,
 }
 
-/// Session state lost on reset, deselect or power loss (chaining and the
-/// pending response are the dispatcher's).
+/// What PREPARE staged for STORE PREPARATION CERTIFICATE.
+struct Preparing {
+    prepare: Prepare,
+    attestation_key: SecretKey,
+}
+
+/// Session state lost on reset, deselect (SELECT) or power loss (chaining
+/// and the pending response are the dispatcher's).
 #[derive(Default)]
 struct Volatile {
     selected: bool,
     challenge: Option<[u8; CHALLENGE_LEN]>,
     station: Option<StationSession>,
     staging: Option<Staging>,
+    preparing: Option<Preparing>,
+}
+
+/// State kept until power-down (a SELECT does not clear it).
+#[derive(Default)]
+struct PowerSession {
+    /// The first PSO of this power-up has made its write (W3).
+    pso_written: bool,
+    /// A reader certificate accepted by a later PSO of this power-up.
+    reader_slot: Option<CachedReader>,
 }
 
 /// Test-bench faults the reference card can simulate.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Faults {
-    /// Use a different private key than the one the record certifies (a clone:
-    /// same public data, wrong key). In memory only; storage is untouched.
+    /// Use different private keys than the ones the records certify (a clone:
+    /// same public data, wrong keys). In memory only; storage is untouched.
     pub clone: bool,
 }
 
@@ -148,9 +183,11 @@ pub struct Applet<S: Storage, R: CryptoRngCore> {
     persistent: Persistent<S, PersistentState>,
     rng: R,
     volatile: Volatile,
+    power: PowerSession,
     dispatcher: Dispatcher,
     faults: Faults,
     clone_key: Option<SecretKey>,
+    ops: OpCount,
 }
 
 impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
@@ -161,9 +198,11 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             persistent: Persistent::new(storage),
             rng,
             volatile: Volatile::default(),
+            power: PowerSession::default(),
             dispatcher: Dispatcher::default(),
             faults: Faults::default(),
             clone_key: None,
+            ops: OpCount::default(),
         };
         applet.power_up();
         applet
@@ -189,6 +228,17 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         self.persistent.state()
     }
 
+    /// The operations (and persistent writes) performed since creation or
+    /// the last [`Self::reset_ops`].
+    pub fn ops(&self) -> OpCount {
+        self.ops
+    }
+
+    /// Zeroes the operation counts.
+    pub fn reset_ops(&mut self) {
+        self.ops = OpCount::default();
+    }
+
     /// The storage.
     pub fn storage(&self) -> &S {
         self.persistent.storage()
@@ -201,8 +251,15 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
 
     fn power_up(&mut self) {
         self.volatile = Volatile::default();
+        self.power = PowerSession::default();
         self.dispatcher = Dispatcher::default();
         self.persistent.power_up();
+    }
+
+    /// Commits `next` (one persistent write, counted).
+    fn commit(&mut self, next: PersistentState) -> Result<(), StatusWord> {
+        self.ops.writes += 1;
+        self.persistent.commit(next)
     }
 }
 
@@ -252,14 +309,20 @@ impl<S: Storage, R: CryptoRngCore> Application for Applet<S, R> {
         data: &[u8],
         le: Option<usize>,
     ) -> Outcome {
+        let life_cycle = self.life_cycle().ok_or(StatusWord::Unknown)?;
         match instruction {
             Instruction::Select => self.select(header, data),
-            Instruction::SetAnchor => self.set_anchor(header, data),
+            Instruction::Prepare => self.prepare(header, data),
+            Instruction::StorePreparationCertificate => {
+                self.store_preparation_certificate(header, data)
+            }
             Instruction::VerifyCertificate => {
                 header.expect_p1p2((0x00, 0xBE))?;
-                // Uniform failure: every reason is 6982.
-                self.verify_certificate(data)
-                    .map_err(|_| StatusWord::SecurityStatusNotSatisfied)
+                if life_cycle == LifeCycle::Issued {
+                    self.verify_certificate_issued(data)
+                } else {
+                    self.verify_station_certificate(data)
+                }
             }
             Instruction::GetChallenge => self.get_challenge(header, le),
             Instruction::ExternalAuthenticate => self.external_authenticate(header, data),
@@ -268,9 +331,7 @@ impl<S: Storage, R: CryptoRngCore> Application for Applet<S, R> {
             Instruction::Terminate => self.terminate(header, data),
             Instruction::GeneralAuthenticate => {
                 header.expect_p1p2((0, 0))?;
-                // Uniform failure: every reason, including a card that is not issued, is 6982.
                 self.general_authenticate(data)
-                    .map_err(|_| StatusWord::SecurityStatusNotSatisfied)
             }
         }
     }
@@ -297,11 +358,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         if data != AID {
             return Err(StatusWord::FileNotFound);
         }
-        let life_cycle = self
-            .persistent
-            .state()
-            .map(|s| s.life_cycle)
-            .ok_or(StatusWord::Unknown)?;
+        let life_cycle = self.life_cycle().ok_or(StatusWord::Unknown)?;
         self.volatile.selected = true;
         if life_cycle == LifeCycle::Terminated {
             return Err(StatusWord::SelectedFileDeactivated);
@@ -312,94 +369,169 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         Ok(citycard_proto::fci::encode(life_cycle))
     }
 
-    fn set_anchor(&mut self, header: Header, data: &[u8]) -> Outcome {
+    /// PREPARE (spec §6.3): generates the attestation key; nothing written.
+    fn prepare(&mut self, header: Header, data: &[u8]) -> Outcome {
         header.expect_p1p2((0, 0))?;
-        let mut s = tlv::Sequence::new(data).map_err(|_| StatusWord::IncorrectData)?;
-        let issuer = s
-            .required(TAG_ANCHOR_ISSUER)
-            .map_err(|_| StatusWord::IncorrectData)?;
-        let key = s
-            .required(TAG_ANCHOR_KEY)
-            .map_err(|_| StatusWord::IncorrectData)?;
-        s.finish().map_err(|_| StatusWord::IncorrectData)?;
-        let issuer = core::str::from_utf8(issuer.value).map_err(|_| StatusWord::IncorrectData)?;
-        if issuer.is_empty() || issuer.len() > 16 || !issuer.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(StatusWord::IncorrectData);
+        let prepare = Prepare::decode(data).map_err(|_| StatusWord::IncorrectData)?;
+        let attestation_key = self.ops.generate(&mut self.rng);
+        let answer = pers::encode_attestation_key(&attestation_key.public_key());
+        self.volatile.preparing = Some(Preparing {
+            prepare,
+            attestation_key,
+        });
+        Ok(answer)
+    }
+
+    /// STORE PREPARATION CERTIFICATE (spec §6.3): W1, BLANK → PREPARED.
+    fn store_preparation_certificate(&mut self, header: Header, data: &[u8]) -> Outcome {
+        header.expect_p1p2((0, 0))?;
+        let bad = StatusWord::IncorrectData;
+        let preparing = self.volatile.preparing.take().ok_or(bad)?;
+        let cert = Certificate::decode(data).map_err(|_| bad)?;
+        let body = cert.body();
+        if body.role != Role::PreparedCard
+            || body.public_key != preparing.attestation_key.public_key()
+            || body.issuer != preparing.prepare.issuer
+            || body.effective != preparing.prepare.date
+        {
+            return Err(bad);
         }
-        let root = crypto::decode_point(key.value).map_err(|_| StatusWord::IncorrectData)?;
+        let next = PersistentState {
+            life_cycle: LifeCycle::Prepared,
+            anchor: Some(Anchor {
+                issuer: preparing.prepare.issuer.clone(),
+                root: preparing.prepare.root,
+            }),
+            preparation: Some(Preparation {
+                attestation_key: preparing.attestation_key,
+                certificate: data.to_vec(),
+            }),
+            personalisation: None,
+            card_date: Some(preparing.prepare.date),
+            cache: Vec::new(),
+        };
+        self.commit(next)?;
+        Ok(Vec::new())
+    }
+
+    /// Fingerprint, then the root signature, then the other checks: the
+    /// same work whatever the certificate (spec §6.4 steps 1–3). `Ok` with
+    /// the certificate and its fingerprint when everything passed.
+    fn check_certificate(
+        &mut self,
+        cert: Certificate,
+    ) -> Result<(Certificate, [u8; FINGERPRINT_LEN]), ()> {
+        let state = self.persistent.state().ok_or(())?;
+        let anchor = state.anchor.as_ref().ok_or(())?;
+        let digest = self.ops.sha256(&[cert.as_bytes()]);
+        let mut fingerprint = [0u8; FINGERPRINT_LEN];
+        for (f, d) in fingerprint.iter_mut().zip(digest) {
+            *f = d;
+        }
+        let signed = self
+            .ops
+            .verify(&anchor.root, cert.signed_bytes(), cert.signature());
+        let body = cert.body();
+        let issuer = body.issuer == anchor.issuer;
+        let unexpired = state.card_date.is_none_or(|today| body.expiry >= today);
+        let role = match body.role {
+            Role::Reader => body.domain.is_some() && body.group.is_some(),
+            Role::Station => true,
+            Role::Preparer | Role::PreparedCard => false,
+        };
+        if signed & issuer & unexpired & role {
+            Ok((cert, fingerprint))
+        } else {
+            Err(())
+        }
+    }
+
+    /// PSO on a PREPARED card (personalisation): station certificates only.
+    fn verify_station_certificate(&mut self, data: &[u8]) -> Outcome {
+        let cert = Certificate::decode(data).map_err(|_| StatusWord::IncorrectData)?;
+        let (cert, _) = self
+            .check_certificate(cert)
+            .map_err(|()| StatusWord::SecurityStatusNotSatisfied)?;
+        if cert.body().role != Role::Station {
+            return Err(StatusWord::SecurityStatusNotSatisfied);
+        }
+        self.volatile.station = Some(StationSession {
+            certificate: cert,
+            channel: None,
+        });
+        self.volatile.staging = None;
+        Ok(Vec::new())
+    }
+
+    /// PSO on an ISSUED card (spec §6.4): `9000` after the same work on every
+    /// path, and exactly one write — on the first PSO of a power-up.
+    fn verify_certificate_issued(&mut self, data: &[u8]) -> Outcome {
+        let cert = Certificate::decode(data).map_err(|_| StatusWord::IncorrectData)?;
+        let checked = self.check_certificate(cert);
         let mut next = self
             .persistent
             .state()
             .cloned()
             .ok_or(StatusWord::Unknown)?;
-        next.anchor = Some(Anchor {
-            issuer: issuer.into(),
-            root,
-        });
-        next.life_cycle = LifeCycle::Anchored;
-        self.persistent.commit(next)?;
+        let mut reader = None;
+        if let Ok((cert, fingerprint)) = checked {
+            {
+                let body = cert.body();
+                match (body.role, body.domain, body.group) {
+                    (Role::Reader, Some(domain), Some(group)) => {
+                        let entry = CachedReader {
+                            fingerprint,
+                            reader: AuthorisedReader {
+                                public_key: body.public_key,
+                                grants: body.grants,
+                                domain,
+                                group,
+                            },
+                            effective: body.effective,
+                            expiry: body.expiry,
+                        };
+                        reader = Some(entry);
+                        // Card date: advanced by at most MAX_CARD_DATE_STEP days.
+                        if let Some(today) = next.card_date {
+                            let step = today.add_days(MAX_CARD_DATE_STEP);
+                            let target = if body.effective < step {
+                                body.effective
+                            } else {
+                                step
+                            };
+                            if target > today {
+                                next.card_date = Some(target);
+                            }
+                        }
+                    }
+                    _ => {
+                        self.volatile.station = Some(StationSession {
+                            certificate: cert,
+                            channel: None,
+                        });
+                    }
+                }
+            }
+        }
+        if self.power.pso_written {
+            if reader.is_some() {
+                self.power.reader_slot = reader;
+            }
+            return Ok(Vec::new());
+        }
+        self.power.pso_written = true;
+        if let Some(entry) = reader {
+            // Least recently verified first: move (or add) the entry to the end.
+            next.cache.retain(|c| c.fingerprint != entry.fingerprint);
+            if next.cache.len() >= CACHE_ENTRIES {
+                next.cache.remove(0);
+            }
+            next.cache.push(entry);
+        } else {
+            next.card_date = self.persistent.state().and_then(|s| s.card_date);
+        }
+        self.commit(next)?;
         Ok(Vec::new())
-    }
-
-    fn verify_certificate(&mut self, data: &[u8]) -> Outcome {
-        let state = self.persistent.state().ok_or(StatusWord::Unknown)?;
-        let anchor = state
-            .anchor
-            .as_ref()
-            .ok_or(StatusWord::SecurityStatusNotSatisfied)?;
-        let cert = Certificate::decode(data).map_err(|_| StatusWord::SecurityStatusNotSatisfied)?;
-        let body = cert.body();
-        if body.issuer != anchor.issuer {
-            return Err(StatusWord::SecurityStatusNotSatisfied);
-        }
-        if state.card_date.is_some_and(|today| body.expiry < today) {
-            return Err(StatusWord::SecurityStatusNotSatisfied);
-        }
-        match body.role {
-            Role::Station => {
-                cert.verify(&anchor.root)
-                    .map_err(|_| StatusWord::SecurityStatusNotSatisfied)?;
-                self.volatile.station = Some(StationSession {
-                    certificate: cert,
-                    channel: None,
-                });
-                self.volatile.staging = None;
-                Ok(Vec::new())
-            }
-            Role::Reader => {
-                if state.life_cycle != LifeCycle::Issued {
-                    return Err(StatusWord::SecurityStatusNotSatisfied);
-                }
-                let fingerprint = cert.fingerprint();
-                if state.cache.iter().any(|c| c.fingerprint == fingerprint) {
-                    // Already verified once: no signature check, no write.
-                    return Ok(Vec::new());
-                }
-                cert.verify(&anchor.root)
-                    .map_err(|_| StatusWord::SecurityStatusNotSatisfied)?;
-                let domain = body.domain.ok_or(StatusWord::SecurityStatusNotSatisfied)?;
-                let mut next = state.clone();
-                next.card_date = Some(match state.card_date {
-                    Some(d) if d > body.effective => d,
-                    _ => body.effective,
-                });
-                if next.cache.len() >= CACHE_ENTRIES {
-                    next.cache.remove(0);
-                }
-                next.cache.push(CachedReader {
-                    fingerprint,
-                    reader: auth::AuthorisedReader {
-                        public_key: body.public_key,
-                        grants: body.grants,
-                        domain,
-                    },
-                    effective: body.effective,
-                    expiry: body.expiry,
-                });
-                self.persistent.commit(next)?;
-                Ok(Vec::new())
-            }
-        }
     }
 
     fn get_challenge(&mut self, header: Header, le: Option<usize>) -> Outcome {
@@ -408,7 +540,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             return Err(StatusWord::WrongLength);
         }
         let mut challenge = [0u8; CHALLENGE_LEN];
-        self.rng.fill_bytes(&mut challenge);
+        self.ops.fill(&mut self.rng, &mut challenge);
         self.volatile.challenge = Some(challenge);
         Ok(challenge.to_vec())
     }
@@ -431,48 +563,73 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         data: &[u8],
     ) -> Outcome {
         let deny = StatusWord::SecurityStatusNotSatisfied;
-        let challenge = challenge.ok_or(deny)?;
-        let station = self.volatile.station.as_ref().ok_or(deny)?;
-        if station.channel.is_some() {
-            return Err(deny);
-        }
         let auth = StationAuth::decode(data).map_err(|_| deny)?;
-        let message = pers::station_auth_message(&challenge, &auth.ephemeral);
-        crypto::verify(
-            &station.certificate.body().public_key,
+        let state = self.persistent.state().ok_or(StatusWord::Unknown)?;
+        let preparation = state.preparation.as_ref().ok_or(deny)?;
+        let attestation_public = preparation.attestation_key.public_key();
+        // Always one signature verification: with the station's key when a
+        // fresh station session can authenticate, else with the card's own
+        // attestation key (which cannot verify), so a refusal costs the same.
+        let station_key = match (&self.volatile.station, challenge) {
+            (Some(s), Some(_)) if s.channel.is_none() => Some(s.certificate.body().public_key),
+            _ => None,
+        };
+        let challenge_bytes = challenge.unwrap_or([0; CHALLENGE_LEN]);
+        let message = pers::station_auth_message(&challenge_bytes, &auth.ephemeral, auth.groups);
+        let verified = self.ops.verify(
+            &station_key.unwrap_or(attestation_public),
             &message,
             &auth.signature,
-        )
-        .map_err(|_| deny)?;
+        );
+        if !verified || station_key.is_none() {
+            return Err(deny);
+        }
         let station_ephemeral: PublicKey =
             crypto::decode_point(&auth.ephemeral).map_err(|_| deny)?;
-        let life_cycle = self.life_cycle().ok_or(StatusWord::Unknown)?;
-        let card_key = match life_cycle {
-            LifeCycle::Anchored => {
-                // Key generation on the card: the private key never leaves it.
-                let card_key = crypto::generate(&mut self.rng);
+        let attestation_key = preparation.attestation_key.clone();
+        let certificate = preparation.certificate.clone();
+        let life_cycle = state.life_cycle;
+        let publics: Vec<PublicKey> = match life_cycle {
+            LifeCycle::Prepared => {
+                // Key generation on the card: the private keys never leave it.
+                let keys: Vec<SecretKey> = (0..auth.groups)
+                    .map(|_| self.ops.generate(&mut self.rng))
+                    .collect();
                 let mut pseudonym_key = Zeroizing::new([0u8; 16]);
-                self.rng.fill_bytes(pseudonym_key.as_mut_slice());
+                self.ops.fill(&mut self.rng, pseudonym_key.as_mut_slice());
+                let publics = keys.iter().map(SecretKey::public_key).collect();
+                let n = keys.len();
                 self.volatile.staging = Some(Staging {
-                    card_key: card_key.clone(),
+                    keys,
                     pseudonym_key,
-                    record: None,
-                    attributes: Vec::new(),
+                    records: (0..n).map(|_| None).collect(),
+                    seeds: (0..n).map(|_| None).collect(),
+                    values: Vec::new(),
+                    plaintext_bytes: 0,
                 });
-                card_key
+                publics
             }
-            _ => self
-                .persistent
-                .state()
-                .and_then(|s| s.personalisation.as_ref())
-                .map(|p| p.card_key.clone())
+            _ => state
+                .personalisation
+                .as_ref()
+                .map(|p| p.groups.iter().map(|g| g.card_key.public_key()).collect())
                 .ok_or(deny)?,
         };
-        let channel = SecureChannel::for_card(&card_key, &station_ephemeral, &challenge);
+        let channel = SecureChannel::for_card(
+            &mut self.ops,
+            &attestation_key,
+            &station_ephemeral,
+            &challenge_bytes,
+        );
+        let sealed_keys = channel.seal_group_keys(&mut self.ops, &publics);
         if let Some(station) = self.volatile.station.as_mut() {
             station.channel = Some(channel);
         }
-        Ok(pers::encode_card_key(&card_key.public_key()))
+        Ok(CardAuthAnswer {
+            preparation_certificate: certificate,
+            sealed_keys,
+        }
+        .encode())
     }
 
     /// Decrypts a secured command; any failure ends the station session.
@@ -487,7 +644,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             .as_mut()
             .and_then(|s| s.channel.as_mut());
         let opened = match channel {
-            Some(channel) => channel.open(header.to_bytes(), data).ok(),
+            Some(channel) => channel.open(&mut self.ops, header.to_bytes(), data).ok(),
             None => None,
         };
         match opened {
@@ -506,45 +663,132 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             return Err(StatusWord::SecurityStatusNotSatisfied);
         }
         let plaintext = self.open_secured(header, data)?;
-        let fields = tlv::read_all(&plaintext).map_err(|_| StatusWord::IncorrectData)?;
         let staging = self
             .volatile
             .staging
             .as_mut()
             .ok_or(StatusWord::SecurityStatusNotSatisfied)?;
+        if staging.plaintext_bytes + plaintext.len() > MAX_PERSONALISATION_DATA {
+            return Err(StatusWord::NotEnoughMemory);
+        }
+        let fields = tlv::read_all(&plaintext).map_err(|_| StatusWord::IncorrectData)?;
         // Validate everything before staging anything: a bad command stages nothing.
-        let mut record = None;
-        let mut entries = Vec::new();
+        let groups = staging.keys.len();
+        let mut records: Vec<(usize, Vec<u8>)> = Vec::new();
+        let mut seeds: Vec<(usize, [u8; SEED_LEN])> = Vec::new();
+        let mut values: Vec<StoredValue> = Vec::new();
         for f in &fields {
             match f.tag {
-                TAG_RECORD if record.is_none() && staging.record.is_none() => {
-                    ResidentRecord::decode(f.raw).map_err(|_| StatusWord::IncorrectData)?;
-                    record = Some(f.raw.to_vec());
-                }
-                TAG_ATTRIBUTE => {
-                    let entry = AttributeEntry::decode_value(f.value)
-                        .map_err(|_| StatusWord::IncorrectData)?;
-                    let duplicate = staging
-                        .attributes
-                        .iter()
-                        .chain(entries.iter())
-                        .any(|e| e.id == entry.id);
-                    if duplicate || entry.id.kind() != AttributeKind::Stored {
+                TAG_RECORD => {
+                    let record =
+                        GroupRecord::decode(f.raw).map_err(|_| StatusWord::IncorrectData)?;
+                    let g = usize::from(record.body().group);
+                    let taken = staging.records.get(g).is_none_or(Option::is_some)
+                        || records.iter().any(|(h, _)| *h == g);
+                    if g >= groups || taken {
                         return Err(StatusWord::IncorrectData);
                     }
-                    entries.push(entry);
+                    records.push((g, f.raw.to_vec()));
+                }
+                TAG_SALT_SEED => {
+                    let (g, seed) =
+                        record::decode_salt_seed(f.value).map_err(|_| StatusWord::IncorrectData)?;
+                    let g = usize::from(g);
+                    let taken = staging.seeds.get(g).is_none_or(Option::is_some)
+                        || seeds.iter().any(|(h, _)| *h == g);
+                    if g >= groups || taken {
+                        return Err(StatusWord::IncorrectData);
+                    }
+                    seeds.push((g, seed));
+                }
+                TAG_ATTRIBUTE => {
+                    let value = StoredValue::decode_value(f.value)
+                        .map_err(|_| StatusWord::IncorrectData)?;
+                    let duplicate = staging
+                        .values
+                        .iter()
+                        .chain(values.iter())
+                        .any(|e| e.id == value.id);
+                    if duplicate {
+                        return Err(StatusWord::IncorrectData);
+                    }
+                    values.push(value);
                 }
                 _ => return Err(StatusWord::IncorrectData),
             }
         }
-        if staging.attributes.len() + entries.len() > citycard_proto::record::MAX_ATTRIBUTES {
+        if staging.values.len() + values.len() > MAX_STORED_ATTRIBUTES {
             return Err(StatusWord::NotEnoughMemory);
         }
-        if record.is_some() {
-            staging.record = record;
+        for (g, r) in records {
+            if let Some(slot) = staging.records.get_mut(g) {
+                *slot = Some(r);
+            }
         }
-        staging.attributes.extend(entries);
+        for (g, s) in seeds {
+            if let Some(slot) = staging.seeds.get_mut(g) {
+                *slot = Some(Zeroizing::new(s));
+            }
+        }
+        staging.values.extend(values);
+        staging.plaintext_bytes += plaintext.len();
         Ok(Vec::new())
+    }
+
+    /// The §6.8 checks of every staged group; the valid-from they share.
+    fn check_staging(&mut self) -> Result<Date, StatusWord> {
+        let bad = StatusWord::IncorrectData;
+        let deny = StatusWord::SecurityStatusNotSatisfied;
+        let card_date = self
+            .persistent
+            .state()
+            .and_then(|s| s.card_date)
+            .ok_or(StatusWord::Unknown)?;
+        let station = self.volatile.station.as_ref().ok_or(deny)?;
+        let staging = self.volatile.staging.as_ref().ok_or(deny)?;
+        let station_cert = &station.certificate;
+        let station_fp: [u8; FINGERPRINT_LEN] = station_cert.fingerprint();
+        let station_key = station_cert.body().public_key;
+        let mut valid_from: Option<Date> = None;
+        let mut checks = Vec::new();
+        for (g, key) in staging.keys.iter().enumerate() {
+            let record_bytes = staging.records.get(g).and_then(Option::as_ref).ok_or(bad)?;
+            let seed = staging.seeds.get(g).and_then(Option::as_ref).ok_or(bad)?;
+            let record = GroupRecord::decode(record_bytes).map_err(|_| bad)?;
+            let body = record.body();
+            let same_from = valid_from.is_none_or(|d| d == body.valid_from);
+            valid_from = Some(body.valid_from);
+            if usize::from(body.group) != g
+                || body.card_key != key.public_key()
+                || body.station_ref != record::station_reference(body.group, &station_fp)
+                || body.valid_from < card_date.month_start()
+                || !station_cert.is_valid_on(body.valid_from)
+                || !body.lifetime_allowed()
+                || !same_from
+            {
+                return Err(bad);
+            }
+            checks.push((record, **seed));
+        }
+        let values = staging.values.clone();
+        for (record, seed) in checks {
+            if !self
+                .ops
+                .verify(&station_key, record.signed_bytes(), record.signature())
+            {
+                return Err(bad);
+            }
+            for v in &values {
+                let salt = self.ops.cmac(&seed, &[label::SALT, &[v.id.get()]]);
+                let digest = self.ops.sha256(&[&[v.id.get()], &salt, &v.value]);
+                let mut slot = [0u8; record::DIGEST_LEN];
+                slot.copy_from_slice(digest.get(..record::DIGEST_LEN).ok_or(bad)?);
+                if !record.body().has_slot(&slot) {
+                    return Err(bad);
+                }
+            }
+        }
+        valid_from.ok_or(bad)
     }
 
     fn activate(&mut self, header: Header, data: &[u8]) -> Outcome {
@@ -556,56 +800,63 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         if !plaintext.is_empty() {
             return Err(StatusWord::IncorrectData);
         }
-        let station = self
-            .volatile
-            .station
-            .as_ref()
-            .ok_or(StatusWord::SecurityStatusNotSatisfied)?;
+        let valid_from = self.check_staging()?;
         let staging = self
             .volatile
             .staging
-            .as_ref()
+            .take()
             .ok_or(StatusWord::SecurityStatusNotSatisfied)?;
-        let record_bytes = staging
-            .record
-            .as_ref()
-            .ok_or(StatusWord::ConditionsNotSatisfied)?;
-        let record = ResidentRecord::decode(record_bytes).map_err(|_| StatusWord::IncorrectData)?;
-        let body = record.body();
-        // The record must certify this card's key, come from the authenticated
-        // station, be signed by it, and match the staged attributes exactly.
-        let station_cert = &station.certificate;
-        if body.card_key != staging.card_key.public_key()
-            || body.station != station_cert.fingerprint()
-            || !station_cert.is_valid_on(body.valid_from)
-            || record.verify(&station_cert.body().public_key).is_err()
-            || body.digests.len() != staging.attributes.len()
-            || staging
-                .attributes
-                .iter()
-                .any(|e| record.check_entry(e).is_err())
+        let mut values = staging.values;
+        values.sort_by_key(|v| v.id);
+        let mut groups = Vec::with_capacity(staging.keys.len());
+        for ((key, record), seed) in staging
+            .keys
+            .into_iter()
+            .zip(staging.records)
+            .zip(staging.seeds)
         {
-            return Err(StatusWord::IncorrectData);
+            groups.push(GroupData {
+                card_key: key,
+                seed: seed.ok_or(StatusWord::IncorrectData)?,
+                record: record.ok_or(StatusWord::IncorrectData)?,
+            });
         }
-        let mut attributes = staging.attributes.clone();
-        attributes.sort_by_key(|e| e.id);
         let personalisation = Personalisation {
-            card_key: staging.card_key.clone(),
-            pseudonym_key: staging.pseudonym_key.clone(),
-            record: record_bytes.clone(),
-            attributes,
+            groups,
+            pseudonym_key: staging.pseudonym_key,
+            values,
         };
         let mut next = self
             .persistent
             .state()
             .cloned()
             .ok_or(StatusWord::Unknown)?;
-        next.personalisation = Some(personalisation);
+        next.card_date = Some(match next.card_date {
+            Some(d) if d > valid_from => d,
+            _ => valid_from,
+        });
         next.life_cycle = LifeCycle::Issued;
-        self.persistent.commit(next)?;
-        self.volatile.station = None;
-        self.volatile.staging = None;
-        Ok(Vec::new())
+        next.personalisation = Some(personalisation.clone());
+        self.commit(next)?;
+        // The issuance check value over what the card stored (spec §6.8).
+        let records: Vec<&[u8]> = personalisation
+            .groups
+            .iter()
+            .map(|g| g.record.as_slice())
+            .collect();
+        let channel = self
+            .volatile
+            .station
+            .take()
+            .and_then(|s| s.channel)
+            .ok_or(StatusWord::SecurityStatusNotSatisfied)?;
+        let check = pers::check_value(
+            &mut self.ops,
+            channel.mac_key(),
+            &records,
+            &personalisation.values,
+        );
+        Ok(channel.seal_answer(&mut self.ops, header.to_bytes(), &check))
     }
 
     fn terminate(&mut self, header: Header, data: &[u8]) -> Outcome {
@@ -619,7 +870,7 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
             life_cycle: LifeCycle::Terminated,
             ..PersistentState::blank()
         };
-        self.persistent.commit(next)?;
+        self.commit(next)?;
         self.volatile = Volatile {
             selected: true,
             ..Volatile::default()
@@ -627,43 +878,59 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
         Ok(Vec::new())
     }
 
+    /// GENERAL AUTHENTICATE (spec §6.10): an answer or a decoy of
+    /// `answer_len(request)` bytes, with the same work.
     fn general_authenticate(&mut self, data: &[u8]) -> Outcome {
-        let deny = StatusWord::SecurityStatusNotSatisfied;
-        let state = self.persistent.state().ok_or(deny)?;
-        let personalisation = state.personalisation.as_ref().ok_or(deny)?;
-        if state.life_cycle != LifeCycle::Issued {
-            return Err(deny);
-        }
-        let request = AuthRequest::decode(data).map_err(|_| deny)?;
-        let cached = state
+        let request = AuthRequest::decode(data).map_err(|_| StatusWord::IncorrectData)?;
+        let state = self.persistent.state().ok_or(StatusWord::Unknown)?;
+        let personalisation = state
+            .personalisation
+            .as_ref()
+            .ok_or(StatusWord::ConditionsNotSatisfied)?;
+        let group0 = personalisation.groups.first().ok_or(StatusWord::Unknown)?;
+        let group0_public = group0.card_key.public_key();
+        let reader = state
             .cache
             .iter()
-            .find(|c| c.fingerprint == request.certificate)
-            .ok_or(deny)?;
-        if request.date < cached.effective || request.date > cached.expiry {
-            return Err(deny);
-        }
-        if state.card_date.is_some_and(|today| request.date < today) {
-            return Err(deny);
-        }
-        if !request.requested.is_subset_of(cached.reader.grants) {
-            return Err(deny);
-        }
-        let card_key = match (&self.clone_key, self.faults.clone) {
-            (Some(k), true) => k,
-            _ => &personalisation.card_key,
-        };
+            .chain(self.power.reader_slot.iter())
+            .find(|c| c.fingerprint == request.certificate);
+        let reader_point = request.reader_point();
+        let real = reader.and_then(|cached| {
+            let group = personalisation
+                .groups
+                .get(usize::from(cached.reader.group))?;
+            let in_validity = cached.effective <= request.date && request.date <= cached.expiry;
+            let not_before_card_date = state.card_date.is_none_or(|d| request.date >= d);
+            let granted = request.requested.is_subset_of(cached.reader.grants);
+            (in_validity && not_before_card_date && granted).then(|| RealAnswer {
+                reader: &cached.reader,
+                group: CardGroup {
+                    card_key: match (&self.clone_key, self.faults.clone) {
+                        (Some(k), true) => k,
+                        _ => &group.card_key,
+                    },
+                    record: &group.record,
+                    seed: &group.seed,
+                },
+            })
+        });
         let card = CardData {
-            card_key,
+            group0: CardGroup {
+                card_key: &group0.card_key,
+                record: &group0.record,
+                seed: &group0.seed,
+            },
+            group0_public: &group0_public,
             pseudonym_key: &personalisation.pseudonym_key,
-            record: &personalisation.record,
-            attributes: &personalisation.attributes,
+            values: &personalisation.values,
         };
-        Ok(auth::card_respond(
+        Ok(auth::card_answer(
+            &mut self.ops,
             data,
             &request,
-            &cached.reader,
+            reader_point,
             &card,
+            real,
             &mut self.rng,
         ))
     }

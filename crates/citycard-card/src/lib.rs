@@ -9,5 +9,6 @@ pub mod state;
 pub mod storage;
 
 pub use applet::{Applet, Faults, Instruction};
+pub use citycard_proto::crypto::OpCount;
 pub use state::PersistentState;
 pub use storage::{MemoryStorage, Persistent, StateBlob, Storage, StorageError};

@@ -1,17 +1,19 @@
-//! The card's persistent state and its encoding (spec §3.3).
+//! The card's persistent state and its encoding (spec §3.3, §5.6).
 //!
-//! Encoding: a sequence of primitive TLVs, in this order, each optional
-//! unless marked:
+//! Encoding (internal to the reference card): a sequence of primitive TLVs,
+//! in this order, each optional unless marked:
 //! ```text
-//! 80 01  format version = 01 (required)
+//! 80 01  format version = 02 (required)
 //! 81 01  life cycle (required)
 //! 82 ..  anchor: issuer length ‖ issuer ‖ root key (33)
-//! 83 20  card private key
-//! 84 10  pseudonym key
-//! 85 ..  record (E1 TLV)
-//! 86 ..  stored attributes (C1 TLVs)
-//! 87 04  card date (highest certificate effective date seen)
-//! 88 ..  reader certificate cache: n × 69-byte entries
+//! 83 20  attestation private key k_A
+//! 84 ..  preparation certificate (7F21, role 04)
+//! 85 10  pseudonym key
+//! 86 ..  groups: G × (card private key (32) ‖ salt seed (16) ‖ record (300))
+//! 87 ..  stored values (C1 TLVs, ids ascending)
+//! 88 04  card date
+//! 89 ..  reader certificate cache, least recently verified first:
+//!        n × (fingerprint 8 ‖ key 33 ‖ grants 4 ‖ domain 16 ‖ group 1 ‖ effective 4 ‖ expiry 4)
 //! ```
 
 use alloc::string::String;
@@ -20,15 +22,18 @@ use citycard_proto::attr::AttributeSet;
 use citycard_proto::auth::AuthorisedReader;
 use citycard_proto::cert::{DOMAIN_LEN, FINGERPRINT_LEN};
 use citycard_proto::crypto::{self, POINT_LEN};
-use citycard_proto::record::{AttributeEntry, TAG_ATTRIBUTE};
+use citycard_proto::limits::{
+    CACHE_ENTRIES, MAX_CERTIFICATE_LEN, MAX_GROUPS, MAX_STORED_ATTRIBUTES, RECORD_LEN,
+};
+use citycard_proto::record::{StoredValue, SEED_LEN, TAG_ATTRIBUTE};
 use citycard_proto::tlv;
 use citycard_proto::{Date, LifeCycle};
 use p256::{PublicKey, SecretKey};
 use zeroize::Zeroizing;
 
-/// Number of reader certificates the card remembers.
-pub const CACHE_ENTRIES: usize = 8;
-const CACHE_ENTRY_LEN: usize = FINGERPRINT_LEN + POINT_LEN + 4 + DOMAIN_LEN + 4 + 4;
+const FORMAT_VERSION: u8 = 2;
+const CACHE_ENTRY_LEN: usize = FINGERPRINT_LEN + POINT_LEN + 4 + DOMAIN_LEN + 1 + 4 + 4;
+const GROUP_LEN: usize = 32 + SEED_LEN + RECORD_LEN;
 
 /// The issuer trust anchor.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,17 +44,41 @@ pub struct Anchor {
     pub root: PublicKey,
 }
 
+/// What preparation installed besides the anchor.
+#[derive(Clone)]
+pub struct Preparation {
+    /// The attestation private key k_A (generated on the card).
+    pub attestation_key: SecretKey,
+    /// The preparer-signed certificate of K_A (role 04).
+    pub certificate: Vec<u8>,
+}
+
+impl core::fmt::Debug for Preparation {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Preparation(REDACTED)")
+    }
+}
+
+/// One linkability group's keys and record.
+#[derive(Clone)]
+pub struct GroupData {
+    /// The group's card key k_g (generated on the card).
+    pub card_key: SecretKey,
+    /// The group's salt seed S_g.
+    pub seed: Zeroizing<[u8; SEED_LEN]>,
+    /// The station-signed record (E1 TLV, exactly 300 bytes).
+    pub record: Vec<u8>,
+}
+
 /// The card's personal data and keys.
 #[derive(Clone)]
 pub struct Personalisation {
-    /// The card's private key (generated on the card).
-    pub card_key: SecretKey,
+    /// One entry per group, group 0 first.
+    pub groups: Vec<GroupData>,
     /// The pseudonym key (generated on the card).
     pub pseudonym_key: Zeroizing<[u8; 16]>,
-    /// The station-signed record (E1 TLV).
-    pub record: Vec<u8>,
-    /// Stored attributes with their salts.
-    pub attributes: Vec<AttributeEntry>,
+    /// Stored values, ids ascending.
+    pub values: Vec<StoredValue>,
 }
 
 impl core::fmt::Debug for Personalisation {
@@ -76,19 +105,26 @@ pub struct CachedReader {
 pub struct PersistentState {
     /// Life-cycle state.
     pub life_cycle: LifeCycle,
-    /// Issuer anchor (absent while blank).
+    /// Issuer anchor (from preparation).
     pub anchor: Option<Anchor>,
+    /// Attestation key and preparation certificate.
+    pub preparation: Option<Preparation>,
     /// Keys and data (present once issued).
     pub personalisation: Option<Personalisation>,
-    /// The highest certificate effective date the card has seen (its notion of "today or later").
+    /// The card date (spec §5.6): set at preparation, raised at ACTIVATE,
+    /// advanced by reader certificates; it only grows.
     pub card_date: Option<Date>,
-    /// Verified reader certificates, oldest first.
+    /// Verified reader certificates, least recently verified first.
     pub cache: Vec<CachedReader>,
 }
 
 /// Why stored state could not be decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CorruptState;
+
+fn corrupt<T>(_: T) -> CorruptState {
+    CorruptState
+}
 
 impl crate::storage::StateBlob for PersistentState {
     fn fresh() -> Self {
@@ -110,6 +146,7 @@ impl PersistentState {
         Self {
             life_cycle: LifeCycle::Blank,
             anchor: None,
+            preparation: None,
             personalisation: None,
             card_date: None,
             cache: Vec::new(),
@@ -118,8 +155,8 @@ impl PersistentState {
 
     /// Serialises the state.
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
-        let mut v = Zeroizing::new(Vec::with_capacity(1024));
-        tlv::push(&mut v, 0x80, &[1]);
+        let mut v = Zeroizing::new(Vec::with_capacity(4096));
+        tlv::push(&mut v, 0x80, &[FORMAT_VERSION]);
         tlv::push(&mut v, 0x81, &[self.life_cycle.to_byte()]);
         if let Some(a) = &self.anchor {
             let mut x = Vec::with_capacity(50);
@@ -128,18 +165,27 @@ impl PersistentState {
             x.extend_from_slice(&crypto::encode_point(&a.root));
             tlv::push(&mut v, 0x82, &x);
         }
+        if let Some(p) = &self.preparation {
+            tlv::push(&mut v, 0x83, &p.attestation_key.to_bytes());
+            tlv::push(&mut v, 0x84, &p.certificate);
+        }
         if let Some(p) = &self.personalisation {
-            tlv::push(&mut v, 0x83, &p.card_key.to_bytes());
-            tlv::push(&mut v, 0x84, p.pseudonym_key.as_slice());
-            tlv::push(&mut v, 0x85, &p.record);
-            let mut attrs = Zeroizing::new(Vec::new());
-            for a in &p.attributes {
-                attrs.extend_from_slice(&a.encode());
+            tlv::push(&mut v, 0x85, p.pseudonym_key.as_slice());
+            let mut groups = Zeroizing::new(Vec::with_capacity(p.groups.len() * GROUP_LEN));
+            for g in &p.groups {
+                groups.extend_from_slice(&g.card_key.to_bytes());
+                groups.extend_from_slice(g.seed.as_slice());
+                groups.extend_from_slice(&g.record);
             }
-            tlv::push(&mut v, 0x86, &attrs);
+            tlv::push(&mut v, 0x86, &groups);
+            let mut values = Zeroizing::new(Vec::new());
+            for a in &p.values {
+                values.extend_from_slice(&a.encode());
+            }
+            tlv::push(&mut v, 0x87, &values);
         }
         if let Some(d) = self.card_date {
-            tlv::push(&mut v, 0x87, &d.to_bytes());
+            tlv::push(&mut v, 0x88, &d.to_bytes());
         }
         if !self.cache.is_empty() {
             let mut c = Vec::with_capacity(self.cache.len() * CACHE_ENTRY_LEN);
@@ -148,101 +194,158 @@ impl PersistentState {
                 c.extend_from_slice(&crypto::encode_point(&e.reader.public_key));
                 c.extend_from_slice(&e.reader.grants.to_bytes());
                 c.extend_from_slice(&e.reader.domain);
+                c.push(e.reader.group);
                 c.extend_from_slice(&e.effective.to_bytes());
                 c.extend_from_slice(&e.expiry.to_bytes());
             }
-            tlv::push(&mut v, 0x88, &c);
+            tlv::push(&mut v, 0x89, &c);
         }
         v
     }
 
     /// Decodes stored state; any inconsistency is [`CorruptState`].
     pub fn decode(bytes: &[u8]) -> Result<Self, CorruptState> {
-        let mut s = tlv::Sequence::new(bytes).map_err(|_| CorruptState)?;
-        let version = s.required(0x80).map_err(|_| CorruptState)?;
-        if version.value != [1] {
+        // The state is larger than one TLV input of the protocol: split it by hand.
+        let mut fields = Vec::new();
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let (f, r) = read_state_field(rest)?;
+            fields.push(f);
+            rest = r;
+        }
+        let mut it = fields.into_iter().peekable();
+        let mut take = |tag: u8| -> Option<&[u8]> {
+            match it.peek() {
+                Some((t, _)) if *t == tag => it.next().map(|(_, v)| v),
+                _ => None,
+            }
+        };
+        if take(0x80) != Some(&[FORMAT_VERSION][..]) {
             return Err(CorruptState);
         }
-        let lc = s.required(0x81).map_err(|_| CorruptState)?;
-        let life_cycle = match lc.value {
-            [b] => LifeCycle::from_byte(*b).ok_or(CorruptState)?,
+        let life_cycle = match take(0x81) {
+            Some([b]) => LifeCycle::from_byte(*b).ok_or(CorruptState)?,
             _ => return Err(CorruptState),
         };
-        let anchor = match s.optional(0x82).map_err(|_| CorruptState)? {
+        let anchor = match take(0x82) {
             None => None,
             Some(f) => {
-                let (len, rest) = f.value.split_first().ok_or(CorruptState)?;
+                let (len, rest) = f.split_first().ok_or(CorruptState)?;
                 let issuer = rest.get(..usize::from(*len)).ok_or(CorruptState)?;
                 let root = rest.get(usize::from(*len)..).ok_or(CorruptState)?;
                 Some(Anchor {
-                    issuer: String::from(core::str::from_utf8(issuer).map_err(|_| CorruptState)?),
-                    root: crypto::decode_point(root).map_err(|_| CorruptState)?,
+                    issuer: String::from(core::str::from_utf8(issuer).map_err(corrupt)?),
+                    root: crypto::decode_point(root).map_err(corrupt)?,
                 })
             }
         };
-        let personalisation = match s.optional(0x83).map_err(|_| CorruptState)? {
+        let preparation = match take(0x83) {
             None => None,
             Some(k) => {
-                let card_key = SecretKey::from_slice(k.value).map_err(|_| CorruptState)?;
-                let pk = s.required(0x84).map_err(|_| CorruptState)?;
-                let pseudonym_key =
-                    Zeroizing::new(tlv::fixed::<16>(&pk).map_err(|_| CorruptState)?);
-                let record = s.required(0x85).map_err(|_| CorruptState)?.value.to_vec();
-                let attrs = s.required(0x86).map_err(|_| CorruptState)?;
-                let mut attributes = Vec::new();
-                for f in tlv::read_all(attrs.value).map_err(|_| CorruptState)? {
+                let attestation_key = SecretKey::from_slice(k).map_err(corrupt)?;
+                let certificate = take(0x84).ok_or(CorruptState)?;
+                if certificate.len() > MAX_CERTIFICATE_LEN {
+                    return Err(CorruptState);
+                }
+                Some(Preparation {
+                    attestation_key,
+                    certificate: certificate.to_vec(),
+                })
+            }
+        };
+        let personalisation = match take(0x85) {
+            None => None,
+            Some(pk) => {
+                let pseudonym_key = Zeroizing::new(<[u8; 16]>::try_from(pk).map_err(corrupt)?);
+                let raw = take(0x86).ok_or(CorruptState)?;
+                if raw.is_empty()
+                    || raw.len() % GROUP_LEN != 0
+                    || raw.len() / GROUP_LEN > MAX_GROUPS
+                {
+                    return Err(CorruptState);
+                }
+                let mut groups = Vec::new();
+                for chunk in raw.chunks_exact(GROUP_LEN) {
+                    let (key, rest) = chunk.split_at_checked(32).ok_or(CorruptState)?;
+                    let (seed, record) = rest.split_at_checked(SEED_LEN).ok_or(CorruptState)?;
+                    groups.push(GroupData {
+                        card_key: SecretKey::from_slice(key).map_err(corrupt)?,
+                        seed: Zeroizing::new(seed.try_into().map_err(corrupt)?),
+                        record: record.to_vec(),
+                    });
+                }
+                let raw_values = take(0x87).ok_or(CorruptState)?;
+                let mut values = Vec::new();
+                for f in tlv::read_all(raw_values).map_err(corrupt)? {
                     if f.tag != TAG_ATTRIBUTE {
                         return Err(CorruptState);
                     }
-                    attributes
-                        .push(AttributeEntry::decode_value(f.value).map_err(|_| CorruptState)?);
+                    values.push(StoredValue::decode_value(f.value).map_err(corrupt)?);
+                }
+                if values.len() > MAX_STORED_ATTRIBUTES {
+                    return Err(CorruptState);
                 }
                 Some(Personalisation {
-                    card_key,
+                    groups,
                     pseudonym_key,
-                    record,
-                    attributes,
+                    values,
                 })
             }
         };
-        let card_date = match s.optional(0x87).map_err(|_| CorruptState)? {
+        let card_date = match take(0x88) {
             None => None,
-            Some(f) => Some(Date::from_bytes(f.value).map_err(|_| CorruptState)?),
+            Some(f) => Some(Date::from_bytes(f).map_err(corrupt)?),
         };
         let mut cache = Vec::new();
-        if let Some(f) = s.optional(0x88).map_err(|_| CorruptState)? {
-            if f.value.len() % CACHE_ENTRY_LEN != 0
-                || f.value.len() / CACHE_ENTRY_LEN > CACHE_ENTRIES
-            {
+        if let Some(f) = take(0x89) {
+            if f.len() % CACHE_ENTRY_LEN != 0 || f.len() / CACHE_ENTRY_LEN > CACHE_ENTRIES {
                 return Err(CorruptState);
             }
-            for e in f.value.chunks_exact(CACHE_ENTRY_LEN) {
+            for e in f.chunks_exact(CACHE_ENTRY_LEN) {
                 let (fp, rest) = e
                     .split_first_chunk::<FINGERPRINT_LEN>()
                     .ok_or(CorruptState)?;
                 let (pk, rest) = rest.split_first_chunk::<POINT_LEN>().ok_or(CorruptState)?;
                 let (grants, rest) = rest.split_first_chunk::<4>().ok_or(CorruptState)?;
                 let (domain, rest) = rest.split_first_chunk::<DOMAIN_LEN>().ok_or(CorruptState)?;
+                let (group, rest) = rest.split_first().ok_or(CorruptState)?;
                 let (eff, exp) = rest.split_first_chunk::<4>().ok_or(CorruptState)?;
                 cache.push(CachedReader {
                     fingerprint: *fp,
                     reader: AuthorisedReader {
-                        public_key: crypto::decode_point(pk).map_err(|_| CorruptState)?,
-                        grants: AttributeSet::from_bytes(grants).map_err(|_| CorruptState)?,
+                        public_key: crypto::decode_point(pk).map_err(corrupt)?,
+                        grants: AttributeSet::from_bytes(grants).map_err(corrupt)?,
                         domain: *domain,
+                        group: *group,
                     },
-                    effective: Date::from_bytes(eff).map_err(|_| CorruptState)?,
-                    expiry: Date::from_bytes(exp).map_err(|_| CorruptState)?,
+                    effective: Date::from_bytes(eff).map_err(corrupt)?,
+                    expiry: Date::from_bytes(exp).map_err(corrupt)?,
                 });
             }
         }
-        s.finish().map_err(|_| CorruptState)?;
+        if it.next().is_some() {
+            return Err(CorruptState);
+        }
         // Cross-field consistency: what each life-cycle state must (not) have.
         let consistent = match life_cycle {
-            LifeCycle::Blank => anchor.is_none() && personalisation.is_none(),
-            LifeCycle::Anchored => anchor.is_some() && personalisation.is_none(),
-            LifeCycle::Issued => anchor.is_some() && personalisation.is_some(),
-            LifeCycle::Terminated => true,
+            LifeCycle::Blank => {
+                anchor.is_none() && preparation.is_none() && personalisation.is_none()
+            }
+            LifeCycle::Prepared => {
+                anchor.is_some()
+                    && preparation.is_some()
+                    && personalisation.is_none()
+                    && card_date.is_some()
+            }
+            LifeCycle::Issued => {
+                anchor.is_some()
+                    && preparation.is_some()
+                    && personalisation.is_some()
+                    && card_date.is_some()
+            }
+            LifeCycle::Terminated => {
+                anchor.is_none() && preparation.is_none() && personalisation.is_none()
+            }
         };
         if !consistent {
             return Err(CorruptState);
@@ -250,9 +353,40 @@ impl PersistentState {
         Ok(Self {
             life_cycle,
             anchor,
+            preparation,
             personalisation,
             card_date,
             cache,
         })
     }
+}
+
+/// One state field (tag, value) and the bytes after it.
+type FieldAndRest<'a> = ((u8, &'a [u8]), &'a [u8]);
+
+/// One primitive state field: a one-byte tag and a DER length of up to two bytes.
+fn read_state_field(input: &[u8]) -> Result<FieldAndRest<'_>, CorruptState> {
+    let (tag, rest) = input.split_first().ok_or(CorruptState)?;
+    let (first, rest) = rest.split_first().ok_or(CorruptState)?;
+    let (len, rest) = match *first {
+        n @ 0..=0x7F => (usize::from(n), rest),
+        0x81 => {
+            let (n, rest) = rest.split_first().ok_or(CorruptState)?;
+            if *n < 0x80 {
+                return Err(CorruptState);
+            }
+            (usize::from(*n), rest)
+        }
+        0x82 => {
+            let (n, rest) = rest.split_first_chunk::<2>().ok_or(CorruptState)?;
+            let n = usize::from(u16::from_be_bytes(*n));
+            if n < 0x100 {
+                return Err(CorruptState);
+            }
+            (n, rest)
+        }
+        _ => return Err(CorruptState),
+    };
+    let (value, rest) = rest.split_at_checked(len).ok_or(CorruptState)?;
+    Ok(((*tag, value), rest))
 }

@@ -74,6 +74,9 @@ enum Command {
     /// Issuing stations: add, list, renew, retire.
     #[command(subcommand)]
     Station(commands::office::stations::StationCommand),
+    /// The city's preparation facility: preparers, and preparing blank cards.
+    #[command(subcommand)]
+    Preparer(commands::office::preparers::PreparerCommand),
     /// Partner readers: enrol, list, renew.
     #[command(subcommand)]
     Partner(commands::office::partners::PartnerCommand),
@@ -185,6 +188,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::run(&args),
         Command::Issuer(cmd) => commands::office::home::run(cmd),
         Command::Station(cmd) => commands::office::stations::run(cmd),
+        Command::Preparer(cmd) => commands::office::preparers::run(cmd),
         Command::Partner(cmd) => commands::office::partners::run(cmd),
         Command::Trust(cmd) => commands::office::publish::trust(cmd),
         Command::Personalise(args) => {

@@ -2,7 +2,13 @@
 //! (no pcscd), every JSON line checked against `schemas/`, the service's
 //! failure exits, the origin allow-list, and the desk page in a real
 //! headless Chromium driven through chromedriver's WebDriver API.
-#![cfg(test)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -61,6 +67,7 @@ fn city(dir: &Path) {
             "180",
         ],
     );
+    ok(dir, &["preparer", "add", "prep-1", "--dir", "city"]);
     ok(
         dir,
         &[
@@ -96,6 +103,8 @@ fn city(dir: &Path) {
             "desk-1",
             "--reader",
             "emulated:cards",
+            "--prepare-with",
+            "prep-1",
             "--resident",
             "alex.json",
         ],

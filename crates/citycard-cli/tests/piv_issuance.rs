@@ -34,6 +34,7 @@ impl Office {
             "LG",
         ]);
         o.ok(&["station", "add", "desk-1", "--dir", "HOME"]);
+        o.ok(&["preparer", "add", "prep-1", "--dir", "HOME"]);
         o.write("alex.json", r#"{"resident_id": "F-1", "name": "Alex Moreau", "birth_date": "1958-03-14", "address": "Rue 12", "language": "fr"}"#, 0o600);
         o.write("teen.json", r#"{"resident_id": "F-2", "name": "Sam", "birth_date": "2010-01-01", "address": "Rue 13"}"#, 0o600);
         o.write("city.key", &format!("{CITY_KEY_HEX}\n"), 0o600);
@@ -130,7 +131,7 @@ fn batch<'a>(file: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
 }
 
 /// `command` with the office's home, station desk-1 and the emulated
-/// reader, then `extra`.
+/// reader (its new applet cards prepared by prep-1), then `extra`.
 fn at_desk<'a>(command: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut v = vec![
         command,
@@ -140,6 +141,8 @@ fn at_desk<'a>(command: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
         "desk-1",
         "--reader",
         "CARDS",
+        "--prepare-with",
+        "prep-1",
     ];
     v.extend_from_slice(extra);
     v
@@ -384,7 +387,8 @@ fn the_default_profile_output_is_unchanged() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("Issued card LG-000002 (valid "), "{text}");
     assert!(
-        text.trim_end().ends_with("; verified as a reader would."),
+        text.trim_end()
+            .ends_with("; the card's check value matches what was sent."),
         "{text}"
     );
     assert_eq!(text.lines().count(), 1);

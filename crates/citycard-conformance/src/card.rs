@@ -2,7 +2,7 @@
 //! build implements. The machinery here sends the commands; what the card must
 //! answer at each step comes from [`crate::expect`].
 //!
-//! The card must be BLANK (fresh from the factory). The kit anchors it to a
+//! The card must be BLANK (fresh from the factory). The kit prepares it for a
 //! throwaway city ([`crate::city`]), personalises it, reads it with every
 //! reader profile, walks every refusal path and terminates it: the card is
 //! used up afterwards.
@@ -10,18 +10,19 @@
 use std::time::{Duration, Instant};
 
 use citycard_proto::attr::{AttributeId, AttributeSet};
-use citycard_proto::auth::{Disclosure, ReaderSession};
+use citycard_proto::auth::{self, AuthRequest, Disclosure, ReaderSession};
 use citycard_proto::cert::{Certificate, CertificateBody, Role};
 use citycard_proto::consts::{cla, ins, AID};
-use citycard_proto::pers::{self, SecureChannel, StationAuth, CHALLENGE_LEN};
-use citycard_proto::record::{AttributeEntry, RecordBody, SALT_LEN};
+use citycard_proto::pers::{self, CardAuthAnswer, CHALLENGE_LEN};
+use citycard_proto::record::{self, StoredValue};
 use citycard_proto::{crypto, fci, tlv, Command, Date, Error as ProtoError};
 use citycard_transport::CardTransport;
 use p256::{PublicKey, SecretKey};
-use rand_core::{OsRng, RngCore};
+use rand_core::OsRng;
 
-use crate::city::{self, City, OTHER_ISSUER, TEST_ISSUER};
+use crate::city::{self, City, GROUPS, OTHER_ISSUER, TEST_ISSUER};
 use crate::expect::{Expect, LengthRule, SpecVersion, Table};
+use crate::issue::{self, secured, station_auth};
 use crate::link::{Link, LinkError, Observed};
 use crate::report::{Outcome, Report};
 use crate::ConformanceError;
@@ -31,7 +32,8 @@ pub fn command_name(ins_byte: u8) -> &'static str {
     match ins_byte {
         ins::SELECT => "SELECT",
         ins::GET_RESPONSE => "GET RESPONSE",
-        ins::SET_ANCHOR => "SET ISSUER ANCHOR",
+        ins::PREPARE => "PREPARE",
+        ins::STORE_PREPARATION_CERTIFICATE => "STORE PREPARATION CERTIFICATE",
         ins::PSO => "PSO: VERIFY CERTIFICATE",
         ins::GET_CHALLENGE => "GET CHALLENGE",
         ins::EXTERNAL_AUTHENTICATE => "EXTERNAL AUTHENTICATE",
@@ -52,8 +54,9 @@ pub fn reader_view(e: &ProtoError) -> String {
         ProtoError::BadMac => {
             "the card's MAC does not verify (a correct reader says: clone)".into()
         }
-        ProtoError::DecryptionFailed => {
-            "the answer does not decrypt (a correct reader says: tampered)".into()
+        ProtoError::Decoy | ProtoError::DecryptionFailed => {
+            "the answer's tag does not verify: a decoy (a correct reader retries, then says: refused)"
+                .into()
         }
         other => format!("malformed answer: {other:?} (a correct reader says: tampered)"),
     }
@@ -81,33 +84,45 @@ fn expected_text(e: Expect, version: SpecVersion) -> String {
             version.byte(),
             lc.name()
         ),
-        Expect::CardKey => "7C 23 84 21 card key + 9000".into(),
+        Expect::CardKey => "7C { 85 preparation certificate, 87 sealed group keys } + 9000".into(),
+        Expect::Attestation => "86 21 attestation key + 9000".into(),
+        Expect::Sealed => "a sealed issuance check value equal to the station's + 9000".into(),
         Expect::Answer => "an answer that opens and discloses exactly what was asked".into(),
         Expect::Decoy => "a decoy: the length and status words of an answer, not opening".into(),
     }
 }
 
-/// The ciphertext length of an answer `7C { 86 E_C, 87 C }`.
-fn ciphertext_len(answer: &[u8]) -> Option<usize> {
-    let outer = tlv::read_exact(answer, 0x7C).ok()?;
-    let fields = tlv::read_all(outer.value).ok()?;
-    fields.iter().find(|f| f.tag == 0x87).map(|f| f.value.len())
+/// `answer_len(request)` of a GENERAL AUTHENTICATE command (`None` when its
+/// data is not the request template).
+fn decoy_len(cmd: &Command) -> Option<usize> {
+    AuthRequest::decode(&cmd.data)
+        .ok()
+        .map(|r| auth::answer_len(r.requested))
 }
 
 /// Steps whose answer is a refusal to a party without the right key: the
 /// steps the uniform-refusal property compares (per command). Answers that
 /// depend only on the public life cycle (GENERAL AUTHENTICATE on a blank
-/// card) are not among them.
+/// card) or on the command bytes only (malformed data) are not among them.
 fn is_refusal(id: &str) -> bool {
-    id.starts_with("refuse.")
+    (id.starts_with("refuse.")
         || id.ends_with(".uncached")
         || id.ends_with("-forged-station")
-        || id.ends_with("-bad-signature")
+        || id.ends_with("-bad-signature"))
+        && !id.ends_with("-malformed")
 }
 
 /// Which command a refusal step sends (refusals are compared per command).
 fn refusal_command(id: &str) -> &'static str {
-    if id.contains("pso") {
+    // A prepared card's station refusals (6982) depend only on the public
+    // life cycle: compared among themselves.
+    if id.starts_with("personalise.") {
+        if id.contains("pso") {
+            "PSO (prepared card)"
+        } else {
+            "EXTERNAL AUTHENTICATE (prepared card)"
+        }
+    } else if id.contains("pso") {
         "PSO"
     } else if id.contains("external-authenticate") || id.ends_with("-bad-signature") {
         "EXTERNAL AUTHENTICATE"
@@ -117,8 +132,10 @@ fn refusal_command(id: &str) -> &'static str {
 }
 
 struct Personalised {
-    card_key: PublicKey,
-    entries: Vec<AttributeEntry>,
+    /// The group keys the card generated, group 0 first.
+    group_keys: Vec<PublicKey>,
+    /// The stored values, ids ascending.
+    values: Vec<StoredValue>,
 }
 
 /// A run of the card kit.
@@ -129,8 +146,10 @@ struct Run<'t> {
     broken: Option<String>,
     /// Observed refusals, for the uniform-refusal property.
     refusals: Vec<(String, Observed)>,
-    /// (step, profile, ciphertext length) of every answer.
-    lengths: Vec<(String, &'static str, usize)>,
+    /// (step, `answer_len(request)`) of every GENERAL AUTHENTICATE refusal.
+    refusal_lengths: Vec<(String, usize)>,
+    /// (step, profile, answer length, `answer_len(request)`) of every answer.
+    lengths: Vec<(String, &'static str, usize, usize)>,
 }
 
 impl<'t> Run<'t> {
@@ -209,7 +228,9 @@ impl<'t> Run<'t> {
                         .windows(3)
                         .any(|w| w == [0x80, 0x01, self.table.version.byte()])
             }
-            Expect::CardKey => o.sw == 0x9000 && pers::decode_card_key(&o.data).is_ok(),
+            Expect::CardKey => o.sw == 0x9000 && CardAuthAnswer::decode(&o.data).is_ok(),
+            Expect::Attestation => o.sw == 0x9000 && pers::decode_attestation_key(&o.data).is_ok(),
+            Expect::Sealed => o.sw == 0x9000 && !o.data.is_empty(),
             // Checked by the tap itself.
             Expect::Answer | Expect::Decoy => o.sw == 0x9000,
         };
@@ -226,13 +247,15 @@ impl<'t> Run<'t> {
             return;
         };
         let expected = match id {
-            "property.uniform-refusal" => "every refusal: the same status word, no data".into(),
+            "property.uniform-refusal" => {
+                "every refusal of one command: the same status word, and the length of an answer to the same request".into()
+            }
             "property.answer-length" => match self.table.properties.answer_length {
                 LengthRule::PaddedTo(n) => format!(
                     "plaintext padded to a multiple of {n}; the same length for the same request"
                 ),
                 LengthRule::FunctionOfRequest => {
-                    "the same length for the same request, whatever the card holds".into()
+                    "answer_len(request) bytes for every answer, whatever the card holds".into()
                 }
             },
             "verify.pseudonyms-per-partner" => {
@@ -264,7 +287,7 @@ impl<'t> Run<'t> {
         id: &str,
         select_first: bool,
         cmd: &Command,
-        opener: Option<(&ReaderSession, &SecretKey)>,
+        opener: Option<(&ReaderSession, &SecretKey, u8)>,
     ) {
         let observed = self.step(id, |l| {
             if select_first {
@@ -273,8 +296,25 @@ impl<'t> Run<'t> {
             l.send(cmd)
         });
         let is_decoy = matches!(self.expect(id), Some((Expect::Decoy, _)));
-        if let (true, Some(o), Some((session, key))) = (is_decoy, observed, opener) {
-            if o.sw == 0x9000 && session.open(&o.data, key).is_ok() {
+        let fixed_len = self.table.properties.answer_length == LengthRule::FunctionOfRequest;
+        if let (true, Some(want)) = (fixed_len && is_refusal(id), decoy_len(cmd)) {
+            self.refusal_lengths.push((id.to_owned(), want));
+        }
+        if let (true, Some(o)) = (is_decoy, &observed) {
+            if let Some(want) = decoy_len(cmd) {
+                if o.sw == 0x9000 && o.data.len() != want {
+                    if let Some(last) = self.report.steps.last_mut() {
+                        last.outcome = Outcome::Fail;
+                        last.observed = format!(
+                            "a decoy of {} bytes where answer_len(request) is {want}",
+                            o.data.len()
+                        );
+                    }
+                }
+            }
+        }
+        if let (true, Some(o), Some((session, key, group))) = (is_decoy, observed, opener) {
+            if o.sw == 0x9000 && session.open(&o.data, key, group).is_ok() {
                 if let Some(last) = self.report.steps.last_mut() {
                     last.outcome = Outcome::Fail;
                     last.observed =
@@ -326,10 +366,13 @@ impl<'t> Run<'t> {
             self.record(id, Outcome::Fail, expected, text, o.elapsed);
             return None;
         }
-        if let Some(len) = ciphertext_len(&o.data) {
-            self.lengths.push((id.to_owned(), r.profile, len));
-        }
-        let opened = session.open(&o.data, &r.key);
+        self.lengths.push((
+            id.to_owned(),
+            r.profile,
+            o.data.len(),
+            auth::answer_len(r.request),
+        ));
+        let opened = session.open(&o.data, &r.key, r.group);
         match (expect, opened) {
             (Expect::Decoy, Err(_)) => {
                 self.record(id, Outcome::Pass, expected, describe(&o), o.elapsed);
@@ -349,7 +392,7 @@ impl<'t> Run<'t> {
                 self.record(id, Outcome::Fail, expected, reader_view(&e), o.elapsed);
                 None
             }
-            (_, Ok(d)) => match self.check_disclosure(city, r.request, card, &d) {
+            (_, Ok(d)) => match self.check_disclosure(city, r, card, &d) {
                 Ok(()) => {
                     self.record(id, Outcome::Pass, expected, describe(&o), o.elapsed);
                     Some(d)
@@ -365,27 +408,34 @@ impl<'t> Run<'t> {
     fn check_disclosure(
         &self,
         city: &City,
-        requested: AttributeSet,
+        reader: &city::Reader,
         card: &Personalised,
         d: &Disclosure,
     ) -> Result<(), String> {
+        let requested = reader.request;
         d.record
             .verify(&city.station.public_key())
             .map_err(|_| "the record's station signature does not verify".to_string())?;
-        if d.record.body().card_key != card.card_key {
-            return Err("the record's card key is not the key the card generated".into());
+        if d.record.body().group != reader.group {
+            return Err("the record is not the one of the reader's group".into());
         }
-        let want: Vec<&AttributeEntry> = card
-            .entries
+        if card.group_keys.get(usize::from(reader.group)) != Some(&d.record.body().card_key) {
+            return Err(
+                "the record's card key is not the key the card generated for the group".into(),
+            );
+        }
+        let want: Vec<(AttributeId, &[u8])> = card
+            .values
             .iter()
-            .filter(|e| requested.contains(e.id))
+            .filter(|v| requested.contains(v.id))
+            .map(|v| (v.id, v.value.as_slice()))
             .collect();
-        let same = want.len() == d.attributes.len()
-            && want
-                .iter()
-                .zip(&d.attributes)
-                .all(|(a, b)| a.id == b.id && a.value == b.value && a.salt == b.salt);
-        if !same {
+        let got: Vec<(AttributeId, &[u8])> = d.present().collect();
+        let asked = requested
+            .iter()
+            .filter(|id| record::entry_len(*id).is_some())
+            .count();
+        if want != got || d.entries.len() != asked {
             return Err("the disclosed attributes are not exactly the requested ones held".into());
         }
         if let Some(p) = &d.predicates {
@@ -394,10 +444,10 @@ impl<'t> Run<'t> {
                 .filter(|id| id.age_threshold().is_some())
                 .collect();
             let birth = card
-                .entries
+                .values
                 .iter()
-                .find(|e| e.id == AttributeId::BIRTH_DATE)
-                .and_then(|e| Date::from_bytes(&e.value).ok());
+                .find(|v| v.id == AttributeId::BIRTH_DATE)
+                .and_then(|v| Date::from_bytes(&v.value).ok());
             let holds: AttributeSet = match birth {
                 Some(b) => asked
                     .iter()
@@ -432,6 +482,7 @@ fn station_certificate(
         role: Role::Station,
         grants: AttributeSet::EMPTY,
         domain: None,
+        group: None,
         effective: city::shift(today, -30)?,
         expiry: city::shift(today, 365)?,
         public_key: key.public_key(),
@@ -445,27 +496,6 @@ fn pso(cert: &Certificate) -> Command {
 
 fn get_challenge() -> Command {
     Command::new(cla::ISO, ins::GET_CHALLENGE, 0, 0).with_le(CHALLENGE_LEN)
-}
-
-fn station_auth(station: &SecretKey, e_s: &SecretKey, challenge: &[u8]) -> Command {
-    let challenge: [u8; CHALLENGE_LEN] = challenge.try_into().unwrap_or([0; CHALLENGE_LEN]);
-    let point = crypto::encode_point(&e_s.public_key());
-    let auth = StationAuth {
-        ephemeral: point,
-        signature: crypto::sign(station, &pers::station_auth_message(&challenge, &point)),
-    };
-    Command::new(cla::ISO, ins::EXTERNAL_AUTHENTICATE, 0, 0)
-        .with_data(auth.encode())
-        .with_le(256)
-}
-
-fn secured(
-    channel: &mut SecureChannel,
-    ins_byte: u8,
-    plaintext: &[u8],
-) -> Result<Command, ConformanceError> {
-    let header = [cla::PROPRIETARY, ins_byte, 0, 0];
-    Ok(Command::new(cla::PROPRIETARY, ins_byte, 0, 0).with_data(channel.seal(header, plaintext)?))
 }
 
 fn garbage(ins_byte: u8) -> Command {
@@ -520,6 +550,7 @@ pub fn run_card_kit_with(
         report: Report::new("card", version.byte(), target),
         broken: None,
         refusals: Vec::new(),
+        refusal_lengths: Vec::new(),
         lengths: Vec::new(),
     };
     blank(&mut run, &city)?;
@@ -582,7 +613,7 @@ fn blank(run: &mut Run<'_>, city: &City) -> Result<(), ConformanceError> {
     let station_cert = city.station_certificate.clone();
     run.step("blank.pso", |l| Run::send(l, &pso(&station_cert)));
     let e_s = city::fresh_key();
-    let ext = station_auth(&city.station, &e_s, &[0; CHALLENGE_LEN]);
+    let ext = station_auth(&city.station, &e_s, &[0; CHALLENGE_LEN], GROUPS);
     run.step("blank.external-authenticate", |l| Run::send(l, &ext));
     run.step("blank.put-data", |l| Run::send(l, &garbage(ins::PUT_DATA)));
     run.step("blank.activate", |l| Run::send(l, &garbage(ins::ACTIVATE)));
@@ -594,33 +625,66 @@ fn blank(run: &mut Run<'_>, city: &City) -> Result<(), ConformanceError> {
         library.request,
         city.today,
     );
-    let lib_key = Some((&ga, &library.key));
+    let lib_key = Some((&ga, &library.key, library.group));
     run.ga_step("blank.general-authenticate", false, &ga.command(), lib_key);
 
-    // Anchoring.
-    run.step("anchor.malformed", |l| {
+    // Preparation.
+    let prepared_on = city.today;
+    run.step("prepare.store-without-prepare", |l| {
         Run::send(
             l,
-            &Command::new(cla::PROPRIETARY, ins::SET_ANCHOR, 0, 0)
-                .with_data(vec![0x42, 0x01, 0x41]),
+            &Command::new(cla::PROPRIETARY, ins::STORE_PREPARATION_CERTIFICATE, 0, 0)
+                .with_data(city.station_certificate.as_bytes().to_vec()),
         )
     });
-    let anchor = Command::new(cla::PROPRIETARY, ins::SET_ANCHOR, 0, 0)
-        .with_data(pers::encode_anchor(&city.issuer, &city.root.public_key()));
-    run.step("anchor.set", |l| Run::send(l, &anchor));
-    run.step("anchor.select", |l| Run::send(l, &select()));
-    run.step("anchor.again", |l| Run::send(l, &anchor));
-    run.step("anchor.put-data", |l| Run::send(l, &garbage(ins::PUT_DATA)));
-    run.step("anchor.activate", |l| Run::send(l, &garbage(ins::ACTIVATE)));
-    run.step("anchor.terminate", |l| {
+    run.step("prepare.malformed", |l| {
+        Run::send(
+            l,
+            &Command::new(cla::PROPRIETARY, ins::PREPARE, 0, 0)
+                .with_data(vec![0x42, 0x01, 0x41])
+                .with_le(256),
+        )
+    });
+    let prepare = issue::prepare_command(city, prepared_on)?;
+    let k_a = run
+        .step("prepare.prepare", |l| Run::send(l, &prepare))
+        .and_then(|o| pers::decode_attestation_key(&o.data).ok());
+    match k_a {
+        Some(k_a) => {
+            let cert = issue::preparation_certificate(city, &k_a, prepared_on)?;
+            let store = issue::store_certificate_command(&cert);
+            run.step("prepare.store-certificate", |l| Run::send(l, &store));
+        }
+        None => {
+            run.step("prepare.store-certificate", |_| {
+                Err(LinkError::Transport(
+                    "PREPARE gave no attestation key".into(),
+                ))
+            });
+        }
+    }
+    run.step("prepare.select", |l| Run::send(l, &select()));
+    run.step("prepare.again", |l| Run::send(l, &prepare));
+    run.step("prepare.put-data", |l| {
+        Run::send(l, &garbage(ins::PUT_DATA))
+    });
+    run.step("prepare.activate", |l| {
+        Run::send(l, &garbage(ins::ACTIVATE))
+    });
+    run.step("prepare.terminate", |l| {
         Run::send(l, &garbage(ins::TERMINATE))
     });
-    run.ga_step("anchor.general-authenticate", false, &ga.command(), lib_key);
-    let first = run.step("anchor.get-challenge", |l| Run::send(l, &get_challenge()));
-    run.step("anchor.get-challenge-wrong-le", |l| {
+    run.ga_step(
+        "prepare.general-authenticate",
+        false,
+        &ga.command(),
+        lib_key,
+    );
+    let first = run.step("prepare.get-challenge", |l| Run::send(l, &get_challenge()));
+    run.step("prepare.get-challenge-wrong-le", |l| {
         l.raw_observed(&[0x00, ins::GET_CHALLENGE, 0, 0, 0x08])
     });
-    run.step("anchor.wrong-p1p2", |l| {
+    run.step("prepare.wrong-p1p2", |l| {
         l.raw_observed(&[0x00, ins::GET_CHALLENGE, 0x01, 0x00, 0x10])
     });
     // Command chaining: a chain broken by another command, and a chain whose
@@ -632,9 +696,9 @@ fn blank(run: &mut Run<'_>, city: &City) -> Result<(), ConformanceError> {
         apdu.extend_from_slice(part);
         l.raw_observed(&apdu)
     };
-    run.step("anchor.chain-first-segment", first_segment);
-    run.step("anchor.chain-interrupted", |l| l.send(&get_challenge()));
-    run.step("anchor.chain-too-long", |l| {
+    run.step("prepare.chain-first-segment", first_segment);
+    run.step("prepare.chain-interrupted", |l| l.send(&get_challenge()));
+    run.step("prepare.chain-too-long", |l| {
         let mut last = None;
         for _ in 0..5 {
             let mut apdu = vec![cla::CHAIN, ins::PSO, 0x00, 0xBE, 0xFF];
@@ -650,7 +714,7 @@ fn blank(run: &mut Run<'_>, city: &City) -> Result<(), ConformanceError> {
     });
     // A new power-up must not repeat the challenge (no deterministic mode
     // in a production card, and no randomness restarting at power-up).
-    let second = run.step("anchor.challenges-differ", |l| {
+    let second = run.step("prepare.challenges-differ", |l| {
         l.reset()?;
         let s = l.send(&select())?;
         if s.sw != 0x9000 {
@@ -667,10 +731,18 @@ fn blank(run: &mut Run<'_>, city: &City) -> Result<(), ConformanceError> {
             }
         }
     }
-    run.step("anchor.external-authenticate-no-station", |l| {
+    run.step("prepare.external-authenticate-no-station", |l| {
         Run::send(l, &ext)
     });
     Ok(())
+}
+
+/// Marks the last step failed with `why`.
+fn fail_last(run: &mut Run<'_>, why: String) {
+    if let Some(last) = run.report.steps.last_mut() {
+        last.outcome = Outcome::Fail;
+        last.observed = why;
+    }
 }
 
 fn personalise(run: &mut Run<'_>, city: &City) -> Result<Option<Personalised>, ConformanceError> {
@@ -686,7 +758,7 @@ fn personalise(run: &mut Run<'_>, city: &City) -> Result<Option<Personalised>, C
     let c = run.step("personalise.get-challenge", |l| l.send(&get_challenge()));
     let e_s = city::fresh_key();
     let challenge = c.map(|c| c.data).unwrap_or_default();
-    let wrong = station_auth(&forger, &e_s, &challenge);
+    let wrong = station_auth(&forger, &e_s, &challenge, GROUPS);
     run.step("personalise.external-authenticate-bad-signature", |l| {
         l.send(&wrong)
     });
@@ -695,17 +767,19 @@ fn personalise(run: &mut Run<'_>, city: &City) -> Result<Option<Personalised>, C
         l.send(&get_challenge())
     });
     let challenge = c.map(|c| c.data).unwrap_or_default();
-    let auth = station_auth(&city.station, &e_s, &challenge);
-    let key = run.step("personalise.external-authenticate", |l| l.send(&auth));
-    let first_key = key.and_then(|k| pers::decode_card_key(&k.data).ok());
-    if let Some(card_key) = first_key {
-        let ch: [u8; CHALLENGE_LEN] = challenge.clone().try_into().unwrap_or([0; CHALLENGE_LEN]);
-        let mut channel = SecureChannel::for_station(&e_s, &card_key, &ch);
-        run.step("personalise.put-data-bad-mac", |l| {
-            l.send(&garbage(ins::PUT_DATA))
-        });
-        let sealed = secured(&mut channel, ins::PUT_DATA, &[])?;
-        run.step("personalise.put-data-after-failure", |l| l.send(&sealed));
+    let auth = station_auth(&city.station, &e_s, &challenge, GROUPS);
+    let answer = run.step("personalise.external-authenticate", |l| l.send(&auth));
+    if let Some(answer) = answer.filter(|a| a.sw == 0x9000) {
+        match issue::open_card_auth(city, &e_s, &challenge, &answer.data, GROUPS) {
+            Ok((_, mut channel)) => {
+                run.step("personalise.put-data-bad-mac", |l| {
+                    l.send(&garbage(ins::PUT_DATA))
+                });
+                let sealed = secured(&mut channel, ins::PUT_DATA, &[])?;
+                run.step("personalise.put-data-after-failure", |l| l.send(&sealed));
+            }
+            Err(e) => fail_last(run, e.to_string()),
+        }
     }
     // Start again: a fresh station session.
     run.step("personalise.restart-pso", |l| {
@@ -717,48 +791,69 @@ fn personalise(run: &mut Run<'_>, city: &City) -> Result<Option<Personalised>, C
     });
     let challenge = c.map(|c| c.data).unwrap_or_default();
     let e_s = city::fresh_key();
-    let auth = station_auth(&city.station, &e_s, &challenge);
-    let key = run.step("personalise.restart-external-authenticate", |l| {
+    let auth = station_auth(&city.station, &e_s, &challenge, GROUPS);
+    let answer = run.step("personalise.restart-external-authenticate", |l| {
         l.send(&auth)
     });
-    let Some(card_key) = key.and_then(|k| pers::decode_card_key(&k.data).ok()) else {
-        run.broken
-            .get_or_insert_with(|| "personalisation did not start".into());
-        return Ok(None);
+    let opened = answer
+        .filter(|a| a.sw == 0x9000)
+        .map(|a| issue::open_card_auth(city, &e_s, &challenge, &a.data, GROUPS));
+    let (group_keys, mut channel) = match opened {
+        Some(Ok(x)) => x,
+        Some(Err(e)) => {
+            fail_last(run, e.to_string());
+            run.broken
+                .get_or_insert_with(|| "personalisation did not start".into());
+            return Ok(None);
+        }
+        None => {
+            run.broken
+                .get_or_insert_with(|| "personalisation did not start".into());
+            return Ok(None);
+        }
     };
-    let ch: [u8; CHALLENGE_LEN] = challenge.try_into().unwrap_or([0; CHALLENGE_LEN]);
-    let mut channel = SecureChannel::for_station(&e_s, &card_key, &ch);
-    let mut entries = Vec::new();
-    for (id, value) in city.resident()? {
-        let mut salt = [0u8; SALT_LEN];
-        OsRng.fill_bytes(&mut salt);
-        entries.push(AttributeEntry::new(id, salt, value)?);
-    }
-    let record = RecordBody::new(
-        city.station_certificate.fingerprint(),
-        city.today,
-        city::shift(city.today, 365)?,
-        card_key,
-        &entries,
-    )?
-    .sign(&city.station)?;
+    let valid_from = record::valid_from_for(city.today, city.station_certificate.body().effective);
+    let staged = issue::stage(city, &group_keys, valid_from, city::shift(city.today, 365)?)?;
     // An attribute the dictionary does not define: refused, session kept.
     let bad = secured(&mut channel, ins::PUT_DATA, &[0xC1, 0x02, 0x0A, 0x01])?;
     run.step("personalise.put-data-bad-plaintext", |l| l.send(&bad));
-    let put_record = secured(&mut channel, ins::PUT_DATA, record.as_bytes())?;
-    run.step("personalise.put-data-record", |l| l.send(&put_record));
-    let attrs: Vec<u8> = entries.iter().flat_map(AttributeEntry::encode).collect();
-    let put_attrs = secured(&mut channel, ins::PUT_DATA, &attrs)?;
-    run.step("personalise.put-data-attributes", |l| l.send(&put_attrs));
+    let mut puts = Vec::new();
+    for plaintext in &staged.plaintexts {
+        puts.push(secured(&mut channel, ins::PUT_DATA, plaintext)?);
+    }
+    run.step("personalise.put-data", |l| {
+        let mut last = None;
+        for cmd in &puts {
+            let o = l.send(cmd)?;
+            let done = o.sw != 0x9000;
+            last = Some(o);
+            if done {
+                break;
+            }
+        }
+        last.ok_or(LinkError::NoStatusWord)
+    });
     let activate = secured(&mut channel, ins::ACTIVATE, &[])?;
-    run.step("personalise.activate", |l| l.send(&activate));
+    let check = run.step("personalise.activate", |l| l.send(&activate));
+    if let Some(o) = check.filter(|o| o.sw == 0x9000) {
+        match issue::check_activation(&channel, &staged, &o.data) {
+            Ok(true) => {}
+            Ok(false) => fail_last(
+                run,
+                "the issuance check value differs from the one over what was sent".into(),
+            ),
+            Err(e) => fail_last(run, format!("the sealed check value does not open: {e:?}")),
+        }
+    }
     run.step("personalise.select", |l| l.send(&select()));
-    let anchor = Command::new(cla::PROPRIETARY, ins::SET_ANCHOR, 0, 0)
-        .with_data(pers::encode_anchor(&city.issuer, &city.root.public_key()));
-    run.step("issued.set-anchor", |l| l.send(&anchor));
+    let prepare = issue::prepare_command(city, city.today)?;
+    run.step("issued.prepare", |l| l.send(&prepare));
     run.step("issued.put-data", |l| l.send(&garbage(ins::PUT_DATA)));
     run.step("issued.activate", |l| l.send(&garbage(ins::ACTIVATE)));
-    Ok(Some(Personalised { card_key, entries }))
+    Ok(Some(Personalised {
+        group_keys,
+        values: staged.values,
+    }))
 }
 
 fn verify(run: &mut Run<'_>, city: &City, card: &Personalised) -> Result<(), ConformanceError> {
@@ -766,11 +861,18 @@ fn verify(run: &mut Run<'_>, city: &City, card: &Personalised) -> Result<(), Con
     for (i, r) in city.readers.iter().enumerate() {
         let p = r.profile;
         let ga = general_authenticate(r.certificate.fingerprint(), r.request, city.today);
+        // A new power-up: the PSO below is the first one, whose accepted
+        // certificate the card caches (§6.4 step 4).
+        if run.broken.is_none() {
+            if let Err(e) = run.link.reset() {
+                run.broken = Some(format!("reset before verify.{p}.uncached: {e}"));
+            }
+        }
         run.ga_step(
             &format!("verify.{p}.uncached"),
             true,
             &ga.command(),
-            Some((&ga, &r.key)),
+            Some((&ga, &r.key, r.group)),
         );
         let cert = r.certificate.clone();
         run.step(&format!("verify.{p}.pso"), |l| l.send(&pso(&cert)));
@@ -823,6 +925,7 @@ fn refusals(run: &mut Run<'_>, city: &City) -> Result<(), ConformanceError> {
         OTHER_ISSUER,
         "library",
         library.request,
+        library.group,
         city::shift(today, -10)?,
         city::shift(today, 180)?,
         &other_key,
@@ -836,6 +939,7 @@ fn refusals(run: &mut Run<'_>, city: &City) -> Result<(), ConformanceError> {
         &city.issuer,
         "library",
         library.request,
+        library.group,
         city::shift(today, -10)?,
         city::shift(today, 180)?,
         &other_key,
@@ -846,6 +950,7 @@ fn refusals(run: &mut Run<'_>, city: &City) -> Result<(), ConformanceError> {
         &city.issuer,
         "old",
         library.request,
+        library.group,
         city::shift(today, -100)?,
         city::shift(today, -20)?,
         &other_key,
@@ -863,28 +968,28 @@ fn refusals(run: &mut Run<'_>, city: &City) -> Result<(), ConformanceError> {
         "refuse.ga-unknown-certificate",
         false,
         &unknown.command(),
-        Some((&unknown, &library.key)),
+        Some((&unknown, &library.key, library.group)),
     );
     let beyond = general_authenticate(fp, library.request.with(AttributeId::NAME), today);
     run.ga_step(
         "refuse.ga-beyond-grants",
         false,
         &beyond.command(),
-        Some((&beyond, &library.key)),
+        Some((&beyond, &library.key, library.group)),
     );
     let early = general_authenticate(fp, library.request, city::shift(today, -11)?);
     run.ga_step(
         "refuse.ga-date-before-card-date",
         false,
         &early.command(),
-        Some((&early, &library.key)),
+        Some((&early, &library.key, library.group)),
     );
     let late = general_authenticate(fp, library.request, city::shift(today, 181)?);
     run.ga_step(
         "refuse.ga-date-after-certificate",
         false,
         &late.command(),
-        Some((&late, &library.key)),
+        Some((&late, &library.key, library.group)),
     );
     // A request whose E_R is not on the curve.
     let mut data = Vec::new();
@@ -906,7 +1011,12 @@ fn refusals(run: &mut Run<'_>, city: &City) -> Result<(), ConformanceError> {
     let reader_auth = library.key.clone();
     run.step("refuse.external-authenticate-reader", |l| {
         let c = l.send(&get_challenge())?;
-        l.send(&station_auth(&reader_auth, &city::fresh_key(), &c.data))
+        l.send(&station_auth(
+            &reader_auth,
+            &city::fresh_key(),
+            &c.data,
+            GROUPS,
+        ))
     });
     Ok(())
 }
@@ -916,7 +1026,13 @@ fn properties(run: &mut Run<'_>) {
     if props.uniform_refusal {
         let mut odd = Vec::new();
         let mut summary = Vec::new();
-        for command in ["PSO", "EXTERNAL AUTHENTICATE", "GENERAL AUTHENTICATE"] {
+        for command in [
+            "PSO (prepared card)",
+            "EXTERNAL AUTHENTICATE (prepared card)",
+            "PSO",
+            "EXTERNAL AUTHENTICATE",
+            "GENERAL AUTHENTICATE",
+        ] {
             let group: Vec<&(String, Observed)> = run
                 .refusals
                 .iter()
@@ -925,12 +1041,26 @@ fn properties(run: &mut Run<'_>) {
             let Some((_, first)) = group.first() else {
                 continue;
             };
-            // Within one command, every refusal: the same status word and
-            // length, whichever check failed.
+            // Within one command, every refusal: the same status word, and
+            // the same length (none for PSO and EXTERNAL AUTHENTICATE;
+            // answer_len(request) for GENERAL AUTHENTICATE, checked per step),
+            // whichever check failed.
+            let fixed = |id: &str| {
+                run.refusal_lengths
+                    .iter()
+                    .find(|(i, _)| i == id)
+                    .map(|(_, n)| *n)
+            };
             odd.extend(
                 group
                     .iter()
-                    .filter(|(_, o)| o.sw != first.sw || o.data.len() != first.data.len())
+                    .filter(|(id, o)| {
+                        o.sw != first.sw
+                            || match fixed(id) {
+                                Some(n) => o.data.len() != n,
+                                None => o.data.len() != first.data.len(),
+                            }
+                    })
                     .map(|(id, o)| {
                         format!(
                             "{id}: {} where other {command} refusals give {}",
@@ -961,18 +1091,25 @@ fn properties(run: &mut Run<'_>) {
         run.verdict("property.uniform-refusal", result);
     }
     let mut problems = Vec::new();
-    for (id, profile, len) in &run.lengths {
-        if let LengthRule::PaddedTo(n) = props.answer_length {
-            if len
-                .checked_sub(crypto::TAG_LEN)
-                .is_none_or(|p| n == 0 || p % n != 0)
-            {
-                problems.push(format!(
-                    "{id}: ciphertext of {len} bytes is not padded to {n}"
-                ));
+    for (id, profile, len, fixed) in &run.lengths {
+        match props.answer_length {
+            LengthRule::PaddedTo(n) => {
+                if len
+                    .checked_sub(crypto::TAG_LEN)
+                    .is_none_or(|p| n == 0 || p % n != 0)
+                {
+                    problems.push(format!("{id}: answer of {len} bytes is not padded to {n}"));
+                }
+            }
+            LengthRule::FunctionOfRequest => {
+                if len != fixed {
+                    problems.push(format!(
+                        "{id}: {len} bytes where answer_len(request) is {fixed}"
+                    ));
+                }
             }
         }
-        if let Some((other, _, l2)) = run.lengths.iter().find(|(_, p, _)| p == profile) {
+        if let Some((other, _, l2, _)) = run.lengths.iter().find(|(_, p, _, _)| p == profile) {
             if l2 != len {
                 problems.push(format!(
                     "{id}: {len} bytes, {other}: {l2} bytes for the same request"
@@ -1010,20 +1147,28 @@ fn terminate(
     let c = run.step("terminate.get-challenge", |l| l.send(&get_challenge()));
     let challenge = c.map(|c| c.data).unwrap_or_default();
     let e_s = city::fresh_key();
-    let auth = station_auth(&city.station, &e_s, &challenge);
-    let key = run.step("terminate.external-authenticate", |l| l.send(&auth));
-    let key = key.and_then(|k| pers::decode_card_key(&k.data).ok());
-    if let (Some(k), Some(card)) = (key, card) {
-        if k != card.card_key {
-            if let Some(last) = run.report.steps.last_mut() {
-                last.outcome = Outcome::Fail;
-                last.observed = "the station session answers a key other than the card's".into();
+    let auth = station_auth(&city.station, &e_s, &challenge, GROUPS);
+    let answer = run.step("terminate.external-authenticate", |l| l.send(&auth));
+    let opened = answer
+        .filter(|a| a.sw == 0x9000)
+        .map(|a| issue::open_card_auth(city, &e_s, &challenge, &a.data, GROUPS));
+    let channel = match opened {
+        Some(Ok((keys, channel))) => {
+            if card.is_some_and(|c| c.group_keys != keys) {
+                fail_last(
+                    run,
+                    "the station session answers keys other than the card's".into(),
+                );
             }
+            Some(channel)
         }
-    }
-    if let Some(card_key) = key {
-        let ch: [u8; CHALLENGE_LEN] = challenge.try_into().unwrap_or([0; CHALLENGE_LEN]);
-        let mut channel = SecureChannel::for_station(&e_s, &card_key, &ch);
+        Some(Err(e)) => {
+            fail_last(run, e.to_string());
+            None
+        }
+        None => None,
+    };
+    if let Some(mut channel) = channel {
         let cmd = secured(&mut channel, ins::TERMINATE, &[])?;
         run.step("terminate.terminate", |l| l.send(&cmd));
     } else {
@@ -1048,7 +1193,7 @@ fn terminate(
         "terminate.general-authenticate-after",
         false,
         &ga.command(),
-        Some((&ga, &library.key)),
+        Some((&ga, &library.key, library.group)),
     );
     run.step("terminate.pso-after", |l| l.send(&pso(&station)));
     Ok(())

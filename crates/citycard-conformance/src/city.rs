@@ -1,6 +1,6 @@
 //! A throwaway test city, generated fresh for every run: root, station and
-//! reader keys that exist only in memory and die with the run. A card
-//! personalised by the kit is anchored to a root nobody holds any more.
+//! preparer and reader keys that exist only in memory and die with the run. A
+//! card prepared by the kit is anchored to a root nobody holds any more.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -28,7 +28,12 @@ pub struct Reader {
     pub certificate: Certificate,
     /// What the kit requests with it.
     pub request: AttributeSet,
+    /// The linkability group its certificate names.
+    pub group: u8,
 }
+
+/// How many linkability groups the kit issues (readers are spread over them).
+pub const GROUPS: u8 = 2;
 
 /// The throwaway city.
 pub struct City {
@@ -40,6 +45,10 @@ pub struct City {
     pub station: SecretKey,
     /// Station certificate.
     pub station_certificate: Certificate,
+    /// Preparer key (signs the preparation certificates of prepared cards).
+    pub preparer: SecretKey,
+    /// Preparer certificate (role 03, signed by the root).
+    pub preparer_certificate: Certificate,
     /// The three reader profiles.
     pub readers: Vec<Reader>,
     /// The date the run takes as today (UTC).
@@ -66,11 +75,12 @@ pub fn fresh_key() -> SecretKey {
     crypto::generate(&mut OsRng)
 }
 
-/// A reader certificate body.
+/// A reader certificate body for linkability group `group`.
 pub fn reader_body(
     issuer: &str,
     holder: &str,
     grants: AttributeSet,
+    group: u8,
     effective: Date,
     expiry: Date,
     key: &SecretKey,
@@ -83,6 +93,7 @@ pub fn reader_body(
         role: Role::Reader,
         grants,
         domain: Some(domain),
+        group: Some(group),
         effective,
         expiry,
         public_key: key.public_key(),
@@ -100,24 +111,42 @@ impl City {
             role: Role::Station,
             grants: AttributeSet::EMPTY,
             domain: None,
+            group: None,
             effective: shift(today, -30)?,
             expiry: shift(today, 365)?,
             public_key: station.public_key(),
         }
         .sign(&root)?;
-        let profiles: [(&'static str, &[AttributeId], &[AttributeId]); 3] = [
+        let preparer = fresh_key();
+        let preparer_certificate = CertificateBody {
+            issuer: issuer.into(),
+            holder: "preparer".into(),
+            role: Role::Preparer,
+            grants: AttributeSet::EMPTY,
+            domain: None,
+            group: None,
+            effective: shift(today, -30)?,
+            expiry: shift(today, 365)?,
+            public_key: preparer.public_key(),
+        }
+        .sign(&root)?;
+        // (profile, group, grants, request)
+        let profiles: [(&'static str, u8, &[AttributeId], &[AttributeId]); 3] = [
             (
                 "library",
+                0,
                 &[AttributeId::PSEUDONYM, AttributeId::RESIDENT],
                 &[AttributeId::PSEUDONYM, AttributeId::RESIDENT],
             ),
             (
                 "transit",
+                1,
                 &[AttributeId::AGE_OVER_18, AttributeId::AGE_OVER_65],
                 &[AttributeId::AGE_OVER_18, AttributeId::AGE_OVER_65],
             ),
             (
                 "full",
+                0,
                 &[
                     AttributeId::PSEUDONYM,
                     AttributeId::CARD_NUMBER,
@@ -141,12 +170,13 @@ impl City {
             ),
         ];
         let mut readers = Vec::new();
-        for (profile, grants, request) in profiles {
+        for (profile, group, grants, request) in profiles {
             let key = fresh_key();
             let certificate = reader_body(
                 issuer,
                 profile,
                 grants.iter().copied().collect(),
+                group,
                 shift(today, -10)?,
                 shift(today, 180)?,
                 &key,
@@ -157,6 +187,7 @@ impl City {
                 key,
                 certificate,
                 request: request.iter().copied().collect(),
+                group,
             });
         }
         Ok(Self {
@@ -164,6 +195,8 @@ impl City {
             root,
             station,
             station_certificate,
+            preparer,
+            preparer_certificate,
             readers,
             today,
         })

@@ -6,13 +6,11 @@
 //! A version's table also says which whole-run properties hold (uniform
 //! refusals, how answer lengths are fixed).
 //!
-//! Moving to version 2 (the draft on the `v2` branch) changes entries, not
-//! code: a refused GENERAL AUTHENTICATE becomes [`Expect::Decoy`], a refused
-//! PSO becomes [`Expect::Ok`], GENERAL AUTHENTICATE before issuance becomes
-//! `6985`, and [`Properties::answer_length`] becomes
-//! [`LengthRule::FunctionOfRequest`]. (Version 2 also renames the anchoring
-//! step to preparation; that procedure comes from `citycard-proto`, which
-//! implements the same version as the card kit.)
+//! Version 2 (this build): a refused GENERAL AUTHENTICATE is a
+//! [`Expect::Decoy`], PSO on an issued card always answers `9000`, GENERAL
+//! AUTHENTICATE before issuance answers `6985`, answer lengths are
+//! `answer_len(request)` ([`LengthRule::FunctionOfRequest`]), and blank cards
+//! are prepared (PREPARE, STORE PREPARATION CERTIFICATE) instead of anchored.
 
 use citycard_proto::LifeCycle;
 use serde::Serialize;
@@ -20,8 +18,8 @@ use serde::Serialize;
 /// A version of `applet-spec/SPEC.md`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum SpecVersion {
-    /// Version 1 (AID ending `01`).
-    V1,
+    /// Version 2 (AID ending `02`).
+    V2,
 }
 
 impl SpecVersion {
@@ -33,7 +31,7 @@ impl SpecVersion {
     /// From the FCI's protocol version byte.
     pub const fn from_byte(b: u8) -> Option<Self> {
         match b {
-            1 => Some(Self::V1),
+            2 => Some(Self::V2),
             _ => None,
         }
     }
@@ -41,14 +39,14 @@ impl SpecVersion {
     /// The version byte.
     pub const fn byte(self) -> u8 {
         match self {
-            Self::V1 => 1,
+            Self::V2 => 2,
         }
     }
 
     /// The expected answers of every step and the run's properties.
     pub fn table(self) -> &'static Table {
         match self {
-            Self::V1 => &V1,
+            Self::V2 => &V2,
         }
     }
 }
@@ -64,8 +62,14 @@ pub enum Expect {
     Data(usize),
     /// `9000` and an FCI announcing this life cycle and the table's version.
     Fci(LifeCycle),
-    /// `9000` and the station-session answer carrying the card key (§6.6).
+    /// `9000` and the station-session answer (§6.6): a preparation
+    /// certificate chaining to the city's preparer and the sealed group keys.
     CardKey,
+    /// `9000` and the attestation key `86 21 K_A` (PREPARE, §6.3).
+    Attestation,
+    /// `9000` and a sealed answer (ACTIVATE's issuance check value, §6.8),
+    /// which the kit opens and compares.
+    Sealed,
     /// A GENERAL AUTHENTICATE answer that opens with the reader's key and
     /// discloses exactly what was personalised and requested (§7.5, §8).
     Answer,
@@ -80,8 +84,8 @@ pub enum LengthRule {
     /// The plaintext is padded to a multiple of this many bytes (version 1):
     /// the ciphertext length minus the 16-byte tag is a multiple of it.
     PaddedTo(usize),
-    /// The length depends on the request only: two cards (or two taps) with
-    /// the same request give the same length whatever the card holds.
+    /// The length depends on the request only (version 2): every answer,
+    /// real or decoy, is `answer_len(request)` bytes.
     FunctionOfRequest,
 }
 
@@ -153,14 +157,14 @@ const fn e(id: &'static str, spec: &'static str, expect: Expect) -> Entry {
     Entry { id, spec, expect }
 }
 
-use Expect::{Answer, CardKey, Data, Fci, Ok as Done, Sw};
+use Expect::{Answer, Attestation, CardKey, Data, Decoy, Fci, Ok as Done, Sealed, Sw};
 
-/// Version 1 (SPEC.md on this branch).
-pub static V1: Table = Table {
-    version: SpecVersion::V1,
+/// Version 2 (SPEC.md on this branch).
+pub static V2: Table = Table {
+    version: SpecVersion::V2,
     properties: Properties {
         uniform_refusal: true,
-        answer_length: LengthRule::PaddedTo(32),
+        answer_length: LengthRule::FunctionOfRequest,
         max_get_response: 8,
     },
     reader_cases: &[
@@ -168,17 +172,22 @@ pub static V1: Table = Table {
         r("clone", "clone", "§8 3c §10.1"),
         r("revoked", "revoked", "§8 3f"),
         r("expired", "expired", "§8 3f"),
+        // Another city's card answers decoys: refused (§8 step 2).
         r("other-city", "card_refused", "§8 step 2"),
         r("piv", "genuine", "§8 step 1, piv-profile.md §5"),
         r("wrong-sw", "tampered", "§6.10 §9"),
         r("truncated", "tampered", "§8 3a"),
         r("over-long", "tampered", "§8 3a"),
-        // The tampered card: one flipped ciphertext bit.
-        r("flip-ciphertext", "tampered", "§8 3a"),
+        // One flipped ciphertext bit: the tag fails, which is a decoy; the
+        // retry fails the same way: a modified answer is indistinguishable
+        // from a refusal (§8 3a).
+        r("flip-ciphertext", "card_refused", "§8 2 3a"),
         r("replay", "replay", "§8 3b §10.2"),
-        // Version 2: a decoy is the card's refusal (card_refused).
-        r("decoy", "tampered", "§8 3a"),
-        r("stale-record", "tampered", "§8 3a"),
+        // A decoy is the card's refusal.
+        r("decoy", "card_refused", "§8 2 3a"),
+        // This tap's E_C with an earlier tap's ciphertext: the tag (keyed
+        // by E_C) fails, as for a decoy.
+        r("stale-record", "card_refused", "§8 2 3a"),
         r("endless-61xx", "tampered", "§4"),
         r("removed-mid-answer", "card_removed", "§4"),
     ],
@@ -199,25 +208,27 @@ pub static V1: Table = Table {
         e("blank.put-data", "§3.2", Sw(0x6985)),
         e("blank.activate", "§3.2", Sw(0x6985)),
         e("blank.terminate", "§3.2", Sw(0x6985)),
-        e("blank.general-authenticate", "§3.2 §10.9", Sw(0x6982)),
-        // Anchoring.
-        e("anchor.malformed", "§6.3", Sw(0x6A80)),
-        e("anchor.set", "§6.3", Done),
-        e("anchor.select", "§3.1 §5.5", Fci(LifeCycle::Anchored)),
-        e("anchor.again", "§3.2", Sw(0x6985)),
-        e("anchor.put-data", "§3.2", Sw(0x6982)),
-        e("anchor.activate", "§3.2", Sw(0x6982)),
-        e("anchor.terminate", "§3.2", Sw(0x6985)),
-        e("anchor.general-authenticate", "§3.2 §10.9", Sw(0x6982)),
-        e("anchor.get-challenge", "§6.5", Data(16)),
-        e("anchor.get-challenge-wrong-le", "§6.5", Sw(0x6700)),
-        e("anchor.wrong-p1p2", "§3.2 §9", Sw(0x6A86)),
-        e("anchor.chain-first-segment", "§4", Done),
-        e("anchor.chain-interrupted", "§4 §9", Sw(0x6883)),
-        e("anchor.chain-too-long", "§4 §9", Sw(0x6700)),
-        e("anchor.challenges-differ", "§6.5 §7.8", Data(16)),
+        e("blank.general-authenticate", "§3.2", Sw(0x6985)),
+        // Preparation.
+        e("prepare.store-without-prepare", "§6.3", Sw(0x6A80)),
+        e("prepare.malformed", "§6.3", Sw(0x6A80)),
+        e("prepare.prepare", "§6.3", Attestation),
+        e("prepare.store-certificate", "§6.3", Done),
+        e("prepare.select", "§3.1 §5.5", Fci(LifeCycle::Prepared)),
+        e("prepare.again", "§3.2", Sw(0x6985)),
+        e("prepare.put-data", "§3.2", Sw(0x6982)),
+        e("prepare.activate", "§3.2", Sw(0x6982)),
+        e("prepare.terminate", "§3.2", Sw(0x6985)),
+        e("prepare.general-authenticate", "§3.2", Sw(0x6985)),
+        e("prepare.get-challenge", "§6.5", Data(16)),
+        e("prepare.get-challenge-wrong-le", "§6.5", Sw(0x6700)),
+        e("prepare.wrong-p1p2", "§3.2 §9", Sw(0x6A86)),
+        e("prepare.chain-first-segment", "§4", Done),
+        e("prepare.chain-interrupted", "§4 §9", Sw(0x6883)),
+        e("prepare.chain-too-long", "§4 §9", Sw(0x6700)),
+        e("prepare.challenges-differ", "§6.5 §7.8", Data(16)),
         e(
-            "anchor.external-authenticate-no-station",
+            "prepare.external-authenticate-no-station",
             "§6.6 §9",
             Sw(0x6982),
         ),
@@ -243,50 +254,46 @@ pub static V1: Table = Table {
         e("personalise.restart-get-challenge", "§6.5", Data(16)),
         e("personalise.restart-external-authenticate", "§6.6", CardKey),
         e("personalise.put-data-bad-plaintext", "§6.7 §9", Sw(0x6A80)),
-        e("personalise.put-data-record", "§6.7", Done),
-        e("personalise.put-data-attributes", "§6.7", Done),
-        e("personalise.activate", "§6.8", Done),
+        e("personalise.put-data", "§6.7", Done),
+        e("personalise.activate", "§6.8", Sealed),
         e("personalise.select", "§3.1 §5.5", Fci(LifeCycle::Issued)),
-        e("issued.set-anchor", "§3.2", Sw(0x6985)),
+        e("issued.prepare", "§3.2", Sw(0x6985)),
         e("issued.put-data", "§3.2", Sw(0x6985)),
         e("issued.activate", "§3.2", Sw(0x6985)),
-        // Every reader profile: refused before its certificate is cached,
+        // Every reader profile: a decoy before its certificate is cached,
         // then a first and a cached tap.
-        e("verify.library.uncached", "§6.10 §8", Sw(0x6982)),
+        e("verify.library.uncached", "§6.10 §8", Decoy),
         e("verify.library.pso", "§6.4", Done),
         e("verify.library.first-tap", "§6.10 §7.5", Answer),
         e("verify.library.cached-tap", "§6.10 §7.5", Answer),
-        e("verify.transit.uncached", "§6.10 §8", Sw(0x6982)),
+        e("verify.transit.uncached", "§6.10 §8", Decoy),
         e("verify.transit.pso", "§6.4", Done),
         e("verify.transit.first-tap", "§6.10 §7.5 §7.7", Answer),
         e("verify.transit.cached-tap", "§6.10 §7.5 §7.7", Answer),
-        e("verify.full.uncached", "§6.10 §8", Sw(0x6982)),
+        e("verify.full.uncached", "§6.10 §8", Decoy),
         e("verify.full.pso", "§6.4", Done),
         e("verify.full.first-tap", "§6.10 §7.5", Answer),
         e("verify.full.cached-tap", "§6.10 §7.5", Answer),
         e("verify.pseudonyms-per-partner", "§7.6 §10.8", Answer),
-        // Every refusal path of an issued card.
-        e("refuse.pso-other-city", "§6.4 §10.9", Sw(0x6982)),
-        e("refuse.pso-forged-reader", "§6.4 §10.9", Sw(0x6982)),
-        e("refuse.pso-expired-reader", "§6.4 §10.9", Sw(0x6982)),
-        e("refuse.pso-malformed", "§6.4 §10.9", Sw(0x6982)),
-        e("refuse.ga-unknown-certificate", "§6.10 §10.9", Sw(0x6982)),
-        e("refuse.ga-beyond-grants", "§6.10 §10.9", Sw(0x6982)),
-        e("refuse.ga-date-before-card-date", "§6.10 §10.9", Sw(0x6982)),
-        e(
-            "refuse.ga-date-after-certificate",
-            "§6.10 §10.9",
-            Sw(0x6982),
-        ),
-        e("refuse.ga-invalid-point", "§6.10 §10.9", Sw(0x6982)),
-        e("refuse.ga-malformed", "§6.10 §10.9", Sw(0x6982)),
+        // Every refusal path of an issued card: PSO answers 9000, GENERAL
+        // AUTHENTICATE a decoy; malformed data 6A80 (command bytes only).
+        e("refuse.pso-other-city", "§6.4 §10.9", Done),
+        e("refuse.pso-forged-reader", "§6.4 §10.9", Done),
+        e("refuse.pso-expired-reader", "§6.4 §10.9", Done),
+        e("refuse.pso-malformed", "§6.4 §10.9", Sw(0x6A80)),
+        e("refuse.ga-unknown-certificate", "§6.10 §10.9", Decoy),
+        e("refuse.ga-beyond-grants", "§6.10 §10.9", Decoy),
+        e("refuse.ga-date-before-card-date", "§6.10 §10.9", Decoy),
+        e("refuse.ga-date-after-certificate", "§6.10 §10.9", Decoy),
+        e("refuse.ga-invalid-point", "§6.10 §10.9", Decoy),
+        e("refuse.ga-malformed", "§6.10 §9", Sw(0x6A80)),
         e(
             "refuse.external-authenticate-reader",
             "§6.6 §10.9",
             Sw(0x6982),
         ),
         // Properties over the whole run.
-        e("property.uniform-refusal", "§9 §10.9", Sw(0x6982)),
+        e("property.uniform-refusal", "§9 §10.9", Decoy),
         e("property.answer-length", "§7.5 §10.6", Answer),
         // Termination by the station.
         e("terminate.without-session", "§3.2 §6.9 §9", Sw(0x6982)),

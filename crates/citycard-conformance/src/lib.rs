@@ -4,6 +4,7 @@
 pub mod card;
 pub mod city;
 pub mod expect;
+pub mod issue;
 pub mod link;
 pub mod reader;
 pub mod report;

@@ -23,11 +23,11 @@ use citycard_piv_card::PivCard;
 use citycard_proto::attr::AttributeSet;
 use citycard_proto::auth::ReaderSession;
 use citycard_proto::consts::{cla, ins};
-use citycard_proto::pers::{self, SecureChannel, StationAuth, CHALLENGE_LEN};
+use citycard_proto::pers::{self, CHALLENGE_LEN};
 use citycard_proto::piv::{
     self, CardAuthenticationBody, CardAuthenticationCertificate, ManagementAlgorithm,
 };
-use citycard_proto::record::{AttributeEntry, RecordBody, ResidentRecord, SALT_LEN};
+use citycard_proto::record::{self, GroupRecord};
 use citycard_proto::revocation::{
     RevocationList, RevocationListBody, TrustBundle, TrustBundleBody,
 };
@@ -39,6 +39,7 @@ use rand_core::{OsRng, RngCore, SeedableRng};
 
 use crate::city::{self, City, OTHER_ISSUER, TEST_ISSUER};
 use crate::expect::{ReaderCase, SpecVersion};
+use crate::issue;
 use crate::link::Link;
 use crate::report::{Outcome, Report};
 use crate::ConformanceError;
@@ -184,34 +185,39 @@ pub struct ReaderKit {
     version: SpecVersion,
 }
 
+/// Prepares (on `valid_from`) and personalises a blank card for `city` with
+/// [`city::GROUPS`] groups; returns it and its group-0 record.
 fn issue(
     card: KitCard,
     city: &City,
     valid_from: Date,
     valid_to: Date,
-) -> Result<(KitCard, ResidentRecord), ConformanceError> {
+) -> Result<(KitCard, GroupRecord), ConformanceError> {
     let mut t = MemoryTransport::new(card);
     let record = {
         let mut link = Link::new(&mut t, 8);
         let fail = |what: &'static str| ConformanceError::Kit(what);
-        let ok = |o: crate::link::Observed, what: &'static str| {
-            if o.sw == 0x9000 {
-                Ok(o.data)
-            } else {
-                Err(fail(what))
-            }
-        };
         let tx = |link: &mut Link<'_>, c: &Command, what: &'static str| {
-            link.send(c)
-                .map_err(|_| fail(what))
-                .and_then(|o| ok(o, what))
+            link.send(c).map_err(|_| fail(what)).and_then(|o| {
+                if o.sw == 0x9000 {
+                    Ok(o.data)
+                } else {
+                    Err(fail(what))
+                }
+            })
         };
         tx(&mut link, &fci::select_command(), "select")?;
+        let k_a = tx(
+            &mut link,
+            &issue::prepare_command(city, valid_from)?,
+            "prepare",
+        )?;
+        let k_a = pers::decode_attestation_key(&k_a)?;
+        let cert = issue::preparation_certificate(city, &k_a, valid_from)?;
         tx(
             &mut link,
-            &Command::new(cla::PROPRIETARY, ins::SET_ANCHOR, 0, 0)
-                .with_data(pers::encode_anchor(&city.issuer, &city.root.public_key())),
-            "anchor",
+            &issue::store_certificate_command(&cert),
+            "preparation certificate",
         )?;
         tx(
             &mut link,
@@ -224,52 +230,32 @@ fn issue(
             &Command::new(cla::ISO, ins::GET_CHALLENGE, 0, 0).with_le(CHALLENGE_LEN),
             "challenge",
         )?;
-        let challenge: [u8; CHALLENGE_LEN] =
-            challenge.try_into().map_err(|_| fail("challenge length"))?;
         let e_s = city::fresh_key();
-        let point = crypto::encode_point(&e_s.public_key());
-        let auth = StationAuth {
-            ephemeral: point,
-            signature: crypto::sign(
-                &city.station,
-                &pers::station_auth_message(&challenge, &point),
-            ),
-        };
-        let key = tx(
+        let answer = tx(
             &mut link,
-            &Command::new(cla::ISO, ins::EXTERNAL_AUTHENTICATE, 0, 0)
-                .with_data(auth.encode())
-                .with_le(256),
+            &issue::station_auth(&city.station, &e_s, &challenge, city::GROUPS),
             "station authentication",
         )?;
-        let card_key = pers::decode_card_key(&key)?;
-        let mut channel = SecureChannel::for_station(&e_s, &card_key, &challenge);
-        let mut entries = Vec::new();
-        for (id, value) in city.resident()? {
-            let mut salt = [0u8; SALT_LEN];
-            OsRng.fill_bytes(&mut salt);
-            entries.push(AttributeEntry::new(id, salt, value)?);
+        let (keys, mut channel) =
+            issue::open_card_auth(city, &e_s, &challenge, &answer, city::GROUPS)
+                .map_err(|_| fail("station authentication answer"))?;
+        let valid_from =
+            record::valid_from_for(valid_from, city.station_certificate.body().effective);
+        let staged = issue::stage(city, &keys, valid_from, valid_to)?;
+        for plaintext in &staged.plaintexts {
+            let cmd = issue::secured(&mut channel, ins::PUT_DATA, plaintext)?;
+            tx(&mut link, &cmd, "put data")?;
         }
-        let record = RecordBody::new(
-            city.station_certificate.fingerprint(),
-            valid_from,
-            valid_to,
-            card_key,
-            &entries,
-        )?
-        .sign(&city.station)?;
-        let attrs: Vec<u8> = entries.iter().flat_map(AttributeEntry::encode).collect();
-        for (ins_byte, plaintext, what) in [
-            (ins::PUT_DATA, record.as_bytes(), "record"),
-            (ins::PUT_DATA, attrs.as_slice(), "attributes"),
-            (ins::ACTIVATE, &[][..], "activate"),
-        ] {
-            let header = [cla::PROPRIETARY, ins_byte, 0, 0];
-            let cmd = Command::new(cla::PROPRIETARY, ins_byte, 0, 0)
-                .with_data(channel.seal(header, plaintext)?);
-            tx(&mut link, &cmd, what)?;
+        let cmd = issue::secured(&mut channel, ins::ACTIVATE, &[])?;
+        let check = tx(&mut link, &cmd, "activate")?;
+        if !issue::check_activation(&channel, &staged, &check)? {
+            return Err(fail("issuance check value"));
         }
-        record
+        staged
+            .records
+            .into_iter()
+            .next()
+            .ok_or(ConformanceError::Kit("no record"))?
     };
     Ok((t.into_inner(), record))
 }

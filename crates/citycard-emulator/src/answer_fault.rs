@@ -4,27 +4,28 @@
 //! The reference card itself stays correct; [`AnswerFaults`] sits between it
 //! and vpcd and recognises the GENERAL AUTHENTICATE exchange (INS `86` and the
 //! GET RESPONSE chain that fetches its answer, spec §4 and §6.10). When a
-//! GENERAL AUTHENTICATE is *answered* (`61xx` or `9000`), the bridge fetches
-//! the whole answer from the card, alters it as the fault says, and serves it
-//! to the reader itself, chunked by the reader's Le with `61xx` exactly as the
-//! card would. Refusals (`6982`) and every other command pass through
-//! unchanged, so SELECT, PSO and personalisation behave as on a correct card.
+//! GENERAL AUTHENTICATE is *answered* (`61xx` or `9000`: on an issued card,
+//! a real answer or the card's own decoy), the bridge fetches the whole answer
+//! from the card, alters it as the fault says, and serves it to the reader
+//! itself, chunked by the reader's Le with `61xx` exactly as the card would.
+//! Status-word answers and every other command pass through unchanged, so
+//! SELECT, PSO, preparation and personalisation behave as on a correct card.
 //!
-//! | `--fault` | What the card does | Verdict of a correct version-1 reader |
+//! | `--fault` | What the card does | Verdict of a correct version-2 reader |
 //! |---|---|---|
 //! | `wrong-sw` | answers GENERAL AUTHENTICATE with `6A80`, a status word §6.10 never gives | not a valid answer: tampered |
 //! | `truncated` | drops the last 8 bytes of the answer | tampered |
 //! | `over-long` | appends 8 bytes after the answer | tampered |
-//! | `flip-ciphertext` | flips one bit in the middle of the ciphertext (`87`) | tampered |
+//! | `flip-ciphertext` | flips one bit in the middle of the ciphertext (`87`) | the tag fails, as for a decoy, on the retry too: refused (SPEC §8 3a) |
 //! | `replay` | answers the first tap genuinely and records it; answers every later tap with that recorded answer | replay |
-//! | `decoy` | answers with a decoy: same length and status words, a real point `E_C`, random ciphertext | tampered |
-//! | `stale-record` | answers the first tap genuinely and records it; on later taps sends this tap's `E_C` with the recorded tap's ciphertext (an old disclosure under a new key exchange) | tampered |
+//! | `decoy` | answers with a decoy: same length and status words, a real point `E_C`, random ciphertext | refused |
+//! | `stale-record` | answers the first tap genuinely and records it; on later taps sends this tap's `E_C` with the recorded tap's ciphertext (an old disclosure under a new key exchange) | the tag (keyed by `E_C`) fails: refused |
 //! | `endless-61xx` | every GET RESPONSE answers more data with `6100`, forever | tampered (the reader must bound the chain) |
 //! | `removed-mid-answer` | sends the first part of the answer (`61xx`), then leaves the field: the vpcd connection is dropped before the first GET RESPONSE is answered | card removed |
 //!
 //! A version-2 card answers a refused GENERAL AUTHENTICATE with a decoy of its
-//! own; a version-2 reader recognises one by its failed tag and reports the
-//! card's refusal rather than tampering.
+//! own, and a modified answer is indistinguishable from one: a reader reports
+//! both as the card's refusal (`card_refused`).
 
 use std::fmt;
 use std::str::FromStr;

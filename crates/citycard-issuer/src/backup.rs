@@ -3,8 +3,8 @@
 //!
 //! The archive is a plain tar file (restore with `tar -xpf FILE -C NEWDIR`)
 //! holding `issuer.json`, the root key file (if the root is not in a
-//! token), every station's `station.json` and key files, the partners'
-//! certificates, the last revocation list, and `registry.sqlite` copied
+//! token), every station's `station.json` and key files, every preparer's
+//! `preparer.json` and key file, the partners' certificates, the last revocation list, and `registry.sqlite` copied
 //! with SQLite's online backup, so the copy is consistent even while desks
 //! are issuing. Key files stay encrypted under their passphrases; keys in a
 //! PKCS#11 token are not in the archive (back the token up with its own
@@ -87,7 +87,7 @@ impl IssuerHome {
         if self.dir().join("root.key.pem").is_file() {
             listed.push(PathBuf::from("root.key.pem"));
         }
-        for sub in ["stations", "partners", "revocation"] {
+        for sub in ["stations", "preparers", "partners", "revocation"] {
             if self.dir().join(sub).is_dir() {
                 collect(self.dir(), Path::new(sub), &mut listed)?;
             }
@@ -103,7 +103,7 @@ impl IssuerHome {
                 let p = p.to_path_buf();
                 move |e: std::io::Error| IssuerError::io(&p, e)
             };
-            for dir in ["stations", "partners", "revocation"] {
+            for dir in ["stations", "preparers", "partners", "revocation"] {
                 let mut header = tar::Header::new_gnu();
                 header.set_entry_type(tar::EntryType::Directory);
                 header.set_mode(0o700);

@@ -199,6 +199,7 @@ impl<'a> Counter<'a> {
             )?
         } else {
             issue::reconcile_intents(
+                self.home,
                 &mut self.registry,
                 &self.station,
                 mine,

@@ -53,7 +53,58 @@ pub enum CardSource {
         next: u32,
         /// What the emulated cards are.
         profile: CardProfile,
+        /// New applet cards are prepared by this preparer first
+        /// ([`CardSource::prepare_with`]).
+        prepare: Option<Box<EmulatedPreparation>>,
     },
+}
+
+/// How new emulated applet cards are prepared (as cards arrive from the
+/// city's preparation facility, SPEC §6.3).
+pub struct EmulatedPreparation {
+    preparer: crate::home::LoadedPreparer,
+    issuer: String,
+    root: p256::PublicKey,
+    today: citycard_proto::Date,
+}
+
+impl EmulatedPreparation {
+    /// The home's preparer `name`, preparing cards dated `today`.
+    pub fn load(
+        home: &crate::home::IssuerHome,
+        name: &str,
+        secrets: &dyn citycard_keys::SecretSource,
+        today: citycard_proto::Date,
+    ) -> Result<Self, IssuerError> {
+        Ok(Self {
+            preparer: home.preparer(name, secrets)?,
+            issuer: home.config().issuer_id.clone(),
+            root: home.root_public_key()?,
+            today,
+        })
+    }
+
+    /// Prepares the blank card behind `transport`.
+    fn prepare(
+        &self,
+        transport: Box<dyn CardTransport>,
+    ) -> Result<Box<dyn CardTransport>, IssuerError> {
+        let mut ch = CardChannel::new(transport);
+        let sign = |m: &[u8]| self.preparer.signer.sign(m).map_err(|e| e.to_string());
+        crate::personalise::prepare(
+            &mut ch,
+            &crate::personalise::Preparer {
+                issuer: &self.issuer,
+                root: &self.root,
+                certificate: &self.preparer.certificate,
+                sign: &sign,
+                batch: "emulated",
+            },
+            self.today,
+        )
+        .map_err(|e| IssuerError::Reader(format!("preparing the emulated card: {e}")))?;
+        Ok(ch.into_inner())
+    }
 }
 
 impl std::fmt::Debug for CardSource {
@@ -77,6 +128,7 @@ impl CardSource {
                 dir,
                 next: 0,
                 profile,
+                prepare: None,
             });
         }
         let ctx = PcscContext::establish().map_err(|e| {
@@ -88,6 +140,21 @@ impl CardSource {
             reader,
             interrupt: None,
         })
+    }
+
+    /// New emulated applet cards come prepared by `preparation`
+    /// (`--prepare-with`); refused for a PC/SC reader, whose cards come
+    /// prepared from the facility.
+    pub fn prepare_with(&mut self, preparation: EmulatedPreparation) -> Result<(), IssuerError> {
+        match self {
+            Self::Emulated { prepare, .. } => {
+                *prepare = Some(Box::new(preparation));
+                Ok(())
+            }
+            Self::Pcsc { .. } => Err(IssuerError::Config(
+                "--prepare-with is for emulated:DIR readers only".into(),
+            )),
+        }
     }
 
     /// Waiting for a card stops with [`IssuerError::Interrupted`] once `flag`
@@ -144,7 +211,12 @@ impl CardSource {
                 }
                 Box::new(ctx.connect(reader).map_err(reader_error)?)
             }
-            Self::Emulated { dir, next, profile } => {
+            Self::Emulated {
+                dir,
+                next,
+                profile,
+                prepare,
+            } => {
                 let path = loop {
                     *next += 1;
                     let p = dir.join(format!("card-{:06}.state", *next));
@@ -152,7 +224,12 @@ impl CardSource {
                         break p;
                     }
                 };
-                emulated_card(&path, *profile)?
+                let fresh = !path.exists();
+                let card = emulated_card(&path, *profile)?;
+                match prepare {
+                    Some(p) if fresh && *profile == CardProfile::Citycard => p.prepare(card)?,
+                    _ => card,
+                }
             }
         };
         Ok(channel(transport, trace))

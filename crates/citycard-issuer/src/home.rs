@@ -8,7 +8,8 @@
 //! DIR/stations/NAME/station.key.pem   station key (file keys only)
 //! DIR/stations/NAME/check.key.pem     the station's read-back reader key (encrypted PKCS#8)
 //! DIR/partners/NAME.cert          certificates issued to partners (public; the key went to the partner)
-//! DIR/revocation/current.crl      the last published revocation list
+//! DIR/revocation/current.crl      the last published revocation list (group 0;
+//!                                 group g: current-group-g.crl)
 //! DIR/registry.sqlite             the issuance registry
 //! DIR/leases/ID.lock              one per issuing process at work (see `desk`)
 //! ```
@@ -63,6 +64,26 @@ pub struct IssuerConfig {
     /// default, is `registry.sqlite` in the home.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry: Option<crate::registry::RegistryServer>,
+    /// Linkability groups issued on every card (SPEC §5.3, 1–8). The
+    /// registry records every group's card key and revocation id, and each
+    /// group has its own revocation list and trust bundle.
+    #[serde(default = "one_group")]
+    pub groups: u8,
+}
+
+fn one_group() -> u8 {
+    1
+}
+
+/// Refuses a linkability group outside 0–7 (SPEC §5.3).
+fn check_group(group: u8) -> Result<(), IssuerError> {
+    if usize::from(group) >= citycard_registry::MAX_GROUP_KEYS {
+        return Err(IssuerError::Config(format!(
+            "group {group}: linkability groups are 0 to {}",
+            citycard_registry::MAX_GROUP_KEYS - 1
+        )));
+    }
+    Ok(())
 }
 
 /// `stations/NAME/station.json`.
@@ -83,6 +104,29 @@ pub struct StationConfig {
     /// it issued keep verifying).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retired_on: Option<String>,
+}
+
+/// A preparer's configuration (`preparers/<name>/preparer.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PreparerConfig {
+    /// Format version.
+    pub schema_version: u32,
+    /// Preparer name.
+    pub name: String,
+    /// Where the preparer key lives.
+    pub key: KeyLocation,
+    /// The preparer certificate (hex of the `7F21` encoding, role 03).
+    pub certificate: String,
+}
+
+/// A preparer loaded for preparing cards.
+pub struct LoadedPreparer {
+    /// Name.
+    pub name: String,
+    /// Signs prepared-card certificates.
+    pub signer: Box<dyn Signer>,
+    /// The preparer certificate.
+    pub certificate: Certificate,
 }
 
 /// A station loaded for issuing.
@@ -310,11 +354,12 @@ impl IssuerHome {
                 card_validity_days: 5 * 365,
                 retain_attributes_days,
                 registry: registry.clone(),
+                groups: one_group(),
             },
         };
         let mut key_made = false;
         let made = (|| -> Result<IssuerConfig, IssuerError> {
-            for sub in ["stations", "partners", "revocation", "leases"] {
+            for sub in ["stations", "preparers", "partners", "revocation", "leases"] {
                 create_private_dir(&dir.join(sub))?;
             }
             let signer = citycard_keys::generate(&home.resolve(&root), secrets)?;
@@ -348,7 +393,7 @@ impl IssuerHome {
                 ] {
                     let _ = fs::remove_file(dir.join(f));
                 }
-                for sub in ["stations", "partners", "revocation", "leases"] {
+                for sub in ["stations", "preparers", "partners", "revocation", "leases"] {
                     let _ = fs::remove_dir(dir.join(sub));
                 }
                 if created_dir {
@@ -474,6 +519,133 @@ impl IssuerHome {
         self.dir.join("stations").join(name)
     }
 
+    fn preparer_dir(&self, name: &str) -> PathBuf {
+        self.dir.join("preparers").join(name)
+    }
+
+    /// Adds a preparer (SPEC §6.3): a preparer key (file or PKCS#11)
+    /// certified by the root (role 03) for `valid_days` from `today`.
+    ///
+    /// All or nothing: on any failure the preparer directory and the key
+    /// made by this call are removed.
+    pub fn add_preparer(
+        &self,
+        name: &str,
+        valid_days: u32,
+        key: Option<KeyLocation>,
+        secrets: &dyn SecretSource,
+        today: Date,
+    ) -> Result<Certificate, IssuerError> {
+        check_name(name, "preparer name")?;
+        if valid_days == 0 || valid_days > 3 * 366 {
+            return Err(IssuerError::InvalidValidity(valid_days));
+        }
+        let pdir = self.preparer_dir(name);
+        if pdir.exists() {
+            return Err(IssuerError::AlreadyExists(pdir));
+        }
+        let root = self.root_signer(secrets)?;
+        create_private_dir(&self.dir.join("preparers"))?;
+        create_private_dir(&pdir)?;
+        let key = key.unwrap_or_else(|| {
+            KeyLocation::File(
+                PathBuf::from("preparers")
+                    .join(name)
+                    .join("preparer.key.pem"),
+            )
+        });
+        let mut key_made = false;
+        let made = (|| -> Result<Certificate, IssuerError> {
+            let signer = citycard_keys::generate(&self.resolve(&key), secrets)?;
+            key_made = true;
+            let certificate = self.sign_certificate(
+                root.as_ref(),
+                CertificateBody {
+                    issuer: self.config.issuer_id.clone(),
+                    holder: name.into(),
+                    role: Role::Preparer,
+                    grants: AttributeSet::EMPTY,
+                    domain: None,
+                    group: None,
+                    effective: today,
+                    expiry: today.add_days(valid_days.saturating_sub(1)),
+                    public_key: signer.public_key(),
+                },
+            )?;
+            let config = PreparerConfig {
+                schema_version: SCHEMA_VERSION,
+                name: name.into(),
+                key: key.clone(),
+                certificate: hex::encode(certificate.as_bytes()),
+            };
+            let json = serde_json::to_vec_pretty(&config)
+                .map_err(|e| IssuerError::Config(e.to_string()))?;
+            let mut reg = self.registry()?;
+            reg.record_action("issuer", Some(name), "preparer-added")?;
+            write_new(&pdir.join("preparer.json"), &json)?;
+            Ok(certificate)
+        })();
+        if made.is_err() {
+            if key_made {
+                let _ = citycard_keys::destroy(&self.resolve(&key), secrets);
+            }
+            let _ = fs::remove_dir_all(&pdir);
+        }
+        made
+    }
+
+    fn preparer_config(&self, name: &str) -> Result<PreparerConfig, IssuerError> {
+        check_name(name, "preparer name")?;
+        let path = self.preparer_dir(name).join("preparer.json");
+        let text = fs::read_to_string(&path)
+            .map_err(|_| IssuerError::Config(format!("unknown preparer {name}")))?;
+        serde_json::from_str(&text)
+            .map_err(|e| IssuerError::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Every preparer certificate (what stations check cards against).
+    pub fn preparer_certificates(&self) -> Result<Vec<Certificate>, IssuerError> {
+        let dir = self.dir.join("preparers");
+        if !dir.exists() {
+            return Ok(Vec::new());
+        }
+        let mut names: Vec<String> = fs::read_dir(&dir)
+            .map_err(|e| IssuerError::io(&dir, e))?
+            .filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
+            .collect();
+        names.sort();
+        let mut out = Vec::new();
+        for name in names {
+            let c = self.preparer_config(&name)?;
+            let bytes =
+                hex::decode(&c.certificate).map_err(|e| IssuerError::Config(e.to_string()))?;
+            out.push(Certificate::decode(&bytes)?);
+        }
+        Ok(out)
+    }
+
+    /// Loads a preparer (opens its key).
+    pub fn preparer(
+        &self,
+        name: &str,
+        secrets: &dyn SecretSource,
+    ) -> Result<LoadedPreparer, IssuerError> {
+        let c = self.preparer_config(name)?;
+        let bytes = hex::decode(&c.certificate).map_err(|e| IssuerError::Config(e.to_string()))?;
+        let certificate = Certificate::decode(&bytes)?;
+        let signer = citycard_keys::open(&self.resolve(&c.key), secrets)?;
+        if signer.public_key() != certificate.body().public_key {
+            return Err(IssuerError::Config(format!(
+                "preparer {name}: key does not match its certificate"
+            )));
+        }
+        Ok(LoadedPreparer {
+            name: name.into(),
+            signer,
+            certificate,
+        })
+    }
+
     /// The read-back credential of a station: a reader certificate that may
     /// read every stored attribute, used only to check a card right after
     /// issuing it.
@@ -494,6 +666,7 @@ impl IssuerHome {
                 role: Role::Reader,
                 grants: all_stored(),
                 domain: Some(domain),
+                group: Some(0),
                 effective: today,
                 expiry,
                 public_key: key,
@@ -517,6 +690,7 @@ impl IssuerHome {
                 role: Role::Station,
                 grants: AttributeSet::EMPTY,
                 domain: None,
+                group: None,
                 effective: today,
                 expiry,
                 public_key: key,
@@ -797,16 +971,24 @@ impl IssuerHome {
         &self,
         name: &str,
         grants: AttributeSet,
+        group: u8,
         valid_days: u32,
         secrets: &dyn SecretSource,
         today: Date,
     ) -> Result<(Certificate, SecretKey), IssuerError> {
         let mut key = None;
-        let cert =
-            self.enrol_partner_with(name, grants, valid_days, secrets, today, &mut |_, k| {
+        let cert = self.enrol_partner_with(
+            name,
+            grants,
+            group,
+            valid_days,
+            secrets,
+            today,
+            &mut |_, k| {
                 key = Some(k.clone());
                 Ok(())
-            })?;
+            },
+        )?;
         let key = key.ok_or_else(|| IssuerError::Config("no partner key".into()))?;
         Ok((cert, key))
     }
@@ -817,10 +999,12 @@ impl IssuerHome {
     ///
     /// All or nothing: if `deliver` fails, the partner is not registered
     /// (its certificate file is removed again), so a retry works.
+    #[allow(clippy::too_many_arguments)]
     pub fn enrol_partner_with(
         &self,
         name: &str,
         grants: AttributeSet,
+        group: u8,
         valid_days: u32,
         secrets: &dyn SecretSource,
         today: Date,
@@ -846,6 +1030,7 @@ impl IssuerHome {
             root.as_ref(),
             name,
             grants,
+            group,
             domain,
             valid_days,
             today,
@@ -861,6 +1046,7 @@ impl IssuerHome {
         root: &dyn Signer,
         name: &str,
         grants: AttributeSet,
+        group: u8,
         domain: [u8; 16],
         valid_days: u32,
         today: Date,
@@ -877,6 +1063,7 @@ impl IssuerHome {
                 role: Role::Reader,
                 grants,
                 domain: Some(domain),
+                group: Some(group),
                 effective: today,
                 expiry: today.add_days(valid_days.saturating_sub(1)),
                 public_key: key.public_key(),
@@ -947,6 +1134,7 @@ impl IssuerHome {
             root.as_ref(),
             name,
             old.body().grants,
+            old.body().group.unwrap_or(0),
             domain,
             valid_days,
             today,
@@ -956,13 +1144,40 @@ impl IssuerHome {
         )
     }
 
-    /// Signs and stores a new revocation list of linkability group 0 (every
-    /// card of this protocol version) from the registry, as of `now_unix`:
+    /// Signs and stores a new revocation list of linkability group 0 from
+    /// the registry, as of `now_unix` ([`Self::publish_revocations_for`]).
+    pub fn publish_revocations(
+        &self,
+        next_update_days: u32,
+        secrets: &dyn SecretSource,
+        now_unix: u64,
+    ) -> Result<RevocationList, IssuerError> {
+        self.publish_revocations_for(0, next_update_days, secrets, now_unix)
+    }
+
+    /// Sets the number of linkability groups issued on every card from now
+    /// on (1 to 8, SPEC §5.3).
+    pub fn set_groups(&mut self, groups: u8) -> Result<(), IssuerError> {
+        if groups == 0 || usize::from(groups) > citycard_registry::MAX_GROUP_KEYS {
+            return Err(IssuerError::Config(format!(
+                "groups = {groups}: 1 to {} linkability groups",
+                citycard_registry::MAX_GROUP_KEYS
+            )));
+        }
+        let mut config = self.config.clone();
+        config.groups = groups;
+        self.save_config(config)
+    }
+
+    /// Signs and stores a new revocation list of linkability group `group`
+    /// from the registry, as of `now_unix`: each card's revocation id of that
+    /// group, for
     /// revoked cards and spoiled intents that carried a card key, pruned of
     /// cards that can no longer be valid
     /// ([`Registry::revocation_ids_for`](citycard_registry::Registry::revocation_ids_for)).
-    pub fn publish_revocations(
+    pub fn publish_revocations_for(
         &self,
+        group: u8,
         next_update_days: u32,
         secrets: &dyn SecretSource,
         now_unix: u64,
@@ -970,22 +1185,24 @@ impl IssuerHome {
         if next_update_days == 0 || next_update_days > 366 {
             return Err(IssuerError::InvalidValidity(next_update_days));
         }
+        check_group(group)?;
         let root = self.root_signer(secrets)?;
-        self.publish_revocations_with(root.as_ref(), next_update_days, now_unix)
+        self.publish_revocations_with(root.as_ref(), group, next_update_days, now_unix)
     }
 
     fn publish_revocations_with(
         &self,
         root: &dyn Signer,
+        group: u8,
         next_update_days: u32,
         now_unix: u64,
     ) -> Result<RevocationList, IssuerError> {
         let mut reg = self.registry()?;
-        let revoked = reg.revocation_ids_for(0, date_of(now_unix)?)?;
+        let revoked = reg.revocation_ids_for(group, date_of(now_unix)?)?;
         let sequence = reg.next_revocation_sequence()?;
         let body = RevocationListBody {
             issuer: self.config.issuer_id.clone(),
-            group: 0,
+            group,
             sequence,
             issued_at: now_unix,
             next_update: now_unix.saturating_add(u64::from(next_update_days) * 86_400),
@@ -995,7 +1212,7 @@ impl IssuerHome {
         let list = RevocationList::assemble(&tbs, &root.sign(&tbs)?)?;
         list.verify(&self.root_public_key()?)?;
         write_file(
-            &self.dir.join("revocation").join("current.crl"),
+            &self.revocation_list_path(group),
             list.as_bytes(),
             Overwrite::Replace,
         )?;
@@ -1003,9 +1220,27 @@ impl IssuerHome {
         Ok(list)
     }
 
-    /// The last published revocation list, if any.
+    /// Where the last revocation list of `group` is kept.
+    fn revocation_list_path(&self, group: u8) -> PathBuf {
+        let name = match group {
+            0 => "current.crl".to_string(),
+            g => format!("current-group-{g}.crl"),
+        };
+        self.dir.join("revocation").join(name)
+    }
+
+    /// The last published revocation list of group 0, if any.
     pub fn current_revocations(&self) -> Result<Option<RevocationList>, IssuerError> {
-        let path = self.dir.join("revocation").join("current.crl");
+        self.current_revocations_for(0)
+    }
+
+    /// The last published revocation list of `group`, if any.
+    pub fn current_revocations_for(
+        &self,
+        group: u8,
+    ) -> Result<Option<RevocationList>, IssuerError> {
+        check_group(group)?;
+        let path = self.revocation_list_path(group);
         match fs::read(&path) {
             Ok(bytes) => Ok(Some(RevocationList::decode(&bytes)?)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -1013,11 +1248,23 @@ impl IssuerHome {
         }
     }
 
-    /// The one step that tells partners about revocations: signs a new
-    /// revocation list ([`Self::publish_revocations`]) and the trust bundle
-    /// that carries it — the file partners load.
+    /// [`Self::publish_for`] group 0.
     pub fn publish(
         &self,
+        next_update_days: u32,
+        secrets: &dyn SecretSource,
+        now_unix: u64,
+    ) -> Result<TrustBundle, IssuerError> {
+        self.publish_for(0, next_update_days, secrets, now_unix)
+    }
+
+    /// The one step that tells a group's partners about revocations: signs
+    /// a new revocation list of `group` ([`Self::publish_revocations_for`])
+    /// and the trust bundle that carries it — the file the partners of that
+    /// group (their credential names it) load.
+    pub fn publish_for(
+        &self,
+        group: u8,
         next_update_days: u32,
         secrets: &dyn SecretSource,
         now_unix: u64,
@@ -1025,8 +1272,10 @@ impl IssuerHome {
         if next_update_days == 0 || next_update_days > 366 {
             return Err(IssuerError::InvalidValidity(next_update_days));
         }
+        check_group(group)?;
         let root = self.root_signer(secrets)?;
-        let list = self.publish_revocations_with(root.as_ref(), next_update_days, now_unix)?;
+        let list =
+            self.publish_revocations_with(root.as_ref(), group, next_update_days, now_unix)?;
         self.bundle_with(root.as_ref(), list, now_unix)
     }
 
@@ -1043,8 +1292,19 @@ impl IssuerHome {
         secrets: &dyn SecretSource,
         now_unix: u64,
     ) -> Result<TrustBundle, IssuerError> {
+        self.export_trust_for(0, secrets, now_unix)
+    }
+
+    /// [`Self::export_trust`] for the partners of linkability group `group`:
+    /// the bundle carries that group's revocation list.
+    pub fn export_trust_for(
+        &self,
+        group: u8,
+        secrets: &dyn SecretSource,
+        now_unix: u64,
+    ) -> Result<TrustBundle, IssuerError> {
         let root = self.root_signer(secrets)?;
-        let revocations = match self.current_revocations()? {
+        let revocations = match self.current_revocations_for(group)? {
             Some(list) => {
                 let wanted = self
                     .registry()?
@@ -1058,7 +1318,7 @@ impl IssuerHome {
                 }
                 list
             }
-            None => self.publish_revocations_with(root.as_ref(), 7, now_unix)?,
+            None => self.publish_revocations_with(root.as_ref(), group, 7, now_unix)?,
         };
         self.bundle_with(root.as_ref(), revocations, now_unix)
     }
@@ -1117,6 +1377,7 @@ mod tests {
                 card_validity_days: 1,
                 retain_attributes_days: None,
                 registry: None,
+                groups: 1,
             },
         };
         let resolved = |p: &str| home.resolve(&KeyLocation::File(p.into()));

@@ -12,7 +12,7 @@ use rand_core::CryptoRngCore;
 
 use crate::error::IssuerError;
 use crate::home::{IssuerHome, LoadedStation};
-use crate::personalise::{self, Anchor, PersonaliseError, ReaderCredential, Station};
+use crate::personalise::{self, PersonaliseError, PreparationTrust, Station};
 use crate::resident::Resident;
 
 /// A card issued and committed.
@@ -79,6 +79,7 @@ fn spoil_reason(e: &PersonaliseError) -> &'static str {
         PersonaliseError::Transport(_) => "transport",
         PersonaliseError::NotACitycard(_) => "not-a-citycard",
         PersonaliseError::NotBlank(_) => "not-blank",
+        PersonaliseError::NotPrepared => "not-prepared",
         PersonaliseError::WrongIssuer => "other-issuer",
         PersonaliseError::Refused { .. } => "card-refused",
         PersonaliseError::Signing(_) => "signing",
@@ -108,6 +109,14 @@ pub fn issue_one<T: CardTransport>(
     rng: &mut dyn CryptoRngCore,
 ) -> Result<Issued, IssueError> {
     check_station(station, today)?;
+    let groups = home.config().groups;
+    if groups == 0 || usize::from(groups) > citycard_registry::MAX_GROUP_KEYS {
+        return Err(IssuerError::Config(format!(
+            "issuer.json: groups = {groups}: 1 to {} linkability groups",
+            citycard_registry::MAX_GROUP_KEYS
+        ))
+        .into());
+    }
     // 1. The intent is durable before the first APDU.
     let Begun {
         intent_id,
@@ -121,57 +130,61 @@ pub fn issue_one<T: CardTransport>(
     attributes.sort_by_key(|(id, _)| *id);
     // 2. The card.
     let root = home.root_public_key()?;
+    let preparers = home.preparer_certificates()?;
     let sign = |m: &[u8]| station.signer.sign(m).map_err(|e| e.to_string());
     let st = Station {
         certificate: &station.certificate,
         sign: &sign,
     };
-    let anchor = Anchor {
-        issuer: &home.config().issuer_id,
+    let trust = PreparationTrust {
         root: &root,
+        preparers: &preparers,
     };
-    let check = ReaderCredential {
-        certificate: &station.check_certificate,
-        key: &station.check_key,
-    };
+    let mut recorded: Option<PublicKey> = None;
     let result = personalise::personalise_recording(
         ch,
-        &anchor,
+        &trust,
         &st,
         &attributes,
         today,
         expires_on,
-        &mut |key| record_key(registry, intent_id, key, actor),
+        home.config().groups,
+        &mut |keys| {
+            // Every group's key and revocation id, so the card can be
+            // revoked in each group's list.
+            let key = keys.first().ok_or("the card answered no group key")?;
+            record_group_keys(registry, intent_id, keys, actor)?;
+            recorded = Some(*key);
+            Ok(())
+        },
         rng,
-    )
-    .and_then(|p| {
-        personalise::read_back(
-            ch,
-            &check,
-            &station.certificate,
-            &p,
-            &attributes,
-            today,
-            rng,
-        )
-        .map(|()| p)
-    });
+    );
     let issued = Issued {
         card_number: card_number.clone(),
         issued_on: today,
         expires_on,
     };
-    match result {
-        Ok(p) => {
-            commit(registry, intent_id, &p.card_key, actor)?;
+    match result.map(|p| p.card_key().copied()) {
+        Ok(Some(key)) => {
+            commit(registry, intent_id, &key, actor)?;
             Ok(issued)
         }
+        Ok(None) => Err(card_failed(
+            registry,
+            intent_id,
+            PersonaliseError::ReadBack("the card answered no group key".into()),
+            card_number,
+            spoil_reason,
+            actor,
+        )),
         Err(error) => {
             // The ACTIVATE answer may have been lost after the card committed:
-            // if the card in the reader is this intent's card, commit it.
-            if let Ok(Some((number, card_key))) = personalise::identify(ch, &check, today, rng) {
-                if number == card_number {
-                    commit(registry, intent_id, &card_key, actor)?;
+            // if the card in the reader holds this intent's key, commit it.
+            if let (Some(key), Ok(Some(keys))) =
+                (recorded, personalise::identify(ch, &trust, &st, rng))
+            {
+                if keys.first() == Some(&key) {
+                    commit(registry, intent_id, &key, actor)?;
                     return Ok(issued);
                 }
             }
@@ -269,6 +282,20 @@ pub(crate) fn record_key(
         .map_err(|e| e.to_string())
 }
 
+/// Records all of a card's group keys (`keys[g]` is group `g`'s) on the open
+/// intent, durably, as [`record_key`] does for one.
+pub(crate) fn record_group_keys(
+    registry: &mut dyn IssuanceRegistry,
+    intent_id: i64,
+    keys: &[PublicKey],
+    actor: &str,
+) -> Result<(), String> {
+    let points: Vec<[u8; 33]> = keys.iter().map(crypto::encode_point).collect();
+    registry
+        .attach_group_keys(intent_id, &points, actor)
+        .map_err(|e| e.to_string())
+}
+
 /// Commits an intent as issued with `card_key` as the card key.
 pub(crate) fn commit(
     registry: &mut dyn IssuanceRegistry,
@@ -328,37 +355,68 @@ pub struct Reconciled {
 /// Settles every open intent (left by a crash or a lost card): committed if
 /// the card in the reader (if any) is that intent's card, spoiled otherwise.
 pub fn reconcile<T: CardTransport>(
+    home: &IssuerHome,
     registry: &mut dyn IssuanceRegistry,
     station: &LoadedStation,
     ch: Option<&mut CardChannel<T>>,
     actor: &str,
-    today: Date,
+    _today: Date,
     rng: &mut dyn CryptoRngCore,
 ) -> Result<Reconciled, IssuerError> {
     let open = registry.open_intents()?;
-    reconcile_intents(registry, station, open, ch, actor, today, rng)
+    reconcile_intents(home, registry, station, open, ch, actor, _today, rng)
 }
 
 /// Settles the given open intents (a desk's orphans, see [`crate::desk`])
 /// against the card in the reader, as [`reconcile`] does for all of them.
+#[allow(clippy::too_many_arguments)]
 pub fn reconcile_intents<T: CardTransport>(
+    home: &IssuerHome,
     registry: &mut dyn IssuanceRegistry,
     station: &LoadedStation,
     open: Vec<Intent>,
     ch: Option<&mut CardChannel<T>>,
     actor: &str,
-    today: Date,
+    _today: Date,
     rng: &mut dyn CryptoRngCore,
 ) -> Result<Reconciled, IssuerError> {
     if open.is_empty() {
         return Ok(Reconciled::default());
     }
-    let check = ReaderCredential {
-        certificate: &station.check_certificate,
-        key: &station.check_key,
+    let root = home.root_public_key()?;
+    let preparers = home.preparer_certificates()?;
+    let sign = |m: &[u8]| station.signer.sign(m).map_err(|e| e.to_string());
+    let st = Station {
+        certificate: &station.certificate,
+        sign: &sign,
     };
+    let trust = PreparationTrust {
+        root: &root,
+        preparers: &preparers,
+    };
+    // The card in the reader, by its group-0 key (a new station session);
+    // the intent that recorded that key is its intent.
     let in_reader = match ch {
-        Some(ch) => personalise::identify(ch, &check, today, rng).ok().flatten(),
+        Some(ch) => personalise::identify(ch, &trust, &st, rng)
+            .ok()
+            .flatten()
+            .and_then(|keys| {
+                let key = *keys.first()?;
+                let point = crypto::encode_point(&key);
+                let intent = open.iter().find(|i| i.card_key == Some(point))?;
+                Some((intent.id, intent.card_number.clone(), key, keys))
+            }),
+        None => None,
+    };
+    // The card is the intent's only if every group key it answers is the
+    // one recorded (a card of the same group-0 key and other group keys is
+    // not the card that was issued).
+    let in_reader = match in_reader {
+        Some((id, number, key, keys)) => {
+            let recorded = registry.group_keys(id)?;
+            let answered: Vec<[u8; 33]> = keys.iter().skip(1).map(crypto::encode_point).collect();
+            (recorded == answered).then_some((number, key))
+        }
         None => None,
     };
     settle_open(registry, open, in_reader.as_ref(), actor)

@@ -17,7 +17,7 @@ pub mod resident;
 pub use error::IssuerError;
 pub use home::IssuerHome;
 pub use personalise::{
-    inspect, personalise, read_back, Anchor, PersonaliseError, Personalised, ReaderCredential,
+    inspect, personalise, prepare, PersonaliseError, Personalised, PreparationTrust, Preparer,
     Station,
 };
 pub use resident::{InputError, Resident};

@@ -1,18 +1,25 @@
-//! Personalisation of one card through any transport (PC/SC reader or
-//! in-memory card), and the read-back check "as a reader would".
+//! Preparation and personalisation of one card through any transport (PC/SC
+//! reader or in-memory card), SPEC §6.3–§6.8: the card proves it was prepared
+//! by this city (its preparation certificate chains to a preparer the root
+//! certified, and it opens the secure channel with the certified key), the
+//! station signs one record per linkability group, and the card's sealed
+//! issuance check value replaces a read-back.
 //!
-//! Signing is handed to the caller (`sign` closures), so the station key may
-//! live in a file or in an HSM without changing this code.
+//! Signing is handed to the caller (`sign` closures), so the station and
+//! preparer keys may live in files or in an HSM without changing this code.
 
 use citycard_proto::apdu::Command;
 use citycard_proto::attr::{AttributeId, AttributeSet};
-use citycard_proto::auth::ReaderSession;
-use citycard_proto::cert::Certificate;
+use citycard_proto::cert::{Certificate, CertificateBody, Role};
 use citycard_proto::consts::{cla, ins, LifeCycle};
+use citycard_proto::crypto::{self, OpCount};
 use citycard_proto::fci;
-use citycard_proto::pers::{self, SecureChannel, StationAuth, CHALLENGE_LEN};
-use citycard_proto::record::{AttributeEntry, RecordBody, SALT_LEN};
-use citycard_proto::{crypto, Date, ResidentRecord, StatusWord};
+use citycard_proto::limits::{MAX_CHAINED_DATA, MAX_GROUPS};
+use citycard_proto::pers::{
+    self, CardAuthAnswer, Prepare, SecureChannel, StationAuth, CHALLENGE_LEN,
+};
+use citycard_proto::record::{self, GroupRecord, RecordBody, StoredValue, SEED_LEN};
+use citycard_proto::{Date, StatusWord};
 use citycard_transport::{CardChannel, CardTransport, TransportError};
 use p256::{PublicKey, SecretKey};
 use rand_core::CryptoRngCore;
@@ -29,9 +36,13 @@ pub enum PersonaliseError {
     /// The card does not have the citycard application.
     #[error("not a citycard (SELECT answered {0})")]
     NotACitycard(StatusWord),
-    /// The card is not blank: it is already issued or terminated.
-    #[error("the card is not blank (life cycle: {})", .0.name())]
+    /// The card is not prepared: blank (prepare it first), issued or terminated.
+    #[error("the card is not prepared (life cycle: {})", .0.name())]
     NotBlank(LifeCycle),
+    /// The card's preparation certificate does not chain to one of the
+    /// city's preparers (a software card, a phone, another city's card).
+    #[error("not prepared by this city")]
+    NotPrepared,
     /// The card refused the station certificate: it is anchored to another city's root.
     #[error("the card refused this city's station certificate (anchored to another issuer?)")]
     WrongIssuer,
@@ -64,7 +75,8 @@ pub enum PersonaliseError {
     /// The key in slot 9E did not prove possession of the expected public key.
     #[error("proof of possession failed: {0}")]
     Possession(String),
-    /// Reading the card back did not give exactly what was written.
+    /// The card's issuance check value (or a reconciliation) does not match
+    /// what the station sent.
     #[error("read-back check failed: {0}")]
     ReadBack(String),
     /// The card's key could not be recorded before the signed record was
@@ -81,21 +93,42 @@ pub struct Station<'a> {
     pub sign: &'a SignFn<'a>,
 }
 
-/// The city's anchor, installed on blank cards.
-pub struct Anchor<'a> {
-    /// Issuer id.
-    pub issuer: &'a str,
-    /// Root public key.
+/// What a station trusts to recognise cards prepared by its city.
+pub struct PreparationTrust<'a> {
+    /// The root public key.
     pub root: &'a PublicKey,
+    /// The city's preparer certificates (role 03, signed by the root).
+    pub preparers: &'a [Certificate],
+}
+
+/// A preparer (the city's preparation facility).
+pub struct Preparer<'a> {
+    /// The city's issuer id.
+    pub issuer: &'a str,
+    /// The root public key installed as the card's anchor.
+    pub root: &'a PublicKey,
+    /// The preparer's root-signed certificate (role 03).
+    pub certificate: &'a Certificate,
+    /// Signs with the preparer key.
+    pub sign: &'a SignFn<'a>,
+    /// The preparation batch (holder reference of the card's certificate).
+    pub batch: &'a str,
 }
 
 /// A successfully personalised card.
 #[derive(Clone, Debug)]
 pub struct Personalised {
-    /// The card's public key (generated on the card).
-    pub card_key: PublicKey,
-    /// The signed record written to the card.
-    pub record: ResidentRecord,
+    /// The card's group public keys (generated on the card), group 0 first.
+    pub group_keys: Vec<PublicKey>,
+    /// The signed records written to the card, group 0 first.
+    pub records: Vec<GroupRecord>,
+}
+
+impl Personalised {
+    /// The group-0 card key (the registry's key of the card).
+    pub fn card_key(&self) -> Option<&PublicKey> {
+        self.group_keys.first()
+    }
 }
 
 fn select<T: CardTransport>(ch: &mut CardChannel<T>) -> Result<LifeCycle, PersonaliseError> {
@@ -124,13 +157,92 @@ fn expect_ok(step: &'static str, r: citycard_proto::Response) -> Result<Vec<u8>,
     }
 }
 
-/// Authenticates the station to the selected card; returns the card's public
-/// key and the secure channel.
+/// Prepares a blank card (SPEC §6.3), as the city's preparation facility
+/// does in a trusted setting: PREPARE (the card generates its attestation
+/// key), the preparer certifies it, STORE PREPARATION CERTIFICATE. Returns
+/// the card's attestation key.
+pub fn prepare<T: CardTransport>(
+    ch: &mut CardChannel<T>,
+    preparer: &Preparer<'_>,
+    on: Date,
+) -> Result<PublicKey, PersonaliseError> {
+    match select(ch)? {
+        LifeCycle::Blank => {}
+        other => return Err(PersonaliseError::NotBlank(other)),
+    }
+    let data = Prepare {
+        issuer: preparer.issuer.into(),
+        root: *preparer.root,
+        date: on,
+    }
+    .encode()?;
+    let answer = expect_ok(
+        "PREPARE",
+        ch.exchange(
+            &Command::new(cla::PROPRIETARY, ins::PREPARE, 0, 0)
+                .with_data(data)
+                .with_le(256),
+        )?,
+    )?;
+    let attestation = pers::decode_attestation_key(&answer)?;
+    let body = CertificateBody {
+        issuer: preparer.issuer.into(),
+        holder: preparer.batch.into(),
+        role: Role::PreparedCard,
+        grants: AttributeSet::EMPTY,
+        domain: None,
+        group: None,
+        effective: on,
+        expiry: preparer.certificate.body().expiry,
+        public_key: attestation,
+    };
+    let tbs = body.to_be_signed()?;
+    let signature = (preparer.sign)(&tbs).map_err(PersonaliseError::Signing)?;
+    let certificate = Certificate::assemble(&tbs, &signature)?;
+    certificate.verify(&preparer.certificate.body().public_key)?;
+    expect_ok(
+        "STORE PREPARATION CERTIFICATE",
+        ch.exchange(
+            &Command::new(cla::PROPRIETARY, ins::STORE_PREPARATION_CERTIFICATE, 0, 0)
+                .with_data(certificate.as_bytes().to_vec()),
+        )?,
+    )?;
+    Ok(attestation)
+}
+
+/// Checks a card's preparation certificate: signed by one of the trusted
+/// preparers, each of which the root signed. Returns the attestation key K_A.
+pub fn check_preparation(
+    trust: &PreparationTrust<'_>,
+    certificate: &[u8],
+) -> Result<PublicKey, PersonaliseError> {
+    let cert = Certificate::decode(certificate).map_err(|_| PersonaliseError::NotPrepared)?;
+    let body = cert.body();
+    if body.role != Role::PreparedCard {
+        return Err(PersonaliseError::NotPrepared);
+    }
+    let chained = trust.preparers.iter().any(|p| {
+        p.body().role == Role::Preparer
+            && p.body().issuer == body.issuer
+            && p.verify(trust.root).is_ok()
+            && cert.verify(&p.body().public_key).is_ok()
+    });
+    if chained {
+        Ok(body.public_key)
+    } else {
+        Err(PersonaliseError::NotPrepared)
+    }
+}
+
+/// Authenticates the station to the selected card for `groups` groups;
+/// returns the card's group public keys and the secure channel.
 fn authenticate<T: CardTransport>(
     ch: &mut CardChannel<T>,
+    trust: &PreparationTrust<'_>,
     station: &Station<'_>,
+    groups: u8,
     mut rng: &mut dyn CryptoRngCore,
-) -> Result<(PublicKey, SecureChannel), PersonaliseError> {
+) -> Result<(Vec<PublicKey>, SecureChannel), PersonaliseError> {
     let r = ch.exchange(
         &Command::new(cla::ISO, ins::PSO, 0x00, 0xBE)
             .with_data(station.certificate.as_bytes().to_vec()),
@@ -148,11 +260,13 @@ fn authenticate<T: CardTransport>(
         .map_err(|_| PersonaliseError::Protocol(citycard_proto::Error::BadLength(0)))?;
     let ephemeral = SecretKey::random(&mut rng);
     let e_s = crypto::encode_point(&ephemeral.public_key());
-    let signature = (station.sign)(&pers::station_auth_message(&challenge, &e_s))
+    let signature = (station.sign)(&pers::station_auth_message(&challenge, &e_s, groups))
         .map_err(PersonaliseError::Signing)?;
+    let signature = crypto::normalize_signature(&signature)?;
     let auth = StationAuth {
         ephemeral: e_s,
         signature,
+        groups,
     };
     let resp = expect_ok(
         "EXTERNAL AUTHENTICATE",
@@ -162,11 +276,16 @@ fn authenticate<T: CardTransport>(
                 .with_le(256),
         )?,
     )?;
-    let card_key = pers::decode_card_key(&resp)?;
-    Ok((
-        card_key,
-        SecureChannel::for_station(&ephemeral, &card_key, &challenge),
-    ))
+    let answer = CardAuthAnswer::decode(&resp)?;
+    let attestation = check_preparation(trust, &answer.preparation_certificate)?;
+    let channel = SecureChannel::for_station(&ephemeral, &attestation, &challenge);
+    // On an issued card the card answers its own number of groups.
+    let n = answer.sealed_keys.len().saturating_sub(crypto::TAG_LEN) / crypto::POINT_LEN;
+    let n = u8::try_from(n.min(MAX_GROUPS)).unwrap_or(0);
+    let keys = channel
+        .open_group_keys(&answer.sealed_keys, n)
+        .map_err(|_| PersonaliseError::NotPrepared)?;
+    Ok((keys, channel))
 }
 
 fn secured<T: CardTransport>(
@@ -175,216 +294,166 @@ fn secured<T: CardTransport>(
     step: &'static str,
     ins_byte: u8,
     plaintext: &[u8],
-) -> Result<(), PersonaliseError> {
+) -> Result<Vec<u8>, PersonaliseError> {
     let header = [cla::PROPRIETARY, ins_byte, 0, 0];
     let data = channel.seal(header, plaintext)?;
-    expect_ok(
+    let answer = expect_ok(
         step,
-        ch.exchange(&Command::new(cla::PROPRIETARY, ins_byte, 0, 0).with_data(data))?,
+        ch.exchange(
+            &Command::new(cla::PROPRIETARY, ins_byte, 0, 0)
+                .with_data(data)
+                .with_le(256),
+        )?,
     )?;
-    Ok(())
+    if answer.is_empty() {
+        return Ok(answer);
+    }
+    Ok(channel.open_answer(header, &answer)?)
 }
 
-/// Takes a blank (or anchored) card to an issued, locked card: anchor if
-/// needed, station authentication (the card generates its key), record signed
-/// by the station, secured PUT DATA, ACTIVATE. The caller then checks it with
-/// [`read_back`].
+/// Takes a prepared card to an issued, locked card with `groups` linkability
+/// groups: station authentication (the card proves its preparation and
+/// generates its group keys), one record per group signed by the station,
+/// secured PUT DATA (salt seeds, records, values), ACTIVATE; the card's
+/// issuance check value is compared with the one computed over what was sent.
 #[allow(clippy::too_many_arguments)]
 pub fn personalise<T: CardTransport>(
     ch: &mut CardChannel<T>,
-    anchor: &Anchor<'_>,
+    trust: &PreparationTrust<'_>,
     station: &Station<'_>,
     attributes: &[(AttributeId, Vec<u8>)],
-    valid_from: Date,
+    issue_date: Date,
     valid_to: Date,
+    groups: u8,
     rng: &mut dyn CryptoRngCore,
 ) -> Result<Personalised, PersonaliseError> {
     personalise_recording(
         ch,
-        anchor,
+        trust,
         station,
         attributes,
-        valid_from,
+        issue_date,
         valid_to,
+        groups,
         &mut |_| Ok(()),
         rng,
     )
 }
 
-/// [`personalise`], calling `record_key` with the card's key as soon as the
-/// card has given it (EXTERNAL AUTHENTICATE) — before the record is signed,
-/// so before anything signed can reach the card. An error from `record_key`
-/// stops personalisation there ([`PersonaliseError::KeyNotRecorded`]).
+/// [`personalise`], calling `record_keys` with the card's group keys as soon
+/// as the card has given them (EXTERNAL AUTHENTICATE) — before any record is
+/// signed, so before anything signed can reach the card. An error from
+/// `record_keys` stops personalisation there ([`PersonaliseError::KeyNotRecorded`]).
 #[allow(clippy::too_many_arguments)]
 pub fn personalise_recording<T: CardTransport>(
     ch: &mut CardChannel<T>,
-    anchor: &Anchor<'_>,
+    trust: &PreparationTrust<'_>,
     station: &Station<'_>,
     attributes: &[(AttributeId, Vec<u8>)],
-    valid_from: Date,
+    issue_date: Date,
     valid_to: Date,
-    record_key: &mut dyn FnMut(&PublicKey) -> Result<(), String>,
+    groups: u8,
+    record_keys: &mut dyn FnMut(&[PublicKey]) -> Result<(), String>,
     rng: &mut dyn CryptoRngCore,
 ) -> Result<Personalised, PersonaliseError> {
     // Validate everything before the first write to the card.
-    let mut entries = Vec::with_capacity(attributes.len());
+    let mut values = Vec::with_capacity(attributes.len());
     for (id, value) in attributes {
-        let mut salt = [0u8; SALT_LEN];
-        rng.fill_bytes(&mut salt);
-        entries.push(AttributeEntry::new(*id, salt, value.clone())?);
+        values.push(StoredValue::new(*id, value.clone())?);
     }
-    match select(ch)? {
-        LifeCycle::Blank => {
-            let data = pers::encode_anchor(anchor.issuer, anchor.root);
-            expect_ok(
-                "SET ISSUER ANCHOR",
-                ch.exchange(
-                    &Command::new(cla::PROPRIETARY, ins::SET_ANCHOR, 0, 0).with_data(data),
-                )?,
-            )?;
-        }
-        LifeCycle::Anchored => {}
-        other => return Err(PersonaliseError::NotBlank(other)),
-    }
-    let (card_key, mut channel) = authenticate(ch, station, rng)?;
-    // The earliest point the key is known, and nothing signed exists yet.
-    record_key(&card_key).map_err(PersonaliseError::KeyNotRecorded)?;
-    let body = RecordBody::new(
-        station.certificate.fingerprint(),
-        valid_from,
-        valid_to,
-        card_key,
-        &entries,
-    )?;
-    let tbs = body.to_be_signed()?;
-    let signature = (station.sign)(&tbs).map_err(PersonaliseError::Signing)?;
-    let record = ResidentRecord::assemble(&tbs, &signature)?;
-    secured(
-        ch,
-        &mut channel,
-        "PUT DATA (record)",
-        ins::PUT_DATA,
-        record.as_bytes(),
-    )?;
-    let mut attrs = Vec::new();
-    for e in &entries {
-        attrs.extend_from_slice(&e.encode());
-    }
-    secured(
-        ch,
-        &mut channel,
-        "PUT DATA (attributes)",
-        ins::PUT_DATA,
-        &attrs,
-    )?;
-    secured(ch, &mut channel, "ACTIVATE", ins::ACTIVATE, &[])?;
-    Ok(Personalised { card_key, record })
-}
-
-/// A reader credential: its static key and root-signed certificate.
-pub struct ReaderCredential<'a> {
-    /// Certificate (role reader).
-    pub certificate: &'a Certificate,
-    /// Its private key.
-    pub key: &'a SecretKey,
-}
-
-/// Reads the card back as a reader would (SELECT, PSO, GENERAL AUTHENTICATE for
-/// every stored attribute) and checks: the card is issued, genuine (MAC with
-/// the record's key), the record is the one written and verifies with the
-/// station's key, and every attribute is exactly what was written.
-pub fn read_back<T: CardTransport>(
-    ch: &mut CardChannel<T>,
-    check: &ReaderCredential<'_>,
-    station: &Certificate,
-    expected: &Personalised,
-    attributes: &[(AttributeId, Vec<u8>)],
-    today: Date,
-    mut rng: &mut dyn CryptoRngCore,
-) -> Result<(), PersonaliseError> {
-    let state = select(ch)?;
-    if state != LifeCycle::Issued {
-        return Err(PersonaliseError::ReadBack(format!(
-            "life cycle is {} after ACTIVATE",
-            state.name()
+    values.sort_by_key(|v| v.id);
+    if groups == 0 || usize::from(groups) > MAX_GROUPS {
+        return Err(PersonaliseError::Protocol(citycard_proto::Error::BadValue(
+            0x83,
         )));
     }
-    let r = ch.exchange(
-        &Command::new(cla::ISO, ins::PSO, 0x00, 0xBE)
-            .with_data(check.certificate.as_bytes().to_vec()),
-    )?;
-    expect_ok("PSO (read-back credential)", r)?;
-    let requested: AttributeSet = attributes.iter().map(|(id, _)| *id).collect();
-    let session = ReaderSession::new(&mut rng, check.certificate.fingerprint(), requested, today);
-    let resp = expect_ok(
-        "GENERAL AUTHENTICATE (read-back)",
-        ch.exchange(&session.command())?,
-    )?;
-    let disclosure = session
-        .open(&resp, check.key)
-        .map_err(|e| PersonaliseError::ReadBack(format!("card did not verify: {e}")))?;
-    if disclosure.record.as_bytes() != expected.record.as_bytes()
-        || disclosure.record.body().card_key != expected.card_key
-    {
-        return Err(PersonaliseError::ReadBack(
-            "the card holds another record".into(),
+    match select(ch)? {
+        LifeCycle::Prepared => {}
+        other => return Err(PersonaliseError::NotBlank(other)),
+    }
+    let (keys, mut channel) = authenticate(ch, trust, station, groups, rng)?;
+    if keys.len() != usize::from(groups) {
+        return Err(PersonaliseError::Protocol(
+            citycard_proto::Error::BadLength(0x87),
         ));
     }
-    disclosure
-        .record
-        .verify(&station.body().public_key)
-        .map_err(|_| {
-            PersonaliseError::ReadBack(
-                "record signature does not verify with the station key".into(),
-            )
-        })?;
-    let got: Vec<(AttributeId, Vec<u8>)> = disclosure
-        .attributes
+    // The earliest point the keys are known, and nothing signed exists yet.
+    record_keys(&keys).map_err(PersonaliseError::KeyNotRecorded)?;
+    let valid_from = record::valid_from_for(issue_date, station.certificate.body().effective);
+    let mut records = Vec::with_capacity(keys.len());
+    let mut seeds_data = Vec::new();
+    for (g, key) in keys.iter().enumerate() {
+        let g = g as u8;
+        let mut seed = [0u8; SEED_LEN];
+        rng.fill_bytes(&mut seed);
+        seeds_data.extend_from_slice(&record::encode_salt_seed(g, &seed));
+        let digests: Vec<_> = values.iter().map(|v| v.digest(&seed)).collect();
+        let body = RecordBody::new(
+            g,
+            &station.certificate.fingerprint(),
+            valid_from,
+            valid_to,
+            *key,
+            &digests,
+            &mut *rng,
+        )?;
+        let tbs = body.to_be_signed()?;
+        let signature = (station.sign)(&tbs).map_err(PersonaliseError::Signing)?;
+        let signature = crypto::normalize_signature(&signature)?;
+        records.push(GroupRecord::assemble(&tbs, &signature)?);
+    }
+    secured(
+        ch,
+        &mut channel,
+        "PUT DATA (salt seeds)",
+        ins::PUT_DATA,
+        &seeds_data,
+    )?;
+    let room = MAX_CHAINED_DATA - crypto::TAG_LEN;
+    let mut command = Vec::new();
+    let objects = records
         .iter()
-        .map(|e| (e.id, e.value.clone()))
-        .collect();
-    let mut want = attributes.to_vec();
-    want.sort_by_key(|(id, _)| *id);
-    if got != want {
+        .map(|r| r.as_bytes().to_vec())
+        .chain(values.iter().map(StoredValue::encode));
+    for o in objects {
+        if command.len() + o.len() > room {
+            secured(ch, &mut channel, "PUT DATA", ins::PUT_DATA, &command)?;
+            command.clear();
+        }
+        command.extend_from_slice(&o);
+    }
+    if !command.is_empty() {
+        secured(ch, &mut channel, "PUT DATA", ins::PUT_DATA, &command)?;
+    }
+    let check = secured(ch, &mut channel, "ACTIVATE", ins::ACTIVATE, &[])?;
+    let raw: Vec<&[u8]> = records.iter().map(GroupRecord::as_bytes).collect();
+    let expected = pers::check_value(&mut OpCount::default(), channel.mac_key(), &raw, &values);
+    if !crypto::mac_eq(&check, &expected) {
         return Err(PersonaliseError::ReadBack(
-            "attributes differ from what was written".into(),
+            "the card's issuance check value differs from what was sent".into(),
         ));
     }
-    Ok(())
+    Ok(Personalised {
+        group_keys: keys,
+        records,
+    })
 }
 
-/// Identifies an issued card with the read-back credential: its card number
-/// and public key (after checking it is genuine). `Ok(None)` if the card is
-/// not issued or does not answer as a card of this issuer.
+/// Identifies an issued card by a new station session (SPEC §6.6): the card
+/// proves its preparation and answers its group keys. `Ok(None)` if the card
+/// is not issued or not prepared by this city.
 pub fn identify<T: CardTransport>(
     ch: &mut CardChannel<T>,
-    check: &ReaderCredential<'_>,
-    today: Date,
-    mut rng: &mut dyn CryptoRngCore,
-) -> Result<Option<(String, PublicKey)>, PersonaliseError> {
+    trust: &PreparationTrust<'_>,
+    station: &Station<'_>,
+    rng: &mut dyn CryptoRngCore,
+) -> Result<Option<Vec<PublicKey>>, PersonaliseError> {
     if select(ch)? != LifeCycle::Issued {
         return Ok(None);
     }
-    let r = ch.exchange(
-        &Command::new(cla::ISO, ins::PSO, 0x00, 0xBE)
-            .with_data(check.certificate.as_bytes().to_vec()),
-    )?;
-    if r.sw != StatusWord::Success {
-        return Ok(None);
+    match authenticate(ch, trust, station, 1, rng) {
+        Ok((keys, _)) => Ok(Some(keys)),
+        Err(PersonaliseError::Transport(e)) => Err(PersonaliseError::Transport(e)),
+        Err(_) => Ok(None),
     }
-    let requested = AttributeSet::EMPTY.with(AttributeId::CARD_NUMBER);
-    let session = ReaderSession::new(&mut rng, check.certificate.fingerprint(), requested, today);
-    let r = ch.exchange(&session.command())?;
-    if r.sw != StatusWord::Success {
-        return Ok(None);
-    }
-    let Ok(d) = session.open(&r.data, check.key) else {
-        return Ok(None);
-    };
-    let number = d
-        .attributes
-        .iter()
-        .find(|a| a.id == AttributeId::CARD_NUMBER)
-        .map(|a| String::from_utf8_lossy(&a.value).into_owned());
-    Ok(number.map(|n| (n, d.record.body().card_key)))
 }

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use citycard_card::{Applet, MemoryStorage};
 use citycard_issuer::issue::{self, IssueError};
-use citycard_issuer::personalise::{self, ReaderCredential};
+use citycard_issuer::personalise::{self, PreparationTrust, Station};
 use citycard_issuer::resident::{validate, Resident};
 use citycard_proto::consts::ins;
 use citycard_proto::revocation::revocation_id;
@@ -37,15 +37,18 @@ fn resident(id: &str) -> Resident {
     validate(&f).unwrap()
 }
 
-fn new_card(seed: u8) -> Ch {
-    CardChannel::new(Pull {
+/// A card fresh from the city's preparation facility.
+fn new_card(c: &City, seed: u8) -> Ch {
+    let mut ch = CardChannel::new(Pull {
         inner: MemoryTransport::new(Applet::new(
             MemoryStorage::new(),
             ChaCha20Rng::from_seed([seed; 32]),
         )),
         armed: None,
         pulled: false,
-    })
+    });
+    c.prepare(&mut ch);
+    ch
 }
 
 fn issue(c: &City, ch: &mut Ch, r: &Resident) -> Result<issue::Issued, IssueError> {
@@ -67,6 +70,7 @@ fn issue(c: &City, ch: &mut Ch, r: &Resident) -> Result<issue::Issued, IssueErro
 fn reconcile(c: &City, ch: &mut Ch) -> issue::Reconciled {
     let mut reg = c.home.registry().unwrap();
     issue::reconcile(
+        &c.home,
         &mut reg,
         &c.station,
         Some(ch),
@@ -77,13 +81,22 @@ fn reconcile(c: &City, ch: &mut Ch) -> issue::Reconciled {
     .unwrap()
 }
 
-/// The card's number and key, read as the station's check credential reads it.
-fn identify(c: &City, ch: &mut Ch) -> Option<(String, PublicKey)> {
-    let check = ReaderCredential {
-        certificate: &c.station.check_certificate,
-        key: &c.station.check_key,
+/// The card's group-0 key, as a new station session reads it.
+fn identify(c: &City, ch: &mut Ch) -> Option<PublicKey> {
+    let root = c.home.root_public_key().unwrap();
+    let preparers = c.home.preparer_certificates().unwrap();
+    let sign = |m: &[u8]| c.station.signer.sign(m).map_err(|e| e.to_string());
+    let station = Station {
+        certificate: &c.station.certificate,
+        sign: &sign,
     };
-    personalise::identify(ch, &check, today(), &mut ChaCha20Rng::from_seed([5; 32])).unwrap()
+    let trust = PreparationTrust {
+        root: &root,
+        preparers: &preparers,
+    };
+    personalise::identify(ch, &trust, &station, &mut ChaCha20Rng::from_seed([5; 32]))
+        .unwrap()
+        .map(|keys| keys[0])
 }
 
 fn granted() -> AttributeSet {
@@ -96,7 +109,7 @@ fn granted() -> AttributeSet {
 fn partner(c: &City) -> PartnerCredential {
     let (cert, reader_key) = c
         .home
-        .enrol_partner("transit", granted(), 365, &secrets(), today())
+        .enrol_partner("transit", granted(), 0, 365, &secrets(), today())
         .unwrap();
     PartnerCredential::new(cert, reader_key).unwrap()
 }
@@ -121,7 +134,7 @@ fn publish(c: &City) -> citycard_proto::revocation::RevocationList {
 /// Issues `LG-000001` on a card that is pulled right after it executed
 /// ACTIVATE: the card is complete, the intent open with the key recorded.
 fn lost_after_activate(c: &City, seed: u8) -> Ch {
-    let mut ch = new_card(seed);
+    let mut ch = new_card(c, seed);
     ch.transport_mut().armed = Some(ins::ACTIVATE);
     let err = issue(c, &mut ch, &resident("F-1")).unwrap_err();
     match &err {
@@ -133,8 +146,7 @@ fn lost_after_activate(c: &City, seed: u8) -> Ch {
     let reg = c.home.registry().unwrap();
     let record = reg.card("LG-000001").unwrap().unwrap();
     assert_eq!(record.state, CardState::Intent);
-    let (number, key) = identify(c, &mut ch).unwrap();
-    assert_eq!(number, "LG-000001");
+    let key = identify(c, &mut ch).unwrap();
     assert_eq!(record.card_key, Some(crypto::encode_point(&key)));
     assert_eq!(record.revocation_id, Some(revocation_id(&key)));
     ch
@@ -145,7 +157,7 @@ fn a_card_lost_after_activate_then_another_card_is_revoked_by_the_next_list() {
     let c = city();
     let transit = partner(&c);
     let mut torn = lost_after_activate(&c, 1);
-    let (_, torn_key) = identify(&c, &mut torn).unwrap();
+    let torn_key = identify(&c, &mut torn).unwrap();
     // Before anything is published the card reads as genuine: the hole this closes.
     assert!(
         matches!(verdict(&c, &transit, &mut torn), Verdict::Genuine(_)),
@@ -153,7 +165,7 @@ fn a_card_lost_after_activate_then_another_card_is_revoked_by_the_next_list() {
     );
 
     // The operator puts another card in the reader: the intent is spoiled ...
-    let mut other = new_card(2);
+    let mut other = new_card(&c, 2);
     let rec = reconcile(&c, &mut other);
     assert_eq!(rec.spoiled, ["LG-000001"]);
     assert_eq!(rec.listed, ["LG-000001"]);
@@ -212,7 +224,7 @@ fn a_card_lost_after_activate_and_put_back_is_committed_and_not_revoked() {
 #[test]
 fn a_card_lost_after_the_record_was_sent_is_listed_when_spoiled() {
     let c = city();
-    let mut ch = new_card(4);
+    let mut ch = new_card(&c, 4);
     ch.transport_mut().armed = Some(ins::PUT_DATA);
     let err = issue(&c, &mut ch, &resident("F-1")).unwrap_err();
     assert!(matches!(err, IssueError::CardLost { .. }), "{err:?}");
@@ -226,7 +238,7 @@ fn a_card_lost_after_the_record_was_sent_is_listed_when_spoiled() {
         .revocation_id
         .expect("key recorded before PUT DATA");
     ch.reset().unwrap();
-    assert_eq!(personalise::inspect(&mut ch).unwrap(), LifeCycle::Anchored);
+    assert_eq!(personalise::inspect(&mut ch).unwrap(), LifeCycle::Prepared);
     let rec = reconcile(&c, &mut ch);
     assert_eq!(rec.listed, ["LG-000001"]);
     assert!(publish(&c).is_revoked(&key));
@@ -236,15 +248,50 @@ fn a_card_lost_after_the_record_was_sent_is_listed_when_spoiled() {
 #[test]
 fn a_card_lost_before_the_key_was_known_is_spoiled_without_listing() {
     let c = city();
-    let mut ch = new_card(5);
-    ch.transport_mut().armed = Some(ins::SET_ANCHOR);
+    let mut ch = new_card(&c, 5);
+    ch.transport_mut().armed = Some(ins::GET_CHALLENGE);
     let err = issue(&c, &mut ch, &resident("F-1")).unwrap_err();
     assert!(matches!(err, IssueError::CardLost { .. }), "{err:?}");
-    let rec = reconcile(&c, &mut new_card(6));
+    let rec = reconcile(&c, &mut new_card(&c, 6));
     assert_eq!(rec.spoiled, ["LG-000001"]);
     assert!(rec.listed.is_empty());
     let reg = c.home.registry().unwrap();
     assert_eq!(reg.card("LG-000001").unwrap().unwrap().card_key, None);
     drop(reg);
     assert!(publish(&c).body().revoked.is_empty());
+}
+
+/// A home configured (by hand) for more linkability groups than a card can
+/// have is refused before any intent or card write.
+#[test]
+fn more_groups_than_a_card_has_are_refused() {
+    let c = city();
+    let path = c.home.dir().join("issuer.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["groups"] = serde_json::json!(9);
+    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let home = citycard_issuer::IssuerHome::open(c.home.dir()).unwrap();
+    assert_eq!(home.config().groups, 9);
+    let mut ch = new_card(&c, 7);
+    let mut reg = home.registry().unwrap();
+    let err = issue::issue_one(
+        &home,
+        &c.station,
+        &mut reg,
+        &mut ch,
+        &resident("F-9"),
+        "test",
+        None,
+        None,
+        today(),
+        &mut ChaCha20Rng::from_seed([9; 32]),
+    )
+    .unwrap_err();
+    assert!(matches!(err, IssueError::Issuer(_)), "{err:?}");
+    assert!(
+        reg.card("LG-000001").unwrap().is_none(),
+        "no intent written"
+    );
+    assert_eq!(personalise::inspect(&mut ch).unwrap(), LifeCycle::Prepared);
 }

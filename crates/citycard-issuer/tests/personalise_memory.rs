@@ -1,10 +1,18 @@
-//! Personalisation and read-back over the in-memory transport (the PC/SC path
-//! is covered by the workspace end-to-end tests).
-#![cfg(test)]
+//! Preparation and personalisation over the in-memory transport (the PC/SC
+//! path is covered by the workspace end-to-end tests): the station refuses
+//! cards its city did not prepare, issues G groups, and checks the card's
+//! issuance check value.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 use citycard_card::{Applet, MemoryStorage};
 use citycard_issuer::personalise::{
-    inspect, personalise, read_back, Anchor, PersonaliseError, ReaderCredential, Station,
+    inspect, personalise, prepare, PersonaliseError, PreparationTrust, Preparer, Station,
 };
 use citycard_proto::attr::{AttributeId, AttributeSet};
 use citycard_proto::cert::{Certificate, CertificateBody, Role};
@@ -14,62 +22,47 @@ use p256::SecretKey;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
+type Ch = CardChannel<MemoryTransport<Applet<MemoryStorage, ChaCha20Rng>>>;
+
 struct City {
     root: SecretKey,
     station: SecretKey,
     station_cert: Certificate,
-    check_key: SecretKey,
-    check_cert: Certificate,
+    preparer: SecretKey,
+    preparer_cert: Certificate,
 }
 
 fn d(y: u16, m: u8, day: u8) -> Date {
     Date::new(y, m, day).unwrap()
 }
 
-fn city(seed: u8, issuer: &str) -> City {
+fn cert(signer: &SecretKey, holder: &str, role: Role, pk: p256::PublicKey) -> Certificate {
+    CertificateBody {
+        issuer: "LIEGE".into(),
+        holder: holder.into(),
+        role,
+        grants: AttributeSet::EMPTY,
+        domain: None,
+        group: None,
+        effective: d(2026, 1, 1),
+        expiry: d(2027, 1, 1),
+        public_key: pk,
+    }
+    .sign(signer)
+    .unwrap()
+}
+
+fn city(seed: u8) -> City {
     let mut rng = ChaCha20Rng::from_seed([seed; 32]);
     let root = crypto::generate(&mut rng);
     let station = crypto::generate(&mut rng);
-    let check_key = crypto::generate(&mut rng);
-    let cert = |holder: &str, role, grants, domain, pk| {
-        CertificateBody {
-            issuer: issuer.into(),
-            holder: holder.into(),
-            role,
-            grants,
-            domain,
-            effective: d(2026, 1, 1),
-            expiry: d(2027, 1, 1),
-            public_key: pk,
-        }
-        .sign(&root)
-        .unwrap()
-    };
-    let station_cert = cert(
-        "s1",
-        Role::Station,
-        AttributeSet::EMPTY,
-        None,
-        station.public_key(),
-    );
-    let all: AttributeSet = citycard_proto::attr::ALL
-        .iter()
-        .copied()
-        .filter(|id| id.kind() == citycard_proto::attr::AttributeKind::Stored)
-        .collect();
-    let check_cert = cert(
-        "s1-check",
-        Role::Reader,
-        all,
-        Some([7; 16]),
-        check_key.public_key(),
-    );
+    let preparer = crypto::generate(&mut rng);
     City {
+        station_cert: cert(&root, "s1", Role::Station, station.public_key()),
+        preparer_cert: cert(&root, "p1", Role::Preparer, preparer.public_key()),
         root,
         station,
-        station_cert,
-        check_key,
-        check_cert,
+        preparer,
     }
 }
 
@@ -83,146 +76,157 @@ fn attrs() -> Vec<(AttributeId, Vec<u8>)> {
 }
 
 fn issue(
-    ch: &mut CardChannel<MemoryTransport<Applet<MemoryStorage, ChaCha20Rng>>>,
+    ch: &mut Ch,
     c: &City,
+    on: Date,
+    groups: u8,
     rng: &mut ChaCha20Rng,
-) -> Result<(), PersonaliseError> {
+) -> Result<citycard_issuer::Personalised, PersonaliseError> {
     let sign = |m: &[u8]| Ok(crypto::sign(&c.station, m));
     let station = Station {
         certificate: &c.station_cert,
         sign: &sign,
     };
     let root = c.root.public_key();
-    let anchor = Anchor {
-        issuer: "LIEGE",
+    let preparers = [c.preparer_cert.clone()];
+    let trust = PreparationTrust {
         root: &root,
+        preparers: &preparers,
     };
-    let p = personalise(
+    personalise(
         ch,
-        &anchor,
+        &trust,
         &station,
         &attrs(),
-        d(2026, 6, 1),
+        on,
         d(2031, 5, 31),
-        rng,
-    )?;
-    let check = ReaderCredential {
-        certificate: &c.check_cert,
-        key: &c.check_key,
-    };
-    read_back(
-        ch,
-        &check,
-        &c.station_cert,
-        &p,
-        &attrs(),
-        d(2026, 6, 1),
+        groups,
         rng,
     )
 }
 
-fn new_card(seed: u8) -> CardChannel<MemoryTransport<Applet<MemoryStorage, ChaCha20Rng>>> {
-    CardChannel::new(MemoryTransport::new(Applet::new(
+/// A card prepared by `by` (its preparer key and certificate) for the city `c`.
+fn prepared_card(seed: u8, c: &City, preparer: &SecretKey, preparer_cert: &Certificate) -> Ch {
+    let mut ch = CardChannel::new(MemoryTransport::new(Applet::new(
         MemoryStorage::new(),
         ChaCha20Rng::from_seed([seed; 32]),
-    )))
+    )));
+    let root = c.root.public_key();
+    let sign = |m: &[u8]| Ok(crypto::sign(preparer, m));
+    prepare(
+        &mut ch,
+        &Preparer {
+            issuer: "LIEGE",
+            root: &root,
+            certificate: preparer_cert,
+            sign: &sign,
+            batch: "B-1",
+        },
+        d(2026, 5, 20),
+    )
+    .unwrap();
+    ch
+}
+
+fn new_card(seed: u8, c: &City) -> Ch {
+    prepared_card(seed, c, &c.preparer, &c.preparer_cert)
 }
 
 #[test]
-fn blank_card_is_issued_and_reads_back() {
-    let c = city(1, "LIEGE");
+fn a_prepared_card_is_issued_for_every_group_and_checked() {
+    let c = city(1);
     let mut rng = ChaCha20Rng::from_seed([2; 32]);
-    let mut ch = new_card(3);
-    assert_eq!(inspect(&mut ch).unwrap(), LifeCycle::Blank);
-    issue(&mut ch, &c, &mut rng).unwrap();
-    assert_eq!(inspect(&mut ch).unwrap(), LifeCycle::Issued);
-    // A second personalisation of the same card is refused before any write.
-    match issue(&mut ch, &c, &mut rng) {
-        Err(PersonaliseError::NotBlank(LifeCycle::Issued)) => {}
-        other => panic!("{other:?}"),
+    for groups in [1u8, 3, 8] {
+        let mut ch = new_card(3 + groups, &c);
+        assert_eq!(inspect(&mut ch).unwrap(), LifeCycle::Prepared);
+        let p = issue(&mut ch, &c, d(2026, 6, 10), groups, &mut rng).unwrap();
+        assert_eq!(p.group_keys.len(), usize::from(groups));
+        assert_eq!(p.records.len(), usize::from(groups));
+        for (g, r) in p.records.iter().enumerate() {
+            assert_eq!(usize::from(r.body().group), g);
+            assert_eq!(r.body().valid_from, d(2026, 6, 1), "month granular");
+            r.verify(&c.station.public_key()).unwrap();
+        }
+        assert_eq!(inspect(&mut ch).unwrap(), LifeCycle::Issued);
+        // A second personalisation of the same card is refused before any write.
+        match issue(&mut ch, &c, d(2026, 6, 10), groups, &mut rng) {
+            Err(PersonaliseError::NotBlank(LifeCycle::Issued)) => {}
+            other => panic!("{other:?}"),
+        }
     }
 }
 
 #[test]
-fn a_card_anchored_to_another_city_is_refused() {
-    let other = city(9, "LIEGE");
-    let c = city(1, "LIEGE");
+fn an_unprepared_card_is_refused_before_any_write() {
+    let c = city(1);
     let mut rng = ChaCha20Rng::from_seed([2; 32]);
-    let mut ch = new_card(4);
-    // Anchor it to the other root by starting a personalisation that fails after anchoring.
-    let sign = |_: &[u8]| Err("station key unavailable".to_string());
-    let station = Station {
-        certificate: &other.station_cert,
-        sign: &sign,
-    };
-    let root = other.root.public_key();
-    let r = personalise(
-        &mut ch,
-        &Anchor {
-            issuer: "LIEGE",
-            root: &root,
-        },
-        &station,
-        &attrs(),
-        d(2026, 6, 1),
-        d(2031, 5, 31),
-        &mut rng,
-    );
-    assert!(matches!(r, Err(PersonaliseError::Signing(_))), "{r:?}");
-    assert_eq!(inspect(&mut ch).unwrap(), LifeCycle::Anchored);
-    match issue(&mut ch, &c, &mut rng) {
+    let mut ch = CardChannel::new(MemoryTransport::new(Applet::new(
+        MemoryStorage::new(),
+        ChaCha20Rng::from_seed([7; 32]),
+    )));
+    match issue(&mut ch, &c, d(2026, 6, 10), 1, &mut rng) {
+        Err(PersonaliseError::NotBlank(LifeCycle::Blank)) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A card whose preparation certificate was signed by a preparer the root
+/// never certified (a software card's maker, a phone): the station refuses
+/// it after EXTERNAL AUTHENTICATE, before anything signed reaches it.
+#[test]
+fn a_card_prepared_by_someone_else_is_not_prepared_by_this_city() {
+    let c = city(1);
+    let rogue = crypto::generate(&mut ChaCha20Rng::from_seed([66; 32]));
+    let rogue_cert = cert(&rogue, "p1", Role::Preparer, rogue.public_key());
+    let mut ch = prepared_card(8, &c, &rogue, &rogue_cert);
+    let mut rng = ChaCha20Rng::from_seed([2; 32]);
+    match issue(&mut ch, &c, d(2026, 6, 10), 2, &mut rng) {
+        Err(PersonaliseError::NotPrepared) => {}
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(inspect(&mut ch).unwrap(), LifeCycle::Prepared);
+}
+
+#[test]
+fn another_citys_card_refuses_the_station() {
+    let other = city(9);
+    let c = city(1);
+    let mut ch = new_card(4, &other);
+    let mut rng = ChaCha20Rng::from_seed([2; 32]);
+    match issue(&mut ch, &c, d(2026, 6, 10), 1, &mut rng) {
         Err(PersonaliseError::WrongIssuer) => {}
         other => panic!("{other:?}"),
     }
-    // The right city can still finish it.
-    issue(&mut ch, &other, &mut rng).unwrap_or_else(|e| panic!("{e}"));
+    // Its own city can issue it.
+    issue(&mut ch, &other, d(2026, 6, 10), 1, &mut rng).unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[test]
 fn a_pulled_card_is_a_transport_error_and_the_card_stays_not_issued() {
-    let c = city(1, "LIEGE");
+    let c = city(1);
     let mut rng = ChaCha20Rng::from_seed([2; 32]);
-    let mut ch = new_card(5);
-    inspect(&mut ch).unwrap();
+    let mut ch = new_card(5, &c);
     ch.transport_mut().remove();
     assert!(matches!(
-        issue(&mut ch, &c, &mut rng),
+        issue(&mut ch, &c, d(2026, 6, 10), 1, &mut rng),
         Err(PersonaliseError::Transport(_))
     ));
     ch.reset().unwrap();
-    assert_ne!(inspect(&mut ch).unwrap(), LifeCycle::Issued);
+    assert_eq!(inspect(&mut ch).unwrap(), LifeCycle::Prepared);
 }
 
 #[test]
 fn a_station_certificate_outside_its_validity_cannot_sign_a_valid_record() {
-    let c = city(1, "LIEGE");
+    let c = city(1);
     let mut rng = ChaCha20Rng::from_seed([2; 32]);
-    let mut ch = new_card(6);
-    let sign = |m: &[u8]| Ok(crypto::sign(&c.station, m));
-    let station = Station {
-        certificate: &c.station_cert,
-        sign: &sign,
-    };
-    let root = c.root.public_key();
+    let mut ch = new_card(6, &c);
     // Issue date after the station certificate's expiry: the card refuses at ACTIVATE.
-    let r = personalise(
-        &mut ch,
-        &Anchor {
-            issuer: "LIEGE",
-            root: &root,
-        },
-        &station,
-        &attrs(),
-        d(2027, 6, 1),
-        d(2031, 5, 31),
-        &mut rng,
-    );
-    match r {
+    match issue(&mut ch, &c, d(2027, 6, 1), 1, &mut rng) {
         Err(PersonaliseError::Refused {
             step: "ACTIVATE",
             sw,
         }) => assert_eq!(sw.to_u16(), 0x6A80),
         other => panic!("{other:?}"),
     }
-    assert_eq!(inspect(&mut ch).unwrap(), LifeCycle::Anchored);
+    assert_eq!(inspect(&mut ch).unwrap(), LifeCycle::Prepared);
 }

@@ -610,7 +610,7 @@ fn a_card_lost_after_put_data_then_another_card_is_revoked_by_the_next_list() {
         .collect();
     let (cert, reader_key) = c
         .home
-        .enrol_partner("transit", granted, 365, &secrets(), today())
+        .enrol_partner("transit", granted, 0, 365, &secrets(), today())
         .unwrap();
     let credential = PartnerCredential::new(cert, reader_key).unwrap();
     let now = u64::try_from(today().days_since_epoch()).unwrap() * 86_400 + 3_600;
@@ -732,7 +732,7 @@ fn the_reader_library_verifies_the_issued_card_and_then_its_revocation() {
     .collect();
     let (cert, reader_key) = c
         .home
-        .enrol_partner("transit", granted, 365, &secrets(), today())
+        .enrol_partner("transit", granted, 0, 365, &secrets(), today())
         .unwrap();
     let credential = PartnerCredential::new(cert, reader_key).unwrap();
     let now = u64::try_from(today().days_since_epoch()).unwrap() * 86_400 + 3_600;

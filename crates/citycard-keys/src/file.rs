@@ -149,8 +149,10 @@ impl Signer for FileSigner {
         p256::PublicKey::from(self.key.verifying_key())
     }
 
+    /// Always low S (SPEC §1: verifiers refuse high-S signatures).
     fn sign(&self, message: &[u8]) -> Result<[u8; SIGNATURE_LEN], KeyError> {
         let sig: Signature = self.key.sign(message);
+        let sig = sig.normalize_s().unwrap_or(sig);
         Ok(sig.to_bytes().into())
     }
 

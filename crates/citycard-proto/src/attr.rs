@@ -89,6 +89,22 @@ impl AttributeId {
         }
     }
 
+    /// For a stored attribute, the size its value is padded to in a disclosed
+    /// entry (spec §5.4, §7.5); `None` for the pseudonym and predicates.
+    pub const fn fixed_size(self) -> Option<usize> {
+        match self.0 {
+            1 => Some(20),
+            2 => Some(64),
+            3 => Some(4),
+            4 | 5 => Some(96),
+            6 => Some(3),
+            7 => Some(16),
+            8 => Some(1),
+            24..=31 => Some(32),
+            _ => None,
+        }
+    }
+
     /// Machine name used in files and on the command line.
     pub const fn name(self) -> &'static str {
         match self.0 {
@@ -352,6 +368,20 @@ mod tests {
         assert!(AttributeSet::from_bits(1 << 9).is_err());
         assert!(s.is_subset_of(s.with(AttributeId::NAME)));
         assert!(!s.with(AttributeId::NAME).is_subset_of(s));
+    }
+
+    #[test]
+    fn every_valid_value_fits_its_fixed_size() {
+        for id in ALL {
+            match (id.kind(), id.fixed_size()) {
+                (AttributeKind::Stored, Some(n)) => {
+                    let too_long = alloc::vec![b'a'; n + 1];
+                    assert!(id.validate_value(&too_long).is_err(), "{id}");
+                }
+                (AttributeKind::Stored, None) => panic!("{id} has no fixed size"),
+                (_, size) => assert_eq!(size, None),
+            }
+        }
     }
 
     #[test]

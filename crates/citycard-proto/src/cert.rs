@@ -1,14 +1,17 @@
-//! Card-verifiable certificates for issuing stations and partner readers
-//! (spec §5.2), in the spirit of BSI TR-03110 CV certificates.
+//! Card-verifiable certificates for issuing stations, partner readers,
+//! preparers and prepared cards (spec §5.2), in the spirit of BSI TR-03110
+//! CV certificates.
 //!
 //! ```text
 //! 7F21 Certificate
 //!   7F4E Body (signed bytes: the whole 7F4E TLV)
-//!     5F29 01       profile/version = 01
+//!     5F29 01       version = 02
 //!     42   1..16    issuer reference (the city's issuer id, ASCII)
-//!     5F20 1..16    holder reference (station or partner name, ASCII)
-//!     5F4C 05       role (01 station, 02 reader) ‖ grants (4-byte attribute mask)
+//!     5F20 1..16    holder reference (station, partner, preparer or batch, ASCII)
+//!     5F4C 05       role (01 station, 02 reader, 03 preparer, 04 prepared card)
+//!                   ‖ grants (4-byte attribute mask)
 //!     53   10       pseudonym domain (readers only)
+//!     54   01       linkability group 0–7 (readers only)
 //!     5F25 04       effective date
 //!     5F24 04       expiry date
 //!     7F49 { 86 21  holder public key, compressed P-256 }
@@ -20,9 +23,11 @@ use alloc::vec::Vec;
 use p256::{PublicKey, SecretKey};
 
 use crate::attr::AttributeSet;
+use crate::consts::PROTOCOL_VERSION;
 use crate::crypto::{self, POINT_LEN, SIGNATURE_LEN};
 use crate::date::Date;
 use crate::error::{Error, Result};
+use crate::limits::{MAX_CERTIFICATE_LEN, MAX_GROUPS};
 use crate::tlv::{self, Sequence};
 
 /// Tag of a certificate.
@@ -36,6 +41,7 @@ const TAG_ISSUER: u32 = 0x42;
 const TAG_HOLDER: u32 = 0x5F20;
 const TAG_AUTHORISATION: u32 = 0x5F4C;
 const TAG_DOMAIN: u32 = 0x53;
+const TAG_GROUP: u32 = 0x54;
 const TAG_EFFECTIVE: u32 = 0x5F25;
 const TAG_EXPIRY: u32 = 0x5F24;
 const TAG_PUBLIC_KEY: u32 = 0x7F49;
@@ -51,17 +57,35 @@ pub const MAX_REFERENCE_LEN: usize = 16;
 /// What a certificate's holder may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
-    /// An issuing station: may personalise and terminate cards.
+    /// An issuing station: may personalise and terminate cards (signed by the root).
     Station,
-    /// A partner reader: may read the attributes its certificate grants.
+    /// A partner reader: may read the attributes its certificate grants (signed by the root).
     Reader,
+    /// A preparer: certifies prepared cards' attestation keys (signed by the root).
+    Preparer,
+    /// A prepared card's attestation key (signed by a preparer).
+    PreparedCard,
 }
 
 impl Role {
-    const fn to_byte(self) -> u8 {
+    /// The role byte.
+    pub const fn to_byte(self) -> u8 {
         match self {
             Self::Station => 1,
             Self::Reader => 2,
+            Self::Preparer => 3,
+            Self::PreparedCard => 4,
+        }
+    }
+
+    /// Decodes the role byte.
+    pub const fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            1 => Some(Self::Station),
+            2 => Some(Self::Reader),
+            3 => Some(Self::Preparer),
+            4 => Some(Self::PreparedCard),
+            _ => None,
         }
     }
 }
@@ -79,6 +103,8 @@ pub struct CertificateBody {
     pub grants: AttributeSet,
     /// The reader's pseudonym domain (readers only).
     pub domain: Option<[u8; DOMAIN_LEN]>,
+    /// The reader's linkability group, `0..MAX_GROUPS` (readers only).
+    pub group: Option<u8>,
     /// First valid day.
     pub effective: Date,
     /// Last valid day.
@@ -102,8 +128,14 @@ impl CertificateBody {
     pub fn validate(&self) -> Result<()> {
         check_reference(&self.issuer, TAG_ISSUER)?;
         check_reference(&self.holder, TAG_HOLDER)?;
-        match (self.role, self.domain.is_some(), self.grants.is_empty()) {
-            (Role::Station, false, true) | (Role::Reader, true, _) => {}
+        match (
+            self.role,
+            self.domain.is_some(),
+            self.group,
+            self.grants.is_empty(),
+        ) {
+            (Role::Reader, true, Some(g), _) if usize::from(g) < MAX_GROUPS => {}
+            (Role::Station | Role::Preparer | Role::PreparedCard, false, None, true) => {}
             _ => return Err(Error::BadValue(TAG_AUTHORISATION)),
         }
         if self.expiry < self.effective {
@@ -116,7 +148,7 @@ impl CertificateBody {
     pub fn to_be_signed(&self) -> Result<Vec<u8>> {
         self.validate()?;
         let mut v = Vec::with_capacity(128);
-        tlv::push(&mut v, TAG_VERSION, &[1]);
+        tlv::push(&mut v, TAG_VERSION, &[PROTOCOL_VERSION]);
         tlv::push(&mut v, TAG_ISSUER, self.issuer.as_bytes());
         tlv::push(&mut v, TAG_HOLDER, self.holder.as_bytes());
         let mut auth = [0u8; 5];
@@ -125,6 +157,9 @@ impl CertificateBody {
         tlv::push(&mut v, TAG_AUTHORISATION, &auth);
         if let Some(domain) = &self.domain {
             tlv::push(&mut v, TAG_DOMAIN, domain);
+        }
+        if let Some(group) = self.group {
+            tlv::push(&mut v, TAG_GROUP, &[group]);
         }
         tlv::push(&mut v, TAG_EFFECTIVE, &self.effective.to_bytes());
         tlv::push(&mut v, TAG_EXPIRY, &self.expiry.to_bytes());
@@ -136,7 +171,8 @@ impl CertificateBody {
         Ok(tlv::encode(TAG_BODY, &v))
     }
 
-    /// Signs with the root key (for file-held keys; HSMs sign [`Self::to_be_signed`]
+    /// Signs with the issuing key — the root, or a preparer for a prepared-card
+    /// certificate (for file-held keys; HSMs sign [`Self::to_be_signed`]
     /// themselves and call [`Certificate::assemble`]).
     pub fn sign(self, root: &SecretKey) -> Result<Certificate> {
         let tbs = self.to_be_signed()?;
@@ -147,7 +183,7 @@ impl CertificateBody {
     fn decode(body_tlv: &[u8]) -> Result<Self> {
         let body = tlv::read_exact(body_tlv, TAG_BODY)?;
         let mut s = Sequence::new(body.value)?;
-        tlv::expect_version_1(&mut s, TAG_VERSION)?;
+        tlv::expect_version(&mut s, TAG_VERSION, PROTOCOL_VERSION)?;
         let text = |tag: u32, f: tlv::Field<'_>| -> Result<String> {
             let s = core::str::from_utf8(f.value).map_err(|_| Error::BadValue(tag))?;
             check_reference(s, tag)?;
@@ -156,16 +192,16 @@ impl CertificateBody {
         let issuer = text(TAG_ISSUER, s.required(TAG_ISSUER)?)?;
         let holder = text(TAG_HOLDER, s.required(TAG_HOLDER)?)?;
         let auth = tlv::fixed::<5>(&s.required(TAG_AUTHORISATION)?)?;
-        let role = match auth[0] {
-            1 => Role::Station,
-            2 => Role::Reader,
-            _ => return Err(Error::BadValue(TAG_AUTHORISATION)),
-        };
+        let role = Role::from_byte(auth[0]).ok_or(Error::BadValue(TAG_AUTHORISATION))?;
         let grants =
             AttributeSet::from_bytes(&auth[1..]).map_err(|_| Error::BadValue(TAG_AUTHORISATION))?;
         let domain = s
             .optional(TAG_DOMAIN)?
             .map(|f| tlv::fixed::<DOMAIN_LEN>(&f))
+            .transpose()?;
+        let group = s
+            .optional(TAG_GROUP)?
+            .map(|f| tlv::fixed::<1>(&f).map(|[g]| g))
             .transpose()?;
         let effective = Date::from_bytes(s.required(TAG_EFFECTIVE)?.value)?;
         let expiry = Date::from_bytes(s.required(TAG_EXPIRY)?.value)?;
@@ -182,6 +218,7 @@ impl CertificateBody {
             role,
             grants,
             domain,
+            group,
             effective,
             expiry,
             public_key,
@@ -208,7 +245,11 @@ impl Certificate {
     }
 
     /// Decodes a certificate (structure and field checks only; see [`Self::verify`]).
+    /// Longer than [`MAX_CERTIFICATE_LEN`]: [`Error::TooLong`].
     pub fn decode(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() > MAX_CERTIFICATE_LEN {
+            return Err(Error::TooLong);
+        }
         let parts = tlv::split_signed(bytes, TAG_CERTIFICATE, TAG_BODY)?;
         let body = CertificateBody::decode(parts.body.raw)?;
         Ok(Self {
@@ -219,7 +260,7 @@ impl Certificate {
         })
     }
 
-    /// Verifies the root's signature.
+    /// Verifies the issuing key's signature (low S).
     pub fn verify(&self, root: &PublicKey) -> Result<()> {
         crypto::verify(root, self.signed_bytes(), &self.signature)
     }
@@ -278,6 +319,7 @@ mod tests {
                 .with(AttributeId::PSEUDONYM)
                 .with(AttributeId::RESIDENT),
             domain: Some([9; 16]),
+            group: Some(3),
             effective: Date::new(2026, 1, 1).unwrap(),
             expiry: Date::new(2027, 1, 1).unwrap(),
             public_key: pk,
@@ -320,6 +362,54 @@ mod tests {
         assert!(b.to_be_signed().is_err());
         b.domain = None;
         b.grants = AttributeSet::EMPTY;
+        assert!(b.to_be_signed().is_err(), "a station has no group");
+        b.group = None;
         assert!(b.to_be_signed().is_ok());
+        for role in [Role::Preparer, Role::PreparedCard] {
+            b.role = role;
+            let c = b.clone().sign(&crypto::generate(&mut rng)).unwrap();
+            assert_eq!(Certificate::decode(c.as_bytes()).unwrap().body().role, role);
+        }
+    }
+
+    #[test]
+    fn a_reader_needs_a_group_below_eight() {
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([4; 32]);
+        let root = crypto::generate(&mut rng);
+        let mut b = body(crypto::generate(&mut rng).public_key());
+        b.group = None;
+        assert!(b.to_be_signed().is_err());
+        b.group = Some(8);
+        assert!(b.to_be_signed().is_err());
+        b.group = Some(7);
+        let cert = b.sign(&root).unwrap();
+        assert_eq!(cert.body().group, Some(7));
+        // The group field sits after the domain: tag 54, length 1.
+        let at = cert
+            .as_bytes()
+            .windows(3)
+            .position(|w| w == [0x54, 0x01, 0x07])
+            .unwrap();
+        assert!(at > 0);
+    }
+
+    #[test]
+    fn version_one_and_oversized_certificates_are_refused() {
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([5; 32]);
+        let root = crypto::generate(&mut rng);
+        let cert = body(crypto::generate(&mut rng).public_key())
+            .sign(&root)
+            .unwrap();
+        let mut v1 = cert.as_bytes().to_vec();
+        let at = v1.windows(3).position(|w| w == [0x5F, 0x29, 0x01]).unwrap();
+        v1[at + 3] = 1;
+        assert_eq!(
+            Certificate::decode(&v1).unwrap_err(),
+            Error::UnsupportedVersion(1)
+        );
+        assert_eq!(
+            Certificate::decode(&[0u8; MAX_CERTIFICATE_LEN + 1]).unwrap_err(),
+            Error::TooLong
+        );
     }
 }

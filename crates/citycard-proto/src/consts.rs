@@ -1,10 +1,11 @@
 //! Identifiers and codes fixed by the spec (§2, §4).
 
-/// The application identifier: proprietary RID `F0`, "CITYCARD", version `01`.
-pub const AID: [u8; 10] = [0xF0, 0x43, 0x49, 0x54, 0x59, 0x43, 0x41, 0x52, 0x44, 0x01];
+/// The application identifier: proprietary RID `F0`, "CITYCARD", version `02`.
+pub const AID: [u8; 10] = [0xF0, 0x43, 0x49, 0x54, 0x59, 0x43, 0x41, 0x52, 0x44, 0x02];
 
-/// Protocol version announced in the SELECT answer and carried in records.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// Protocol version announced in the SELECT answer and carried in records
+/// and certificates.
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Historical bytes the reference card puts in its ATR ("CITYCARD").
 pub const HISTORICAL_BYTES: [u8; 8] = *b"CITYCARD";
@@ -15,8 +16,11 @@ pub mod ins {
     pub const SELECT: u8 = 0xA4;
     /// GET RESPONSE (CLA 00), served by the dispatcher.
     pub const GET_RESPONSE: u8 = crate::apdu::INS_GET_RESPONSE;
-    /// SET ISSUER ANCHOR (CLA 80): installs the issuer root public key on a blank card.
-    pub const SET_ANCHOR: u8 = 0x10;
+    /// PREPARE (CLA 80): a blank card takes the issuer anchor and generates its
+    /// attestation key (answered, nothing written).
+    pub const PREPARE: u8 = 0x10;
+    /// STORE PREPARATION CERTIFICATE (CLA 80): commits the preparation (BLANK → PREPARED).
+    pub const STORE_PREPARATION_CERTIFICATE: u8 = 0x12;
     /// PERFORM SECURITY OPERATION: VERIFY CERTIFICATE (CLA 00, P1 00, P2 BE).
     pub const PSO: u8 = 0x2A;
     /// GET CHALLENGE (CLA 00).
@@ -46,10 +50,11 @@ pub mod cla {
 /// Persistent life-cycle states (spec §3.1), as reported in the SELECT answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LifeCycle {
-    /// Applet installed, no issuer anchor yet.
+    /// Applet installed, not prepared.
     Blank,
-    /// The issuer root key is installed; only that issuer's stations can personalise.
-    Anchored,
+    /// Prepared by the city: issuer anchor, attestation key and preparation
+    /// certificate installed; only that issuer's stations can personalise.
+    Prepared,
     /// Personalised and locked: only SELECT, PSO, GENERAL AUTHENTICATE, GET RESPONSE
     /// and the station-authenticated TERMINATE are accepted.
     Issued,
@@ -62,7 +67,7 @@ impl LifeCycle {
     pub const fn to_byte(self) -> u8 {
         match self {
             Self::Blank => 0x01,
-            Self::Anchored => 0x03,
+            Self::Prepared => 0x03,
             Self::Issued => 0x07,
             Self::Terminated => 0x0F,
         }
@@ -72,7 +77,7 @@ impl LifeCycle {
     pub const fn from_byte(b: u8) -> Option<Self> {
         match b {
             0x01 => Some(Self::Blank),
-            0x03 => Some(Self::Anchored),
+            0x03 => Some(Self::Prepared),
             0x07 => Some(Self::Issued),
             0x0F => Some(Self::Terminated),
             _ => None,
@@ -83,7 +88,7 @@ impl LifeCycle {
     pub const fn name(self) -> &'static str {
         match self {
             Self::Blank => "blank",
-            Self::Anchored => "anchored",
+            Self::Prepared => "prepared",
             Self::Issued => "issued",
             Self::Terminated => "terminated",
         }
@@ -94,17 +99,25 @@ impl LifeCycle {
 /// starts with (or uses as `info`) one of these.
 pub mod label {
     /// Station authentication signature prefix.
-    pub const STATION_AUTH: &[u8] = b"citycard-v1 station-auth";
-    /// Personalisation secure-messaging key.
-    pub const PERSONALISATION: &[u8] = b"citycard-v1 personalisation";
+    pub const STATION_AUTH: &[u8] = b"citycard-v2 station-auth";
+    /// Personalisation secure-messaging keys.
+    pub const PERSONALISATION: &[u8] = b"citycard-v2 personalisation";
     /// Disclosure encryption key.
-    pub const DISCLOSURE: &[u8] = b"citycard-v1 disclosure";
+    pub const DISCLOSURE: &[u8] = b"citycard-v2 disclosure";
     /// Card authentication MAC key.
-    pub const CARD_AUTH: &[u8] = b"citycard-v1 card-auth";
+    pub const CARD_AUTH: &[u8] = b"citycard-v2 card-auth";
     /// Card authentication MAC input prefix.
-    pub const MAC: &[u8] = b"citycard-v1 mac";
+    pub const MAC: &[u8] = b"citycard-v2 mac";
     /// Pseudonym derivation prefix.
-    pub const PSEUDONYM: &[u8] = b"citycard-v1 pseudonym";
+    pub const PSEUDONYM: &[u8] = b"citycard-v2 pseudonym";
+    /// Salt derivation prefix.
+    pub const SALT: &[u8] = b"citycard-v2 salt";
+    /// Station reference prefix.
+    pub const STATION_REF: &[u8] = b"citycard-v2 station-ref";
+    /// Issuance check value prefix.
+    pub const ISSUED: &[u8] = b"citycard-v2 issued";
+    /// Disclosure tag key.
+    pub const TAG: &[u8] = b"citycard-v2 tag";
 }
 
 /// The contactless ATR of the reference card (PC/SC part 3 form for ISO 14443-4:

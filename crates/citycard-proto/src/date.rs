@@ -105,6 +105,20 @@ impl Date {
         years
     }
 
+    /// The first day of this date's month (`month_start` in spec §5.1).
+    pub const fn month_start(self) -> Self {
+        Self {
+            year: self.year,
+            month: self.month,
+            day: 1,
+        }
+    }
+
+    /// Days from `self` to `later` (negative when `later` is earlier).
+    pub fn days_until(self, later: Date) -> i64 {
+        later.days_since_epoch() - self.days_since_epoch()
+    }
+
     /// The date `days` days later (saturating at 9999-12-31).
     pub fn add_days(self, mut days: u32) -> Self {
         let mut d = self;

@@ -38,6 +38,10 @@ pub enum Error {
     /// Authenticated decryption failed (wrong key or modified ciphertext).
     #[error("decryption failed")]
     DecryptionFailed,
+    /// The answer's tag does not verify with this reader's key: the card
+    /// answered a decoy (it refuses this reader) or the answer was modified.
+    #[error("answer tag does not verify (decoy or modified answer)")]
+    Decoy,
     /// The card's MAC over the transcript does not verify.
     #[error("card authentication MAC does not verify")]
     BadMac,

@@ -5,7 +5,7 @@
 //! 6F
 //!   84 0A  AID
 //!   A5
-//!     80 01  protocol version (01)
+//!     80 01  protocol version (02)
 //!     81 01  life cycle (§3.1)
 //! ```
 
@@ -67,12 +67,12 @@ mod tests {
 
     #[test]
     fn parses_the_spec_fci_and_round_trips() {
-        let fci = hex::decode("6F14840AF0434954594341524401A506800101810107").unwrap();
+        let fci = hex::decode("6F14840AF0434954594341524402A506800102810107").unwrap();
         assert_eq!(encode(LifeCycle::Issued), fci);
         assert_eq!(life_cycle(&fci), Some(LifeCycle::Issued));
         for lc in [
             LifeCycle::Blank,
-            LifeCycle::Anchored,
+            LifeCycle::Prepared,
             LifeCycle::Issued,
             LifeCycle::Terminated,
         ] {
@@ -84,9 +84,12 @@ mod tests {
             assert_ne!(life_cycle(&bad), Some(LifeCycle::Issued), "flip at {i}");
         }
         assert_eq!(life_cycle(&[]), None);
+        // A version-1 card is not a citycard to a version-2 reader.
+        let v1 = hex::decode("6F14840AF0434954594341524401A506800101810107").unwrap();
+        assert_eq!(life_cycle(&v1), None);
         assert_eq!(
             select_command().to_short_bytes().unwrap(),
-            hex::decode("00A404000AF043495459434152440100").unwrap()
+            hex::decode("00A404000AF043495459434152440200").unwrap()
         );
     }
 }

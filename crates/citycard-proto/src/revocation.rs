@@ -577,6 +577,21 @@ impl TrustBundle {
             .find(|c| &c.fingerprint() == fingerprint)
     }
 
+    /// The station certificate whose group-`group` station reference
+    /// (SPEC §5.3) is `reference`.
+    pub fn station_by_reference(
+        &self,
+        group: u8,
+        reference: &[u8; crate::record::STATION_REF_LEN],
+    ) -> Option<&Certificate> {
+        self.body.stations.iter().find(|c| {
+            crypto::mac_eq(
+                &crate::record::station_reference(group, &c.fingerprint()),
+                reference,
+            )
+        })
+    }
+
     /// The encoding.
     pub fn as_bytes(&self) -> &[u8] {
         &self.encoded
@@ -609,6 +624,7 @@ mod tests {
         assert!(list.is_revoked(&[1; 8]) && list.is_revoked(&[9; 8]) && !list.is_revoked(&[2; 8]));
         assert_eq!(list.body().revoked.len(), 2);
         let station = CertificateBody {
+            group: None,
             issuer: "LIEGE".into(),
             holder: "s1".into(),
             role: Role::Station,

@@ -339,6 +339,17 @@ pub fn expect_version_1(s: &mut Sequence<'_>, tag: u32) -> Result<()> {
     Ok(())
 }
 
+/// Reads the `version` field with tag `tag` and requires it to be `version`.
+pub fn expect_version(s: &mut Sequence<'_>, tag: u32, version: u8) -> Result<()> {
+    let found = s.required(tag)?;
+    if found.value != [version] {
+        return Err(Error::UnsupportedVersion(
+            found.value.first().copied().unwrap_or(0),
+        ));
+    }
+    Ok(())
+}
+
 /// A fixed-size value.
 pub fn fixed<const N: usize>(field: &Field<'_>) -> Result<[u8; N]> {
     field

@@ -46,8 +46,10 @@ fn seeds_are_accepted_by_their_decoder() {
     for (t, s) in bodies::seeds() {
         let ok = match t {
             "certificate" => Certificate::decode(&s).is_ok(),
-            "record" => ResidentRecord::decode(&s).is_ok(),
-            "attribute_entry" => AttributeEntry::decode_value(&s).is_ok(),
+            "record" => GroupRecord::decode(&s).is_ok(),
+            "attribute_entry" => {
+                StoredValue::decode_value(&s).is_ok() || DisclosedEntry::decode_value(&s).is_ok()
+            }
             "revocation_list" => RevocationList::decode(&s).is_ok(),
             "trust_bundle" => TrustBundle::decode(&s).is_ok(),
             _ => true,

@@ -64,7 +64,10 @@ impl PartnerCredential {
     /// the certificate certifies. (Whether the certificate is signed by the
     /// city's root is checked by [`Trust::new`](crate::Trust::new).)
     pub fn new(certificate: Certificate, key: SecretKey) -> Result<Self, ReaderError> {
-        if certificate.body().role != Role::Reader || certificate.body().domain.is_none() {
+        if certificate.body().role != Role::Reader
+            || certificate.body().domain.is_none()
+            || certificate.body().group.is_none()
+        {
             return Err(ReaderError::CredentialNotAReader);
         }
         if key.public_key() != certificate.body().public_key {
@@ -76,6 +79,11 @@ impl PartnerCredential {
     /// The reader certificate.
     pub fn certificate(&self) -> &Certificate {
         &self.certificate
+    }
+
+    /// The linkability group of the reader certificate (SPEC §5.2).
+    pub fn group(&self) -> u8 {
+        self.certificate.body().group.unwrap_or(0)
     }
 
     /// The reader's static private key (for [`ReaderSession::open`](citycard_proto::auth::ReaderSession::open)).

@@ -44,6 +44,17 @@ pub enum ReaderError {
         /// Issuer id of the trust bundle.
         bundle: String,
     },
+    /// The credential's linkability group is not the trust bundle's (its
+    /// revocation list would be another group's, SPEC §5.8).
+    #[error(
+        "the credential is for linkability group {credential}, the trust bundle for group {bundle}"
+    )]
+    CredentialNotForThisGroup {
+        /// Group in the reader certificate.
+        credential: u8,
+        /// Group of the trust bundle.
+        bundle: u8,
+    },
     /// The credential's certificate is not signed by the bundle's root.
     #[error("the credential's certificate is not signed by the trust bundle's root")]
     CredentialSignature,

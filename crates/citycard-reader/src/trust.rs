@@ -58,6 +58,12 @@ impl Trust {
                 bundle: bundle.body().issuer.clone(),
             });
         }
+        if credential.group() != bundle.body().group {
+            return Err(ReaderError::CredentialNotForThisGroup {
+                credential: credential.group(),
+                bundle: bundle.body().group,
+            });
+        }
         cert.verify(&bundle.body().root)
             .map_err(|_| ReaderError::CredentialSignature)?;
         if credential.key().public_key() != cert.body().public_key {

@@ -21,17 +21,20 @@ pub const MAX_GET_RESPONSE: usize = 16;
 ///
 /// 1. SELECT: `6A82` (or anything but a citycard FCI) → [`Verdict::NotACitycard`];
 ///    `6283` → [`Verdict::Terminated`]; life cycle not issued → [`Verdict::Blank`].
-/// 2. GENERAL AUTHENTICATE with a fresh ephemeral key from `rng`. On `6982`:
-///    PSO: VERIFY CERTIFICATE with the reader certificate, then GENERAL
-///    AUTHENTICATE again with a new ephemeral key. (With
-///    [`Policy::always_send_certificate`], PSO comes first.) If the card still
-///    refuses, the reason is found locally: [`Verdict::Unauthorised`],
-///    [`Verdict::CredentialExpired`] or [`Verdict::CardRefused`].
-/// 3. Opens the answer: decryption ([`Verdict::Tampered`]), echo
-///    ([`Verdict::Replay`]), card MAC ([`Verdict::Clone`]), digests
-///    ([`Verdict::Tampered`]); station in the bundle ([`Verdict::UnknownIssuer`]),
-///    valid on the issue date ([`Verdict::StationNotValidAtIssue`]), record
-///    signature ([`Verdict::BadIssuerSignature`]); card validity
+/// 2. GENERAL AUTHENTICATE with a fresh ephemeral key from `rng`. An answer
+///    whose tag fails is a decoy (the card refuses, or does not know us yet):
+///    PSO: VERIFY CERTIFICATE with the reader certificate (`9000` expected),
+///    then GENERAL AUTHENTICATE again with a new ephemeral key. (With
+///    [`Policy::always_send_certificate`], PSO comes first.) A second decoy:
+///    the reason is found locally — [`Verdict::Unauthorised`],
+///    [`Verdict::CredentialExpired`] — or [`Verdict::CardRefused`] (another
+///    city's card, or one without this group's record).
+/// 3. Opens the answer: length ([`Verdict::Tampered`]), echo
+///    ([`Verdict::Replay`]), record of this group ([`Verdict::Tampered`]), card
+///    MAC ([`Verdict::Clone`]), entries ([`Verdict::Tampered`]); station in the
+///    bundle by its station reference ([`Verdict::UnknownIssuer`]), valid on
+///    valid-from ([`Verdict::StationNotValidAtIssue`]), record signature and
+///    lifetime ([`Verdict::BadIssuerSignature`]); card validity
 ///    ([`Verdict::Expired`], [`Verdict::NotYetValid`]); revocation
 ///    ([`Verdict::Revoked`]); list freshness ([`Verdict::RevocationListStale`]
 ///    or a flag, per [`StalePolicy`]).
@@ -114,64 +117,79 @@ fn run<T: CardTransport>(
         None => return crate::piv::run(channel, trust, policy, rng, requested),
     }
 
-    // 2. GENERAL AUTHENTICATE, with PSO when the card does not know us.
+    // 2. GENERAL AUTHENTICATE, with PSO when the card answers a decoy.
     let pso = Command::new(cla::ISO, ins::PSO, 0x00, 0xBE).with_data(cert.as_bytes().to_vec());
     let fingerprint = cert.fingerprint();
+    let group = credential.group();
     let mut certificate_sent = false;
     if policy.always_send_certificate {
         let r = send(channel, &pso)?;
         certificate_sent = true;
         if r.sw != StatusWord::Success {
-            return Err(refusal(trust, policy, requested, r.sw));
+            return Err(unexpected(r.sw));
         }
     }
-    let mut session = ReaderSession::new(rng, fingerprint, requested, policy.today);
-    let mut response = send(channel, &session.command())?;
-    if response.sw == StatusWord::SecurityStatusNotSatisfied && !certificate_sent {
+    let tap = |channel: &mut CardChannel<T>,
+               rng: &mut dyn FnMut() -> ReaderSession|
+     -> Result<Result<citycard_proto::auth::Disclosure, ProtoError>, Verdict> {
+        let session = rng();
+        let response = send(channel, &session.command())?;
+        if response.sw != StatusWord::Success {
+            return Err(unexpected(response.sw));
+        }
+        Ok(session.open(&response.data, credential.key(), group))
+    };
+    let mut new_session = || ReaderSession::new(rng, fingerprint, requested, policy.today);
+    let mut opened = tap(channel, &mut new_session)?;
+    if opened.as_ref().err() == Some(&ProtoError::Decoy) && !certificate_sent {
         let r = send(channel, &pso)?;
         if r.sw != StatusWord::Success {
-            return Err(refusal(trust, policy, requested, r.sw));
+            return Err(unexpected(r.sw));
         }
-        session = ReaderSession::new(rng, fingerprint, requested, policy.today);
-        response = send(channel, &session.command())?;
-    }
-    if response.sw != StatusWord::Success {
-        return Err(refusal(trust, policy, requested, response.sw));
+        opened = tap(channel, &mut new_session)?;
     }
 
-    // 3a–3d. Decrypt, echo, card MAC, digests.
-    let disclosure = session
-        .open(&response.data, credential.key())
-        .map_err(|e| match e {
-            ProtoError::TranscriptMismatch => Verdict::Replay,
-            ProtoError::BadMac => Verdict::Clone,
-            other => Verdict::Tampered {
-                detail: other.to_string(),
-            },
-        })?;
+    // 3a–3d. Length, tag, echo, record, card MAC, entries.
+    let disclosure = opened.map_err(|e| match e {
+        ProtoError::Decoy => refusal(trust, policy, requested),
+        ProtoError::TranscriptMismatch => Verdict::Replay,
+        ProtoError::BadMac => Verdict::Clone,
+        other => Verdict::Tampered {
+            detail: other.to_string(),
+        },
+    })?;
     let record = &disclosure.record;
     let body = record.body();
 
-    // 3e–3f. The issuer (station known, valid at issue, signature), then
-    // validity, revocation, freshness.
+    // 3e–3f. The issuer (station known by its reference, valid on
+    // valid-from, lifetime, signature), then validity, revocation, freshness.
+    let station = trust
+        .bundle()
+        .station_by_reference(group, &body.station_ref)
+        .ok_or(Verdict::UnknownIssuer)?;
     let standing = issuer_and_standing(
         trust,
         policy,
         Issued {
-            station: &body.station,
+            station: &station.fingerprint(),
             valid_from: body.valid_from,
             valid_to: body.valid_to,
             revocation_id: &record.revocation_id(),
         },
-        |station| record.verify(station),
+        |station| {
+            if body.lifetime_allowed() {
+                record.verify(station)
+            } else {
+                Err(ProtoError::BadValue(0x84))
+            }
+        },
     )?;
 
     // 4. Only now expose what was disclosed, and nothing else.
     let attributes: Vec<(AttributeId, Vec<u8>)> = disclosure
-        .attributes
-        .iter()
-        .filter(|e| requested.contains(e.id) && grants.contains(e.id))
-        .map(|e| (e.id, e.value.clone()))
+        .present()
+        .filter(|(id, _)| requested.contains(*id) && grants.contains(*id))
+        .map(|(id, v)| (id, v.to_vec()))
         .collect();
     let card_number = attributes
         .iter()
@@ -284,19 +302,16 @@ pub(crate) fn send<T: CardTransport>(
     })
 }
 
-/// Why the card refused us, found locally (the card says `6982` whatever the
-/// reason, SPEC §10.9).
-pub(crate) fn refusal(
-    trust: &Trust,
-    policy: &Policy,
-    requested: AttributeSet,
-    sw: StatusWord,
-) -> Verdict {
-    if sw != StatusWord::SecurityStatusNotSatisfied {
-        return Verdict::Tampered {
-            detail: format!("unexpected status word {sw}"),
-        };
+/// A status word the procedure does not list: the card misbehaves.
+pub(crate) fn unexpected(sw: StatusWord) -> Verdict {
+    Verdict::Tampered {
+        detail: format!("unexpected status word {sw}"),
     }
+}
+
+/// Why the card refused us, found locally (the card answers a decoy whatever
+/// the reason, SPEC §6.10, §10.9).
+pub(crate) fn refusal(trust: &Trust, policy: &Policy, requested: AttributeSet) -> Verdict {
     let cert = trust.credential().certificate();
     let not_granted = requested.difference(cert.body().grants);
     if !not_granted.is_empty() {

@@ -26,12 +26,12 @@ fn now() -> u64 {
     date(keys::TODAY).days_since_epoch() as u64 * 86_400 + 43_200
 }
 
-fn bundle(city: &TestCity, revoked: Vec<RevocationId>) -> TrustBundle {
+fn bundle(city: &TestCity, revoked: Vec<RevocationId>, group: u8) -> TrustBundle {
     trust_bundle(
         city,
         BundleSpec {
             revoked,
-            ..BundleSpec::of(city, now() - 3_600, now() + 86_400)
+            ..BundleSpec::of(city, now() - 3_600, now() + 86_400).in_group(group)
         },
     )
 }
@@ -39,7 +39,7 @@ fn bundle(city: &TestCity, revoked: Vec<RevocationId>) -> TrustBundle {
 fn trust_with(city: &TestCity, profile: &'static str, revoked: Vec<RevocationId>) -> Trust {
     let r = reader(city, profile);
     Trust::new(
-        bundle(city, revoked),
+        bundle(city, revoked, r.group),
         PartnerCredential::new(r.certificate, r.key).unwrap(),
     )
     .unwrap()

@@ -8,10 +8,12 @@ use std::sync::Arc;
 
 use citycard_card::{Applet, Faults, MemoryStorage};
 use citycard_proto::apdu::CommandView;
-use citycard_proto::auth::{card_respond, AuthRequest, AuthorisedReader, CardData};
+use citycard_proto::auth::{
+    card_answer, AuthRequest, AuthorisedReader, CardData, CardGroup, RealAnswer,
+};
 use citycard_proto::cert::{Certificate, CertificateBody, Role};
 use citycard_proto::consts::{ins, AID};
-use citycard_proto::record::{AttributeEntry, RecordBody, ResidentRecord};
+use citycard_proto::record::{GroupRecord, RecordBody, StoredValue};
 use citycard_proto::revocation::{RevocationId, TrustBundle};
 use citycard_proto::{crypto, tlv, CardLost, ContactlessCard};
 use citycard_reader::{
@@ -76,14 +78,21 @@ fn credential(city: &TestCity, profile: &'static str) -> PartnerCredential {
     PartnerCredential::new(r.certificate, r.key).unwrap()
 }
 
+/// The profile's trust: its credential and its group's bundle.
 fn trust(city: &TestCity, profile: &'static str) -> Trust {
-    Trust::new(bundle(city), credential(city, profile)).unwrap()
+    let b = trust_bundle(
+        city,
+        BundleSpec::of(city, now() - 3_600, now() + 86_400).in_group(keys::group_of(profile)),
+    );
+    Trust::new(b, credential(city, profile)).unwrap()
 }
 
 /// A reference card personalised by `city` with the sample resident.
-fn issued_card(city: &TestCity, seed: u8, from: Date, to: Date) -> (Card, ResidentRecord) {
+/// (Valid-from is the first day of `from`'s month, SPEC §5.3.) The card has
+/// groups 0–2 (the test readers' groups); the record returned is group 0's.
+fn issued_card(city: &TestCity, seed: u8, from: Date, to: Date) -> (Card, GroupRecord) {
     let mut card = Applet::new(MemoryStorage::new(), ChaCha20Rng::from_seed([seed; 32]));
-    let mut salts = ChaCha20Rng::from_seed([seed ^ 0x55; 32]);
+    let mut rng = ChaCha20Rng::from_seed([seed ^ 0x55; 32]);
     let record = {
         let mut link = |apdu: &[u8]| card.transmit(apdu).map_err(|e| e.to_string());
         let mut s = Script::new(&mut link);
@@ -92,19 +101,22 @@ fn issued_card(city: &TestCity, seed: u8, from: Date, to: Date) -> (Card, Reside
             Personalisation {
                 city,
                 station_ephemeral: test_key("station ephemeral"),
-                salts: &mut salts,
+                rng: &mut rng,
                 resident: sample_resident(),
-                valid_from: from,
+                issue_date: from,
                 valid_to: to,
-                anchor: true,
+                groups: 3,
+                prepare: true,
             },
         )
         .unwrap()
+        .records
+        .swap_remove(0)
     };
     (card, record)
 }
 
-fn new_card(city: &TestCity, seed: u8) -> (Card, ResidentRecord) {
+fn new_card(city: &TestCity, seed: u8) -> (Card, GroupRecord) {
     issued_card(city, seed, date((2026, 11, 20)), date((2031, 11, 19)))
 }
 
@@ -132,7 +144,7 @@ impl<F: FnMut(&[u8]) -> Result<Vec<u8>, CardLost>> ContactlessCard for Fake<F> {
 
 fn fci(life_cycle: u8) -> Vec<u8> {
     let mut a5 = Vec::new();
-    tlv::push(&mut a5, 0x80, &[1]);
+    tlv::push(&mut a5, 0x80, &[citycard_proto::consts::PROTOCOL_VERSION]);
     tlv::push(&mut a5, 0x81, &[life_cycle]);
     let mut v = Vec::new();
     tlv::push(&mut v, 0x84, &AID);
@@ -143,38 +155,66 @@ fn fci(life_cycle: u8) -> Vec<u8> {
 }
 
 /// A fake card with its own key that answers GENERAL AUTHENTICATE with
-/// `card_respond` over the given raw record bytes (accepting any reader of
+/// `card_answer` over the given raw record bytes (accepting any reader of
 /// `reader_cert` without PSO).
 fn protocol_card(
     card_key: p256::SecretKey,
     record: Vec<u8>,
-    attributes: Vec<AttributeEntry>,
+    values: Vec<StoredValue>,
     reader_cert: &Certificate,
 ) -> impl ContactlessCard {
     let authorised = AuthorisedReader {
         public_key: reader_cert.body().public_key,
         grants: reader_cert.body().grants,
         domain: reader_cert.body().domain.unwrap(),
+        group: reader_cert.body().group.unwrap(),
     };
     let mut rng = ChaCha20Rng::from_seed([7; 32]);
+    let mut pending: Vec<u8> = Vec::new();
     Fake(move |apdu: &[u8]| {
         let view = CommandView::parse(apdu).map_err(|_| CardLost)?;
         Ok(match view.ins {
             ins::SELECT => fci(0x07),
             ins::GENERAL_AUTHENTICATE => {
                 let request = AuthRequest::decode(view.data).unwrap();
-                let mut out = card_respond(
+                let group = CardGroup {
+                    card_key: &card_key,
+                    record: &record,
+                    seed: &FAKE_SEED,
+                };
+                let public = card_key.public_key();
+                let answer = card_answer(
+                    &mut citycard_proto::crypto::OpCount::default(),
                     view.data,
                     &request,
-                    &authorised,
+                    request.reader_point(),
                     &CardData {
-                        card_key: &card_key,
+                        group0: CardGroup {
+                            card_key: &card_key,
+                            record: &record,
+                            seed: &FAKE_SEED,
+                        },
+                        group0_public: &public,
                         pseudonym_key: &[3; 16],
-                        record: &record,
-                        attributes: &attributes,
+                        values: &values,
                     },
+                    Some(RealAnswer {
+                        reader: &authorised,
+                        group,
+                    }),
                     &mut rng,
                 );
+                let (first, rest) = answer.split_at(answer.len().min(256));
+                pending = rest.to_vec();
+                let mut out = first.to_vec();
+                match pending.len() {
+                    0 => out.extend_from_slice(&[0x90, 0x00]),
+                    n => out.extend_from_slice(&[0x61, n.min(255) as u8]),
+                }
+                out
+            }
+            ins::GET_RESPONSE => {
+                let mut out = std::mem::take(&mut pending);
                 out.extend_from_slice(&[0x90, 0x00]);
                 out
             }
@@ -183,29 +223,35 @@ fn protocol_card(
     })
 }
 
-/// Entries, signed body TLV and signature for a fake card's record.
+/// The salt seed of the fake cards' records.
+const FAKE_SEED: [u8; 16] = [0x5E; 16];
+
+/// Values, signed body TLV and signature for a fake card's record of `group`.
 fn fake_record(
     city: &TestCity,
     card_key: &p256::SecretKey,
+    group: u8,
     from: Date,
     to: Date,
-) -> (Vec<AttributeEntry>, Vec<u8>, [u8; 64]) {
-    let entries: Vec<AttributeEntry> = sample_resident()
+) -> (Vec<StoredValue>, Vec<u8>, [u8; 64]) {
+    let values: Vec<StoredValue> = sample_resident()
         .into_iter()
-        .enumerate()
-        .map(|(i, (id, v))| AttributeEntry::new(id, [i as u8 + 1; 16], v).unwrap())
+        .map(|(id, v)| StoredValue::new(id, v).unwrap())
         .collect();
+    let digests: Vec<_> = values.iter().map(|v| v.digest(&FAKE_SEED)).collect();
     let body = RecordBody::new(
-        city.station_certificate.fingerprint(),
+        group,
+        &city.station_certificate.fingerprint(),
         from,
         to,
         card_key.public_key(),
-        &entries,
+        &digests,
+        &mut ChaCha20Rng::from_seed([8; 32]),
     )
     .unwrap();
     let tbs = body.to_be_signed().unwrap();
     let sig = crypto::sign(&city.station, &tbs);
-    (entries, tbs, sig)
+    (values, tbs, sig)
 }
 
 fn encode_record(body_tlv: &[u8], sig: &[u8; 64]) -> Vec<u8> {
@@ -309,7 +355,8 @@ fn first_tap_sends_the_certificate_second_tap_uses_the_cache() {
     let (card, _) = new_card(&city, 4);
     let trust = trust(&city, "library");
     let mut ch = channel(card);
-    // First tap (SPEC §8 step 2): SELECT, GA → 6982, PSO, GA → 61xx, GET RESPONSE.
+    // First tap (SPEC §8 step 2): SELECT, GA → decoy (61xx, GET RESPONSE),
+    // PSO, GA → 61xx, GET RESPONSE.
     assert!(verify(&mut ch, &trust, &policy(), &mut rng()).is_genuine());
     let first: Vec<u8> = ch
         .transport()
@@ -322,13 +369,18 @@ fn first_tap_sends_the_certificate_second_tap_uses_the_cache() {
         [
             ins::SELECT,
             ins::GENERAL_AUTHENTICATE,
+            ins::GET_RESPONSE,
             ins::PSO,
             ins::GENERAL_AUTHENTICATE,
             ins::GET_RESPONSE
         ]
     );
-    assert_eq!(ch.transport().entries()[1].response, [0x69, 0x82]);
-    assert_eq!(ch.transport().stats().apdus, 5);
+    // The decoy looks like the answer: same status words, same lengths.
+    let e = ch.transport().entries();
+    assert_eq!(e[1].response.len(), e[4].response.len());
+    assert_eq!(e[1].response[256..], e[4].response[256..]);
+    assert_eq!(e[2].response.len(), e[5].response.len());
+    assert_eq!(ch.transport().stats().apdus, 6);
     // Second tap: cache hit, 3 APDUs (SPEC §12).
     ch.transport_mut().clear();
     assert!(verify(&mut ch, &trust, &policy(), &mut rng()).is_genuine());
@@ -416,7 +468,8 @@ fn asking_beyond_the_grants_is_unauthorised_and_the_card_releases_nothing() {
         serde_json::json!(["name", "birth_date"])
     );
     let entries = ch.transport().entries();
-    // The over-broad request really reached the card, twice (before and after PSO)…
+    // The over-broad request really reached the card, twice (before and after
+    // PSO), and was answered with decoys of the answer's length…
     let gas: Vec<_> = entries
         .iter()
         .filter(|e| e.command[1] == ins::GENERAL_AUTHENTICATE)
@@ -425,13 +478,10 @@ fn asking_beyond_the_grants_is_unauthorised_and_the_card_releases_nothing() {
     for ga in &gas {
         let req = AuthRequest::decode(&ga.command[5..ga.command.len() - 1]).unwrap();
         assert!(req.requested.contains(AttributeId::NAME));
-        assert_eq!(ga.response, [0x69, 0x82]);
+        assert_eq!(ga.response.len(), 258);
+        assert_eq!(ga.response[256], 0x61);
     }
-    // …and apart from the FCI the card sent status words only: none of the
-    // resident's values, in clear or otherwise.
-    for e in &entries[1..] {
-        assert_eq!(e.response.len(), 2, "{:02X?}", e.response);
-    }
+    // …in which none of the resident's values appear, in clear or otherwise.
     let all: Vec<u8> = entries.iter().flat_map(|e| e.response.clone()).collect();
     // (Values of 1–2 bytes, `01` and "fr", match by chance anywhere.)
     for (id, value) in sample_resident().into_iter().filter(|(_, v)| v.len() >= 4) {
@@ -493,7 +543,13 @@ fn a_record_with_a_wrong_station_signature_is_refused() {
     let city = city();
     let reader = reader(&city, "library");
     let key = test_key("fake card");
-    let (entries, tbs, sig) = fake_record(&city, &key, date((2026, 11, 20)), date((2031, 11, 19)));
+    let (entries, tbs, sig) = fake_record(
+        &city,
+        &key,
+        reader.group,
+        date((2026, 11, 20)),
+        date((2031, 11, 19)),
+    );
     // Control: the honest fake card is genuine.
     let honest = protocol_card(
         key.clone(),
@@ -524,7 +580,13 @@ fn a_flipped_byte_anywhere_in_the_record_is_never_genuine() {
     let reader = reader(&city, "full");
     let t = trust(&city, "full");
     let key = test_key("fake card");
-    let (entries, tbs, sig) = fake_record(&city, &key, date((2026, 11, 20)), date((2031, 11, 19)));
+    let (entries, tbs, sig) = fake_record(
+        &city,
+        &key,
+        reader.group,
+        date((2026, 11, 20)),
+        date((2031, 11, 19)),
+    );
     let record = encode_record(&tbs, &sig);
     let mut seen = BTreeSet::new();
     for i in 0..record.len() {
@@ -557,7 +619,13 @@ fn a_station_not_valid_on_the_issue_date_is_refused() {
     let reader = reader(&city, "library");
     let key = test_key("fake card 2");
     // The station certificate starts on 2026-01-01.
-    let (entries, tbs, sig) = fake_record(&city, &key, date((2025, 6, 1)), date((2030, 5, 31)));
+    let (entries, tbs, sig) = fake_record(
+        &city,
+        &key,
+        reader.group,
+        date((2025, 6, 1)),
+        date((2030, 5, 31)),
+    );
     let card = protocol_card(key, encode_record(&tbs, &sig), entries, &reader.certificate);
     let v = verify(
         &mut channel(card),
@@ -611,7 +679,28 @@ fn card_validity_is_checked() {
         }
     );
     assert_eq!(v.to_json()["expired_on"], "2026-11-25");
+    // A genuine card issued for next month has that month as its card date:
+    // it refuses a reader dated before it (a decoy), so the reader can only
+    // say it was refused.
     let (card, _) = issued_card(&city, 12, date((2026, 12, 1)), date((2031, 11, 30)));
+    let v = verify(
+        &mut channel(card),
+        &trust(&city, "library"),
+        &policy(),
+        &mut rng(),
+    );
+    assert_eq!(v, Verdict::CardRefused);
+    // A card that answers anyway (one that ignores its card date) is not yet valid.
+    let reader = reader(&city, "library");
+    let key = test_key("early card");
+    let (values, tbs, sig) = fake_record(
+        &city,
+        &key,
+        reader.group,
+        date((2026, 12, 1)),
+        date((2031, 11, 30)),
+    );
+    let card = protocol_card(key, encode_record(&tbs, &sig), values, &reader.certificate);
     let v = verify(
         &mut channel(card),
         &trust(&city, "library"),
@@ -679,6 +768,23 @@ fn a_stale_revocation_list_follows_the_policy() {
 }
 
 #[test]
+fn a_bundle_of_another_group_is_refused() {
+    let city = city();
+    // The full profile is in group 2; a group-0 bundle carries group 0's list.
+    let err = Trust::new(bundle(&city), credential(&city, "full")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            citycard_reader::ReaderError::CredentialNotForThisGroup {
+                credential: 2,
+                bundle: 0
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[test]
 fn an_expired_partner_credential_is_reported_as_such() {
     let city = city();
     let key = test_key("old reader");
@@ -688,6 +794,7 @@ fn an_expired_partner_credential_is_reported_as_such() {
         role: Role::Reader,
         grants: set(&[AttributeId::PSEUDONYM, AttributeId::RESIDENT]),
         domain: Some([5; 16]),
+        group: Some(0),
         effective: date((2026, 1, 1)),
         expiry: date((2026, 6, 30)),
         public_key: key.public_key(),
@@ -933,7 +1040,8 @@ async fn verify_async_runs_on_the_blocking_pool() {
     for task in tasks {
         let (verdict, ch) = task.await.unwrap().unwrap();
         pseudonyms.insert(genuine(&verdict).pseudonym.unwrap());
-        assert_eq!(ch.transport().stats().apdus, 5);
+        // SELECT, GA (decoy) + GET RESPONSE, PSO, GA + GET RESPONSE.
+        assert_eq!(ch.transport().stats().apdus, 6);
     }
     assert_eq!(pseudonyms.len(), 3);
 }

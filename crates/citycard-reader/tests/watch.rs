@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use citycard_card::{Applet, MemoryStorage};
 use citycard_emulator::{serve, ServeOptions};
 use citycard_proto::revocation::{RevocationId, TrustBundle};
-use citycard_proto::{ContactlessCard, ResidentRecord};
+use citycard_proto::{ContactlessCard, GroupRecord};
 use citycard_reader::watch::{channel_sink, TrustSource};
 use citycard_reader::{
     Clock, PartnerCredential, Policy, ReaderError, ReaderSelection, Shutdown, TapEvent, Verdict,
@@ -176,9 +176,9 @@ fn trust_files(city: &TestCity, dir: &std::path::Path) -> TrustSource {
 }
 
 /// A reference card personalised in-process with the sample resident.
-fn issued_card(city: &TestCity, seed: u8) -> (Card, ResidentRecord) {
+fn issued_card(city: &TestCity, seed: u8) -> (Card, GroupRecord) {
     let mut card = Applet::new(MemoryStorage::new(), ChaCha20Rng::from_seed([seed; 32]));
-    let mut salts = ChaCha20Rng::from_seed([seed ^ 0x55; 32]);
+    let mut rng = ChaCha20Rng::from_seed([seed ^ 0x55; 32]);
     let record = {
         let mut link = |apdu: &[u8]| card.transmit(apdu).map_err(|e| e.to_string());
         let mut s = Script::new(&mut link);
@@ -187,14 +187,17 @@ fn issued_card(city: &TestCity, seed: u8) -> (Card, ResidentRecord) {
             Personalisation {
                 city,
                 station_ephemeral: test_key("station ephemeral"),
-                salts: &mut salts,
+                rng: &mut rng,
                 resident: sample_resident(),
-                valid_from: date((2026, 11, 20)),
+                issue_date: date((2026, 11, 20)),
                 valid_to: date((2031, 11, 19)),
-                anchor: true,
+                groups: 3,
+                prepare: true,
             },
         )
         .unwrap()
+        .records
+        .swap_remove(0)
     };
     (card, record)
 }

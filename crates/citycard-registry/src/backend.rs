@@ -28,6 +28,10 @@ pub trait IssuanceRegistry {
         revocation_id: &[u8; 8],
         actor: &str,
     ) -> Result<()>;
+    /// See [`Registry::attach_group_keys`](crate::Registry::attach_group_keys).
+    fn attach_group_keys(&mut self, intent_id: i64, keys: &[[u8; 33]], actor: &str) -> Result<()>;
+    /// See [`Registry::group_keys`](crate::Registry::group_keys).
+    fn group_keys(&self, intent_id: i64) -> Result<Vec<[u8; 33]>>;
     /// See [`Registry::commit_issued`](crate::Registry::commit_issued).
     fn commit_issued(
         &mut self,
@@ -120,6 +124,14 @@ impl IssuanceRegistry for Registry {
         actor: &str,
     ) -> Result<()> {
         Registry::attach_card_key(self, intent_id, card_key, revocation_id, actor)
+    }
+
+    fn attach_group_keys(&mut self, intent_id: i64, keys: &[[u8; 33]], actor: &str) -> Result<()> {
+        Registry::attach_group_keys(self, intent_id, keys, actor)
+    }
+
+    fn group_keys(&self, intent_id: i64) -> Result<Vec<[u8; 33]>> {
+        Registry::group_keys(self, intent_id)
     }
 
     fn commit_issued(
@@ -272,6 +284,14 @@ impl<T: IssuanceRegistry + ?Sized> IssuanceRegistry for Box<T> {
         actor: &str,
     ) -> Result<()> {
         (**self).attach_card_key(intent_id, card_key, revocation_id, actor)
+    }
+
+    fn attach_group_keys(&mut self, intent_id: i64, keys: &[[u8; 33]], actor: &str) -> Result<()> {
+        (**self).attach_group_keys(intent_id, keys, actor)
+    }
+
+    fn group_keys(&self, intent_id: i64) -> Result<Vec<[u8; 33]>> {
+        (**self).group_keys(intent_id)
     }
 
     fn commit_issued(

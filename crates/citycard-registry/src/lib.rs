@@ -105,6 +105,9 @@ pub const FORBIDDEN_WORDS: &[&str] = &[
 /// ([`Registry::revocation_ids`]).
 pub const SPOILED_AFTER_SIGNING: &str = "spoiled-after-signing";
 
+/// The most group keys one card has (SPEC §5.3), the protocol's limit.
+pub const MAX_GROUP_KEYS: usize = citycard_proto::limits::MAX_GROUPS;
+
 /// The schema version of the SQLite registry file at `path`, read without
 /// upgrading it (0: not a registry).
 pub fn sqlite_file_version(path: impl AsRef<std::path::Path>) -> Result<i64> {

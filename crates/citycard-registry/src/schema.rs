@@ -19,12 +19,15 @@
 //! (`retain_until`, unix seconds; `NULL` for rows kept before retention
 //! periods existed, until the resident is forgotten).
 //!
+//! Version 4 (from 3): `card_group_keys` keeps a card's key and revocation
+//! id of each linkability group but 0 (whose stay in `cards`).
+//!
 //! A new registry is created with [`SCHEMA`] (version 2) and then every
 //! migration, so the upgrade path of existing files is the one every new
 //! file takes.
 
 /// The schema version written to `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// The version [`SCHEMA`] creates; [`MIGRATIONS`] upgrade from there.
 pub const OLDEST_UPGRADABLE: i64 = 2;
@@ -62,7 +65,32 @@ pub fn cards_schema_v2() -> &'static str {
 
 /// Upgrade steps: `(from, sql)` takes a version-`from` file to `from + 1`.
 /// Each runs in one exclusive transaction with the `user_version` bump.
-pub const MIGRATIONS: &[(i64, &str)] = &[(2, MIGRATE_2_TO_3)];
+pub const MIGRATIONS: &[(i64, &str)] = &[(2, MIGRATE_2_TO_3), (3, MIGRATE_3_TO_4)];
+
+/// Version 3 to 4: a card's records of linkability groups 1 to 7 (SPEC §5.3),
+/// each with its own card key and revocation id (group 0's stay in `cards`);
+/// written with the card's keys, never changed or deleted.
+const MIGRATE_3_TO_4: &str = r"
+CREATE TABLE card_group_keys (
+    intent_id     INTEGER NOT NULL REFERENCES cards (intent_id),
+    group_id      INTEGER NOT NULL CHECK (group_id BETWEEN 1 AND 7),
+    card_key      BLOB    NOT NULL UNIQUE CHECK (length(card_key) = 33),
+    revocation_id BLOB    NOT NULL UNIQUE CHECK (length(revocation_id) = 8),
+    PRIMARY KEY (intent_id, group_id)
+) STRICT;
+
+CREATE INDEX card_group_keys_by_group ON card_group_keys (group_id, revocation_id);
+
+CREATE TRIGGER card_group_keys_never_updated BEFORE UPDATE ON card_group_keys
+BEGIN
+    SELECT RAISE(ABORT, 'card group keys are never changed');
+END;
+
+CREATE TRIGGER card_group_keys_never_deleted BEFORE DELETE ON card_group_keys
+BEGIN
+    SELECT RAISE(ABORT, 'card group keys are never deleted');
+END;
+";
 
 const MIGRATE_2_TO_3: &str = r"
 CREATE TABLE leases (

@@ -340,3 +340,42 @@ pub(crate) fn revocation_cutoff(group: u8, as_of: Date) -> Result<Date> {
     Date::from_days_since_epoch(as_of.days_since_epoch() - i64::from(REVOCATION_GRACE_DAYS))
         .map_err(|_| invalid("as_of", "out of range"))
 }
+
+/// A group key and its revocation id.
+pub(crate) type KeyPair = ([u8; 33], [u8; 8]);
+
+/// Checks a card's group keys (1 to [`MAX_GROUP_KEYS`](crate::MAX_GROUP_KEYS),
+/// each a compressed P-256 point) and pairs each with its revocation id:
+/// group 0's, then the others by group.
+pub(crate) fn group_key_pairs(keys: &[[u8; 33]]) -> Result<(KeyPair, Vec<KeyPair>)> {
+    if keys.len() > crate::MAX_GROUP_KEYS {
+        return Err(invalid("group keys", "1 to 8 card keys"));
+    }
+    let mut pairs = keys
+        .iter()
+        .map(|k| {
+            let key = citycard_proto::crypto::decode_point(k)
+                .map_err(|_| invalid("card_key", "not a compressed P-256 point"))?;
+            Ok((*k, citycard_proto::revocation::revocation_id(&key)))
+        })
+        .collect::<Result<Vec<KeyPair>>>()?
+        .into_iter();
+    let first = pairs
+        .next()
+        .ok_or_else(|| invalid("group keys", "1 to 8 card keys"))?;
+    Ok((first, pairs.collect()))
+}
+
+/// Refuses group keys (groups 1 and up) other than the ones recorded.
+pub(crate) fn same_group_keys(
+    card_number: &str,
+    recorded: &[[u8; 33]],
+    given: &[([u8; 33], [u8; 8])],
+) -> Result<()> {
+    if recorded.len() != given.len() || recorded.iter().zip(given).any(|(r, (g, _))| r != g) {
+        return Err(RegistryError::CardKeyMismatch {
+            card_number: card_number.to_string(),
+        });
+    }
+    Ok(())
+}

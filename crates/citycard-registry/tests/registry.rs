@@ -39,15 +39,15 @@ fn create_refuses_existing_and_open_refuses_missing_or_foreign() {
             expected: SCHEMA_VERSION
         })
     ));
-    assert_eq!(SCHEMA_VERSION, 3);
+    assert_eq!(SCHEMA_VERSION, 4);
     // A future schema version is refused, saying so.
-    raw(&f.path).pragma_update(None, "user_version", 4).unwrap();
+    raw(&f.path).pragma_update(None, "user_version", 5).unwrap();
     let err = Registry::open(&f.path).unwrap_err();
     assert!(
         matches!(
             err,
             RegistryError::NewerSchema {
-                found: 4,
+                found: 5,
                 supported: SCHEMA_VERSION
             }
         ),

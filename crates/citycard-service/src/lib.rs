@@ -15,6 +15,15 @@
 //! The JSON documents are the serde types of [`citycard_reader::json`],
 //! described by the JSON Schemas in the repository's `schemas/` directory.
 #![forbid(unsafe_code)]
+#![cfg_attr(
+    test,
+    allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
 
 mod emulated;
 #[cfg(feature = "serve")]

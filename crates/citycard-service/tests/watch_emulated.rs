@@ -1,7 +1,13 @@
 //! The tap service engine as a library, over the emulated reader and over a
 //! reader system with no readers: taps, heartbeats, and giving up on a
 //! reader name that matches nothing. No pcscd involved.
-#![cfg(test)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    missing_docs
+)]
 
 use std::path::Path;
 use std::sync::{mpsc, Arc};
@@ -49,7 +55,7 @@ fn card_file(path: &Path) {
         FileStore::new(path).unwrap(),
         ChaCha20Rng::from_seed([7; 32]),
     );
-    let mut salts = ChaCha20Rng::from_seed([8; 32]);
+    let mut rng = ChaCha20Rng::from_seed([8; 32]);
     let mut link = |apdu: &[u8]| card.transmit(apdu).map_err(|e| e.to_string());
     let mut s = Script::new(&mut link);
     personalise(
@@ -57,11 +63,12 @@ fn card_file(path: &Path) {
         Personalisation {
             city: &city,
             station_ephemeral: test_key("station ephemeral"),
-            salts: &mut salts,
+            rng: &mut rng,
             resident: sample_resident(),
-            valid_from: date((2026, 11, 20)),
+            issue_date: date((2026, 11, 20)),
             valid_to: date((2031, 11, 19)),
-            anchor: true,
+            groups: 3,
+            prepare: true,
         },
     )
     .expect("personalisation");

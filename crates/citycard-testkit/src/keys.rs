@@ -39,6 +39,8 @@ pub fn date((y, m, d): (u16, u8, u8)) -> Date {
 pub struct TestReader {
     /// Profile name.
     pub name: &'static str,
+    /// Its linkability group.
+    pub group: u8,
     /// The reader's static private key.
     pub key: SecretKey,
     /// Its certificate.
@@ -53,9 +55,21 @@ pub struct TestCity {
     pub station: SecretKey,
     /// Station certificate.
     pub station_certificate: Certificate,
+    /// Preparer key.
+    pub preparer: SecretKey,
+    /// Preparer certificate (role 03, signed by the root).
+    pub preparer_certificate: Certificate,
 }
 
-/// Builds the test city (root "LIEGE", one station valid 2026-01-01..2027-12-31).
+/// The preparation date of test cards.
+pub const PREPARATION_DATE: (u16, u8, u8) = (2026, 11, 2);
+/// The issue date of test cards (valid-from is the first of its month).
+pub const ISSUE_DATE: (u16, u8, u8) = (2026, 11, 20);
+/// The last valid day of test cards.
+pub const VALID_TO: (u16, u8, u8) = (2031, 10, 31);
+
+/// Builds the test city (root "LIEGE", one station and one preparer valid
+/// 2026-01-01..2027-12-31).
 pub fn city() -> TestCity {
     city_named(ISSUER, "root")
 }
@@ -70,9 +84,24 @@ pub fn city_named(issuer: &str, root_label: &str) -> TestCity {
         role: Role::Station,
         grants: AttributeSet::EMPTY,
         domain: None,
+        group: None,
         effective: date((2026, 1, 1)),
         expiry: date((2027, 12, 31)),
         public_key: station.public_key(),
+    }
+    .sign(&root)
+    .expect("fixture certificate");
+    let preparer = test_key(&format!("{issuer} preparer"));
+    let preparer_certificate = CertificateBody {
+        issuer: issuer.into(),
+        holder: "preparer-1".into(),
+        role: Role::Preparer,
+        grants: AttributeSet::EMPTY,
+        domain: None,
+        group: None,
+        effective: date((2026, 1, 1)),
+        expiry: date((2027, 12, 31)),
+        public_key: preparer.public_key(),
     }
     .sign(&root)
     .expect("fixture certificate");
@@ -80,11 +109,28 @@ pub fn city_named(issuer: &str, root_label: &str) -> TestCity {
         root,
         station,
         station_certificate,
+        preparer,
+        preparer_certificate,
     }
 }
 
-/// The reader profiles used in vectors and tests.
+/// The linkability group of a test reader profile: library 0, transit 1,
+/// full identity 2 (anything else 0).
+pub fn group_of(profile: &str) -> u8 {
+    match profile {
+        "transit" => 1,
+        "full" => 2,
+        _ => 0,
+    }
+}
+
+/// The reader profiles used in vectors and tests, in their usual group.
 pub fn reader(city: &TestCity, profile: &'static str) -> TestReader {
+    reader_in_group(city, profile, group_of(profile))
+}
+
+/// A reader profile in group `group`.
+pub fn reader_in_group(city: &TestCity, profile: &'static str, group: u8) -> TestReader {
     let grants: AttributeSet = match profile {
         "library" => [AttributeId::PSEUDONYM, AttributeId::RESIDENT]
             .into_iter()
@@ -115,6 +161,7 @@ pub fn reader(city: &TestCity, profile: &'static str) -> TestReader {
         role: Role::Reader,
         grants,
         domain: Some(domain),
+        group: Some(group),
         effective: date((2026, 1, 1)),
         expiry: date((2027, 12, 31)),
         public_key: key.public_key(),
@@ -123,6 +170,7 @@ pub fn reader(city: &TestCity, profile: &'static str) -> TestReader {
     .expect("fixture certificate");
     TestReader {
         name: profile,
+        group,
         key,
         certificate,
     }
@@ -141,6 +189,8 @@ pub struct BundleSpec {
     pub issued_at: u64,
     /// The list's next update (Unix seconds).
     pub next_update: u64,
+    /// The linkability group of the list and the bundle.
+    pub group: u8,
 }
 
 impl BundleSpec {
@@ -152,7 +202,15 @@ impl BundleSpec {
             revoked: Vec::new(),
             issued_at,
             next_update,
+            group: 0,
         }
+    }
+
+    /// The same in linkability group `group`.
+    #[must_use]
+    pub fn in_group(mut self, group: u8) -> Self {
+        self.group = group;
+        self
     }
 }
 
@@ -161,7 +219,7 @@ pub fn trust_bundle(city: &TestCity, spec: BundleSpec) -> TrustBundle {
     let issuer = city.station_certificate.body().issuer.clone();
     let list = RevocationListBody {
         issuer: issuer.clone(),
-        group: 0,
+        group: spec.group,
         sequence: spec.sequence,
         issued_at: spec.issued_at,
         next_update: spec.next_update,
@@ -172,7 +230,7 @@ pub fn trust_bundle(city: &TestCity, spec: BundleSpec) -> TrustBundle {
         .expect("fixture revocation list");
     let body = TrustBundleBody {
         issuer,
-        group: 0,
+        group: spec.group,
         root: city.root.public_key(),
         issued_at: spec.issued_at,
         stations: spec.stations,

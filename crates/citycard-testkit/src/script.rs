@@ -4,14 +4,17 @@
 use citycard_proto::apdu::{Command, Response};
 use citycard_proto::attr::{AttributeId, AttributeSet};
 use citycard_proto::auth::{Disclosure, ReaderSession};
-use citycard_proto::cert::Certificate;
+use citycard_proto::cert::{Certificate, CertificateBody, Role};
 use citycard_proto::consts::{cla, ins};
-use citycard_proto::crypto;
-use citycard_proto::pers::{self, SecureChannel, StationAuth, CHALLENGE_LEN};
-use citycard_proto::record::{AttributeEntry, RecordBody, SALT_LEN};
+use citycard_proto::crypto::{self, OpCount};
+use citycard_proto::limits::MAX_CHAINED_DATA;
+use citycard_proto::pers::{
+    self, CardAuthAnswer, Prepare, SecureChannel, StationAuth, CHALLENGE_LEN,
+};
+use citycard_proto::record::{self, GroupRecord, RecordBody, StoredValue, SEED_LEN};
 use citycard_proto::{Date, StatusWord};
-use p256::SecretKey;
-use rand_core::RngCore;
+use p256::{PublicKey, SecretKey};
+use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::{TestCity, TestReader};
@@ -44,6 +47,12 @@ pub enum ScriptError {
     /// Protocol failure on the host side.
     #[error("{0}")]
     Protocol(#[from] citycard_proto::Error),
+    /// The card's preparation certificate does not chain to the city's preparer.
+    #[error("not prepared by this city")]
+    NotPrepared,
+    /// The issuance check value differs from what the station sent.
+    #[error("issuance check value mismatch")]
+    CheckMismatch,
 }
 
 /// A raw link: one command APDU in, the raw response (data + SW) out.
@@ -159,86 +168,191 @@ pub fn sample_resident() -> Vec<(AttributeId, Vec<u8>)> {
     ]
 }
 
+/// PREPARE and STORE PREPARATION CERTIFICATE on a selected blank card, as the
+/// city's preparation facility does; returns the card's attestation key.
+pub fn prepare(s: &mut Script<'_>, city: &TestCity, on: Date) -> Result<PublicKey, ScriptError> {
+    let issuer = city.station_certificate.body().issuer.clone();
+    let data = Prepare {
+        issuer: issuer.clone(),
+        root: city.root.public_key(),
+        date: on,
+    }
+    .encode()?;
+    s.note("PREPARE");
+    let answer = s.expect_ok(
+        "PREPARE",
+        &Command::new(cla::PROPRIETARY, ins::PREPARE, 0, 0)
+            .with_data(data)
+            .with_le(256),
+    )?;
+    let attestation = pers::decode_attestation_key(&answer)?;
+    let certificate = preparation_certificate(city, &attestation, on)?;
+    s.note("STORE PREPARATION CERTIFICATE");
+    s.expect_ok(
+        "STORE PREPARATION CERTIFICATE",
+        &Command::new(cla::PROPRIETARY, ins::STORE_PREPARATION_CERTIFICATE, 0, 0)
+            .with_data(certificate.as_bytes().to_vec()),
+    )?;
+    Ok(attestation)
+}
+
+/// The preparer-signed certificate (role 04) of an attestation key.
+pub fn preparation_certificate(
+    city: &TestCity,
+    attestation: &PublicKey,
+    on: Date,
+) -> Result<Certificate, ScriptError> {
+    Ok(CertificateBody {
+        issuer: city.station_certificate.body().issuer.clone(),
+        holder: "2026-11-B0042".into(),
+        role: Role::PreparedCard,
+        grants: AttributeSet::EMPTY,
+        domain: None,
+        group: None,
+        effective: on,
+        expiry: on.add_days(3660 + 366),
+        public_key: *attestation,
+    }
+    .sign(&city.preparer)?)
+}
+
 /// Station-side parameters for one personalisation.
 pub struct Personalisation<'k> {
     /// City keys.
     pub city: &'k TestCity,
     /// The station's ephemeral key for EXTERNAL AUTHENTICATE.
     pub station_ephemeral: SecretKey,
-    /// Source of attribute salts.
-    pub salts: &'k mut dyn RngCore,
+    /// Source of salt seeds and decoy slots.
+    pub rng: &'k mut dyn CryptoRngCore,
     /// Resident attributes.
     pub resident: Vec<(AttributeId, Vec<u8>)>,
-    /// Issue and expiry dates.
-    pub valid_from: Date,
-    /// Expiry.
+    /// Issue date (valid-from is the first day of its month).
+    pub issue_date: Date,
+    /// Last valid day.
     pub valid_to: Date,
-    /// Send SET ISSUER ANCHOR first (blank card).
-    pub anchor: bool,
+    /// Number of linkability groups.
+    pub groups: u8,
+    /// Prepare the card first (blank card).
+    pub prepare: bool,
 }
 
-/// Runs a whole personalisation; returns the signed record.
-pub fn personalise(
-    s: &mut Script<'_>,
-    p: Personalisation<'_>,
-) -> Result<citycard_proto::ResidentRecord, ScriptError> {
+/// What a personalisation produced.
+pub struct Issued {
+    /// The signed group records, group 0 first.
+    pub records: Vec<GroupRecord>,
+    /// The salt seeds, group 0 first.
+    pub seeds: Vec<[u8; SEED_LEN]>,
+}
+
+/// Runs a whole personalisation with G groups; returns the records.
+pub fn personalise(s: &mut Script<'_>, p: Personalisation<'_>) -> Result<Issued, ScriptError> {
     s.note("SELECT");
     s.expect_ok("SELECT", &select_command())?;
-    let issuer = p.city.station_certificate.body().issuer.clone();
-    if p.anchor {
-        s.note("SET ISSUER ANCHOR");
+    if p.prepare {
+        prepare(s, p.city, crate::keys::date(crate::keys::PREPARATION_DATE))?;
+    }
+    let (keys, mut channel) = authenticate_station(s, p.city, &p.station_ephemeral, p.groups)?;
+    let mut values = Vec::new();
+    for (id, value) in &p.resident {
+        values.push(StoredValue::new(*id, value.clone())?);
+    }
+    values.sort_by_key(|v| v.id);
+    let valid_from =
+        record::valid_from_for(p.issue_date, p.city.station_certificate.body().effective);
+    let mut records = Vec::new();
+    let mut seeds = Vec::new();
+    for (g, key) in keys.iter().enumerate() {
+        let mut seed = [0u8; SEED_LEN];
+        p.rng.fill_bytes(&mut seed);
+        let digests: Vec<_> = values.iter().map(|v| v.digest(&seed)).collect();
+        let body = RecordBody::new(
+            g as u8,
+            &p.city.station_certificate.fingerprint(),
+            valid_from,
+            p.valid_to,
+            *key,
+            &digests,
+            &mut *p.rng,
+        )?;
+        records.push(body.sign(&p.city.station)?);
+        seeds.push(seed);
+    }
+    // The salt seeds first, in one short command (8 × 19 bytes fit one
+    // APDU); then records and values in commands of at most
+    // MAX_CHAINED_DATA bytes each.
+    let mut first = Vec::new();
+    for (g, seed) in seeds.iter().enumerate() {
+        first.extend_from_slice(&record::encode_salt_seed(g as u8, seed));
+    }
+    let mut objects: Vec<Vec<u8>> = Vec::new();
+    for r in &records {
+        objects.push(r.as_bytes().to_vec());
+    }
+    for v in &values {
+        objects.push(v.encode());
+    }
+    let room = MAX_CHAINED_DATA - crypto::TAG_LEN;
+    let mut commands: Vec<Vec<u8>> = vec![first, Vec::new()];
+    for o in objects {
+        if commands.last().is_some_and(|c| c.len() + o.len() > room) {
+            commands.push(Vec::new());
+        }
+        if let Some(c) = commands.last_mut() {
+            c.extend_from_slice(&o);
+        }
+    }
+    for (i, plaintext) in commands.iter().enumerate() {
+        let header = [cla::PROPRIETARY, ins::PUT_DATA, 0, 0];
+        s.note(&format!("PUT DATA ({} of {})", i + 1, commands.len()));
         s.expect_ok(
-            "SET ISSUER ANCHOR",
-            &Command::new(cla::PROPRIETARY, ins::SET_ANCHOR, 0, 0)
-                .with_data(pers::encode_anchor(&issuer, &p.city.root.public_key())),
+            "PUT DATA",
+            &Command::new(cla::PROPRIETARY, ins::PUT_DATA, 0, 0)
+                .with_data(channel.seal(header, plaintext)?),
         )?;
     }
-    let station_auth = authenticate_station(s, p.city, &p.station_ephemeral)?;
-    let (card_key, mut channel) = station_auth;
-    let mut entries = Vec::new();
-    for (id, value) in &p.resident {
-        let mut salt = [0u8; SALT_LEN];
-        p.salts.fill_bytes(&mut salt);
-        entries.push(AttributeEntry::new(*id, salt, value.clone())?);
-    }
-    let body = RecordBody::new(
-        p.city.station_certificate.fingerprint(),
-        p.valid_from,
-        p.valid_to,
-        card_key,
-        &entries,
-    )?;
-    let record = body.sign(&p.city.station)?;
-    let put = |channel: &mut SecureChannel, plaintext: &[u8]| -> Result<Command, ScriptError> {
-        let header = [cla::PROPRIETARY, ins::PUT_DATA, 0, 0];
-        Ok(Command::new(cla::PROPRIETARY, ins::PUT_DATA, 0, 0)
-            .with_data(channel.seal(header, plaintext)?))
-    };
-    s.note("PUT DATA (record)");
-    let cmd = put(&mut channel, record.as_bytes())?;
-    s.expect_ok("PUT DATA record", &cmd)?;
-    let mut attrs = Vec::new();
-    for e in &entries {
-        attrs.extend_from_slice(&e.encode());
-    }
-    s.note("PUT DATA (attributes)");
-    let cmd = put(&mut channel, &attrs)?;
-    s.expect_ok("PUT DATA attributes", &cmd)?;
     s.note("ACTIVATE");
     let header = [cla::PROPRIETARY, ins::ACTIVATE, 0, 0];
-    let cmd =
-        Command::new(cla::PROPRIETARY, ins::ACTIVATE, 0, 0).with_data(channel.seal(header, &[])?);
-    s.expect_ok("ACTIVATE", &cmd)?;
-    Ok(record)
+    let answer = s.expect_ok(
+        "ACTIVATE",
+        &Command::new(cla::PROPRIETARY, ins::ACTIVATE, 0, 0)
+            .with_data(channel.seal(header, &[])?)
+            .with_le(256),
+    )?;
+    let check = channel.open_answer(header, &answer)?;
+    let raw: Vec<&[u8]> = records.iter().map(GroupRecord::as_bytes).collect();
+    let expected = pers::check_value(&mut OpCount::default(), channel.mac_key(), &raw, &values);
+    if !crypto::mac_eq(&check, &expected) {
+        return Err(ScriptError::CheckMismatch);
+    }
+    Ok(Issued { records, seeds })
 }
 
-/// PSO: VERIFY CERTIFICATE, GET CHALLENGE, EXTERNAL AUTHENTICATE.
-/// Returns the card's public key and the secure channel.
+/// Checks a card's preparation certificate against the city's preparer:
+/// preparer certificate signed by the root, card certificate signed by the
+/// preparer, same issuer, role 04. Returns K_A.
+pub fn check_preparation(city: &TestCity, certificate: &[u8]) -> Result<PublicKey, ScriptError> {
+    let preparer = &city.preparer_certificate;
+    let cert = Certificate::decode(certificate).map_err(|_| ScriptError::NotPrepared)?;
+    let ok = preparer.verify(&city.root.public_key()).is_ok()
+        && preparer.body().role == Role::Preparer
+        && cert.verify(&preparer.body().public_key).is_ok()
+        && cert.body().role == Role::PreparedCard
+        && cert.body().issuer == preparer.body().issuer;
+    if ok {
+        Ok(cert.body().public_key)
+    } else {
+        Err(ScriptError::NotPrepared)
+    }
+}
+
+/// PSO: VERIFY CERTIFICATE, GET CHALLENGE, EXTERNAL AUTHENTICATE for G groups.
+/// Returns the card's group public keys and the secure channel.
 pub fn authenticate_station(
     s: &mut Script<'_>,
     city: &TestCity,
     station_ephemeral: &SecretKey,
-) -> Result<(p256::PublicKey, SecureChannel), ScriptError> {
+    groups: u8,
+) -> Result<(Vec<PublicKey>, SecureChannel), ScriptError> {
     s.note("PSO: VERIFY CERTIFICATE (station)");
     s.expect_ok("PSO station", &pso_command(&city.station_certificate))?;
     s.note("GET CHALLENGE");
@@ -250,10 +364,14 @@ pub fn authenticate_station(
         .try_into()
         .map_err(|_| ScriptError::Link("challenge length".into()))?;
     let e_s = crypto::encode_point(&station_ephemeral.public_key());
-    let sig = crypto::sign(&city.station, &pers::station_auth_message(&challenge, &e_s));
+    let sig = crypto::sign(
+        &city.station,
+        &pers::station_auth_message(&challenge, &e_s, groups),
+    );
     let auth = StationAuth {
         ephemeral: e_s,
         signature: sig,
+        groups,
     };
     s.note("EXTERNAL AUTHENTICATE");
     let resp = s.expect_ok(
@@ -262,11 +380,16 @@ pub fn authenticate_station(
             .with_data(auth.encode())
             .with_le(256),
     )?;
-    let card_key = pers::decode_card_key(&resp)?;
-    Ok((
-        card_key,
-        SecureChannel::for_station(station_ephemeral, &card_key, &challenge),
-    ))
+    let answer = CardAuthAnswer::decode(&resp)?;
+    let attestation = check_preparation(city, &answer.preparation_certificate)?;
+    let channel = SecureChannel::for_station(station_ephemeral, &attestation, &challenge);
+    let expected_groups = if answer.sealed_keys.len() > crypto::TAG_LEN {
+        ((answer.sealed_keys.len() - crypto::TAG_LEN) / crypto::POINT_LEN) as u8
+    } else {
+        0
+    };
+    let keys = channel.open_group_keys(&answer.sealed_keys, expected_groups)?;
+    Ok((keys, channel))
 }
 
 /// PSO: VERIFY CERTIFICATE.
@@ -274,7 +397,8 @@ pub fn pso_command(cert: &Certificate) -> Command {
     Command::new(cla::ISO, ins::PSO, 0x00, 0xBE).with_data(cert.as_bytes().to_vec())
 }
 
-/// A reader's tap: SELECT, optionally PSO, GENERAL AUTHENTICATE (+ GET RESPONSE).
+/// A reader's tap: SELECT, optionally PSO, GENERAL AUTHENTICATE (+ GET RESPONSE),
+/// opened with the reader's key and group.
 pub fn verify(
     s: &mut Script<'_>,
     reader: &TestReader,
@@ -289,34 +413,47 @@ pub fn verify(
         s.note("PSO: VERIFY CERTIFICATE (reader)");
         s.expect_ok("PSO reader", &pso_command(&reader.certificate))?;
     }
+    general_authenticate(s, reader, requested, date, ephemeral)
+}
+
+/// One GENERAL AUTHENTICATE (+ GET RESPONSE), opened with the reader's key and group.
+pub fn general_authenticate(
+    s: &mut Script<'_>,
+    reader: &TestReader,
+    requested: AttributeSet,
+    date: Date,
+    ephemeral: SecretKey,
+) -> Result<Disclosure, ScriptError> {
     let session =
         ReaderSession::with_ephemeral(ephemeral, reader.certificate.fingerprint(), requested, date);
     s.note("GENERAL AUTHENTICATE");
     let resp = s.expect_ok("GENERAL AUTHENTICATE", &session.command())?;
-    Ok(session.open(&resp, &reader.key)?)
+    Ok(session.open(&resp, &reader.key, reader.group)?)
 }
 
-/// Personalises the sample resident with the fixed test city over `link`
-/// (anchoring first when `anchor`), salts drawn from `salt_seed`.
+/// The sample resident, G groups, fixed test city, prepared first when
+/// `prepare`; seeds and decoys from `seed`.
 pub fn personalise_sample(
     link: &mut RawLink<'_>,
-    anchor: bool,
-    salt_seed: u8,
-) -> Result<citycard_proto::ResidentRecord, ScriptError> {
+    prepare: bool,
+    seed: u8,
+    groups: u8,
+) -> Result<Issued, ScriptError> {
     use rand_chacha::rand_core::SeedableRng;
     let city = crate::keys::city();
-    let mut salts = rand_chacha::ChaCha20Rng::from_seed([salt_seed; 32]);
+    let mut rng = rand_chacha::ChaCha20Rng::from_seed([seed; 32]);
     let mut s = Script::new(link);
     personalise(
         &mut s,
         Personalisation {
             city: &city,
             station_ephemeral: crate::keys::test_key("station ephemeral"),
-            salts: &mut salts,
+            rng: &mut rng,
             resident: sample_resident(),
-            valid_from: crate::keys::date((2026, 11, 20)),
-            valid_to: crate::keys::date((2031, 11, 19)),
-            anchor,
+            issue_date: crate::keys::date(crate::keys::ISSUE_DATE),
+            valid_to: crate::keys::date(crate::keys::VALID_TO),
+            groups,
+            prepare,
         },
     )
 }

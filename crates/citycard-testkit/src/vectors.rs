@@ -10,13 +10,16 @@ use citycard_proto::attr::{AttributeId, AttributeSet};
 use citycard_proto::consts::{cla, ins};
 use citycard_proto::crypto;
 use citycard_proto::pers;
-use citycard_proto::record::{AttributeEntry, RecordBody};
+use citycard_proto::record::{self, RecordBody, StoredValue};
 use citycard_proto::{ContactlessCard, StatusWord};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::keys::{self, city, city_named, date, key_hex, reader, test_key, TestCity, TODAY};
+use crate::keys::{
+    city, city_named, date, key_hex, reader, test_key, TestCity, ISSUE_DATE, PREPARATION_DATE,
+    TODAY, VALID_TO,
+};
 use crate::script::{
     self, personalise, sample_resident, select_command, Personalisation, Script, Step,
 };
@@ -148,24 +151,37 @@ impl Builder {
 
     fn city_keys(&mut self, city: &TestCity) {
         self.key("root", &city.root);
+        self.key("preparer", &city.preparer);
         self.key("station", &city.station);
         self.key("station_ephemeral", &test_key("station ephemeral"));
     }
 
-    fn personalise(&mut self, city: &TestCity) {
+    fn prepare(&mut self, city: &TestCity) {
         self.city_keys(city);
-        let mut salts = ChaCha20Rng::from_seed(crypto::sha256(&[b"salts ", self.name.as_bytes()]));
+        self.with(|s| {
+            s.note("SELECT");
+            s.send(&select_command()).unwrap();
+            script::prepare(s, city, date(PREPARATION_DATE)).expect("preparation")
+        });
+    }
+
+    /// Prepares and personalises the sample resident for `groups` groups;
+    /// seeds and decoy slots come from a generator seeded with the name.
+    fn personalise(&mut self, city: &TestCity, groups: u8) {
+        self.city_keys(city);
+        let mut rng = ChaCha20Rng::from_seed(crypto::sha256(&[b"station ", self.name.as_bytes()]));
         self.with(|s| {
             personalise(
                 s,
                 Personalisation {
                     city,
                     station_ephemeral: test_key("station ephemeral"),
-                    salts: &mut salts,
+                    rng: &mut rng,
                     resident: sample_resident(),
-                    valid_from: date((2026, 11, 20)),
-                    valid_to: date((2031, 11, 19)),
-                    anchor: true,
+                    issue_date: date(ISSUE_DATE),
+                    valid_to: date(VALID_TO),
+                    groups,
+                    prepare: true,
                 },
             )
             .expect("personalisation of the vector card")
@@ -236,12 +252,24 @@ fn gen_auth(data: &[u8]) -> Vec<u8> {
         .unwrap()
 }
 
+fn secured(channel: &mut pers::SecureChannel, ins_byte: u8, plaintext: &[u8]) -> Command {
+    let header = [cla::PROPRIETARY, ins_byte, 0, 0];
+    Command::new(cla::PROPRIETARY, ins_byte, 0, 0)
+        .with_data(channel.seal(header, plaintext).unwrap())
+        .with_le(256)
+}
+
+/// Number of groups of the verification vectors' cards (library 0, transit 1, full 2).
+pub const VERIFY_GROUPS: u8 = 3;
+/// Number of groups of the personalisation vector (the maximum).
+pub const PERSONALISE_GROUPS: u8 = 8;
+
 /// Generates every vector from the reference card.
 pub fn generate_all() -> Vec<Vector> {
     let city = city();
     let mut out = Vec::new();
 
-    let mut b = Builder::new("select", "SELECT by AID on a blank card: FCI with protocol version 01 and life cycle 01 (blank); SELECT with P2=0C returns no FCI.");
+    let mut b = Builder::new("select", "SELECT by AID on a blank card: FCI with protocol version 02 and life cycle 01 (blank); SELECT with P2=0C returns no FCI.");
     b.with(|s| {
         s.note("SELECT, FCI requested");
         s.send(&select_command()).unwrap();
@@ -276,7 +304,6 @@ pub fn generate_all() -> Vec<Vector> {
         "GET CHALLENGE after a failed SELECT: 6985",
         &[0x00, 0x84, 0x00, 0x00, 0x10],
     );
-    b.card_seed_none();
     out.push(b.finish_without_seed());
 
     let mut b = Builder::new(
@@ -318,35 +345,74 @@ pub fn generate_all() -> Vec<Vector> {
         &[0x00, 0x84, 0x00, 0x00, 0x10],
     );
     b.raw(
-        "GENERAL AUTHENTICATE on a blank card: 6982 (uniform)",
+        "GENERAL AUTHENTICATE on a blank card: 6985 (the life cycle is public)",
         &gen_auth(&[0x7C, 0x00]),
     );
     out.push(b.finish());
 
-    let mut b = Builder::new("anchor", "SET ISSUER ANCHOR installs the city root on a blank card (blank → anchored); a second anchor is refused.");
+    let mut b = Builder::new("prepare", "Preparation of a blank card: STORE PREPARATION CERTIFICATE without PREPARE and bad PREPARE data are refused (6A80); PREPARE answers the attestation key; a certificate whose effective date is not the preparation date is refused (6A80, nothing written); PREPARE again, the preparer-signed certificate: one write, blank → prepared (03); PREPARE is then refused (6985).");
     b.city_keys(&city);
     b.with(|s| {
         s.note("SELECT");
         s.send(&select_command()).unwrap();
     });
-    let anchor = Command::new(cla::PROPRIETARY, ins::SET_ANCHOR, 0, 0)
-        .with_data(pers::encode_anchor(keys::ISSUER, &city.root.public_key()))
-        .to_short_bytes()
-        .unwrap();
-    b.raw("SET ISSUER ANCHOR: 9000 (one persistent write)", &anchor);
+    let prepare_cmd = Command::new(cla::PROPRIETARY, ins::PREPARE, 0, 0)
+        .with_data(
+            pers::Prepare {
+                issuer: crate::keys::ISSUER.into(),
+                root: city.root.public_key(),
+                date: date(PREPARATION_DATE),
+            }
+            .encode()
+            .unwrap(),
+        )
+        .with_le(256);
+    let any_cert = script::preparation_certificate(
+        &city,
+        &test_key("not a card").public_key(),
+        date(PREPARATION_DATE),
+    )
+    .unwrap();
+    let store = |cert: &citycard_proto::Certificate| {
+        Command::new(cla::PROPRIETARY, ins::STORE_PREPARATION_CERTIFICATE, 0, 0)
+            .with_data(cert.as_bytes().to_vec())
+    };
     b.with(|s| {
-        s.note("SELECT: life cycle 03 (anchored)");
+        s.note("STORE PREPARATION CERTIFICATE without PREPARE: 6A80");
+        let r = s.send(&store(&any_cert)).unwrap();
+        assert_eq!(r.sw, StatusWord::IncorrectData);
+        s.note("PREPARE with a malformed root key: 6A80");
+        let r = s
+            .send(
+                &Command::new(cla::PROPRIETARY, ins::PREPARE, 0, 0)
+                    .with_data(vec![0x42, 0x01, 0x41, 0x86, 0x01, 0x02, 0x82, 0x00])
+                    .with_le(256),
+            )
+            .unwrap();
+        assert_eq!(r.sw, StatusWord::IncorrectData);
+        s.note("PREPARE: the card answers its attestation key");
+        let k_a = pers::decode_attestation_key(&s.send(&prepare_cmd).unwrap().data).unwrap();
+        let wrong =
+            script::preparation_certificate(&city, &k_a, date(PREPARATION_DATE).add_days(1))
+                .unwrap();
+        s.note("STORE PREPARATION CERTIFICATE dated another day: 6A80, nothing written");
+        let r = s.send(&store(&wrong)).unwrap();
+        assert_eq!(r.sw, StatusWord::IncorrectData);
+        s.note("PREPARE again");
+        let k_a = pers::decode_attestation_key(&s.send(&prepare_cmd).unwrap().data).unwrap();
+        let good = script::preparation_certificate(&city, &k_a, date(PREPARATION_DATE)).unwrap();
+        s.note("STORE PREPARATION CERTIFICATE: 9000 (one write)");
+        s.expect_ok("STORE", &store(&good)).unwrap();
+        s.note("SELECT: life cycle 03 (prepared)");
         s.send(&select_command()).unwrap();
+        s.note("PREPARE on a prepared card: 6985");
+        let r = s.send(&prepare_cmd).unwrap();
+        assert_eq!(r.sw, StatusWord::ConditionsNotSatisfied);
     });
-    b.raw("SET ISSUER ANCHOR again: 6985", &anchor);
-    b.raw(
-        "SET ISSUER ANCHOR with a bad key: 6985 (state checked first)",
-        &[0x80, 0x10, 0x00, 0x00, 0x03, 0x86, 0x01, 0x00],
-    );
     out.push(b.finish());
 
-    let mut b = Builder::new("personalise", "A whole personalisation: anchor, station certificate, challenge, station authentication (the card generates its key), secured PUT DATA of the record and the attributes, ACTIVATE (blank → issued). Then everything that would write is refused.");
-    b.personalise(&city);
+    let mut b = Builder::new("personalise", "A whole personalisation for 8 linkability groups: preparation, station certificate, challenge, station authentication (the card generates 8 group keys and answers its preparation certificate and the sealed group keys), secured PUT DATA of the 8 records, 8 salt seeds and the stored values, ACTIVATE answering the sealed issuance check value (prepared → issued). Then everything that would write is refused.");
+    b.personalise(&city, PERSONALISE_GROUPS);
     b.with(|s| {
         s.note("SELECT: life cycle 07 (issued)");
         s.send(&select_command()).unwrap();
@@ -359,16 +425,14 @@ pub fn generate_all() -> Vec<Vector> {
         "ACTIVATE after issuance: 6985",
         &[0x80, 0x44, 0x00, 0x00, 0x01, 0x00],
     );
-    b.raw("SET ISSUER ANCHOR after issuance: 6985", &anchor);
+    b.raw(
+        "PREPARE after issuance: 6985",
+        &prepare_cmd.to_short_bytes().unwrap(),
+    );
     out.push(b.finish());
 
-    let mut b = Builder::new("error-station", "Station authentication failures on an anchored card: another city's station certificate, EXTERNAL AUTHENTICATE without a verified station or with a bad signature, secured commands without a session. All 6982.");
-    b.city_keys(&city);
-    b.with(|s| {
-        s.note("SELECT");
-        s.send(&select_command()).unwrap();
-    });
-    b.raw("SET ISSUER ANCHOR", &anchor);
+    let mut b = Builder::new("error-station", "Station authentication failures on a prepared card: another city's station certificate, EXTERNAL AUTHENTICATE without a verified station (the card still verifies one signature, with its own attestation key) or over the wrong challenge, secured commands without a session. All 6982, nothing written.");
+    b.prepare(&city);
     let other = city_named("LIEGE", "forged root");
     b.with(|s| {
         s.note("PSO with a station certificate signed by another root: 6982");
@@ -382,6 +446,7 @@ pub fn generate_all() -> Vec<Vector> {
         let auth = pers::StationAuth {
             ephemeral: crypto::encode_point(&test_key("x").public_key()),
             signature: [1; 64],
+            groups: 1,
         };
         Command::new(0, ins::EXTERNAL_AUTHENTICATE, 0, 0)
             .with_data(auth.encode())
@@ -398,7 +463,7 @@ pub fn generate_all() -> Vec<Vector> {
             .unwrap();
         s.note("EXTERNAL AUTHENTICATE signed over the wrong challenge: 6982");
         let e = crypto::encode_point(&test_key("station ephemeral").public_key());
-        let sig = crypto::sign(&city.station, &pers::station_auth_message(&[0; 16], &e));
+        let sig = crypto::sign(&city.station, &pers::station_auth_message(&[0; 16], &e, 1));
         let r = s
             .send(
                 &Command::new(0, ins::EXTERNAL_AUTHENTICATE, 0, 0)
@@ -406,6 +471,7 @@ pub fn generate_all() -> Vec<Vector> {
                         pers::StationAuth {
                             ephemeral: e,
                             signature: sig,
+                            groups: 1,
                         }
                         .encode(),
                     )
@@ -421,52 +487,42 @@ pub fn generate_all() -> Vec<Vector> {
         ],
     );
     b.with(|s| {
-        s.note("SELECT: still 03 (anchored)");
+        s.note("SELECT: still 03 (prepared)");
         s.send(&select_command()).unwrap();
     });
     out.push(b.finish());
 
-    let mut b = Builder::new("error-activate-wrong-key", "ACTIVATE refuses a record that certifies another card's key (6A80); the card stays anchored.");
-    b.city_keys(&city);
+    let mut b = Builder::new("error-activate-wrong-key", "ACTIVATE refuses a record that certifies another key than the card's group key (6A80); nothing is written, the card stays prepared.");
+    b.prepare(&city);
     b.with(|s| {
-        s.note("SELECT");
-        s.send(&select_command()).unwrap();
-    });
-    b.raw("SET ISSUER ANCHOR", &anchor);
-    b.with(|s| {
-        let (_card_key, mut channel) =
-            script::authenticate_station(s, &city, &test_key("station ephemeral")).unwrap();
+        let (_keys, mut channel) =
+            script::authenticate_station(s, &city, &test_key("station ephemeral"), 1).unwrap();
         let wrong = test_key("not this card").public_key();
-        let entry = AttributeEntry::new(AttributeId::RESIDENT, [7; 16], vec![1]).unwrap();
+        let value = StoredValue::new(AttributeId::RESIDENT, vec![1]).unwrap();
+        let seed = [7u8; 16];
+        let mut rng = ChaCha20Rng::from_seed([9; 32]);
         let record = RecordBody::new(
-            city.station_certificate.fingerprint(),
-            date((2026, 11, 20)),
-            date((2031, 11, 19)),
+            0,
+            &city.station_certificate.fingerprint(),
+            record::valid_from_for(date(ISSUE_DATE), date((2026, 1, 1))),
+            date(VALID_TO),
             wrong,
-            std::slice::from_ref(&entry),
+            &[value.digest(&seed)],
+            &mut rng,
         )
         .unwrap()
         .sign(&city.station)
         .unwrap();
         let mut data = record.as_bytes().to_vec();
-        data.extend_from_slice(&entry.encode());
-        let header = [cla::PROPRIETARY, ins::PUT_DATA, 0, 0];
-        s.note("PUT DATA (record for another key, attribute)");
-        s.send(
-            &Command::new(cla::PROPRIETARY, ins::PUT_DATA, 0, 0)
-                .with_data(channel.seal(header, &data).unwrap()),
-        )
-        .unwrap();
-        let header = [cla::PROPRIETARY, ins::ACTIVATE, 0, 0];
-        s.note("ACTIVATE: 6A80");
-        let r = s
-            .send(
-                &Command::new(cla::PROPRIETARY, ins::ACTIVATE, 0, 0)
-                    .with_data(channel.seal(header, &[]).unwrap()),
-            )
+        data.extend_from_slice(&record::encode_salt_seed(0, &seed));
+        data.extend_from_slice(&value.encode());
+        s.note("PUT DATA (record for another key, salt seed, value)");
+        s.send(&secured(&mut channel, ins::PUT_DATA, &data))
             .unwrap();
+        s.note("ACTIVATE: 6A80");
+        let r = s.send(&secured(&mut channel, ins::ACTIVATE, &[])).unwrap();
         assert_eq!(r.sw, StatusWord::IncorrectData);
-        s.note("SELECT: still 03 (anchored)");
+        s.note("SELECT: still 03 (prepared)");
         s.send(&select_command()).unwrap();
     });
     out.push(b.finish());
@@ -474,101 +530,141 @@ pub fn generate_all() -> Vec<Vector> {
     for (profile, requested) in profiles() {
         let name: &'static str = Box::leak(format!("verify-{profile}").into_boxed_str());
         let description: &'static str = Box::leak(
-            format!("Personalise, then one verification by the '{profile}' reader requesting {requested}: SELECT, PSO (reader certificate, first tap), GENERAL AUTHENTICATE, GET RESPONSE.")
+            format!("Personalise for {VERIFY_GROUPS} groups, then two taps by the '{profile}' reader (group {}) requesting {requested}: a first tap sending the certificate first (SELECT, PSO, GENERAL AUTHENTICATE, GET RESPONSE) and a second, cached tap (SELECT, GENERAL AUTHENTICATE, GET RESPONSE).", crate::keys::group_of(profile))
                 .into_boxed_str(),
         );
         let mut b = Builder::new(name, description);
-        b.personalise(&city);
+        b.personalise(&city, VERIFY_GROUPS);
         b.verify(&city, profile, requested, true, &format!("tap 1 {profile}"));
+        b.verify(
+            &city,
+            profile,
+            requested,
+            false,
+            &format!("tap 2 {profile}"),
+        );
         out.push(b.finish());
     }
 
-    let mut b = Builder::new("verify-cached", "Second tap of the library reader: the card has cached its certificate, so the tap is SELECT, GENERAL AUTHENTICATE, GET RESPONSE (3 APDUs), with a fresh reader ephemeral key.");
-    b.personalise(&city);
     let (_, library) = profiles().into_iter().next().unwrap();
-    b.verify(&city, "library", library, true, "tap 1 library");
-    b.verify(&city, "library", library, false, "tap 2 library");
-    out.push(b.finish());
-
-    let mut b = Builder::new("error-verify-uniform", "Every refusal before the reader is authenticated answers 6982, whatever the reason: certificate not verified, another city's reader certificate, a request beyond the grant, a date outside the certificate's validity, malformed data.");
-    b.personalise(&city);
+    let mut b = Builder::new("verify-cache-first", "First tap of the library reader trying the cache first: SELECT, GENERAL AUTHENTICATE answered with a decoy (61xx, the same length as an answer; the reader's tag check fails), PSO with the reader certificate, GENERAL AUTHENTICATE with a new ephemeral key: the real answer.");
+    b.personalise(&city, VERIFY_GROUPS);
     let lib = reader(&city, "library");
     b.key("reader_library", &lib.key);
+    let e1 = test_key("cache first 1");
+    let e2 = test_key("cache first 2");
+    b.key("reader_ephemeral_cache first 1", &e1);
+    b.key("reader_ephemeral_cache first 2", &e2);
+    b.with(|s| {
+        s.note("SELECT");
+        s.send(&select_command()).unwrap();
+        let first = script::general_authenticate(s, &lib, library, date(TODAY), e1);
+        assert!(matches!(
+            first,
+            Err(script::ScriptError::Protocol(citycard_proto::Error::Decoy))
+        ));
+        s.note("PSO: VERIFY CERTIFICATE (reader)");
+        s.expect_ok("PSO reader", &script::pso_command(&lib.certificate))
+            .unwrap();
+        script::general_authenticate(s, &lib, library, date(TODAY), e2).unwrap();
+    });
+    out.push(b.finish());
+
+    let mut b = Builder::new("error-verify-uniform", "What a party without a partner key sees on an issued card does not depend on why the card refuses: PSO answers 9000 for another city's certificate and for a good one (the first PSO of the power-up writes once either way), and GENERAL AUTHENTICATE answers a decoy of the same length (61xx, then GET RESPONSE) for a certificate the card has not verified, a request beyond the grant, a date outside the certificate's validity or before the card date, and an invalid ephemeral point. Only a malformed command (its bytes alone) gets 6A80.");
+    b.personalise(&city, VERIFY_GROUPS);
     let eph = test_key("uniform");
+    b.key("reader_library", &lib.key);
     b.key("reader_ephemeral_uniform", &eph);
     let req = |reader_fp: [u8; 8], requested: AttributeSet, on: citycard_proto::Date| {
         citycard_proto::auth::AuthRequest {
             certificate: reader_fp,
-            reader_ephemeral: eph.public_key(),
+            reader_ephemeral: crypto::encode_point(&eph.public_key()),
             requested,
             date: on,
         }
         .encode()
     };
-    b.with(|s| {
-        s.note("SELECT");
-        s.send(&select_command()).unwrap();
-    });
-    b.raw(
-        "GENERAL AUTHENTICATE with a certificate the card has not verified: 6982",
-        &gen_auth(&req(lib.certificate.fingerprint(), library, date(TODAY))),
-    );
+    let decoy = |s: &mut Script<'_>, note: &str, data: Vec<u8>| {
+        let sent = data.clone();
+        s.note(note);
+        let r = s
+            .send(
+                &Command::new(cla::ISO, ins::GENERAL_AUTHENTICATE, 0, 0)
+                    .with_data(data)
+                    .with_le(256),
+            )
+            .unwrap();
+        assert_eq!(r.sw, StatusWord::Success);
+        let requested = citycard_proto::auth::AuthRequest::decode(&sent)
+            .unwrap()
+            .requested;
+        assert_eq!(r.data.len(), citycard_proto::auth::answer_len(requested));
+    };
     let other = city_named("LIEGE", "forged root");
     let forged = reader(&other, "library");
     b.with(|s| {
-        s.note("PSO with a reader certificate from another root: 6982");
-        s.send(&script::pso_command(&forged.certificate)).unwrap();
-        s.note("PSO: VERIFY CERTIFICATE (library reader): 9000");
-        s.send(&script::pso_command(&lib.certificate)).unwrap();
-    });
-    b.raw(
-        "request beyond the grant (name): 6982",
-        &gen_auth(&req(
-            lib.certificate.fingerprint(),
-            library.with(AttributeId::NAME),
-            date(TODAY),
-        )),
-    );
-    b.raw(
-        "date after the certificate's expiry: 6982",
-        &gen_auth(&req(
-            lib.certificate.fingerprint(),
-            library,
-            date((2028, 1, 1)),
-        )),
-    );
-    b.raw(
-        "date before the card's date (the certificate's effective date): 6982",
-        &gen_auth(&req(
-            lib.certificate.fingerprint(),
-            library,
-            date((2025, 12, 31)),
-        )),
-    );
-    b.raw(
-        "malformed template: 6982",
-        &gen_auth(&[0x7C, 0x03, 0x80, 0x01, 0x00]),
-    );
-    b.raw(
-        "invalid ephemeral point: 6982",
-        &gen_auth(&{
+        s.note("SELECT");
+        s.send(&select_command()).unwrap();
+        decoy(
+            s,
+            "GENERAL AUTHENTICATE with a certificate the card has not verified: decoy",
+            req(lib.certificate.fingerprint(), library, date(TODAY)),
+        );
+        s.note("PSO with a reader certificate from another root: 9000 (first PSO: one write, state unchanged)");
+        s.expect_ok("PSO forged", &script::pso_command(&forged.certificate))
+            .unwrap();
+        s.note("PSO: VERIFY CERTIFICATE (library reader): 9000 (session slot, no write)");
+        s.expect_ok("PSO library", &script::pso_command(&lib.certificate))
+            .unwrap();
+        decoy(
+            s,
+            "request beyond the grant (name): decoy",
+            req(
+                lib.certificate.fingerprint(),
+                library.with(AttributeId::NAME),
+                date(TODAY),
+            ),
+        );
+        decoy(
+            s,
+            "date after the certificate's expiry: decoy",
+            req(lib.certificate.fingerprint(), library, date((2028, 1, 1))),
+        );
+        decoy(
+            s,
+            "date before the card date (the preparation date): decoy",
+            req(lib.certificate.fingerprint(), library, date((2026, 10, 31))),
+        );
+        decoy(s, "invalid ephemeral point: decoy", {
             let mut d = req(lib.certificate.fingerprint(), library, date(TODAY));
-            d[14] ^= 0xFF;
+            for b in d.iter_mut().skip(15).take(32) {
+                *b = 0xFF;
+            }
             d
-        }),
-    );
+        });
+        s.note("malformed template: 6A80");
+        let r = s
+            .send(
+                &Command::new(cla::ISO, ins::GENERAL_AUTHENTICATE, 0, 0)
+                    .with_data(vec![0x7C, 0x03, 0x80, 0x01, 0x00])
+                    .with_le(256),
+            )
+            .unwrap();
+        assert_eq!(r.sw, StatusWord::IncorrectData);
+    });
     out.push(b.finish());
 
-    let mut b = Builder::new("terminate", "A station terminates an issued card: keys and personal data are wiped; SELECT then answers 6283 and every other command 6985.");
-    b.personalise(&city);
+    let mut b = Builder::new("terminate", "A station terminates an issued card: the station certificate (first PSO of the power-up: one write), a challenge, EXTERNAL AUTHENTICATE (the card answers its stored group keys, sealed), TERMINATE: keys and personal data are wiped; SELECT then answers 6283 and every other command 6985.");
+    b.personalise(&city, 1);
     b.with(|s| {
         s.note("SELECT");
         s.send(&select_command()).unwrap();
         let (_, mut channel) =
-            script::authenticate_station(s, &city, &test_key("station ephemeral")).unwrap();
-        let header = [cla::PROPRIETARY, ins::TERMINATE, 0, 0];
+            script::authenticate_station(s, &city, &test_key("station ephemeral"), 1).unwrap();
         s.note("TERMINATE");
-        s.send(
+        let header = [cla::PROPRIETARY, ins::TERMINATE, 0, 0];
+        s.expect_ok(
+            "TERMINATE",
             &Command::new(cla::PROPRIETARY, ins::TERMINATE, 0, 0)
                 .with_data(channel.seal(header, &[]).unwrap()),
         )
@@ -585,7 +681,6 @@ pub fn generate_all() -> Vec<Vector> {
 }
 
 impl Builder {
-    fn card_seed_none(&mut self) {}
     fn finish_without_seed(self) -> Vector {
         let mut v = self.finish();
         v.card_seed = None;

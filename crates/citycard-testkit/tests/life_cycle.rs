@@ -5,10 +5,8 @@
 
 use citycard_card::{Applet, MemoryStorage};
 use citycard_proto::{ContactlessCard, LifeCycle, StatusWord};
-use citycard_testkit::keys::{city, date, test_key};
-use citycard_testkit::script::{
-    personalise, sample_resident, select_command, Personalisation, Script,
-};
+use citycard_testkit::keys::{city, date, test_key, PREPARATION_DATE};
+use citycard_testkit::script::{personalise_sample, prepare, select_command, Script};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
@@ -18,36 +16,21 @@ fn card_in(state: LifeCycle) -> Applet<MemoryStorage, ChaCha20Rng> {
         return card;
     }
     let city = city();
-    let mut salts = ChaCha20Rng::from_seed([4; 32]);
     let mut link = |apdu: &[u8]| card.transmit(apdu).map_err(|e| e.to_string());
-    let mut s = Script::new(&mut link);
-    if state == LifeCycle::Anchored {
+    if state == LifeCycle::Prepared {
+        let mut s = Script::new(&mut link);
         s.expect_ok("select", &select_command()).unwrap();
-        let data = citycard_proto::pers::encode_anchor("LIEGE", &city.root.public_key());
-        s.expect_ok(
-            "anchor",
-            &citycard_proto::Command::new(0x80, 0x10, 0, 0).with_data(data),
-        )
-        .unwrap();
+        prepare(&mut s, &city, date(PREPARATION_DATE)).unwrap();
         drop(s);
         return card;
     }
-    personalise(
-        &mut s,
-        Personalisation {
-            city: &city,
-            station_ephemeral: test_key("e"),
-            salts: &mut salts,
-            resident: sample_resident(),
-            valid_from: date((2026, 11, 20)),
-            valid_to: date((2031, 11, 19)),
-            anchor: true,
-        },
-    )
-    .unwrap();
+    personalise_sample(&mut link, true, 4, 2).unwrap();
     if state == LifeCycle::Terminated {
+        let mut s = Script::new(&mut link);
+        s.expect_ok("select", &select_command()).unwrap();
         let (_, mut ch) =
-            citycard_testkit::script::authenticate_station(&mut s, &city, &test_key("e")).unwrap();
+            citycard_testkit::script::authenticate_station(&mut s, &city, &test_key("e"), 2)
+                .unwrap();
         let data = ch.seal([0x80, 0xE6, 0, 0], &[]).unwrap();
         s.expect_ok(
             "terminate",
@@ -55,7 +38,6 @@ fn card_in(state: LifeCycle) -> Applet<MemoryStorage, ChaCha20Rng> {
         )
         .unwrap();
     }
-    drop(s);
     card
 }
 
@@ -68,7 +50,11 @@ fn sw(card: &mut impl ContactlessCard, apdu: &[u8]) -> u16 {
 fn state_table_matches_the_spec() {
     // (name, apdu) — well-formed commands with dummy data, no session.
     let commands: Vec<(&str, Vec<u8>)> = vec![
-        ("SET ISSUER ANCHOR (bad data)", vec![0x80, 0x10, 0, 0, 1, 0]),
+        ("PREPARE (bad data)", vec![0x80, 0x10, 0, 0, 1, 0]),
+        (
+            "STORE PREPARATION CERTIFICATE (bad data)",
+            vec![0x80, 0x12, 0, 0, 1, 0],
+        ),
         ("PSO (bad certificate)", vec![0x00, 0x2A, 0x00, 0xBE, 1, 0]),
         ("GET CHALLENGE", vec![0x00, 0x84, 0, 0, 0x10]),
         (
@@ -86,26 +72,26 @@ fn state_table_matches_the_spec() {
     ];
     // Expected SW per state, in the order of `commands` (spec §3.2; GET
     // CHALLENGE succeeds where allowed).
-    let table: [(LifeCycle, [u16; 9]); 4] = [
+    let table: [(LifeCycle, [u16; 10]); 4] = [
         (
             LifeCycle::Blank,
             [
-                0x6A80, 0x6985, 0x6985, 0x6985, 0x6985, 0x6985, 0x6985, 0x6982, 0x6985,
+                0x6A80, 0x6A80, 0x6985, 0x6985, 0x6985, 0x6985, 0x6985, 0x6985, 0x6985, 0x6985,
             ],
         ),
         (
-            LifeCycle::Anchored,
+            LifeCycle::Prepared,
             [
-                0x6985, 0x6982, 0x9000, 0x6982, 0x6982, 0x6982, 0x6985, 0x6982, 0x6985,
+                0x6985, 0x6985, 0x6A80, 0x9000, 0x6982, 0x6982, 0x6982, 0x6985, 0x6985, 0x6985,
             ],
         ),
         (
             LifeCycle::Issued,
             [
-                0x6985, 0x6982, 0x9000, 0x6982, 0x6985, 0x6985, 0x6982, 0x6982, 0x6985,
+                0x6985, 0x6985, 0x6A80, 0x9000, 0x6982, 0x6985, 0x6985, 0x6982, 0x6A80, 0x6985,
             ],
         ),
-        (LifeCycle::Terminated, [0x6985; 9]),
+        (LifeCycle::Terminated, [0x6985; 10]),
     ];
     for (state, expected) in table {
         let mut card = card_in(state);
@@ -130,7 +116,7 @@ fn state_table_matches_the_spec() {
             );
         }
         // Nothing above changed the persistent state (the blank card's bad
-        // anchor data was refused).
+        // preparation data was refused).
         assert_eq!(card.life_cycle(), Some(state));
     }
     assert_eq!(

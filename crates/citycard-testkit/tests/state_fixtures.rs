@@ -43,3 +43,23 @@ fn every_released_card_state_still_loads_and_verifies() {
     }
     assert!(versions >= 1);
 }
+
+/// A state written by protocol version 1 (never deployed) is not a version-2
+/// card: it does not decode, and the card answers `6F00` (state unreadable)
+/// instead of guessing.
+#[test]
+fn a_protocol_1_state_is_refused_cleanly() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/state_test_data_protocol_v1");
+    let raw = std::fs::read(dir.join("card-issued.state.bin")).unwrap();
+    assert!(PersistentState::decode(&raw).is_err());
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(dir.join("card-issued.state"), tmp.path().join("card.state")).unwrap();
+    let store = FileStore::new(tmp.path().join("card.state")).unwrap();
+    let mut card = Applet::new(store, rand_chacha::ChaCha20Rng::from_seed([9; 32]));
+    assert_eq!(card.life_cycle(), None);
+    let select = citycard_proto::fci::select_command()
+        .to_short_bytes()
+        .unwrap();
+    assert_eq!(card.transmit(&select).unwrap(), vec![0x6F, 0x00]);
+}

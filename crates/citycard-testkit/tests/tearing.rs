@@ -36,9 +36,9 @@ impl Storage for Tear {
     }
 }
 
-fn personalise_on(card: &mut Applet<Tear, ChaCha20Rng>, anchor: bool) -> Result<(), String> {
+fn personalise_on(card: &mut Applet<Tear, ChaCha20Rng>, prepare: bool) -> Result<(), String> {
     let mut link = |apdu: &[u8]| card.transmit(apdu).map_err(|e| e.to_string());
-    personalise_sample(&mut link, anchor, 5)
+    personalise_sample(&mut link, prepare, 5, 2)
         .map(|_| ())
         .map_err(|e| e.to_string())
 }
@@ -62,7 +62,11 @@ fn personalisation_writes_count_is_two() {
         ChaCha20Rng::from_seed([1; 32]),
     );
     personalise_on(&mut card, true).unwrap();
-    assert_eq!(card.storage().inner.commits(), 2, "W1 anchor + W2 activate");
+    assert_eq!(
+        card.storage().inner.commits(),
+        2,
+        "W1 preparation + W2 activate"
+    );
     tap(&mut card, true).unwrap();
     assert_eq!(
         card.storage().inner.commits(),
@@ -74,7 +78,14 @@ fn personalisation_writes_count_is_two() {
     assert_eq!(
         card.storage().inner.commits(),
         3,
-        "taps with a cached certificate write nothing"
+        "later PSOs of the same power-up write nothing"
+    );
+    card.reset();
+    tap(&mut card, true).unwrap();
+    assert_eq!(
+        card.storage().inner.commits(),
+        4,
+        "the first PSO of a power-up writes once, even for a cached certificate"
     );
 }
 
@@ -82,8 +93,8 @@ fn personalisation_writes_count_is_two() {
 fn tear_at_every_personalisation_write_leaves_old_or_new_state() {
     // Write index → (state if the write did not land, state if it landed).
     let expected = [
-        (LifeCycle::Blank, LifeCycle::Anchored),
-        (LifeCycle::Anchored, LifeCycle::Issued),
+        (LifeCycle::Blank, LifeCycle::Prepared),
+        (LifeCycle::Prepared, LifeCycle::Issued),
     ];
     for (n, (before, after)) in expected.iter().enumerate() {
         for lands in [false, true] {

@@ -277,7 +277,8 @@ fn show(path: &std::path::Path) -> anyhow::Result<ExitCode> {
         "life_cycle": state.life_cycle.name(),
         "anchored_issuer": state.anchor.as_ref().map(|a| a.issuer.clone()),
         "personalised": state.personalisation.is_some(),
-        "attributes": state.personalisation.as_ref().map(|p| p.attributes.iter().map(|a| a.id.name()).collect::<Vec<_>>()),
+        "attributes": state.personalisation.as_ref().map(|p| p.values.iter().map(|a| a.id.name()).collect::<Vec<_>>()),
+        "groups": state.personalisation.as_ref().map(|p| p.groups.len()),
         "card_date": state.card_date.map(|d| d.to_string()),
         "cached_reader_certificates": state.cache.len(),
     });

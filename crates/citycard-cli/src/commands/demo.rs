@@ -89,18 +89,20 @@ pub fn run(args: &DemoArgs, trace: bool) -> anyhow::Result<ExitCode> {
         &secrets,
     )?;
     home.add_station("town-hall", 180, None, &secrets, today)?;
+    home.add_preparer("facility", 180, None, &secrets, today)?;
+    let preparer = home.preparer("facility", &secrets)?;
     let library_grants: AttributeSet = [AttributeId::PSEUDONYM, AttributeId::RESIDENT]
         .into_iter()
         .collect();
     let transit_grants: AttributeSet = [AttributeId::AGE_OVER_65, AttributeId::AGE_OVER_18]
         .into_iter()
         .collect();
-    let (lc, lk) = home.enrol_partner("library", library_grants, 365, &secrets, today)?;
-    let (tc, tk) = home.enrol_partner("transit", transit_grants, 365, &secrets, today)?;
+    let (lc, lk) = home.enrol_partner("library", library_grants, 0, 365, &secrets, today)?;
+    let (tc, tk) = home.enrol_partner("transit", transit_grants, 0, 365, &secrets, today)?;
     let bundle = home.export_trust(&secrets, now_unix)?;
     let library = Trust::new(bundle.clone(), PartnerCredential::new(lc, lk)?)?;
     let transit = Trust::new(bundle, PartnerCredential::new(tc, tk)?)?;
-    say("1. The city creates its root key, an issuing station (town-hall) and two partner credentials:\n   library (pseudonym, resident) and transit (age over 65/18); it exports the trust bundle.");
+    say("1. The city creates its root key, a preparation facility, an issuing station (town-hall) and two\n   partner credentials: library (pseudonym, resident) and transit (age over 65/18); it exports the trust bundle.");
 
     // 2. A blank card.
     let mut card_seed = [0u8; 32];
@@ -117,6 +119,25 @@ pub fn run(args: &DemoArgs, trace: bool) -> anyhow::Result<ExitCode> {
         hex::encode_upper(AID),
         hex::encode_upper(&fci),
         blank_state.map(LifeCycle::name).unwrap_or("?")
+    ));
+    let root = home.root_public_key()?;
+    let sign = |m: &[u8]| preparer.signer.sign(m).map_err(|e| e.to_string());
+    citycard_issuer::personalise::prepare(
+        &mut ch,
+        &citycard_issuer::personalise::Preparer {
+            issuer: &home.config().issuer_id,
+            root: &root,
+            certificate: &preparer.certificate,
+            sign: &sign,
+            batch: "demo-batch",
+        },
+        today,
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (_, prepared_state) = life_cycle(&mut ch)?;
+    say(&format!(
+        "   The preparation facility prepares it: the card generates its attestation key, the facility certifies it (life cycle: {}).",
+        prepared_state.map(LifeCycle::name).unwrap_or("?")
     ));
 
     // 3. Issuance at the counter.
@@ -150,7 +171,7 @@ pub fn run(args: &DemoArgs, trace: bool) -> anyhow::Result<ExitCode> {
     let pers_apdus = ch.transport().stats().apdus - before;
     let (_, issued_state) = life_cycle(&mut ch)?;
     say(&format!(
-        "3. Card {} issued to a resident with a care-of address ({pers_apdus} APDUs incl. read-back):\n   the card generated its own key; the station signed the record; the card is now {} and locked.",
+        "3. Card {} issued to a resident with a care-of address ({pers_apdus} APDUs):\n   the card proved its preparation and generated its own keys; the station signed the record; the card\n   confirmed what it stored with its check value; it is now {} and locked.",
         issued.card_number,
         issued_state.map(LifeCycle::name).unwrap_or("?")
     ));
@@ -207,7 +228,7 @@ pub fn run(args: &DemoArgs, trace: bool) -> anyhow::Result<ExitCode> {
     );
     let refused = matches!(v, Verdict::Unauthorised { .. });
     say(&format!(
-        "6. The library asks for the name, which it is not granted: {} (the card sends nothing).",
+        "6. The library asks for the name, which it is not granted: {} (the card answers decoys: nothing readable).",
         v.kind()
     ));
 

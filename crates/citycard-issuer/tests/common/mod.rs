@@ -1,7 +1,8 @@
 //! Test support shared by the issuer's in-process tests.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use citycard_issuer::home::{IssuerHome, LoadedStation};
+use citycard_issuer::home::{IssuerHome, LoadedPreparer, LoadedStation};
+use citycard_issuer::personalise::{self, Preparer};
 use citycard_keys::FixedSecrets;
 use citycard_proto::Date;
 use citycard_transport::{CardTransport, TransportError};
@@ -65,6 +66,28 @@ pub struct City {
     pub home: IssuerHome,
     /// Its station `desk-1`.
     pub station: LoadedStation,
+    /// Its preparer `prep-1`.
+    pub preparer: LoadedPreparer,
+}
+
+impl City {
+    /// Prepares the blank card on `ch` with the city's preparer (SPEC §6.3).
+    pub fn prepare<T: CardTransport>(&self, ch: &mut citycard_transport::CardChannel<T>) {
+        let root = self.home.root_public_key().unwrap();
+        let sign = |m: &[u8]| self.preparer.signer.sign(m).map_err(|e| e.to_string());
+        personalise::prepare(
+            ch,
+            &Preparer {
+                issuer: &self.home.config().issuer_id,
+                root: &root,
+                certificate: &self.preparer.certificate,
+                sign: &sign,
+                batch: "2026-11-B0001",
+            },
+            Date::new(2026, 11, 2).unwrap(),
+        )
+        .unwrap();
+    }
 }
 
 /// A fresh city: LIEGE, card prefix LG, station `desk-1`.
@@ -83,9 +106,19 @@ pub fn city() -> City {
     home.add_station("desk-1", 180, None, &secrets(), today())
         .unwrap();
     let station = home.station("desk-1", &secrets(), today()).unwrap();
+    home.add_preparer(
+        "prep-1",
+        365,
+        None,
+        &secrets(),
+        Date::new(2026, 1, 2).unwrap(),
+    )
+    .unwrap();
+    let preparer = home.preparer("prep-1", &secrets()).unwrap();
     City {
         _dir: dir,
         home,
         station,
+        preparer,
     }
 }

@@ -160,6 +160,17 @@ fn check_new_key(
     }
 }
 
+/// The card keys of groups 1 and up recorded for an intent, by group.
+fn group_keys_in(tx: &mut Transaction<'_>, intent_id: i64) -> Result<Vec<[u8; 33]>> {
+    tx.query(
+        "SELECT card_key FROM card_group_keys WHERE intent_id = $1 ORDER BY group_id",
+        &[&intent_id],
+    )?
+    .iter()
+    .map(|r| fixed::<33>("card key", r.try_get(0)?))
+    .collect()
+}
+
 impl PgRegistry {
     fn cards_where(
         &self,
@@ -330,6 +341,56 @@ impl IssuanceRegistry for PgRegistry {
                 Some(&open.card_number),
             )
         })
+    }
+
+    fn attach_group_keys(&mut self, intent_id: i64, keys: &[[u8; 33]], actor: &str) -> Result<()> {
+        check_text("actor", actor, MAX_NAME_LEN)?;
+        let (first, rest) = crate::validate::group_key_pairs(keys)?;
+        self.write(|tx| {
+            let open = open_intent_for_update(tx, intent_id)?;
+            let recorded = group_keys_in(tx, intent_id)?;
+            if !attach_rule(&open, &first.0)? {
+                return crate::validate::same_group_keys(&open.card_number, &recorded, &rest);
+            }
+            if !recorded.is_empty() {
+                return Err(RegistryError::CardKeyMismatch {
+                    card_number: open.card_number.clone(),
+                });
+            }
+            for (key, rid) in std::iter::once(&first).chain(&rest) {
+                check_new_key(tx, intent_id, key, rid)?;
+            }
+            tx.execute(
+                "UPDATE cards SET card_key = $2, revocation_id = $3 \
+                 WHERE intent_id = $1 AND state = 'intent' AND card_key IS NULL",
+                &[&intent_id, &first.0.as_slice(), &first.1.as_slice()],
+            )?;
+            for (g, (key, rid)) in (1i16..).zip(&rest) {
+                tx.execute(
+                    "INSERT INTO card_group_keys \
+                     (intent_id, group_index, group_id, card_key, revocation_id) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[
+                        &intent_id,
+                        &g,
+                        &i32::from(g),
+                        &key.as_slice(),
+                        &rid.as_slice(),
+                    ],
+                )?;
+            }
+            audit(
+                tx,
+                actor,
+                Some(&open.station),
+                "card-key",
+                Some(&open.card_number),
+            )
+        })
+    }
+
+    fn group_keys(&self, intent_id: i64) -> Result<Vec<[u8; 33]>> {
+        self.read(|tx| group_keys_in(tx, intent_id))
     }
 
     fn commit_issued(

@@ -172,7 +172,9 @@ impl Registry {
         let other: Option<String> = tx
             .query_row(
                 "SELECT card_number FROM cards \
-                 WHERE (card_key = ?1 OR revocation_id = ?2) AND intent_id <> ?3",
+                 WHERE (card_key = ?1 OR revocation_id = ?2) AND intent_id <> ?3 \
+                 UNION ALL SELECT c.card_number FROM card_group_keys g JOIN cards c USING (intent_id) \
+                 WHERE g.card_key = ?1 OR g.revocation_id = ?2 LIMIT 1",
                 params![card_key.as_slice(), revocation_id.as_slice(), intent_id],
                 |r| r.get(0),
             )
@@ -223,6 +225,80 @@ impl Registry {
         )?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Records all of a card's group keys (SPEC §5.3: `keys[g]` is group
+    /// `g`'s card key, 1 to [`MAX_GROUP_KEYS`](crate::MAX_GROUP_KEYS)) on an
+    /// open intent, as [`Registry::attach_card_key`] does for group 0: group
+    /// 0's key and revocation id go in `cards`, the others in
+    /// `card_group_keys`, all in one transaction. Recording the same keys
+    /// again changes nothing; other keys are refused
+    /// ([`RegistryError::CardKeyMismatch`]), as is a key recorded for
+    /// another card ([`RegistryError::CardKeyTaken`]).
+    pub fn attach_group_keys(
+        &mut self,
+        intent_id: i64,
+        keys: &[[u8; 33]],
+        actor: &str,
+    ) -> Result<()> {
+        check_text("actor", actor, MAX_NAME_LEN)?;
+        let (first, rest) = crate::validate::group_key_pairs(keys)?;
+        let tx = self.write()?;
+        let open = Self::open_intent_for_update(&tx, intent_id)?;
+        let recorded = Self::group_keys_in(&tx, intent_id)?;
+        let fresh = attach_rule(&open, &first.0)?;
+        if !fresh {
+            crate::validate::same_group_keys(&open.card_number, &recorded, &rest)?;
+            return Ok(());
+        }
+        if !recorded.is_empty() {
+            return Err(RegistryError::CardKeyMismatch {
+                card_number: open.card_number,
+            });
+        }
+        for (key, rid) in std::iter::once(&first).chain(&rest) {
+            Self::check_new_key(&tx, intent_id, key, rid)?;
+        }
+        tx.execute(
+            "UPDATE cards SET card_key = ?2, revocation_id = ?3 \
+             WHERE intent_id = ?1 AND state = 'intent' AND card_key IS NULL",
+            params![intent_id, first.0.as_slice(), first.1.as_slice()],
+        )?;
+        for (g, (key, rid)) in (1i64..).zip(&rest) {
+            tx.execute(
+                "INSERT INTO card_group_keys (intent_id, group_id, card_key, revocation_id) \
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![intent_id, g, key.as_slice(), rid.as_slice()],
+            )?;
+        }
+        audit(
+            &tx,
+            actor,
+            Some(&open.station),
+            "card-key",
+            Some(&open.card_number),
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The card keys of groups 1 and up recorded for an intent
+    /// ([`Registry::attach_group_keys`]), by group; empty for a card of one
+    /// group.
+    pub fn group_keys(&self, intent_id: i64) -> Result<Vec<[u8; 33]>> {
+        Self::group_keys_in(&self.conn, intent_id)
+    }
+
+    fn group_keys_in(conn: &rusqlite::Connection, intent_id: i64) -> Result<Vec<[u8; 33]>> {
+        let mut stmt = conn.prepare(
+            "SELECT card_key FROM card_group_keys WHERE intent_id = ?1 ORDER BY group_id",
+        )?;
+        let rows = stmt
+            .query_map([intent_id], |r| r.get::<_, Vec<u8>>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.into_iter()
+            .map(|k| fixed::<33>("card key", k))
+            .collect()
     }
 
     /// Commits an intent as issued, after the card was verified locked:

@@ -99,21 +99,27 @@ impl Registry {
     /// [`REVOCATION_GRACE_DAYS`](citycard_proto::revocation::REVOCATION_GRACE_DAYS)
     /// days before `as_of`. Sorted ascending.
     ///
-    /// Every card of this protocol version belongs to group 0; any other
-    /// group has no cards yet, so its list is empty.
+    /// Group 0's ids are the cards' own (`cards`); those of groups 1 and up
+    /// are the cards' group records (`card_group_keys`), so no two groups'
+    /// lists share an id.
     pub fn revocation_ids_for(&self, group: u8, as_of: Date) -> Result<Vec<[u8; 8]>> {
         let cutoff = revocation_cutoff(group, as_of)?;
-        if group != 0 {
-            return Ok(Vec::new());
-        }
-        let mut stmt = self.conn.prepare(
+        let sql = if group == 0 {
             "SELECT revocation_id FROM cards \
              WHERE state IN ('revoked', 'spoiled') AND revocation_id IS NOT NULL \
-               AND expires_on >= ?1 \
-             ORDER BY revocation_id",
-        )?;
+               AND expires_on >= ?1 AND ?2 = 0 \
+             ORDER BY revocation_id"
+        } else {
+            "SELECT g.revocation_id FROM card_group_keys g JOIN cards c USING (intent_id) \
+             WHERE g.group_id = ?2 AND c.state IN ('revoked', 'spoiled') \
+               AND c.expires_on >= ?1 \
+             ORDER BY g.revocation_id"
+        };
+        let mut stmt = self.conn.prepare(sql)?;
         let rows = stmt
-            .query_map([cutoff.to_string()], |r| r.get::<_, Vec<u8>>(0))?
+            .query_map(params![cutoff.to_string(), i64::from(group)], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.into_iter()
             .map(|id| fixed::<8>("revocation id", id))

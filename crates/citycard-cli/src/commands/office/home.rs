@@ -47,6 +47,11 @@ pub enum IssuerCommand {
         /// A file (mode 0600) whose first line is the registry's password.
         #[arg(long, value_name = "FILE", requires = "registry")]
         registry_password_file: Option<PathBuf>,
+        /// Linkability groups on every card (1-8): partners of different
+        /// groups cannot tell they saw the same card. Each group has its own
+        /// revocation list and trust bundle (`revocation publish --group`).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
+        groups: u8,
         #[command(flatten)]
         key: KeyArgs,
         /// Print the result as JSON.
@@ -133,6 +138,7 @@ pub fn run(cmd: IssuerCommand) -> anyhow::Result<ExitCode> {
             retain_attributes,
             registry,
             registry_password_file,
+            groups,
             key,
             json,
         } => {
@@ -143,7 +149,7 @@ pub fn run(cmd: IssuerCommand) -> anyhow::Result<ExitCode> {
                     RegistryServer::new(&url, absolute(registry_password_file))
                 )),
             };
-            let home = issuer_try!(
+            let mut home = issuer_try!(
                 json,
                 IssuerHome::init_with_registry(
                     &dir,
@@ -156,6 +162,9 @@ pub fn run(cmd: IssuerCommand) -> anyhow::Result<ExitCode> {
                     &EnvOrPrompt
                 )
             );
+            if groups != 1 {
+                issuer_try!(json, home.set_groups(groups));
+            }
             let fingerprint = issuer_try!(json, home.root_fingerprint());
             if json {
                 print_json(serde_json::json!({
@@ -163,6 +172,7 @@ pub fn run(cmd: IssuerCommand) -> anyhow::Result<ExitCode> {
                     "root_key": home.config().root.locator(), "root_fingerprint": fingerprint,
                     "retain_attributes_days": retain_attributes,
                     "registry": registry_location(&home),
+                    "groups": home.config().groups,
                 }));
             } else {
                 println!(

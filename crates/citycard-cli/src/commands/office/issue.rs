@@ -119,6 +119,11 @@ pub struct DeskArgs {
     /// emulated cards (one state file per card, DIR/card-NNNNNN.state).
     #[arg(long)]
     reader: String,
+    /// With `emulated:DIR` only: each new emulated applet card comes prepared
+    /// by this preparer of the home (as cards arrive from the city's
+    /// preparation facility).
+    #[arg(long, value_name = "PREPARER")]
+    prepare_with: Option<String>,
     /// Print every APDU exchange in hex on stderr (`>>` command, `<<` response).
     #[arg(long)]
     trace: bool,
@@ -136,7 +141,15 @@ impl DeskArgs {
     ) -> Result<Counter<'a>, citycard_issuer::IssuerError> {
         let (today, _) = citycard_issuer::home::now()?;
         let loaded = home.station(&self.station, &EnvOrPrompt, today)?;
-        let source = CardSource::parse(&self.reader, self.profile.profile.into())?;
+        let mut source = CardSource::parse(&self.reader, self.profile.profile.into())?;
+        if let Some(name) = &self.prepare_with {
+            source.prepare_with(citycard_issuer::cards::EmulatedPreparation::load(
+                home,
+                name,
+                &EnvOrPrompt,
+                today,
+            )?)?;
+        }
         let mut counter = Counter::open(home, loaded, source, today, super::actor())?;
         counter.wait = Duration::from_secs(wait);
         counter.trace = self.trace;
@@ -320,7 +333,7 @@ pub fn personalise(args: &PersonaliseArgs) -> anyhow::Result<ExitCode> {
                 println!("{text}");
             } else {
                 println!(
-                    "Issued card {} (valid {} to {}) to resident {}; verified as a reader would.",
+                    "Issued card {} (valid {} to {}) to resident {}; the card's check value matches what was sent.",
                     issued.card_number, issued.issued_on, issued.expires_on, resident.resident_id
                 );
             }

@@ -6,6 +6,7 @@
 pub mod home;
 pub mod issue;
 pub mod partners;
+pub mod preparers;
 pub mod publish;
 pub mod records;
 pub mod stations;
@@ -129,6 +130,7 @@ pub fn code_of_issuer_error(e: &IssuerError) -> u8 {
 pub fn code_of_card_error(e: &PersonaliseError) -> u8 {
     match e {
         PersonaliseError::NotBlank(_)
+        | PersonaliseError::NotPrepared
         | PersonaliseError::WrongIssuer
         | PersonaliseError::NotACitycard(_)
         | PersonaliseError::NotPiv(_)

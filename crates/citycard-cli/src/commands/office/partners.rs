@@ -29,6 +29,10 @@ pub enum PartnerCommand {
         /// age_over_13, age_over_16, age_over_18, age_over_21, age_over_65, ...
         #[arg(long)]
         attributes: String,
+        /// Linkability group of the partner (0-7): partners of different
+        /// groups receive unrelated records of the same card (SPEC §5.3).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..8))]
+        group: u8,
         /// Validity in days.
         #[arg(long, default_value_t = 365)]
         valid_days: u32,
@@ -89,6 +93,7 @@ pub fn run(cmd: PartnerCommand) -> anyhow::Result<ExitCode> {
             name,
             home,
             attributes,
+            group,
             valid_days,
             out,
             json,
@@ -108,6 +113,7 @@ pub fn run(cmd: PartnerCommand) -> anyhow::Result<ExitCode> {
                 h.enrol_partner_with(
                     &name,
                     grants,
+                    group,
                     valid_days,
                     &EnvOrPrompt,
                     day,

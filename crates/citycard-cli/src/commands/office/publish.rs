@@ -24,6 +24,10 @@ pub enum TrustCommand {
     Export {
         #[command(flatten)]
         home: HomeArg,
+        /// The linkability group whose partners load the bundle (their
+        /// credential names it, `partner enrol --group`): its revocation list.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=7))]
+        group: u8,
         #[command(flatten)]
         out: OutArgs,
         /// Print the result as JSON.
@@ -53,6 +57,10 @@ pub enum RevocationCommand {
     Publish {
         #[command(flatten)]
         home: HomeArg,
+        /// The linkability group whose partners load the bundle (their
+        /// credential names it, `partner enrol --group`): its revocation list.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=7))]
+        group: u8,
         /// Days until the next scheduled update.
         #[arg(long, default_value_t = 7)]
         next_update_days: u32,
@@ -66,14 +74,19 @@ pub enum RevocationCommand {
 
 /// Runs `citycard trust …`.
 pub fn trust(cmd: TrustCommand) -> anyhow::Result<ExitCode> {
-    let (home, out, json) = match cmd {
-        TrustCommand::Export { home, out, json } => (home, out, json),
+    let (home, group, out, json) = match cmd {
+        TrustCommand::Export {
+            home,
+            group,
+            out,
+            json,
+        } => (home, group, out, json),
         TrustCommand::Show { file, json } => return trust_show(&file, json),
     };
     issuer_try!(json, out.check());
     let h = issuer_try!(json, IssuerHome::open(&home.dir));
     let (_, now_unix) = issuer_try!(json, today());
-    let bundle = issuer_try!(json, h.export_trust(&EnvOrPrompt, now_unix));
+    let bundle = issuer_try!(json, h.export_trust_for(group, &EnvOrPrompt, now_unix));
     issuer_try!(json, out.write(bundle.as_bytes()));
     let b = bundle.body();
     if json {
@@ -99,6 +112,7 @@ pub fn trust(cmd: TrustCommand) -> anyhow::Result<ExitCode> {
 pub fn revocation(cmd: RevocationCommand) -> anyhow::Result<ExitCode> {
     let RevocationCommand::Publish {
         home,
+        group,
         next_update_days,
         out,
         json,
@@ -106,13 +120,16 @@ pub fn revocation(cmd: RevocationCommand) -> anyhow::Result<ExitCode> {
     issuer_try!(json, out.check());
     let h = issuer_try!(json, IssuerHome::open(&home.dir));
     let (_, now_unix) = issuer_try!(json, today());
-    let bundle = issuer_try!(json, h.publish(next_update_days, &EnvOrPrompt, now_unix));
+    let bundle = issuer_try!(
+        json,
+        h.publish_for(group, next_update_days, &EnvOrPrompt, now_unix)
+    );
     issuer_try!(json, out.write(bundle.as_bytes()));
     let list = bundle.body().revocations.body();
     if json {
         print_json(serde_json::json!({
             "ok": true, "out": out.out, "bytes": bundle.as_bytes().len(),
-            "sequence": list.sequence, "revoked": list.revoked.len(),
+            "group": list.group, "sequence": list.sequence, "revoked": list.revoked.len(),
             "next_update_days": next_update_days,
         }));
     } else {
