@@ -491,16 +491,16 @@ impl<S: Storage, R: CryptoRngCore> Applet<S, R> {
                             expiry: body.expiry,
                         };
                         reader = Some(entry);
-                        // Card date: advanced by at most MAX_CARD_DATE_STEP days.
+                        // Card date (spec §5.6): raised to the effective date
+                        // when that lies at most MAX_CARD_DATE_STEP days ahead;
+                        // a certificate dated further ahead moves nothing. So a
+                        // certificate moves the card date once, by at most a
+                        // step, however often it is replayed.
                         if let Some(today) = next.card_date {
-                            let step = today.add_days(MAX_CARD_DATE_STEP);
-                            let target = if body.effective < step {
-                                body.effective
-                            } else {
-                                step
-                            };
-                            if target > today {
-                                next.card_date = Some(target);
+                            if today < body.effective
+                                && body.effective <= today.add_days(MAX_CARD_DATE_STEP)
+                            {
+                                next.card_date = Some(body.effective);
                             }
                         }
                     }

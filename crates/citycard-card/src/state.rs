@@ -112,7 +112,8 @@ pub struct PersistentState {
     /// Keys and data (present once issued).
     pub personalisation: Option<Personalisation>,
     /// The card date (spec §5.6): set at preparation, raised at ACTIVATE,
-    /// advanced by reader certificates; it only grows.
+    /// raised to a reader certificate's effective date when that is at most
+    /// `MAX_CARD_DATE_STEP` days ahead; it only grows.
     pub card_date: Option<Date>,
     /// Verified reader certificates, least recently verified first.
     pub cache: Vec<CachedReader>,
@@ -205,7 +206,67 @@ impl PersistentState {
 
     /// Decodes stored state; any inconsistency is [`CorruptState`].
     pub fn decode(bytes: &[u8]) -> Result<Self, CorruptState> {
-        // The state is larger than one TLV input of the protocol: split it by hand.
+        let mut fields = Fields::split(bytes)?;
+        if fields.take(0x80) != Some(&[FORMAT_VERSION][..]) {
+            return Err(CorruptState);
+        }
+        let life_cycle = match fields.take(0x81) {
+            Some([b]) => LifeCycle::from_byte(*b).ok_or(CorruptState)?,
+            _ => return Err(CorruptState),
+        };
+        let anchor = fields.take(0x82).map(decode_anchor).transpose()?;
+        let preparation = decode_preparation(&mut fields)?;
+        let personalisation = decode_personalisation(&mut fields)?;
+        let card_date = fields
+            .take(0x88)
+            .map(|f| Date::from_bytes(f).map_err(corrupt))
+            .transpose()?;
+        let cache = match fields.take(0x89) {
+            Some(f) => decode_cache(f)?,
+            None => Vec::new(),
+        };
+        fields.finish()?;
+        let state = Self {
+            life_cycle,
+            anchor,
+            preparation,
+            personalisation,
+            card_date,
+            cache,
+        };
+        if state.consistent() {
+            Ok(state)
+        } else {
+            Err(CorruptState)
+        }
+    }
+
+    /// Cross-field consistency: what each life-cycle state must (not) have.
+    fn consistent(&self) -> bool {
+        let anchored = self.anchor.is_some() && self.preparation.is_some();
+        let empty =
+            self.anchor.is_none() && self.preparation.is_none() && self.personalisation.is_none();
+        match self.life_cycle {
+            LifeCycle::Blank | LifeCycle::Terminated => empty,
+            LifeCycle::Prepared => {
+                anchored && self.personalisation.is_none() && self.card_date.is_some()
+            }
+            LifeCycle::Issued => {
+                anchored && self.personalisation.is_some() && self.card_date.is_some()
+            }
+        }
+    }
+}
+
+/// The state's fields in order, taken one expected tag at a time.
+struct Fields<'a> {
+    fields: core::iter::Peekable<alloc::vec::IntoIter<(u8, &'a [u8])>>,
+}
+
+impl<'a> Fields<'a> {
+    /// Splits the encoding into its fields (the state is larger than one TLV
+    /// input of the protocol, so it is split by hand).
+    fn split(bytes: &'a [u8]) -> Result<Self, CorruptState> {
         let mut fields = Vec::new();
         let mut rest = bytes;
         while !rest.is_empty() {
@@ -213,152 +274,136 @@ impl PersistentState {
             fields.push(f);
             rest = r;
         }
-        let mut it = fields.into_iter().peekable();
-        let mut take = |tag: u8| -> Option<&[u8]> {
-            match it.peek() {
-                Some((t, _)) if *t == tag => it.next().map(|(_, v)| v),
-                _ => None,
-            }
-        };
-        if take(0x80) != Some(&[FORMAT_VERSION][..]) {
-            return Err(CorruptState);
-        }
-        let life_cycle = match take(0x81) {
-            Some([b]) => LifeCycle::from_byte(*b).ok_or(CorruptState)?,
-            _ => return Err(CorruptState),
-        };
-        let anchor = match take(0x82) {
-            None => None,
-            Some(f) => {
-                let (len, rest) = f.split_first().ok_or(CorruptState)?;
-                let issuer = rest.get(..usize::from(*len)).ok_or(CorruptState)?;
-                let root = rest.get(usize::from(*len)..).ok_or(CorruptState)?;
-                Some(Anchor {
-                    issuer: String::from(core::str::from_utf8(issuer).map_err(corrupt)?),
-                    root: crypto::decode_point(root).map_err(corrupt)?,
-                })
-            }
-        };
-        let preparation = match take(0x83) {
-            None => None,
-            Some(k) => {
-                let attestation_key = SecretKey::from_slice(k).map_err(corrupt)?;
-                let certificate = take(0x84).ok_or(CorruptState)?;
-                if certificate.len() > MAX_CERTIFICATE_LEN {
-                    return Err(CorruptState);
-                }
-                Some(Preparation {
-                    attestation_key,
-                    certificate: certificate.to_vec(),
-                })
-            }
-        };
-        let personalisation = match take(0x85) {
-            None => None,
-            Some(pk) => {
-                let pseudonym_key = Zeroizing::new(<[u8; 16]>::try_from(pk).map_err(corrupt)?);
-                let raw = take(0x86).ok_or(CorruptState)?;
-                if raw.is_empty()
-                    || raw.len() % GROUP_LEN != 0
-                    || raw.len() / GROUP_LEN > MAX_GROUPS
-                {
-                    return Err(CorruptState);
-                }
-                let mut groups = Vec::new();
-                for chunk in raw.chunks_exact(GROUP_LEN) {
-                    let (key, rest) = chunk.split_at_checked(32).ok_or(CorruptState)?;
-                    let (seed, record) = rest.split_at_checked(SEED_LEN).ok_or(CorruptState)?;
-                    groups.push(GroupData {
-                        card_key: SecretKey::from_slice(key).map_err(corrupt)?,
-                        seed: Zeroizing::new(seed.try_into().map_err(corrupt)?),
-                        record: record.to_vec(),
-                    });
-                }
-                let raw_values = take(0x87).ok_or(CorruptState)?;
-                let mut values = Vec::new();
-                for f in tlv::read_all(raw_values).map_err(corrupt)? {
-                    if f.tag != TAG_ATTRIBUTE {
-                        return Err(CorruptState);
-                    }
-                    values.push(StoredValue::decode_value(f.value).map_err(corrupt)?);
-                }
-                if values.len() > MAX_STORED_ATTRIBUTES {
-                    return Err(CorruptState);
-                }
-                Some(Personalisation {
-                    groups,
-                    pseudonym_key,
-                    values,
-                })
-            }
-        };
-        let card_date = match take(0x88) {
-            None => None,
-            Some(f) => Some(Date::from_bytes(f).map_err(corrupt)?),
-        };
-        let mut cache = Vec::new();
-        if let Some(f) = take(0x89) {
-            if f.len() % CACHE_ENTRY_LEN != 0 || f.len() / CACHE_ENTRY_LEN > CACHE_ENTRIES {
-                return Err(CorruptState);
-            }
-            for e in f.chunks_exact(CACHE_ENTRY_LEN) {
-                let (fp, rest) = e
-                    .split_first_chunk::<FINGERPRINT_LEN>()
-                    .ok_or(CorruptState)?;
-                let (pk, rest) = rest.split_first_chunk::<POINT_LEN>().ok_or(CorruptState)?;
-                let (grants, rest) = rest.split_first_chunk::<4>().ok_or(CorruptState)?;
-                let (domain, rest) = rest.split_first_chunk::<DOMAIN_LEN>().ok_or(CorruptState)?;
-                let (group, rest) = rest.split_first().ok_or(CorruptState)?;
-                let (eff, exp) = rest.split_first_chunk::<4>().ok_or(CorruptState)?;
-                cache.push(CachedReader {
-                    fingerprint: *fp,
-                    reader: AuthorisedReader {
-                        public_key: crypto::decode_point(pk).map_err(corrupt)?,
-                        grants: AttributeSet::from_bytes(grants).map_err(corrupt)?,
-                        domain: *domain,
-                        group: *group,
-                    },
-                    effective: Date::from_bytes(eff).map_err(corrupt)?,
-                    expiry: Date::from_bytes(exp).map_err(corrupt)?,
-                });
-            }
-        }
-        if it.next().is_some() {
-            return Err(CorruptState);
-        }
-        // Cross-field consistency: what each life-cycle state must (not) have.
-        let consistent = match life_cycle {
-            LifeCycle::Blank => {
-                anchor.is_none() && preparation.is_none() && personalisation.is_none()
-            }
-            LifeCycle::Prepared => {
-                anchor.is_some()
-                    && preparation.is_some()
-                    && personalisation.is_none()
-                    && card_date.is_some()
-            }
-            LifeCycle::Issued => {
-                anchor.is_some()
-                    && preparation.is_some()
-                    && personalisation.is_some()
-                    && card_date.is_some()
-            }
-            LifeCycle::Terminated => {
-                anchor.is_none() && preparation.is_none() && personalisation.is_none()
-            }
-        };
-        if !consistent {
-            return Err(CorruptState);
-        }
         Ok(Self {
-            life_cycle,
-            anchor,
-            preparation,
-            personalisation,
-            card_date,
-            cache,
+            fields: fields.into_iter().peekable(),
         })
     }
+
+    /// The value of the next field if it has `tag`.
+    fn take(&mut self, tag: u8) -> Option<&'a [u8]> {
+        match self.fields.peek() {
+            Some((t, _)) if *t == tag => self.fields.next().map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// Fails if a field is left over (unknown, duplicate or out of order).
+    fn finish(mut self) -> Result<(), CorruptState> {
+        match self.fields.next() {
+            Some(_) => Err(CorruptState),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `82`: issuer length ‖ issuer ‖ root key.
+fn decode_anchor(f: &[u8]) -> Result<Anchor, CorruptState> {
+    let (len, rest) = f.split_first().ok_or(CorruptState)?;
+    let issuer = rest.get(..usize::from(*len)).ok_or(CorruptState)?;
+    let root = rest.get(usize::from(*len)..).ok_or(CorruptState)?;
+    Ok(Anchor {
+        issuer: String::from(core::str::from_utf8(issuer).map_err(corrupt)?),
+        root: crypto::decode_point(root).map_err(corrupt)?,
+    })
+}
+
+/// `83` attestation key, then `84` preparation certificate (both or neither).
+fn decode_preparation(fields: &mut Fields<'_>) -> Result<Option<Preparation>, CorruptState> {
+    let Some(k) = fields.take(0x83) else {
+        return Ok(None);
+    };
+    let attestation_key = SecretKey::from_slice(k).map_err(corrupt)?;
+    let certificate = fields.take(0x84).ok_or(CorruptState)?;
+    if certificate.len() > MAX_CERTIFICATE_LEN {
+        return Err(CorruptState);
+    }
+    Ok(Some(Preparation {
+        attestation_key,
+        certificate: certificate.to_vec(),
+    }))
+}
+
+/// `85` pseudonym key, `86` groups, `87` stored values (all or none).
+fn decode_personalisation(
+    fields: &mut Fields<'_>,
+) -> Result<Option<Personalisation>, CorruptState> {
+    let Some(pk) = fields.take(0x85) else {
+        return Ok(None);
+    };
+    let pseudonym_key = Zeroizing::new(<[u8; 16]>::try_from(pk).map_err(corrupt)?);
+    let groups = decode_groups(fields.take(0x86).ok_or(CorruptState)?)?;
+    let values = decode_values(fields.take(0x87).ok_or(CorruptState)?)?;
+    Ok(Some(Personalisation {
+        groups,
+        pseudonym_key,
+        values,
+    }))
+}
+
+/// `86`: 1 to `MAX_GROUPS` × (card key ‖ salt seed ‖ record).
+fn decode_groups(raw: &[u8]) -> Result<Vec<GroupData>, CorruptState> {
+    if raw.is_empty() || raw.len() % GROUP_LEN != 0 || raw.len() / GROUP_LEN > MAX_GROUPS {
+        return Err(CorruptState);
+    }
+    let mut groups = Vec::new();
+    for chunk in raw.chunks_exact(GROUP_LEN) {
+        let (key, rest) = chunk.split_at_checked(32).ok_or(CorruptState)?;
+        let (seed, record) = rest.split_at_checked(SEED_LEN).ok_or(CorruptState)?;
+        groups.push(GroupData {
+            card_key: SecretKey::from_slice(key).map_err(corrupt)?,
+            seed: Zeroizing::new(seed.try_into().map_err(corrupt)?),
+            record: record.to_vec(),
+        });
+    }
+    Ok(groups)
+}
+
+/// `87`: at most `MAX_STORED_ATTRIBUTES` `C1` TLVs.
+fn decode_values(raw: &[u8]) -> Result<Vec<StoredValue>, CorruptState> {
+    let mut values = Vec::new();
+    for f in tlv::read_all(raw).map_err(corrupt)? {
+        if f.tag != TAG_ATTRIBUTE {
+            return Err(CorruptState);
+        }
+        values.push(StoredValue::decode_value(f.value).map_err(corrupt)?);
+    }
+    if values.len() > MAX_STORED_ATTRIBUTES {
+        return Err(CorruptState);
+    }
+    Ok(values)
+}
+
+/// `89`: at most `CACHE_ENTRIES` fixed-size entries.
+fn decode_cache(f: &[u8]) -> Result<Vec<CachedReader>, CorruptState> {
+    if f.len() % CACHE_ENTRY_LEN != 0 || f.len() / CACHE_ENTRY_LEN > CACHE_ENTRIES {
+        return Err(CorruptState);
+    }
+    f.chunks_exact(CACHE_ENTRY_LEN)
+        .map(decode_cache_entry)
+        .collect()
+}
+
+/// fingerprint 8 ‖ key 33 ‖ grants 4 ‖ domain 16 ‖ group 1 ‖ effective 4 ‖ expiry 4.
+fn decode_cache_entry(e: &[u8]) -> Result<CachedReader, CorruptState> {
+    let (fp, rest) = e
+        .split_first_chunk::<FINGERPRINT_LEN>()
+        .ok_or(CorruptState)?;
+    let (pk, rest) = rest.split_first_chunk::<POINT_LEN>().ok_or(CorruptState)?;
+    let (grants, rest) = rest.split_first_chunk::<4>().ok_or(CorruptState)?;
+    let (domain, rest) = rest.split_first_chunk::<DOMAIN_LEN>().ok_or(CorruptState)?;
+    let (group, rest) = rest.split_first().ok_or(CorruptState)?;
+    let (eff, exp) = rest.split_first_chunk::<4>().ok_or(CorruptState)?;
+    Ok(CachedReader {
+        fingerprint: *fp,
+        reader: AuthorisedReader {
+            public_key: crypto::decode_point(pk).map_err(corrupt)?,
+            grants: AttributeSet::from_bytes(grants).map_err(corrupt)?,
+            domain: *domain,
+            group: *group,
+        },
+        effective: Date::from_bytes(eff).map_err(corrupt)?,
+        expiry: Date::from_bytes(exp).map_err(corrupt)?,
+    })
 }
 
 /// One state field (tag, value) and the bytes after it.

@@ -1,6 +1,7 @@
 //! The certificate cache and the card date (SPEC §5.6, §6.4): least recently
 //! verified evicted first at `CACHE_ENTRIES`, one write per power-up, and a
-//! card date that moves at most `MAX_CARD_DATE_STEP` days per certificate.
+//! card date that a certificate moves at most once, to its effective date,
+//! and only when that is at most `MAX_CARD_DATE_STEP` days ahead.
 
 #![allow(
     clippy::unwrap_used,
@@ -30,6 +31,11 @@ fn issued() -> Card {
 }
 
 fn reader_cert(city: &TestCity, n: u8, effective: Date) -> Certificate {
+    reader_cert_until(city, n, effective, date((2027, 12, 31)))
+}
+
+/// A reader certificate with validity `effective..=expiry`.
+fn reader_cert_until(city: &TestCity, n: u8, effective: Date, expiry: Date) -> Certificate {
     CertificateBody {
         issuer: "LIEGE".into(),
         holder: format!("partner-{n}"),
@@ -38,7 +44,7 @@ fn reader_cert(city: &TestCity, n: u8, effective: Date) -> Certificate {
         domain: Some([n; 16]),
         group: Some(0),
         effective,
-        expiry: date((2027, 12, 31)),
+        expiry,
         public_key: test_key(&format!("partner {n}")).public_key(),
     }
     .sign(&city.root)
@@ -111,26 +117,103 @@ fn one_write_per_power_up_and_later_certificates_stay_in_the_session() {
     assert_eq!(cached(&card).len(), 1);
 }
 
+fn card_date(card: &Card) -> Date {
+    card.state().unwrap().card_date.unwrap()
+}
+
+/// One certificate, however often it is shown and over any number of power
+/// cycles, moves the card date once, to its effective date, and only when
+/// that is at most `MAX_CARD_DATE_STEP` days ahead; a certificate dated
+/// further ahead moves it not at all, however often it is replayed.
 #[test]
-fn the_card_date_moves_at_most_one_step_per_certificate() {
+fn the_card_date_moves_once_per_certificate() {
     let city = city();
     let mut card = issued();
-    let start = card.state().unwrap().card_date.unwrap();
+    let start = card_date(&card);
     assert_eq!(start, date((2026, 11, 2)), "the preparation date");
+
+    // Far in the future: replayed 100 times over 100 power-ups, never moves it.
     let far = reader_cert(&city, 1, date((2027, 6, 1)));
-    show(&mut card, &far);
-    let once = card.state().unwrap().card_date.unwrap();
-    assert_eq!(once, start.add_days(MAX_CARD_DATE_STEP));
-    // The same certificate again (a new power-up) moves it one more step.
-    show(&mut card, &far);
+    for _ in 0..100 {
+        show(&mut card, &far);
+        assert_eq!(card_date(&card), start);
+    }
+    // Within the step: moves it to its effective date, once.
+    let near_date = start.add_days(MAX_CARD_DATE_STEP);
+    let near = reader_cert(&city, 2, near_date);
+    for _ in 0..100 {
+        show(&mut card, &near);
+        assert_eq!(card_date(&card), near_date);
+    }
+    // Also within a power-up (later PSOs go to the session slot, no write).
+    card.reset();
+    card.transmit(&select_command().to_short_bytes().unwrap())
+        .unwrap();
+    for c in [&near, &far, &near, &far] {
+        card.transmit(&pso_command(c).to_short_bytes().unwrap())
+            .unwrap();
+    }
+    card.reset();
+    assert_eq!(card_date(&card), near_date);
+    // The bound over many replays: the two certificates together moved it
+    // by MAX_CARD_DATE_STEP days in all, the far one by nothing.
     assert_eq!(
-        card.state().unwrap().card_date.unwrap(),
-        once.add_days(MAX_CARD_DATE_STEP)
+        start.days_until(card_date(&card)),
+        i64::from(MAX_CARD_DATE_STEP)
     );
+    // Now the far one is still more than a step ahead: still nothing.
+    show(&mut card, &far);
+    assert_eq!(card_date(&card), near_date);
     // An older certificate never moves it back.
-    show(&mut card, &reader_cert(&city, 2, date((2026, 1, 1))));
-    assert_eq!(
-        card.state().unwrap().card_date.unwrap(),
-        once.add_days(MAX_CARD_DATE_STEP)
-    );
+    show(&mut card, &reader_cert(&city, 3, date((2026, 1, 1))));
+    assert_eq!(card_date(&card), near_date);
+}
+
+/// A card left unused while the world moved on: its card date is a year
+/// behind every current reader's effective date. It accepts a current reader
+/// (certificate verified and cached, real answers), its card date stays put
+/// instead of jumping, and it keeps accepting current readers.
+#[test]
+fn an_unused_card_still_accepts_a_current_reader() {
+    use citycard_proto::auth::ReaderSession;
+    let city = city();
+    let mut card = issued();
+    let start = card_date(&card);
+    // A year and a half later: a reader certificate effective last month.
+    let today = date((2028, 5, 20));
+    let key = test_key("partner 9");
+    let current = reader_cert_until(&city, 9, date((2028, 4, 1)), date((2029, 3, 31)));
+    assert_eq!(current.body().public_key, key.public_key());
+    for tap in 0..3u8 {
+        card.reset();
+        card.transmit(&select_command().to_short_bytes().unwrap())
+            .unwrap();
+        let r = card
+            .transmit(&pso_command(&current).to_short_bytes().unwrap())
+            .unwrap();
+        assert_eq!(r[r.len() - 2..], [0x90, 0x00]);
+        let requested = AttributeSet::EMPTY.with(AttributeId::RESIDENT);
+        let session = ReaderSession::with_ephemeral(
+            test_key(&format!("unused tap {tap}")),
+            current.fingerprint(),
+            requested,
+            today,
+        );
+        let mut r = card
+            .transmit(&session.command().to_short_bytes().unwrap())
+            .unwrap();
+        let mut answer = r[..r.len() - 2].to_vec();
+        while r[r.len() - 2] == 0x61 {
+            r = card
+                .transmit(&[0x00, 0xC0, 0x00, 0x00, r[r.len() - 1]])
+                .unwrap();
+            answer.extend_from_slice(&r[..r.len() - 2]);
+        }
+        let disclosure = session
+            .open(&answer, &key, 0)
+            .expect("the unused card answers a current reader");
+        assert_eq!(disclosure.present().count(), 1, "resident disclosed");
+        assert_eq!(card_date(&card), start, "tap {tap}: no jump");
+    }
+    assert!(cached(&card).contains(&current.fingerprint()));
 }

@@ -544,3 +544,308 @@ fn a_sniffed_issuance_gives_nothing_reusable() {
     assert_eq!(card.storage().commits(), 3);
     assert_eq!(card.storage().clone().load().unwrap(), before);
 }
+
+/// The work of one exchange with the byte counts that depend on the public
+/// command taken out: hashing and verification over the certificate sent
+/// are functions of the command bytes (which the sender knows); everything
+/// else must be equal on every path.
+#[derive(Debug, PartialEq, Eq)]
+struct Work {
+    ops: OpCount,
+}
+
+impl Work {
+    /// `ops` with the certificate's own lengths (`cert_len` hashed for the
+    /// fingerprint, `signed_len` verified) subtracted.
+    fn of(mut ops: OpCount, cert_len: usize, signed_len: usize) -> Self {
+        ops.sha256_bytes -= cert_len as u64;
+        ops.verify_bytes -= signed_len as u64;
+        Self { ops }
+    }
+}
+
+/// The high-S twin `(r, n − s)` of a certificate's signature: the same
+/// certificate body with the other, non-canonical, valid plain-ECDSA signature.
+fn high_s_twin(cert: &Certificate) -> Certificate {
+    use p256::ecdsa::Signature;
+    let bytes = cert.as_bytes();
+    let sig = Signature::from_slice(&bytes[bytes.len() - 64..]).unwrap();
+    let twin = Signature::from_scalars(*sig.r(), -*sig.s()).unwrap();
+    let mut twin_bytes = bytes.to_vec();
+    let n = twin_bytes.len();
+    twin_bytes[n - 64..].copy_from_slice(&twin.to_bytes());
+    assert_ne!(twin_bytes, bytes);
+    Certificate::decode(&twin_bytes).unwrap()
+}
+
+/// A reader certificate of `city` for the library, with `edit` applied to its body.
+fn library_with(city: &TestCity, edit: impl FnOnce(&mut CertificateBody)) -> Certificate {
+    let mut body = reader(city, "library").certificate.body().clone();
+    edit(&mut body);
+    body.sign(&city.root).unwrap()
+}
+
+/// The library reader's certificate with the body field `tag` (domain `53`
+/// or group `54`) left out, signed by `city`'s root: well signed, but not a
+/// well-formed reader certificate (SPEC §5.2).
+fn library_without(city: &TestCity, tag: u32) -> Vec<u8> {
+    use citycard_proto::{crypto, tlv};
+    let library = reader(city, "library").certificate;
+    let body = tlv::read_exact(library.signed_bytes(), 0x7F4E).unwrap();
+    let mut value = Vec::new();
+    for f in tlv::read_all(body.value).unwrap() {
+        if f.tag != tag {
+            value.extend_from_slice(f.raw);
+        }
+    }
+    let body = tlv::encode(0x7F4E, &value);
+    let signature = crypto::sign(&city.root, &body);
+    let raw = tlv::join_signed(0x7F21, &body, &signature);
+    assert!(Certificate::decode(&raw).is_err());
+    raw
+}
+
+/// PSO on an issued card: the work of the first PSO of a power-up (one
+/// write) and of a later one (none), for the certificate bytes `cert`.
+fn pso_work(cert: &[u8], seed: u8) -> (Work, Work, Vec<u16>) {
+    let city = city();
+    let mut card = issue(&Setup::of(&city), seed);
+    let pso = Command::new(cla::ISO, ins::PSO, 0x00, 0xBE)
+        .with_data(cert.to_vec())
+        .to_short_bytes()
+        .unwrap();
+    let mut sws = Vec::new();
+    card.reset();
+    card.transmit(&bytes(&select_command())).unwrap();
+    card.reset_ops();
+    sws.push(sw(&card.transmit(&pso).unwrap()));
+    let first = card.ops();
+    card.reset_ops();
+    sws.push(sw(&card.transmit(&pso).unwrap()));
+    let later = card.ops();
+    let (len, signed) = match Certificate::decode(cert) {
+        Ok(c) => (c.as_bytes().len(), c.signed_bytes().len()),
+        Err(_) => (0, 0),
+    };
+    (
+        Work::of(first, len, signed),
+        Work::of(later, len, signed),
+        sws,
+    )
+}
+
+/// SPEC §6.4, §6.10, §10.6: the card performs the same operations, in the
+/// same amounts, whether it accepts or refuses — for every refusal reason of
+/// PSO (another root, wrong issuer, expired, preparer role, bad signature,
+/// high-S twin; a future-dated certificate, accepted without moving the card
+/// date; a station certificate) and of GENERAL AUTHENTICATE (date before the
+/// certificate's validity, after it, before the card date; a request beyond
+/// the grants; an invalid E_R; an uncached certificate; a group the card
+/// lacks). A reader certificate without a domain or a group is not a
+/// well-formed certificate: `6A80` and no work at all, which depends on the
+/// command bytes only.
+#[test]
+fn every_refusal_costs_the_work_of_an_acceptance() {
+    let city = city();
+    let library = reader(&city, "library").certificate;
+    let mut bad_signature = library.as_bytes().to_vec();
+    let n = bad_signature.len();
+    bad_signature[n - 40] ^= 0x01;
+    let pso_paths: Vec<(&str, Vec<u8>)> = vec![
+        ("accepted", library.as_bytes().to_vec()),
+        (
+            "another root",
+            reader(&city_named("LIEGE", "other root"), "library")
+                .certificate
+                .as_bytes()
+                .to_vec(),
+        ),
+        (
+            "wrong issuer",
+            library_with(&city, |b| b.issuer = "NAMUR".into())
+                .as_bytes()
+                .to_vec(),
+        ),
+        (
+            "expired",
+            library_with(&city, |b| b.expiry = date((2026, 10, 31)))
+                .as_bytes()
+                .to_vec(),
+        ),
+        (
+            "not yet valid (future-dated: accepted, card date unmoved)",
+            library_with(&city, |b| b.effective = date((2027, 6, 1)))
+                .as_bytes()
+                .to_vec(),
+        ),
+        (
+            "preparer role",
+            city.preparer_certificate.as_bytes().to_vec(),
+        ),
+        ("bad signature", bad_signature),
+        ("high-S twin", high_s_twin(&library).as_bytes().to_vec()),
+        (
+            "station (accepted as a station)",
+            city.station_certificate.as_bytes().to_vec(),
+        ),
+    ];
+    let (first, later, sws) = pso_work(library.as_bytes(), 30);
+    assert_eq!(sws, [0x9000, 0x9000]);
+    assert_eq!(first.ops.writes, 1);
+    assert_eq!(later.ops.writes, 0);
+    assert_eq!(first.ops.ecdsa_verify, 1);
+    assert_eq!(first.ops.sha256, 1);
+    for (i, (what, cert)) in pso_paths.iter().enumerate() {
+        let (f, l, s) = pso_work(cert, 31 + i as u8);
+        assert_eq!(s, sws, "PSO {what}: status words");
+        assert_eq!(f, first, "PSO {what}: first PSO of a power-up");
+        assert_eq!(l, later, "PSO {what}: later PSO");
+    }
+    for (what, tag) in [("no domain", 0x53), ("no group", 0x54)] {
+        let (f, l, s) = pso_work(&library_without(&city, tag), 45);
+        assert_eq!(s, [0x6A80, 0x6A80], "PSO {what}");
+        assert_eq!(f.ops, OpCount::default(), "PSO {what}: no work");
+        assert_eq!(l.ops, OpCount::default(), "PSO {what}: no work");
+    }
+
+    // GENERAL AUTHENTICATE on a card that cached the library and full readers.
+    let library = reader(&city, "library");
+    let full = reader(&city, "full");
+    let in_group_5 = reader_in_group(&city, "library", 5);
+    let mut card = issue(
+        &Setup {
+            tapped_by: vec![&library, &full, &in_group_5],
+            ..Setup::of(&city)
+        },
+        50,
+    );
+    let lib_fp = library.certificate.fingerprint();
+    let lib_req = library.certificate.body().grants;
+    let beyond = lib_req.with(AttributeId::NAME);
+    let today = date(TODAY);
+    let mut bad_point = ga(lib_fp, lib_req, today, "bad point");
+    for b in bad_point.iter_mut().skip(5 + 14).take(32) {
+        *b = 0xFF;
+    }
+    let stranger = reader(&city, "stranger").certificate.fingerprint();
+    // (label, APDU, the accepted APDU with the same request to compare with)
+    let accepted_lib = ga(lib_fp, lib_req, today, "accepted");
+    let accepted_beyond = ga(
+        full.certificate.fingerprint(),
+        beyond,
+        today,
+        "accepted beyond",
+    );
+    let ga_paths: Vec<(&str, Vec<u8>, &Vec<u8>)> = vec![
+        (
+            "date before the certificate's validity",
+            ga(lib_fp, lib_req, date((2025, 12, 31)), "early"),
+            &accepted_lib,
+        ),
+        (
+            "date after the certificate's validity",
+            ga(lib_fp, lib_req, date((2028, 1, 1)), "late"),
+            &accepted_lib,
+        ),
+        (
+            "date before the card date",
+            ga(lib_fp, lib_req, date((2026, 11, 1)), "before card date"),
+            &accepted_lib,
+        ),
+        (
+            "request beyond the grants",
+            ga(lib_fp, beyond, today, "beyond"),
+            &accepted_beyond,
+        ),
+        ("invalid E_R", bad_point, &accepted_lib),
+        (
+            "uncached certificate",
+            ga(stranger, lib_req, today, "stranger"),
+            &accepted_lib,
+        ),
+        (
+            "group the card lacks",
+            ga(
+                in_group_5.certificate.fingerprint(),
+                lib_req,
+                today,
+                "group 5",
+            ),
+            &accepted_lib,
+        ),
+    ];
+    let select = bytes(&select_command());
+    for (what, apdu, accepted) in ga_paths {
+        let oa = observe(&mut card, &[select.clone(), (*accepted).clone()]);
+        let ob = observe(&mut card, &[select.clone(), apdu]);
+        assert_eq!(ob, oa, "GENERAL AUTHENTICATE {what}");
+        assert_eq!(oa.ops.keygen, 1);
+        assert_eq!(oa.ops.ecdh, 2);
+    }
+}
+
+/// The high-S twin of a genuine reader certificate's signature verifies under
+/// plain ECDSA but not under the protocol's low-S rule: on an issued card PSO
+/// answers `9000` with the same work and write as for the genuine
+/// certificate, caches nothing, and a GENERAL AUTHENTICATE naming the twin's
+/// fingerprint is a decoy; on a prepared card it is refused with `6982`.
+#[test]
+fn a_high_s_twin_certificate_is_refused_with_the_uniform_answer() {
+    let city = city();
+    let library = reader(&city, "library");
+    let twin = high_s_twin(&library.certificate);
+    assert_ne!(twin.fingerprint(), library.certificate.fingerprint());
+    assert!(twin.verify(&city.root.public_key()).is_err());
+    let mut card = issue(&Setup::of(&city), 60);
+    let before = card.state().unwrap().cache.clone();
+    let twin_pso = observe(
+        &mut card,
+        &[bytes(&select_command()), bytes(&pso_command(&twin))],
+    );
+    assert_eq!(
+        card.state().unwrap().cache,
+        before,
+        "the twin is not cached"
+    );
+    let mut other = issue(&Setup::of(&city), 61);
+    let good_pso = observe(
+        &mut other,
+        &[
+            bytes(&select_command()),
+            bytes(&pso_command(&library.certificate)),
+        ],
+    );
+    assert_eq!(twin_pso, good_pso, "same answers, same work, same write");
+    assert_eq!(other.state().unwrap().cache.len(), 1);
+    // The twin's fingerprint opens nothing: a decoy to the legitimate key too.
+    card.reset();
+    card.transmit(&bytes(&select_command())).unwrap();
+    card.transmit(&bytes(&pso_command(&twin))).unwrap();
+    let session = ReaderSession::with_ephemeral(
+        test_key("twin probe"),
+        twin.fingerprint(),
+        library.certificate.body().grants,
+        date(TODAY),
+    );
+    let answer = fetch(&mut card, &bytes(&session.command()));
+    assert_eq!(
+        session
+            .open(&answer, &library.key, library.group)
+            .unwrap_err(),
+        Error::Decoy
+    );
+    // A prepared card (station PSO): the twin of the station certificate is 6982.
+    let mut prepared = Applet::new(MemoryStorage::new(), ChaCha20Rng::from_seed([62; 32]));
+    {
+        let mut link = |apdu: &[u8]| prepared.transmit(apdu).map_err(|e| e.to_string());
+        let mut s = Script::new(&mut link);
+        s.expect_ok("select", &select_command()).unwrap();
+        script::prepare(&mut s, &city, date((2026, 11, 2))).unwrap();
+    }
+    let r = prepared
+        .transmit(&bytes(&pso_command(&high_s_twin(
+            &city.station_certificate,
+        ))))
+        .unwrap();
+    assert_eq!(sw(&r), 0x6982);
+}

@@ -267,8 +267,25 @@ pub const PERSONALISE_GROUPS: u8 = 8;
 /// Generates every vector from the reference card.
 pub fn generate_all() -> Vec<Vector> {
     let city = city();
-    let mut out = Vec::new();
+    let city = &city;
+    let mut out = vec![
+        select(),
+        error_not_selected(),
+        error_malformed(),
+        prepare_vector(city),
+        personalise_vector(city),
+        error_station(city),
+        error_activate_wrong_key(city),
+    ];
+    out.extend(verify_profiles(city));
+    out.push(verify_cache_first(city));
+    out.push(error_verify_uniform(city));
+    out.push(terminate_vector(city));
+    out
+}
 
+/// `select`: SELECT with and without FCI.
+fn select() -> Vector {
     let mut b = Builder::new("select", "SELECT by AID on a blank card: FCI with protocol version 02 and life cycle 01 (blank); SELECT with P2=0C returns no FCI.");
     b.with(|s| {
         s.note("SELECT, FCI requested");
@@ -282,8 +299,11 @@ pub fn generate_all() -> Vec<Vector> {
         )
         .unwrap();
     });
-    out.push(b.finish());
+    b.finish()
+}
 
+/// `error-not-selected`: commands before SELECT.
+fn error_not_selected() -> Vector {
     let mut b = Builder::new(
         "error-not-selected",
         "Commands before the application is selected, and SELECT of another AID, are refused.",
@@ -304,8 +324,11 @@ pub fn generate_all() -> Vec<Vector> {
         "GET CHALLENGE after a failed SELECT: 6985",
         &[0x00, 0x84, 0x00, 0x00, 0x10],
     );
-    out.push(b.finish_without_seed());
+    b.finish_without_seed()
+}
 
+/// `error-malformed`: malformed and unsupported APDUs.
+fn error_malformed() -> Vector {
     let mut b = Builder::new(
         "error-malformed",
         "Malformed and unsupported APDUs get ISO status words, never a crash.",
@@ -348,27 +371,20 @@ pub fn generate_all() -> Vec<Vector> {
         "GENERAL AUTHENTICATE on a blank card: 6985 (the life cycle is public)",
         &gen_auth(&[0x7C, 0x00]),
     );
-    out.push(b.finish());
+    b.finish()
+}
 
+/// `prepare`: preparation of a blank card.
+fn prepare_vector(city: &TestCity) -> Vector {
     let mut b = Builder::new("prepare", "Preparation of a blank card: STORE PREPARATION CERTIFICATE without PREPARE and bad PREPARE data are refused (6A80); PREPARE answers the attestation key; a certificate whose effective date is not the preparation date is refused (6A80, nothing written); PREPARE again, the preparer-signed certificate: one write, blank → prepared (03); PREPARE is then refused (6985).");
-    b.city_keys(&city);
+    b.city_keys(city);
     b.with(|s| {
         s.note("SELECT");
         s.send(&select_command()).unwrap();
     });
-    let prepare_cmd = Command::new(cla::PROPRIETARY, ins::PREPARE, 0, 0)
-        .with_data(
-            pers::Prepare {
-                issuer: crate::keys::ISSUER.into(),
-                root: city.root.public_key(),
-                date: date(PREPARATION_DATE),
-            }
-            .encode()
-            .unwrap(),
-        )
-        .with_le(256);
+    let prepare_cmd = prepare_command(city);
     let any_cert = script::preparation_certificate(
-        &city,
+        city,
         &test_key("not a card").public_key(),
         date(PREPARATION_DATE),
     )
@@ -392,15 +408,14 @@ pub fn generate_all() -> Vec<Vector> {
         assert_eq!(r.sw, StatusWord::IncorrectData);
         s.note("PREPARE: the card answers its attestation key");
         let k_a = pers::decode_attestation_key(&s.send(&prepare_cmd).unwrap().data).unwrap();
-        let wrong =
-            script::preparation_certificate(&city, &k_a, date(PREPARATION_DATE).add_days(1))
-                .unwrap();
+        let wrong = script::preparation_certificate(city, &k_a, date(PREPARATION_DATE).add_days(1))
+            .unwrap();
         s.note("STORE PREPARATION CERTIFICATE dated another day: 6A80, nothing written");
         let r = s.send(&store(&wrong)).unwrap();
         assert_eq!(r.sw, StatusWord::IncorrectData);
         s.note("PREPARE again");
         let k_a = pers::decode_attestation_key(&s.send(&prepare_cmd).unwrap().data).unwrap();
-        let good = script::preparation_certificate(&city, &k_a, date(PREPARATION_DATE)).unwrap();
+        let good = script::preparation_certificate(city, &k_a, date(PREPARATION_DATE)).unwrap();
         s.note("STORE PREPARATION CERTIFICATE: 9000 (one write)");
         s.expect_ok("STORE", &store(&good)).unwrap();
         s.note("SELECT: life cycle 03 (prepared)");
@@ -409,10 +424,29 @@ pub fn generate_all() -> Vec<Vector> {
         let r = s.send(&prepare_cmd).unwrap();
         assert_eq!(r.sw, StatusWord::ConditionsNotSatisfied);
     });
-    out.push(b.finish());
+    b.finish()
+}
 
+/// The PREPARE command of the test city.
+fn prepare_command(city: &TestCity) -> Command {
+    Command::new(cla::PROPRIETARY, ins::PREPARE, 0, 0)
+        .with_data(
+            pers::Prepare {
+                issuer: crate::keys::ISSUER.into(),
+                root: city.root.public_key(),
+                date: date(PREPARATION_DATE),
+            }
+            .encode()
+            .unwrap(),
+        )
+        .with_le(256)
+}
+
+/// `personalise`: a whole personalisation for 8 groups.
+fn personalise_vector(city: &TestCity) -> Vector {
+    let prepare_cmd = prepare_command(city);
     let mut b = Builder::new("personalise", "A whole personalisation for 8 linkability groups: preparation, station certificate, challenge, station authentication (the card generates 8 group keys and answers its preparation certificate and the sealed group keys), secured PUT DATA of the 8 records, 8 salt seeds and the stored values, ACTIVATE answering the sealed issuance check value (prepared → issued). Then everything that would write is refused.");
-    b.personalise(&city, PERSONALISE_GROUPS);
+    b.personalise(city, PERSONALISE_GROUPS);
     b.with(|s| {
         s.note("SELECT: life cycle 07 (issued)");
         s.send(&select_command()).unwrap();
@@ -429,10 +463,13 @@ pub fn generate_all() -> Vec<Vector> {
         "PREPARE after issuance: 6985",
         &prepare_cmd.to_short_bytes().unwrap(),
     );
-    out.push(b.finish());
+    b.finish()
+}
 
+/// `error-station`: station authentication failures.
+fn error_station(city: &TestCity) -> Vector {
     let mut b = Builder::new("error-station", "Station authentication failures on a prepared card: another city's station certificate, EXTERNAL AUTHENTICATE without a verified station (the card still verifies one signature, with its own attestation key) or over the wrong challenge, secured commands without a session. All 6982, nothing written.");
-    b.prepare(&city);
+    b.prepare(city);
     let other = city_named("LIEGE", "forged root");
     b.with(|s| {
         s.note("PSO with a station certificate signed by another root: 6982");
@@ -490,13 +527,16 @@ pub fn generate_all() -> Vec<Vector> {
         s.note("SELECT: still 03 (prepared)");
         s.send(&select_command()).unwrap();
     });
-    out.push(b.finish());
+    b.finish()
+}
 
+/// `error-activate-wrong-key`: ACTIVATE refuses a record for another key.
+fn error_activate_wrong_key(city: &TestCity) -> Vector {
     let mut b = Builder::new("error-activate-wrong-key", "ACTIVATE refuses a record that certifies another key than the card's group key (6A80); nothing is written, the card stays prepared.");
-    b.prepare(&city);
+    b.prepare(city);
     b.with(|s| {
         let (_keys, mut channel) =
-            script::authenticate_station(s, &city, &test_key("station ephemeral"), 1).unwrap();
+            script::authenticate_station(s, city, &test_key("station ephemeral"), 1).unwrap();
         let wrong = test_key("not this card").public_key();
         let value = StoredValue::new(AttributeId::RESIDENT, vec![1]).unwrap();
         let seed = [7u8; 16];
@@ -525,8 +565,12 @@ pub fn generate_all() -> Vec<Vector> {
         s.note("SELECT: still 03 (prepared)");
         s.send(&select_command()).unwrap();
     });
-    out.push(b.finish());
+    b.finish()
+}
 
+/// `verify-<profile>`: a first and a cached tap of each reader profile.
+fn verify_profiles(city: &TestCity) -> Vec<Vector> {
+    let mut out = Vec::new();
     for (profile, requested) in profiles() {
         let name: &'static str = Box::leak(format!("verify-{profile}").into_boxed_str());
         let description: &'static str = Box::leak(
@@ -534,22 +578,20 @@ pub fn generate_all() -> Vec<Vector> {
                 .into_boxed_str(),
         );
         let mut b = Builder::new(name, description);
-        b.personalise(&city, VERIFY_GROUPS);
-        b.verify(&city, profile, requested, true, &format!("tap 1 {profile}"));
-        b.verify(
-            &city,
-            profile,
-            requested,
-            false,
-            &format!("tap 2 {profile}"),
-        );
+        b.personalise(city, VERIFY_GROUPS);
+        b.verify(city, profile, requested, true, &format!("tap 1 {profile}"));
+        b.verify(city, profile, requested, false, &format!("tap 2 {profile}"));
         out.push(b.finish());
     }
+    out
+}
 
+/// `verify-cache-first`: a first tap trying the cache first.
+fn verify_cache_first(city: &TestCity) -> Vector {
     let (_, library) = profiles().into_iter().next().unwrap();
     let mut b = Builder::new("verify-cache-first", "First tap of the library reader trying the cache first: SELECT, GENERAL AUTHENTICATE answered with a decoy (61xx, the same length as an answer; the reader's tag check fails), PSO with the reader certificate, GENERAL AUTHENTICATE with a new ephemeral key: the real answer.");
-    b.personalise(&city, VERIFY_GROUPS);
-    let lib = reader(&city, "library");
+    b.personalise(city, VERIFY_GROUPS);
+    let lib = reader(city, "library");
     b.key("reader_library", &lib.key);
     let e1 = test_key("cache first 1");
     let e2 = test_key("cache first 2");
@@ -568,10 +610,15 @@ pub fn generate_all() -> Vec<Vector> {
             .unwrap();
         script::general_authenticate(s, &lib, library, date(TODAY), e2).unwrap();
     });
-    out.push(b.finish());
+    b.finish()
+}
 
+/// `error-verify-uniform`: uniform refusals on an issued card.
+fn error_verify_uniform(city: &TestCity) -> Vector {
+    let (_, library) = profiles().into_iter().next().unwrap();
+    let lib = reader(city, "library");
     let mut b = Builder::new("error-verify-uniform", "What a party without a partner key sees on an issued card does not depend on why the card refuses: PSO answers 9000 for another city's certificate and for a good one (the first PSO of the power-up writes once either way), and GENERAL AUTHENTICATE answers a decoy of the same length (61xx, then GET RESPONSE) for a certificate the card has not verified, a request beyond the grant, a date outside the certificate's validity or before the card date, and an invalid ephemeral point. Only a malformed command (its bytes alone) gets 6A80.");
-    b.personalise(&city, VERIFY_GROUPS);
+    b.personalise(city, VERIFY_GROUPS);
     let eph = test_key("uniform");
     b.key("reader_library", &lib.key);
     b.key("reader_ephemeral_uniform", &eph);
@@ -652,15 +699,18 @@ pub fn generate_all() -> Vec<Vector> {
             .unwrap();
         assert_eq!(r.sw, StatusWord::IncorrectData);
     });
-    out.push(b.finish());
+    b.finish()
+}
 
+/// `terminate`: a station terminates an issued card.
+fn terminate_vector(city: &TestCity) -> Vector {
     let mut b = Builder::new("terminate", "A station terminates an issued card: the station certificate (first PSO of the power-up: one write), a challenge, EXTERNAL AUTHENTICATE (the card answers its stored group keys, sealed), TERMINATE: keys and personal data are wiped; SELECT then answers 6283 and every other command 6985.");
-    b.personalise(&city, 1);
+    b.personalise(city, 1);
     b.with(|s| {
         s.note("SELECT");
         s.send(&select_command()).unwrap();
         let (_, mut channel) =
-            script::authenticate_station(s, &city, &test_key("station ephemeral"), 1).unwrap();
+            script::authenticate_station(s, city, &test_key("station ephemeral"), 1).unwrap();
         s.note("TERMINATE");
         let header = [cla::PROPRIETARY, ins::TERMINATE, 0, 0];
         s.expect_ok(
@@ -675,9 +725,7 @@ pub fn generate_all() -> Vec<Vector> {
         &select_command().to_short_bytes().unwrap(),
     );
     b.raw("GENERAL AUTHENTICATE: 6985", &gen_auth(&[0x7C, 0x00]));
-    out.push(b.finish());
-
-    out
+    b.finish()
 }
 
 impl Builder {
