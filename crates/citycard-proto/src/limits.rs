@@ -15,7 +15,9 @@ pub const MAX_REVOCATION_LIST_LEN: usize = crate::revocation::MAX_REVOCATION_LIS
 pub const MAX_REVOKED_IDS: usize = crate::revocation::MAX_REVOKED;
 /// Largest encoded trust bundle (`E5`).
 pub const MAX_TRUST_BUNDLE_LEN: usize = crate::revocation::MAX_BUNDLE_LEN;
-/// Largest encoded partner credential (`E7`).
+/// Largest partner credential file (the reader certificate and its key, as
+/// the reader crate's `PartnerCredential` writes and loads it; a real one is
+/// under 1.5 KiB).
 pub const MAX_CREDENTIAL_LEN: usize = 4096;
 /// Most linkability groups a card is issued for (groups `0..MAX_GROUPS`).
 pub const MAX_GROUPS: usize = 8;
@@ -30,4 +32,4 @@ pub const MAX_CARD_DATE_STEP: u32 = 31;
 /// Longest card validity (valid-to − valid-from), in days.
 pub const MAX_CARD_LIFETIME_DAYS: u32 = 3660;
 /// Days after a card's validity ends that it stays on revocation lists.
-pub const REVOCATION_GRACE_DAYS: u32 = 31;
+pub const REVOCATION_GRACE_DAYS: u32 = crate::revocation::REVOCATION_GRACE_DAYS;

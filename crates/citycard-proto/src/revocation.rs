@@ -73,6 +73,25 @@ pub const MAX_BUNDLE_LEN: usize =
 const _: () = assert!(MAX_REVOCATION_LIST_LEN < MAX_BUNDLE_LEN);
 const _: () = assert!(MAX_BUNDLE_LEN <= tlv::MAX_VALUE_LEN);
 
+/// The encoded length of a signed object (`E3` or `E5`) whose body TLV is
+/// `body_len` bytes: the one-byte outer tag, its length field (as
+/// [`tlv::push_len`] writes it), the body and the `5F37` signature field.
+fn signed_len(body_len: usize) -> usize {
+    let inner = body_len + 3 + SIGNATURE_LEN;
+    let mut length_field = Vec::with_capacity(4);
+    tlv::push_len(&mut length_field, inner);
+    1 + length_field.len() + inner
+}
+
+/// The writers' check: the signed object made of a body TLV of `body_len`
+/// bytes is at most `max` bytes, the limit its reader applies.
+fn check_signed_len(body_len: usize, max: usize) -> Result<()> {
+    if signed_len(body_len) > max {
+        return Err(Error::TooLong);
+    }
+    Ok(())
+}
+
 /// Days a revoked card (or a spoiled intent's key) stays on the list after
 /// the last day a card with that key could be valid, for readers whose clock
 /// is behind.
@@ -336,9 +355,7 @@ impl RevocationListBody {
         tlv::push(&mut v, TAG_CODED_IDS, &coded);
         let body = tlv::encode(TAG_REVOCATION_BODY, &v);
         // The signature (5F37 40) and the outer header must still fit.
-        if body.len() + 67 + 4 > MAX_REVOCATION_LIST_LEN {
-            return Err(Error::TooLong);
-        }
+        check_signed_len(body.len(), MAX_REVOCATION_LIST_LEN)?;
         Ok(body)
     }
 }
@@ -481,9 +498,7 @@ impl TrustBundleBody {
         }
         v.extend_from_slice(self.revocations.as_bytes());
         let body = tlv::encode(TAG_BUNDLE_BODY, &v);
-        if body.len() + 67 + 4 > MAX_BUNDLE_LEN {
-            return Err(Error::TooLong);
-        }
+        check_signed_len(body.len(), MAX_BUNDLE_LEN)?;
         Ok(body)
     }
 }
@@ -834,6 +849,124 @@ mod tests {
             ..body
         };
         assert_eq!(bad.to_be_signed().unwrap_err(), Error::BadValue(TAG_GROUP));
+    }
+
+    /// A station certificate of `root`'s city.
+    fn station_of(root: &p256::SecretKey, rng: &mut rand_chacha::ChaCha20Rng) -> Certificate {
+        CertificateBody {
+            group: None,
+            issuer: "LIEGE".into(),
+            holder: "s1".into(),
+            role: Role::Station,
+            grants: AttributeSet::EMPTY,
+            domain: None,
+            effective: Date::new(2026, 1, 1).unwrap(),
+            expiry: Date::new(2026, 12, 31).unwrap(),
+            public_key: crypto::generate(rng).public_key(),
+        }
+        .sign(root)
+        .unwrap()
+    }
+
+    #[test]
+    fn stations_limit_at_and_past() {
+        let mut rng = rand_chacha::ChaCha20Rng::from_seed([11; 32]);
+        let root = crypto::generate(&mut rng);
+        let station = station_of(&root, &mut rng);
+        let list = signed_list(&root, alloc::vec![[1; 8]]).unwrap();
+        let body = |n: usize| TrustBundleBody {
+            issuer: "LIEGE".into(),
+            group: 0,
+            root: root.public_key(),
+            issued_at: 10,
+            stations: alloc::vec![station.clone(); n],
+            revocations: list.clone(),
+        };
+        // At the limit: written, read back, verified.
+        let tbs = body(MAX_STATIONS).to_be_signed().unwrap();
+        let bundle = TrustBundle::assemble(&tbs, &crypto::sign(&root, &tbs)).unwrap();
+        bundle.verify().unwrap();
+        assert_eq!(bundle.body().stations.len(), MAX_STATIONS);
+        // One past: the writer refuses.
+        assert_eq!(
+            body(MAX_STATIONS + 1).to_be_signed().unwrap_err(),
+            Error::TooLong
+        );
+        // And the reader refuses a bundle that holds one more, whoever made it.
+        let mut v = Vec::new();
+        tlv::push(&mut v, 0x80, &[1]);
+        tlv::push(&mut v, 0x42, b"LIEGE");
+        tlv::push(&mut v, TAG_GROUP, &[0]);
+        tlv::push(&mut v, 0x86, &crypto::encode_point(&root.public_key()));
+        tlv::push(&mut v, 0x81, &10u64.to_be_bytes());
+        for _ in 0..=MAX_STATIONS {
+            v.extend_from_slice(station.as_bytes());
+        }
+        v.extend_from_slice(list.as_bytes());
+        let past = tlv::encode(TAG_BUNDLE_BODY, &v);
+        let bytes = tlv::join_signed(TAG_TRUST_BUNDLE, &past, &crypto::sign(&root, &past));
+        assert!(bytes.len() < MAX_BUNDLE_LEN);
+        assert_eq!(TrustBundle::decode(&bytes).unwrap_err(), Error::TooLong);
+    }
+
+    /// The body TLV length at which a signed object is exactly `max` bytes.
+    fn body_len_at(max: usize) -> usize {
+        let at = (max - 80..max)
+            .rev()
+            .find(|&b| signed_len(b) <= max)
+            .unwrap();
+        assert_eq!(signed_len(at), max, "every length is reachable here");
+        at
+    }
+
+    /// A body TLV of exactly `len` bytes (its value all zero).
+    fn body_of_len(tag: u32, len: usize) -> Vec<u8> {
+        // One tag byte and the four-byte length field `83 xx xx xx`.
+        let body = tlv::encode(tag, &alloc::vec![0; len - 5]);
+        assert_eq!(body.len(), len);
+        body
+    }
+
+    #[test]
+    fn signed_length_limits_at_and_past_for_writer_and_reader() {
+        for (max, outer, inner) in [
+            (MAX_BUNDLE_LEN, TAG_TRUST_BUNDLE, TAG_BUNDLE_BODY),
+            (
+                MAX_REVOCATION_LIST_LEN,
+                TAG_REVOCATION_LIST,
+                TAG_REVOCATION_BODY,
+            ),
+        ] {
+            let at = body_len_at(max);
+            // The writers' check: a body that makes an object of exactly the
+            // limit is written, one byte more is refused.
+            assert_eq!(check_signed_len(at, max), Ok(()));
+            assert_eq!(check_signed_len(at + 1, max), Err(Error::TooLong));
+            // What the writer computes is what it writes.
+            let bytes = tlv::join_signed(outer, &body_of_len(inner, at), &[0; 64]);
+            assert_eq!(bytes.len(), max);
+            let longer = tlv::join_signed(outer, &body_of_len(inner, at + 1), &[0; 64]);
+            assert_eq!(longer.len(), max + 1);
+            // The reader takes an object of exactly the limit past its length
+            // check (an all-zero body is then malformed, not too long), and
+            // refuses one byte more as too long.
+            let (at_limit, past) = if outer == TAG_TRUST_BUNDLE {
+                (
+                    TrustBundle::decode(&bytes).map(|_| ()),
+                    TrustBundle::decode(&longer).map(|_| ()),
+                )
+            } else {
+                (
+                    RevocationList::decode(&bytes).map(|_| ()),
+                    RevocationList::decode(&longer).map(|_| ()),
+                )
+            };
+            assert!(
+                !matches!(at_limit, Ok(()) | Err(Error::TooLong)),
+                "{at_limit:?}"
+            );
+            assert_eq!(past, Err(Error::TooLong));
+        }
     }
 
     #[test]

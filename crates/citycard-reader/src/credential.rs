@@ -31,8 +31,7 @@ use crate::ReaderError;
 /// The credential file format version this crate writes and reads.
 pub const CREDENTIAL_SCHEMA_VERSION: u64 = 1;
 
-/// Largest credential file accepted (a real one is well under 1 KiB).
-const MAX_FILE_LEN: u64 = 64 * 1024;
+use citycard_proto::limits::MAX_CREDENTIAL_LEN;
 
 /// A partner's reader credential: its root-signed reader certificate
 /// (SPEC §5.2, role reader) and the matching private key.
@@ -125,6 +124,12 @@ impl PartnerCredential {
             what: "credential file",
         })?;
         text.push('\n');
+        // Every file written is one the loader accepts.
+        if text.len() > MAX_CREDENTIAL_LEN {
+            return Err(ReaderError::Malformed {
+                what: "credential file (too large)",
+            });
+        }
         Ok(text)
     }
 
@@ -133,8 +138,15 @@ impl PartnerCredential {
     /// # Errors
     ///
     /// [`ReaderError::UnsupportedSchema`], [`ReaderError::Malformed`] (naming
-    /// the field; never echoing the key), or the errors of [`Self::new`].
+    /// the field; never echoing the key; or longer than
+    /// `citycard_proto::limits::MAX_CREDENTIAL_LEN` bytes), or the errors of
+    /// [`Self::new`].
     pub fn from_json(text: &str) -> Result<Self, ReaderError> {
+        if text.len() > MAX_CREDENTIAL_LEN {
+            return Err(ReaderError::Malformed {
+                what: "credential file (too large)",
+            });
+        }
         let file: CredentialFile = serde_json::from_str(text).map_err(|_| ReaderError::Malformed {
             what: "credential file (expected JSON with schema_version, issuer_id, partner, certificate, private_key)",
         })?;
@@ -221,7 +233,7 @@ impl PartnerCredential {
     ///
     /// [`ReaderError::Io`], then the errors of [`Self::from_json`].
     pub fn load(path: &Path) -> Result<Self, ReaderError> {
-        let text = read_bounded(path, MAX_FILE_LEN)?;
+        let text = read_bounded(path, MAX_CREDENTIAL_LEN as u64)?;
         let text = String::from_utf8(text).map_err(|_| ReaderError::Malformed {
             what: "credential file (not UTF-8)",
         })?;

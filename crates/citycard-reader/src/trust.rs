@@ -273,8 +273,14 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReaderError> {
     })
 }
 
-/// Default warning window before a revocation list's next update: two days.
-pub const DEFAULT_WARN_BEFORE_SECS: u64 = 2 * 86_400;
+/// Default warning window before a revocation list's next update: one day.
+///
+/// Cities publish lists good for two days every six hours (docs/revocation.md),
+/// so a partner's list is normally at least 42 hours from its next update: a
+/// warning then means the city has not published for a day, a day before
+/// every card would be refused. (A window as long as the list's lifetime
+/// would warn all the time.)
+pub const DEFAULT_WARN_BEFORE_SECS: u64 = 86_400;
 
 /// How close the revocation list is to its next update.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -261,3 +261,32 @@ fn freshness_warns_before_the_next_update() {
         Freshness::Stale { next_update: next }
     );
 }
+
+#[test]
+fn credential_file_limit_at_and_past() {
+    use citycard_proto::limits::MAX_CREDENTIAL_LEN;
+    let city = city();
+    let text = library(&city).to_json().unwrap();
+    assert!(text.len() < MAX_CREDENTIAL_LEN / 2, "{} bytes", text.len());
+    let dir = tempfile::tempdir().unwrap();
+    // JSON allows trailing white space: a file of exactly the limit loads.
+    let at = format!("{text}{}", " ".repeat(MAX_CREDENTIAL_LEN - text.len()));
+    assert_eq!(at.len(), MAX_CREDENTIAL_LEN);
+    let path = dir.path().join("at.cred");
+    std::fs::write(&path, &at).unwrap();
+    PartnerCredential::load(&path).unwrap();
+    PartnerCredential::from_json(&at).unwrap();
+    // One byte more is refused, from a file and from memory.
+    let past = format!("{at} ");
+    let path = dir.path().join("past.cred");
+    std::fs::write(&path, &past).unwrap();
+    for err in [
+        PartnerCredential::load(&path).unwrap_err(),
+        PartnerCredential::from_json(&past).unwrap_err(),
+    ] {
+        assert!(
+            matches!(err, ReaderError::Malformed { what } if what.contains("too large")),
+            "{err:?}"
+        );
+    }
+}

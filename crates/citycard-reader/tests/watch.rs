@@ -591,3 +591,99 @@ fn trust_source_refuses_another_root_and_rollbacks_without_the_bench() {
     let e = memory.reload_event();
     assert_eq!(e.kind(), "trust_reload_failed");
 }
+
+/// The system's clock, Unix seconds (the trust file watcher's clock).
+fn wall_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+#[test]
+fn the_trust_watcher_warns_only_inside_the_default_window() {
+    let city = city();
+    let dir = tempfile::tempdir().unwrap();
+    let (b, c) = (
+        dir.path().join("liege.bundle"),
+        dir.path().join("library.cred"),
+    );
+    let now = wall_clock();
+    let spec = |sequence: u32, next_update: u64| BundleSpec {
+        sequence,
+        ..BundleSpec::of(&city, now - 60, next_update)
+    };
+    // Just published with the recommended two days: no warning.
+    let fresh = trust_bundle(&city, spec(1, now + 2 * 86_400));
+    std::fs::write(&b, fresh.as_bytes()).unwrap();
+    let r = reader(&city, "library");
+    PartnerCredential::new(r.certificate, r.key)
+        .unwrap()
+        .write_to(&c)
+        .unwrap();
+    let source = TrustSource::from_files(&b, &c).unwrap();
+    assert!(source.freshness_event(now).is_none());
+    assert_eq!(citycard_reader::DEFAULT_WARN_BEFORE_SECS, 86_400);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let shutdown = Shutdown::new();
+    let watcher = source
+        .spawn_file_watcher(
+            Duration::from_millis(50),
+            move |e| tx.send(e).is_ok(),
+            shutdown.clone(),
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let quiet: Vec<TapEvent> = rx.try_iter().collect();
+    assert!(quiet.is_empty(), "{quiet:?}");
+
+    // The next bundle reaches its next update in 12 hours: inside the window.
+    let soon = trust_bundle(&city, spec(2, now + 12 * 3600));
+    std::fs::write(&b, soon.as_bytes()).unwrap();
+    let mut events = Vec::new();
+    let warning = loop {
+        let e = rx
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| panic!("no warning; events: {events:?}"));
+        if matches!(e, TapEvent::Warning { .. }) {
+            break e;
+        }
+        events.push(e);
+    };
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            TapEvent::TrustReloaded {
+                revocation_sequence: 2,
+                ..
+            }
+        )),
+        "{events:?}"
+    );
+    let TapEvent::Warning {
+        warning: kind,
+        message,
+        ..
+    } = &warning
+    else {
+        unreachable!()
+    };
+    assert_eq!(kind, "revocation_list_expiring");
+    assert!(
+        message.contains("reaches its next update in 11 h"),
+        "{message}"
+    );
+    let line = warning.to_json_line();
+    let json = citycard_testkit::schemas::assert_valid_text(
+        citycard_testkit::schemas::Schema::TapEvent,
+        &line,
+    );
+    assert_eq!(json["event"], "warning", "{line}");
+    assert_eq!(json["warning"], "revocation_list_expiring", "{line}");
+    // Once per bundle, not at every check.
+    std::thread::sleep(Duration::from_millis(500));
+    let again: Vec<TapEvent> = rx.try_iter().collect();
+    assert!(again.is_empty(), "{again:?}");
+    shutdown.trigger();
+    watcher.join().unwrap();
+}
