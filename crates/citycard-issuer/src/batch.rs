@@ -14,7 +14,7 @@ use crate::cards::{CardSource, Channel};
 use crate::desk::{self, Desk};
 use crate::error::IssuerError;
 use crate::home::{IssuerHome, LoadedStation};
-use crate::issue::{self, IssueError, Issued, Reconciled};
+use crate::issue::{self, IssueError, IssueRequest, Issued, Reconciled};
 use crate::piv::{self, PivIssued, PivOptions};
 use crate::resident::{BatchRow, InputError, Resident};
 
@@ -205,7 +205,6 @@ impl<'a> Counter<'a> {
                 mine,
                 ch,
                 &self.actor,
-                self.today,
                 &mut self.rng,
             )?
         };
@@ -248,17 +247,20 @@ impl<'a> Counter<'a> {
         batch: Option<(&str, u64)>,
         replaces: Option<RevocationReason>,
     ) -> Result<(Issued, Option<PivIssued>), IssueError> {
+        let request = IssueRequest {
+            resident,
+            actor: &self.actor,
+            batch,
+            replaces,
+            today: self.today,
+        };
         match piv {
             None => issue::issue_one(
                 self.home,
                 &self.station,
                 &mut self.registry,
                 ch,
-                resident,
-                &self.actor,
-                batch,
-                replaces,
-                self.today,
+                &request,
                 &mut self.rng,
             )
             .map(|issued| (issued, None)),
@@ -267,11 +269,7 @@ impl<'a> Counter<'a> {
                 &self.station,
                 &mut self.registry,
                 ch,
-                resident,
-                &self.actor,
-                batch,
-                replaces,
-                self.today,
+                &request,
                 options,
                 &mut self.rng,
             )
@@ -280,28 +278,24 @@ impl<'a> Counter<'a> {
     }
 
     /// Runs a batch: settles this reader's orphans first (refused with
-    /// [`IssuerError::NeedsResume`] unless `resume`), then each row in turn.
-    /// `interrupted` is checked before each row: once set, the run stops
-    /// with [`BatchEnd::Interrupted`] (the card in progress is finished
+    /// [`IssuerError::NeedsResume`] unless `job.resume`), then each row in
+    /// turn. `job.interrupted` is checked before each row: once set, the run
+    /// stops with [`BatchEnd::Interrupted`] (the card in progress is finished
     /// first). `on_start` gets the reconciliation report, `on_row` each row's.
-    #[allow(clippy::too_many_arguments)]
     pub fn run_batch(
         &mut self,
         rows: Vec<BatchRow>,
-        batch_id: &str,
-        resume: bool,
-        piv: Option<&PivOptions<'_>>,
-        interrupted: &AtomicBool,
+        job: &BatchJob<'_>,
         on_start: &mut dyn FnMut(&StartReport),
         on_row: &mut dyn FnMut(&RowReport),
     ) -> Result<BatchSummary, IssuerError> {
         let orphans = self.orphans()?;
-        if !orphans.here.is_empty() && !resume {
+        if !orphans.here.is_empty() && !job.resume {
             return Err(IssuerError::NeedsResume {
                 count: orphans.here.len(),
             });
         }
-        let start = self.reconcile_current(piv.is_some())?;
+        let start = self.reconcile_current(job.piv.is_some())?;
         on_start(&start);
         let mut summary = BatchSummary {
             rows: rows.len() as u64,
@@ -312,7 +306,7 @@ impl<'a> Counter<'a> {
             end: BatchEnd::Completed,
         };
         for (line, parsed) in rows {
-            if interrupted.load(Ordering::SeqCst) {
+            if job.interrupted.load(Ordering::SeqCst) {
                 summary.end = BatchEnd::Interrupted;
                 break;
             }
@@ -337,72 +331,107 @@ impl<'a> Counter<'a> {
                 resident_id: Some(resident.resident_id.clone()),
                 outcome,
             };
-            if let Some(card_number) = self.registry.batch_row_done(batch_id, line)? {
+            if let Some(card_number) = self.already_issued(job, line, &resident)? {
                 summary.skipped += 1;
                 on_row(&report(RowOutcome::Skipped { card_number }));
                 continue;
             }
-            if resume {
-                // A corrected copy of the file: rows issued by the earlier
-                // run are done, not failed.
-                if let Some(card) = self.registry.live_card_of(&resident.resident_id)? {
-                    if card.state == citycard_registry::CardState::Issued {
-                        summary.skipped += 1;
-                        on_row(&report(RowOutcome::Skipped {
-                            card_number: card.card_number,
-                        }));
-                        continue;
-                    }
+            match self.issue_row(job, line, &resident) {
+                RowStep::Done(outcome) => {
+                    summary.count(&outcome);
+                    on_row(&report(outcome));
+                }
+                RowStep::Stop(end) => {
+                    summary.end = end;
+                    break;
                 }
             }
-            let mut ch = match self.next_card() {
-                Ok(ch) => ch,
-                Err(IssuerError::Interrupted) => {
-                    summary.end = BatchEnd::Interrupted;
-                    break;
-                }
-                Err(error) => {
-                    summary.end = BatchEnd::NoCard { line, error };
-                    break;
-                }
-            };
-            let result = self.issue(&mut ch, piv, &resident, Some((batch_id, line)), None);
-            match result {
-                Ok((card, piv)) => {
-                    summary.issued += 1;
-                    on_row(&report(RowOutcome::Issued { card, piv }));
-                }
-                Err(error @ IssueError::CardLost { .. }) => {
-                    summary.end = BatchEnd::CardLost { line, error };
-                    break;
-                }
-                Err(IssueError::Issuer(IssuerError::Registry(RegistryError::BatchRowDone {
-                    card_number,
-                    ..
-                }))) => {
-                    summary.skipped += 1;
-                    on_row(&report(RowOutcome::Skipped { card_number }));
-                }
-                Err(
-                    error @ IssueError::Issuer(IssuerError::Registry(
-                        RegistryError::ResidentHasLiveCard { .. }
-                        | RegistryError::ResidentHasOpenIntent { .. },
-                    )),
-                ) => {
-                    summary.failed += 1;
-                    on_row(&report(RowOutcome::Failed(error)));
-                }
-                Err(error @ IssueError::Issuer(_)) => {
-                    summary.end = BatchEnd::Fatal { line, error };
-                    break;
-                }
-                Err(error) => {
-                    summary.failed += 1;
-                    on_row(&report(RowOutcome::Failed(error)));
-                }
-            }
-            self.source.card_done(ch, self.wait);
         }
         Ok(summary)
+    }
+
+    /// The card number of a row that needs no card: issued by an earlier run
+    /// of this batch, or (`--resume` with a corrected file) a resident who
+    /// already holds a live card.
+    fn already_issued(
+        &mut self,
+        job: &BatchJob<'_>,
+        line: u64,
+        resident: &Resident,
+    ) -> Result<Option<String>, IssuerError> {
+        if let Some(card_number) = self.registry.batch_row_done(job.batch_id, line)? {
+            return Ok(Some(card_number));
+        }
+        if job.resume {
+            if let Some(card) = self.registry.live_card_of(&resident.resident_id)? {
+                if card.state == citycard_registry::CardState::Issued {
+                    return Ok(Some(card.card_number));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Waits for the next card and issues one row on it.
+    fn issue_row(&mut self, job: &BatchJob<'_>, line: u64, resident: &Resident) -> RowStep {
+        let mut ch = match self.next_card() {
+            Ok(ch) => ch,
+            Err(IssuerError::Interrupted) => return RowStep::Stop(BatchEnd::Interrupted),
+            Err(error) => return RowStep::Stop(BatchEnd::NoCard { line, error }),
+        };
+        let result = self.issue(&mut ch, job.piv, resident, Some((job.batch_id, line)), None);
+        let step = match result {
+            Ok((card, piv)) => RowStep::Done(RowOutcome::Issued { card, piv }),
+            Err(error @ IssueError::CardLost { .. }) => {
+                return RowStep::Stop(BatchEnd::CardLost { line, error })
+            }
+            Err(IssueError::Issuer(IssuerError::Registry(RegistryError::BatchRowDone {
+                card_number,
+                ..
+            }))) => RowStep::Done(RowOutcome::Skipped { card_number }),
+            Err(
+                error @ IssueError::Issuer(IssuerError::Registry(
+                    RegistryError::ResidentHasLiveCard { .. }
+                    | RegistryError::ResidentHasOpenIntent { .. },
+                )),
+            ) => RowStep::Done(RowOutcome::Failed(error)),
+            Err(error @ IssueError::Issuer(_)) => {
+                return RowStep::Stop(BatchEnd::Fatal { line, error })
+            }
+            Err(error) => RowStep::Done(RowOutcome::Failed(error)),
+        };
+        self.source.card_done(ch, self.wait);
+        step
+    }
+}
+
+/// What a batch run does besides its rows.
+#[derive(Clone, Copy)]
+pub struct BatchJob<'a> {
+    /// The batch id (rows already done in an earlier run of it are skipped).
+    pub batch_id: &'a str,
+    /// Settle this reader's orphaned intents first instead of refusing.
+    pub resume: bool,
+    /// The PIV profile's options; `None` for the citycard applet.
+    pub piv: Option<&'a PivOptions<'a>>,
+    /// Set (e.g. by a Ctrl-C handler) to stop before the next row.
+    pub interrupted: &'a AtomicBool,
+}
+
+/// One row's end: an outcome to report, or the end of the run.
+enum RowStep {
+    Done(RowOutcome),
+    Stop(BatchEnd),
+}
+
+impl BatchSummary {
+    /// Counts one row's outcome.
+    fn count(&mut self, outcome: &RowOutcome) {
+        match outcome {
+            RowOutcome::Issued { .. } => self.issued += 1,
+            RowOutcome::Skipped { .. } => self.skipped += 1,
+            RowOutcome::Refused(_) => self.refused += 1,
+            RowOutcome::Failed(_) => self.failed += 1,
+        }
     }
 }

@@ -90,7 +90,7 @@ impl EmulatedPreparation {
         transport: Box<dyn CardTransport>,
     ) -> Result<Box<dyn CardTransport>, IssuerError> {
         let mut ch = CardChannel::new(transport);
-        let sign = |m: &[u8]| self.preparer.signer.sign(m).map_err(|e| e.to_string());
+        let sign = |m: &[u8]| self.preparer.signer.sign(m);
         crate::personalise::prepare(
             &mut ch,
             &crate::personalise::Preparer {
@@ -102,7 +102,7 @@ impl EmulatedPreparation {
             },
             self.today,
         )
-        .map_err(|e| IssuerError::Reader(format!("preparing the emulated card: {e}")))?;
+        .map_err(|e| IssuerError::EmulatedPreparation(Box::new(e)))?;
         Ok(ch.into_inner())
     }
 }
@@ -114,7 +114,7 @@ impl std::fmt::Debug for CardSource {
 }
 
 fn reader_error(e: TransportError) -> IssuerError {
-    IssuerError::Reader(e.to_string())
+    IssuerError::Reader(e)
 }
 
 impl CardSource {
@@ -131,9 +131,7 @@ impl CardSource {
                 prepare: None,
             });
         }
-        let ctx = PcscContext::establish().map_err(|e| {
-            IssuerError::Reader(format!("cannot reach pcscd (is it running?): {e}"))
-        })?;
+        let ctx = PcscContext::establish().map_err(IssuerError::NoPcscService)?;
         let reader = ctx.resolve_reader(reader).map_err(reader_error)?;
         Ok(Self::Pcsc {
             ctx,
@@ -315,7 +313,7 @@ pub fn emulated_card(
     path: &Path,
     profile: CardProfile,
 ) -> Result<Box<dyn CardTransport>, IssuerError> {
-    let store = FileStore::new(path).map_err(|e| IssuerError::Reader(e.to_string()))?;
+    let store = FileStore::new(path).map_err(IssuerError::EmulatedCard)?;
     let rng = ChaCha20Rng::from_rng(rand_core::OsRng)
         .map_err(|_| IssuerError::Config("no OS randomness".into()))?;
     Ok(match profile {

@@ -55,9 +55,18 @@ pub enum IssuerError {
     /// The configured PIV management key is the public factory key.
     #[error("the management key {0} is the factory default (0102030405060708 x3), which anyone can use to rewrite the card: set the city's own key on the card (yubico-piv-tool -a set-mgm-key) and configure it, or pass --allow-default-management-key for test cards")]
     DefaultManagementKey(String),
-    /// The card reader failed (PC/SC, or an emulated card's state file).
+    /// The card reader failed.
     #[error("reader: {0}")]
-    Reader(String),
+    Reader(#[source] citycard_transport::TransportError),
+    /// The PC/SC service could not be reached.
+    #[error("reader: cannot reach pcscd (is it running?): {0}")]
+    NoPcscService(#[source] citycard_transport::TransportError),
+    /// An emulated card's state file could not be used.
+    #[error("reader: {0}")]
+    EmulatedCard(#[source] citycard_emulator::EmulatorError),
+    /// A blank emulated card could not be prepared for the desk.
+    #[error("reader: preparing the emulated card: {0}")]
+    EmulatedPreparation(#[source] Box<crate::personalise::PersonaliseError>),
     /// No card was inserted in time.
     #[error("no card inserted in {reader} within {secs}s")]
     NoCard {

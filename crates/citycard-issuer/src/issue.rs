@@ -5,14 +5,18 @@
 use citycard_proto::attr::AttributeId;
 use citycard_proto::revocation::revocation_id;
 use citycard_proto::{crypto, Date};
-use citycard_registry::{CardNumber, Intent, IssuanceRegistry, NewIssuance, RevocationReason};
+use citycard_registry::{
+    CardNumber, Intent, IssuanceRegistry, NewIssuance, RegistryError, RevocationReason,
+};
 use citycard_transport::{CardChannel, CardTransport, TransportError};
 use p256::PublicKey;
 use rand_core::CryptoRngCore;
 
 use crate::error::IssuerError;
 use crate::home::{IssuerHome, LoadedStation};
-use crate::personalise::{self, PersonaliseError, PreparationTrust, Station};
+use crate::personalise::{
+    self, CardContents, PersonaliseError, PreparationTrust, ReadBackMismatch, Station,
+};
 use crate::resident::Resident;
 
 /// A card issued and committed.
@@ -24,6 +28,22 @@ pub struct Issued {
     pub issued_on: Date,
     /// Expiry date.
     pub expires_on: Date,
+}
+
+/// One card to issue: for whom, by whom, and on which day.
+#[derive(Clone, Copy, Debug)]
+pub struct IssueRequest<'a> {
+    /// The holder (validated).
+    pub resident: &'a Resident,
+    /// The operator, as the audit log names them.
+    pub actor: &'a str,
+    /// The batch id and row, when the card is issued by a batch.
+    pub batch: Option<(&'a str, u64)>,
+    /// `Some(reason)` to revoke the holder's live card in the same
+    /// transaction (a replacement); `None` refuses a holder with a live card.
+    pub replaces: Option<RevocationReason>,
+    /// The station's today (UTC): the issue date.
+    pub today: Date,
 }
 
 /// Why issuing one card failed. The registry is consistent in every case: the
@@ -82,7 +102,7 @@ fn spoil_reason(e: &PersonaliseError) -> &'static str {
         PersonaliseError::NotPrepared => "not-prepared",
         PersonaliseError::WrongIssuer => "other-issuer",
         PersonaliseError::Refused { .. } => "card-refused",
-        PersonaliseError::Signing(_) => "signing",
+        PersonaliseError::Signing(_) | PersonaliseError::SignatureMismatch => "signing",
         PersonaliseError::Protocol(_) => "protocol",
         PersonaliseError::ReadBack(_) => "read-back",
         PersonaliseError::NotPiv(_)
@@ -94,20 +114,21 @@ fn spoil_reason(e: &PersonaliseError) -> &'static str {
     }
 }
 
-/// Issues one card to `resident` on the card in `ch`.
-#[allow(clippy::too_many_arguments)]
+/// Issues one card to `request.resident` on the card in `ch`.
 pub fn issue_one<T: CardTransport>(
     home: &IssuerHome,
     station: &LoadedStation,
     registry: &mut dyn IssuanceRegistry,
     ch: &mut CardChannel<T>,
-    resident: &Resident,
-    actor: &str,
-    batch: Option<(&str, u64)>,
-    replaces: Option<RevocationReason>,
-    today: Date,
+    request: &IssueRequest<'_>,
     rng: &mut dyn CryptoRngCore,
 ) -> Result<Issued, IssueError> {
+    let IssueRequest {
+        resident,
+        actor,
+        today,
+        ..
+    } = *request;
     check_station(station, today)?;
     let groups = home.config().groups;
     if groups == 0 || usize::from(groups) > citycard_registry::MAX_GROUP_KEYS {
@@ -122,16 +143,14 @@ pub fn issue_one<T: CardTransport>(
         intent_id,
         card_number,
         expires_on,
-    } = begin_intent(
-        home, station, registry, resident, actor, batch, replaces, today,
-    )?;
+    } = begin_intent(home, station, registry, request)?;
     let mut attributes = resident.attributes.clone();
     attributes.push((AttributeId::CARD_NUMBER, card_number.as_bytes().to_vec()));
     attributes.sort_by_key(|(id, _)| *id);
     // 2. The card.
     let root = home.root_public_key()?;
     let preparers = home.preparer_certificates()?;
-    let sign = |m: &[u8]| station.signer.sign(m).map_err(|e| e.to_string());
+    let sign = |m: &[u8]| station.signer.sign(m);
     let st = Station {
         certificate: &station.certificate,
         sign: &sign,
@@ -140,21 +159,24 @@ pub fn issue_one<T: CardTransport>(
         root: &root,
         preparers: &preparers,
     };
+    let contents = CardContents {
+        attributes: &attributes,
+        issue_date: today,
+        valid_to: expires_on,
+        groups,
+    };
     let mut recorded: Option<PublicKey> = None;
     let result = personalise::personalise_recording(
         ch,
         &trust,
         &st,
-        &attributes,
-        today,
-        expires_on,
-        home.config().groups,
+        &contents,
         &mut |keys| {
             // Every group's key and revocation id, so the card can be
-            // revoked in each group's list.
-            let key = keys.first().ok_or("the card answered no group key")?;
+            // revoked in each group's list (personalise_recording checked
+            // that the card answered one key per group).
             record_group_keys(registry, intent_id, keys, actor)?;
-            recorded = Some(*key);
+            recorded = keys.first().copied();
             Ok(())
         },
         rng,
@@ -172,7 +194,7 @@ pub fn issue_one<T: CardTransport>(
         Ok(None) => Err(card_failed(
             registry,
             intent_id,
-            PersonaliseError::ReadBack("the card answered no group key".into()),
+            PersonaliseError::ReadBack(ReadBackMismatch::NoGroupKey),
             card_number,
             spoil_reason,
             actor,
@@ -225,17 +247,19 @@ pub(crate) struct Begun {
 }
 
 /// Allocates the next card number and writes the durable intent for it.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn begin_intent(
     home: &IssuerHome,
     station: &LoadedStation,
     registry: &mut dyn IssuanceRegistry,
-    resident: &Resident,
-    actor: &str,
-    batch: Option<(&str, u64)>,
-    replaces: Option<RevocationReason>,
-    today: Date,
+    request: &IssueRequest<'_>,
 ) -> Result<Begun, IssuerError> {
+    let IssueRequest {
+        resident,
+        actor,
+        batch,
+        replaces,
+        today,
+    } = *request;
     let expires_on = today.add_days(home.config().card_validity_days.saturating_sub(1));
     let (_, now_unix) = crate::home::now()?;
     let intent = registry.begin_intent(&NewIssuance {
@@ -271,15 +295,13 @@ pub(crate) fn record_key(
     intent_id: i64,
     card_key: &PublicKey,
     actor: &str,
-) -> Result<(), String> {
-    registry
-        .attach_card_key(
-            intent_id,
-            &crypto::encode_point(card_key),
-            &revocation_id(card_key),
-            actor,
-        )
-        .map_err(|e| e.to_string())
+) -> Result<(), RegistryError> {
+    registry.attach_card_key(
+        intent_id,
+        &crypto::encode_point(card_key),
+        &revocation_id(card_key),
+        actor,
+    )
 }
 
 /// Records all of a card's group keys (`keys[g]` is group `g`'s) on the open
@@ -289,11 +311,9 @@ pub(crate) fn record_group_keys(
     intent_id: i64,
     keys: &[PublicKey],
     actor: &str,
-) -> Result<(), String> {
+) -> Result<(), RegistryError> {
     let points: Vec<[u8; 33]> = keys.iter().map(crypto::encode_point).collect();
-    registry
-        .attach_group_keys(intent_id, &points, actor)
-        .map_err(|e| e.to_string())
+    registry.attach_group_keys(intent_id, &points, actor)
 }
 
 /// Commits an intent as issued with `card_key` as the card key.
@@ -360,16 +380,14 @@ pub fn reconcile<T: CardTransport>(
     station: &LoadedStation,
     ch: Option<&mut CardChannel<T>>,
     actor: &str,
-    _today: Date,
     rng: &mut dyn CryptoRngCore,
 ) -> Result<Reconciled, IssuerError> {
     let open = registry.open_intents()?;
-    reconcile_intents(home, registry, station, open, ch, actor, _today, rng)
+    reconcile_intents(home, registry, station, open, ch, actor, rng)
 }
 
 /// Settles the given open intents (a desk's orphans, see [`crate::desk`])
 /// against the card in the reader, as [`reconcile`] does for all of them.
-#[allow(clippy::too_many_arguments)]
 pub fn reconcile_intents<T: CardTransport>(
     home: &IssuerHome,
     registry: &mut dyn IssuanceRegistry,
@@ -377,7 +395,6 @@ pub fn reconcile_intents<T: CardTransport>(
     open: Vec<Intent>,
     ch: Option<&mut CardChannel<T>>,
     actor: &str,
-    _today: Date,
     rng: &mut dyn CryptoRngCore,
 ) -> Result<Reconciled, IssuerError> {
     if open.is_empty() {
@@ -385,7 +402,7 @@ pub fn reconcile_intents<T: CardTransport>(
     }
     let root = home.root_public_key()?;
     let preparers = home.preparer_certificates()?;
-    let sign = |m: &[u8]| station.signer.sign(m).map_err(|e| e.to_string());
+    let sign = |m: &[u8]| station.signer.sign(m);
     let st = Station {
         certificate: &station.certificate,
         sign: &sign,

@@ -16,8 +16,9 @@ pub mod resident;
 
 pub use error::IssuerError;
 pub use home::IssuerHome;
+pub use issue::IssueRequest;
 pub use personalise::{
-    inspect, personalise, prepare, PersonaliseError, Personalised, PreparationTrust, Preparer,
-    Station,
+    inspect, personalise, prepare, CardContents, PersonaliseError, Personalised, PreparationTrust,
+    Preparer, Station,
 };
 pub use resident::{InputError, Resident};

@@ -8,6 +8,7 @@
 //! Signing is handed to the caller (`sign` closures), so the station and
 //! preparer keys may live in files or in an HSM without changing this code.
 
+use citycard_keys::KeyError;
 use citycard_proto::apdu::Command;
 use citycard_proto::attr::{AttributeId, AttributeSet};
 use citycard_proto::cert::{Certificate, CertificateBody, Role};
@@ -20,12 +21,19 @@ use citycard_proto::pers::{
 };
 use citycard_proto::record::{self, GroupRecord, RecordBody, StoredValue, SEED_LEN};
 use citycard_proto::{Date, StatusWord};
+use citycard_registry::RegistryError;
 use citycard_transport::{CardChannel, CardTransport, TransportError};
 use p256::{PublicKey, SecretKey};
 use rand_core::CryptoRngCore;
 
-/// A signing function: ECDSA P-256/SHA-256 over the message, raw r‖s.
-pub type SignFn<'a> = dyn Fn(&[u8]) -> Result<[u8; 64], String> + 'a;
+/// A signing function: ECDSA P-256/SHA-256 over the message, raw r‖s. Key
+/// errors keep their type (a locked PKCS#11 token is a key problem, not a card
+/// problem).
+pub type SignFn<'a> = dyn Fn(&[u8]) -> Result<[u8; 64], KeyError> + 'a;
+
+/// Called with a card's keys before anything signed reaches the card; an
+/// error stops personalisation ([`PersonaliseError::KeyNotRecorded`]).
+pub type RecordKeysFn<'a> = dyn FnMut(&[PublicKey]) -> Result<(), RegistryError> + 'a;
 
 /// Why personalising or checking a card failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,35 +62,137 @@ pub enum PersonaliseError {
         /// Its answer.
         sw: StatusWord,
     },
-    /// The station could not sign.
+    /// The station (or preparer) key could not sign.
     #[error("signing failed: {0}")]
-    Signing(String),
+    Signing(#[source] KeyError),
+    /// The station key signed, but the signature does not verify with the
+    /// station certificate's public key (the key and certificate do not match).
+    #[error("signing failed: the station signature does not verify with its certificate")]
+    SignatureMismatch,
     /// Host-side protocol error (malformed card answer, bad input).
     #[error("protocol: {0}")]
     Protocol(#[from] citycard_proto::Error),
     /// Not a usable PIV card: no PIV application, or no ECC P-256.
     #[error("not a usable PIV card: {0}")]
-    NotPiv(String),
+    NotPiv(NotPiv),
     /// The PIV card still accepts the public factory management key.
     #[error("the card still accepts the factory management key ({} 0102030405060708 x3): anyone could rewrite it. Set the city's own key first (yubico-piv-tool -a set-mgm-key -n <new key>), or pass --allow-default-management-key for test cards", .0.name())]
     DefaultManagementKey(citycard_proto::piv::ManagementAlgorithm),
     /// The PIV card refused the city's management key.
     #[error("{0}")]
-    ManagementKeyRefused(String),
+    ManagementKeyRefused(ManagementKeyRefusal),
     /// The PIV card holds a certificate that this issuance must not overwrite.
     #[error("the card is in use: {0}")]
-    CardOccupied(String),
+    CardOccupied(CardOccupied),
     /// The key in slot 9E did not prove possession of the expected public key.
     #[error("proof of possession failed: {0}")]
-    Possession(String),
+    Possession(PossessionFailure),
     /// The card's issuance check value (or a reconciliation) does not match
     /// what the station sent.
     #[error("read-back check failed: {0}")]
-    ReadBack(String),
+    ReadBack(ReadBackMismatch),
     /// The card's key could not be recorded before the signed record was
     /// written (the registry refused or failed): nothing signed was sent.
     #[error("the card key could not be recorded: {0}")]
-    KeyNotRecorded(String),
+    KeyNotRecorded(#[source] RegistryError),
+}
+
+/// Why a card is not a usable PIV card.
+#[derive(Debug, thiserror::Error)]
+pub enum NotPiv {
+    /// SELECT of the PIV application failed.
+    #[error("no PIV application (SELECT answered {0})")]
+    NoApplication(StatusWord),
+    /// The SELECT answer could not be read.
+    #[error("unreadable Application Property Template: {0}")]
+    UnreadableTemplate(#[source] citycard_proto::Error),
+    /// The card does not offer ECC P-256.
+    #[error(
+        "the card does not list ECC P-256 (mechanism 11) in its Application Property Template"
+    )]
+    NoP256,
+}
+
+/// Why the city's management key was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagementKeyRefusal {
+    /// The card answered the witness but its answer to our challenge is wrong.
+    #[error("the card accepted the witness but did not prove it knows the key")]
+    NoProof,
+    /// The card refused the key.
+    #[error(
+        "the card refused the management key {locator} ({algorithm}; {sw}): wrong key or algorithm"
+    )]
+    Refused {
+        /// Where the key lives (file path or PKCS#11 URI; never the key).
+        locator: String,
+        /// The key's algorithm name.
+        algorithm: &'static str,
+        /// The card's answer.
+        sw: StatusWord,
+    },
+}
+
+/// What a PIV card already holds that this issuance must not overwrite.
+#[derive(Debug, thiserror::Error)]
+pub enum CardOccupied {
+    /// Object 5FC101 holds something else.
+    #[error("object 5FC101 holds something that is not a certificate")]
+    NotACertificate,
+    /// Another issuer certified slot 9E.
+    #[error("slot 9E is certified by someone else (object 5FC101 holds another certificate); clear it first (yubico-piv-tool -a delete-certificate -s 9e) if the card is the city's")]
+    OtherIssuer,
+    /// A certificate of this city for a card the registry does not know.
+    #[error("it carries card {0}, which this registry does not know")]
+    UnknownCard(String),
+    /// A live card.
+    #[error(
+        "it is live card {0}; revoke it (or use --replace for its holder) before reusing the card"
+    )]
+    LiveCard(String),
+    /// A card whose issuance is still open.
+    #[error("it carries card {0}, whose issuance is still open; reconcile first")]
+    OpenIssuance(String),
+}
+
+/// Why slot 9E did not prove possession of the expected key.
+#[derive(Debug, thiserror::Error)]
+pub enum PossessionFailure {
+    /// The card refused to sign.
+    #[error("slot 9E did not sign a challenge ({0})")]
+    NoSignature(StatusWord),
+    /// The signature does not verify with the expected key.
+    #[error("the key in slot 9E is not the public key given: its signature does not verify")]
+    WrongKey,
+    /// The key is already the key of another card in the registry.
+    #[error("this 9E key already belongs to card {0}; generate a new one")]
+    KeyInUse(String),
+}
+
+/// What the read-back (or the issuance check value) found different.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadBackMismatch {
+    /// The card answered no group key.
+    #[error("the card answered no group key")]
+    NoGroupKey,
+    /// The card's issuance check value differs from the one computed over what was sent.
+    #[error("the card's issuance check value differs from what was sent")]
+    CheckValue,
+    /// PIV: object 5FC101 is absent after PUT DATA.
+    #[error("object 5FC101 is absent")]
+    CertificateAbsent,
+    /// PIV: the GET DATA answer or the container could not be read.
+    #[error("unreadable object 5FC101: {0}")]
+    Unreadable(#[source] citycard_proto::Error),
+    /// PIV: the object differs from what was written.
+    #[error("object 5FC101 differs from what was written")]
+    ObjectDiffers,
+    /// PIV: the certificate differs from what was written.
+    #[error("the certificate differs from what was written")]
+    CertificateDiffers,
+    /// PIV: the second challenge failed.
+    #[error("second challenge: {0}")]
+    SecondChallenge(#[source] Box<PersonaliseError>),
 }
 
 /// What the station needs to personalise.
@@ -311,51 +421,53 @@ fn secured<T: CardTransport>(
     Ok(channel.open_answer(header, &answer)?)
 }
 
-/// Takes a prepared card to an issued, locked card with `groups` linkability
-/// groups: station authentication (the card proves its preparation and
-/// generates its group keys), one record per group signed by the station,
-/// secured PUT DATA (salt seeds, records, values), ACTIVATE; the card's
-/// issuance check value is compared with the one computed over what was sent.
-#[allow(clippy::too_many_arguments)]
+/// What a station writes on one card.
+#[derive(Clone, Copy, Debug)]
+pub struct CardContents<'a> {
+    /// The holder's attributes (card number included), any order.
+    pub attributes: &'a [(AttributeId, Vec<u8>)],
+    /// The issue date (the station's today).
+    pub issue_date: Date,
+    /// The last valid day of the card.
+    pub valid_to: Date,
+    /// How many linkability groups (1 to `MAX_GROUPS`).
+    pub groups: u8,
+}
+
+/// Takes a prepared card to an issued, locked card with `contents.groups`
+/// linkability groups: station authentication (the card proves its
+/// preparation and generates its group keys), one record per group signed by
+/// the station, secured PUT DATA (salt seeds, records, values), ACTIVATE; the
+/// card's issuance check value is compared with the one computed over what
+/// was sent.
 pub fn personalise<T: CardTransport>(
     ch: &mut CardChannel<T>,
     trust: &PreparationTrust<'_>,
     station: &Station<'_>,
-    attributes: &[(AttributeId, Vec<u8>)],
-    issue_date: Date,
-    valid_to: Date,
-    groups: u8,
+    contents: &CardContents<'_>,
     rng: &mut dyn CryptoRngCore,
 ) -> Result<Personalised, PersonaliseError> {
-    personalise_recording(
-        ch,
-        trust,
-        station,
-        attributes,
-        issue_date,
-        valid_to,
-        groups,
-        &mut |_| Ok(()),
-        rng,
-    )
+    personalise_recording(ch, trust, station, contents, &mut |_| Ok(()), rng)
 }
 
 /// [`personalise`], calling `record_keys` with the card's group keys as soon
 /// as the card has given them (EXTERNAL AUTHENTICATE) — before any record is
 /// signed, so before anything signed can reach the card. An error from
 /// `record_keys` stops personalisation there ([`PersonaliseError::KeyNotRecorded`]).
-#[allow(clippy::too_many_arguments)]
 pub fn personalise_recording<T: CardTransport>(
     ch: &mut CardChannel<T>,
     trust: &PreparationTrust<'_>,
     station: &Station<'_>,
-    attributes: &[(AttributeId, Vec<u8>)],
-    issue_date: Date,
-    valid_to: Date,
-    groups: u8,
-    record_keys: &mut dyn FnMut(&[PublicKey]) -> Result<(), String>,
+    contents: &CardContents<'_>,
+    record_keys: &mut RecordKeysFn<'_>,
     rng: &mut dyn CryptoRngCore,
 ) -> Result<Personalised, PersonaliseError> {
+    let CardContents {
+        attributes,
+        issue_date,
+        valid_to,
+        groups,
+    } = *contents;
     // Validate everything before the first write to the card.
     let mut values = Vec::with_capacity(attributes.len());
     for (id, value) in attributes {
@@ -429,9 +541,7 @@ pub fn personalise_recording<T: CardTransport>(
     let raw: Vec<&[u8]> = records.iter().map(GroupRecord::as_bytes).collect();
     let expected = pers::check_value(&mut OpCount::default(), channel.mac_key(), &raw, &values);
     if !crypto::mac_eq(&check, &expected) {
-        return Err(PersonaliseError::ReadBack(
-            "the card's issuance check value differs from what was sent".into(),
-        ));
+        return Err(PersonaliseError::ReadBack(ReadBackMismatch::CheckValue));
     }
     Ok(Personalised {
         group_keys: keys,

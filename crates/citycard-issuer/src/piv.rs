@@ -51,7 +51,7 @@ use citycard_proto::piv::{
     OBJECT_CARD_AUTHENTICATION_CERTIFICATE, PIV_PREDICATES, SLOT_CARD_AUTHENTICATION,
 };
 use citycard_proto::{crypto, Date, StatusWord};
-use citycard_registry::{CardState, IssuanceRegistry, RevocationReason};
+use citycard_registry::{CardState, IssuanceRegistry, RegistryError, RevocationReason};
 use citycard_transport::{CardChannel, CardTransport};
 use p256::PublicKey;
 use rand_core::CryptoRngCore;
@@ -60,9 +60,12 @@ use crate::error::IssuerError;
 use crate::home::{IssuerHome, LoadedStation};
 use crate::issue::{
     begin_intent, card_failed, check_station, commit, record_key, settle_open, Begun, IssueError,
-    Issued, Reconciled,
+    IssueRequest, Issued, Reconciled,
 };
-use crate::personalise::PersonaliseError;
+use crate::personalise::{
+    CardOccupied, ManagementKeyRefusal, NotPiv, PersonaliseError, PossessionFailure,
+    ReadBackMismatch,
+};
 use crate::resident::Resident;
 
 /// How a PIV card is to be issued.
@@ -135,19 +138,12 @@ fn expect_ok(step: &'static str, r: citycard_proto::Response) -> Result<Vec<u8>,
 pub fn select<T: CardTransport>(ch: &mut CardChannel<T>) -> Result<(), PersonaliseError> {
     let r = ch.exchange(&piv::select_command())?;
     if r.sw != StatusWord::Success {
-        return Err(PersonaliseError::NotPiv(format!(
-            "no PIV application (SELECT answered {})",
-            r.sw
-        )));
+        return Err(PersonaliseError::NotPiv(NotPiv::NoApplication(r.sw)));
     }
-    let apt = piv::parse_application_property_template(&r.data).map_err(|e| {
-        PersonaliseError::NotPiv(format!("unreadable Application Property Template: {e}"))
-    })?;
+    let apt = piv::parse_application_property_template(&r.data)
+        .map_err(|e| PersonaliseError::NotPiv(NotPiv::UnreadableTemplate(e)))?;
     if !apt.supports_p256() {
-        return Err(PersonaliseError::NotPiv(
-            "the card does not list ECC P-256 (mechanism 11) in its Application Property Template"
-                .into(),
-        ));
+        return Err(PersonaliseError::NotPiv(NotPiv::NoP256));
     }
     Ok(())
 }
@@ -190,7 +186,7 @@ fn mutual_authenticate<T: CardTransport>(
     let expected = key.encrypt_block(&challenge).map_err(IssuerError::from)?;
     if !crypto::mac_eq(&response, &expected) {
         return Err(IssueError::Refused(PersonaliseError::ManagementKeyRefused(
-            "the card accepted the witness but did not prove it knows the key".into(),
+            ManagementKeyRefusal::NoProof,
         )));
     }
     Ok(Mutual::Accepted)
@@ -206,17 +202,13 @@ fn prove_possession<T: CardTransport>(
     rng.fill_bytes(&mut challenge);
     let r = ch.exchange(&piv::sign_command(SLOT_CARD_AUTHENTICATION, &challenge))?;
     if r.sw != StatusWord::Success {
-        return Err(PersonaliseError::Possession(format!(
-            "slot 9E did not sign a challenge ({})",
-            r.sw
-        )));
+        return Err(PersonaliseError::Possession(
+            PossessionFailure::NoSignature(r.sw),
+        ));
     }
     let signature = piv::parse_signature(&r.data)?;
-    piv::verify_challenge(key, &challenge, &signature).map_err(|_| {
-        PersonaliseError::Possession(
-            "the key in slot 9E is not the public key given: its signature does not verify".into(),
-        )
-    })
+    piv::verify_challenge(key, &challenge, &signature)
+        .map_err(|_| PersonaliseError::Possession(PossessionFailure::WrongKey))
 }
 
 /// The certificate in `5FC101`, if any: `Ok(None)` when the object is absent.
@@ -267,27 +259,20 @@ fn check_overwrite<T: CardTransport>(
     let Some(data) = read_certificate(ch).map_err(IssueError::Refused)? else {
         return Ok(());
     };
-    let occupied = |why: String| Err(IssueError::Refused(PersonaliseError::CardOccupied(why)));
+    let occupied =
+        |why: CardOccupied| Err(IssueError::Refused(PersonaliseError::CardOccupied(why)));
     let der = match piv::parse_data_object(&data).and_then(piv::parse_certificate_container) {
         Ok(der) => der,
         Err(_) if data.is_empty() => return Ok(()),
-        Err(_) => {
-            return occupied("object 5FC101 holds something that is not a certificate".into())
-        }
+        Err(_) => return occupied(CardOccupied::NotACertificate),
     };
     let stations = home.station_certificates()?;
     let Some(cert) = our_certificate(der, &home.config().issuer_id, &stations) else {
-        return occupied(
-            "slot 9E is certified by someone else (object 5FC101 holds another certificate); \
-             clear it first (yubico-piv-tool -a delete-certificate -s 9e) if the card is the city's"
-                .into(),
-        );
+        return occupied(CardOccupied::OtherIssuer);
     };
     let number = &cert.body().card_number;
     match registry.card(number).map_err(IssuerError::from)? {
-        None => occupied(format!(
-            "it carries card {number}, which this registry does not know"
-        )),
+        None => occupied(CardOccupied::UnknownCard(number.clone())),
         Some(record) => match record.state {
             CardState::Spoiled { .. } | CardState::Revoked { .. } => Ok(()),
             CardState::Issued
@@ -296,19 +281,14 @@ fn check_overwrite<T: CardTransport>(
             {
                 Ok(())
             }
-            CardState::Issued => occupied(format!(
-                "it is live card {number}; revoke it (or use --replace for its holder) before reusing the card"
-            )),
-            _ => occupied(format!(
-                "it carries card {number}, whose issuance is still open; reconcile first"
-            )),
+            CardState::Issued => occupied(CardOccupied::LiveCard(number.clone())),
+            _ => occupied(CardOccupied::OpenIssuance(number.clone())),
         },
     }
 }
 
 /// The checks that change nothing on the card (module doc, step 1). On
 /// success the card is selected and authenticated with the city's key.
-#[allow(clippy::too_many_arguments)]
 fn preflight<T: CardTransport>(
     home: &IssuerHome,
     registry: &dyn IssuanceRegistry,
@@ -331,11 +311,11 @@ fn preflight<T: CardTransport>(
     }
     if let Mutual::Refused(sw) = mutual_authenticate(ch, options.management_key, rng)? {
         return Err(IssueError::Refused(PersonaliseError::ManagementKeyRefused(
-            format!(
-                "the card refused the management key {} ({}; {sw}): wrong key or algorithm",
-                options.management_key.locator(),
-                options.management_key.algorithm().name()
-            ),
+            ManagementKeyRefusal::Refused {
+                locator: options.management_key.locator(),
+                algorithm: options.management_key.algorithm().name(),
+                sw,
+            },
         )));
     }
     check_overwrite(ch, home, registry, resident, replaces)?;
@@ -346,9 +326,9 @@ fn preflight<T: CardTransport>(
             .card_with_key(&encoded)
             .map_err(IssuerError::from)?
         {
-            return Err(IssueError::Refused(PersonaliseError::Possession(format!(
-                "this 9E key already belongs to card {number}; generate a new one"
-            ))));
+            return Err(IssueError::Refused(PersonaliseError::Possession(
+                PossessionFailure::KeyInUse(number),
+            )));
         }
     }
     Ok(())
@@ -368,7 +348,7 @@ fn personalise_card<T: CardTransport>(
     station: &LoadedStation,
     body_of: &dyn Fn(PublicKey) -> CardAuthenticationBody,
     supplied: Option<PublicKey>,
-    record_key: &mut dyn FnMut(&PublicKey) -> Result<(), String>,
+    record_key: &mut dyn FnMut(&PublicKey) -> Result<(), RegistryError>,
     rng: &mut dyn CryptoRngCore,
 ) -> Result<Written, PersonaliseError> {
     let card_key = match supplied {
@@ -393,11 +373,11 @@ fn personalise_card<T: CardTransport>(
     let signature = station
         .signer
         .sign(&tbs)
-        .map_err(|e| PersonaliseError::Signing(e.to_string()))?;
+        .map_err(PersonaliseError::Signing)?;
     let certificate = CardAuthenticationCertificate::assemble(&tbs, &signature)?;
     certificate
         .verify(&station.certificate.body().public_key)
-        .map_err(|_| PersonaliseError::Signing("the station signature does not verify".into()))?;
+        .map_err(|_| PersonaliseError::SignatureMismatch)?;
     let container = piv::certificate_container(certificate.as_bytes());
     expect_ok(
         "PUT DATA 5FC101",
@@ -421,24 +401,22 @@ fn read_back<T: CardTransport>(
     rng: &mut dyn CryptoRngCore,
 ) -> Result<(), PersonaliseError> {
     select(ch)?;
-    let data = read_certificate(ch)?
-        .ok_or_else(|| PersonaliseError::ReadBack("object 5FC101 is absent".into()))?;
-    let content = piv::parse_data_object(&data)
-        .map_err(|e| PersonaliseError::ReadBack(format!("GET DATA answer: {e}")))?;
+    let data = read_certificate(ch)?.ok_or(PersonaliseError::ReadBack(
+        ReadBackMismatch::CertificateAbsent,
+    ))?;
+    let unreadable = |e| PersonaliseError::ReadBack(ReadBackMismatch::Unreadable(e));
+    let content = piv::parse_data_object(&data).map_err(unreadable)?;
     if content != written.container.as_slice() {
-        return Err(PersonaliseError::ReadBack(
-            "object 5FC101 differs from what was written".into(),
-        ));
+        return Err(PersonaliseError::ReadBack(ReadBackMismatch::ObjectDiffers));
     }
-    let der = piv::parse_certificate_container(content)
-        .map_err(|e| PersonaliseError::ReadBack(format!("container: {e}")))?;
+    let der = piv::parse_certificate_container(content).map_err(unreadable)?;
     if der != written.certificate.as_bytes() {
         return Err(PersonaliseError::ReadBack(
-            "the certificate differs from what was written".into(),
+            ReadBackMismatch::CertificateDiffers,
         ));
     }
     prove_possession(ch, &written.card_key, rng)
-        .map_err(|e| PersonaliseError::ReadBack(format!("second challenge: {e}")))
+        .map_err(|e| PersonaliseError::ReadBack(ReadBackMismatch::SecondChallenge(Box::new(e))))
 }
 
 /// Identifies the PIV card in the reader: its card number and `9E` key, if
@@ -476,26 +454,28 @@ fn spoil_reason(e: &PersonaliseError) -> &'static str {
         PersonaliseError::Possession(_) => "possession",
         PersonaliseError::ReadBack(_) => "read-back",
         PersonaliseError::Refused { .. } => "card-refused",
-        PersonaliseError::Signing(_) => "signing",
+        PersonaliseError::Signing(_) | PersonaliseError::SignatureMismatch => "signing",
         _ => "protocol",
     }
 }
 
-/// Issues one PIV card to `resident` on the card in `ch` (module doc).
-#[allow(clippy::too_many_arguments)]
+/// Issues one PIV card to `request.resident` on the card in `ch` (module doc).
 pub fn issue_one<T: CardTransport>(
     home: &IssuerHome,
     station: &LoadedStation,
     registry: &mut dyn IssuanceRegistry,
     ch: &mut CardChannel<T>,
-    resident: &Resident,
-    actor: &str,
-    batch: Option<(&str, u64)>,
-    replaces: Option<RevocationReason>,
-    today: Date,
+    request: &IssueRequest<'_>,
     options: &PivOptions<'_>,
     rng: &mut dyn CryptoRngCore,
 ) -> Result<PivIssued, IssueError> {
+    let IssueRequest {
+        resident,
+        actor,
+        replaces,
+        today,
+        ..
+    } = *request;
     check_station(station, today)?;
     check_configured_key(options.management_key, options.allow_default_management_key)?;
     // 1. Nothing changes before this returns.
@@ -506,9 +486,7 @@ pub fn issue_one<T: CardTransport>(
         intent_id,
         card_number,
         expires_on,
-    } = begin_intent(
-        home, station, registry, resident, actor, batch, replaces, today,
-    )?;
+    } = begin_intent(home, station, registry, request)?;
 
     // 3. The card.
     let predicates = predicates_on(birth_date(resident), today);

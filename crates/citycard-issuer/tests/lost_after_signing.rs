@@ -58,11 +58,13 @@ fn issue(c: &City, ch: &mut Ch, r: &Resident) -> Result<issue::Issued, IssueErro
         &c.station,
         &mut reg,
         ch,
-        r,
-        "test",
-        None,
-        None,
-        today(),
+        &citycard_issuer::IssueRequest {
+            resident: r,
+            actor: "test",
+            batch: None,
+            replaces: None,
+            today: today(),
+        },
         &mut ChaCha20Rng::from_seed([9; 32]),
     )
 }
@@ -75,7 +77,6 @@ fn reconcile(c: &City, ch: &mut Ch) -> issue::Reconciled {
         &c.station,
         Some(ch),
         "test",
-        today(),
         &mut ChaCha20Rng::from_seed([4; 32]),
     )
     .unwrap()
@@ -85,7 +86,7 @@ fn reconcile(c: &City, ch: &mut Ch) -> issue::Reconciled {
 fn identify(c: &City, ch: &mut Ch) -> Option<PublicKey> {
     let root = c.home.root_public_key().unwrap();
     let preparers = c.home.preparer_certificates().unwrap();
-    let sign = |m: &[u8]| c.station.signer.sign(m).map_err(|e| e.to_string());
+    let sign = |m: &[u8]| c.station.signer.sign(m);
     let station = Station {
         certificate: &c.station.certificate,
         sign: &sign,
@@ -280,11 +281,13 @@ fn more_groups_than_a_card_has_are_refused() {
         &c.station,
         &mut reg,
         &mut ch,
-        &resident("F-9"),
-        "test",
-        None,
-        None,
-        today(),
+        &citycard_issuer::IssueRequest {
+            resident: &resident("F-9"),
+            actor: "test",
+            batch: None,
+            replaces: None,
+            today: today(),
+        },
         &mut ChaCha20Rng::from_seed([9; 32]),
     )
     .unwrap_err();

@@ -97,10 +97,12 @@ fn issue(
         ch,
         &trust,
         &station,
-        &attrs(),
-        on,
-        d(2031, 5, 31),
-        groups,
+        &citycard_issuer::CardContents {
+            attributes: &attrs(),
+            issue_date: on,
+            valid_to: d(2031, 5, 31),
+            groups,
+        },
         rng,
     )
 }

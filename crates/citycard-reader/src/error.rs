@@ -103,9 +103,18 @@ pub enum ReaderError {
         /// The readers present.
         available: Vec<String>,
     },
-    /// The tap service could not run (a thread could not be started or died).
-    #[error("{0}")]
-    Watch(String),
+    /// The tap service could not start one of its threads.
+    #[error("cannot start the {what}: {source}")]
+    WatchThread {
+        /// Which thread ("monitor thread", "trust file watcher").
+        what: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The tap service's monitor thread panicked.
+    #[error("the monitor thread panicked")]
+    WatchPanicked,
 }
 
 impl ReaderError {

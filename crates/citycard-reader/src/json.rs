@@ -122,9 +122,8 @@ impl From<&Verdict> for VerdictJson {
                 o.credential_effective = Some(effective.to_string());
                 o.credential_expiry = Some(expiry.to_string());
             }
-            Verdict::Tampered { detail } | Verdict::TransportError(detail) => {
-                o.detail = Some(detail.clone());
-            }
+            Verdict::Tampered { detail } => o.detail = Some(detail.clone()),
+            Verdict::TransportError(failure) => o.detail = Some(failure.to_string()),
             Verdict::Expired { on } => o.expired_on = Some(on.to_string()),
             Verdict::NotYetValid { from } => o.valid_from = Some(from.to_string()),
             Verdict::RevocationListStale { next_update } => {
@@ -467,7 +466,7 @@ mod tests {
                 next_update: 1_795_694_400,
             },
             Verdict::CardRemoved,
-            Verdict::TransportError("reader unplugged".into()),
+            Verdict::TransportError(citycard_transport::TransportError::NoService.into()),
         ]
     }
 

@@ -18,7 +18,7 @@ pub use trust::{
     freshness, human_duration, load_bundle, record_revocation_state, revocation_state_path,
     root_fingerprint, Freshness, Trust, DEFAULT_WARN_BEFORE_SECS,
 };
-pub use verdict::{CardProfile, Genuine, Verdict, VERDICT_SCHEMA_VERSION};
+pub use verdict::{CardProfile, Genuine, LinkFailure, Verdict, VERDICT_SCHEMA_VERSION};
 #[cfg(feature = "tokio")]
 pub use verify::verify_async;
 pub use verify::{verify, MAX_GET_RESPONSE, MAX_RESPONSE_LEN};

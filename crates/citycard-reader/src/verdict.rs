@@ -1,6 +1,9 @@
 //! [`Verdict`]: the outcome of one tap, with a stable exit code and JSON form.
 
+use std::sync::Arc;
+
 use citycard_proto::{AttributeId, AttributeSet, Date};
+use citycard_transport::TransportError;
 use serde_json::Value;
 
 /// Version of the JSON object [`Verdict::to_json`] produces.
@@ -191,7 +194,47 @@ pub enum Verdict {
     /// The card was removed during the verification.
     CardRemoved,
     /// The reader or link failed.
-    TransportError(String),
+    TransportError(LinkFailure),
+}
+
+/// The transport error behind [`Verdict::TransportError`], kept typed (its
+/// [`std::error::Error::source`] is the [`TransportError`]) and shared, so a
+/// verdict stays cheap to clone. Two failures are equal when they read the
+/// same.
+#[derive(Clone, Debug)]
+pub struct LinkFailure(Arc<TransportError>);
+
+impl LinkFailure {
+    /// The transport's error.
+    pub fn transport_error(&self) -> &TransportError {
+        &self.0
+    }
+}
+
+impl From<TransportError> for LinkFailure {
+    fn from(e: TransportError) -> Self {
+        Self(Arc::new(e))
+    }
+}
+
+impl PartialEq for LinkFailure {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for LinkFailure {}
+
+impl std::fmt::Display for LinkFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for LinkFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
 }
 
 impl Verdict {

@@ -298,7 +298,7 @@ pub(crate) fn send<T: CardTransport>(
                 detail: e.to_string(),
             }
         }
-        other => Verdict::TransportError(other.to_string()),
+        other => Verdict::TransportError(other.into()),
     })
 }
 

@@ -1006,7 +1006,7 @@ fn exit_codes_and_kinds_are_distinct() {
         Verdict::Revoked,
         Verdict::RevocationListStale { next_update: 0 },
         Verdict::CardRemoved,
-        Verdict::TransportError(String::new()),
+        Verdict::TransportError(TransportError::NoService.into()),
     ];
     let codes: BTreeSet<u8> = all.iter().map(Verdict::code).collect();
     let kinds: BTreeSet<&str> = all.iter().map(Verdict::kind).collect();

@@ -10,7 +10,7 @@
 #![cfg(test)]
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -40,12 +40,7 @@ const R1: usize = 1;
 
 // --- bench -----------------------------------------------------------------
 
-static VPCD: Mutex<()> = Mutex::new(());
-
-/// Serialises the tests that use the vpcd ports.
-fn vpcd_lock() -> MutexGuard<'static, ()> {
-    VPCD.lock().unwrap_or_else(|p| p.into_inner())
-}
+use citycard_testkit::bench_lock::vpcd_lock;
 
 /// `true` when pcscd shows both vpcd readers; panics with instructions when
 /// not (unless `CITYCARD_NO_PCSCD=1`: a NOTICE and `false`).

@@ -121,7 +121,7 @@ pub fn run(args: &DemoArgs, trace: bool) -> anyhow::Result<ExitCode> {
         blank_state.map(LifeCycle::name).unwrap_or("?")
     ));
     let root = home.root_public_key()?;
-    let sign = |m: &[u8]| preparer.signer.sign(m).map_err(|e| e.to_string());
+    let sign = |m: &[u8]| preparer.signer.sign(m);
     citycard_issuer::personalise::prepare(
         &mut ch,
         &citycard_issuer::personalise::Preparer {
@@ -160,11 +160,13 @@ pub fn run(args: &DemoArgs, trace: bool) -> anyhow::Result<ExitCode> {
         &station,
         &mut registry,
         &mut ch,
-        &sam,
-        "demo",
-        None,
-        None,
-        today,
+        &citycard_issuer::IssueRequest {
+            resident: &sam,
+            actor: "demo",
+            batch: None,
+            replaces: None,
+            today: today,
+        },
         &mut rng,
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -464,11 +466,13 @@ fn piv_part(
         city.station,
         registry,
         &mut ch,
-        &noor,
-        "demo",
-        None,
-        None,
-        city.today,
+        &citycard_issuer::IssueRequest {
+            resident: &noor,
+            actor: "demo",
+            batch: None,
+            replaces: None,
+            today: city.today,
+        },
         &options,
         rng,
     )

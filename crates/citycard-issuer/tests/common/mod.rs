@@ -74,7 +74,7 @@ impl City {
     /// Prepares the blank card on `ch` with the city's preparer (SPEC §6.3).
     pub fn prepare<T: CardTransport>(&self, ch: &mut citycard_transport::CardChannel<T>) {
         let root = self.home.root_public_key().unwrap();
-        let sign = |m: &[u8]| self.preparer.signer.sign(m).map_err(|e| e.to_string());
+        let sign = |m: &[u8]| self.preparer.signer.sign(m);
         personalise::prepare(
             ch,
             &Preparer {

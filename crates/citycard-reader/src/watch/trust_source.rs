@@ -235,7 +235,7 @@ impl TrustSource {
 
     /// # Errors
     ///
-    /// [`ReaderError::NoTrustFiles`]; [`ReaderError::Watch`] if the thread
+    /// [`ReaderError::NoTrustFiles`]; [`ReaderError::WatchThread`] if the thread
     /// cannot be started.
     pub fn spawn_file_watcher(
         &self,
@@ -279,7 +279,10 @@ impl TrustSource {
                     }
                 }
             })
-            .map_err(|e| ReaderError::Watch(format!("cannot start the trust file watcher: {e}")))
+            .map_err(|source| ReaderError::WatchThread {
+                what: "trust file watcher",
+                source,
+            })
     }
 }
 

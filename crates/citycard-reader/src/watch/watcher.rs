@@ -48,7 +48,7 @@ pub async fn watch(
 /// [`ReaderError::Pcsc`] if the reader system cannot be reached at start
 /// (later outages are reported as [`TapEvent::ReaderError`] and retried);
 /// [`ReaderError::NoMatchingReader`] when a named reader matched nothing for
-/// [`WatchConfig::reader_wait`]; [`ReaderError::Watch`] if a thread cannot
+/// [`WatchConfig::reader_wait`]; [`ReaderError::WatchThread`] if a thread cannot
 /// be started.
 #[cfg(feature = "tokio")]
 pub async fn watch_with(
@@ -76,10 +76,13 @@ pub async fn watch_with(
         .spawn(move || {
             let _ = done_tx.send(run(system, config, trust, sink, stop));
         })
-        .map_err(|e| ReaderError::Watch(format!("cannot start the monitor thread: {e}")))?;
+        .map_err(|source| ReaderError::WatchThread {
+            what: "monitor thread",
+            source,
+        })?;
     match done_rx.await {
         Ok(result) => result,
-        Err(_) => Err(ReaderError::Watch("the monitor thread panicked".into())),
+        Err(_) => Err(ReaderError::WatchPanicked),
     }
 }
 
@@ -561,7 +564,7 @@ fn tap_once(
         }
         // The card left between detection and connection.
         Err(TransportError::NoCard | TransportError::CardRemoved) => Verdict::CardRemoved,
-        Err(e) => Verdict::TransportError(e.to_string()),
+        Err(e) => Verdict::TransportError(e.into()),
     };
     let done = Instant::now();
     Some(Tap {

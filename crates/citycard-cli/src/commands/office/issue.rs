@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use citycard_issuer::batch::{BatchEnd, Counter, RowOutcome, RowReport, StartReport};
+use citycard_issuer::batch::{BatchEnd, BatchJob, Counter, RowOutcome, RowReport, StartReport};
 use citycard_issuer::cards::{CardProfile, CardSource};
 use citycard_issuer::home::IssuerHome;
 use citycard_issuer::piv::{self as piv_issue, PivIssued, PivOptions};
@@ -472,12 +472,15 @@ pub fn batch(args: &BatchArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     let announce = counter.source.reader_name().map(str::to_string);
+    let job = BatchJob {
+        batch_id: &batch_id,
+        resume: args.resume,
+        piv: piv_options.as_ref(),
+        interrupted: &interrupted,
+    };
     let summary = counter.run_batch(
         rows,
-        &batch_id,
-        args.resume,
-        piv_options.as_ref(),
-        &interrupted,
+        &job,
         &mut |start| bar.suspend(|| print_start(start)),
         &mut |row| {
             if let RowOutcome::Issued { card, .. } = &row.outcome {
