@@ -13,6 +13,7 @@
 pub mod keys;
 pub mod pg;
 pub mod piv_vectors;
+pub mod reader_vectors;
 pub mod schemas;
 pub mod script;
 pub mod vectors;

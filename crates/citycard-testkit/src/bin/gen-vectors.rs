@@ -1,11 +1,12 @@
 //! Writes `applet-spec/vectors/*.json` from the reference card (and
-//! `applet-spec/vectors/piv/*.json` from fixed keys), or with `--check`
-//! fails if the committed files differ from what the card produces.
+//! `applet-spec/vectors/piv/*.json` from fixed keys, and the reader vectors
+//! `applet-spec/vectors/reader/*.json`), or with `--check` fails if the
+//! committed files differ from what the card produces.
 
 use std::path::Path;
 
-use citycard_testkit::piv_vectors;
 use citycard_testkit::vectors::{generate_all, to_json, vectors_dir};
+use citycard_testkit::{piv_vectors, reader_vectors};
 
 /// Writes `text` to `path`, or with `check` records `path` in `stale` when
 /// the committed file differs.
@@ -49,6 +50,7 @@ fn main() {
             &mut stale,
         );
     }
+    reader_vectors::emit_all(check, &mut |path, text| emit(path, text, check, &mut stale));
     if !stale.is_empty() {
         eprintln!(
             "error: vectors out of date (run `cargo run -p citycard-testkit --bin gen-vectors`):"
