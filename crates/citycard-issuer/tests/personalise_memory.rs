@@ -82,6 +82,17 @@ fn issue(
     groups: u8,
     rng: &mut ChaCha20Rng,
 ) -> Result<citycard_issuer::Personalised, PersonaliseError> {
+    issue_until(ch, c, on, d(2031, 5, 31), groups, rng)
+}
+
+fn issue_until(
+    ch: &mut Ch,
+    c: &City,
+    on: Date,
+    valid_to: Date,
+    groups: u8,
+    rng: &mut ChaCha20Rng,
+) -> Result<citycard_issuer::Personalised, PersonaliseError> {
     let sign = |m: &[u8]| Ok(crypto::sign(&c.station, m));
     let station = Station {
         certificate: &c.station_cert,
@@ -100,7 +111,7 @@ fn issue(
         &citycard_issuer::CardContents {
             attributes: &attrs(),
             issue_date: on,
-            valid_to: d(2031, 5, 31),
+            valid_to,
             groups,
         },
         rng,
@@ -231,4 +242,66 @@ fn a_station_certificate_outside_its_validity_cannot_sign_a_valid_record() {
         other => panic!("{other:?}"),
     }
     assert_eq!(inspect(&mut ch).unwrap(), LifeCycle::Prepared);
+}
+
+fn refused_at_activate(result: Result<citycard_issuer::Personalised, PersonaliseError>) {
+    match result {
+        Err(PersonaliseError::Refused {
+            step: "ACTIVATE",
+            sw,
+        }) => assert_eq!(sw.to_u16(), 0x6A80),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// SPEC §6.8, §11: the card lifetime is a protocol constant. A station (even
+/// one whose key was stolen) cannot make a card valid for longer than
+/// `MAX_CARD_LIFETIME_DAYS`: the card refuses ACTIVATE one day past it and
+/// writes nothing; exactly at it, it is issued.
+#[test]
+fn activate_refuses_a_lifetime_over_the_maximum() {
+    use citycard_proto::limits::MAX_CARD_LIFETIME_DAYS;
+    let c = city(1);
+    let mut rng = ChaCha20Rng::from_seed([2; 32]);
+    let valid_from = d(2026, 6, 1);
+    let mut ch = new_card(20, &c);
+    refused_at_activate(issue_until(
+        &mut ch,
+        &c,
+        d(2026, 6, 10),
+        valid_from.add_days(MAX_CARD_LIFETIME_DAYS + 1),
+        2,
+        &mut rng,
+    ));
+    assert_eq!(inspect(&mut ch).unwrap(), LifeCycle::Prepared);
+    let p = issue_until(
+        &mut ch,
+        &c,
+        d(2026, 6, 10),
+        valid_from.add_days(MAX_CARD_LIFETIME_DAYS),
+        2,
+        &mut rng,
+    )
+    .unwrap();
+    assert_eq!(
+        p.records[0].body().lifetime_days(),
+        i64::from(MAX_CARD_LIFETIME_DAYS)
+    );
+    assert_eq!(inspect(&mut ch).unwrap(), LifeCycle::Issued);
+}
+
+/// SPEC §6.8, §11: a station cannot backdate a card to before it was
+/// prepared. The card was prepared on 2026-05-20: valid-from 2026-04-01 (an
+/// issue date in April) is refused at ACTIVATE with nothing written;
+/// valid-from 2026-05-01, the first day of the preparation month, is allowed.
+#[test]
+fn activate_refuses_valid_from_before_the_preparation_month() {
+    let c = city(1);
+    let mut rng = ChaCha20Rng::from_seed([2; 32]);
+    let mut ch = new_card(21, &c);
+    refused_at_activate(issue(&mut ch, &c, d(2026, 4, 30), 1, &mut rng));
+    assert_eq!(inspect(&mut ch).unwrap(), LifeCycle::Prepared);
+    let p = issue(&mut ch, &c, d(2026, 5, 2), 1, &mut rng).unwrap();
+    assert_eq!(p.records[0].body().valid_from, d(2026, 5, 1));
+    assert_eq!(inspect(&mut ch).unwrap(), LifeCycle::Issued);
 }
