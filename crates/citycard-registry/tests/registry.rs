@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::path::Path;
+
 use citycard_proto::AttributeId;
 use citycard_registry::{
     schema::SCHEMA_VERSION, CardState, Counts, NewIssuance, Registry, RegistryError,
@@ -748,10 +750,12 @@ fn durability_intent_survives_drop_and_reopen(
     assert_eq!(reg.card(&number).unwrap().unwrap().state, CardState::Issued);
 }
 
-#[test]
-fn forget_keeps_revocation_and_erases_attributes() {
-    let mut f = fixture();
-    let first = issue(&mut f.reg, "file-4711", 1);
+#[rstest]
+fn forget_keeps_revocation_and_erases_attributes(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let mut f = fixture_on(backend);
+    let first = issue(&mut *f.reg, "file-4711", 1);
     // A replacement, so there is a chain of two cards for this person.
     let attrs = attributes(NAME);
     let second = f.reg.next_card_number("LG").unwrap();
@@ -773,13 +777,19 @@ fn forget_keeps_revocation_and_erases_attributes() {
     let (key, rid) = card_key(2);
     f.reg.commit_issued(intent.id, &key, &rid, "op-1").unwrap();
     // Someone else, kept.
-    issue_named(&mut f.reg, "file-0001", "Kept Person", 3);
+    issue_named(&mut *f.reg, "file-0001", "Kept Person", 3);
 
-    assert!(contains(&all_bytes(&f.path), NAME.as_bytes()));
+    if backend == Backend::Sqlite {
+        assert!(contains(
+            &all_bytes(Path::new(&f.location)),
+            NAME.as_bytes()
+        ));
+    }
     let report = f.reg.forget_resident("file-4711", "op-1").unwrap();
     assert_eq!(report.attributes_erased, attrs.len());
     assert_eq!(report.cards_unlinked, 2);
-    assert!(report.wal_truncated);
+    // SQLite also empties its write-ahead log of the erased values.
+    assert_eq!(report.wal_truncated, backend == Backend::Sqlite);
     assert!(matches!(
         f.reg.forget_resident("file-4711", "op-1"),
         Err(RegistryError::UnknownResident)
@@ -810,23 +820,51 @@ fn forget_keeps_revocation_and_erases_attributes() {
         .map(|r| r.card_number)
         .collect();
     assert_eq!(revoked, [first.clone(), second.clone()]);
+    // The revoked ids still reach the next list.
+    let listed = f.reg.revocation_ids_for(0, date(2026, 12, 1)).unwrap();
+    assert!(listed.contains(&rid), "{listed:?}");
     // Tombstones are random per card: the two cards are not linked to each other.
-    let conn = raw(&f.path);
-    let refs: Vec<String> = conn
-        .prepare("SELECT resident_ref FROM cards WHERE card_number IN (?1, ?2)")
-        .unwrap()
-        .query_map([&first, &second], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let refs = resident_refs_of(&f, &[&first, &second]);
     assert_eq!(refs.len(), 2);
-    assert!(refs.iter().all(|r| r.starts_with(TOMBSTONE_PREFIX)));
+    assert!(
+        refs.iter().all(|r| r.starts_with(TOMBSTONE_PREFIX)),
+        "{refs:?}"
+    );
     assert_ne!(refs[0], refs[1]);
-    drop(conn);
+    assert_eq!(
+        f.reg
+            .audit_log()
+            .unwrap()
+            .iter()
+            .filter(|e| e.action == "forget")
+            .count(),
+        1
+    );
+    // Nothing of the person is left in the tables.
+    if let Some((cluster, db)) = &f.pg {
+        let mut c = admin_client(cluster, db);
+        let dump: String = c
+            .query_one(
+                "SELECT coalesce(string_agg(t::text, ' '), '') FROM ( \
+                 SELECT row_to_json(c)::text AS t FROM cards c \
+                 UNION ALL SELECT row_to_json(r)::text FROM residents r \
+                 UNION ALL SELECT row_to_json(a)::text FROM resident_attributes a \
+                 UNION ALL SELECT row_to_json(u)::text FROM audit u) rows",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert!(dump.contains("file-0001"), "the dump sees data");
+        for needle in ["file-4711", "night-1", NAME, ADDRESS] {
+            assert!(!dump.contains(needle), "{needle:?} still in a table");
+        }
+        return;
+    }
 
     // No byte of the erased values is left in the files.
+    let path = std::path::PathBuf::from(&f.location);
     drop(f.reg);
-    let bytes = all_bytes(&f.path);
+    let bytes = all_bytes(&path);
     for needle in [
         NAME.as_bytes(),
         ADDRESS.as_bytes(),
@@ -841,16 +879,32 @@ fn forget_keeps_revocation_and_erases_attributes() {
     }
     // The other resident's data is still there (the scan can see data).
     assert!(contains(&bytes, b"file-0001"));
-    let reg = Registry::open(&f.path).unwrap();
-    reg.integrity_check().unwrap();
-    assert_eq!(
-        reg.audit_log()
-            .unwrap()
-            .iter()
-            .filter(|e| e.action == "forget")
-            .count(),
-        1
-    );
+    Registry::open(&path).unwrap().integrity_check().unwrap();
+}
+
+/// The `resident_ref` column of these cards, read under the registry.
+fn resident_refs_of(f: &AnyFixture, numbers: &[&str]) -> Vec<String> {
+    let mut refs = Vec::new();
+    for n in numbers {
+        let r: String = match &f.pg {
+            None => raw(Path::new(&f.location))
+                .query_row(
+                    "SELECT resident_ref FROM cards WHERE card_number = ?1",
+                    [n],
+                    |r| r.get(0),
+                )
+                .unwrap(),
+            Some((cluster, db)) => admin_client(cluster, db)
+                .query_one(
+                    "SELECT resident_ref FROM cards WHERE card_number = $1",
+                    &[n],
+                )
+                .unwrap()
+                .get(0),
+        };
+        refs.push(r);
+    }
+    refs
 }
 
 #[rstest]
@@ -969,10 +1023,9 @@ const FORBIDDEN: &[&str] = &[
     "religio",
 ];
 
-#[test]
-fn schema_has_no_forbidden_fields() {
-    let f = fixture();
-    let conn = raw(&f.path);
+/// Every name and definition in a SQLite registry file: tables, columns,
+/// indexes, triggers.
+fn sqlite_schema_names(conn: &rusqlite::Connection) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
     let objects: Vec<(String, String, String, Option<String>)> = conn
         .prepare("SELECT type, name, tbl_name, sql FROM sqlite_master")
@@ -1000,25 +1053,74 @@ fn schema_has_no_forbidden_fields() {
             names.extend(cols);
         }
     }
-    // The schema source too (comments included), and the audit actions.
-    names.push(citycard_registry::schema::SCHEMA.to_string());
-    for n in &names {
+    names
+}
+
+/// Every name and definition in a PostgreSQL registry database, from the
+/// catalogs: tables, columns, indexes, constraints, triggers, functions,
+/// sequences.
+fn pg_schema_names(client: &mut postgres::Client) -> Vec<String> {
+    let mut names = Vec::new();
+    for sql in [
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'",
+        "SELECT table_name::text || '.' || column_name::text FROM information_schema.columns \
+         WHERE table_schema = 'public'",
+        "SELECT indexname::text || ' ' || indexdef FROM pg_indexes WHERE schemaname = 'public'",
+        "SELECT conname::text || ' ' || pg_get_constraintdef(oid) FROM pg_constraint \
+         WHERE connamespace = 'public'::regnamespace",
+        "SELECT trigger_name::text || ' ' || action_statement::text \
+         FROM information_schema.triggers WHERE trigger_schema = 'public'",
+        "SELECT pg_get_functiondef(oid) FROM pg_proc WHERE pronamespace = 'public'::regnamespace",
+        "SELECT sequence_name::text FROM information_schema.sequences \
+         WHERE sequence_schema = 'public'",
+    ] {
+        for row in client.query(sql, &[]).unwrap() {
+            names.push(row.get::<_, String>(0));
+        }
+    }
+    names
+}
+
+#[rstest]
+fn schema_has_no_forbidden_fields(#[values(Backend::Sqlite, Backend::Postgres)] backend: Backend) {
+    let f = fixture_on(backend);
+    let names = |f: &AnyFixture| match &f.pg {
+        None => sqlite_schema_names(&raw(Path::new(&f.location))),
+        Some((cluster, db)) => pg_schema_names(&mut admin_client(cluster, db)),
+    };
+    let mut found = names(&f);
+    let columns = found.iter().filter(|n| n.starts_with("cards.")).count();
+    assert!(
+        found.len() >= 30 && (backend == Backend::Sqlite || columns >= 10),
+        "{found:?}"
+    );
+    // The schema sources too (comments included), and the audit actions.
+    found.push(citycard_registry::schema::SCHEMA.to_string());
+    for (_, sql) in citycard_registry::schema::MIGRATIONS {
+        found.push((*sql).to_string());
+    }
+    for (_, sql) in citycard_registry::pg::schema::PG_MIGRATIONS {
+        found.push((*sql).to_string());
+    }
+    for n in &found {
         let lower = n.to_lowercase();
         for bad in FORBIDDEN.iter().chain(citycard_registry::FORBIDDEN_WORDS) {
             assert!(!lower.contains(bad), "forbidden {bad:?} in schema: {n}");
         }
     }
     // Sanity: the check would catch a forbidden column.
-    conn.execute_batch("CREATE TABLE probe (nationality TEXT)")
-        .unwrap();
-    let cols: Vec<String> = conn
-        .prepare("SELECT name FROM pragma_table_info('probe')")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert!(cols.iter().any(|c| FORBIDDEN.iter().any(|b| c.contains(b))));
+    match f.raw() {
+        RawConn::Sqlite(c) => c
+            .execute_batch("CREATE TABLE probe (nationality TEXT)")
+            .unwrap(),
+        RawConn::Postgres(mut c) => c
+            .batch_execute("CREATE TABLE probe (nationality text)")
+            .unwrap(),
+    }
+    let found = names(&f);
+    assert!(found
+        .iter()
+        .any(|c| c.contains("nationality") && FORBIDDEN.iter().any(|b| c.contains(b))));
 }
 
 #[rstest]
