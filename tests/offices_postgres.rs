@@ -486,3 +486,113 @@ fn one_office_never_settles_the_intents_of_a_desk_at_work_at_another() {
         CardState::Spoiled { .. }
     ));
 }
+
+/// `issuer init --registry URL --registry-password-file FILE`, without the
+/// password in the environment: a file others can read (0644) is refused,
+/// saying why, before anything is created; a private one (0600) is used, by
+/// `init` and by every later command; made readable again, it is refused.
+#[test]
+fn the_registry_password_comes_from_a_private_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = Cluster::start();
+    let db = cluster.new_database();
+    let url = cluster.url(ADMIN, &db);
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let h = s(&home);
+    let file = tmp.path().join("registry.password");
+    std::fs::write(&file, format!("{PASSWORD}\n")).unwrap();
+    let mode =
+        |m: u32| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(m)).unwrap();
+    let run_without_env = |args: &[&str]| {
+        let out = cmd(args).env_remove(PASSWORD_ENV).output().unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let init = init_args(
+        h,
+        &["--registry", &url, "--registry-password-file", s(&file)],
+    );
+
+    mode(0o644);
+    let (code, out) = run_without_env(&init);
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("registry.password") && out.contains("mode 0600"),
+        "the error names the file and the rule: {out}"
+    );
+    assert!(!out.contains(PASSWORD), "{out}");
+    assert!(!home.join("issuer.json").exists(), "nothing created");
+
+    mode(0o600);
+    let (code, out) = run_without_env(&init);
+    assert_eq!(code, 0, "{out}");
+    let config = std::fs::read_to_string(home.join("issuer.json")).unwrap();
+    assert!(
+        config.contains("registry.password") && !config.contains(PASSWORD),
+        "{config}"
+    );
+    // Later commands find the password through the home.
+    let (code, out) = run_without_env(&["station", "add", "desk-1", "--dir", h]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run_without_env(&["issuer", "migrate", "--dir", h, "--json"]);
+    assert_eq!(code, 0, "{out}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["from_version"], report["to_version"], "{report}");
+
+    mode(0o644);
+    let (code, out) = run_without_env(&["issuer", "migrate", "--dir", h]);
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("mode 0600"), "{out}");
+}
+
+/// `citycard issuer migrate` on a home with the default SQLite registry:
+/// up to date after `issuer init`; a registry written by a newer citycard
+/// (a higher schema version) is refused, saying to upgrade citycard, and
+/// left as it is.
+#[test]
+fn issuer_migrate_on_a_sqlite_home() {
+    use citycard_registry::schema::SCHEMA_VERSION;
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let h = s(&home);
+    ok(&init_args(h, &[]));
+    let text = ok(&["issuer", "migrate", "--dir", h]);
+    assert!(
+        text.contains(&format!("schema version {SCHEMA_VERSION}, up to date")),
+        "{text}"
+    );
+    let report = ok_json(&["issuer", "migrate", "--dir", h, "--json"]);
+    assert_eq!(report["from_version"], SCHEMA_VERSION, "{report}");
+    assert_eq!(report["to_version"], SCHEMA_VERSION, "{report}");
+
+    let file = home.join("registry.sqlite");
+    let version = || -> i64 {
+        rusqlite::Connection::open(&file)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    };
+    rusqlite::Connection::open(&file)
+        .unwrap()
+        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    for args in [
+        &["issuer", "migrate", "--dir", h][..],
+        &["issuer", "migrate", "--dir", h, "--json"][..],
+    ] {
+        let (code, out, err) = run(args);
+        assert_ne!(code, 0, "{out}{err}");
+        assert!(
+            format!("{out}{err}").contains("upgrade citycard"),
+            "{out}{err}"
+        );
+    }
+    assert_eq!(version(), SCHEMA_VERSION + 1, "left as it was");
+}

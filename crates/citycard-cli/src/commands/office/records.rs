@@ -37,7 +37,7 @@ impl From<Reason> for RevocationReason {
 /// Arguments of `revoke`.
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Example:\n  citycard revoke LG-000002 --dir /srv/citycard --reason lost\n  citycard revocation publish --dir /srv/citycard --out liege.crl --force"
+    after_help = "Example:\n  citycard revoke LG-000002 --dir /srv/citycard --reason lost\n  citycard revocation publish --dir /srv/citycard --next-update-days 2 --out liege.bundle --force"
 )]
 pub struct RevokeArgs {
     /// Card number.
