@@ -144,25 +144,42 @@ pub fn raw_link(t: &mut PcscTransport) -> impl FnMut(&[u8]) -> Result<Vec<u8>, S
     move |apdu: &[u8]| t.transmit_raw(apdu).map_err(|e| e.to_string())
 }
 
-/// Path of the `citycard` binary, building it if needed.
+/// Path of the `citycard` binary, built (once per test process) as a test
+/// build: with the `deterministic-card` feature, so that `card emulate
+/// --seed` exists (SPEC §7.8; a production build refuses it). A no-op when
+/// the binary is up to date; it replaces a production build left in the
+/// target directory.
 pub fn citycard_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let target = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf();
-    let bin = target.join("citycard");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "citycard-cli", "--bin", "citycard"])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building citycard failed");
-    }
-    assert!(bin.exists(), "{} not found", bin.display());
-    bin
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("current exe");
+            let target = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("target dir")
+                .to_path_buf();
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut build = Command::new(cargo);
+            build.args([
+                "build",
+                "-p",
+                "citycard-cli",
+                "--bin",
+                "citycard",
+                "--features",
+                "deterministic-card",
+            ]);
+            if target.file_name().is_some_and(|n| n == "release") {
+                build.arg("--release");
+            }
+            let status = build.status().expect("run cargo build");
+            assert!(status.success(), "building citycard (test build) failed");
+            let bin = target.join("citycard");
+            assert!(bin.exists(), "{} not found", bin.display());
+            bin
+        })
+        .clone()
 }
 
 /// A `citycard card emulate` process.

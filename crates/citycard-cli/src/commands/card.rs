@@ -69,7 +69,11 @@ pub struct EmulateArgs {
     /// The card's persistent state ("EEPROM"); a blank card is created if it does not exist.
     #[arg(long)]
     state: PathBuf,
-    /// Deterministic mode (test vectors only): 32-byte hex seed for all card randomness.
+    /// Deterministic mode (test builds only, SPEC §7.8): 32-byte hex seed for
+    /// all card randomness. Exists only in a `citycard` built with the
+    /// `deterministic-card` feature (the end-to-end tests); a production
+    /// build refuses it.
+    #[cfg(feature = "deterministic-card")]
     #[arg(long)]
     seed: Option<String>,
     /// Test-bench fault, repeatable: `tear-after-writes=N` (the first N persistent
@@ -132,17 +136,20 @@ pub fn run(cmd: CardCommand, trace: bool) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn rng(seed: Option<&str>) -> anyhow::Result<ChaCha20Rng> {
-    Ok(match seed {
-        Some(h) => {
-            let bytes: [u8; 32] = hex::decode(h)
-                .context("--seed is not hex")?
-                .try_into()
-                .map_err(|_| anyhow::anyhow!("--seed must be 32 bytes (64 hex digits)"))?;
-            ChaCha20Rng::from_seed(bytes)
-        }
-        None => ChaCha20Rng::from_rng(rand_core::OsRng).context("no OS randomness")?,
-    })
+/// The card's randomness: the operating system's, or — in a test build
+/// only — the generator seeded with `--seed`.
+fn rng(args: &EmulateArgs) -> anyhow::Result<ChaCha20Rng> {
+    #[cfg(feature = "deterministic-card")]
+    if let Some(h) = &args.seed {
+        let bytes: [u8; 32] = hex::decode(h)
+            .context("--seed is not hex")?
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("--seed must be 32 bytes (64 hex digits)"))?;
+        return Ok(ChaCha20Rng::from_seed(bytes));
+    }
+    #[cfg(not(feature = "deterministic-card"))]
+    let _ = args;
+    ChaCha20Rng::from_rng(rand_core::OsRng).context("no OS randomness")
 }
 
 fn emulate(args: &EmulateArgs, trace: bool) -> anyhow::Result<ExitCode> {
@@ -165,7 +172,7 @@ fn emulate(args: &EmulateArgs, trace: bool) -> anyhow::Result<ExitCode> {
     }
     let store = FileStore::new(&args.state)
         .with_context(|| format!("state file {}", args.state.display()))?;
-    let rng = rng(args.seed.as_deref())?;
+    let rng = rng(args)?;
     let mut opts = ServeOptions::new(args.vpcd);
     opts.latency = latency;
     opts.answer_fault = answer_fault;
