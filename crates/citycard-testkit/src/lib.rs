@@ -11,6 +11,7 @@
 )]
 
 pub mod keys;
+pub mod linkage;
 pub mod pg;
 pub mod piv_vectors;
 pub mod reader_vectors;
