@@ -488,8 +488,15 @@ fn replay(city: &TestCity, library: &TestReader) -> ReaderVector {
 
 /// A lying card, a flipped byte in transit, a short answer.
 fn tampered(city: &TestCity, library: &TestReader, full: &TestReader) -> Vec<ReaderVector> {
-    let mut out = Vec::new();
-    // A card that holds its keys but changes one byte of a disclosed value.
+    vec![
+        tampered_value(city, full),
+        tampered_in_transit(city, library),
+        tampered_length(city, library),
+    ]
+}
+
+/// A card that holds its keys but changes one byte of a disclosed value.
+fn tampered_value(city: &TestCity, full: &TestReader) -> ReaderVector {
     let name = "reader-tampered-value";
     let mut card = issued_card(name, city, date(VALID_TO));
     let grants = full.certificate.body().grants;
@@ -509,9 +516,11 @@ fn tampered(city: &TestCity, library: &TestReader, full: &TestReader) -> Vec<Rea
     let mut response = answer;
     response.extend_from_slice(&[0x90, 0x00]);
     tap.push(&bytes(&session.command()), &response, "GENERAL AUTHENTICATE: a real answer, MAC made with the card's own key, but one byte of the disclosed name changed");
-    out.push(Given::of(city, full).vector(name, "A card that lies: it holds its keys and authenticates (the MAC verifies) but changed one byte of the name it discloses, so the value's digest is not among the record's signed slots. Verdict tampered.", tap, verdict("tampered")));
+    Given::of(city, full).vector(name, "A card that lies: it holds its keys and authenticates (the MAC verifies) but changed one byte of the name it discloses, so the value's digest is not among the record's signed slots. Verdict tampered.", tap, verdict("tampered"))
+}
 
-    // One byte of each answer flipped in transit.
+/// One byte of each answer flipped in transit.
+fn tampered_in_transit(city: &TestCity, library: &TestReader) -> ReaderVector {
     let name = "reader-tampered-in-transit";
     let mut card = issued_card(name, city, date(VALID_TO));
     cached(&mut card, library);
@@ -545,9 +554,11 @@ fn tampered(city: &TestCity, library: &TestReader, full: &TestReader) -> Vec<Rea
     let mut r = whole(&mut card, &c);
     r[60] ^= 0x01;
     tap.push(&c, &r, "GENERAL AUTHENTICATE: again a byte flipped");
-    out.push(Given::of(city, library).vector(name, "One byte of the ciphertext flipped in transit, in both answers: the tag fails, which a reader cannot tell from a decoy (by design, SPEC §8 step 3a). Verdict card_refused.", tap, verdict("card_refused")));
+    Given::of(city, library).vector(name, "One byte of the ciphertext flipped in transit, in both answers: the tag fails, which a reader cannot tell from a decoy (by design, SPEC §8 step 3a). Verdict card_refused.", tap, verdict("card_refused"))
+}
 
-    // An answer one byte short.
+/// An answer one byte short.
+fn tampered_length(city: &TestCity, library: &TestReader) -> ReaderVector {
     let name = "reader-tampered-length";
     let mut card = issued_card(name, city, date(VALID_TO));
     cached(&mut card, library);
@@ -567,8 +578,7 @@ fn tampered(city: &TestCity, library: &TestReader, full: &TestReader) -> Vec<Rea
         note: "GENERAL AUTHENTICATE: the real answer one byte short".into(),
         ..ga
     });
-    out.push(Given::of(city, library).vector(name, "An answer one byte shorter than answer_len(request): checked before anything else. Verdict tampered.", tap, verdict("tampered")));
-    out
+    Given::of(city, library).vector(name, "An answer one byte shorter than answer_len(request): checked before anything else. Verdict tampered.", tap, verdict("tampered"))
 }
 
 /// The real answer to `session` with one byte of the disclosed name changed,
