@@ -15,24 +15,32 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use citycard_card::{PersistentState, Storage as _};
 use citycard_e2e::citycard_ok as ok;
-use citycard_e2e::{citycard, citycard_bin};
+use citycard_e2e::path_str as s;
+use citycard_e2e::{
+    batch_args, citycard, citycard_bin, init_args, issued_card_keys, run_with_random_kills,
+};
 use citycard_registry::{CardState, Registry};
-use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::rand_core::SeedableRng;
 
 const PASS: &str = "correct horse battery staple";
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 /// `citycard ARGS` must succeed and print one JSON object.
 fn ok_json(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(ok(args).trim()).unwrap()
+}
+
+/// The process ended with `code`; its stderr otherwise.
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The arguments of `personalise` on an emulated reader.
@@ -57,47 +65,11 @@ fn personalise<'a>(
     ]
 }
 
-/// The arguments of `batch` on an emulated reader, then `extra`.
-fn batch_args<'a>(
-    home: &'a str,
-    station: &'a str,
-    reader: &'a str,
-    file: &'a Path,
-    extra: &[&'a str],
-) -> Vec<&'a str> {
-    let mut v = vec![
-        "batch",
-        "--dir",
-        home,
-        "--station",
-        station,
-        "--reader",
-        reader,
-        "--prepare-with",
-        "prep-1",
-        s(file),
-    ];
-    v.extend_from_slice(extra);
-    v
-}
-
-/// A home with stations desk-1 and desk-2.
+/// A Liège home (prefix LG, `issuer init` with `extra`) with stations
+/// desk-1 and desk-2 and preparer prep-1.
 fn home(tmp: &Path, extra: &[&str]) -> PathBuf {
     let home = tmp.join("home");
-    let mut args = vec![
-        "issuer",
-        "init",
-        "--dir",
-        s(&home),
-        "--city",
-        "Liège",
-        "--issuer-id",
-        "LIEGE",
-        "--card-prefix",
-        "LG",
-    ];
-    args.extend_from_slice(extra);
-    ok(&args);
+    ok(&init_args(s(&home), extra));
     ok(&["station", "add", "desk-1", "--dir", s(&home)]);
     ok(&["station", "add", "desk-2", "--dir", s(&home)]);
     ok(&["preparer", "add", "prep-1", "--dir", s(&home)]);
@@ -112,22 +84,28 @@ fn csv(path: &Path, rows: &[(String, &str)]) {
     std::fs::write(path, text).unwrap();
 }
 
+/// A CSV of `n` residents `PREFIX0`, `PREFIX1`, … all named `name`.
+fn csv_of(path: &Path, prefix: &str, n: usize, name: &str) {
+    csv(
+        path,
+        &(0..n)
+            .map(|i| (format!("{prefix}{i}"), name))
+            .collect::<Vec<_>>(),
+    );
+}
+
+/// `batch FILE --resume --json` at `station` on the emulated cards in
+/// `cards`, output captured.
 fn batch_cmd(home: &Path, station: &str, cards: &Path, file: &Path) -> Command {
+    let reader = format!("emulated:{}", cards.display());
     let mut c = Command::new(citycard_bin());
-    c.args([
-        "batch",
-        "--dir",
+    c.args(batch_args(
         s(home),
-        "--station",
         station,
-        "--reader",
-        &format!("emulated:{}", cards.display()),
-        "--prepare-with",
-        "prep-1",
-        s(file),
-        "--resume",
-        "--json",
-    ])
+        &reader,
+        file,
+        &["--resume", "--json"],
+    ))
     .env("CITYCARD_PASSPHRASE", PASS)
     .env("CITYCARD_OPERATOR", "desk")
     .stdin(Stdio::null())
@@ -136,25 +114,18 @@ fn batch_cmd(home: &Path, station: &str, cards: &Path, file: &Path) -> Command {
     c
 }
 
-/// The card key of every issued emulated card in `dir`.
-fn issued_card_keys(dir: &Path) -> Vec<[u8; 33]> {
-    let mut keys = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        let mut store = citycard_emulator::FileStore::new(&path).unwrap();
-        let Some(bytes) = store.load().unwrap() else {
-            continue;
-        };
-        let state = PersistentState::decode(&bytes).unwrap();
-        if state.life_cycle.name() != "issued" {
-            continue;
+/// Waits (at most 60 s) until the home's registry holds at least `n` issued cards.
+fn wait_for_issued(home: &Path, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(Instant::now() < deadline, "fewer than {n} card(s) issued");
+        if let Ok(reg) = Registry::open(home.join("registry.sqlite")) {
+            if reg.counts().unwrap().issued >= n {
+                return;
+            }
         }
-        let p = state.personalisation.as_ref().unwrap();
-        keys.push(citycard_proto::crypto::encode_point(
-            &p.groups[0].card_key.public_key(),
-        ));
+        std::thread::sleep(Duration::from_millis(20));
     }
-    keys
 }
 
 /// Four desks (two stations, four readers) run batches on one home at once;
@@ -187,49 +158,12 @@ fn four_desks_on_one_home_with_kill_9_and_resume() {
         .collect();
     let station = |d: usize| ["desk-1", "desk-2"][d % 2];
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0xC17C);
-    let mut procs: Vec<Option<Child>> = (0..4)
-        .map(|d| {
-            Some(
-                batch_cmd(&home, station(d), &cards[d], &files[d])
-                    .spawn()
-                    .unwrap(),
-            )
-        })
-        .collect();
-    let mut done = [false; 4];
-    let mut kills = 0;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while !done.iter().all(|d| *d) {
-        assert!(Instant::now() < deadline, "desks did not finish");
-        std::thread::sleep(Duration::from_millis(100 + rng.next_u64() % 400));
-        for d in 0..4 {
-            let Some(child) = procs[d].as_mut() else {
-                continue;
-            };
-            if let Some(status) = child.try_wait().unwrap() {
-                let out = procs[d].take().unwrap().wait_with_output().unwrap();
-                let code = status.code().unwrap_or(-1);
-                assert!(
-                    code == 0 || code == 50,
-                    "desk {d} exit {code}:\n{}\n{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                done[d] = true;
-                continue;
-            }
-            if kills < 12 && rng.next_u64() % 3 == 0 {
-                child.kill().unwrap(); // SIGKILL
-                child.wait().unwrap();
-                kills += 1;
-                procs[d] = Some(
-                    batch_cmd(&home, station(d), &cards[d], &files[d])
-                        .spawn()
-                        .unwrap(),
-                );
-            }
-        }
-    }
+    let spawn = |d: usize| {
+        batch_cmd(&home, station(d), &cards[d], &files[d])
+            .spawn()
+            .unwrap()
+    };
+    let kills = run_with_random_kills(4, &spawn, 12, &mut rng, Duration::from_secs(600));
     assert!(kills > 0, "the test must kill desks");
 
     let reg = Registry::open(home.join("registry.sqlite")).unwrap();
@@ -267,18 +201,8 @@ fn two_desks_do_not_spoil_each_others_cards() {
     let home = home(tmp.path(), &[]);
     let a = tmp.path().join("a.csv");
     let b = tmp.path().join("b.csv");
-    csv(
-        &a,
-        &(0..300)
-            .map(|i| (format!("A{i}"), "Ann"))
-            .collect::<Vec<_>>(),
-    );
-    csv(
-        &b,
-        &(0..30)
-            .map(|i| (format!("B{i}"), "Bob"))
-            .collect::<Vec<_>>(),
-    );
+    csv_of(&a, "A", 300, "Ann");
+    csv_of(&b, "B", 30, "Bob");
     let mut one = batch_cmd(&home, "desk-1", &tmp.path().join("c1"), &a);
     let mut two = batch_cmd(&home, "desk-1", &tmp.path().join("c2"), &b);
     let (p1, p2) = (one.spawn().unwrap(), two.spawn().unwrap());
@@ -298,21 +222,10 @@ fn two_desks_do_not_spoil_each_others_cards() {
     let out = batch_cmd(&home, "desk-2", &tmp.path().join("c1"), &b)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(5),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 5);
     assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another issuing process"));
     for p in [p1, p2] {
-        let out = p.wait_with_output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_exit(&p.wait_with_output().unwrap(), 0);
     }
     let reg = Registry::open(home.join("registry.sqlite")).unwrap();
     let c = reg.counts().unwrap();
@@ -600,6 +513,7 @@ fn short_passphrases_are_refused_and_leave_nothing() {
 /// running batch; the restored copy continues issuing.
 #[test]
 fn a_home_moves_and_a_backup_taken_during_a_batch_restores_elsewhere() {
+    const ROWS: usize = 60;
     let tmp = tempfile::tempdir().unwrap();
     let home = home(tmp.path(), &[]);
     let moved = tmp.path().join("moved");
@@ -607,26 +521,22 @@ fn a_home_moves_and_a_backup_taken_during_a_batch_restores_elsewhere() {
     let text = std::fs::read_to_string(moved.join("issuer.json")).unwrap();
     assert!(!text.contains(tmp.path().to_str().unwrap()), "{text}");
     let file = tmp.path().join("rows.csv");
-    csv(
-        &file,
-        &(0..20)
-            .map(|i| (format!("R{i}"), "Ann"))
-            .collect::<Vec<_>>(),
-    );
-    let running = batch_cmd(&moved, "desk-1", &tmp.path().join("cards"), &file)
+    csv_of(&file, "R", ROWS, "Ann");
+    let mut running = batch_cmd(&moved, "desk-1", &tmp.path().join("cards"), &file)
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    // The backup is taken once the batch has issued a card, and returns
+    // while the batch is still at work.
+    wait_for_issued(&moved, 1);
     let backup = tmp.path().join("home.tar");
     ok(&["issuer", "backup", "--dir", s(&moved), "--out", s(&backup)]);
-    let out = running.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert!(
+        running.try_wait().unwrap().is_none(),
+        "the batch must still be running when the backup returns"
     );
-    // Restore elsewhere with tar, as docs/office.md says.
+    assert_exit(&running.wait_with_output().unwrap(), 0);
+    // Restore elsewhere with tar, as docs/office.md says: a snapshot taken
+    // mid-batch, with some of the batch's cards and not all.
     let restored = tmp.path().join("restored");
     std::fs::create_dir(&restored).unwrap();
     let st = Command::new("tar")
@@ -636,130 +546,145 @@ fn a_home_moves_and_a_backup_taken_during_a_batch_restores_elsewhere() {
     assert!(st.success());
     let show: serde_json::Value = ok_json(&["issuer", "show", "--dir", s(&restored), "--json"]);
     assert_eq!(show["city"], "Liège");
-    let more = tmp.path().join("more.csv");
-    csv(
-        &more,
-        &(0..3).map(|i| (format!("N{i}"), "Ned")).collect::<Vec<_>>(),
+    let at_backup = show["cards"]["issued"].as_u64().unwrap();
+    eprintln!("the backup holds {at_backup} of {ROWS} cards");
+    assert!(
+        at_backup >= 1 && at_backup < ROWS as u64,
+        "the backup holds {at_backup} of the batch's {ROWS} cards"
     );
+    let finished: serde_json::Value = ok_json(&["issuer", "show", "--dir", s(&moved), "--json"]);
+    assert_eq!(finished["cards"]["issued"], ROWS);
+    let more = tmp.path().join("more.csv");
+    csv_of(&more, "N", 3, "Ned");
     let out = batch_cmd(&restored, "desk-2", &tmp.path().join("cards2"), &more)
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 0);
     // The intent that was open at backup time belongs to a reader that is
     // not here: settled without a card, its key (if recorded) listed.
-    let v: serde_json::Value = serde_json::from_str(
-        ok(&[
-            "issuer",
-            "reconcile",
-            "--dir",
-            s(&restored),
-            "--spoil",
-            "--json",
-        ])
-        .trim(),
-    )
-    .unwrap();
+    let v: serde_json::Value = ok_json(&[
+        "issuer",
+        "reconcile",
+        "--dir",
+        s(&restored),
+        "--spoil",
+        "--json",
+    ]);
     assert!(v["spoiled"].as_array().unwrap().len() <= 1, "{v}");
     let reg = Registry::open(restored.join("registry.sqlite")).unwrap();
     reg.integrity_check().unwrap();
     assert!(reg.live_card_of("N2").unwrap().is_some());
     assert_eq!(reg.counts().unwrap().open_intents, 0);
+    assert_eq!(reg.counts().unwrap().issued, at_backup + 3);
 }
 
-/// The officer's commands, and all-or-nothing writes.
+/// The officer's commands, and all-or-nothing writes: one home, in steps.
 #[test]
 fn officer_commands_and_failures_that_leave_nothing_behind() {
     let tmp = tempfile::tempdir().unwrap();
     let home = home(tmp.path(), &[]);
-    let h = s(&home);
-    // partner enrol to a path that cannot be written: not registered.
-    let (code, _, err) = citycard(&[
-        "partner",
-        "enrol",
-        "museum",
-        "--dir",
-        h,
-        "--attributes",
-        "resident",
-        "--out",
-        "/nonexistent/m.cred",
-    ]);
+    partner_enrol_is_all_or_nothing_and_renew_needs_force(tmp.path(), &home);
+    output_files_are_written_through_or_need_force(tmp.path(), &home);
+    station_add_is_all_or_nothing(tmp.path(), &home);
+    stations_are_listed_renewed_and_retired(tmp.path(), &home);
+    issuer_card_and_audit_lookups(tmp.path(), &home);
+}
+
+/// `partner enrol` to a path that cannot be written registers nothing; the
+/// retry works; `partner list`; `partner renew` over the credential needs `--force`.
+fn partner_enrol_is_all_or_nothing_and_renew_needs_force(tmp: &Path, home: &Path) {
+    let h = s(home);
+    let enrol = |out: &str| {
+        citycard(&[
+            "partner",
+            "enrol",
+            "museum",
+            "--dir",
+            h,
+            "--attributes",
+            "resident",
+            "--out",
+            out,
+        ])
+    };
+    let (code, _, err) = enrol("/nonexistent/m.cred");
     assert_ne!(code, 0, "{err}");
     assert!(!home.join("partners/museum.cert").exists());
-    let cred = tmp.path().join("m.cred");
-    ok(&[
-        "partner",
-        "enrol",
-        "museum",
-        "--dir",
-        h,
-        "--attributes",
-        "resident",
-        "--out",
-        s(&cred),
-    ]);
-    let v: serde_json::Value = ok_json(&["partner", "list", "--dir", h, "--json"]);
+    let cred = tmp.join("museum.cred");
+    let (code, _, err) = enrol(s(&cred));
+    assert_eq!(code, 0, "{err}");
+    let v = ok_json(&["partner", "list", "--dir", h, "--json"]);
     assert_eq!(v["partners"][0]["name"], "museum");
-    let (code, _, _) = citycard(&["partner", "renew", "museum", "--dir", h, "--out", s(&cred)]);
-    assert_eq!(code, 4, "an existing output needs --force");
-    ok(&[
-        "partner",
-        "renew",
-        "museum",
-        "--dir",
-        h,
-        "--out",
-        s(&cred),
-        "--force",
-    ]);
+    let renew = ["partner", "renew", "museum", "--dir", h, "--out", s(&cred)];
+    assert_eq!(citycard(&renew).0, 4, "an existing output needs --force");
+    ok(&[&renew[..], &["--force"]].concat());
+}
 
-    // Output files: devices are written through, existing files need --force.
+/// `FILE` is still a FIFO (not replaced by a regular file).
+fn assert_fifo(path: &Path) {
+    use std::os::unix::fs::FileTypeExt;
+    let t = std::fs::symlink_metadata(path).unwrap().file_type();
+    assert!(t.is_fifo(), "{} is no longer a FIFO", path.display());
+}
+
+/// Output files: a device and a FIFO are written through (never replaced,
+/// no `--force` needed); an existing regular file needs `--force`.
+fn output_files_are_written_through_or_need_force(tmp: &Path, home: &Path) {
+    let h = s(home);
     ok(&["trust", "export", "--dir", h, "--out", "/dev/null"]);
     {
         use std::os::unix::fs::FileTypeExt;
-        assert!(std::fs::metadata("/dev/null")
-            .unwrap()
-            .file_type()
-            .is_char_device());
+        let t = std::fs::metadata("/dev/null").unwrap().file_type();
+        assert!(t.is_char_device());
     }
-    let bundle = tmp.path().join("b.bundle");
-    ok(&["trust", "export", "--dir", h, "--out", s(&bundle)]);
-    assert_eq!(
-        citycard(&["trust", "export", "--dir", h, "--out", s(&bundle)]).0,
-        4
-    );
-    ok(&[
-        "trust",
-        "export",
-        "--dir",
-        h,
-        "--out",
-        s(&bundle),
-        "--force",
-    ]);
-    let crl = tmp.path().join("l.crl");
-    ok(&["revocation", "publish", "--dir", h, "--out", s(&crl)]);
-    assert_eq!(
-        citycard(&["revocation", "publish", "--dir", h, "--out", s(&crl)]).0,
-        4
-    );
-    ok(&["revocation", "publish", "--dir", h, "--out", "/dev/null"]);
+    // A FIFO read by another process (here a thread), as a pipeline would.
+    let fifo = tmp.join("bundle.fifo");
+    let st = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(st.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || tx.send(std::fs::read(&fifo).unwrap()));
+    }
+    let (code, out, err) = citycard(&["trust", "export", "--dir", h, "--out", s(&fifo)]);
+    let received = rx.recv_timeout(Duration::from_secs(20));
+    if received.is_err() {
+        // Unblock the reader (waiting to open the FIFO) before failing.
+        drop(std::fs::OpenOptions::new().write(true).open(&fifo));
+    }
+    assert_eq!(code, 0, "{out}{err}");
+    let bytes = received.expect("the bundle arrives through the FIFO");
+    let bundle = citycard_proto::revocation::TrustBundle::decode(&bytes)
+        .expect("a whole trust bundle came through the FIFO");
+    assert_eq!(bundle.body().issuer, "LIEGE");
+    assert_fifo(&fifo);
 
-    // station add that fails half-way (the registry is away): nothing left,
-    // the retry works.
-    std::fs::rename(home.join("registry.sqlite"), tmp.path().join("away")).unwrap();
+    let bundle = tmp.join("liege.bundle");
+    ok(&["trust", "export", "--dir", h, "--out", s(&bundle)]);
+    let export = ["trust", "export", "--dir", h, "--out", s(&bundle)];
+    assert_eq!(citycard(&export).0, 4);
+    ok(&[&export[..], &["--force"]].concat());
+    let publish = ["revocation", "publish", "--dir", h, "--out", s(&bundle)];
+    assert_eq!(citycard(&publish).0, 4);
+    ok(&[&publish[..], &["--force"]].concat());
+    ok(&["revocation", "publish", "--dir", h, "--out", "/dev/null"]);
+}
+
+/// `station add` that fails half-way (the registry is away) leaves nothing;
+/// the retry works.
+fn station_add_is_all_or_nothing(tmp: &Path, home: &Path) {
+    let h = s(home);
+    std::fs::rename(home.join("registry.sqlite"), tmp.join("away")).unwrap();
     let (code, _, _) = citycard(&["station", "add", "desk-3", "--dir", h]);
     assert_ne!(code, 0);
     assert!(!home.join("stations/desk-3").exists());
-    std::fs::rename(tmp.path().join("away"), home.join("registry.sqlite")).unwrap();
+    std::fs::rename(tmp.join("away"), home.join("registry.sqlite")).unwrap();
     ok(&["station", "add", "desk-3", "--dir", h]);
+}
 
-    // Stations: list, renew, retire (a retired station may not sign).
+/// Stations: list, renew, retire; a retired station may not sign, another issues.
+fn stations_are_listed_renewed_and_retired(tmp: &Path, home: &Path) {
+    let h = s(home);
     ok(&[
         "station",
         "renew",
@@ -770,7 +695,7 @@ fn officer_commands_and_failures_that_leave_nothing_behind() {
         "30",
     ]);
     ok(&["station", "retire", "desk-3", "--dir", h]);
-    let v: serde_json::Value = ok_json(&["station", "list", "--dir", h, "--json"]);
+    let v = ok_json(&["station", "list", "--dir", h, "--json"]);
     let retired: Vec<_> = v["stations"]
         .as_array()
         .unwrap()
@@ -780,23 +705,26 @@ fn officer_commands_and_failures_that_leave_nothing_behind() {
         .collect();
     assert_eq!(retired, ["desk-3"]);
     assert!(!home.join("stations/desk-3/station.key.pem").exists());
-    let resident = tmp.path().join("r.json");
+    let resident = tmp.join("r.json");
     std::fs::write(
         &resident,
         r#"{"resident_id": "F-1", "name": "Ann", "address": "Rue 1"}"#,
     )
     .unwrap();
-    let reader = format!("emulated:{}", tmp.path().join("cards").display());
+    let reader = format!("emulated:{}", tmp.join("cards").display());
     let (code, _, err) = citycard(&personalise(h, "desk-3", &reader, &resident));
     assert_eq!(code, 5, "{err}");
     ok(&personalise(h, "desk-1", &reader, &resident));
+}
 
-    // issuer show, card show, audit export.
-    let v: serde_json::Value = ok_json(&["issuer", "show", "--dir", h, "--json"]);
+/// `issuer show`, `card show`, `audit export` (after the steps above).
+fn issuer_card_and_audit_lookups(tmp: &Path, home: &Path) {
+    let h = s(home);
+    let v = ok_json(&["issuer", "show", "--dir", h, "--json"]);
     assert_eq!(v["cards"]["live"], 1);
     assert_eq!(v["root_fingerprint"].as_str().unwrap().len(), 64);
     assert_eq!(v["stations_retired"], 1);
-    let v: serde_json::Value = ok_json(&["card", "show", "LG-000001", "--dir", h, "--json"]);
+    let v = ok_json(&["card", "show", "LG-000001", "--dir", h, "--json"]);
     assert_eq!(v["state"], "issued");
     assert_eq!(v["station"], "desk-1");
     assert!(v.get("name").is_none());
@@ -830,7 +758,7 @@ fn officer_commands_and_failures_that_leave_nothing_behind() {
         ok(&["audit", "export", "--dir", h, "--since", "2999-01-01"]),
         ""
     );
-    let audit = tmp.path().join("audit.jsonl");
+    let audit = tmp.join("audit.jsonl");
     ok(&["audit", "export", "--dir", h, "--out", s(&audit)]);
     assert_eq!(
         std::fs::read_to_string(&audit).unwrap(),
@@ -840,14 +768,228 @@ fn officer_commands_and_failures_that_leave_nothing_behind() {
         citycard(&["audit", "export", "--dir", h, "--out", s(&audit)]).0,
         4
     );
+}
 
-    // One CLI: --trace only where APDUs flow; completions and a man page.
+/// One CLI: `--trace` only where APDUs flow (`preparer prepare` among them,
+/// printing its exchanges); completions, a man page, and help texts with an
+/// example.
+#[test]
+fn trace_only_where_apdus_flow_and_help_with_examples() {
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let h = s(&home);
+    ok(&init_args(h, &[]));
+    ok(&["preparer", "add", "prep-1", "--dir", h]);
     assert_eq!(citycard(&["--trace", "issuer", "show", "--dir", h]).0, 2);
+    let (code, _, err) = citycard(&["--trace", "preparer", "add", "prep-2", "--dir", h]);
+    assert_eq!(code, 2, "preparer add sends no APDU: {err}");
+    let state = tmp.path().join("card.state");
+    let reader = format!("emulated:{}", state.display());
+    let (code, out, err) = citycard(&[
+        "--trace", "preparer", "prepare", "prep-1", "--dir", h, "--reader", &reader,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let commands = err.lines().filter(|l| l.starts_with(">> ")).count();
+    let responses = err.lines().filter(|l| l.starts_with("<< ")).count();
+    assert!(commands >= 2 && commands == responses, "{err}");
+    assert!(out.contains("Card prepared by prep-1"), "{out}");
+    // Without --trace, no exchange is printed.
+    let (code, _, err) = citycard(&[
+        "preparer",
+        "prepare",
+        "prep-1",
+        "--dir",
+        h,
+        "--reader",
+        &format!("emulated:{}", tmp.path().join("other.state").display()),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains(">> "), "{err}");
+
     assert!(ok(&["completions", "bash"]).contains("citycard"));
     assert!(ok(&["man"]).contains(".TH"));
     assert!(!ok(&["bench", "--help"]).contains("issue 5"));
-    let (_, out, _) = citycard(&["revoke", "--help"]);
-    assert!(out.contains("withdrawn"), "{out}");
+    assert!(ok(&["revoke", "--help"]).contains("withdrawn"));
+    for command in [&["conformance", "card"][..], &["conformance", "reader"]] {
+        let help = ok(&[command, &["--help"]].concat());
+        assert!(
+            help.contains("Examples:\n  citycard conformance"),
+            "{command:?}: {help}"
+        );
+    }
+}
+
+/// The exit codes in a table: code → meaning, normalised (Markdown code
+/// spans and links reduced to their text, dashes and spaces folded).
+fn normalised(meaning: &str) -> String {
+    let mut text = meaning.replace(['`'], "").replace('–', "-");
+    while let Some(open) = text.find("](") {
+        let close = open + text[open..].find(')').unwrap();
+        let start = text[..open].rfind('[').unwrap();
+        text = format!(
+            "{}{}{}",
+            &text[..start],
+            &text[start + 1..open],
+            &text[close + 1..]
+        );
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `11, 12, 14-33, 41` → every code it names.
+fn codes(cell: &str) -> Vec<u32> {
+    cell.split(',')
+        .flat_map(|part| {
+            let part = part.trim().replace('–', "-");
+            match part.split_once('-') {
+                Some((a, b)) => (a.trim().parse().unwrap()..=b.trim().parse().unwrap()).collect(),
+                None => vec![part.parse::<u32>().unwrap()],
+            }
+        })
+        .collect()
+}
+
+/// The table `citycard --help` prints: rows `  CODES  MEANING`, wrapped
+/// lines indented further.
+fn help_exit_codes(help: &str) -> BTreeMap<u32, String> {
+    let table = &help[help
+        .find("Exit codes")
+        .expect("an exit-code table in --help")..];
+    let mut rows: Vec<(String, String)> = Vec::new();
+    for line in table.lines().skip(1) {
+        if line.trim().is_empty() {
+            break;
+        }
+        let row = line.strip_prefix("  ").unwrap_or(line);
+        if row.starts_with(|c: char| c.is_ascii_digit()) {
+            let (cell, meaning) = row.split_once("  ").unwrap();
+            rows.push((cell.to_string(), meaning.to_string()));
+        } else {
+            rows.last_mut()
+                .unwrap()
+                .1
+                .push_str(&format!(" {}", line.trim()));
+        }
+    }
+    rows.iter()
+        .flat_map(|(cell, m)| codes(cell).into_iter().map(|c| (c, normalised(m))))
+        .collect()
+}
+
+/// The README's "`citycard` exit codes" table.
+fn readme_exit_codes(readme: &str) -> BTreeMap<u32, String> {
+    let section = &readme[readme
+        .find("## `citycard` exit codes")
+        .expect("the README's exit-code section")..];
+    section
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2)
+        .flat_map(|l| {
+            let cells: Vec<&str> = l.trim_matches('|').splitn(2, " | ").collect();
+            let (cell, meaning) = (cells[0], cells[1].trim_end_matches(" |"));
+            codes(cell)
+                .into_iter()
+                .map(move |c| (c, normalised(meaning)))
+        })
+        .collect()
+}
+
+/// `citycard --help` and the README list the same exit codes with the same meanings.
+#[test]
+fn the_exit_code_table_in_help_is_the_readmes() {
+    let help = help_exit_codes(&ok(&["--help"]));
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap();
+    let readme = readme_exit_codes(&readme);
+    assert!(help.len() > 20 && help.contains_key(&130), "{help:#?}");
+    assert_eq!(
+        help.keys().collect::<Vec<_>>(),
+        readme.keys().collect::<Vec<_>>(),
+        "the same codes"
+    );
+    for (code, meaning) in &help {
+        assert_eq!(meaning, &readme[code], "exit code {code}");
+    }
+}
+
+/// The subcommands a `--help` lists (without `help`).
+fn subcommands(help: &str) -> Vec<String> {
+    let Some(start) = help.find("Commands:\n") else {
+        return Vec::new();
+    };
+    help[start + "Commands:\n".len()..]
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every command (`issuer`, `issuer init`, `batch`, …) and its help.
+fn every_command(prefix: &[String], out: &mut Vec<(String, String)>) {
+    let mut args: Vec<&str> = prefix.iter().map(String::as_str).collect();
+    args.push("--help");
+    let help = ok(&args);
+    let children = subcommands(&help);
+    if !prefix.is_empty() {
+        out.push((prefix.join(" "), help));
+    }
+    for child in children {
+        let mut path = prefix.to_vec();
+        path.push(child);
+        every_command(&path, out);
+    }
+}
+
+/// Every command with `--json` is named in docs/office.md's "JSON output"
+/// section (`group a|b` names `group a` and `group b`), and every command it
+/// names exists.
+#[test]
+fn the_office_guide_lists_every_command_with_json() {
+    let mut commands = Vec::new();
+    every_command(&[], &mut commands);
+    assert!(commands.len() > 30, "{commands:?}");
+    let guide =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/office.md"))
+            .unwrap();
+    let section = &guide[guide.find("## JSON output").unwrap()..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    let mut named = BTreeSet::new();
+    for span in section.split('`').skip(1).step_by(2) {
+        match span.split_once(' ') {
+            Some((group, rest))
+                if rest
+                    .split('|')
+                    .all(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase())) =>
+            {
+                named.extend(rest.split('|').map(|w| format!("{group} {w}")));
+            }
+            None if span.chars().all(|c| c.is_ascii_lowercase()) => {
+                named.insert(span.to_string());
+            }
+            _ => {}
+        }
+    }
+    let exists: BTreeSet<&str> = commands.iter().map(|(c, _)| c.as_str()).collect();
+    for name in &named {
+        assert!(
+            exists.contains(name.as_str()),
+            "docs/office.md names `{name}`, not a command"
+        );
+    }
+    for (command, help) in &commands {
+        if help.contains("--json") {
+            assert!(
+                named.contains(command),
+                "`{command}` has --json but docs/office.md's JSON section does not name it"
+            );
+        }
+    }
 }
 
 /// Ctrl-C in a batch: the card in progress is finished, the summary printed,
@@ -857,38 +999,19 @@ fn ctrl_c_in_a_batch_finishes_the_card_and_prints_the_summary() {
     let tmp = tempfile::tempdir().unwrap();
     let home = home(tmp.path(), &[]);
     let file = tmp.path().join("rows.csv");
-    csv(
-        &file,
-        &(0..200)
-            .map(|i| (format!("R{i}"), "Ann"))
-            .collect::<Vec<_>>(),
-    );
+    csv_of(&file, "R", 200, "Ann");
     let child = batch_cmd(&home, "desk-1", &tmp.path().join("cards"), &file)
         .spawn()
         .unwrap();
     // Wait for the first card, then press Ctrl-C.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(Instant::now() < deadline, "no card issued");
-        std::thread::sleep(Duration::from_millis(50));
-        if let Ok(reg) = Registry::open(home.join("registry.sqlite")) {
-            if reg.counts().unwrap().issued > 0 {
-                break;
-            }
-        }
-    }
+    wait_for_issued(&home, 1);
     let st = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(st.success());
     let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 130);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(summary["summary"]["end"], "interrupted");

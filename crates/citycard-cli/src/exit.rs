@@ -40,25 +40,32 @@ const _: () = assert!(POWER_LOST as i32 == citycard_emulator::POWER_LOST_EXIT_ST
 /// Interrupted by Ctrl-C (`batch`: after finishing the card in progress and printing the summary).
 pub const INTERRUPTED: u8 = 130;
 
-/// The table, for `citycard --help` (the README and docs/office.md show the same).
+/// The table, for `citycard --help`: the README's "`citycard` exit codes"
+/// table says the same (tests/office.rs compares them).
 pub const TABLE: &str = "\
 Exit codes (the same in every command):
-  0    success (verify: a genuine, valid, unrevoked card)
-  1    runtime error (I/O, PC/SC)
-  2    usage error (bad arguments, invalid name or validity)
-  3    invalid input file (resident JSON/CSV, state file, trust bundle, credential)
-  4    already exists (home, station, partner, output file without --force)
-  5    not an issuer home, unknown or retired station, unknown partner, bad configuration,
-       a reader in use by another issuing process
-  6    key access failed (passphrase, token, PIN; a new key's passphrase is too short)
-  7    the station is outside its validity window
+  0    success (for verify: a genuine, valid, unrevoked card)
+  1    runtime error (I/O, PC/SC; watch/serve: pcscd unreachable at start)
+  2    usage error (bad arguments, invalid name or validity; --trace on a command that sends
+       no APDU)
+  3    invalid input file (resident JSON/CSV, state file; for verify, watch, serve: unusable
+       trust bundle or credential)
+  4    already exists (issuer home, station, partner, output file without --force)
+  5    not an issuer home, unknown or retired station, unknown partner, bad configuration, a
+       reader in use by another issuing process; watch/serve: a reader named in --readers
+       matched no reader for --reader-wait seconds
+  6    key access failed (wrong passphrase, a new key's passphrase under 12 characters,
+       missing token, wrong PIN)
+  7    the station is outside its validity window: it may not sign
   8    the resident has a live card (personalise: use --replace; resident forget: --force)
-  9    registry refusal (unknown card or resident, open intents without --resume, ...)
-  10   wrong card: not blank, another city's, not a citycard
-  11-12, 14-33, 41   verify verdicts (see the reader's documentation)
-  13   the card refused a step or failed the read-back check
-  40   the card was removed or torn mid-way (reconciled on the next run)
-  50   batch: some rows not issued (each reported with its line and resident id)
+  9    registry refusal (unknown card or resident, already revoked, open intents without
+       --resume)
+  10   wrong card in the reader: not blank, another city's, not a citycard
+  11, 12, 14-33, 41   verify: one code per verdict, see the citycard-reader README (e.g. 14
+       unauthorised, 21 replay, 22 clone, 32 revoked)
+  13   the card refused a step or its check value did not match
+  40   the card was removed or torn mid-way (the intent stays open and is reconciled next time)
+  50   a batch ended with rows not issued (each reported with its line and resident id)
   51   conformance: the card or reader under test does not conform
   75   card emulate: the card lost power (tear fault)
-  130  interrupted (Ctrl-C); batch finishes the card in progress and prints its summary";
+  130  interrupted (Ctrl-C): batch finishes the card in progress and prints its summary first";

@@ -22,8 +22,8 @@ use clap::{CommandFactory, Parser, Subcommand};
 )]
 struct Cli {
     /// Print every APDU exchange in hex on stderr (`>>` command, `<<` response).
-    /// Only for commands that talk to a card: demo, card emulate, apdu, verify,
-    /// personalise, batch.
+    /// Only for commands that talk to a card: demo, card, conformance, apdu,
+    /// verify, personalise, batch, preparer prepare.
     #[arg(long)]
     trace: bool,
     #[command(subcommand)]
@@ -123,6 +123,7 @@ impl Command {
                 | Self::Verify(_)
                 | Self::Personalise(_)
                 | Self::Batch(_)
+                | Self::Preparer(commands::office::preparers::PreparerCommand::Prepare { .. })
         )
     }
 }
@@ -173,7 +174,7 @@ fn main() -> ExitCode {
         }
     };
     if cli.trace && !cli.command.talks_to_cards() {
-        eprintln!("citycard: error: --trace is for commands that talk to a card (demo, card, conformance, apdu, verify, personalise, batch)");
+        eprintln!("citycard: error: --trace is for commands that talk to a card (demo, card, conformance, apdu, verify, personalise, batch, preparer prepare)");
         return ExitCode::from(exit::USAGE);
     }
     let result = match cli.command {
@@ -188,7 +189,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => commands::serve::run(&args),
         Command::Issuer(cmd) => commands::office::home::run(cmd),
         Command::Station(cmd) => commands::office::stations::run(cmd),
-        Command::Preparer(cmd) => commands::office::preparers::run(cmd),
+        Command::Preparer(cmd) => commands::office::preparers::run(cmd, cli.trace),
         Command::Partner(cmd) => commands::office::partners::run(cmd),
         Command::Trust(cmd) => commands::office::publish::trust(cmd),
         Command::Personalise(args) => {

@@ -4,7 +4,7 @@
 //! reader must report (the table's [`ReaderCase`]s).
 //!
 //! [`ReaderKit::prepare`] generates a throwaway city and writes the files the
-//! reader under test loads (`trust.bundle`, `partner.credential`: the formats
+//! reader under test loads (`conformance.bundle`, `library.cred`: the formats
 //! of `citycard trust export` and `citycard partner enrol`), and issues every
 //! card. [`ReaderKit::run`] then serves each card in turn and reads the
 //! reader's verdicts as JSON lines (`{"verdict": "genuine"}`, or the line of
@@ -47,10 +47,13 @@ use crate::ConformanceError;
 /// The reference card as the reader kit serves it.
 pub type KitCard = Applet<MemoryStorage, ChaCha20Rng>;
 
-/// File name of the trust bundle the kit writes.
-pub const TRUST_FILE: &str = "trust.bundle";
-/// File name of the partner credential the kit writes.
-pub const CREDENTIAL_FILE: &str = "partner.credential";
+/// File name of the trust bundle the kit writes (the throwaway city's, named
+/// like a city's `liege.bundle`).
+pub const TRUST_FILE: &str = "conformance.bundle";
+/// File name of the partner credential the kit writes (the library profile,
+/// named like the `library.cred` of `citycard partner enrol`). Written last:
+/// once it exists, both files are complete.
+pub const CREDENTIAL_FILE: &str = "library.cred";
 
 /// A card with an answer fault applied in front of it.
 pub struct FaultyCard {
@@ -311,7 +314,7 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<(), ConformanceError> {
 }
 
 impl ReaderKit {
-    /// Generates the city, writes `trust.bundle` and `partner.credential` into
+    /// Generates the city, writes `conformance.bundle` and `library.cred` into
     /// `dir` (which must not hold them yet) and issues every card.
     ///
     /// # Errors

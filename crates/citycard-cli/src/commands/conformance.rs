@@ -17,9 +17,15 @@ pub enum ConformanceCommand {
     /// Check a BLANK card in a PC/SC reader against the spec version this build
     /// implements (the card is anchored to a throwaway city and terminated: it is
     /// used up). With `--vector`, replay one test vector byte for byte instead.
+    #[command(
+        after_help = "Examples:\n  citycard conformance card --reader 'ACS ACR122U' --junit card-report.xml\n  citycard conformance card --reader 'ACS ACR122U' --vector applet-spec/vectors/verify-library.json --json"
+    )]
     Card(CardArgs),
     /// Check a reader: present a sequence of emulated cards in `Virtual PCD 00 00`
     /// and compare the verdicts the reader reports with the expected ones.
+    #[command(
+        after_help = "Examples:\n  citycard conformance reader --dir /tmp/kit --reader-command 'my-gate-reader --trust {trust} --credential {credential}' --junit reader-report.xml\n  (until [ -e /tmp/kit/library.cred ]; do sleep 1; done; my-gate-reader --trust /tmp/kit/conformance.bundle --credential /tmp/kit/library.cred) | citycard conformance reader --dir /tmp/kit"
+    )]
     Reader(super::conformance_reader::ReaderArgs),
 }
 

@@ -17,7 +17,7 @@ use super::conformance::OutputArgs;
 #[derive(clap::Args, Debug)]
 pub struct ReaderArgs {
     /// Directory for the throwaway city's files the reader under test loads
-    /// (`trust.bundle`, `partner.credential`); created if missing.
+    /// (`conformance.bundle`, `library.cred`); created if missing.
     #[arg(long)]
     dir: PathBuf,
     /// The reader under test, run with `sh -c`: `{trust}` and `{credential}` are

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::secrets::EnvOrPrompt;
-use citycard_issuer::home::IssuerHome;
+use citycard_issuer::home::{CityIdentity, IssuerHome};
 use citycard_issuer::registry::{MigrateReport, RegistryServer};
 
 use super::{print_json, HomeArg, KeyArgs, OutArgs};
@@ -73,7 +73,7 @@ pub enum IssuerCommand {
     /// revocation list. For readers that will never come back (a desk replaced,
     /// a home restored on another machine). Intents of desks at work are never touched.
     #[command(
-        after_help = "Example:\n  citycard issuer reconcile --dir /srv/citycard\n  citycard issuer reconcile --dir /srv/citycard --spoil && citycard revocation publish --dir /srv/citycard --out liege.crl --force"
+        after_help = "Example:\n  citycard issuer reconcile --dir /srv/citycard\n  citycard issuer reconcile --dir /srv/citycard --spoil && citycard revocation publish --dir /srv/citycard --out liege.bundle --force"
     )]
     Reconcile {
         #[command(flatten)]
@@ -141,56 +141,20 @@ pub fn run(cmd: IssuerCommand) -> anyhow::Result<ExitCode> {
             groups,
             key,
             json,
-        } => {
-            let server = match registry {
-                None => None,
-                Some(url) => Some(issuer_try!(
-                    json,
-                    RegistryServer::new(&url, absolute(registry_password_file))
-                )),
-            };
-            let mut home = issuer_try!(
-                json,
-                IssuerHome::init_with_registry(
-                    &dir,
-                    &city,
-                    &issuer_id,
-                    &card_prefix,
-                    key.location(),
-                    retain_attributes,
-                    server,
-                    &EnvOrPrompt
-                )
-            );
-            if groups != 1 {
-                issuer_try!(json, home.set_groups(groups));
-            }
-            let fingerprint = issuer_try!(json, home.root_fingerprint());
-            if json {
-                print_json(serde_json::json!({
-                    "ok": true, "dir": dir, "city": city, "issuer_id": issuer_id,
-                    "root_key": home.config().root.locator(), "root_fingerprint": fingerprint,
-                    "retain_attributes_days": retain_attributes,
-                    "registry": registry_location(&home),
-                    "groups": home.config().groups,
-                }));
-            } else {
-                println!(
-                    "Issuer home created in {} for {} (issuer id {}).",
-                    dir.display(),
-                    city,
-                    issuer_id
-                );
-                println!("Root key: {}", home.config().root.locator());
-                println!("Registry: {}", registry_location(&home));
-                println!("Root key fingerprint (give it to partners out of band): {fingerprint}");
-                match retain_attributes {
-                    None => println!("Resident attributes: not kept in the registry."),
-                    Some(d) => println!("Resident attributes: kept {d} day(s) after issue."),
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => init(
+            &NewHome {
+                dir,
+                city,
+                issuer_id,
+                card_prefix,
+                retain_attributes,
+                registry,
+                registry_password_file,
+                groups,
+                key,
+            },
+            json,
+        ),
         IssuerCommand::Show { home, json } => show(&home, json),
         IssuerCommand::Migrate {
             home,
@@ -198,78 +162,151 @@ pub fn run(cmd: IssuerCommand) -> anyhow::Result<ExitCode> {
             registry_password_file,
             json,
         } => migrate(&home, to, registry_password_file, json),
-        IssuerCommand::Reconcile { home, spoil, json } => {
-            let h = issuer_try!(json, IssuerHome::open(&home.dir));
-            let mut reg = issuer_try!(json, h.registry());
-            if spoil {
-                let r = issuer_try!(
-                    json,
-                    citycard_issuer::desk::abandon_orphans(&h, &mut reg, &super::actor())
-                );
-                if json {
-                    print_json(
-                        serde_json::json!({"ok": true, "spoiled": r.spoiled, "listed": r.listed}),
-                    );
-                } else {
-                    println!(
-                        "Spoiled: [{}]; on the next revocation list: [{}].",
-                        r.spoiled.join(", "),
-                        r.listed.join(", ")
-                    );
-                }
-            } else {
-                let orphans = issuer_try!(json, citycard_issuer::desk::all_orphans(&h, &reg));
-                let list: Vec<_> = orphans
-                    .iter()
-                    .map(|i| {
-                        serde_json::json!({
-                            "card_number": i.card_number, "station": i.station,
-                            "reader": i.owner.as_ref().map(|o| &o.desk),
-                            "card_key_recorded": i.card_key.is_some(),
-                        })
-                    })
-                    .collect();
-                if json {
-                    print_json(serde_json::json!({"ok": true, "orphans": list}));
-                } else if orphans.is_empty() {
-                    println!("No intents left open by stopped runs.");
-                } else {
-                    for i in &orphans {
-                        println!(
-                            "{}  station {}  reader {}{}",
-                            i.card_number,
-                            i.station,
-                            i.owner.as_ref().map_or("(none)", |o| o.desk.as_str()),
-                            if i.card_key.is_some() {
-                                "  (card key recorded)"
-                            } else {
-                                ""
-                            }
-                        );
-                    }
-                    println!("Put each card back in its reader and run `batch --resume` there, or settle them all without a card: --spoil.");
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        IssuerCommand::Backup { home, out, json } => {
-            let h = issuer_try!(json, IssuerHome::open(&home.dir));
-            let report = issuer_try!(json, h.backup(&out.out, out.overwrite()));
-            if json {
-                print_json(serde_json::json!({
-                    "ok": true, "out": out.out, "files": report.files, "cards": report.cards,
-                }));
-            } else {
-                eprintln!(
-                    "Backup written to {} ({} files, registry with {} card record(s)). Keep it like the registry: it holds what the registry holds.",
-                    out.out.display(),
-                    report.files.len(),
-                    report.cards
-                );
-            }
-            Ok(ExitCode::SUCCESS)
+        IssuerCommand::Reconcile { home, spoil, json } => reconcile(&home, spoil, json),
+        IssuerCommand::Backup { home, out, json } => backup(&home, &out, json),
+    }
+}
+
+/// What `issuer init` creates.
+struct NewHome {
+    dir: PathBuf,
+    city: String,
+    issuer_id: String,
+    card_prefix: String,
+    retain_attributes: Option<u32>,
+    registry: Option<String>,
+    registry_password_file: Option<PathBuf>,
+    groups: u8,
+    key: KeyArgs,
+}
+
+/// `issuer init`: creates the home, then prints what partners need (the
+/// root fingerprint) and where things are.
+fn init(new: &NewHome, json: bool) -> anyhow::Result<ExitCode> {
+    let server = match &new.registry {
+        None => None,
+        Some(url) => Some(issuer_try!(
+            json,
+            RegistryServer::new(url, absolute(new.registry_password_file.clone()))
+        )),
+    };
+    let mut home = issuer_try!(
+        json,
+        IssuerHome::init_with_registry(
+            &new.dir,
+            &CityIdentity {
+                city: &new.city,
+                issuer_id: &new.issuer_id,
+                card_number_prefix: &new.card_prefix,
+            },
+            new.key.location(),
+            new.retain_attributes,
+            server,
+            &EnvOrPrompt
+        )
+    );
+    if new.groups != 1 {
+        issuer_try!(json, home.set_groups(new.groups));
+    }
+    let fingerprint = issuer_try!(json, home.root_fingerprint());
+    if json {
+        print_json(serde_json::json!({
+            "ok": true, "dir": new.dir, "city": new.city, "issuer_id": new.issuer_id,
+            "root_key": home.config().root.locator(), "root_fingerprint": fingerprint,
+            "retain_attributes_days": new.retain_attributes,
+            "registry": registry_location(&home),
+            "groups": home.config().groups,
+        }));
+    } else {
+        println!(
+            "Issuer home created in {} for {} (issuer id {}).",
+            new.dir.display(),
+            new.city,
+            new.issuer_id
+        );
+        println!("Root key: {}", home.config().root.locator());
+        println!("Registry: {}", registry_location(&home));
+        println!("Root key fingerprint (give it to partners out of band): {fingerprint}");
+        match new.retain_attributes {
+            None => println!("Resident attributes: not kept in the registry."),
+            Some(d) => println!("Resident attributes: kept {d} day(s) after issue."),
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `issuer reconcile`: lists the intents of stopped runs, or (`spoil`)
+/// settles them without a card.
+fn reconcile(home: &HomeArg, spoil: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let h = issuer_try!(json, IssuerHome::open(&home.dir));
+    let mut reg = issuer_try!(json, h.registry());
+    if spoil {
+        let r = issuer_try!(
+            json,
+            citycard_issuer::desk::abandon_orphans(&h, &mut reg, &super::actor())
+        );
+        if json {
+            print_json(serde_json::json!({"ok": true, "spoiled": r.spoiled, "listed": r.listed}));
+        } else {
+            println!(
+                "Spoiled: [{}]; on the next revocation list: [{}].",
+                r.spoiled.join(", "),
+                r.listed.join(", ")
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let orphans = issuer_try!(json, citycard_issuer::desk::all_orphans(&h, &reg));
+    if json {
+        let list: Vec<_> = orphans
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "card_number": i.card_number, "station": i.station,
+                    "reader": i.owner.as_ref().map(|o| &o.desk),
+                    "card_key_recorded": i.card_key.is_some(),
+                })
+            })
+            .collect();
+        print_json(serde_json::json!({"ok": true, "orphans": list}));
+    } else if orphans.is_empty() {
+        println!("No intents left open by stopped runs.");
+    } else {
+        for i in &orphans {
+            println!(
+                "{}  station {}  reader {}{}",
+                i.card_number,
+                i.station,
+                i.owner.as_ref().map_or("(none)", |o| o.desk.as_str()),
+                if i.card_key.is_some() {
+                    "  (card key recorded)"
+                } else {
+                    ""
+                }
+            );
+        }
+        println!("Put each card back in its reader and run `batch --resume` there, or settle them all without a card: --spoil.");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `issuer backup`: one consistent tar archive of the home.
+fn backup(home: &HomeArg, out: &OutArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let h = issuer_try!(json, IssuerHome::open(&home.dir));
+    let report = issuer_try!(json, h.backup(&out.out, out.overwrite()));
+    if json {
+        print_json(serde_json::json!({
+            "ok": true, "out": out.out, "files": report.files, "cards": report.cards,
+        }));
+    } else {
+        eprintln!(
+            "Backup written to {} ({} files, registry with {} card record(s)). Keep it like the registry: it holds what the registry holds.",
+            out.out.display(),
+            report.files.len(),
+            report.cards
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn show(home: &HomeArg, json: bool) -> anyhow::Result<ExitCode> {

@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use citycard_issuer::files::{self, Overwrite, Written};
+use citycard_issuer::home::IssuerHome;
 use citycard_issuer::issue::IssueError;
 use citycard_issuer::personalise::PersonaliseError;
 use citycard_issuer::IssuerError;
@@ -32,6 +33,70 @@ pub struct HomeArg {
     /// The issuer home directory.
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
+}
+
+/// The options of a `list` command: the home, and `--json`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ListArgs {
+    #[command(flatten)]
+    pub home: HomeArg,
+    /// Print one JSON object with the list (an array named after the command's subject).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Prints what a command that certifies a key printed: `role` (`station`,
+/// `preparer`) is the JSON key naming it, `what` the event (`added`,
+/// `renewed`).
+fn print_certified(
+    json: bool,
+    role: &str,
+    name: &str,
+    what: &str,
+    cert: &citycard_proto::cert::Certificate,
+) {
+    let b = cert.body();
+    let fingerprint = hex::encode(cert.fingerprint());
+    if json {
+        let mut v = serde_json::json!({
+            "ok": true, "effective": b.effective.to_string(),
+            "expiry": b.expiry.to_string(), "fingerprint": fingerprint,
+        });
+        if let Some(o) = v.as_object_mut() {
+            o.insert(role.into(), name.into());
+        }
+        print_json(v);
+    } else {
+        let mut title = role.to_string();
+        if let Some(first) = title.get_mut(..1) {
+            first.make_ascii_uppercase();
+        }
+        println!(
+            "{title} {name} {what}: certified from {} to {} (fingerprint {fingerprint}).",
+            b.effective, b.expiry
+        );
+    }
+}
+
+/// Opens the home, runs `certify` (which certifies a key of `role` `name`
+/// with today's date) and prints the certificate: `station add|renew`,
+/// `preparer add`.
+pub fn certify(
+    json: bool,
+    home: &HomeArg,
+    role: &str,
+    name: &str,
+    what: &str,
+    certify: impl FnOnce(
+        &IssuerHome,
+        citycard_proto::Date,
+    ) -> Result<citycard_proto::cert::Certificate, IssuerError>,
+) -> anyhow::Result<ExitCode> {
+    let h = crate::issuer_try!(json, IssuerHome::open(&home.dir));
+    let (day, _) = crate::issuer_try!(json, today());
+    let cert = crate::issuer_try!(json, certify(&h, day));
+    print_certified(json, role, name, what, &cert);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// An output file: written atomically, mode 0600; an existing regular file
@@ -138,6 +203,9 @@ pub fn code_of_card_error(e: &PersonaliseError) -> u8 {
         | PersonaliseError::ManagementKeyRefused(_)
         | PersonaliseError::CardOccupied(_) => exit::WRONG_CARD,
         PersonaliseError::Transport(_) => exit::CARD_REMOVED,
+        // The station's key failed (a locked PKCS#11 token, a wrong PIN):
+        // a key problem, not the card's.
+        PersonaliseError::Signing(_) => exit::KEY,
         _ => exit::CARD_FAILED,
     }
 }

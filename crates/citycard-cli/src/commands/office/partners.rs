@@ -3,11 +3,11 @@
 use std::process::ExitCode;
 
 use crate::secrets::EnvOrPrompt;
-use citycard_issuer::home::IssuerHome;
+use citycard_issuer::home::{IssuerHome, NewPartner};
 use citycard_issuer::IssuerError;
 use citycard_proto::attr::AttributeSet;
 
-use super::{fail_json, print_json, today, HomeArg, OutArgs};
+use super::{fail_json, print_json, today, HomeArg, ListArgs, OutArgs};
 use crate::{exit, issuer_try};
 
 /// `citycard partner …`
@@ -42,15 +42,9 @@ pub enum PartnerCommand {
         #[arg(long)]
         json: bool,
     },
-    /// List the partners: grants and validity.
+    /// List the partners: grants and validity (with --json: a `partners` array).
     #[command(after_help = "Example:\n  citycard partner list --dir /srv/citycard")]
-    List {
-        #[command(flatten)]
-        home: HomeArg,
-        /// Print one JSON object with a `partners` array.
-        #[arg(long)]
-        json: bool,
-    },
+    List(ListArgs),
     /// Renew a partner: a new key and certificate with the same grants and the
     /// same pseudonym domain (its pseudonyms do not change), valid N days from today.
     #[command(
@@ -111,18 +105,20 @@ pub fn run(cmd: PartnerCommand) -> anyhow::Result<ExitCode> {
             let cert = issuer_try!(
                 json,
                 h.enrol_partner_with(
-                    &name,
-                    grants,
-                    group,
-                    valid_days,
+                    &NewPartner {
+                        name: &name,
+                        grants,
+                        group,
+                        valid_days,
+                        today: day,
+                    },
                     &EnvOrPrompt,
-                    day,
                     &mut deliver(&out)
                 )
             );
             report(json, "enrolled", &name, &cert, &out);
         }
-        PartnerCommand::List { home, json } => {
+        PartnerCommand::List(ListArgs { home, json }) => {
             let h = issuer_try!(json, IssuerHome::open(&home.dir));
             let partners = issuer_try!(json, h.partners());
             if json {

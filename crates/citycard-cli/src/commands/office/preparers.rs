@@ -7,11 +7,11 @@ use std::time::Duration;
 use anyhow::Context;
 use citycard_issuer::home::IssuerHome;
 use citycard_issuer::personalise::{self, Preparer};
-use citycard_transport::{CardChannel, CardTransport, MemoryTransport, PcscContext};
+use citycard_transport::{CardChannel, CardTransport, MemoryTransport, PcscContext, Traced};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
-use super::{fail_json, print_json, today, HomeArg, KeyArgs};
+use super::{certify, fail_json, print_json, today, HomeArg, KeyArgs};
 use crate::secrets::EnvOrPrompt;
 use crate::{exit, issuer_try};
 
@@ -63,23 +63,29 @@ pub enum PreparerCommand {
     },
 }
 
-/// The card behind `reader`: a PC/SC reader, or an emulated card file.
-fn card(reader: &str, wait: u64) -> anyhow::Result<Box<dyn CardTransport>> {
-    if let Some(file) = reader.strip_prefix("emulated:") {
+/// The card behind `reader`: a PC/SC reader, or an emulated card file;
+/// with `trace`, every exchange is printed on stderr.
+fn card(reader: &str, wait: u64, trace: bool) -> anyhow::Result<Box<dyn CardTransport>> {
+    let card: Box<dyn CardTransport> = if let Some(file) = reader.strip_prefix("emulated:") {
         let store = citycard_emulator::FileStore::new(Path::new(file))?;
         let rng = ChaCha20Rng::from_rng(rand_core::OsRng).context("no OS randomness")?;
-        return Ok(Box::new(MemoryTransport::new(citycard_card::Applet::new(
-            store, rng,
-        ))));
-    }
-    let ctx = PcscContext::establish().context("cannot reach pcscd (is it running?)")?;
-    let reader = ctx.resolve_reader(reader)?;
-    ctx.wait_for_card(&reader, Some(Duration::from_secs(wait)))?;
-    Ok(Box::new(ctx.connect(&reader)?))
+        Box::new(MemoryTransport::new(citycard_card::Applet::new(store, rng)))
+    } else {
+        let ctx = PcscContext::establish().context("cannot reach pcscd (is it running?)")?;
+        let reader = ctx.resolve_reader(reader)?;
+        ctx.wait_for_card(&reader, Some(Duration::from_secs(wait)))?;
+        Box::new(ctx.connect(&reader)?)
+    };
+    Ok(if trace {
+        Box::new(Traced::counters_only(card).echo_to_stderr())
+    } else {
+        card
+    })
 }
 
-/// Runs `citycard preparer …`.
-pub fn run(cmd: PreparerCommand) -> anyhow::Result<ExitCode> {
+/// Runs `citycard preparer …`; `trace` (the top-level `--trace`) prints the
+/// APDUs of `prepare`.
+pub fn run(cmd: PreparerCommand, trace: bool) -> anyhow::Result<ExitCode> {
     match cmd {
         PreparerCommand::Add {
             name,
@@ -87,27 +93,9 @@ pub fn run(cmd: PreparerCommand) -> anyhow::Result<ExitCode> {
             valid_days,
             key,
             json,
-        } => {
-            let h = issuer_try!(json, IssuerHome::open(&home.dir));
-            let (day, _) = issuer_try!(json, today());
-            let cert = issuer_try!(
-                json,
-                h.add_preparer(&name, valid_days, key.location(), &EnvOrPrompt, day)
-            );
-            if json {
-                print_json(serde_json::json!({
-                    "ok": true, "preparer": name, "effective": cert.body().effective.to_string(),
-                    "expiry": cert.body().expiry.to_string(), "fingerprint": hex::encode(cert.fingerprint()),
-                }));
-            } else {
-                println!(
-                    "Preparer {name} certified from {} to {} (fingerprint {}).",
-                    cert.body().effective,
-                    cert.body().expiry,
-                    hex::encode(cert.fingerprint())
-                );
-            }
-        }
+        } => certify(json, &home, "preparer", &name, "added", |h, day| {
+            h.add_preparer(&name, valid_days, key.location(), &EnvOrPrompt, day)
+        }),
         PreparerCommand::Prepare {
             name,
             home,
@@ -115,41 +103,53 @@ pub fn run(cmd: PreparerCommand) -> anyhow::Result<ExitCode> {
             batch,
             wait,
             json,
-        } => {
-            let h = issuer_try!(json, IssuerHome::open(&home.dir));
-            let (day, _) = issuer_try!(json, today());
-            let preparer = issuer_try!(json, h.preparer(&name, &EnvOrPrompt));
-            let root = issuer_try!(json, h.root_public_key());
-            let transport = match card(&reader, wait) {
-                Ok(t) => t,
-                Err(e) => return fail_json(json, exit::WRONG_CARD, e),
-            };
-            let mut ch = CardChannel::new(transport);
-            let sign = |m: &[u8]| preparer.signer.sign(m).map_err(|e| e.to_string());
-            let prepared = personalise::prepare(
-                &mut ch,
-                &Preparer {
-                    issuer: &h.config().issuer_id,
-                    root: &root,
-                    certificate: &preparer.certificate,
-                    sign: &sign,
-                    batch: &batch,
-                },
-                day,
-            );
-            if let Err(e) = prepared {
-                return fail_json(
-                    json,
-                    super::code_of_card_error(&e),
-                    format!("preparation failed: {e}"),
-                );
-            }
-            if json {
-                print_json(serde_json::json!({"ok": true, "preparer": name, "batch": batch}));
-            } else {
-                println!("Card prepared by {name} (batch {batch}): ready for a station.");
-            }
-        }
+        } => prepare(&name, &home, &reader, &batch, wait, json, trace),
+    }
+}
+
+/// `preparer prepare`: the card generates its attestation key, the preparer
+/// certifies it.
+fn prepare(
+    name: &str,
+    home: &HomeArg,
+    reader: &str,
+    batch: &str,
+    wait: u64,
+    json: bool,
+    trace: bool,
+) -> anyhow::Result<ExitCode> {
+    let h = issuer_try!(json, IssuerHome::open(&home.dir));
+    let (day, _) = issuer_try!(json, today());
+    let preparer = issuer_try!(json, h.preparer(name, &EnvOrPrompt));
+    let root = issuer_try!(json, h.root_public_key());
+    let transport = match card(reader, wait, trace) {
+        Ok(t) => t,
+        Err(e) => return fail_json(json, exit::WRONG_CARD, e),
+    };
+    let mut ch = CardChannel::new(transport);
+    let sign = |m: &[u8]| preparer.signer.sign(m);
+    let prepared = personalise::prepare(
+        &mut ch,
+        &Preparer {
+            issuer: &h.config().issuer_id,
+            root: &root,
+            certificate: &preparer.certificate,
+            sign: &sign,
+            batch,
+        },
+        day,
+    );
+    if let Err(e) = prepared {
+        return fail_json(
+            json,
+            super::code_of_card_error(&e),
+            format!("preparation failed: {e}"),
+        );
+    }
+    if json {
+        print_json(serde_json::json!({"ok": true, "preparer": name, "batch": batch}));
+    } else {
+        println!("Card prepared by {name} (batch {batch}): ready for a station.");
     }
     Ok(ExitCode::SUCCESS)
 }

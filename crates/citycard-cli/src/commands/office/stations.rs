@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use crate::secrets::EnvOrPrompt;
 use citycard_issuer::home::IssuerHome;
 
-use super::{print_json, today, HomeArg, KeyArgs};
+use super::{certify, print_json, today, HomeArg, KeyArgs, ListArgs};
 use crate::issuer_try;
 
 /// `citycard station …`
@@ -30,15 +30,10 @@ pub enum StationCommand {
         #[arg(long)]
         json: bool,
     },
-    /// List the stations: validity, key location, fingerprint, retired or not.
+    /// List the stations: validity, key location, fingerprint, retired or not
+    /// (with --json: a `stations` array).
     #[command(after_help = "Example:\n  citycard station list --dir /srv/citycard --json")]
-    List {
-        #[command(flatten)]
-        home: HomeArg,
-        /// Print one JSON object with a `stations` array.
-        #[arg(long)]
-        json: bool,
-    },
+    List(ListArgs),
     /// Renew a station's certificate for N days from today, for the same key
     /// (export a new trust bundle afterwards).
     #[command(
@@ -80,60 +75,23 @@ pub fn run(cmd: StationCommand) -> anyhow::Result<ExitCode> {
             valid_days,
             key,
             json,
-        } => {
-            let h = issuer_try!(json, IssuerHome::open(&home.dir));
-            let (day, _) = issuer_try!(json, today());
-            let cert = issuer_try!(
-                json,
-                h.add_station(&name, valid_days, key.location(), &EnvOrPrompt, day)
-            );
-            report(json, "added", &name, &cert);
-        }
-        StationCommand::List { home, json } => {
-            let h = issuer_try!(json, IssuerHome::open(&home.dir));
-            let stations = issuer_try!(json, h.stations());
-            if json {
-                let list: Vec<_> = stations
-                    .iter()
-                    .map(|s| {
-                        serde_json::json!({
-                            "name": s.name, "effective": s.effective.to_string(),
-                            "expiry": s.expiry.to_string(), "key": s.key,
-                            "fingerprint": s.fingerprint, "retired_on": s.retired_on,
-                        })
-                    })
-                    .collect();
-                print_json(serde_json::json!({"ok": true, "stations": list}));
-            } else if stations.is_empty() {
-                println!("No stations yet (citycard station add NAME --dir DIR).");
-            } else {
-                for s in &stations {
-                    println!(
-                        "{:16} {} to {}  {}  {}",
-                        s.name,
-                        s.effective,
-                        s.expiry,
-                        s.retired_on
-                            .as_ref()
-                            .map_or_else(|| "active".to_string(), |d| format!("retired {d}")),
-                        s.key
-                    );
-                }
-            }
-        }
+        } => certify(json, &home, "station", &name, "added", |h, day| {
+            h.add_station(&name, valid_days, key.location(), &EnvOrPrompt, day)
+        }),
+        StationCommand::List(ListArgs { home, json }) => list(&home, json),
         StationCommand::Renew {
             name,
             home,
             valid_days,
             json,
         } => {
-            let h = issuer_try!(json, IssuerHome::open(&home.dir));
-            let (day, _) = issuer_try!(json, today());
-            let cert = issuer_try!(json, h.renew_station(&name, valid_days, &EnvOrPrompt, day));
-            report(json, "renewed", &name, &cert);
-            if !json {
+            let code = certify(json, &home, "station", &name, "renewed", |h, day| {
+                h.renew_station(&name, valid_days, &EnvOrPrompt, day)
+            })?;
+            if !json && code == ExitCode::SUCCESS {
                 println!("Export a new trust bundle so that readers know the renewed certificate.");
             }
+            Ok(code)
         }
         StationCommand::Retire { name, home, json } => {
             let h = issuer_try!(json, IssuerHome::open(&home.dir));
@@ -146,23 +104,41 @@ pub fn run(cmd: StationCommand) -> anyhow::Result<ExitCode> {
             } else {
                 println!("Station {name} retired: it may no longer sign; its key is destroyed. Cards it issued keep verifying until its certificate expires.");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn list(home: &HomeArg, json: bool) -> anyhow::Result<ExitCode> {
+    let h = issuer_try!(json, IssuerHome::open(&home.dir));
+    let stations = issuer_try!(json, h.stations());
+    if json {
+        let list: Vec<_> = stations
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "name": s.name, "effective": s.effective.to_string(),
+                    "expiry": s.expiry.to_string(), "key": s.key,
+                    "fingerprint": s.fingerprint, "retired_on": s.retired_on,
+                })
+            })
+            .collect();
+        print_json(serde_json::json!({"ok": true, "stations": list}));
+    } else if stations.is_empty() {
+        println!("No stations yet (citycard station add NAME --dir DIR).");
+    } else {
+        for s in &stations {
+            println!(
+                "{:16} {} to {}  {}  {}",
+                s.name,
+                s.effective,
+                s.expiry,
+                s.retired_on
+                    .as_ref()
+                    .map_or_else(|| "active".to_string(), |d| format!("retired {d}")),
+                s.key
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn report(json: bool, what: &str, name: &str, cert: &citycard_proto::cert::Certificate) {
-    if json {
-        print_json(serde_json::json!({
-            "ok": true, "station": name, "effective": cert.body().effective.to_string(),
-            "expiry": cert.body().expiry.to_string(), "fingerprint": hex::encode(cert.fingerprint()),
-        }));
-    } else {
-        println!(
-            "Station {name} {what}: certified from {} to {} (fingerprint {}).",
-            cert.body().effective,
-            cert.body().expiry,
-            hex::encode(cert.fingerprint())
-        );
-    }
 }
