@@ -1,6 +1,6 @@
 //! [`verify`]: one tap, from a connected card to a [`Verdict`] (SPEC §8).
 
-use citycard_proto::auth::ReaderSession;
+use citycard_proto::auth::{Disclosure, ReaderSession};
 use citycard_proto::consts::{cla, ins, LifeCycle};
 use citycard_proto::fci;
 use citycard_proto::{AttributeId, AttributeSet, Command, Error as ProtoError, StatusWord};
@@ -98,76 +98,112 @@ fn run<T: CardTransport>(
     policy: &Policy,
     rng: &mut impl CryptoRngCore,
 ) -> Result<Verdict, Verdict> {
-    let credential = trust.credential();
-    let cert = credential.certificate();
-    let grants = cert.body().grants;
+    let grants = trust.credential().certificate().body().grants;
     let requested = policy.requested.unwrap_or(grants);
-
     // 1. SELECT. No citycard application: perhaps a PIV card (piv-profile.md §5).
+    if select_citycard(channel)? == Selected::NotCitycard {
+        return crate::piv::run(channel, trust, policy, rng, requested);
+    }
+    // 2–3d. GENERAL AUTHENTICATE (PSO when the card answers a decoy), then
+    // length, tag, echo, record, card MAC, entries.
+    let disclosure = authenticate(channel, trust, policy, requested, rng)?;
+    // 3e–3f. The issuer, validity, revocation, freshness.
+    let standing = check_record(trust, policy, &disclosure)?;
+    // 4. Only now expose what was disclosed, and nothing else.
+    Ok(Verdict::Genuine(genuine(
+        &disclosure,
+        requested,
+        grants,
+        &standing,
+    )))
+}
+
+/// What SELECT found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Selected {
+    /// An issued citycard application.
+    IssuedCitycard,
+    /// No citycard application (perhaps a PIV card).
+    NotCitycard,
+}
+
+/// Step 1: SELECT and the life cycle; a terminated or unissued card is a verdict.
+fn select_citycard<T: CardTransport>(channel: &mut CardChannel<T>) -> Result<Selected, Verdict> {
     let answer = send(channel, &fci::select_command())?;
     match answer.sw {
         StatusWord::Success => {}
         StatusWord::SelectedFileDeactivated => return Err(Verdict::Terminated),
-        _ => return crate::piv::run(channel, trust, policy, rng, requested),
+        _ => return Ok(Selected::NotCitycard),
     }
     match fci::life_cycle(&answer.data) {
-        Some(LifeCycle::Issued) => {}
-        Some(LifeCycle::Terminated) => return Err(Verdict::Terminated),
-        Some(_) => return Err(Verdict::Blank),
-        None => return crate::piv::run(channel, trust, policy, rng, requested),
+        Some(LifeCycle::Issued) => Ok(Selected::IssuedCitycard),
+        Some(LifeCycle::Terminated) => Err(Verdict::Terminated),
+        Some(_) => Err(Verdict::Blank),
+        None => Ok(Selected::NotCitycard),
     }
+}
 
-    // 2. GENERAL AUTHENTICATE, with PSO when the card answers a decoy.
+/// Steps 2–3d: GENERAL AUTHENTICATE, with PSO first (policy) or when the
+/// card answers a decoy; the opened disclosure, or the verdict it earns.
+fn authenticate<T: CardTransport>(
+    channel: &mut CardChannel<T>,
+    trust: &Trust,
+    policy: &Policy,
+    requested: AttributeSet,
+    rng: &mut impl CryptoRngCore,
+) -> Result<Disclosure, Verdict> {
+    let credential = trust.credential();
+    let cert = credential.certificate();
     let pso = Command::new(cla::ISO, ins::PSO, 0x00, 0xBE).with_data(cert.as_bytes().to_vec());
-    let fingerprint = cert.fingerprint();
-    let group = credential.group();
+    let send_certificate = |channel: &mut CardChannel<T>| match send(channel, &pso)?.sw {
+        StatusWord::Success => Ok(()),
+        sw => Err(unexpected(sw)),
+    };
     let mut certificate_sent = false;
     if policy.always_send_certificate {
-        let r = send(channel, &pso)?;
+        send_certificate(channel)?;
         certificate_sent = true;
-        if r.sw != StatusWord::Success {
-            return Err(unexpected(r.sw));
-        }
     }
-    let tap = |channel: &mut CardChannel<T>,
-               rng: &mut dyn FnMut() -> ReaderSession|
-     -> Result<Result<citycard_proto::auth::Disclosure, ProtoError>, Verdict> {
-        let session = rng();
-        let response = send(channel, &session.command())?;
-        if response.sw != StatusWord::Success {
-            return Err(unexpected(response.sw));
-        }
-        Ok(session.open(&response.data, credential.key(), group))
-    };
-    let mut new_session = || ReaderSession::new(rng, fingerprint, requested, policy.today);
-    let mut opened = tap(channel, &mut new_session)?;
+    let fingerprint = cert.fingerprint();
+    let mut tap =
+        |channel: &mut CardChannel<T>| -> Result<Result<Disclosure, ProtoError>, Verdict> {
+            let session = ReaderSession::new(rng, fingerprint, requested, policy.today);
+            let response = send(channel, &session.command())?;
+            if response.sw != StatusWord::Success {
+                return Err(unexpected(response.sw));
+            }
+            Ok(session.open(&response.data, credential.key(), credential.group()))
+        };
+    let mut opened = tap(channel)?;
     if opened.as_ref().err() == Some(&ProtoError::Decoy) && !certificate_sent {
-        let r = send(channel, &pso)?;
-        if r.sw != StatusWord::Success {
-            return Err(unexpected(r.sw));
-        }
-        opened = tap(channel, &mut new_session)?;
+        send_certificate(channel)?;
+        opened = tap(channel)?;
     }
-
-    // 3a–3d. Length, tag, echo, record, card MAC, entries.
-    let disclosure = opened.map_err(|e| match e {
+    opened.map_err(|e| match e {
         ProtoError::Decoy => refusal(trust, policy, requested),
         ProtoError::TranscriptMismatch => Verdict::Replay,
         ProtoError::BadMac => Verdict::Clone,
         other => Verdict::Tampered {
             detail: other.to_string(),
         },
-    })?;
+    })
+}
+
+/// Steps 3e–3f: the station (known by its reference in the reader's group,
+/// valid on valid-from, lifetime, signature), then validity, revocation and
+/// freshness of the list.
+fn check_record(
+    trust: &Trust,
+    policy: &Policy,
+    disclosure: &Disclosure,
+) -> Result<Standing, Verdict> {
     let record = &disclosure.record;
     let body = record.body();
-
-    // 3e–3f. The issuer (station known by its reference, valid on
-    // valid-from, lifetime, signature), then validity, revocation, freshness.
     let station = trust
         .bundle()
-        .station_by_reference(group, &body.station_ref)
+        .station_by_reference(trust.credential().group(), &body.station_ref)
         .ok_or(Verdict::UnknownIssuer)?;
-    let standing = issuer_and_standing(
+    issuer_and_standing(
         trust,
         policy,
         Issued {
@@ -183,9 +219,17 @@ fn run<T: CardTransport>(
                 Err(ProtoError::BadValue(0x84))
             }
         },
-    )?;
+    )
+}
 
-    // 4. Only now expose what was disclosed, and nothing else.
+/// Step 4: the genuine verdict, with only what was requested, granted and
+/// disclosed.
+fn genuine(
+    disclosure: &Disclosure,
+    requested: AttributeSet,
+    grants: AttributeSet,
+    standing: &Standing,
+) -> Genuine {
     let attributes: Vec<(AttributeId, Vec<u8>)> = disclosure
         .present()
         .filter(|(id, _)| requested.contains(*id) && grants.contains(*id))
@@ -205,16 +249,16 @@ fn run<T: CardTransport>(
             (id, answer)
         })
         .collect();
-    Ok(Verdict::Genuine(Genuine {
+    Genuine {
         attributes,
         pseudonym: disclosure.pseudonym,
         predicates,
         card_number,
-        expires: body.valid_to,
+        expires: disclosure.record.body().valid_to,
         revocation_age_secs: standing.revocation_age_secs,
         revocation_stale: standing.revocation_stale,
         profile: CardProfile::Citycard,
-    }))
+    }
 }
 
 /// How the card stands today against its validity and the revocation list.
