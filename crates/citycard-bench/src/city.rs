@@ -1,10 +1,11 @@
-//! A city, its station, three partners and issued cards, in process, with the
-//! real issuer and reader libraries (the setup of `citycard demo`).
+//! A city, its station, three partners (each in its own linkability group)
+//! and cards issued with all eight groups, in process, with the real issuer
+//! and reader libraries (the setup of `citycard demo`).
 
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use citycard_card::{Applet, MemoryStorage};
+use citycard_card::{Applet, Storage, StorageError};
 use citycard_issuer::home::{IssuerHome, LoadedPreparer, LoadedStation};
 use citycard_issuer::issue::{issue_one, Issued};
 use citycard_issuer::personalise::{self, Preparer};
@@ -17,8 +18,91 @@ use citycard_transport::{CardChannel, CardTransport, MemoryTransport, Traced};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
+use crate::model::Writes;
+
+/// Linkability groups the bench city issues on every card: all the issuer
+/// supports (SPEC §5.3).
+pub const GROUPS: u8 = citycard_proto::limits::MAX_GROUPS as u8;
+
+/// The in-process card's storage: RAM, counting every write and the bytes it
+/// changed (SPEC §12 charges writes by size).
+#[derive(Clone, Debug, Default)]
+pub struct SizedStorage {
+    state: Option<Vec<u8>>,
+    writes: Writes,
+}
+
+impl SizedStorage {
+    /// An empty store (a card fresh from the factory).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The writes so far.
+    pub fn writes(&self) -> Writes {
+        self.writes
+    }
+
+    /// Bytes of the stored state (0 when nothing is stored).
+    pub fn state_len(&self) -> usize {
+        self.state.as_ref().map_or(0, Vec::len)
+    }
+}
+
+/// Bytes a write of `next` over `previous` changes, as a card that stores
+/// each field in place would write them: after the longest common prefix and
+/// suffix, the bytes of `next` not covered by a 16-byte run that `previous`
+/// also holds (anywhere: the reference card's state is one encoded blob, so
+/// an entry inserted into a list shifts the entries after it without
+/// changing them).
+pub fn changed_bytes(previous: &[u8], next: &[u8]) -> u64 {
+    const RUN: usize = 16;
+    let prefix = previous
+        .iter()
+        .zip(next)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let (p, n) = (
+        previous.get(prefix..).unwrap_or_default(),
+        next.get(prefix..).unwrap_or_default(),
+    );
+    let suffix = p
+        .iter()
+        .rev()
+        .zip(n.iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let middle = n.get(..n.len().saturating_sub(suffix)).unwrap_or_default();
+    let known: std::collections::HashSet<&[u8]> = previous.windows(RUN).collect();
+    let mut changed = 0u64;
+    let mut i = 0;
+    while i < middle.len() {
+        match middle.get(i..i + RUN) {
+            Some(run) if known.contains(run) => i += RUN,
+            _ => {
+                changed += 1;
+                i += 1;
+            }
+        }
+    }
+    changed
+}
+
+impl Storage for SizedStorage {
+    fn load(&mut self) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.state.clone())
+    }
+
+    fn commit(&mut self, state: &[u8]) -> Result<(), StorageError> {
+        let changed = changed_bytes(self.state.as_deref().unwrap_or_default(), state);
+        self.writes.add(&Writes::one(changed));
+        self.state = Some(state.to_vec());
+        Ok(())
+    }
+}
+
 /// The in-process reference card.
-pub type Card = Applet<MemoryStorage, ChaCha20Rng>;
+pub type Card = Applet<SizedStorage, ChaCha20Rng>;
 /// A traced channel to an in-process card.
 pub type MemChannel = CardChannel<Traced<MemoryTransport<Card>>>;
 
@@ -90,7 +174,7 @@ impl City {
         let mut pass = [0u8; 16];
         rng.fill_bytes(&mut pass);
         let secrets = FixedSecrets::new(&hex::encode(pass), "");
-        let home = IssuerHome::init(
+        let mut home = IssuerHome::init(
             &dir.path().join("city"),
             "Bench City",
             "LIEGE",
@@ -99,21 +183,18 @@ impl City {
             None,
             &secrets,
         )?;
+        home.set_groups(GROUPS)?;
         home.add_station("desk-1", 180, None, &secrets, today)?;
         home.add_preparer("prep-1", 180, None, &secrets, today)?;
         let preparer = home.preparer("prep-1", &secrets)?;
-        let mut partners = Vec::new();
-        for (name, grants, requested) in profile_sets() {
-            let (cert, key) = home.enrol_partner(name, grants, 0, 365, &secrets, today)?;
-            partners.push((name, requested, cert, key));
-        }
-        let bundle = home.export_trust(&secrets, now_unix)?;
         let mut profiles = Vec::new();
-        for (name, requested, cert, key) in partners {
+        for (group, (name, grants, requested)) in (0u8..).zip(profile_sets()) {
+            let (cert, key) = home.enrol_partner(name, grants, group, 365, &secrets, today)?;
+            let bundle = home.export_trust_for(group, &secrets, now_unix)?;
             profiles.push(Profile {
                 name,
                 requested,
-                trust: Trust::new(bundle.clone(), PartnerCredential::new(cert, key)?)?,
+                trust: Trust::new(bundle, PartnerCredential::new(cert, key)?)?,
             });
         }
         let station = home.station("desk-1", &secrets, today)?;
@@ -158,7 +239,7 @@ impl City {
     pub fn blank_card(&mut self) -> anyhow::Result<MemChannel> {
         let mut seed = [0u8; 32];
         self.rng.fill_bytes(&mut seed);
-        let card = Applet::new(MemoryStorage::new(), ChaCha20Rng::from_seed(seed));
+        let card = Applet::new(SizedStorage::new(), ChaCha20Rng::from_seed(seed));
         let card = self.prepare(card)?;
         Ok(CardChannel::new(Traced::new(MemoryTransport::new(card))))
     }
@@ -167,7 +248,7 @@ impl City {
     pub fn prepare<C: citycard_proto::ContactlessCard>(&self, card: C) -> anyhow::Result<C> {
         let mut ch = CardChannel::new(MemoryTransport::new(card));
         let root = self.home.root_public_key()?;
-        let sign = |m: &[u8]| self.preparer.signer.sign(m).map_err(|e| e.to_string());
+        let sign = |m: &[u8]| self.preparer.signer.sign(m);
         personalise::prepare(
             &mut ch,
             &Preparer {
@@ -191,11 +272,13 @@ impl City {
             &self.station,
             &mut self.registry,
             ch,
-            &resident,
-            "bench",
-            None,
-            None,
-            self.today,
+            &citycard_issuer::IssueRequest {
+                resident: &resident,
+                actor: "bench",
+                batch: None,
+                replaces: None,
+                today: self.today,
+            },
             &mut self.rng,
         )
         .map_err(|e| anyhow::anyhow!("{e}"))
@@ -203,6 +286,44 @@ impl City {
 }
 
 /// Persistent writes the in-process card has made so far.
-pub fn writes(ch: &MemChannel) -> u64 {
-    ch.transport().inner().card().storage().commits()
+pub fn writes(ch: &MemChannel) -> Writes {
+    ch.transport().inner().card().storage().writes()
+}
+
+/// Card storage the group records take on the in-process card (bytes): per
+/// group the signed record, the group's private key (32) and its salt seed
+/// (16) — SPEC §5.5.
+pub fn record_storage(ch: &MemChannel) -> u64 {
+    ch.transport()
+        .inner()
+        .card()
+        .state()
+        .and_then(|s| s.personalisation.as_ref())
+        .map_or(0, |p| {
+            p.groups
+                .iter()
+                .map(|g| (g.record.len() + 32 + g.seed.len()) as u64)
+                .sum()
+        })
+}
+
+/// Attributes stored on the in-process card (0 before personalisation).
+pub fn stored_values(ch: &MemChannel) -> u32 {
+    ch.transport()
+        .inner()
+        .card()
+        .state()
+        .and_then(|s| s.personalisation.as_ref())
+        .map_or(0, |p| u32::try_from(p.values.len()).unwrap_or(u32::MAX))
+}
+
+/// What the in-process card counted so far: its operations (`Applet::ops`)
+/// and its persistent writes.
+pub fn counted(ch: &MemChannel) -> (Option<citycard_card::OpCount>, Writes) {
+    (Some(ch.transport().inner().card().ops()), writes(ch))
+}
+
+/// Bytes of the in-process card's whole stored state.
+pub fn state_len(ch: &MemChannel) -> u64 {
+    ch.transport().inner().card().storage().state_len() as u64
 }

@@ -111,9 +111,13 @@ pub struct VerificationRow {
     pub est_card_ms_jcop3_106k: f64,
     /// On-card operations of the cached tap.
     pub card_ops: model::CardOps,
-    /// The first tap of this reader at this card (GA refused, PSO, GA). For
-    /// a PIV card, the same as the cached tap (nothing is cached).
+    /// The first tap of this reader at this card, cache tried first (GA
+    /// answered by a decoy, PSO, GA). For a PIV card, the same as the cached
+    /// tap (nothing is cached).
     pub first_tap: verification::TapCounts,
+    /// The first tap with the certificate sent first (PSO, GA). For a PIV
+    /// card, the same as the cached tap.
+    pub first_tap_certificate_first: verification::TapCounts,
     /// Host-side `verify` against a replaying card: median (µs).
     pub host_verify_us_median: f64,
     /// … p95 (µs).
@@ -151,6 +155,12 @@ pub struct PersonalisationReport {
     pub card_ops: model::CardOps,
     /// Estimated card + air time of personalisation proper.
     pub estimate: model::Estimate,
+    /// Linkability groups issued on the card.
+    pub groups: u32,
+    /// Card storage the group records take (records, group keys, salt seeds; bytes).
+    pub record_storage_bytes: u64,
+    /// The card's whole persistent state after issuance (bytes).
+    pub state_bytes: u64,
     /// Personalisation, read-back and total of one `issue_one`.
     pub issuance: personalisation::IssuanceCounts,
     /// Host side per card (`issue_one` in process, minus the time inside the in-process card), ms.
@@ -256,8 +266,11 @@ fn verification_row(
     name: &'static str,
     card_profile: &'static str,
     profile: &city::Profile,
-    cached: &verification::TapCounts,
-    first: &verification::TapCounts,
+    (cached, first, certificate_first): (
+        &verification::TapCounts,
+        &verification::TapCounts,
+        &verification::TapCounts,
+    ),
     host: verification::HostTiming,
 ) -> VerificationRow {
     VerificationRow {
@@ -273,6 +286,7 @@ fn verification_row(
         est_card_ms_jcop3_106k: cached.estimate.jcop3_106k,
         card_ops: cached.card_ops,
         first_tap: first.clone(),
+        first_tap_certificate_first: certificate_first.clone(),
         host_verify_us_median: host.verify_us_median,
         host_verify_us_p95: host.verify_us_p95,
         host_crypto_us_median: host.crypto_us_median,
@@ -295,14 +309,19 @@ fn set_e2e(row: &mut VerificationRow, t: e2e::E2eTiming) {
 }
 
 /// The row of one tap, `(row name, card profile, partner that taps)`, with
-/// its counts `(cached, first)` and the host time `host` measures (after a
+/// its counts `(cached, first with the cache tried first, first with the
+/// certificate sent first)` and the host time `host` measures (after a
 /// progress line).
 fn timed_row(
     city: &City,
     it: &Iterations,
     progress: &mut dyn FnMut(&str),
     (name, card_profile, partner): (&'static str, &'static str, &str),
-    (cached, first): (&verification::TapCounts, &verification::TapCounts),
+    counts: (
+        &verification::TapCounts,
+        &verification::TapCounts,
+        &verification::TapCounts,
+    ),
     host: impl FnOnce(&City, usize, usize) -> anyhow::Result<verification::HostTiming>,
 ) -> anyhow::Result<VerificationRow> {
     progress(&format!(
@@ -315,14 +334,162 @@ fn timed_row(
         .iter()
         .find(|p| p.name == partner)
         .ok_or_else(|| anyhow::anyhow!("profile"))?;
-    Ok(verification_row(
-        name,
-        card_profile,
-        profile,
-        cached,
-        first,
-        host,
-    ))
+    Ok(verification_row(name, card_profile, profile, counts, host))
+}
+
+/// The verification rows of the applet and the PIV card (counts and host
+/// timing), and both cards for the end-to-end rows.
+fn verification_rows(
+    city: &mut City,
+    it: &Iterations,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<(Vec<VerificationRow>, city::MemChannel, piv::PivChannel)> {
+    progress("exchanges: issuing cards in process, tapping them with each profile");
+    let (card_ch, exchanges) = verification::exchanges(city)?;
+    let mut rows = Vec::new();
+    for ex in &exchanges {
+        rows.push(timed_row(
+            city,
+            it,
+            progress,
+            (ex.name, "citycard", ex.name),
+            (&ex.cached, &ex.first, &ex.first_certificate_first),
+            |city, warmup, runs| verification::host_timing(city, ex, warmup, runs),
+        )?);
+    }
+    progress("PIV profile: issuing a PIV card in process (emulated PIV card), tapping it");
+    let (piv_ch, piv_exchanges) = piv::exchanges(city)?;
+    for ex in &piv_exchanges {
+        rows.push(timed_row(
+            city,
+            it,
+            progress,
+            (ex.name, "piv", ex.partner),
+            (&ex.tap, &ex.tap, &ex.tap),
+            |city, warmup, runs| piv::host_timing(city, ex, warmup, runs),
+        )?);
+    }
+    Ok((rows, card_ch, piv_ch))
+}
+
+/// Whether the pcscd rows can run: `Err(why not)` when disabled or absent.
+fn pcsc_bench(opts: &Options) -> Result<(), String> {
+    e2e::set_slot(opts.vpcd_slot);
+    if opts.pcsc {
+        e2e::bench_available()
+    } else {
+        Err("disabled".to_string())
+    }
+}
+
+/// The end-to-end columns through pcscd + vpcd: the applet card's rows, then
+/// the PIV card's. `Err` says why they were not (all) measured.
+fn measure_end_to_end(
+    rows: &mut [VerificationRow],
+    (card_ch, piv_ch): (city::MemChannel, piv::PivChannel),
+    city: &City,
+    it: &Iterations,
+    progress: &mut dyn FnMut(&str),
+) -> Result<(), String> {
+    progress(&format!(
+        "end to end through pcscd + vpcd: {} taps per profile",
+        it.e2e_taps
+    ));
+    let card = card_ch.into_inner().into_inner().into_inner();
+    let timings = e2e::measure(card, city, it.e2e_warmup, it.e2e_taps)
+        .map_err(|e| format!("end to end failed: {e:#}"))?;
+    let applet_rows = rows.iter_mut().filter(|r| r.card_profile == "citycard");
+    for (row, t) in applet_rows.zip(timings) {
+        set_e2e(row, t);
+    }
+    progress(&format!(
+        "end to end through pcscd + vpcd, PIV card: {} taps per row",
+        it.e2e_taps
+    ));
+    let card = piv_ch.into_inner().into_inner().into_inner();
+    let partners = piv::ROWS
+        .iter()
+        .map(|(_, partner)| {
+            city.profiles
+                .iter()
+                .find(|p| p.name == *partner)
+                .ok_or_else(|| format!("no profile {partner}"))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let timings = e2e::measure_card(card, city, &partners, it.e2e_warmup, it.e2e_taps)
+        .map_err(|e| format!("end to end (PIV card) failed: {e:#}"))?;
+    let piv_rows = rows.iter_mut().filter(|r| r.card_profile == "piv");
+    for (row, t) in piv_rows.zip(timings) {
+        set_e2e(row, t);
+    }
+    Ok(())
+}
+
+/// The personalisation section: counts, host time, registry commits, and
+/// the batch through pcscd when `pcsc` (else `pcsc_not_measured` says why
+/// not; a failed batch says so there too).
+fn personalisation_report(
+    city: &mut City,
+    it: &Iterations,
+    pcsc_not_measured: &mut Option<String>,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<PersonalisationReport> {
+    progress("personalisation: counts, host time, registry");
+    let counts = personalisation::counts(city)?;
+    let host = personalisation::host_issuance(city, 2, it.issue_cards)?;
+    let commits = personalisation::registry_commits_per_second(city, it.registry_commits)?;
+    let mut batch = None;
+    if pcsc_not_measured.is_none() {
+        progress(&format!(
+            "batch through pcscd: {} swapped emulated cards",
+            it.batch_cards
+        ));
+        match personalisation::batch_through_pcscd(city, it.batch_cards) {
+            Ok(b) => batch = Some(b),
+            Err(e) => *pcsc_not_measured = Some(format!("batch failed: {e:#}")),
+        }
+    }
+    let p = &counts.personalise;
+    Ok(PersonalisationReport {
+        apdus: p.apdus,
+        bytes: p.bytes_command + p.bytes_response,
+        bytes_command: p.bytes_command,
+        bytes_response: p.bytes_response,
+        card_ops: p.card_ops,
+        estimate: p.estimate,
+        groups: counts.groups,
+        record_storage_bytes: counts.record_storage_bytes,
+        state_bytes: counts.state_bytes,
+        host_ms_per_card: host.host_ms_median,
+        host_ms_per_card_incl_card: host.total_ms_median,
+        host_share_of_est_card_time: host.host_ms_median / counts.total.estimate.jcop4_424k,
+        host_cards: host.cards,
+        cards_per_minute: batch.map(|(c, _)| c),
+        batch_cards: if batch.is_some() { it.batch_cards } else { 0 },
+        batch_issue_ms_median: batch.map(|(_, t)| t),
+        registry_commits_per_second: commits,
+        issuance: counts,
+    })
+}
+
+/// p256 against ring, when built with the `compare-ring` feature.
+fn compare_ring(
+    it: &Iterations,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<Option<compare::Comparison>> {
+    #[cfg(feature = "compare-ring")]
+    {
+        progress(&format!("p256 vs ring: {} runs each", it.compare_runs));
+        Ok(Some(compare::compare(
+            it.compare_runs / 10,
+            it.compare_runs,
+        )?))
+    }
+    #[cfg(not(feature = "compare-ring"))]
+    {
+        let _ = (it.compare_runs, progress);
+        Ok(None)
+    }
 }
 
 /// Runs the whole bench. `progress` gets one line per step (for stderr).
@@ -330,142 +497,18 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> anyhow::Result<Rep
     let started = std::time::Instant::now();
     let it = Iterations::new(opts.quick);
     let mut city = City::new()?;
-
-    progress("exchanges: issuing a card in process, tapping it with each profile");
-    let (card_ch, exchanges) = verification::exchanges(&mut city)?;
-
-    let mut rows = Vec::new();
-    for ex in &exchanges {
-        rows.push(timed_row(
-            &city,
-            &it,
-            progress,
-            (ex.name, "citycard", ex.name),
-            (&ex.cached, &ex.first),
-            |city, warmup, runs| verification::host_timing(city, ex, warmup, runs),
-        )?);
-    }
-
-    progress("PIV profile: issuing a PIV card in process (emulated PIV card), tapping it");
-    let (piv_ch, piv_exchanges) = piv::exchanges(&mut city)?;
-    for ex in &piv_exchanges {
-        rows.push(timed_row(
-            &city,
-            &it,
-            progress,
-            (ex.name, "piv", ex.partner),
-            (&ex.tap, &ex.tap),
-            |city, warmup, runs| piv::host_timing(city, ex, warmup, runs),
-        )?);
-    }
-
-    e2e::set_slot(opts.vpcd_slot);
-    let pcsc = if opts.pcsc {
-        e2e::bench_available()
-    } else {
-        Err("disabled".to_string())
-    };
-    let mut pcsc_not_measured = pcsc.as_ref().err().cloned();
-    if pcsc.is_ok() {
-        progress(&format!(
-            "end to end through pcscd + vpcd: {} taps per profile",
-            it.e2e_taps
-        ));
-        let card = card_ch.into_inner().into_inner().into_inner();
-        match e2e::measure(card, &city, it.e2e_warmup, it.e2e_taps) {
-            Ok(timings) => {
-                let applet_rows = rows.iter_mut().filter(|r| r.card_profile == "citycard");
-                for (row, t) in applet_rows.zip(timings) {
-                    set_e2e(row, t);
-                }
-            }
-            Err(e) => pcsc_not_measured = Some(format!("end to end failed: {e:#}")),
-        }
-    }
+    let (mut rows, card_ch, piv_ch) = verification_rows(&mut city, &it, progress)?;
+    let mut pcsc_not_measured = pcsc_bench(opts).err();
     if pcsc_not_measured.is_none() {
-        progress(&format!(
-            "end to end through pcscd + vpcd, PIV card: {} taps per row",
-            it.e2e_taps
-        ));
-        let card = piv_ch.into_inner().into_inner().into_inner();
-        let partners = piv::ROWS
-            .iter()
-            .map(|(_, partner)| {
-                city.profiles
-                    .iter()
-                    .find(|p| p.name == *partner)
-                    .ok_or_else(|| anyhow::anyhow!("profile {partner}"))
-            })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        match e2e::measure_card(card, &city, &partners, it.e2e_warmup, it.e2e_taps) {
-            Ok(timings) => {
-                let piv_rows = rows.iter_mut().filter(|r| r.card_profile == "piv");
-                for (row, t) in piv_rows.zip(timings) {
-                    set_e2e(row, t);
-                }
-            }
-            Err(e) => pcsc_not_measured = Some(format!("end to end (PIV card) failed: {e:#}")),
-        }
+        pcsc_not_measured =
+            measure_end_to_end(&mut rows, (card_ch, piv_ch), &city, &it, progress).err();
     }
-
-    progress("personalisation: counts, host time, registry");
-    let counts = personalisation::counts(&mut city)?;
-    let host = personalisation::host_issuance(&mut city, 2, it.issue_cards)?;
-    let commits = personalisation::registry_commits_per_second(&mut city, it.registry_commits)?;
-    let mut cards_per_minute = None;
-    let mut batch_issue_ms_median = None;
-    if pcsc_not_measured.is_none() {
-        progress(&format!(
-            "batch through pcscd: {} swapped emulated cards",
-            it.batch_cards
-        ));
-        match personalisation::batch_through_pcscd(&mut city, it.batch_cards) {
-            Ok((c, t)) => {
-                cards_per_minute = Some(c);
-                batch_issue_ms_median = Some(t);
-            }
-            Err(e) => pcsc_not_measured = Some(format!("batch failed: {e:#}")),
-        }
-    }
-    let p = &counts.personalise;
-    let personalisation = PersonalisationReport {
-        apdus: p.apdus,
-        bytes: p.bytes_command + p.bytes_response,
-        bytes_command: p.bytes_command,
-        bytes_response: p.bytes_response,
-        card_ops: p.card_ops,
-        estimate: p.estimate,
-        host_ms_per_card: host.host_ms_median,
-        host_ms_per_card_incl_card: host.total_ms_median,
-        host_share_of_est_card_time: host.host_ms_median / counts.total.estimate.jcop4_424k,
-        host_cards: host.cards,
-        cards_per_minute,
-        batch_cards: if cards_per_minute.is_some() {
-            it.batch_cards
-        } else {
-            0
-        },
-        batch_issue_ms_median,
-        registry_commits_per_second: commits,
-        issuance: counts,
-    };
-
-    #[cfg(feature = "compare-ring")]
-    let p256_vs_ring = {
-        progress(&format!("p256 vs ring: {} runs each", it.compare_runs));
-        Some(compare::compare(it.compare_runs / 10, it.compare_runs)?)
-    };
-    #[cfg(not(feature = "compare-ring"))]
-    let p256_vs_ring = {
-        let _ = it.compare_runs;
-        None
-    };
-
+    let personalisation = personalisation_report(&mut city, &it, &mut pcsc_not_measured, progress)?;
+    let p256_vs_ring = compare_ring(&it, progress)?;
     progress("revocation: 1,000,000 cards, 100,000 revoked");
     let revocation = revocation::measure(1_000_000, 100_000, 10_000, progress)?;
-
     Ok(Report {
-        schema_version: 1,
+        schema_version: 2,
         command: opts.command.clone(),
         quick: opts.quick,
         machine: machine(),

@@ -16,9 +16,9 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde::Serialize;
 
-use crate::city::{writes, City};
+use crate::city::{counted, record_storage, state_len, stored_values, City};
 use crate::e2e::{port, reader};
-use crate::model::{card_ops, estimate, CardOps, Estimate};
+use crate::model::{ctr_calls, estimate, ops_since, CardOps, Estimate, Writes};
 
 /// Counts of one part of the issuance exchange.
 #[derive(Clone, Debug, Serialize)]
@@ -35,11 +35,11 @@ pub struct Part {
     pub estimate: Estimate,
 }
 
-fn part(entries: &[TraceEntry], writes: u64) -> Part {
+fn part(entries: &[TraceEntry], card: &citycard_card::OpCount, writes: Writes) -> Part {
     let apdus = entries.len() as u64;
     let bytes_command = entries.iter().map(|e| e.command.len() as u64).sum();
     let bytes_response = entries.iter().map(|e| e.response.len() as u64).sum();
-    let ops = card_ops(entries, writes);
+    let ops = CardOps::from_card(card, ctr_calls(entries), writes);
     Part {
         apdus,
         bytes_command,
@@ -59,14 +59,29 @@ pub struct IssuanceCounts {
     pub read_back: Part,
     /// Both.
     pub total: Part,
+    /// Linkability groups issued on the card.
+    pub groups: u32,
+    /// Attributes stored on the card.
+    pub stored_values: u32,
+    /// Card storage the group records take: per group the record, the
+    /// group's private key and its salt seed (bytes).
+    pub record_storage_bytes: u64,
+    /// The card's whole persistent state after issuance (bytes).
+    pub state_bytes: u64,
+    /// The whole traced exchange.
+    #[serde(skip)]
+    pub total_entries: Vec<TraceEntry>,
 }
 
 /// Issues one card in process and splits its trace at the second SELECT.
 pub fn counts(city: &mut City) -> anyhow::Result<IssuanceCounts> {
     let mut ch = city.blank_card()?;
-    let w0 = writes(&ch);
+    let (ops0, w0) = counted(&ch);
     city.issue(&mut ch)?;
-    let w = writes(&ch) - w0;
+    let (ops1, w1) = counted(&ch);
+    let w = w1.since(&w0);
+    let card = ops_since(&ops1.unwrap_or_default(), &ops0.unwrap_or_default());
+    let values = stored_values(&ch);
     let entries = ch.transport_mut().take_entries();
     let split = entries
         .iter()
@@ -77,13 +92,31 @@ pub fn counts(city: &mut City) -> anyhow::Result<IssuanceCounts> {
     let (pers, back) = entries.split_at(split);
     // Writes: ACTIVATE (the card was prepared before it reached the
     // station). There is no read-back any more: the card's sealed check
-    // value at ACTIVATE replaces it, so `read_back` stays empty.
-    let back_writes = w.saturating_sub(1);
+    // value at ACTIVATE replaces it, so `read_back` stays empty and the
+    // writes are those of personalisation proper.
+    let personalise = part(pers, &card, w);
     Ok(IssuanceCounts {
-        personalise: part(pers, w - back_writes),
-        read_back: part(back, back_writes),
-        total: part(&entries, w),
+        groups: u32::from(personalise_groups(pers)),
+        stored_values: values,
+        record_storage_bytes: record_storage(&ch),
+        state_bytes: state_len(&ch),
+        personalise,
+        read_back: part(back, &citycard_card::OpCount::default(), Writes::default()),
+        total: part(&entries, &card, w),
+        total_entries: entries.clone(),
     })
+}
+
+/// G from the EXTERNAL AUTHENTICATE of a personalisation (`83 01 G`).
+fn personalise_groups(entries: &[TraceEntry]) -> u8 {
+    entries
+        .iter()
+        .filter(|e| e.command.get(1) == Some(&ins::EXTERNAL_AUTHENTICATE))
+        .find_map(|e| match e.command.as_slice() {
+            [.., 0x83, 0x01, g, _le] => Some(*g),
+            _ => None,
+        })
+        .unwrap_or(0)
 }
 
 /// Host time of issuance in process.

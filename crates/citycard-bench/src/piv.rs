@@ -8,7 +8,6 @@
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context};
-use citycard_card::MemoryStorage;
 use citycard_issuer::piv::{issue_one, PivIssued, PivOptions};
 use citycard_keys::SoftManagementKey;
 use citycard_proto::piv::{self, CardAuthenticationCertificate, ManagementAlgorithm};
@@ -18,12 +17,12 @@ use p256::ecdsa::Signature;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
-use crate::city::{City, Profile};
-use crate::model::PIV_GENERAL_AUTHENTICATE;
+use crate::city::{City, Profile, SizedStorage};
+use crate::model::{Writes, PIV_GENERAL_AUTHENTICATE};
 use crate::verification::{timed_verify, traced, HostTiming, Replay, TapCounts};
 
 /// The emulated PIV card over in-memory storage.
-pub type PivCard = citycard_piv_card::PivCard<MemoryStorage, ChaCha20Rng>;
+pub type PivCard = citycard_piv_card::PivCard<SizedStorage, ChaCha20Rng>;
 /// A traced channel to an in-process PIV card.
 pub type PivChannel = CardChannel<Traced<MemoryTransport<PivCard>>>;
 
@@ -54,15 +53,21 @@ pub struct PivExchange {
 }
 
 /// Persistent writes the in-process PIV card has made so far.
-pub fn writes(ch: &PivChannel) -> u64 {
-    ch.transport().inner().card().storage().commits()
+pub fn writes(ch: &PivChannel) -> Writes {
+    ch.transport().inner().card().storage().writes()
+}
+
+/// What the PIV card counted: no operations (it does not count them: the
+/// trace shows its one signature), its writes.
+fn counted(ch: &PivChannel) -> (Option<citycard_card::OpCount>, Writes) {
+    (None, writes(ch))
 }
 
 /// Issues a PIV card to a new resident (the sample person, born 1958) on a
 /// factory-fresh emulated PIV card, in process, with the factory management
 /// key allowed (a bench card, never for real cards).
 pub fn issue_card(city: &mut City) -> anyhow::Result<(PivChannel, PivIssued)> {
-    let card = PivCard::new(MemoryStorage::new(), ChaCha20Rng::from_seed(CARD_SEED));
+    let card = PivCard::new(SizedStorage::new(), ChaCha20Rng::from_seed(CARD_SEED));
     let mut ch = CardChannel::new(Traced::new(MemoryTransport::new(card)));
     let key = SoftManagementKey::factory_default(ManagementAlgorithm::TripleDes);
     let options = PivOptions {
@@ -77,11 +82,13 @@ pub fn issue_card(city: &mut City) -> anyhow::Result<(PivChannel, PivIssued)> {
         &city.station,
         &mut city.registry,
         &mut ch,
-        &resident,
-        "bench",
-        None,
-        None,
-        city.today,
+        &citycard_issuer::IssueRequest {
+            resident: &resident,
+            actor: "bench",
+            batch: None,
+            replaces: None,
+            today: city.today,
+        },
         &options,
         &mut rng,
     )
@@ -103,16 +110,21 @@ fn traced_tap(
     city: &City,
     rng: &mut ChaCha20Rng,
 ) -> anyhow::Result<TapCounts> {
-    traced(ch, writes, profile, city, rng, |verdict| {
-        match verdict.genuine() {
+    traced(
+        ch,
+        counted,
+        profile,
+        &city.policy(profile),
+        rng,
+        |verdict| match verdict.genuine() {
             Some(g) if g.profile == CardProfile::Piv => Ok(()),
             _ => bail!(
                 "PIV card, {}: verdict {} ({verdict:?})",
                 profile.name,
                 verdict.kind()
             ),
-        }
-    })
+        },
+    )
 }
 
 /// Issues one PIV card in process and taps it once per [`ROWS`] entry with a

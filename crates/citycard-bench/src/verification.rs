@@ -14,8 +14,8 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde::Serialize;
 
-use crate::city::{writes, City, MemChannel, Profile};
-use crate::model::{card_ops, estimate, CardOps, Estimate};
+use crate::city::{counted, City, MemChannel, Profile};
+use crate::model::{card_ops, ctr_calls, estimate, ops_since, CardOps, Estimate, Writes};
 use crate::stats::{median_p95_us, median_us};
 
 /// APDUs, bytes and card operations of one traced tap.
@@ -37,11 +37,20 @@ pub struct TapCounts {
 }
 
 impl TapCounts {
-    pub(crate) fn from_entries(entries: Vec<TraceEntry>, writes: u64) -> Self {
+    /// The counts of the traced `entries`: the card's own operation counts
+    /// `card` when it has them (else those the trace shows) and its `writes`.
+    pub(crate) fn from_entries(
+        entries: Vec<TraceEntry>,
+        card: Option<citycard_card::OpCount>,
+        writes: Writes,
+    ) -> Self {
         let apdus = entries.len() as u64;
         let bytes_command = entries.iter().map(|e| e.command.len() as u64).sum();
         let bytes_response = entries.iter().map(|e| e.response.len() as u64).sum();
-        let ops = card_ops(&entries, writes);
+        let ops = match card {
+            Some(o) => CardOps::from_card(&o, ctr_calls(&entries), writes),
+            None => card_ops(&entries, writes),
+        };
         let estimate = estimate(&ops, apdus, bytes_command + bytes_response);
         Self {
             apdus,
@@ -58,24 +67,28 @@ impl TapCounts {
 pub struct ProfileExchange {
     /// Profile name.
     pub name: &'static str,
-    /// First tap of this reader at this card: GA refused, PSO, GA (SPEC §8 step 2).
+    /// First tap of this reader at this card, cache tried first (the
+    /// reader's default): GA answered by a decoy, PSO, GA (SPEC §8 step 2).
     pub first: TapCounts,
+    /// First tap of this reader at another card, certificate sent first
+    /// (`Policy::always_send_certificate`): PSO, GA.
+    pub first_certificate_first: TapCounts,
     /// A tap with the reader certificate cached on the card.
     pub cached: TapCounts,
     /// The seed of the reader's random generator in `cached` (fixed ephemeral key).
     pub cached_seed: [u8; 32],
 }
 
-/// One tap on `ch`, traced; fails unless the card is genuine.
+/// One tap on `ch` under `policy`, traced; fails unless the card is genuine.
 fn traced_tap(
     ch: &mut MemChannel,
     profile: &Profile,
-    city: &City,
+    policy: &Policy,
     rng: &mut ChaCha20Rng,
 ) -> anyhow::Result<TapCounts> {
     // Every tap is a new power-up of the card (it enters the field).
     ch.transport_mut().inner_mut().reset()?;
-    traced(ch, writes, profile, city, rng, |verdict| {
+    traced(ch, counted, profile, policy, rng, |verdict| {
         if !verdict.is_genuine() {
             bail!(
                 "{}: verdict {} on a good card",
@@ -87,45 +100,64 @@ fn traced_tap(
     })
 }
 
-/// One tap on `ch` by `profile`, traced: its exchange and counts (`writes`:
-/// the card's persistent writes so far); fails unless `check` accepts the
-/// verdict.
+/// What a card counted so far: its operations (`None` for a card that does
+/// not count them) and its persistent writes.
+pub(crate) type Counter<T> =
+    fn(&CardChannel<Traced<T>>) -> (Option<citycard_card::OpCount>, Writes);
+
+/// One tap on `ch` by `profile` under `policy`, traced: its exchange and
+/// counts (`counter`: what the card counted so far); fails unless `check`
+/// accepts the verdict.
 pub(crate) fn traced<T: CardTransport>(
     ch: &mut CardChannel<Traced<T>>,
-    writes: fn(&CardChannel<Traced<T>>) -> u64,
+    counter: Counter<T>,
     profile: &Profile,
-    city: &City,
+    policy: &Policy,
     rng: &mut ChaCha20Rng,
     check: impl FnOnce(&Verdict) -> anyhow::Result<()>,
 ) -> anyhow::Result<TapCounts> {
     ch.transport_mut().clear();
-    let w0 = writes(ch);
-    let verdict = verify(ch, &profile.trust, &city.policy(profile), rng);
+    let (ops0, w0) = counter(ch);
+    let verdict = verify(ch, &profile.trust, policy, rng);
     check(&verdict)?;
     let entries = ch.transport_mut().take_entries();
-    Ok(TapCounts::from_entries(entries, writes(ch) - w0))
+    let (ops1, w1) = counter(ch);
+    let ops = ops0.zip(ops1).map(|(a, b)| ops_since(&b, &a));
+    Ok(TapCounts::from_entries(entries, ops, w1.since(&w0)))
 }
 
-/// Issues one card in process and taps it with each profile: first tap, then
-/// a cached tap with a fixed reader ephemeral key.
+/// Issues two cards in process and taps them with each profile: on the
+/// first card a first tap that tries the cache first, then a cached tap with
+/// a fixed reader ephemeral key; on the second card a first tap that sends
+/// the certificate first. Returns the first card.
 pub fn exchanges(city: &mut City) -> anyhow::Result<(MemChannel, Vec<ProfileExchange>)> {
     let mut ch = city.blank_card()?;
     city.issue(&mut ch)?;
+    let mut other = city.blank_card()?;
+    city.issue(&mut other)?;
     let mut out = Vec::new();
     for i in 0..city.profiles.len() {
         let profile = city.profiles.get(i).context("profile")?;
+        let policy = city.policy(profile);
         let mut rng = ChaCha20Rng::from_seed([0xF0 ^ i as u8; 32]);
-        let first = traced_tap(&mut ch, profile, city, &mut rng)?;
+        let first = traced_tap(&mut ch, profile, &policy, &mut rng)?;
         let cached_seed = [0x5A ^ i as u8; 32];
         let cached = traced_tap(
             &mut ch,
             profile,
-            city,
+            &policy,
             &mut ChaCha20Rng::from_seed(cached_seed),
+        )?;
+        let first_certificate_first = traced_tap(
+            &mut other,
+            profile,
+            &policy.clone().with_always_send_certificate(true),
+            &mut rng,
         )?;
         out.push(ProfileExchange {
             name: profile.name,
             first,
+            first_certificate_first,
             cached,
             cached_seed,
         });
