@@ -9,7 +9,7 @@ use citycard_transport::{CardChannel, CardTransport};
 use rand_core::CryptoRngCore;
 
 use crate::verdict::{CardProfile, Genuine};
-use crate::verify::{issuer_and_standing, send, Issued};
+use crate::verify::{issuer_and_standing, send, Issued, Standing};
 use crate::{Policy, Trust, Verdict};
 
 /// The PIV procedure; `Err` carries an early verdict (as in [`crate::verify`]).
@@ -27,9 +27,37 @@ pub(crate) fn run<T: CardTransport>(
     {
         return Err(Verdict::NotACitycard);
     }
+    // 2. The partner's own limits, enforced here because a PIV card cannot.
+    check_partner(trust, policy, requested)?;
+    // 3. The Card Authentication certificate.
+    let certificate = read_certificate(channel)?;
+    let body = certificate.body();
+    // 4. The card proves it holds the certified key: a fresh challenge.
+    prove_possession(channel, &body.card_key, rng)?;
+    // 5–6. The issuer (station known, valid at issue, signature), then
+    // validity, revocation, freshness: as for every profile.
+    let standing = issuer_and_standing(
+        trust,
+        policy,
+        Issued {
+            station: &body.station,
+            valid_from: body.valid_from,
+            valid_to: body.valid_to,
+            revocation_id: &certificate.revocation_id(),
+        },
+        |station| certificate.verify(station),
+    )?;
+    // 7. What the profile can say, limited to what was requested and granted.
+    Ok(Verdict::Genuine(genuine(
+        &certificate,
+        requested,
+        &standing,
+    )))
+}
 
-    // 2. The partner's own limits, enforced here because a PIV card cannot
-    //    (it has no reader authorisation): same verdicts as the applet's refusal.
+/// Step 2: a PIV card has no reader authorisation, so the reader enforces
+/// its own grants and credential dates, with the applet's verdicts.
+fn check_partner(trust: &Trust, policy: &Policy, requested: AttributeSet) -> Result<(), Verdict> {
     let cert = trust.credential().certificate();
     let not_granted = requested.difference(cert.body().grants);
     if !not_granted.is_empty() {
@@ -41,8 +69,13 @@ pub(crate) fn run<T: CardTransport>(
             expiry: cert.body().expiry,
         });
     }
+    Ok(())
+}
 
-    // 3. The Card Authentication certificate.
+/// Step 3: GET DATA `5FC101` and its citycard Card Authentication certificate.
+fn read_certificate<T: CardTransport>(
+    channel: &mut CardChannel<T>,
+) -> Result<CardAuthenticationCertificate, Verdict> {
     let answer = send(
         channel,
         &piv::get_data_command(piv::OBJECT_CARD_AUTHENTICATION_CERTIFICATE),
@@ -64,20 +97,23 @@ pub(crate) fn run<T: CardTransport>(
         .map_err(|e| Verdict::Tampered {
             detail: format!("certificate container: {e}"),
         })?;
-    let certificate = match CardAuthenticationCertificate::decode(der) {
-        Ok(c) => c,
+    match CardAuthenticationCertificate::decode(der) {
+        Ok(c) => Ok(c),
         // Someone else's PIV certificate (no citycard extension) is simply
         // not a citycard; ours that does not decode has been tampered with.
-        Err(_) if !contains(der, OID_CITYCARD_CARD_INFO) => return Err(Verdict::NotACitycard),
-        Err(e) => {
-            return Err(Verdict::Tampered {
-                detail: format!("card authentication certificate: {e}"),
-            })
-        }
-    };
-    let body = certificate.body();
+        Err(_) if !contains(der, OID_CITYCARD_CARD_INFO) => Err(Verdict::NotACitycard),
+        Err(e) => Err(Verdict::Tampered {
+            detail: format!("card authentication certificate: {e}"),
+        }),
+    }
+}
 
-    // 4. The card proves it holds the certified key: a fresh challenge.
+/// Step 4: key `9E` signs a fresh 32-byte challenge; anything else is a clone.
+fn prove_possession<T: CardTransport>(
+    channel: &mut CardChannel<T>,
+    card_key: &p256::PublicKey,
+    rng: &mut impl CryptoRngCore,
+) -> Result<(), Verdict> {
     let mut challenge = [0u8; 32];
     rng.fill_bytes(&mut challenge);
     let answer = send(
@@ -91,23 +127,17 @@ pub(crate) fn run<T: CardTransport>(
     let signature = piv::parse_signature(&answer.data).map_err(|e| Verdict::Tampered {
         detail: format!("card authentication answer: {e}"),
     })?;
-    piv::verify_challenge(&body.card_key, &challenge, &signature).map_err(|_| Verdict::Clone)?;
+    piv::verify_challenge(card_key, &challenge, &signature).map_err(|_| Verdict::Clone)
+}
 
-    // 5–6. The issuer (station known, valid at issue, signature), then
-    // validity, revocation, freshness: as for every profile.
-    let standing = issuer_and_standing(
-        trust,
-        policy,
-        Issued {
-            station: &body.station,
-            valid_from: body.valid_from,
-            valid_to: body.valid_to,
-            revocation_id: &certificate.revocation_id(),
-        },
-        |station| certificate.verify(station),
-    )?;
-
-    // 7. What the profile can say, limited to what was requested and granted.
+/// Step 7: card number, residence and the age predicates signed at issue,
+/// as far as requested.
+fn genuine(
+    certificate: &CardAuthenticationCertificate,
+    requested: AttributeSet,
+    standing: &Standing,
+) -> Genuine {
+    let body = certificate.body();
     let mut attributes = Vec::new();
     if requested.contains(AttributeId::CARD_NUMBER) {
         attributes.push((
@@ -127,7 +157,7 @@ pub(crate) fn run<T: CardTransport>(
         .filter(|id| id.age_threshold().is_some())
         .map(|id| (id, body.predicates.contains(id).then_some(true)))
         .collect();
-    Ok(Verdict::Genuine(Genuine {
+    Genuine {
         attributes,
         pseudonym: None,
         predicates,
@@ -136,7 +166,7 @@ pub(crate) fn run<T: CardTransport>(
         revocation_age_secs: standing.revocation_age_secs,
         revocation_stale: standing.revocation_stale,
         profile: CardProfile::Piv,
-    }))
+    }
 }
 
 /// Whether `needle` occurs in `haystack`.

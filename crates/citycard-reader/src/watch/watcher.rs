@@ -178,6 +178,28 @@ struct Shared {
     stop: Stop,
 }
 
+/// The monitor loop's state between two scans.
+struct MonitorState {
+    started: Instant,
+    slots: BTreeMap<String, Slot>,
+    retiring: Vec<Running>,
+    last_problems: Vec<String>,
+    service_failures: u32,
+    unmatched_since: Option<Instant>,
+    warned_unmatched: Vec<String>,
+    next_heartbeat: Option<Instant>,
+}
+
+/// What one scan decided.
+enum Scan {
+    /// Go on watching: wait for a reader change, then scan again.
+    Continue,
+    /// Scan again at once (the service failed and was waited out).
+    Retry,
+    /// Stop the loop (asked to, or with an error).
+    Stop(Result<(), ReaderError>),
+}
+
 /// The monitor loop.
 fn run(
     system: Arc<dyn ReaderSystem>,
@@ -195,25 +217,78 @@ fn run(
         sink,
         stop,
     });
-    let (config, stop) = (&shared.config, &shared.stop);
-    let mut slots: BTreeMap<String, Slot> = BTreeMap::new();
-    let mut retiring: Vec<Running> = Vec::new();
-    let mut last_problems: Vec<String> = Vec::new();
-    let mut service_failures: u32 = 0;
-    let mut unmatched_since: Option<Instant> = None;
-    let mut warned_unmatched: Vec<String> = Vec::new();
-    let mut next_heartbeat = config.heartbeat.map(|h| started + h);
+    let mut state = MonitorState {
+        started,
+        slots: BTreeMap::new(),
+        retiring: Vec::new(),
+        last_problems: Vec::new(),
+        service_failures: 0,
+        unmatched_since: None,
+        warned_unmatched: Vec::new(),
+        next_heartbeat: shared.config.heartbeat.map(|h| started + h),
+    };
     let mut outcome = Ok(());
+    while !shared.stop.is_set() {
+        match state.scan(&shared, monitor.as_mut()) {
+            Scan::Continue => {}
+            Scan::Retry => continue,
+            Scan::Stop(result) => {
+                outcome = result;
+                break;
+            }
+        }
+        // Wait for a reader change, at most one rescan interval (or until the heartbeat).
+        let mut wait = shared.config.rescan_interval;
+        if let Some(due) = state.next_heartbeat {
+            wait = wait.min(due.saturating_duration_since(Instant::now()));
+        }
+        monitor.wait_for_change(wait, &|| shared.stop.is_set());
+    }
+    state.shut_down(&shared.config);
+    outcome
+}
 
-    while !stop.is_set() {
-        // 1. The readers now.
-        let available = match monitor.list_readers() {
-            Ok(names) => names,
+impl MonitorState {
+    /// One pass: the readers now, unmatched names, readers gone and new,
+    /// the threads, the heartbeat.
+    fn scan(&mut self, shared: &Arc<Shared>, monitor: &mut dyn ReaderMonitor) -> Scan {
+        let Some(available) = self.list_readers(shared, monitor) else {
+            return if shared.stop.is_set() {
+                Scan::Stop(Ok(()))
+            } else {
+                Scan::Retry
+            };
+        };
+        let (wanted, problems) = shared.config.readers.select(&available);
+        self.report_problems(shared, problems);
+        if let Err(e) = self.check_unmatched(shared, available) {
+            return Scan::Stop(Err(e));
+        }
+        self.drop_gone(shared, &wanted);
+        self.add_new(shared, &wanted);
+        for (name, slot) in &mut self.slots {
+            supervise(shared, name, slot);
+        }
+        self.heartbeat(shared);
+        Scan::Continue
+    }
+
+    /// The readers the service lists; `None` after a failure (reported, and
+    /// waited out with backoff: the monitor reconnects).
+    fn list_readers(
+        &mut self,
+        shared: &Shared,
+        monitor: &mut dyn ReaderMonitor,
+    ) -> Option<Vec<String>> {
+        match monitor.list_readers() {
+            Ok(names) => {
+                self.service_failures = 0;
+                Some(names)
+            }
             Err(e) => {
-                // The service went away (restarted?): back off; the monitor reconnects.
-                service_failures = service_failures.saturating_add(1);
-                let wait = backoff(config, service_failures);
-                stop.send(
+                self.service_failures = self.service_failures.saturating_add(1);
+                let wait = backoff(&shared.config, self.service_failures);
+                shared.stop.send(
                     &shared.sink,
                     TapEvent::ReaderError {
                         timestamp: SystemTime::now(),
@@ -222,73 +297,86 @@ fn run(
                         retry_in: Some(wait),
                     },
                 );
-                if !sleep_unless(wait, || stop.is_set()) {
-                    break;
-                }
-                continue;
+                sleep_unless(wait, || shared.stop.is_set());
+                None
             }
-        };
-        service_failures = 0;
-        let (wanted, problems) = config.readers.select(&available);
-        if problems != last_problems {
-            for p in &problems {
-                stop.send(
-                    &shared.sink,
-                    TapEvent::ReaderError {
-                        timestamp: SystemTime::now(),
-                        reader: None,
-                        error: p.clone(),
-                        retry_in: None,
-                    },
-                );
-            }
-            last_problems = problems;
         }
+    }
 
-        // 2. Named readers that match nothing: warn, then give up.
+    /// Reports the selection's problems once, when they change.
+    fn report_problems(&mut self, shared: &Shared, problems: Vec<String>) {
+        if problems == self.last_problems {
+            return;
+        }
+        for p in &problems {
+            shared.stop.send(
+                &shared.sink,
+                TapEvent::ReaderError {
+                    timestamp: SystemTime::now(),
+                    reader: None,
+                    error: p.clone(),
+                    retry_in: None,
+                },
+            );
+        }
+        self.last_problems = problems;
+    }
+
+    /// Named readers that match nothing: warn (once per change), then give
+    /// up after `reader_wait`.
+    fn check_unmatched(
+        &mut self,
+        shared: &Shared,
+        available: Vec<String>,
+    ) -> Result<(), ReaderError> {
+        let config = &shared.config;
         let unmatched = config.readers.unmatched(&available);
         if unmatched.is_empty() {
-            unmatched_since = None;
-        } else {
-            let since = *unmatched_since.get_or_insert_with(Instant::now);
-            if unmatched != warned_unmatched {
-                let wait = config
-                    .reader_wait
-                    .map(|w| format!("giving up after {} s", w.as_secs()))
-                    .unwrap_or_else(|| "waiting for it".into());
-                stop.send(
-                    &shared.sink,
-                    TapEvent::warning(
-                        "no_matching_reader",
-                        format!("no reader matches {unmatched:?} (readers: {available:?}); {wait}"),
-                        None,
-                    ),
-                );
-            }
-            if config.reader_wait.is_some_and(|w| since.elapsed() >= w) {
-                outcome = Err(ReaderError::NoMatchingReader {
-                    names: unmatched,
-                    available,
-                });
-                break;
-            }
+            self.unmatched_since = None;
+            self.warned_unmatched = unmatched;
+            return Ok(());
         }
-        warned_unmatched = config.readers.unmatched(&available);
+        let since = *self.unmatched_since.get_or_insert_with(Instant::now);
+        if unmatched != self.warned_unmatched {
+            let wait = config
+                .reader_wait
+                .map(|w| format!("giving up after {} s", w.as_secs()))
+                .unwrap_or_else(|| "waiting for it".into());
+            shared.stop.send(
+                &shared.sink,
+                TapEvent::warning(
+                    "no_matching_reader",
+                    format!("no reader matches {unmatched:?} (readers: {available:?}); {wait}"),
+                    None,
+                ),
+            );
+        }
+        if config.reader_wait.is_some_and(|w| since.elapsed() >= w) {
+            return Err(ReaderError::NoMatchingReader {
+                names: unmatched,
+                available,
+            });
+        }
+        self.warned_unmatched = unmatched;
+        Ok(())
+    }
 
-        // 3. Readers gone.
-        let gone: Vec<String> = slots
+    /// Stops the threads of readers no longer wanted (unplugged).
+    fn drop_gone(&mut self, shared: &Shared, wanted: &[String]) {
+        let gone: Vec<String> = self
+            .slots
             .keys()
             .filter(|n| !wanted.contains(n))
             .cloned()
             .collect();
         for name in gone {
-            if let Some(slot) = slots.remove(&name) {
+            if let Some(slot) = self.slots.remove(&name) {
                 if let Some(r) = slot.running {
                     r.stop.store(true, Ordering::SeqCst);
-                    retiring.push(r);
+                    self.retiring.push(r);
                 }
             }
-            stop.send(
+            shared.stop.send(
                 &shared.sink,
                 TapEvent::ReaderRemoved {
                     timestamp: SystemTime::now(),
@@ -296,22 +384,24 @@ fn run(
                 },
             );
         }
-        retiring.retain(|r| !r.handle.is_finished());
+        self.retiring.retain(|r| !r.handle.is_finished());
+    }
 
-        // 4. Readers new.
-        for name in &wanted {
-            if slots.contains_key(name) {
+    /// Starts a thread for each newly wanted reader.
+    fn add_new(&mut self, shared: &Arc<Shared>, wanted: &[String]) {
+        for name in wanted {
+            if self.slots.contains_key(name) {
                 continue;
             }
-            stop.send(
+            shared.stop.send(
                 &shared.sink,
                 TapEvent::ReaderAdded {
                     timestamp: SystemTime::now(),
                     reader: name.clone(),
                 },
             );
-            let running = start_reader(&shared, name);
-            slots.insert(
+            let running = start_reader(shared, name);
+            self.slots.insert(
                 name.clone(),
                 Slot {
                     running,
@@ -320,58 +410,52 @@ fn run(
                 },
             );
         }
+    }
 
-        // 5. Finished, stalled and due threads.
-        for (name, slot) in &mut slots {
-            supervise(&shared, name, slot);
+    /// The periodic heartbeat event, when due.
+    fn heartbeat(&mut self, shared: &Shared) {
+        let (Some(due), Some(every)) = (self.next_heartbeat, shared.config.heartbeat) else {
+            return;
+        };
+        if Instant::now() < due {
+            return;
         }
+        let trust = shared.trust.current();
+        let issued = trust.bundle().body().revocations.body().issued_at;
+        shared.stop.send(
+            &shared.sink,
+            TapEvent::Heartbeat {
+                timestamp: SystemTime::now(),
+                readers: self.slots.keys().cloned().collect(),
+                trust_generation: shared.trust.generation(),
+                uptime: self.started.elapsed(),
+                revocation_age_secs: crate::json::unix_now().saturating_sub(issued),
+            },
+        );
+        self.next_heartbeat = Some(due + every);
+    }
 
-        // 6. Heartbeat.
-        if let (Some(due), Some(every)) = (next_heartbeat, config.heartbeat) {
-            if Instant::now() >= due {
-                let trust = shared.trust.current();
-                let issued = trust.bundle().body().revocations.body().issued_at;
-                stop.send(
-                    &shared.sink,
-                    TapEvent::Heartbeat {
-                        timestamp: SystemTime::now(),
-                        readers: slots.keys().cloned().collect(),
-                        trust_generation: shared.trust.generation(),
-                        uptime: started.elapsed(),
-                        revocation_age_secs: crate::json::unix_now().saturating_sub(issued),
-                    },
-                );
-                next_heartbeat = Some(due + every);
+    /// Shutdown: every reader thread has the global flag; wait for them, bounded.
+    fn shut_down(self, config: &WatchConfig) {
+        let deadline = Instant::now() + config.shutdown_grace;
+        let threads: Vec<Running> = self
+            .slots
+            .into_values()
+            .filter_map(|s| s.running)
+            .chain(self.retiring)
+            .collect();
+        for r in &threads {
+            r.stop.store(true, Ordering::SeqCst);
+        }
+        for r in threads {
+            while !r.handle.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if r.handle.is_finished() {
+                let _ = r.handle.join();
             }
         }
-
-        // 7. Wait for a reader change, at most one rescan interval (or until the heartbeat).
-        let mut wait = config.rescan_interval;
-        if let Some(due) = next_heartbeat {
-            wait = wait.min(due.saturating_duration_since(Instant::now()));
-        }
-        monitor.wait_for_change(wait, &|| stop.is_set());
     }
-
-    // Shutdown: every reader thread has the global flag; wait for them, bounded.
-    let deadline = Instant::now() + config.shutdown_grace;
-    let threads: Vec<Running> = slots
-        .into_values()
-        .filter_map(|s| s.running)
-        .chain(retiring)
-        .collect();
-    for r in &threads {
-        r.stop.store(true, Ordering::SeqCst);
-    }
-    for r in threads {
-        while !r.handle.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if r.handle.is_finished() {
-            let _ = r.handle.join();
-        }
-    }
-    outcome
 }
 
 fn backoff(config: &WatchConfig, failures: u32) -> Duration {
