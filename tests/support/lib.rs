@@ -16,7 +16,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -34,12 +34,8 @@ pub const PORT: u16 = 35963;
 /// OpenSC's PKCS#11 module (Debian package `opensc`).
 pub const PKCS11_MODULE: &str = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so";
 
-static VPCD: Mutex<()> = Mutex::new(());
-
-/// Serialises tests that use the vpcd reader.
-pub fn vpcd_lock() -> MutexGuard<'static, ()> {
-    VPCD.lock().unwrap_or_else(|p| p.into_inner())
-}
+/// Serialises tests that use the vpcd reader, across test processes too.
+pub use citycard_testkit::bench_lock::vpcd_lock;
 
 /// `true` when the bench is available; panics with instructions when it is not
 /// (unless `CITYCARD_NO_PCSCD=1`, then `false`).

@@ -10,6 +10,7 @@
     missing_docs
 )]
 
+pub mod bench_lock;
 pub mod keys;
 pub mod linkage;
 pub mod pg;
