@@ -12,7 +12,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use citycard_transport::{CardChannel, Command, PcscContext, Traced, TransportError};
+use citycard_proto::apdu::Command;
+use citycard_transport::{CardChannel, PcscContext, Traced, TransportError};
 
 fn parse(hex_apdu: &str) -> Result<Command, String> {
     let bytes = hex::decode(hex_apdu).map_err(|e| format!("{hex_apdu}: {e}"))?;

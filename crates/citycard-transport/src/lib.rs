@@ -24,5 +24,4 @@ pub use pcsc_monitor::PcscReaderMonitor;
 pub use trace::{TraceEntry, TraceStats, Traced};
 pub use transport::{CardTransport, TransactionFn};
 
-// Re-exported so that users need not depend on citycard-proto for the basics.
-pub use citycard_proto::{CardLost, Command, ContactlessCard, Response, StatusWord};
+// Commands, responses and status words are `citycard_proto`'s: one path per item.

@@ -4,10 +4,11 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use citycard_proto::CommandView;
+use citycard_proto::apdu::{CardLost, Command, CommandView, ContactlessCard, Response};
+use citycard_proto::sw::StatusWord;
 use citycard_transport::{
-    CardChannel, CardLost, CardTransport, ChannelConfig, Command, ContactlessCard, MemoryTransport,
-    Response, StatusWord, TraceStats, Traced, TransactionFn, TransportError,
+    CardChannel, CardTransport, ChannelConfig, MemoryTransport, TraceStats, Traced, TransactionFn,
+    TransportError,
 };
 
 const ATR: [u8; 4] = [0x3B, 0x80, 0x80, 0x01];
