@@ -30,7 +30,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use citycard_proto::apdu::{CardLost, ContactlessCard};
+use citycard_proto::apdu::{CardLost, CommandView, ContactlessCard};
+use citycard_proto::tlv;
 use sha2::{Digest, Sha256};
 
 /// INS of GENERAL AUTHENTICATE.
@@ -296,18 +297,12 @@ impl AnswerFaults {
     }
 }
 
-/// The Le of a short command APDU (`00` = 256); 256 when absent.
+/// The Le of a short command APDU (`00` = 256); 256 when absent or unparsable.
 fn le_of(command: &[u8]) -> usize {
-    let le_present = match command.get(4) {
-        None => false,
-        // Case 2 (header + Le) or case 4 (header + Lc + data + Le).
-        Some(&lc) => command.len() == 5 || command.len() == 6 + usize::from(lc),
-    };
-    match command.last() {
-        Some(&0) | None => 256,
-        Some(&le) if le_present => usize::from(le),
-        Some(_) => 256,
-    }
+    CommandView::parse(command)
+        .ok()
+        .and_then(|c| c.le)
+        .unwrap_or(256)
 }
 
 /// Fetches the whole answer from the card after a `61xx` (or takes a `9000`
@@ -333,60 +328,30 @@ fn drain<C: ContactlessCard + ?Sized>(
     Ok(None)
 }
 
-/// Reads a BER-TLV header at `at`: (tag, value start, value end).
-fn tlv_at(bytes: &[u8], at: usize) -> Option<(u8, usize, usize)> {
-    let tag = *bytes.get(at)?;
-    let first = *bytes.get(at + 1)?;
-    let (len, start) = match first {
-        0..=0x7F => (usize::from(first), at + 2),
-        0x81 => (usize::from(*bytes.get(at + 2)?), at + 3),
-        0x82 => (
-            usize::from(u16::from_be_bytes([
-                *bytes.get(at + 2)?,
-                *bytes.get(at + 3)?,
-            ])),
-            at + 4,
-        ),
-        _ => return None,
-    };
-    let end = start.checked_add(len)?;
-    (end <= bytes.len()).then_some((tag, start, end))
+/// The answer `7C { 86 E_C, 87 C }` (SPEC §6.10), parsed with the protocol's
+/// one TLV reader: its `E_C` and `C` objects, whole.
+fn answer_parts(answer: &[u8]) -> Option<(tlv::Field<'_>, tlv::Field<'_>)> {
+    let outer = tlv::read_exact(answer, 0x7C).ok()?;
+    let mut inner = tlv::Sequence::new(outer.value).ok()?;
+    let point = inner.required(0x86).ok()?;
+    let cipher = inner.required(0x87).ok()?;
+    inner.finish().ok()?;
+    Some((point, cipher))
 }
 
-/// Where the ciphertext (`87` value) lies in an answer `7C { 86 E_C, 87 C }`.
+/// Where the ciphertext (`87` value) lies in an answer: it is the answer's
+/// last object, so it ends where the answer ends.
 fn ciphertext_range(answer: &[u8]) -> Option<(usize, usize)> {
-    let (outer, start, _) = tlv_at(answer, 0)?;
-    let (point, _, point_end) = tlv_at(answer, start)?;
-    let (cipher, c_start, c_end) = tlv_at(answer, point_end)?;
-    (outer == 0x7C && point == 0x86 && cipher == 0x87).then_some((c_start, c_end))
+    let (_, cipher) = answer_parts(answer)?;
+    let end = answer.len();
+    Some((end - cipher.value.len(), end))
 }
 
 /// This answer's `E_C` with the earlier answer's ciphertext.
 fn splice(answer: &[u8], earlier: &[u8]) -> Option<Vec<u8>> {
-    let (_, start, _) = tlv_at(answer, 0)?;
-    let (_, _, point_end) = tlv_at(answer, start)?;
-    let point_tlv = answer.get(start..point_end)?;
-    let (_, e_start, _) = tlv_at(earlier, 0)?;
-    let (_, _, e_point_end) = tlv_at(earlier, e_start)?;
-    let cipher_tlv = earlier.get(e_point_end..)?;
-    let mut inner = point_tlv.to_vec();
-    inner.extend_from_slice(cipher_tlv);
-    let mut out = vec![0x7C];
-    push_len(&mut out, inner.len());
-    out.extend_from_slice(&inner);
-    Some(out)
-}
-
-/// Appends a minimal BER length.
-fn push_len(out: &mut Vec<u8>, len: usize) {
-    match len {
-        0..=0x7F => out.push(len as u8),
-        0x80..=0xFF => out.extend_from_slice(&[0x81, len as u8]),
-        _ => {
-            out.push(0x82);
-            out.extend_from_slice(&u16::try_from(len).unwrap_or(u16::MAX).to_be_bytes());
-        }
-    }
+    let (point, _) = answer_parts(answer)?;
+    let (_, cipher) = answer_parts(earlier)?;
+    Some(tlv::encode(0x7C, &[point.raw, cipher.raw].concat()))
 }
 
 #[cfg(test)]
