@@ -8,13 +8,7 @@
 //! words, the SELECT answer, which a second card repeats), the validity dates
 //! and the disclosed values (`citycard_testkit::linkage`). A partner in the
 //! same group as the first does share the record (the residue of SPEC §11). The in-process version: `crates/citycard-reader/tests/unlinkable.rs`.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![cfg(test)]
 
 use std::path::Path;
 

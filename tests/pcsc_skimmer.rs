@@ -3,13 +3,7 @@
 //! the library from one that did not — the same status words and the same
 //! response lengths for the same APDUs — and what it receives does not open.
 //! (The operation counts are compared in process: `crates/citycard-card/tests/skimmer.rs`.)
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![cfg(test)]
 
 use std::path::Path;
 

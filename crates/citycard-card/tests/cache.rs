@@ -3,13 +3,7 @@
 //! card date that a certificate moves at most once, to its effective date,
 //! and only when that is at most `MAX_CARD_DATE_STEP` days ahead.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![cfg(test)]
 
 use citycard_card::{Applet, MemoryStorage};
 use citycard_proto::attr::{AttributeId, AttributeSet};

@@ -2,13 +2,7 @@
 //! path is covered by the workspace end-to-end tests): the station refuses
 //! cards its city did not prepare, issues G groups, and checks the card's
 //! issuance check value.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![cfg(test)]
 
 use citycard_card::{Applet, MemoryStorage};
 use citycard_issuer::personalise::{

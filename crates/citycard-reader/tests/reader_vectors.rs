@@ -4,13 +4,7 @@
 //! `61xx` pieces, as a card does), and the verdict the vector names. Plus the
 //! drift check: the committed files are what the generator produces.
 
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![cfg(test)]
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};

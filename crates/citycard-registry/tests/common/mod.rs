@@ -1,11 +1,6 @@
 //! Helpers shared by the registry's integration tests.
-#![allow(
-    dead_code,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::indexing_slicing,
-    clippy::panic
-)]
+#![cfg(test)]
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
