@@ -1,9 +1,10 @@
-//! citycard benchmark harness (issue 5): what one tap and one issuance cost.
+//! citycard benchmark harness: what one tap and one issuance cost.
 //!
 //! [`run`] measures everything this machine can measure exactly (APDUs and
 //! bytes of the real exchange, host verification time, end-to-end taps through
 //! pcscd + vpcd + the emulated card, issuance) and estimates the card's own
-//! time from on-card operation counts × public JCOP figures (SPEC §12, module
+//! time from the card's operation counts × the per-operation JCOP4 costs of
+//! SPEC §12 and §14 (module
 //! [`model`]). `citycard bench [--json] [--quick]` prints the [`Report`].
 //! Timings are measured here and never asserted in tests.
 
