@@ -4,8 +4,8 @@
 //! bytes of the real exchange, host verification time, end-to-end taps through
 //! pcscd + vpcd + the emulated card, issuance) and estimates the card's own
 //! time from the card's operation counts × the per-operation JCOP4 costs of
-//! SPEC §12 and §14 (module
-//! [`model`]). `citycard bench [--json] [--quick]` prints the [`Report`].
+//! SPEC §12 and §14 (module [`model`]). `citycard bench [--json] [--quick]`
+//! prints the [`Report`].
 //! Timings are measured here and never asserted in tests.
 
 pub mod city;
