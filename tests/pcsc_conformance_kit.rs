@@ -2,13 +2,7 @@
 //! passes our emulated card (in `Virtual PCD 00 01`) and names the failing
 //! step for every emulator fault; `citycard conformance reader` passes our own
 //! `citycard watch` (cards in `Virtual PCD 00 00`).
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![cfg(test)]
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -58,21 +52,20 @@ impl Drop for Emulator {
     }
 }
 
+/// `citycard conformance card --reader CARD_READER --json` and `extra`.
+fn card_kit_command(extra: &[&std::ffi::OsStr]) -> Command {
+    let mut c = Command::new(citycard_bin());
+    c.args(["conformance", "card", "--reader", CARD_READER, "--json"])
+        .args(extra);
+    c
+}
+
 /// Runs the card kit with `--json` against a fresh emulated card; (exit code, report).
 fn card_kit(fault: Option<&str>) -> (i32, serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
     let _card = Emulator::start(&dir.path().join("card.state"), fault);
     let junit = dir.path().join("junit.xml");
-    let out = Command::new(citycard_bin())
-        .args([
-            "conformance",
-            "card",
-            "--reader",
-            CARD_READER,
-            "--json",
-            "--junit",
-        ])
-        .arg(&junit)
+    let out = card_kit_command(&["--junit".as_ref(), junit.as_ref()])
         .output()
         .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)
@@ -100,6 +93,12 @@ fn first_failure(report: &serde_json::Value) -> Option<(String, String)> {
                 s["observed"].as_str().unwrap().to_owned(),
             )
         })
+}
+
+/// The `failures` count of a JUnit report.
+fn junit_failures(xml: &str) -> u64 {
+    let at = xml.find("failures=\"").expect("a failures attribute") + "failures=\"".len();
+    xml[at..][..xml[at..].find('"').unwrap()].parse().unwrap()
 }
 
 #[test]
@@ -215,6 +214,7 @@ fn the_reader_kit_fails_a_reader_that_calls_every_card_genuine() {
     let dir = tempfile::tempdir().unwrap();
     // A "reader" that says genuine once a second, whatever is presented.
     let liar = "while true; do echo '{\"verdict\":\"genuine\"}'; sleep 1; done";
+    let junit = dir.path().join("reader.xml");
     let out = Command::new(citycard_bin())
         .args([
             "conformance",
@@ -227,7 +227,8 @@ fn the_reader_kit_fails_a_reader_that_calls_every_card_genuine() {
             "--dir",
         ])
         .arg(dir.path().join("kit"))
-        .args(["--reader-command", liar, "--timeout", "3"])
+        .args(["--reader-command", liar, "--timeout", "3", "--junit"])
+        .arg(&junit)
         .output()
         .unwrap();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -238,6 +239,79 @@ fn the_reader_kit_fails_a_reader_that_calls_every_card_genuine() {
     let clone = steps.iter().find(|s| s["id"] == "reader.clone").unwrap();
     assert_eq!(clone["outcome"], "fail");
     assert_eq!(clone["observed"], "genuine");
+    // The JUnit report counts the same failures.
+    let failed = steps.iter().filter(|s| s["outcome"] == "fail").count();
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(failed > 0);
+    assert_eq!(junit_failures(&xml), failed as u64, "{xml}");
+}
+
+/// The other way to connect a reader: its verdicts on the kit's standard
+/// input. Our `citycard watch` is started once the kit has written its
+/// files, its output piped into the kit; the JUnit report has no failure.
+#[test]
+fn the_reader_kit_reads_verdicts_on_stdin_and_writes_junit() {
+    let _lock = vpcd_lock();
+    if !bench_available("the_reader_kit_reads_verdicts_on_stdin_and_writes_junit") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let kit_dir = dir.path().join("kit");
+    let junit = dir.path().join("reader.xml");
+    let mut kit = Command::new(citycard_bin())
+        .args(["conformance", "reader", "--dir"])
+        .arg(&kit_dir)
+        .args(["--timeout", "15", "--junit"])
+        .arg(&junit)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The kit writes the bundle, then the credential, before its first card.
+    let credential = kit_dir.join("library.cred");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !credential.exists() {
+        assert!(Instant::now() < deadline, "the kit wrote no credential");
+        assert!(kit.try_wait().unwrap().is_none(), "the kit stopped early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut watch = Command::new(citycard_bin())
+        .arg("watch")
+        .arg("--trust")
+        .arg(kit_dir.join("conformance.bundle"))
+        .arg("--credential")
+        .arg(&credential)
+        .args(["--readers", "Virtual PCD 00 00"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(kit.stdin.take().unwrap()))
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = kit.wait_with_output();
+    let _ = watch.kill();
+    let _ = watch.wait();
+    let out = out.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("reader.clone"),
+        "a text report by default: {text}"
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(junit_failures(&xml), 0, "{xml}");
+    let cases = xml.matches("<testcase ").count();
+    assert!(cases >= 8, "{xml}");
+    assert!(xml.contains("name=\"reader.genuine\""), "{xml}");
+    assert!(
+        xml.contains("verdicts on stdin"),
+        "the target names the mode: {xml}"
+    );
 }
 
 #[test]
@@ -254,16 +328,7 @@ fn vectors_replay_on_a_card_in_deterministic_mode_only() {
     let replay = |extra: &[&str]| {
         let dir = tempfile::tempdir().unwrap();
         let _card = Emulator::start_with(&dir.path().join("card.state"), extra);
-        let out = Command::new(citycard_bin())
-            .args([
-                "conformance",
-                "card",
-                "--reader",
-                CARD_READER,
-                "--json",
-                "--vector",
-            ])
-            .arg(&vector)
+        let out = card_kit_command(&["--vector".as_ref(), vector.as_ref()])
             .output()
             .unwrap();
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

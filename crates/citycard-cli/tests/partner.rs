@@ -2,13 +2,7 @@
 //! (no pcscd), every JSON line checked against `schemas/`, the service's
 //! failure exits, the origin allow-list, and the desk page in a real
 //! headless Chromium driven through chromedriver's WebDriver API.
-#![allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing,
-    missing_docs
-)]
+#![cfg(test)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -110,6 +104,29 @@ fn city(dir: &Path) {
         ],
     );
     std::fs::rename(dir.join("cards/card-000001.state"), dir.join("alex.card")).unwrap();
+}
+
+/// Revokes Alex's card (`reason`) and publishes: the new bundle replaces
+/// `liege.bundle` in one rename, as a city's publication would reach a partner.
+fn revoke_alex_and_publish(dir: &Path, reason: &str) {
+    ok(
+        dir,
+        &["revoke", "LG-000001", "--dir", "city", "--reason", reason],
+    );
+    ok(
+        dir,
+        &[
+            "revocation",
+            "publish",
+            "--dir",
+            "city",
+            "--next-update-days",
+            "7",
+            "--out",
+            "new.bundle",
+        ],
+    );
+    std::fs::rename(dir.join("new.bundle"), dir.join("liege.bundle")).unwrap();
 }
 
 fn verify_json(dir: &Path, reader: &str, extra: &[&str]) -> (Value, i32) {
@@ -232,28 +249,7 @@ fn verify_on_the_emulated_card_and_every_error_as_json() {
         .status
         .success());
     // Revoked after a new bundle.
-    ok(
-        dir,
-        &["revoke", "LG-000001", "--dir", "city", "--reason", "lost"],
-    );
-    ok(
-        dir,
-        &[
-            "revocation",
-            "publish",
-            "--dir",
-            "city",
-            "--next-update-days",
-            "7",
-            "--out",
-            "liege.crl",
-        ],
-    );
-    ok(
-        dir,
-        &["trust", "export", "--dir", "city", "--out", "new.bundle"],
-    );
-    std::fs::rename(dir.join("new.bundle"), dir.join("liege.bundle")).unwrap();
+    revoke_alex_and_publish(dir, "lost");
     let (doc, code) = verify_json(dir, "emulated:alex.card", &[]);
     assert_eq!((code, &doc["verdict"]), (32, &json!("revoked")));
     assert!(doc.get("pseudonym").is_none() && doc.get("attributes").is_none());
@@ -600,6 +596,54 @@ fn serve_refuses_origins_not_on_the_list() {
     }
 }
 
+/// The event stream as a page receives it: every `data:` payload of
+/// `/events` is a tap event of `schemas/tap-event.v1.json`, from `started`
+/// to the tap of a card.
+#[test]
+fn the_event_stream_carries_schema_valid_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    city(dir);
+    let served = Served::start(dir, &["https://desk.library.example"]);
+    let agent = ureq::AgentBuilder::new()
+        .timeout_read(Duration::from_secs(30))
+        .build();
+    let response = agent
+        .get(&format!("http://127.0.0.1:{}/events", served.port))
+        .set("Origin", "https://desk.library.example")
+        .call()
+        .unwrap();
+    assert_eq!(response.content_type(), "text/event-stream");
+    let lines = lines_of(response.into_reader());
+    let mut events = Vec::new();
+    let mut next = |kind: &str| {
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            let line = lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no {kind} event on /events; got {events:#?}"));
+            // SSE: `data:` lines carry the payload; comments (keep-alive),
+            // `event:`/`id:` fields and blank separators do not.
+            let Some(payload) = line.strip_prefix("data:") else {
+                continue;
+            };
+            let doc = assert_valid_text(Schema::TapEvent, payload.trim_start());
+            events.push(doc.clone());
+            if doc["event"] == kind {
+                return doc;
+            }
+        }
+    };
+    let started = next("started");
+    assert_eq!(started["service"], "serve");
+    std::fs::rename(dir.join("alex.card"), dir.join("desk.card")).unwrap();
+    let tap = next("tap");
+    assert_eq!(tap["verdict"]["verdict"], "genuine");
+    assert_eq!(tap["verdict"]["attributes"]["name"], "Alex Moreau");
+    assert_eq!(events.first().unwrap()["event"], "started");
+}
+
 // --- the desk page in headless Chromium -----------------------------------
 
 fn free_port() -> u16 {
@@ -758,28 +802,7 @@ fn desk_page_in_headless_chromium_shows_the_tap_in_the_browser_language() {
 
     // Revoke the card; the service reloads the new bundle; the next tap is refused.
     std::fs::rename(dir.join("desk.card"), dir.join("alex.card")).unwrap();
-    ok(
-        dir,
-        &["revoke", "LG-000001", "--dir", "city", "--reason", "stolen"],
-    );
-    ok(
-        dir,
-        &[
-            "revocation",
-            "publish",
-            "--dir",
-            "city",
-            "--next-update-days",
-            "7",
-            "--out",
-            "liege.crl",
-        ],
-    );
-    ok(
-        dir,
-        &["trust", "export", "--dir", "city", "--out", "new.bundle"],
-    );
-    std::fs::rename(dir.join("new.bundle"), dir.join("liege.bundle")).unwrap();
+    revoke_alex_and_publish(dir, "stolen");
     next_event(&served.events, "trust_reloaded", &mut served.seen);
     std::fs::rename(dir.join("alex.card"), dir.join("desk.card")).unwrap();
     let page = browser.wait_for("the refusal", |p| p["verdict"] == "revoked");

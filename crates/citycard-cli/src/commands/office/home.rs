@@ -20,44 +20,7 @@ pub enum IssuerCommand {
     #[command(
         after_help = "Example:\n  citycard issuer init --dir /srv/citycard --city Liège --issuer-id LIEGE --card-prefix LG"
     )]
-    Init {
-        /// The issuer home directory (created; must not hold a home already).
-        #[arg(long)]
-        dir: PathBuf,
-        /// City name.
-        #[arg(long)]
-        city: String,
-        /// Issuer id written in every certificate (1-16 printable ASCII, e.g. LIEGE).
-        #[arg(long)]
-        issuer_id: String,
-        /// Card numbers are PREFIX-000001, …
-        #[arg(long, default_value = "CC")]
-        card_prefix: String,
-        /// Keep residents' attributes (name, birth date, address, language) in the
-        /// registry for DAYS after their card is issued, to reprint or replace it.
-        /// Default: keep none (the card holds them; the registry keeps only the card record).
-        #[arg(long, value_name = "DAYS")]
-        retain_attributes: Option<u32>,
-        /// Keep the registry on a PostgreSQL server shared by several offices
-        /// (postgres://USER@HOST:PORT/DATABASE, no password in it) instead of
-        /// registry.sqlite in the home. The password comes from
-        /// CITYCARD_REGISTRY_PASSWORD or --registry-password-file.
-        #[arg(long, value_name = "URL")]
-        registry: Option<String>,
-        /// A file (mode 0600) whose first line is the registry's password.
-        #[arg(long, value_name = "FILE", requires = "registry")]
-        registry_password_file: Option<PathBuf>,
-        /// Linkability groups on every card (1-8): partners of different
-        /// groups cannot tell they saw the same card. Each group has its own
-        /// revocation list and trust bundle (`revocation publish --group`).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
-        groups: u8,
-        #[command(flatten)]
-        key: KeyArgs,
-        /// Print the result as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Init(InitArgs),
     /// Show the home: city, issuer id, root key fingerprint, retention, counts.
     #[command(after_help = "Example:\n  citycard issuer show --dir /srv/citycard --json")]
     Show {
@@ -127,34 +90,51 @@ pub enum IssuerCommand {
     },
 }
 
+/// Arguments of `issuer init`.
+#[derive(clap::Args, Debug)]
+pub struct InitArgs {
+    /// The issuer home directory (created; must not hold a home already).
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// City name.
+    #[arg(long)]
+    city: String,
+    /// Issuer id written in every certificate (1-16 printable ASCII, e.g. LIEGE).
+    #[arg(long)]
+    issuer_id: String,
+    /// Card numbers are PREFIX-000001, …
+    #[arg(long, default_value = "CC")]
+    card_prefix: String,
+    /// Keep residents' attributes (name, birth date, address, language) in the
+    /// registry for DAYS after their card is issued, to reprint or replace it.
+    /// Default: keep none (the card holds them; the registry keeps only the card record).
+    #[arg(long, value_name = "DAYS")]
+    retain_attributes: Option<u32>,
+    /// Keep the registry on a PostgreSQL server shared by several offices
+    /// (postgres://USER@HOST:PORT/DATABASE, no password in it) instead of
+    /// registry.sqlite in the home. The password comes from
+    /// CITYCARD_REGISTRY_PASSWORD or --registry-password-file.
+    #[arg(long, value_name = "URL")]
+    registry: Option<String>,
+    /// A file (mode 0600) whose first line is the registry's password.
+    #[arg(long, value_name = "FILE", requires = "registry")]
+    registry_password_file: Option<PathBuf>,
+    /// Linkability groups on every card (1-8): partners of different
+    /// groups cannot tell they saw the same card. Each group has its own
+    /// revocation list and trust bundle (`revocation publish --group`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
+    groups: u8,
+    #[command(flatten)]
+    key: KeyArgs,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 /// Runs `citycard issuer …`.
 pub fn run(cmd: IssuerCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        IssuerCommand::Init {
-            dir,
-            city,
-            issuer_id,
-            card_prefix,
-            retain_attributes,
-            registry,
-            registry_password_file,
-            groups,
-            key,
-            json,
-        } => init(
-            &NewHome {
-                dir,
-                city,
-                issuer_id,
-                card_prefix,
-                retain_attributes,
-                registry,
-                registry_password_file,
-                groups,
-                key,
-            },
-            json,
-        ),
+        IssuerCommand::Init(args) => init(&args),
         IssuerCommand::Show { home, json } => show(&home, json),
         IssuerCommand::Migrate {
             home,
@@ -167,22 +147,10 @@ pub fn run(cmd: IssuerCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// What `issuer init` creates.
-struct NewHome {
-    dir: PathBuf,
-    city: String,
-    issuer_id: String,
-    card_prefix: String,
-    retain_attributes: Option<u32>,
-    registry: Option<String>,
-    registry_password_file: Option<PathBuf>,
-    groups: u8,
-    key: KeyArgs,
-}
-
 /// `issuer init`: creates the home, then prints what partners need (the
 /// root fingerprint) and where things are.
-fn init(new: &NewHome, json: bool) -> anyhow::Result<ExitCode> {
+fn init(new: &InitArgs) -> anyhow::Result<ExitCode> {
+    let json = new.json;
     let server = match &new.registry {
         None => None,
         Some(url) => Some(issuer_try!(
