@@ -5,6 +5,9 @@
 //! up during a batch, validation before allocation, the officer's commands,
 //! all-or-nothing writes, output files that are never replaced when they are
 //! devices, `resident forget` of a live card, Ctrl-C in a batch.
+//!
+//! Long on purpose: each test is one office scenario through the CLI, and they
+//! share the home, desk and emulated-reader helpers at the top.
 #![cfg(test)]
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -6,6 +6,9 @@
 //! Cards in each state are built by replaying the committed vectors on a card
 //! in deterministic mode (`fuzz/bodies/card.rs`), so valid commands from the
 //! vectors are valid here too.
+//!
+//! Long on purpose: the state table is checked exhaustively (every instruction
+//! × class × state) next to the fuzz bodies that share its card builders.
 #![cfg(test)]
 
 #[path = "../../../fuzz/bodies/proto.rs"]

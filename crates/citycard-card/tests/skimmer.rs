@@ -5,6 +5,9 @@
 //! APDU script gives the same status words, the same response lengths, the
 //! same on-card operations (key generations, ECDH, verifications, hashes,
 //! MACs, CTR bytes, random bytes) and the same number of persistent writes.
+//!
+//! Long on purpose: one attacker test per hidden property, all over the same
+//! pairs of cards and captured certificates.
 
 #![cfg(test)]
 

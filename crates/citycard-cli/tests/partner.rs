@@ -2,6 +2,9 @@
 //! (no pcscd), every JSON line checked against `schemas/`, the service's
 //! failure exits, the origin allow-list, and the desk page in a real
 //! headless Chromium driven through chromedriver's WebDriver API.
+//!
+//! Long on purpose: one partner's whole journey (files, verify, watch, serve,
+//! browser, bindings) shares the city fixture built at the top.
 #![cfg(test)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -106,6 +109,14 @@ fn city(dir: &Path) {
     std::fs::rename(dir.join("cards/card-000001.state"), dir.join("alex.card")).unwrap();
 }
 
+/// `citycard ARGS` in `dir`: its exit code and the one JSON document it
+/// printed, checked against `schema`.
+fn one_json(dir: &Path, args: &[&str], schema: Schema) -> (i32, Value) {
+    let out = bin().current_dir(dir).args(args).output().unwrap();
+    let doc = assert_valid_text(schema, String::from_utf8(out.stdout).unwrap().trim());
+    (out.status.code().unwrap(), doc)
+}
+
 /// Revokes Alex's card (`reason`) and publishes: the new bundle replaces
 /// `liege.bundle` in one rename, as a city's publication would reach a partner.
 fn revoke_alex_and_publish(dir: &Path, reason: &str) {
@@ -174,9 +185,9 @@ fn verify_on_the_emulated_card_and_every_error_as_json() {
     let (doc, code) = verify_json(dir, "emulated:nothing-here.card", &[]);
     assert_eq!((code, &doc["error"]), (1, &json!("no_card")));
     // A bundle that is not one.
-    let out = bin()
-        .current_dir(dir)
-        .args([
+    let (code, doc) = one_json(
+        dir,
+        &[
             "verify",
             "--reader",
             "emulated:alex.card",
@@ -185,17 +196,10 @@ fn verify_on_the_emulated_card_and_every_error_as_json() {
             "--credential",
             "library.cred",
             "--json",
-        ])
-        .output()
-        .unwrap();
-    let doc = assert_valid_text(
+        ],
         Schema::Verify,
-        String::from_utf8(out.stdout).unwrap().trim(),
     );
-    assert_eq!(
-        (out.status.code(), &doc["error"]),
-        (Some(3), &json!("trust_unusable"))
-    );
+    assert_eq!((code, &doc["error"]), (3, &json!("trust_unusable")));
     // A root that is not the pinned one.
     let (doc, code) = verify_json(
         dir,
@@ -207,39 +211,24 @@ fn verify_on_the_emulated_card_and_every_error_as_json() {
     let (doc, code) = verify_json(dir, "emulated:alex.card", &["--attributes", "nationality"]);
     assert_eq!((code, &doc["error"]), (2, &json!("usage")));
     // Usage errors found by the argument parser: JSON too, exit 2.
-    let out = bin()
-        .current_dir(dir)
-        .args([
+    let (code, doc) = one_json(
+        dir,
+        &[
             "verify",
             "--reader",
             "emulated:alex.card",
             "--json",
             "--stale",
             "sometimes",
-        ])
-        .output()
-        .unwrap();
-    let doc = assert_valid_text(
+        ],
         Schema::Verify,
-        String::from_utf8(out.stdout).unwrap().trim(),
     );
-    assert_eq!(
-        (out.status.code(), &doc["error"]),
-        (Some(2), &json!("usage"))
-    );
+    assert_eq!((code, &doc["error"]), (2, &json!("usage")));
     for service in ["watch", "serve"] {
-        let out = bin()
-            .current_dir(dir)
-            .args([service, "--heartbeat", "often"])
-            .output()
-            .unwrap();
-        let doc = assert_valid_text(
-            Schema::TapEvent,
-            String::from_utf8(out.stdout).unwrap().trim(),
-        );
+        let (code, doc) = one_json(dir, &[service, "--heartbeat", "often"], Schema::TapEvent);
         assert_eq!(
-            (out.status.code(), &doc["event"], &doc["error"]),
-            (Some(2), &json!("fatal"), &json!("usage"))
+            (code, &doc["event"], &doc["error"]),
+            (2, &json!("fatal"), &json!("usage"))
         );
     }
     assert!(bin()

@@ -2,6 +2,9 @@
 //! `citycard-piv-card`) over the in-memory transport: the whole flow with a
 //! real issuer home and registry, the management-key rules, proof of
 //! possession, cards pulled mid-way and reconciliation, revocation.
+//!
+//! Long on purpose: the PIV issuance flow and each of its refusals and
+//! reconciliations share one city and card fixture.
 #![cfg(test)]
 
 mod common;

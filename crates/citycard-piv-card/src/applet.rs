@@ -8,6 +8,10 @@
 //! whole command and return one whole response. Every persistent change is
 //! one atomic commit of the whole state ([`Persistent::commit`]); security
 //! status lives in `Volatile` and is lost on reset.
+//!
+//! One file on purpose: the handlers share the card's private state and
+//! admission checks, one handler per command, in the order of SP 800-73-4 Part
+//! 2 §3.
 
 use alloc::vec::Vec;
 use citycard_card::storage::{Persistent, Storage};

@@ -1,4 +1,7 @@
 //! In-memory tests of every command and of the state rules of the PIV card.
+//!
+//! Long on purpose: one test per command and state rule of SP 800-73-4,
+//! sharing the card fixtures; split by command it would repeat them.
 #![cfg(test)]
 
 use citycard_card::{MemoryStorage, Storage, StorageError};

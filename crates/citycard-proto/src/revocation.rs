@@ -32,6 +32,10 @@
 //! `d`, most significant bit first, the whole padded with zero bits to a
 //! byte. Ids are hash outputs, so the gaps are geometric-like and this takes
 //! about `k + 2` bits per id (49 bits at 100,000 ids instead of 64).
+//!
+//! One file on purpose: the list and the bundle share their limits, encoders
+//! and signature checks (the bundle carries the list), and the tests at the
+//! bottom check writer and reader against the same constants.
 
 use alloc::string::String;
 use alloc::vec::Vec;

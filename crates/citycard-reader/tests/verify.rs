@@ -1,6 +1,9 @@
 //! The reader procedure (SPEC §8) against real reference cards (`Applet` over
 //! `MemoryTransport`, personalised with the testkit's scripted station) and
 //! fake cards where a real one cannot misbehave as needed.
+//!
+//! Long on purpose: one test per verdict of SPEC §8, all over the same city
+//! and card fixtures.
 #![cfg(test)]
 
 use std::collections::{BTreeSet, VecDeque};

@@ -1,5 +1,8 @@
 //! Behaviour of the issuance registry through its public API, plus raw SQL
 //! checks that the database itself enforces what matters.
+//!
+//! Long on purpose: every test runs on both backends (SQLite and PostgreSQL)
+//! over one shared fixture set, so the contract is read in one place.
 #![cfg(test)]
 
 mod common;

@@ -9,6 +9,9 @@
 //! card that lies with its own keys); the reader's side follows SPEC §8
 //! with `citycard_proto::auth::ReaderSession`, so this module does not
 //! depend on the reader library it tests.
+//!
+//! One file on purpose: the reader-vector format, its generator and its runner
+//! must agree byte for byte.
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,9 @@
 //! The `applet-spec/vectors/*.json` test vectors: generation from the
 //! reference card in deterministic mode, and a runner that replays a vector
 //! against any card link and compares every response byte for byte.
+//!
+//! One file on purpose: the vector format, its generator (one function per
+//! scenario family) and its runner must agree byte for byte.
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,7 @@
 //! CardChannel, Traced and MemoryTransport against small fake cards.
+//!
+//! Long on purpose: one test per transport rule (61xx, 6Cxx, chaining, limits,
+//! tracing) over the same small fake cards.
 #![cfg(test)]
 
 use std::io::Write;

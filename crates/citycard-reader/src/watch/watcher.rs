@@ -1,5 +1,9 @@
 //! The watcher's threads: one monitor, one thread per reader (see the
 //! module documentation of [`crate::watch`]).
+//!
+//! One file on purpose: the monitor and the reader threads share the
+//! supervision state (slots, restarts, stop flags); its tests are at the
+//! bottom.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};

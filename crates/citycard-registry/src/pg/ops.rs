@@ -1,5 +1,9 @@
 //! The registry's operations on PostgreSQL: the same contract, checks and
 //! audit entries as the SQLite registry (see [`crate::Registry`]'s methods).
+//!
+//! One file on purpose: each method is one transaction mirroring the SQLite
+//! backend's method of the same name (`sqlite/`), so the two are compared side
+//! by side.
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Row, Transaction};
