@@ -520,6 +520,30 @@ impl IssuerHome {
         })
     }
 
+    /// Generates the key at `key`, then runs `make` with its signer. All or
+    /// nothing: if anything fails, the key (file or token object) is
+    /// destroyed again and `dir` (the new station's or preparer's directory)
+    /// removed, so the same command can be retried.
+    fn with_new_key<T>(
+        &self,
+        dir: &Path,
+        key: &KeyLocation,
+        secrets: &dyn SecretSource,
+        make: impl FnOnce(&dyn Signer) -> Result<T, IssuerError>,
+    ) -> Result<T, IssuerError> {
+        let location = self.resolve(key);
+        let made = match citycard_keys::generate(&location, secrets) {
+            Ok(signer) => make(signer.as_ref()).inspect_err(|_| {
+                let _ = citycard_keys::destroy(&location, secrets);
+            }),
+            Err(e) => Err(e.into()),
+        };
+        if made.is_err() {
+            let _ = fs::remove_dir_all(dir);
+        }
+        made
+    }
+
     fn sign_certificate(
         &self,
         root: &dyn Signer,

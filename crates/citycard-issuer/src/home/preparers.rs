@@ -44,10 +44,7 @@ impl IssuerHome {
                     .join("preparer.key.pem"),
             )
         });
-        let mut key_made = false;
-        let made = (|| -> Result<Certificate, IssuerError> {
-            let signer = citycard_keys::generate(&self.resolve(&key), secrets)?;
-            key_made = true;
+        self.with_new_key(&pdir, &key, secrets, |signer| {
             let certificate = self.sign_certificate(
                 root.as_ref(),
                 CertificateBody {
@@ -74,14 +71,7 @@ impl IssuerHome {
             reg.record_action("issuer", Some(name), "preparer-added")?;
             write_new(&pdir.join("preparer.json"), &json)?;
             Ok(certificate)
-        })();
-        if made.is_err() {
-            if key_made {
-                let _ = citycard_keys::destroy(&self.resolve(&key), secrets);
-            }
-            let _ = fs::remove_dir_all(&pdir);
-        }
-        made
+        })
     }
 
     pub(super) fn preparer_config(&self, name: &str) -> Result<PreparerConfig, IssuerError> {

@@ -101,10 +101,7 @@ impl IssuerHome {
         let key = key.unwrap_or_else(|| {
             KeyLocation::File(PathBuf::from("stations").join(name).join("station.key.pem"))
         });
-        let mut key_made = false;
-        let made = (|| -> Result<Certificate, IssuerError> {
-            let signer = citycard_keys::generate(&self.resolve(&key), secrets)?;
-            key_made = true;
+        self.with_new_key(&sdir, &key, secrets, |signer| {
             let expiry = today.add_days(valid_days.saturating_sub(1));
             let certificate =
                 self.station_certificate(root.as_ref(), name, signer.public_key(), today, expiry)?;
@@ -143,14 +140,7 @@ impl IssuerHome {
             reg.record_action("issuer", Some(name), "station-added")?;
             write_new(&sdir.join("station.json"), &json)?;
             Ok(certificate)
-        })();
-        if made.is_err() {
-            if key_made {
-                let _ = citycard_keys::destroy(&self.resolve(&key), secrets);
-            }
-            let _ = fs::remove_dir_all(&sdir);
-        }
-        made
+        })
     }
 
     pub(super) fn station_config(&self, name: &str) -> Result<StationConfig, IssuerError> {
