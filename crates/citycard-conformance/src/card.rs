@@ -22,13 +22,13 @@ use std::time::Duration;
 
 use citycard_proto::attr::AttributeSet;
 use citycard_proto::auth::{self, AuthRequest, ReaderSession};
-use citycard_proto::cert::{Certificate, CertificateBody, Role};
+use citycard_proto::cert::Certificate;
 use citycard_proto::consts::{cla, ins};
 use citycard_proto::pers::CHALLENGE_LEN;
 use citycard_proto::record::StoredValue;
 use citycard_proto::{fci, Command, Date, Error as ProtoError};
 use citycard_transport::CardTransport;
-use p256::{PublicKey, SecretKey};
+use p256::PublicKey;
 use rand_core::OsRng;
 
 use crate::city::{self, City, TEST_ISSUER};
@@ -149,25 +149,33 @@ struct Personalised {
     values: Vec<StoredValue>,
 }
 
-/// A station certificate of `issuer` signed by `root`.
-fn station_certificate(
-    issuer: &str,
-    root: &SecretKey,
-    key: &SecretKey,
-    today: Date,
-) -> Result<Certificate, ConformanceError> {
-    Ok(CertificateBody {
-        issuer: issuer.into(),
-        holder: "station".into(),
-        role: Role::Station,
-        grants: AttributeSet::EMPTY,
-        domain: None,
-        group: None,
-        effective: city::shift(today, -30)?,
-        expiry: city::shift(today, 365)?,
-        public_key: key.public_key(),
+/// The city's first reader (the library profile).
+fn library(city: &City) -> Result<&city::Reader, ConformanceError> {
+    city.readers
+        .first()
+        .ok_or(ConformanceError::Kit("no reader"))
+}
+
+/// A GENERAL AUTHENTICATE by the library reader, for steps where the card
+/// must refuse it (a decoy that must not open with the library's key).
+struct LibraryTap<'c> {
+    reader: &'c city::Reader,
+    session: ReaderSession,
+}
+
+impl<'c> LibraryTap<'c> {
+    fn new(city: &'c City) -> Result<Self, ConformanceError> {
+        let reader = library(city)?;
+        let session =
+            general_authenticate(reader.certificate.fingerprint(), reader.request, city.today);
+        Ok(Self { reader, session })
     }
-    .sign(root)?)
+
+    /// The refused GENERAL AUTHENTICATE step `id`.
+    fn step(&self, run: &mut Run<'_>, id: &str) {
+        let opener = Some((&self.session, &self.reader.key, self.reader.group));
+        run.ga_step(id, false, &self.session.command(), opener);
+    }
 }
 
 fn pso(cert: &Certificate) -> Command {

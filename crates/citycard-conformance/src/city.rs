@@ -100,36 +100,44 @@ pub fn reader_body(
     }
 }
 
+/// A root-signed certificate of `role` (`holder`: `station`, `preparer`) of
+/// `issuer` for `key`, valid from 30 days ago for a year.
+///
+/// # Errors
+///
+/// Dates out of range, or signing failed.
+pub fn office_certificate(
+    issuer: &str,
+    role: Role,
+    holder: &str,
+    root: &SecretKey,
+    key: &SecretKey,
+    today: Date,
+) -> Result<Certificate, ConformanceError> {
+    Ok(CertificateBody {
+        issuer: issuer.into(),
+        holder: holder.into(),
+        role,
+        grants: AttributeSet::EMPTY,
+        domain: None,
+        group: None,
+        effective: shift(today, -30)?,
+        expiry: shift(today, 365)?,
+        public_key: key.public_key(),
+    }
+    .sign(root)?)
+}
+
 impl City {
     /// Generates a city named `issuer` whose certificates are valid around `today`.
     pub fn generate(issuer: &str, today: Date) -> Result<Self, ConformanceError> {
         let root = fresh_key();
         let station = fresh_key();
-        let station_certificate = CertificateBody {
-            issuer: issuer.into(),
-            holder: "station".into(),
-            role: Role::Station,
-            grants: AttributeSet::EMPTY,
-            domain: None,
-            group: None,
-            effective: shift(today, -30)?,
-            expiry: shift(today, 365)?,
-            public_key: station.public_key(),
-        }
-        .sign(&root)?;
+        let station_certificate =
+            office_certificate(issuer, Role::Station, "station", &root, &station, today)?;
         let preparer = fresh_key();
-        let preparer_certificate = CertificateBody {
-            issuer: issuer.into(),
-            holder: "preparer".into(),
-            role: Role::Preparer,
-            grants: AttributeSet::EMPTY,
-            domain: None,
-            group: None,
-            effective: shift(today, -30)?,
-            expiry: shift(today, 365)?,
-            public_key: preparer.public_key(),
-        }
-        .sign(&root)?;
+        let preparer_certificate =
+            office_certificate(issuer, Role::Preparer, "preparer", &root, &preparer, today)?;
         // (profile, group, grants, request)
         let profiles: [(&'static str, u8, &[AttributeId], &[AttributeId]); 3] = [
             (

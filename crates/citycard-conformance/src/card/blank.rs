@@ -3,13 +3,12 @@
 //! by the throwaway city's facility, what a prepared card refuses, challenges
 //! and command chaining, fresh randomness at power-up.
 
-use citycard_proto::auth::ReaderSession;
 use citycard_proto::consts::{cla, ins, AID};
 use citycard_proto::pers::{self, CHALLENGE_LEN};
 use citycard_proto::Command;
 
 use super::run::Run;
-use super::{garbage, general_authenticate, get_challenge, pso, select};
+use super::{garbage, get_challenge, pso, select, LibraryTap};
 use crate::city::{self, City, GROUPS};
 use crate::issue::{self, station_auth};
 use crate::link::{Link, LinkError, Observed};
@@ -20,35 +19,22 @@ use crate::ConformanceError;
 /// by the library reader, and an EXTERNAL AUTHENTICATE over a challenge the
 /// card never gave.
 struct Probes<'c> {
-    library: &'c city::Reader,
-    ga: ReaderSession,
+    library: LibraryTap<'c>,
     ext: Command,
 }
 
 impl<'c> Probes<'c> {
     fn new(city: &'c City) -> Result<Self, ConformanceError> {
-        let library = city
-            .readers
-            .first()
-            .ok_or(ConformanceError::Kit("no reader"))?;
-        let ga = general_authenticate(
-            library.certificate.fingerprint(),
-            library.request,
-            city.today,
-        );
         let ext = station_auth(
             &city.station,
             &city::fresh_key(),
             &[0; CHALLENGE_LEN],
             GROUPS,
         );
-        Ok(Self { library, ga, ext })
-    }
-
-    /// The GENERAL AUTHENTICATE step `id` (the card must refuse it).
-    fn general_authenticate(&self, run: &mut Run<'_>, id: &str) {
-        let opener = Some((&self.ga, &self.library.key, self.library.group));
-        run.ga_step(id, false, &self.ga.command(), opener);
+        Ok(Self {
+            library: LibraryTap::new(city)?,
+            ext,
+        })
     }
 }
 
@@ -114,7 +100,7 @@ fn blank_refusals(run: &mut Run<'_>, city: &City, probes: &Probes<'_>) {
     run.step("blank.put-data", |l| l.send(&garbage(ins::PUT_DATA)));
     run.step("blank.activate", |l| l.send(&garbage(ins::ACTIVATE)));
     run.step("blank.terminate", |l| l.send(&garbage(ins::TERMINATE)));
-    probes.general_authenticate(run, "blank.general-authenticate");
+    probes.library.step(run, "blank.general-authenticate");
 }
 
 /// Preparation by the throwaway city's facility (SPEC §6.3): a certificate
@@ -165,7 +151,7 @@ fn prepared_refusals(run: &mut Run<'_>, probes: &Probes<'_>, prepare: &Command) 
     run.step("prepare.put-data", |l| l.send(&garbage(ins::PUT_DATA)));
     run.step("prepare.activate", |l| l.send(&garbage(ins::ACTIVATE)));
     run.step("prepare.terminate", |l| l.send(&garbage(ins::TERMINATE)));
-    probes.general_authenticate(run, "prepare.general-authenticate");
+    probes.library.step(run, "prepare.general-authenticate");
 }
 
 /// GET CHALLENGE, and its wrong forms; the first challenge (compared with

@@ -12,8 +12,8 @@ use crate::ConformanceError;
 
 use super::run::Run;
 use super::{
-    describe, fail_last, garbage, general_authenticate, get_challenge, pso, refusal_command,
-    select, Personalised,
+    describe, fail_last, garbage, get_challenge, pso, refusal_command, select, LibraryTap,
+    Personalised,
 };
 
 /// The properties of the spec version computed over every answer
@@ -179,21 +179,7 @@ pub(super) fn terminate(
     run.step("terminate.get-challenge-after", |l| {
         l.send(&get_challenge())
     });
-    let library = city
-        .readers
-        .first()
-        .ok_or(ConformanceError::Kit("no reader"))?;
-    let ga = general_authenticate(
-        library.certificate.fingerprint(),
-        library.request,
-        city.today,
-    );
-    run.ga_step(
-        "terminate.general-authenticate-after",
-        false,
-        &ga.command(),
-        Some((&ga, &library.key, library.group)),
-    );
+    LibraryTap::new(city)?.step(run, "terminate.general-authenticate-after");
     run.step("terminate.pso-after", |l| l.send(&pso(&station)));
     Ok(())
 }

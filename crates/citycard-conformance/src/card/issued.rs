@@ -2,9 +2,11 @@
 //! verification with every reader profile, and every refusal path.
 
 use citycard_proto::attr::AttributeId;
+use citycard_proto::cert::Role;
 use citycard_proto::consts::{cla, ins};
 use citycard_proto::record;
 use citycard_proto::{tlv, Command};
+use p256::SecretKey;
 
 use crate::city::{self, City, GROUPS, OTHER_ISSUER};
 use crate::issue::{self, secured, station_auth};
@@ -13,8 +15,7 @@ use crate::ConformanceError;
 
 use super::run::Run;
 use super::{
-    fail_last, garbage, general_authenticate, get_challenge, pso, select, station_certificate,
-    Personalised,
+    fail_last, garbage, general_authenticate, get_challenge, library, pso, select, Personalised,
 };
 
 /// Personalisation (`personalise.*`, `issued.*`): a forged station, a bad
@@ -26,7 +27,14 @@ pub(super) fn personalise(
 ) -> Result<Option<Personalised>, ConformanceError> {
     // A station certificate of this issuer signed by another root.
     let forger = city::fresh_key();
-    let forged = station_certificate(&city.issuer, &forger, &city.station, city.today)?;
+    let forged = city::office_certificate(
+        &city.issuer,
+        Role::Station,
+        "station",
+        &forger,
+        &city.station,
+        city.today,
+    )?;
     run.step("personalise.pso-forged-station", |l| {
         l.send(&select())?;
         l.send(&pso(&forged))
@@ -199,48 +207,32 @@ pub(super) fn verify(
 /// Every refusal path of an issued card (`refuse.*`).
 pub(super) fn refusals(run: &mut Run<'_>, city: &City) -> Result<(), ConformanceError> {
     let today = city.today;
-    let library = city
-        .readers
-        .first()
-        .ok_or(ConformanceError::Kit("no reader"))?;
+    let library = library(city)?;
     let fp = library.certificate.fingerprint();
     let other_root = city::fresh_key();
     let other_key = city::fresh_key();
-    let other_city = city::reader_body(
-        OTHER_ISSUER,
-        "library",
-        library.request,
-        library.group,
-        city::shift(today, -10)?,
-        city::shift(today, 180)?,
-        &other_key,
-    )
-    .sign(&other_root)?;
+    // A reader certificate like the library's for `other_key`, valid
+    // `from`..`to` days from today, of `issuer`, signed by `root`.
+    let reader_cert = |issuer: &str, holder: &str, from: i64, to: i64, root: &SecretKey| {
+        let body = city::reader_body(
+            issuer,
+            holder,
+            library.request,
+            library.group,
+            city::shift(today, from)?,
+            city::shift(today, to)?,
+            &other_key,
+        );
+        Ok::<_, ConformanceError>(body.sign(root)?)
+    };
+    let other_city = reader_cert(OTHER_ISSUER, "library", -10, 180, &other_root)?;
     run.step("refuse.pso-other-city", |l| {
         l.send(&select())?;
         l.send(&pso(&other_city))
     });
-    let forged = city::reader_body(
-        &city.issuer,
-        "library",
-        library.request,
-        library.group,
-        city::shift(today, -10)?,
-        city::shift(today, 180)?,
-        &other_key,
-    )
-    .sign(&other_root)?;
+    let forged = reader_cert(&city.issuer, "library", -10, 180, &other_root)?;
     run.step("refuse.pso-forged-reader", |l| l.send(&pso(&forged)));
-    let expired = city::reader_body(
-        &city.issuer,
-        "old",
-        library.request,
-        library.group,
-        city::shift(today, -100)?,
-        city::shift(today, -20)?,
-        &other_key,
-    )
-    .sign(&city.root)?;
+    let expired = reader_cert(&city.issuer, "old", -100, -20, &city.root)?;
     run.step("refuse.pso-expired-reader", |l| l.send(&pso(&expired)));
     run.step("refuse.pso-malformed", |l| {
         l.send(
