@@ -140,6 +140,13 @@ fn revoke_alex_and_publish(dir: &Path, reason: &str) {
     std::fs::rename(dir.join("new.bundle"), dir.join("liege.bundle")).unwrap();
 }
 
+/// A temporary directory holding [`city`].
+fn test_city() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    city(tmp.path());
+    tmp
+}
+
 fn verify_json(dir: &Path, reader: &str, extra: &[&str]) -> (Value, i32) {
     let mut args = vec![
         "verify",
@@ -166,9 +173,8 @@ fn verify_json(dir: &Path, reader: &str, extra: &[&str]) -> (Value, i32) {
 
 #[test]
 fn verify_on_the_emulated_card_and_every_error_as_json() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = test_city();
     let dir = tmp.path();
-    city(dir);
     let (doc, code) = verify_json(dir, "emulated:alex.card", &[]);
     assert_eq!(code, 0, "{doc}");
     assert_eq!(doc["verdict"], "genuine");
@@ -289,9 +295,8 @@ fn terminate(child: &mut Child) -> i32 {
 
 #[test]
 fn watch_the_emulated_reader_every_event_json() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = test_city();
     let dir = tmp.path();
-    city(dir);
     let mut child = bin()
         .current_dir(dir)
         .args([
@@ -387,9 +392,8 @@ fn run_to_end(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> (Vec<Value>, i
 
 #[test]
 fn watch_and_serve_exit_when_pcsc_is_unreachable() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = test_city();
     let dir = tmp.path();
-    city(dir);
     // pcsc-lite looks for pcscd's socket here: nothing listens.
     let env = [("PCSCLITE_CSOCK_NAME", "/nonexistent/pcscd.comm")];
     for service in [&["watch"][..], &["serve", "--listen", "127.0.0.1:0"][..]] {
@@ -424,9 +428,8 @@ fn watch_and_serve_exit_when_pcsc_is_unreachable() {
 
 #[test]
 fn watch_exits_5_when_a_named_reader_matches_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = test_city();
     let dir = tmp.path();
-    city(dir);
     let (events, code) = run_to_end(
         &[
             "watch",
@@ -545,9 +548,8 @@ fn head(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
 
 #[test]
 fn serve_refuses_origins_not_on_the_list() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = test_city();
     let dir = tmp.path();
-    city(dir);
     let served = Served::start(dir, &["https://desk.library.example"]);
     let p = served.port;
     // Not on the list: refused, for the event stream and the page.
@@ -590,9 +592,8 @@ fn serve_refuses_origins_not_on_the_list() {
 /// to the tap of a card.
 #[test]
 fn the_event_stream_carries_schema_valid_events() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = test_city();
     let dir = tmp.path();
-    city(dir);
     let served = Served::start(dir, &["https://desk.library.example"]);
     let agent = ureq::AgentBuilder::new()
         .timeout_read(Duration::from_secs(30))
@@ -762,9 +763,8 @@ impl Drop for Browser {
 
 #[test]
 fn desk_page_in_headless_chromium_shows_the_tap_in_the_browser_language() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = test_city();
     let dir = tmp.path();
-    city(dir);
     let mut served = Served::start(dir, &[]);
     let browser = Browser::start("fr-BE");
     browser.open(&served.url);
@@ -804,9 +804,8 @@ fn desk_page_in_headless_chromium_shows_the_tap_in_the_browser_language() {
 
 #[test]
 fn desk_page_speaks_dutch_german_and_english() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = test_city();
     let dir = tmp.path();
-    city(dir);
     let served = Served::start(dir, &[]);
     for (language, lang, ready) in [
         ("nl-BE", "nl", "Klaar: houd een kaart tegen de lezer."),
@@ -827,9 +826,8 @@ fn desk_page_speaks_dutch_german_and_english() {
 
 #[test]
 fn the_c_example_verifies_through_the_c_abi() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = test_city();
     let dir = tmp.path();
-    city(dir);
     // libcitycard.so is built next to this test (citycard-capi is a dev-dependency).
     let deps = std::env::current_exe()
         .unwrap()
@@ -997,9 +995,8 @@ s.onerror = () => {{ if (document.getElementById("state").textContent !== "open"
 
 #[test]
 fn in_the_browser_only_allowed_origins_receive_events() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = test_city();
     let dir = tmp.path();
-    city(dir);
     // The service's events URL, and two pages on other origins.
     let port = free_port();
     let events_url = format!("http://127.0.0.1:{port}/events");

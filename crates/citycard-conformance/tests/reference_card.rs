@@ -60,6 +60,16 @@ impl<C: ContactlessCard> ContactlessCard for Leaky<C> {
     }
 }
 
+/// The ids of the steps that failed, in order.
+fn failed_steps(report: &citycard_conformance::Report) -> Vec<&str> {
+    report
+        .steps
+        .iter()
+        .filter(|s| s.outcome == Outcome::Fail)
+        .map(|s| s.id.as_str())
+        .collect()
+}
+
 #[test]
 fn a_card_that_leaks_which_check_failed_fails_with_the_step_named() {
     let mut t = MemoryTransport::new(Leaky(reference_card()));
@@ -70,12 +80,7 @@ fn a_card_that_leaks_which_check_failed_fails_with_the_step_named() {
         }
     }
     assert!(!report.passed());
-    let failed: Vec<_> = report
-        .steps
-        .iter()
-        .filter(|s| s.outcome == Outcome::Fail)
-        .map(|s| s.id.as_str())
-        .collect();
+    let failed = failed_steps(&report);
     assert_eq!(
         failed,
         [
@@ -121,11 +126,6 @@ fn what_a_refusal_looks_like_is_a_table_edit() {
     }));
     let mut t = MemoryTransport::new(reference_card());
     let report = run_card_kit_with(&mut t, "version-2 card, version-1 refusals", table).unwrap();
-    let failed: Vec<_> = report
-        .steps
-        .iter()
-        .filter(|s| s.outcome == Outcome::Fail)
-        .map(|s| s.id.as_str())
-        .collect();
+    let failed = failed_steps(&report);
     assert_eq!(failed, want);
 }
