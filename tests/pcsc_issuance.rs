@@ -5,7 +5,7 @@
 //! write of personalisation, reconciled by the registry.
 #![cfg(test)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use citycard_e2e::citycard_ok as ok;
@@ -28,33 +28,76 @@ fn init_home(dir: &Path) -> String {
     issuer_home(dir, "LIEGE", "LG", &["--valid-days", "180"])
 }
 
-#[test]
-fn city_office_first_day() {
-    let _lock = vpcd_lock();
-    if !bench_available("city_office_first_day") {
-        return;
+/// One office's home (issuer initialised, station `desk-1`) in a temporary
+/// directory; each step of the first day is a function over it.
+struct Office {
+    tmp: tempfile::TempDir,
+    home: String,
+}
+
+impl Office {
+    fn open() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = init_home(tmp.path());
+        Self { tmp, home }
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let h = init_home(tmp.path());
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    /// Writes a resident file named `name` and returns its path.
+    fn resident(&self, name: &str, json: &str) -> PathBuf {
+        let path = self.path(name);
+        write(&path, json);
+        path
+    }
+
+    /// The arguments of `citycard personalise` at desk-1 for `resident`.
+    fn personalise_args<'a>(&'a self, resident: &'a Path) -> Vec<&'a str> {
+        vec![
+            "personalise",
+            "--dir",
+            &self.home,
+            "--station",
+            "desk-1",
+            "--reader",
+            READER,
+            "--resident",
+            resident.to_str().unwrap(),
+        ]
+    }
+
+    /// `citycard personalise` at desk-1 for `resident`: (exit code, output).
+    fn personalise(&self, resident: &Path) -> (i32, String) {
+        code(&self.personalise_args(resident))
+    }
+}
+
+/// A second `issuer init` on the same home is refused (exit 4).
+fn init_twice_is_refused(o: &Office) {
     let (c, text) = code(&[
         "issuer",
         "init",
         "--dir",
-        &h,
+        &o.home,
         "--city",
         "X",
         "--issuer-id",
         "X",
     ]);
     assert_eq!(c, 4, "init twice must refuse: {text}");
+}
 
-    let cred = tmp.path().join("library.cred");
+/// The library is enrolled as a partner and gets its credential file.
+fn library_is_enrolled(o: &Office) {
+    let cred = o.path("library.cred");
     ok(&[
         "partner",
         "enrol",
         "library",
         "--dir",
-        &h,
+        &o.home,
         "--attributes",
         "pseudonym,resident",
         "--valid-days",
@@ -63,107 +106,66 @@ fn city_office_first_day() {
         cred.to_str().unwrap(),
     ]);
     assert!(cred.exists());
+}
 
-    let alex = tmp.path().join("alex.json");
-    write(
-        &alex,
+/// Alex gets card LG-000001; Alex again is refused (exit 8) before any
+/// card is touched; Sam on Alex's (now issued) card is the wrong card
+/// (exit 10).
+fn first_card_then_duplicate_and_wrong_card_refused(o: &Office) {
+    let alex = o.resident(
+        "alex.json",
         r#"{"resident_id": "F-0001", "name": "Alex Moreau", "birth_date": "1958-03-14", "address": "Rue Léopold 12, 4000 Liège", "language": "fr"}"#,
     );
-    let card = ServedCard::start(&tmp.path().join("card1.state"), [1; 32]);
-    citycard_e2e::prepare_in_reader(&h);
-    let out = ok(&[
-        "personalise",
-        "--dir",
-        &h,
-        "--station",
-        "desk-1",
-        "--reader",
-        READER,
-        "--resident",
-        alex.to_str().unwrap(),
-        "--json",
-    ]);
+    let card = ServedCard::start(&o.path("card1.state"), [1; 32]);
+    citycard_e2e::prepare_in_reader(&o.home);
+    let mut args = o.personalise_args(&alex);
+    args.push("--json");
+    let out = ok(&args);
     let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(v["card_number"], "LG-000001");
     assert_eq!(v["ok"], true);
 
     // The same resident again: refused before any card is touched.
-    let (c, text) = code(&[
-        "personalise",
-        "--dir",
-        &h,
-        "--station",
-        "desk-1",
-        "--reader",
-        READER,
-        "--resident",
-        alex.to_str().unwrap(),
-    ]);
+    let (c, text) = o.personalise(&alex);
     assert_eq!(c, 8, "{text}");
     // Another resident on the (now issued) card: wrong card.
-    let sam = tmp.path().join("sam.json");
-    write(
-        &sam,
+    let sam = o.resident(
+        "sam.json",
         r#"{"resident_id": "F-0002", "name": "Sam", "care_of_address": "Asbl Accueil, 4000 Liège"}"#,
     );
-    let (c, text) = code(&[
-        "personalise",
-        "--dir",
-        &h,
-        "--station",
-        "desk-1",
-        "--reader",
-        READER,
-        "--resident",
-        sam.to_str().unwrap(),
-    ]);
+    let (c, text) = o.personalise(&sam);
     assert_eq!(c, 10, "{text}");
     drop(card);
+}
 
-    // Bad input: refused with exit 3 and nothing written.
-    let bad = tmp.path().join("bad.json");
-    write(
-        &bad,
+/// Bad resident input (unknown nationality, impossible birth date) is
+/// refused with exit 3 and nothing written.
+fn bad_input_is_refused(o: &Office) {
+    let bad = o.resident(
+        "bad.json",
         r#"{"resident_id": "F-0003", "name": "Kim", "address": "Rue 1", "nationality": "XX"}"#,
     );
-    let (c, text) = code(&[
-        "personalise",
-        "--dir",
-        &h,
-        "--station",
-        "desk-1",
-        "--reader",
-        READER,
-        "--resident",
-        bad.to_str().unwrap(),
-    ]);
+    let (c, text) = o.personalise(&bad);
     assert_eq!(c, 3, "{text}");
     assert!(text.contains("nationality"), "{text}");
     write(
         &bad,
         r#"{"resident_id": "F-0003", "name": "Kim", "address": "Rue 1", "birth_date": "1990-02-30"}"#,
     );
-    let (c, text) = code(&[
-        "personalise",
-        "--dir",
-        &h,
-        "--station",
-        "desk-1",
-        "--reader",
-        READER,
-        "--resident",
-        bad.to_str().unwrap(),
-    ]);
+    let (c, text) = o.personalise(&bad);
     assert_eq!(c, 3, "{text}");
-    // Wrong passphrase: exit 6.
+}
+
+/// A wrong passphrase is refused with exit 6.
+fn wrong_passphrase_is_refused(o: &Office) {
     let out = std::process::Command::new(citycard_e2e::citycard_bin())
         .args([
             "trust",
             "export",
             "--dir",
-            &h,
+            &o.home,
             "--out",
-            tmp.path().join("t.bundle").to_str().unwrap(),
+            o.path("t.bundle").to_str().unwrap(),
         ])
         .env("CITYCARD_PASSPHRASE", "wrong")
         .stdin(std::process::Stdio::null())
@@ -175,9 +177,13 @@ fn city_office_first_day() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
 
-    // A batch of 22 residents, cards swapped by the "operator" between rows.
-    let csv = tmp.path().join("batch.csv");
+/// A batch of 22 residents, cards swapped by the "operator" between rows:
+/// all 22 issued, and the registry counts Alex's card too with no intent
+/// left open. Returns the issued card numbers.
+fn batch_of_22_with_card_swaps(o: &Office) -> Vec<String> {
+    let csv = o.path("batch.csv");
     let mut text = String::from("resident_id,name,address,birth_date,language\n");
     for i in 0..22 {
         text.push_str(&format!(
@@ -186,11 +192,11 @@ fn city_office_first_day() {
         ));
     }
     write(&csv, &text);
-    let stack = CardStack::start_prepared(&tmp.path().join("stack"), &h, 23);
+    let stack = CardStack::start_prepared(&o.path("stack"), &o.home, 23);
     let out = ok(&[
         "batch",
         "--dir",
-        &h,
+        &o.home,
         "--station",
         "desk-1",
         "--reader",
@@ -205,10 +211,11 @@ fn city_office_first_day() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let issued: Vec<&str> = lines
+    let issued: Vec<String> = lines
         .iter()
         .filter(|l| l["ok"] == true)
         .filter_map(|l| l["card_number"].as_str())
+        .map(str::to_owned)
         .collect();
     assert_eq!(issued.len(), 22, "{out}");
     assert!(cards >= 22, "cards used: {cards}");
@@ -216,17 +223,23 @@ fn city_office_first_day() {
     assert_eq!(summary["issued"], 22);
     assert_eq!(summary["registry"]["issued"], 23);
     assert_eq!(summary["registry"]["open_intents"], 0);
+    issued
+}
 
-    // Revoke one; twice is refused; publish; export trust.
-    ok(&["revoke", issued[3], "--dir", &h, "--reason", "lost"]);
-    let (c, text) = code(&["revoke", issued[3], "--dir", &h, "--reason", "lost"]);
+/// Revoke one card; revoking it twice is refused (exit 9); the published
+/// list and the exported trust bundle both carry the one revocation, under
+/// the bundle's root.
+fn revoke_once_publish_and_export_trust(o: &Office, card: &str) {
+    let h = &o.home;
+    ok(&["revoke", card, "--dir", h, "--reason", "lost"]);
+    let (c, text) = code(&["revoke", card, "--dir", h, "--reason", "lost"]);
     assert_eq!(c, 9, "{text}");
-    let published = tmp.path().join("published.bundle");
+    let published = o.path("published.bundle");
     ok(&[
         "revocation",
         "publish",
         "--dir",
-        &h,
+        h,
         "--next-update-days",
         "7",
         "--out",
@@ -238,12 +251,12 @@ fn city_office_first_day() {
         .revocations
         .clone();
     assert_eq!(list.body().revoked.len(), 1);
-    let bundle_path = tmp.path().join("liege.bundle");
+    let bundle_path = o.path("liege.bundle");
     ok(&[
         "trust",
         "export",
         "--dir",
-        &h,
+        h,
         "--out",
         bundle_path.to_str().unwrap(),
     ]);
@@ -252,6 +265,22 @@ fn city_office_first_day() {
     assert_eq!(bundle.body().stations.len(), 1);
     assert_eq!(bundle.body().revocations.body().revoked.len(), 1);
     assert!(list.verify(&bundle.body().root).is_ok());
+}
+
+#[test]
+fn city_office_first_day() {
+    let _lock = vpcd_lock();
+    if !bench_available("city_office_first_day") {
+        return;
+    }
+    let office = Office::open();
+    init_twice_is_refused(&office);
+    library_is_enrolled(&office);
+    first_card_then_duplicate_and_wrong_card_refused(&office);
+    bad_input_is_refused(&office);
+    wrong_passphrase_is_refused(&office);
+    let issued = batch_of_22_with_card_swaps(&office);
+    revoke_once_publish_and_export_trust(&office, &issued[3]);
 }
 
 #[test]
