@@ -12,7 +12,9 @@
 //! another office's commit conflicted with it (`40001`, `40P01`, or a
 //! unique violation raced in by a concurrent commit) is retried from the
 //! start, up to [`MAX_ATTEMPTS`] times; the retry then sees the other
-//! office's commit and returns the typed refusal. Transactions that take a
+//! office's commit and returns the typed refusal. After
+//! [`RUN_ALONE_AFTER`] conflicts the next attempt runs alone (an exclusive
+//! lock every writer respects), so a call cannot keep losing under load. Transactions that take a
 //! counter's next value (card numbers, allocated inside the intent's
 //! transaction; the revocation-list sequence) first lock the counters table
 //! (explicit locking, before the snapshot), so they queue rather than abort
@@ -39,6 +41,14 @@ use schema::{GRANTS, ISSUING_ROLE, PG_MIGRATIONS, PG_SCHEMA_VERSION};
 
 /// How often a transaction aborted by a concurrent commit is tried in all.
 pub const MAX_ATTEMPTS: u32 = 64;
+
+/// Conflicts after which a write transaction's next attempt runs alone: it
+/// takes the counters table in `EXCLUSIVE` mode before its snapshot, which
+/// waits for every write transaction in progress (each holds at least
+/// `ROW SHARE` on it) and holds new ones back until it commits, so nothing
+/// concurrent can abort it. Under heavy contention this bounds the retries:
+/// no desk's call fails because others kept winning.
+pub const RUN_ALONE_AFTER: u32 = 8;
 
 /// The environment variable holding the registry password, if any.
 pub const PASSWORD_ENV: &str = "CITYCARD_REGISTRY_PASSWORD";
@@ -299,12 +309,18 @@ impl PgRegistry {
                     .build_transaction()
                     .isolation_level(IsolationLevel::Serializable)
                     .start()?;
-                if lock_counters {
-                    // LOCK TABLE takes no snapshot: the transaction's
-                    // snapshot is taken after the lock is granted, so it
-                    // sees the previous holder's commit.
-                    tx.batch_execute("LOCK TABLE counters IN SHARE ROW EXCLUSIVE MODE")?;
-                }
+                // LOCK TABLE takes no snapshot: the transaction's snapshot
+                // is taken after the lock is granted, so it sees the
+                // previous holder's commit. Every writer takes a lock on
+                // counters (ROW SHARE: writers do not wait for each other)
+                // so that one running alone can hold them all back.
+                tx.batch_execute(if attempt > RUN_ALONE_AFTER {
+                    "LOCK TABLE counters IN EXCLUSIVE MODE"
+                } else if lock_counters {
+                    "LOCK TABLE counters IN SHARE ROW EXCLUSIVE MODE"
+                } else {
+                    "LOCK TABLE counters IN ROW SHARE MODE"
+                })?;
                 let value = body(&mut tx)?;
                 tx.commit()?;
                 Ok(value)
