@@ -20,8 +20,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::IssuerError;
-use crate::files::{self, Overwrite, Written};
 use crate::home::IssuerHome;
+use citycard_files::{Overwrite, Written};
 
 /// What a backup contains.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,7 +64,7 @@ impl IssuerHome {
     /// Writes a consistent snapshot of the home to `out` (see the module
     /// documentation).
     pub fn backup(&self, out: &Path, overwrite: Overwrite) -> Result<BackupReport, IssuerError> {
-        files::check_output(out, overwrite)?;
+        citycard_files::check_output(out, overwrite)?;
         let registry = self.registry()?;
         let cards = {
             let c = registry.counts()?;
@@ -96,7 +96,7 @@ impl IssuerHome {
         if !on_server {
             names.push(PathBuf::from("registry.sqlite"));
         }
-        let written = files::write_with(out, overwrite, &mut |w| {
+        let written = citycard_files::write_with(out, overwrite, |w| -> Result<(), IssuerError> {
             let mut tar = tar::Builder::new(w);
             tar.mode(tar::HeaderMode::Deterministic);
             let err = |p: &Path| {
@@ -141,7 +141,7 @@ fn append<W: std::io::Write>(
     let len = file.metadata().map_err(|e| IssuerError::io(path, e))?.len();
     let mut header = tar::Header::new_gnu();
     header.set_entry_type(tar::EntryType::Regular);
-    header.set_mode(files::FILE_MODE);
+    header.set_mode(citycard_files::FILE_MODE);
     header.set_size(len);
     header.set_mtime(0);
     header.set_cksum();

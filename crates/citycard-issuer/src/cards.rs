@@ -123,7 +123,7 @@ impl CardSource {
     pub fn parse(reader: &str, profile: CardProfile) -> Result<Self, IssuerError> {
         if let Some(dir) = reader.strip_prefix("emulated:") {
             let dir = PathBuf::from(dir);
-            crate::files::create_private_dir(&dir)?;
+            citycard_files::create_private_dir(&dir)?;
             return Ok(Self::Emulated {
                 dir,
                 next: 0,

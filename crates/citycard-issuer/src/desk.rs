@@ -25,8 +25,8 @@ use std::time::Duration;
 use citycard_registry::{Intent, IssuanceRegistry, Lease, RegistryError};
 
 use crate::error::IssuerError;
-use crate::files::create_private_dir;
 use crate::home::IssuerHome;
+use citycard_files::create_private_dir;
 
 /// A lease lapses this many seconds after its last renewal.
 pub const LEASE_TTL_SECS: i64 = 60;
@@ -95,7 +95,7 @@ impl Desk {
         let lease = reg.acquire_lease(desk, &holder_for(home), LEASE_TTL_SECS)?;
         create_private_dir(&home.dir().join("leases"))?;
         let lock_path = lock_path(home, &lease.id);
-        let lock = crate::files::create_lock_file(&lock_path)?;
+        let lock = citycard_files::create_lock_file(&lock_path)?;
         try_lock(&lock).map_err(|e| IssuerError::io(&lock_path, e))?;
         // One process per reader: a second one would take the first one's
         // cards (and reconcile against a card that is not its own).

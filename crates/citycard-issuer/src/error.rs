@@ -110,6 +110,11 @@ pub enum IssuerError {
         /// Revocation ids the registry has and the list lacks.
         missing: usize,
     },
+    /// A file or directory could not be written ([`citycard_files`]). An
+    /// existing file is never this variant: it becomes
+    /// [`IssuerError::AlreadyExists`] (see the `From` conversion).
+    #[error(transparent)]
+    File(citycard_files::FileError),
     /// A file could not be read or written.
     #[error("{}: {source}", .path.display())]
     Io {
@@ -125,6 +130,18 @@ impl IssuerError {
         Self::Io {
             path: path.to_path_buf(),
             source,
+        }
+    }
+}
+
+/// A file that already exists is [`IssuerError::AlreadyExists`], whoever
+/// found it (the CLI's exit code for it is the same); anything else is
+/// [`IssuerError::File`].
+impl From<citycard_files::FileError> for IssuerError {
+    fn from(e: citycard_files::FileError) -> Self {
+        match e {
+            citycard_files::FileError::AlreadyExists(path) => Self::AlreadyExists(path),
+            other => Self::File(other),
         }
     }
 }

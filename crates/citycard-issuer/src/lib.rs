@@ -6,7 +6,6 @@ pub mod batch;
 pub mod cards;
 pub mod desk;
 pub mod error;
-pub mod files;
 pub mod home;
 pub mod issue;
 pub mod personalise;

@@ -14,7 +14,7 @@
 //! DIR/leases/ID.lock              one per issuing process at work (see `desk`)
 //! ```
 //!
-//! Every file is created 0600 and every directory 0700 (see [`crate::files`]).
+//! Every file is created 0600 and every directory 0700 (see [`citycard_files`]).
 //! Key paths in `issuer.json` and `station.json` are relative to DIR, so a
 //! home can be moved or restored elsewhere (`citycard issuer backup`).
 
@@ -35,7 +35,7 @@ mod publish;
 mod stations;
 
 use crate::error::IssuerError;
-use crate::files::{create_private_dir, write_file, Overwrite};
+use citycard_files::{create_private_dir, write_file, Overwrite};
 
 /// Current configuration format.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -168,7 +168,8 @@ pub struct IssuerHome {
 }
 
 fn write_new(path: &Path, bytes: &[u8]) -> Result<(), IssuerError> {
-    write_file(path, bytes, Overwrite::Refuse).map(|_| ())
+    write_file(path, bytes, Overwrite::Refuse)?;
+    Ok(())
 }
 
 fn check_name(name: &str, what: &'static str) -> Result<(), IssuerError> {
@@ -355,7 +356,7 @@ impl IssuerHome {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(dir, fs::Permissions::from_mode(crate::files::DIR_MODE))
+            fs::set_permissions(dir, fs::Permissions::from_mode(citycard_files::DIR_MODE))
                 .map_err(|e| IssuerError::io(dir, e))?;
         }
         let root = root.unwrap_or_else(|| KeyLocation::File(PathBuf::from("root.key.pem")));

@@ -11,7 +11,7 @@ use p256::SecretKey;
 
 use super::*;
 use crate::error::IssuerError;
-use crate::files::{write_file, Overwrite};
+use citycard_files::{write_file, Overwrite};
 
 impl IssuerHome {
     pub(super) fn partner_path(&self, name: &str) -> PathBuf {

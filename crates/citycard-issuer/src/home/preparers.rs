@@ -10,7 +10,7 @@ use citycard_proto::Date;
 
 use super::*;
 use crate::error::IssuerError;
-use crate::files::create_private_dir;
+use citycard_files::create_private_dir;
 
 impl IssuerHome {
     /// Adds a preparer (SPEC §6.3): a preparer key (file or PKCS#11)

@@ -10,7 +10,7 @@ use citycard_proto::revocation::{
 
 use super::*;
 use crate::error::IssuerError;
-use crate::files::{write_file, Overwrite};
+use citycard_files::{write_file, Overwrite};
 
 impl IssuerHome {
     /// Signs and stores a new revocation list of linkability group 0 from

@@ -12,7 +12,7 @@ use p256::SecretKey;
 
 use super::*;
 use crate::error::IssuerError;
-use crate::files::{create_private_dir, write_file, Overwrite};
+use citycard_files::{create_private_dir, write_file, Overwrite};
 
 impl IssuerHome {
     /// The read-back credential of a station: a reader certificate that may

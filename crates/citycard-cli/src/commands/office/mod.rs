@@ -14,7 +14,7 @@ pub mod stations;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use citycard_issuer::files::{self, Overwrite, Written};
+use citycard_files::{Overwrite, Written};
 use citycard_issuer::home::IssuerHome;
 use citycard_issuer::issue::IssueError;
 use citycard_issuer::personalise::PersonaliseError;
@@ -124,12 +124,16 @@ impl OutArgs {
 
     /// Refuses an existing output before any work is done.
     pub fn check(&self) -> Result<(), IssuerError> {
-        files::check_output(&self.out, self.overwrite())
+        Ok(citycard_files::check_output(&self.out, self.overwrite())?)
     }
 
     /// Writes the output.
     pub fn write(&self, bytes: &[u8]) -> Result<Written, IssuerError> {
-        files::write_file(&self.out, bytes, self.overwrite())
+        Ok(citycard_files::write_file(
+            &self.out,
+            bytes,
+            self.overwrite(),
+        )?)
     }
 }
 

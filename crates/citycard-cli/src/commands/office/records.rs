@@ -324,10 +324,14 @@ pub fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             let mut n = 0;
             issuer_try!(
                 false,
-                citycard_issuer::files::write_with(&out.out, out.overwrite(), &mut |w| {
-                    n = write_all(w)?;
-                    Ok(())
-                })
+                citycard_files::write_with(
+                    &out.out,
+                    out.overwrite(),
+                    |w| -> Result<(), citycard_issuer::IssuerError> {
+                        n = write_all(w)?;
+                        Ok(())
+                    }
+                )
             );
             eprintln!("{n} audit entries written to {}.", out.out.display());
         }
