@@ -49,6 +49,20 @@ impl FileError {
             Self::Io { path, .. } => path,
         }
     }
+
+    /// The path and an [`std::io::Error`] of the matching kind
+    /// (`AlreadyExists`, `IsADirectory`, `NotADirectory`, or the operating
+    /// system's own error), for error types that carry a path and an I/O
+    /// error.
+    pub fn into_io(self) -> (PathBuf, std::io::Error) {
+        use std::io::ErrorKind;
+        match self {
+            Self::AlreadyExists(p) => (p, ErrorKind::AlreadyExists.into()),
+            Self::IsADirectory(p) => (p, ErrorKind::IsADirectory.into()),
+            Self::NotADirectory(p) => (p, ErrorKind::NotADirectory.into()),
+            Self::Io { path, source } => (path, source),
+        }
+    }
 }
 
 /// What to do when the output path already holds a regular file.
@@ -307,6 +321,11 @@ mod tests {
             "{err}"
         );
         assert_eq!(err.path(), p);
+        let (q, io) = err.into_io();
+        assert_eq!(
+            (q, io.kind()),
+            (p.clone(), std::io::ErrorKind::AlreadyExists)
+        );
         assert_eq!(fs::read(&p).unwrap(), b"one");
         assert_eq!(
             write_file(&p, b"two", Overwrite::Replace).unwrap(),
@@ -385,6 +404,7 @@ mod tests {
         for overwrite in [Overwrite::Refuse, Overwrite::Replace] {
             let err = write_file(dir.path(), b"x", overwrite).unwrap_err();
             assert!(matches!(err, FileError::IsADirectory(_)), "{err}");
+            assert_eq!(err.into_io().1.kind(), std::io::ErrorKind::IsADirectory);
             let err = write_file(&dir.path().join("no/such"), b"x", overwrite).unwrap_err();
             assert!(
                 matches!(&err, FileError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound),

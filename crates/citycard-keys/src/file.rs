@@ -1,6 +1,5 @@
 //! Keys in passphrase-encrypted PKCS#8 files.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use p256::ecdsa::signature::Signer as _;
@@ -43,9 +42,11 @@ impl FileSigner {
     /// Generates a key and writes it, encrypted under a new passphrase from
     /// `secrets`, to `path` with mode 0600.
     ///
-    /// Never replaces an existing file: the key is written to a temporary file
-    /// in the same directory, synced, then linked into place only if `path`
-    /// does not exist ([`KeyError::AlreadyExists`] otherwise).
+    /// Never replaces an existing file, nor writes into a device or FIFO:
+    /// anything at `path` is [`KeyError::AlreadyExists`]. The key is written
+    /// with [`citycard_files::write_file`] (a temporary file in the same
+    /// directory, synced, then linked into place only if `path` still does
+    /// not exist).
     pub fn generate(path: &Path, secrets: &dyn SecretSource) -> Result<Self, KeyError> {
         let exists = || KeyError::AlreadyExists(format!("file:{}", path.display()));
         if path.symlink_metadata().is_ok() {
@@ -66,31 +67,14 @@ impl FileSigner {
             reason: "could not encode the new key",
         })?;
 
-        let io = |p: &Path| {
-            let p = p.to_owned();
-            move |source| KeyError::Io { path: p, source }
-        };
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".citycard-key-")
-            .suffix(".tmp")
-            .tempfile_in(dir)
-            .map_err(io(dir))?;
-        set_owner_only(tmp.as_file()).map_err(io(tmp.path()))?;
-        tmp.write_all(pem.as_bytes()).map_err(io(tmp.path()))?;
-        tmp.as_file().sync_all().map_err(io(tmp.path()))?;
-        match tmp.persist_noclobber(path) {
-            Ok(_) => {}
-            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => return Err(exists()),
-            Err(e) => return Err(io(path)(e.error)),
-        }
-        // Make the new directory entry durable too.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
+        citycard_files::write_file(path, pem.as_bytes(), citycard_files::Overwrite::Refuse)
+            .map_err(|e| match e {
+                citycard_files::FileError::AlreadyExists(_) => exists(),
+                other => {
+                    let (path, source) = other.into_io();
+                    KeyError::Io { path, source }
+                }
+            })?;
         Ok(FileSigner {
             path: path.to_owned(),
             key: SigningKey::from(secret),
@@ -179,17 +163,6 @@ fn encrypt_pem(secret: &SecretKey, passphrase: &[u8]) -> Option<Zeroizing<String
     let info = pkcs8::PrivateKeyInfo::try_from(der.as_bytes()).ok()?;
     let encrypted = info.encrypt_with_params(params, passphrase).ok()?;
     encrypted.to_pem(PEM_LABEL, LineEnding::LF).ok()
-}
-
-#[cfg(unix)]
-fn set_owner_only(f: &std::fs::File) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))
-}
-
-#[cfg(not(unix))]
-fn set_owner_only(_f: &std::fs::File) -> std::io::Result<()> {
-    Ok(())
 }
 
 /// The metadata of a key file: [`KeyError::NotFound`] if there is none,

@@ -109,6 +109,22 @@ fn refuses_to_overwrite() {
     let err = generate(&KeyLocation::File(other.clone()), &secrets()).unwrap_err();
     assert!(matches!(err, KeyError::AlreadyExists(_)), "{err:?}");
     assert_eq!(std::fs::read(&other).unwrap(), b"keep me");
+
+    // A device is not written into either: a new key sent to /dev/null
+    // would be lost.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let null = std::path::PathBuf::from("/dev/null");
+        let err = generate(&KeyLocation::File(null.clone()), &secrets()).unwrap_err();
+        assert!(matches!(err, KeyError::AlreadyExists(_)), "{err:?}");
+        assert!(std::fs::metadata(&null)
+            .unwrap()
+            .file_type()
+            .is_char_device());
+    }
+    // Only the two files: no temporary file left behind.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
 }
 
 #[test]
