@@ -162,47 +162,54 @@ fn card_states(dir: &Path) -> usize {
     std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
 }
 
-#[test]
-fn piv_issuance_end_to_end_with_its_refusals() {
-    let o = Office::new();
-    // Usage: PIV options need --profile piv; --profile piv needs a key.
+/// `personalise alex.json --profile piv` with `extra`, run at the office.
+fn piv_alex(o: &Office, extra: &[&str]) -> Output {
+    let mut args = vec!["--profile", "piv"];
+    args.extend_from_slice(extra);
+    o.run(&personalise("alex.json", &args))
+}
+
+/// The registry holds nothing: no intent, no card.
+fn registry_is_empty(o: &Office) {
+    assert_eq!(o.registry().counts().unwrap(), Default::default());
+}
+
+/// Usage (exit 2): PIV options need `--profile piv`; `--profile piv` needs
+/// a key; DES is no management-key algorithm.
+fn usage_errors_exit_2(o: &Office) {
     let out = o.run(&personalise("alex.json", &["--management-key", "city.key"]));
     assert_eq!(out.status.code(), Some(2));
     let out = o.run(&personalise("alex.json", &["--profile", "piv"]));
     assert_eq!(out.status.code(), Some(2));
-    let out = o.run(&personalise(
-        "alex.json",
+    let out = piv_alex(
+        o,
         &[
-            "--profile",
-            "piv",
             "--management-key",
             "city.key",
             "--management-key-algorithm",
             "des",
         ],
-    ));
+    );
     assert_eq!(out.status.code(), Some(2));
-    // A key file others can read: refused (5).
+}
+
+/// A key file others can read, or the factory key configured: refused (5),
+/// with the way out.
+fn unsafe_management_keys_exit_5(o: &Office) {
     o.write("open.key", &format!("{CITY_KEY_HEX}\n"), 0o644);
-    let out = o.run(&personalise(
-        "alex.json",
-        &["--profile", "piv", "--management-key", "open.key"],
-    ));
+    let out = piv_alex(o, &["--management-key", "open.key"]);
     assert_exit(&out, 5);
     assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
-    // The factory key configured: refused (5), with the way out.
-    let out = o.run(&personalise(
-        "alex.json",
-        &["--profile", "piv", "--management-key", "factory.key"],
-    ));
+    let out = piv_alex(o, &["--management-key", "factory.key"]);
     assert_eq!(out.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&out.stderr).contains("set-mgm-key"));
-    // The city's key on a factory-fresh card: the card still accepts the
-    // default key: refused (10), nothing written anywhere.
-    let out = o.run(&personalise(
-        "alex.json",
-        &["--profile", "piv", "--management-key", "city.key"],
-    ));
+}
+
+/// The city's key on a factory-fresh card: the card still accepts the
+/// default key, refused (10); allowed, the card refuses the city's key
+/// (10). Nothing written anywhere either time.
+fn city_key_on_a_factory_card_exits_10(o: &Office) {
+    let out = piv_alex(o, &["--management-key", "city.key"]);
     assert_exit(&out, 10);
     let v = json(&out);
     assert_eq!(v["ok"], false);
@@ -213,56 +220,50 @@ fn piv_issuance_end_to_end_with_its_refusals() {
             .contains("factory management key"),
         "{v}"
     );
-    assert_eq!(o.registry().counts().unwrap(), Default::default());
-    // Allowed, with the city key: the card refuses that key (10).
-    let out = o.run(&personalise(
-        "alex.json",
+    registry_is_empty(o);
+    let out = piv_alex(
+        o,
         &[
-            "--profile",
-            "piv",
             "--management-key",
             "city.key",
             "--allow-default-management-key",
         ],
-    ));
+    );
     assert_eq!(out.status.code(), Some(10));
     assert!(json(&out)["error"]
         .as_str()
         .unwrap()
         .contains("refused the management key"));
-    assert_eq!(o.registry().counts().unwrap(), Default::default());
-    // --card-key-from with a key the card does not hold: 13, nothing written.
+    registry_is_empty(o);
+}
+
+/// `--card-key-from` with a key the card does not hold: 13, nothing
+/// written; with a file that is no key: 3.
+fn card_key_from_refusals(o: &Office) {
     o.write(
         "other.pem",
         "-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEDFPOUAFX8BeO4rWkRgC16j4bEcvn\nWzZfwtNXTLGVeUmafP9T4FSdoWgC7vrIZdYXgrwFCP2QusaL86BEF9GNjA==\n-----END PUBLIC KEY-----\n",
         0o644,
     );
-    let out = o.run(&personalise(
-        "alex.json",
-        &[
-            "--profile",
-            "piv",
-            "--allow-default-management-key",
-            "--card-key-from",
-            "other.pem",
-        ],
-    ));
+    let allowed_from = |pem| {
+        piv_alex(
+            o,
+            &["--allow-default-management-key", "--card-key-from", pem],
+        )
+    };
+    let out = allowed_from("other.pem");
     assert_exit(&out, 13);
-    assert_eq!(o.registry().counts().unwrap(), Default::default());
+    registry_is_empty(o);
     o.write("bad.pem", "not a key\n", 0o644);
-    let out = o.run(&personalise(
-        "alex.json",
-        &[
-            "--profile",
-            "piv",
-            "--allow-default-management-key",
-            "--card-key-from",
-            "bad.pem",
-        ],
-    ));
+    let out = allowed_from("bad.pem");
     assert_eq!(out.status.code(), Some(3));
+}
 
-    // A test card with the factory key, allowed: issued.
+/// A test card with the factory key, allowed: issued, with the JSON naming
+/// the predicates and what is not on the card; the registry holds it as
+/// issued and the state file is a PIV card. Returns the card number and
+/// its revocation id.
+fn factory_key_card_issued_when_allowed(o: &Office) -> (String, Option<[u8; 8]>) {
     let out = o.ok(&personalise(
         "alex.json",
         &["--profile", "piv", "--allow-default-management-key"],
@@ -292,8 +293,12 @@ fn piv_issuance_end_to_end_with_its_refusals() {
     let show = o.ok(&["card", "show", "--state", state.to_str().unwrap()]);
     let shown = String::from_utf8_lossy(&show.stdout);
     assert!(shown.contains("piv") || shown.contains("PIV"), "{shown}");
+    (number, rec.revocation_id)
+}
 
-    // Text output names what is not on the card.
+/// Text output names what is not on the card (and a teenager's card holds
+/// no age predicate).
+fn text_output_names_what_is_not_on_the_card(o: &Office) {
     let out = o.ok(&personalise_text(
         "teen.json",
         &["--profile", "piv", "--allow-default-management-key"],
@@ -305,9 +310,11 @@ fn piv_issuance_end_to_end_with_its_refusals() {
     );
     assert!(text.contains("Not written to the card"), "{text}");
     assert!(text.contains("name, birth_date, address"), "{text}");
+}
 
-    // Revocation of a PIV card reaches the published list.
-    o.ok(&["revoke", &number, "--dir", "HOME", "--reason", "lost"]);
+/// Revocation of a PIV card reaches the published list.
+fn piv_revocation_is_published(o: &Office, number: &str, revocation_id: Option<[u8; 8]>) {
+    o.ok(&["revoke", number, "--dir", "HOME", "--reason", "lost"]);
     o.ok(&[
         "revocation",
         "publish",
@@ -323,7 +330,19 @@ fn piv_issuance_end_to_end_with_its_refusals() {
     assert!(bundle
         .body()
         .revocations
-        .is_revoked(&rec.revocation_id.unwrap()));
+        .is_revoked(&revocation_id.unwrap()));
+}
+
+#[test]
+fn piv_issuance_end_to_end_with_its_refusals() {
+    let o = Office::new();
+    usage_errors_exit_2(&o);
+    unsafe_management_keys_exit_5(&o);
+    city_key_on_a_factory_card_exits_10(&o);
+    card_key_from_refusals(&o);
+    let (number, revocation_id) = factory_key_card_issued_when_allowed(&o);
+    text_output_names_what_is_not_on_the_card(&o);
+    piv_revocation_is_published(&o, &number, revocation_id);
 }
 
 #[test]
