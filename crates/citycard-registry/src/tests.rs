@@ -99,3 +99,55 @@ fn connection_settings_make_commits_durable() {
         );
     }
 }
+
+/// A PostgreSQL write that keeps losing to concurrent commits runs alone
+/// after [`crate::pg::RUN_ALONE_AFTER`] conflicts: its attempts hold the
+/// counters table in `ROW SHARE` mode (every writer), then one holds it in
+/// `EXCLUSIVE` mode (no other writer can run) and commits. The conflicts
+/// are real server errors (SQLSTATE 40001), raised by the transaction body.
+#[test]
+fn a_postgres_write_that_keeps_conflicting_runs_alone() {
+    use citycard_testkit::pg::{Cluster, ADMIN, PASSWORD, STATION};
+    let cluster = Cluster::start();
+    let db = cluster.new_database();
+    crate::PgRegistry::migrate(&cluster.url(ADMIN, &db), Some(PASSWORD)).unwrap();
+    // As a desk connects: the issuing role may take the lock it needs.
+    let reg = crate::PgRegistry::connect(&cluster.url(STATION, &db), Some(PASSWORD)).unwrap();
+    let mut modes = Vec::new();
+    let value = reg
+        .write(|tx| {
+            let held: Vec<String> = tx
+                .query(
+                    "SELECT mode FROM pg_locks WHERE pid = pg_backend_pid() \
+                     AND relation = 'counters'::regclass ORDER BY mode",
+                    &[],
+                )?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            modes.push(held.join(","));
+            if modes.len() <= crate::pg::RUN_ALONE_AFTER as usize {
+                tx.batch_execute(
+                    "DO $$ BEGIN RAISE EXCEPTION 'lost to a concurrent commit' \
+                     USING ERRCODE = '40001'; END $$",
+                )?;
+            }
+            Ok(modes.len())
+        })
+        .unwrap();
+    assert_eq!(value, crate::pg::RUN_ALONE_AFTER as usize + 1);
+    let (before, alone) = modes.split_at(crate::pg::RUN_ALONE_AFTER as usize);
+    assert!(before.iter().all(|m| m == "RowShareLock"), "{modes:?}");
+    assert_eq!(alone, ["ExclusiveLock"], "{modes:?}");
+    // A conflict that never ends still ends, as an error, after MAX_ATTEMPTS.
+    let mut attempts = 0;
+    let err = reg
+        .write(|tx| {
+            attempts += 1;
+            tx.batch_execute("DO $$ BEGIN RAISE EXCEPTION 'x' USING ERRCODE = '40001'; END $$")?;
+            Ok(())
+        })
+        .unwrap_err();
+    assert!(crate::pg::is_conflict(&err), "{err}");
+    assert_eq!(attempts, crate::pg::MAX_ATTEMPTS);
+}
