@@ -52,7 +52,7 @@ pub enum RevocationCommand {
     /// Sign a new revocation list and write the trust bundle that carries
     /// it: the file partners load (`verify --trust`, `watch --trust`).
     #[command(
-        after_help = "Example:\n  citycard revocation publish --dir /srv/citycard --next-update-days 2 --out liege.bundle"
+        after_help = "Example (--force replaces the bundle of the last run):\n  citycard revocation publish --dir /srv/citycard --next-update-days 2 --out liege.bundle --force"
     )]
     Publish {
         #[command(flatten)]

@@ -124,7 +124,7 @@ pub fn revoke(args: &RevokeArgs) -> anyhow::Result<ExitCode> {
         );
     } else {
         println!(
-            "Card {} revoked ({reason}). Tell partners: `citycard revocation publish --dir {} --out BUNDLE` and give them BUNDLE.",
+            "Card {} revoked ({reason}). Tell partners: `citycard revocation publish --dir {} --out BUNDLE --force` and give them BUNDLE.",
             args.card,
             args.home.dir.display()
         );
