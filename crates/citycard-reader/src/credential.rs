@@ -18,7 +18,6 @@
 //! and never overwritten.
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use citycard_proto::cert::{Certificate, Role};
@@ -173,58 +172,22 @@ impl PartnerCredential {
         Ok(credential)
     }
 
-    /// Writes the credential file at `path`: mode 0600 (Unix), never
+    /// Writes the credential file at `path` with
+    /// [`citycard_files::write_file`]: mode 0600 whatever the umask, never
     /// overwriting an existing file, and atomically (a temporary file in the
-    /// same directory, synced, then linked into place), so `path` holds either
-    /// nothing or the whole file.
+    /// same directory, synced, then linked into place), so `path` holds
+    /// either nothing or the whole file. A device or FIFO at `path` (e.g.
+    /// `/dev/stdout`) is written through, as the CLI's `--out` does.
     ///
     /// # Errors
     ///
-    /// [`ReaderError::AlreadyExists`] if `path` exists; [`ReaderError::Io`].
+    /// [`ReaderError::AlreadyExists`] if a regular file exists at `path`;
+    /// [`ReaderError::Io`].
     pub fn write_to(&self, path: &Path) -> Result<(), ReaderError> {
         let text = self.to_json()?;
-        if path.exists() {
-            return Err(ReaderError::AlreadyExists(path.display().to_string()));
-        }
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => std::path::PathBuf::from("."),
-        };
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "credential".to_owned());
-        let mut nonce = [0u8; 8];
-        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut nonce);
-        let temp = dir.join(format!(".{name}.{}.tmp", hex::encode(nonce)));
-        let result = (|| -> Result<(), ReaderError> {
-            let mut options = fs::OpenOptions::new();
-            options.write(true).create_new(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            let mut file = options.open(&temp).map_err(|e| ReaderError::io(&temp, e))?;
-            file.write_all(text.as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(|e| ReaderError::io(&temp, e))?;
-            drop(file);
-            // A hard link is atomic and, unlike rename, refuses an existing target.
-            fs::hard_link(&temp, path).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    ReaderError::AlreadyExists(path.display().to_string())
-                } else {
-                    ReaderError::io(path, e)
-                }
-            })?;
-            if let Ok(d) = fs::File::open(&dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
-        })();
-        let _ = fs::remove_file(&temp);
-        result
+        citycard_files::write_file(path, text.as_bytes(), citycard_files::Overwrite::Refuse)
+            .map_err(ReaderError::file)?;
+        Ok(())
     }
 
     /// Reads and parses a credential file.

@@ -124,4 +124,18 @@ impl ReaderError {
             source,
         }
     }
+
+    /// A file writer's error: an existing file is [`Self::AlreadyExists`],
+    /// anything else [`Self::Io`].
+    pub(crate) fn file(e: citycard_files::FileError) -> Self {
+        match e {
+            citycard_files::FileError::AlreadyExists(path) => {
+                Self::AlreadyExists(path.display().to_string())
+            }
+            other => {
+                let (path, source) = other.into_io();
+                Self::io(&path, source)
+            }
+        }
+    }
 }

@@ -1,7 +1,6 @@
 //! [`Trust`]: the city's trust bundle and the partner's credential, checked
 //! against each other once, at load time (SPEC §5.8).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use citycard_proto::crypto;
@@ -189,8 +188,10 @@ struct RevocationState {
 const MAX_STATE_LEN: u64 = 64 * 1024;
 
 /// Refuses `bundle` if its list is older than the one recorded in `state`,
-/// and records its number if it is newer (atomically: a temporary file in
-/// the same directory, created 0600, renamed over the state).
+/// and records its number if it is newer (atomically, with
+/// [`citycard_files::write_file`]: a temporary file in the same directory,
+/// created 0600, renamed over the state). A state that is not a regular file
+/// (a device, a FIFO) is refused: the number would not be recorded.
 ///
 /// # Errors
 ///
@@ -225,52 +226,17 @@ pub fn record_revocation_state(state: &Path, bundle: &TrustBundle) -> Result<(),
             let json = serde_json::to_vec_pretty(&current).map_err(|_| ReaderError::Malformed {
                 what: "revocation state",
             })?;
-            write_atomically(state, &json)
+            if citycard_files::is_special(state) {
+                return Err(ReaderError::io(
+                    state,
+                    std::io::Error::other("not a regular file; refusing to record the state there"),
+                ));
+            }
+            citycard_files::write_file(state, &json, citycard_files::Overwrite::Replace)
+                .map_err(ReaderError::file)?;
+            Ok(())
         }
     }
-}
-
-/// Writes `bytes` to a new 0600 file next to `path`, syncs it, renames it
-/// over `path` (a regular file or nothing) and syncs the directory.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ReaderError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_file() {
-            return Err(ReaderError::io(
-                path,
-                std::io::Error::other("not a regular file; refusing to replace it"),
-            ));
-        }
-    }
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    result.map_err(|e: std::io::Error| {
-        let _ = std::fs::remove_file(&tmp);
-        ReaderError::io(path, e)
-    })
 }
 
 /// Default warning window before a revocation list's next update: one day.

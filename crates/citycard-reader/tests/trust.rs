@@ -48,6 +48,24 @@ fn credential_file_round_trips_with_private_permissions() {
         Err(ReaderError::AlreadyExists(_))
     ));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    // A missing directory is an I/O error naming the path.
+    let err = cred
+        .write_to(&dir.path().join("missing/library.credential.json"))
+        .unwrap_err();
+    assert!(
+        matches!(&err, ReaderError::Io { path, .. } if path.ends_with("missing")),
+        "{err}"
+    );
+    // A device is written through, never replaced (as `--out /dev/stdout`).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        cred.write_to(std::path::Path::new("/dev/null")).unwrap();
+        assert!(std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device());
+    }
 }
 
 #[test]
