@@ -13,16 +13,18 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use citycard_registry::pg::{password_from_env_or_file, PASSWORD_ENV};
 use citycard_registry::{
-    CardNumber, CardState, IssuanceRegistry, NewIssuance, PgRegistry, Registry, RegistryError,
-    RevocationReason,
+    CardNumber, CardState, Counts, IssuanceRegistry, NewIssuance, PgRegistry, Registry,
+    RegistryError, RevocationReason,
 };
 use common::*;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
 use rstest::rstest;
 
 const CHILD_LOCATION: &str = "CITYCARD_OFFICES_CHILD_LOCATION";
@@ -110,46 +112,64 @@ fn office_child() {
     }
 }
 
-#[rstest]
-fn offices_killed_at_random_lose_nothing_and_break_no_rule(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
-    if std::env::var(CHILD_LOCATION).is_ok() {
-        return;
-    }
-    let f = fixture_on(backend);
+/// A running office process and the thread collecting its (stdout, stderr).
+type RunningOffice = (u64, Child, JoinHandle<(String, String)>);
+
+/// Starts the `OFFICES` office processes of `round` on the registry at
+/// `location`, each with its own seed derived from `seed`.
+fn start_offices(location: &str, seed: u64, round: u64) -> Vec<RunningOffice> {
     let exe = std::env::current_exe().unwrap();
-    let (seed, mut rng) = test_seed();
-    // Per card number: the last state an office reported, and which office.
-    let mut reported: BTreeMap<String, (&'static str, u64)> = BTreeMap::new();
-    let mut residents_of: BTreeMap<String, String> = BTreeMap::new();
-    let mut killed = 0;
-    for round in 0..ROUNDS {
-        let children: Vec<_> = (0..OFFICES)
-            .map(|office| {
-                let mut child = Command::new(&exe)
-                    .args(["--exact", "office_child", "--nocapture", "--test-threads=1"])
-                    .env(CHILD_LOCATION, &f.location)
-                    .env(CHILD_OFFICE, office.to_string())
-                    .env(CHILD_SEED, (seed ^ (round << 32) ^ office).to_string())
-                    .env(PASSWORD_ENV, citycard_testkit::pg::PASSWORD)
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap();
-                let mut stdout = child.stdout.take().unwrap();
-                let mut stderr = child.stderr.take().unwrap();
-                let reader = std::thread::spawn(move || {
-                    let mut s = String::new();
-                    stdout.read_to_string(&mut s).unwrap();
-                    let mut e = String::new();
-                    stderr.read_to_string(&mut e).unwrap();
-                    (s, e)
-                });
-                (office, child, reader)
-            })
-            .collect();
-        for (office, mut child, reader) in children {
+    (0..OFFICES)
+        .map(|office| {
+            let mut child = Command::new(&exe)
+                .args(["--exact", "office_child", "--nocapture", "--test-threads=1"])
+                .env(CHILD_LOCATION, location)
+                .env(CHILD_OFFICE, office.to_string())
+                .env(CHILD_SEED, (seed ^ (round << 32) ^ office).to_string())
+                .env(PASSWORD_ENV, citycard_testkit::pg::PASSWORD)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdout = child.stdout.take().unwrap();
+            let mut stderr = child.stderr.take().unwrap();
+            let reader = std::thread::spawn(move || {
+                let mut s = String::new();
+                stdout.read_to_string(&mut s).unwrap();
+                let mut e = String::new();
+                stderr.read_to_string(&mut e).unwrap();
+                (s, e)
+            });
+            (office, child, reader)
+        })
+        .collect()
+}
+
+/// What the killed offices reported, over every round.
+struct Reports {
+    seed: u64,
+    /// Per card number: the last state an office reported, and which office.
+    reported: BTreeMap<String, (&'static str, u64)>,
+    /// Per card number handed out: the resident it was for.
+    residents_of: BTreeMap<String, String>,
+    killed: u64,
+}
+
+impl Reports {
+    fn new(seed: u64) -> Self {
+        Self {
+            seed,
+            reported: BTreeMap::new(),
+            residents_of: BTreeMap::new(),
+            killed: 0,
+        }
+    }
+
+    /// SIGKILLs each office at a random moment (none may have exited by
+    /// itself) and records what it reported.
+    fn kill_at_random(&mut self, offices: Vec<RunningOffice>, rng: &mut ChaCha20Rng) {
+        let seed = self.seed;
+        for (office, mut child, reader) in offices {
             std::thread::sleep(Duration::from_millis(100 + rng.next_u64() % 400));
             child.kill().unwrap(); // SIGKILL
             let status = child.wait().unwrap();
@@ -158,35 +178,45 @@ fn offices_killed_at_random_lose_nothing_and_break_no_rule(
                 status.code().is_none(),
                 "office {office} exited by itself ({status}): {err} (seed {seed})"
             );
-            killed += 1;
-            for line in out.lines() {
-                let mut words = line.split(' ');
-                let (Some(what), Some(number)) = (words.next(), words.next()) else {
-                    continue;
-                };
-                let state = match what {
-                    "INTENT" => {
-                        let resident = words.next().unwrap().to_string();
-                        assert!(
-                            residents_of.insert(number.to_string(), resident).is_none(),
-                            "card number {number} handed out twice (seed {seed})"
-                        );
-                        "intent"
-                    }
-                    "ISSUED" => "issued",
-                    "SPOILED" => "spoiled",
-                    "REVOKED" => "revoked",
-                    _ => continue,
-                };
-                reported.insert(number.to_string(), (state, office));
-            }
+            self.killed += 1;
+            self.record(office, &out);
         }
     }
 
-    // The offices resume: a desk takes over every intent whose lease is
-    // gone (all of them: every office was killed) and settles it.
+    /// Records the lines of one office's stdout; no card number may be
+    /// handed out twice.
+    fn record(&mut self, office: u64, out: &str) {
+        let seed = self.seed;
+        for line in out.lines() {
+            let mut words = line.split(' ');
+            let (Some(what), Some(number)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let state = match what {
+                "INTENT" => {
+                    let resident = words.next().unwrap().to_string();
+                    assert!(
+                        self.residents_of
+                            .insert(number.to_string(), resident)
+                            .is_none(),
+                        "card number {number} handed out twice (seed {seed})"
+                    );
+                    "intent"
+                }
+                "ISSUED" => "issued",
+                "SPOILED" => "spoiled",
+                "REVOKED" => "revoked",
+                _ => continue,
+            };
+            self.reported.insert(number.to_string(), (state, office));
+        }
+    }
+}
+
+/// The offices resume: once every lease is gone (every office was killed),
+/// a desk takes over every open intent and settles it.
+fn resume_takes_over_every_orphaned_intent(reg: &mut dyn IssuanceRegistry) {
     std::thread::sleep(Duration::from_secs(LEASE_TTL as u64 + 1));
-    let mut reg = f.reopen();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -200,28 +230,39 @@ fn offices_killed_at_random_lose_nothing_and_break_no_rule(
         reg.mark_spoiled(intent.id, "office-crash", "op-1").unwrap();
     }
     reg.release_lease(&desk.id).unwrap();
+}
 
-    // Every reported record is there, in (at least) the reported state.
-    for (number, (state, office)) in &reported {
+/// Every reported record is there, in (at least) the reported state, and
+/// settled since if it was an open intent.
+fn every_reported_record_is_there(reg: &dyn IssuanceRegistry, r: &Reports) {
+    let seed = r.seed;
+    for (number, (state, office)) in &r.reported {
         let card = reg.card(number).unwrap().unwrap_or_else(|| {
             panic!("office {office}: committed card {number} lost (seed {seed})")
         });
-        // Settled since, if it was an open intent.
         assert!(
             card.state != CardState::Intent && reached(state, &card.state),
             "{number} reported {state}, found {:?} (seed {seed})",
             card.state
         );
     }
-    // Every intent ended issued or spoiled.
+}
+
+/// Every intent ended issued or spoiled: none open, and as many settled as
+/// the audit log says were begun. Returns the counts.
+fn every_intent_ended_issued_or_spoiled(reg: &dyn IssuanceRegistry, seed: u64) -> Counts {
     let counts = reg.counts().unwrap();
     assert_eq!(counts.open_intents, 0);
     let audit = reg.audit_log().unwrap();
     let begun = audit.iter().filter(|e| e.action == "intent").count() as u64;
     assert_eq!(counts.issued + counts.spoiled, begun, "seed {seed}");
-    // No resident with two live cards; the live card is the newest issued one.
+    counts
+}
+
+/// No resident with two live cards; the live card is the newest issued one.
+fn no_resident_with_two_live_cards(reg: &dyn IssuanceRegistry, r: &Reports) {
     let mut live_per_resident: BTreeMap<&str, u32> = BTreeMap::new();
-    for (number, resident) in &residents_of {
+    for (number, resident) in &r.residents_of {
         let card = reg.card(number).unwrap().unwrap();
         if card.state == CardState::Issued {
             *live_per_resident.entry(resident).or_default() += 1;
@@ -231,11 +272,19 @@ fn offices_killed_at_random_lose_nothing_and_break_no_rule(
             );
         }
     }
-    assert!(live_per_resident.values().all(|n| *n == 1), "seed {seed}");
-    // Revocations from every office are on the next list.
+    assert!(
+        live_per_resident.values().all(|n| *n == 1),
+        "seed {}",
+        r.seed
+    );
+}
+
+/// Revocations from every office are on the next list. Returns the offices
+/// that revoked.
+fn every_revocation_is_listed(reg: &dyn IssuanceRegistry, r: &Reports) -> BTreeSet<u64> {
     let listed: BTreeSet<[u8; 8]> = reg.revocation_ids().unwrap().into_iter().collect();
     let mut revoked_offices = BTreeSet::new();
-    for (number, (state, office)) in &reported {
+    for (number, (state, office)) in &r.reported {
         if *state == "revoked" {
             let rid = reg.card(number).unwrap().unwrap().revocation_id.unwrap();
             assert!(
@@ -245,14 +294,43 @@ fn offices_killed_at_random_lose_nothing_and_break_no_rule(
             revoked_offices.insert(*office);
         }
     }
-    let issued = reported.values().filter(|(s, _)| *s == "issued").count();
+    revoked_offices
+}
+
+#[rstest]
+fn offices_killed_at_random_lose_nothing_and_break_no_rule(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    if std::env::var(CHILD_LOCATION).is_ok() {
+        return;
+    }
+    let f = fixture_on(backend);
+    let (seed, mut rng) = test_seed();
+    let mut reports = Reports::new(seed);
+    for round in 0..ROUNDS {
+        reports.kill_at_random(start_offices(&f.location, seed, round), &mut rng);
+    }
+
+    let mut reg = f.reopen();
+    resume_takes_over_every_orphaned_intent(reg.as_mut());
+    every_reported_record_is_there(reg.as_ref(), &reports);
+    let counts = every_intent_ended_issued_or_spoiled(reg.as_ref(), seed);
+    no_resident_with_two_live_cards(reg.as_ref(), &reports);
+    let revoked_offices = every_revocation_is_listed(reg.as_ref(), &reports);
+
+    let issued = reports
+        .reported
+        .values()
+        .filter(|(s, _)| *s == "issued")
+        .count();
     println!(
-        "{backend:?}: {} cards, {issued} issued, {} revoked at {} offices, {killed} kills",
-        reported.len(),
+        "{backend:?}: {} cards, {issued} issued, {} revoked at {} offices, {} kills",
+        reports.reported.len(),
         counts.revoked,
-        revoked_offices.len()
+        revoked_offices.len(),
+        reports.killed
     );
-    assert_eq!(killed, OFFICES * ROUNDS);
+    assert_eq!(reports.killed, OFFICES * ROUNDS);
     assert!(issued >= 50, "too few cards to mean anything: {issued}");
     assert!(
         revoked_offices.len() >= 4,
