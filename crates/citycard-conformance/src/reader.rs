@@ -296,23 +296,6 @@ fn earlier_tap(
     t.into_inner()
 }
 
-fn write_new(path: &Path, bytes: &[u8]) -> Result<(), ConformanceError> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .map_err(|e| ConformanceError::Io(format!("{}: {e}", path.display())))?;
-    f.write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| ConformanceError::Io(format!("{}: {e}", path.display())))
-}
-
 impl ReaderKit {
     /// Generates the city, writes `conformance.bundle` and `library.cred` into
     /// `dir` (which must not hold them yet) and issues every card.
@@ -398,9 +381,14 @@ impl ReaderKit {
         };
         let tbs = body.to_be_signed()?;
         let bundle = TrustBundle::assemble(&tbs, &crypto::sign(&home.root, &tbs))?;
-        std::fs::create_dir_all(dir)
-            .map_err(|e| ConformanceError::Io(format!("{}: {e}", dir.display())))?;
-        write_new(&dir.join(TRUST_FILE), bundle.as_bytes())?;
+        let file_error = |e: citycard_files::FileError| ConformanceError::Io(e.to_string());
+        citycard_files::create_private_dir(dir).map_err(file_error)?;
+        citycard_files::write_file(
+            &dir.join(TRUST_FILE),
+            bundle.as_bytes(),
+            citycard_files::Overwrite::Refuse,
+        )
+        .map_err(file_error)?;
         let cred = PartnerCredential::new(credential.1, credential.0)
             .map_err(|e| ConformanceError::Io(e.to_string()))?;
         cred.write_to(&dir.join(CREDENTIAL_FILE))
@@ -544,6 +532,14 @@ mod tests {
         bundle.verify().unwrap();
         assert_eq!(bundle.body().revocations.body().revoked.len(), 1);
         assert!(PartnerCredential::load(&dir.join(CREDENTIAL_FILE)).is_ok());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode(&dir), 0o700);
+            assert_eq!(mode(&dir.join(TRUST_FILE)), 0o600);
+            assert_eq!(mode(&dir.join(CREDENTIAL_FILE)), 0o600);
+        }
         // A second prepare into the same directory refuses to overwrite.
         assert!(ReaderKit::prepare(&dir).is_err());
         std::fs::remove_dir_all(&dir).unwrap();

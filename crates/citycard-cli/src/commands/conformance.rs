@@ -35,7 +35,9 @@ pub struct OutputArgs {
     /// Print the report as JSON instead of text.
     #[arg(long)]
     json: bool,
-    /// Also write the report as JUnit XML to this file (for CI systems).
+    /// Also write the report as JUnit XML to this file (for CI systems):
+    /// replaced if it exists, written atomically, mode 0600; a device or
+    /// FIFO such as /dev/stdout is written through.
     #[arg(long)]
     junit: Option<PathBuf>,
 }
@@ -49,8 +51,12 @@ impl OutputArgs {
             print!("{}", report.to_text());
         }
         if let Some(path) = &self.junit {
-            std::fs::write(path, report.to_junit())
-                .with_context(|| format!("writing {}", path.display()))?;
+            citycard_files::write_file(
+                path,
+                report.to_junit().as_bytes(),
+                citycard_files::Overwrite::Replace,
+            )
+            .context("writing the JUnit report")?;
         }
         Ok(if report.passed() {
             ExitCode::SUCCESS
