@@ -631,6 +631,170 @@ fn pso_work(cert: &[u8], seed: u8) -> (Work, Work, Vec<u16>) {
     )
 }
 
+/// The certificates a skimmer can send in PSO, each labelled with its
+/// refusal reason (or how it is accepted): the accepted library
+/// certificate; another root; wrong issuer; expired; future-dated
+/// (accepted, card date unmoved); preparer role; bad signature; high-S
+/// twin; a station certificate (accepted as a station).
+fn pso_paths(city: &TestCity, library: &Certificate) -> Vec<(&'static str, Vec<u8>)> {
+    let mut bad_signature = library.as_bytes().to_vec();
+    let n = bad_signature.len();
+    bad_signature[n - 40] ^= 0x01;
+    vec![
+        ("accepted", library.as_bytes().to_vec()),
+        (
+            "another root",
+            reader(&city_named("LIEGE", "other root"), "library")
+                .certificate
+                .as_bytes()
+                .to_vec(),
+        ),
+        (
+            "wrong issuer",
+            library_with(city, |b| b.issuer = "NAMUR".into())
+                .as_bytes()
+                .to_vec(),
+        ),
+        (
+            "expired",
+            library_with(city, |b| b.expiry = date((2026, 10, 31)))
+                .as_bytes()
+                .to_vec(),
+        ),
+        (
+            "not yet valid (future-dated: accepted, card date unmoved)",
+            library_with(city, |b| b.effective = date((2027, 6, 1)))
+                .as_bytes()
+                .to_vec(),
+        ),
+        (
+            "preparer role",
+            city.preparer_certificate.as_bytes().to_vec(),
+        ),
+        ("bad signature", bad_signature),
+        ("high-S twin", high_s_twin(library).as_bytes().to_vec()),
+        (
+            "station (accepted as a station)",
+            city.station_certificate.as_bytes().to_vec(),
+        ),
+    ]
+}
+
+/// PSO: every path of `pso_paths` gives the status words and the work of
+/// the accepted library certificate, for the first PSO of a power-up (one
+/// write, one verification, one hash) and for a later one (no write); a
+/// reader certificate without a domain or a group is `6A80` with no work.
+fn pso_refusals_cost_the_work_of_an_acceptance(city: &TestCity) {
+    let library = reader(city, "library").certificate;
+    let (first, later, sws) = pso_work(library.as_bytes(), 30);
+    assert_eq!(sws, [0x9000, 0x9000]);
+    assert_eq!(first.ops.writes, 1);
+    assert_eq!(later.ops.writes, 0);
+    assert_eq!(first.ops.ecdsa_verify, 1);
+    assert_eq!(first.ops.sha256, 1);
+    for (i, (what, cert)) in pso_paths(city, &library).iter().enumerate() {
+        let (f, l, s) = pso_work(cert, 31 + i as u8);
+        assert_eq!(s, sws, "PSO {what}: status words");
+        assert_eq!(f, first, "PSO {what}: first PSO of a power-up");
+        assert_eq!(l, later, "PSO {what}: later PSO");
+    }
+    for (what, tag) in [("no domain", 0x53), ("no group", 0x54)] {
+        let (f, l, s) = pso_work(&library_without(city, tag), 45);
+        assert_eq!(s, [0x6A80, 0x6A80], "PSO {what}");
+        assert_eq!(f.ops, OpCount::default(), "PSO {what}: no work");
+        assert_eq!(l.ops, OpCount::default(), "PSO {what}: no work");
+    }
+}
+
+/// The GENERAL AUTHENTICATE commands a skimmer can send to a card that
+/// cached `library` and `full` (not `in_group_5`'s group), each as (label,
+/// APDU, the accepted APDU with the same request to compare with).
+fn ga_paths(
+    city: &TestCity,
+    library: &TestReader,
+    full: &TestReader,
+    in_group_5: &TestReader,
+) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
+    let lib_fp = library.certificate.fingerprint();
+    let lib_req = library.certificate.body().grants;
+    let beyond = lib_req.with(AttributeId::NAME);
+    let today = date(TODAY);
+    let mut bad_point = ga(lib_fp, lib_req, today, "bad point");
+    for b in bad_point.iter_mut().skip(5 + 14).take(32) {
+        *b = 0xFF;
+    }
+    let stranger = reader(city, "stranger").certificate.fingerprint();
+    let accepted_lib = ga(lib_fp, lib_req, today, "accepted");
+    let accepted_beyond = ga(
+        full.certificate.fingerprint(),
+        beyond,
+        today,
+        "accepted beyond",
+    );
+    vec![
+        (
+            "date before the certificate's validity",
+            ga(lib_fp, lib_req, date((2025, 12, 31)), "early"),
+            accepted_lib.clone(),
+        ),
+        (
+            "date after the certificate's validity",
+            ga(lib_fp, lib_req, date((2028, 1, 1)), "late"),
+            accepted_lib.clone(),
+        ),
+        (
+            "date before the card date",
+            ga(lib_fp, lib_req, date((2026, 11, 1)), "before card date"),
+            accepted_lib.clone(),
+        ),
+        (
+            "request beyond the grants",
+            ga(lib_fp, beyond, today, "beyond"),
+            accepted_beyond,
+        ),
+        ("invalid E_R", bad_point, accepted_lib.clone()),
+        (
+            "uncached certificate",
+            ga(stranger, lib_req, today, "stranger"),
+            accepted_lib.clone(),
+        ),
+        (
+            "group the card lacks",
+            ga(
+                in_group_5.certificate.fingerprint(),
+                lib_req,
+                today,
+                "group 5",
+            ),
+            accepted_lib,
+        ),
+    ]
+}
+
+/// GENERAL AUTHENTICATE on a card that cached the library and full
+/// readers: every path of `ga_paths` gives the answers and the work (one
+/// key generation, two ECDH) of its accepted counterpart.
+fn general_authenticate_refusals_cost_the_work_of_an_acceptance(city: &TestCity) {
+    let library = reader(city, "library");
+    let full = reader(city, "full");
+    let in_group_5 = reader_in_group(city, "library", 5);
+    let mut card = issue(
+        &Setup {
+            tapped_by: vec![&library, &full, &in_group_5],
+            ..Setup::of(city)
+        },
+        50,
+    );
+    let select = bytes(&select_command());
+    for (what, apdu, accepted) in ga_paths(city, &library, &full, &in_group_5) {
+        let oa = observe(&mut card, &[select.clone(), accepted]);
+        let ob = observe(&mut card, &[select.clone(), apdu]);
+        assert_eq!(ob, oa, "GENERAL AUTHENTICATE {what}");
+        assert_eq!(oa.ops.keygen, 1);
+        assert_eq!(oa.ops.ecdh, 2);
+    }
+}
+
 /// SPEC §6.4, §6.10, §10.6: the card performs the same operations, in the
 /// same amounts, whether it accepts or refuses — for every refusal reason of
 /// PSO (another root, wrong issuer, expired, preparer role, bad signature,
@@ -644,141 +808,8 @@ fn pso_work(cert: &[u8], seed: u8) -> (Work, Work, Vec<u16>) {
 #[test]
 fn every_refusal_costs_the_work_of_an_acceptance() {
     let city = city();
-    let library = reader(&city, "library").certificate;
-    let mut bad_signature = library.as_bytes().to_vec();
-    let n = bad_signature.len();
-    bad_signature[n - 40] ^= 0x01;
-    let pso_paths: Vec<(&str, Vec<u8>)> = vec![
-        ("accepted", library.as_bytes().to_vec()),
-        (
-            "another root",
-            reader(&city_named("LIEGE", "other root"), "library")
-                .certificate
-                .as_bytes()
-                .to_vec(),
-        ),
-        (
-            "wrong issuer",
-            library_with(&city, |b| b.issuer = "NAMUR".into())
-                .as_bytes()
-                .to_vec(),
-        ),
-        (
-            "expired",
-            library_with(&city, |b| b.expiry = date((2026, 10, 31)))
-                .as_bytes()
-                .to_vec(),
-        ),
-        (
-            "not yet valid (future-dated: accepted, card date unmoved)",
-            library_with(&city, |b| b.effective = date((2027, 6, 1)))
-                .as_bytes()
-                .to_vec(),
-        ),
-        (
-            "preparer role",
-            city.preparer_certificate.as_bytes().to_vec(),
-        ),
-        ("bad signature", bad_signature),
-        ("high-S twin", high_s_twin(&library).as_bytes().to_vec()),
-        (
-            "station (accepted as a station)",
-            city.station_certificate.as_bytes().to_vec(),
-        ),
-    ];
-    let (first, later, sws) = pso_work(library.as_bytes(), 30);
-    assert_eq!(sws, [0x9000, 0x9000]);
-    assert_eq!(first.ops.writes, 1);
-    assert_eq!(later.ops.writes, 0);
-    assert_eq!(first.ops.ecdsa_verify, 1);
-    assert_eq!(first.ops.sha256, 1);
-    for (i, (what, cert)) in pso_paths.iter().enumerate() {
-        let (f, l, s) = pso_work(cert, 31 + i as u8);
-        assert_eq!(s, sws, "PSO {what}: status words");
-        assert_eq!(f, first, "PSO {what}: first PSO of a power-up");
-        assert_eq!(l, later, "PSO {what}: later PSO");
-    }
-    for (what, tag) in [("no domain", 0x53), ("no group", 0x54)] {
-        let (f, l, s) = pso_work(&library_without(&city, tag), 45);
-        assert_eq!(s, [0x6A80, 0x6A80], "PSO {what}");
-        assert_eq!(f.ops, OpCount::default(), "PSO {what}: no work");
-        assert_eq!(l.ops, OpCount::default(), "PSO {what}: no work");
-    }
-
-    // GENERAL AUTHENTICATE on a card that cached the library and full readers.
-    let library = reader(&city, "library");
-    let full = reader(&city, "full");
-    let in_group_5 = reader_in_group(&city, "library", 5);
-    let mut card = issue(
-        &Setup {
-            tapped_by: vec![&library, &full, &in_group_5],
-            ..Setup::of(&city)
-        },
-        50,
-    );
-    let lib_fp = library.certificate.fingerprint();
-    let lib_req = library.certificate.body().grants;
-    let beyond = lib_req.with(AttributeId::NAME);
-    let today = date(TODAY);
-    let mut bad_point = ga(lib_fp, lib_req, today, "bad point");
-    for b in bad_point.iter_mut().skip(5 + 14).take(32) {
-        *b = 0xFF;
-    }
-    let stranger = reader(&city, "stranger").certificate.fingerprint();
-    // (label, APDU, the accepted APDU with the same request to compare with)
-    let accepted_lib = ga(lib_fp, lib_req, today, "accepted");
-    let accepted_beyond = ga(
-        full.certificate.fingerprint(),
-        beyond,
-        today,
-        "accepted beyond",
-    );
-    let ga_paths: Vec<(&str, Vec<u8>, &Vec<u8>)> = vec![
-        (
-            "date before the certificate's validity",
-            ga(lib_fp, lib_req, date((2025, 12, 31)), "early"),
-            &accepted_lib,
-        ),
-        (
-            "date after the certificate's validity",
-            ga(lib_fp, lib_req, date((2028, 1, 1)), "late"),
-            &accepted_lib,
-        ),
-        (
-            "date before the card date",
-            ga(lib_fp, lib_req, date((2026, 11, 1)), "before card date"),
-            &accepted_lib,
-        ),
-        (
-            "request beyond the grants",
-            ga(lib_fp, beyond, today, "beyond"),
-            &accepted_beyond,
-        ),
-        ("invalid E_R", bad_point, &accepted_lib),
-        (
-            "uncached certificate",
-            ga(stranger, lib_req, today, "stranger"),
-            &accepted_lib,
-        ),
-        (
-            "group the card lacks",
-            ga(
-                in_group_5.certificate.fingerprint(),
-                lib_req,
-                today,
-                "group 5",
-            ),
-            &accepted_lib,
-        ),
-    ];
-    let select = bytes(&select_command());
-    for (what, apdu, accepted) in ga_paths {
-        let oa = observe(&mut card, &[select.clone(), (*accepted).clone()]);
-        let ob = observe(&mut card, &[select.clone(), apdu]);
-        assert_eq!(ob, oa, "GENERAL AUTHENTICATE {what}");
-        assert_eq!(oa.ops.keygen, 1);
-        assert_eq!(oa.ops.ecdh, 2);
-    }
+    pso_refusals_cost_the_work_of_an_acceptance(&city);
+    general_authenticate_refusals_cost_the_work_of_an_acceptance(&city);
 }
 
 /// The high-S twin of a genuine reader certificate's signature verifies under
