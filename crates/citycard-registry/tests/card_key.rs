@@ -6,7 +6,9 @@
 
 mod common;
 
-use citycard_registry::{CardState, RegistryError, RevocationReason, SPOILED_AFTER_SIGNING};
+use citycard_registry::{
+    CardState, Intent, RegistryError, RevocationReason, SPOILED_AFTER_SIGNING,
+};
 use common::*;
 use rstest::rstest;
 
@@ -19,128 +21,188 @@ fn actions(f: &AnyFixture) -> Vec<String> {
         .collect()
 }
 
-#[rstest]
-fn a_key_is_attached_to_an_intent_once_and_never_changed(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
-    let mut f = fixture_on(backend);
-    let attrs = attributes(NAME);
-    let a = f
-        .reg
-        .begin_intent(&issuance("LG-1", "r-1", &attrs))
-        .unwrap();
-    assert_eq!(a.card_key, None);
-    let (key, rid) = card_key(1);
-    let (other, other_rid) = card_key(2);
-    // Checked like a commit: a real point, its own revocation id.
+/// A registry and the two card keys the test attaches: `key` (the card's)
+/// and `other` (another card's), each with its revocation id.
+struct Keys {
+    f: AnyFixture,
+    key: [u8; 33],
+    rid: [u8; 8],
+    other: [u8; 33],
+    other_rid: [u8; 8],
+}
+
+impl Keys {
+    fn on(backend: Backend) -> Self {
+        let (key, rid) = card_key(1);
+        let (other, other_rid) = card_key(2);
+        Self {
+            f: fixture_on(backend),
+            key,
+            rid,
+            other,
+            other_rid,
+        }
+    }
+
+    /// Begins an intent for `number` and `resident`.
+    fn begin(&mut self, number: &str, resident: &str) -> Intent {
+        let attrs = attributes(NAME);
+        self.f
+            .reg
+            .begin_intent(&issuance(number, resident, &attrs))
+            .unwrap()
+    }
+
+    /// The raw statement that sets `other` (and its revocation id) on the
+    /// row of `number`.
+    fn set_other_key_sql(&self, number: &str) -> String {
+        format!(
+            "UPDATE cards SET card_key = x'{}', revocation_id = x'{}' WHERE card_number = '{number}'",
+            hex::encode(self.other),
+            hex::encode(self.other_rid)
+        )
+    }
+}
+
+/// An attached key is checked like a commit (a real point, its own
+/// revocation id); once attached, the intent's row and the open intent
+/// carry it, and it finds the card.
+fn key_checked_like_a_commit_then_recorded(k: &mut Keys, a: &Intent) {
+    let (key, rid) = (k.key, k.rid);
     assert!(matches!(
-        f.reg.attach_card_key(a.id, &key, &other_rid, "op-1"),
+        k.f.reg.attach_card_key(a.id, &key, &k.other_rid, "op-1"),
         Err(RegistryError::InvalidInput {
             field: "revocation_id",
             ..
         })
     ));
     assert!(matches!(
-        f.reg.attach_card_key(a.id, &[0u8; 33], &rid, "op-1"),
+        k.f.reg.attach_card_key(a.id, &[0u8; 33], &rid, "op-1"),
         Err(RegistryError::InvalidInput {
             field: "card_key",
             ..
         })
     ));
-    f.reg.attach_card_key(a.id, &key, &rid, "op-1").unwrap();
-    let rec = f.reg.card("LG-1").unwrap().unwrap();
+    k.f.reg.attach_card_key(a.id, &key, &rid, "op-1").unwrap();
+    let rec = k.f.reg.card("LG-1").unwrap().unwrap();
     assert_eq!(rec.state, CardState::Intent);
     assert_eq!(rec.card_key, Some(key));
     assert_eq!(rec.revocation_id, Some(rid));
-    assert_eq!(f.reg.open_intents().unwrap()[0].card_key, Some(key));
-    assert_eq!(f.reg.card_with_key(&key).unwrap().as_deref(), Some("LG-1"));
-    // The same key again changes nothing (and writes no second entry) ...
-    f.reg.attach_card_key(a.id, &key, &rid, "op-1").unwrap();
-    assert_eq!(actions(&f), ["intent", "card-key"]);
-    // ... another key is refused, through the API and in the database.
+    assert_eq!(k.f.reg.open_intents().unwrap()[0].card_key, Some(key));
+    assert_eq!(
+        k.f.reg.card_with_key(&key).unwrap().as_deref(),
+        Some("LG-1")
+    );
+}
+
+/// The same key again changes nothing (and writes no second entry);
+/// another key is refused.
+fn same_key_again_changes_nothing_another_is_refused(k: &mut Keys, a: &Intent) {
+    let (key, rid, other, other_rid) = (k.key, k.rid, k.other, k.other_rid);
+    k.f.reg.attach_card_key(a.id, &key, &rid, "op-1").unwrap();
+    assert_eq!(actions(&k.f), ["intent", "card-key"]);
     assert!(matches!(
-        f.reg.attach_card_key(a.id, &other, &other_rid, "op-1"),
+        k.f.reg.attach_card_key(a.id, &other, &other_rid, "op-1"),
         Err(RegistryError::CardKeyMismatch { card_number }) if card_number == "LG-1"
     ));
-    let mut conn = f.raw();
-    let err = conn
-        .exec(&format!(
-            "UPDATE cards SET card_key = x'{}', revocation_id = x'{}' WHERE card_number = 'LG-1'",
-            hex::encode(other),
-            hex::encode(other_rid)
-        ))
-        .unwrap_err();
+}
+
+/// The database refuses to replace or remove the intent's key; committing
+/// another card for the intent is refused and the intent stays open.
+fn key_never_changed_in_the_database_nor_by_a_commit(k: &mut Keys, a: &Intent, conn: &mut RawConn) {
+    let err = conn.exec(&k.set_other_key_sql("LG-1")).unwrap_err();
     assert!(err.to_string().contains("disallowed change"), "{err}");
     let err = conn
         .exec("UPDATE cards SET card_key = NULL, revocation_id = NULL WHERE card_number = 'LG-1'")
         .unwrap_err();
     assert!(err.to_string().contains("disallowed change"), "{err}");
-    // Committing another card for this intent is refused; the recorded one commits.
     assert!(matches!(
-        f.reg.commit_issued(a.id, &other, &other_rid, "op-1"),
+        k.f.reg.commit_issued(a.id, &k.other, &k.other_rid, "op-1"),
         Err(RegistryError::CardKeyMismatch { .. })
     ));
     assert_eq!(
-        f.reg.card("LG-1").unwrap().unwrap().state,
+        k.f.reg.card("LG-1").unwrap().unwrap().state,
         CardState::Intent
     );
-    // A key recorded for one intent cannot be attached to (or committed for) another.
-    let b = f
-        .reg
-        .begin_intent(&issuance("LG-2", "r-2", &attrs))
-        .unwrap();
+}
+
+/// A key recorded for intent `a` cannot be attached to (or committed for)
+/// intent `b`; it commits for `a`.
+fn key_belongs_to_its_intent_only(k: &mut Keys, a: &Intent, b: &Intent) {
+    let (key, rid) = (k.key, k.rid);
     assert!(matches!(
-        f.reg.attach_card_key(b.id, &key, &rid, "op-1"),
+        k.f.reg.attach_card_key(b.id, &key, &rid, "op-1"),
         Err(RegistryError::CardKeyTaken { card_number }) if card_number == "LG-1"
     ));
     assert!(matches!(
-        f.reg.commit_issued(b.id, &key, &rid, "op-1"),
+        k.f.reg.commit_issued(b.id, &key, &rid, "op-1"),
         Err(RegistryError::CardKeyTaken { card_number }) if card_number == "LG-1"
     ));
-    f.reg.commit_issued(a.id, &key, &rid, "op-1").unwrap();
-    let rec = f.reg.card("LG-1").unwrap().unwrap();
+    k.f.reg.commit_issued(a.id, &key, &rid, "op-1").unwrap();
+    let rec = k.f.reg.card("LG-1").unwrap().unwrap();
     assert_eq!(rec.state, CardState::Issued);
     assert_eq!(rec.card_key, Some(key));
-    assert_eq!(actions(&f), ["intent", "card-key", "intent", "issued"]);
-    // Not on an issued card, nor on a closed intent.
+    assert_eq!(actions(&k.f), ["intent", "card-key", "intent", "issued"]);
+}
+
+/// No key is attached to an issued card (`a`) nor to a closed intent (`b`,
+/// spoiled); the database refuses a key on a spoiled row that had none.
+fn no_key_on_an_issued_card_or_a_closed_intent(
+    k: &mut Keys,
+    a: &Intent,
+    b: &Intent,
+    conn: &mut RawConn,
+) {
+    let (key, rid, other, other_rid) = (k.key, k.rid, k.other, k.other_rid);
     assert!(matches!(
-        f.reg.attach_card_key(a.id, &key, &rid, "op-1"),
+        k.f.reg.attach_card_key(a.id, &key, &rid, "op-1"),
         Err(RegistryError::IntentNotOpen { .. })
     ));
-    f.reg.mark_spoiled(b.id, "torn", "op-1").unwrap();
+    k.f.reg.mark_spoiled(b.id, "torn", "op-1").unwrap();
     assert!(matches!(
-        f.reg.attach_card_key(b.id, &other, &other_rid, "op-1"),
+        k.f.reg.attach_card_key(b.id, &other, &other_rid, "op-1"),
         Err(RegistryError::IntentNotOpen { .. })
     ));
-    // The database refuses a key on a spoiled row that had none.
-    let err = conn
-        .exec(&format!(
-            "UPDATE cards SET card_key = x'{}', revocation_id = x'{}' WHERE card_number = 'LG-2'",
-            hex::encode(other),
-            hex::encode(other_rid)
-        ))
-        .unwrap_err();
+    let err = conn.exec(&k.set_other_key_sql("LG-2")).unwrap_err();
     assert!(err.to_string().contains("disallowed change"), "{err}");
-    // And a key without its revocation id (or the reverse), even on an intent.
-    let c = f
-        .reg
-        .begin_intent(&issuance("LG-3", "r-3", &attrs))
-        .unwrap();
+}
+
+/// The database refuses a key without its revocation id (or the reverse),
+/// even on an intent.
+fn no_key_without_its_revocation_id(k: &mut Keys, conn: &mut RawConn) {
+    let c = k.begin("LG-3", "r-3");
     for sql in [
         format!(
             "UPDATE cards SET card_key = x'{}' WHERE intent_id = {}",
-            hex::encode(other),
+            hex::encode(k.other),
             c.id
         ),
         format!(
             "UPDATE cards SET revocation_id = x'{}' WHERE intent_id = {}",
-            hex::encode(other_rid),
+            hex::encode(k.other_rid),
             c.id
         ),
     ] {
         let err = conn.exec(&sql).unwrap_err();
         assert!(err.to_string().contains("CHECK"), "{sql}: {err}");
     }
+}
+
+#[rstest]
+fn a_key_is_attached_to_an_intent_once_and_never_changed(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let mut k = Keys::on(backend);
+    let a = k.begin("LG-1", "r-1");
+    assert_eq!(a.card_key, None);
+    key_checked_like_a_commit_then_recorded(&mut k, &a);
+    same_key_again_changes_nothing_another_is_refused(&mut k, &a);
+    let mut conn = k.f.raw();
+    key_never_changed_in_the_database_nor_by_a_commit(&mut k, &a, &mut conn);
+    let b = k.begin("LG-2", "r-2");
+    key_belongs_to_its_intent_only(&mut k, &a, &b);
+    no_key_on_an_issued_card_or_a_closed_intent(&mut k, &a, &b, &mut conn);
+    no_key_without_its_revocation_id(&mut k, &mut conn);
 }
 
 #[rstest]
