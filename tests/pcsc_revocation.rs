@@ -19,87 +19,166 @@ use citycard_e2e::{
 const ISSUED: usize = 400;
 const REVOKED: usize = 300;
 
-#[test]
-fn revoke_hundreds_publish_once_and_partners_see_it() {
-    let _lock = vpcd_lock();
-    if !bench_available("revoke_hundreds_publish_once") {
-        return;
+/// One issuer's home with the library enrolled and its first bundle (before
+/// any revocation) exported; each step of the city-scale revocation is a
+/// method over it.
+struct CityScale {
+    tmp: tempfile::TempDir,
+    home: String,
+    library: std::path::PathBuf,
+    first: std::path::PathBuf,
+}
+
+impl CityScale {
+    fn open() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        let home = issuer_home(d, "LIEGE", "LG", &[]);
+        let library = enrol_partner(&home, d, "library", "resident");
+        // The partner's first bundle, before any revocation.
+        let first = d.join("first.bundle");
+        export_trust(&home, &first);
+        Self {
+            tmp,
+            home,
+            library,
+            first,
+        }
     }
-    let tmp = tempfile::tempdir().unwrap();
-    let d = tmp.path();
-    let home = issuer_home(d, "LIEGE", "LG", &[]);
-    let library = enrol_partner(&home, d, "library", "resident");
 
-    // The partner's first bundle, before any revocation.
-    let first = d.join("first.bundle");
-    export_trust(&home, &first);
-
-    // Issue 400 cards onto emulated card files, in one batch.
-    let mut csv = String::from("resident_id,name,address,birth_date\n");
-    for i in 0..ISSUED {
-        csv.push_str(&format!("R-{i},Resident {i},Rue {i},1980-01-01\n"));
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.tmp.path().join(name)
     }
-    let rows = d.join("rows.csv");
-    std::fs::write(&rows, csv).unwrap();
-    let cards = d.join("cards");
-    let reader = format!("emulated:{}", cards.display());
-    ok(&[
-        "batch",
-        "--dir",
-        &home,
-        "--station",
-        "desk-1",
-        "--reader",
-        &reader,
-        "--prepare-with",
-        "prep-1",
-        rows.to_str().unwrap(),
-    ]);
 
-    // Revoke 300 of them, one `citycard revoke` each, as desks do.
-    for i in 1..=REVOKED {
-        let out = ok(&[
-            "revoke",
-            &format!("LG-{i:06}"),
+    /// Issues 400 cards onto emulated card files, in one batch; returns
+    /// the directory of the card files.
+    fn issue_400_in_one_batch(&self) -> std::path::PathBuf {
+        issue_emulated(&self.home, self.tmp.path(), ISSUED)
+    }
+
+    /// Revokes 300 of them, one `citycard revoke` each, as desks do; each
+    /// revoke says to publish.
+    fn revoke_300_one_at_a_time(&self) {
+        for i in 1..=REVOKED {
+            let out = ok(&[
+                "revoke",
+                &format!("LG-{i:06}"),
+                "--dir",
+                &self.home,
+                "--reason",
+                "lost",
+            ]);
+            assert!(out.contains("revocation publish"), "{out}");
+        }
+    }
+
+    /// `trust export` would ship the old list: it refuses, says what to do,
+    /// and writes nothing.
+    fn trust_export_refuses_the_stale_list(&self) {
+        let stale = self.path("stale.bundle");
+        let (code, _, err) = citycard(&[
+            "trust",
+            "export",
             "--dir",
-            &home,
-            "--reason",
-            "lost",
+            &self.home,
+            "--out",
+            stale.to_str().unwrap(),
         ]);
-        assert!(out.contains("revocation publish"), "{out}");
+        assert_ne!(code, 0);
+        assert!(
+            err.contains("misses 300 revoked card(s)") && err.contains("revocation publish"),
+            "{err}"
+        );
+        assert!(!stale.exists());
     }
 
-    // `trust export` would ship the old list: it refuses and says what to do.
-    let (code, _, err) = citycard(&[
-        "trust",
-        "export",
-        "--dir",
-        &home,
-        "--out",
-        d.join("stale.bundle").to_str().unwrap(),
-    ]);
-    assert_ne!(code, 0);
-    assert!(
-        err.contains("misses 300 revoked card(s)") && err.contains("revocation publish"),
-        "{err}"
-    );
-    assert!(!d.join("stale.bundle").exists());
+    /// The one documented step: `revocation publish` counts the 300 and
+    /// writes a bundle past the old 2,048-byte limit of every reader.
+    /// Returns the bundle's path.
+    fn publish_once_past_every_old_limit(&self) -> std::path::PathBuf {
+        let bundle = self.path("liege.bundle");
+        let out = ok(&[
+            "revocation",
+            "publish",
+            "--dir",
+            &self.home,
+            "--out",
+            bundle.to_str().unwrap(),
+            "--json",
+        ]);
+        let published: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(published["revoked"], 300, "{out}");
+        assert!(std::fs::metadata(&bundle).unwrap().len() > 2048);
+        bundle
+    }
 
-    // The one documented step.
-    let bundle = d.join("liege.bundle");
-    let out = ok(&[
-        "revocation",
-        "publish",
-        "--dir",
-        &home,
-        "--out",
-        bundle.to_str().unwrap(),
-        "--json",
-    ]);
-    let published: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(published["revoked"], 300, "{out}");
-    // Past the old 2,048-byte limit of every reader.
-    assert!(std::fs::metadata(&bundle).unwrap().len() > 2048);
+    /// A revoked card is revoked at the partner's reader.
+    fn revoked_card_is_revoked(&self, cards: &std::path::Path, bundle: &std::path::Path) {
+        let emu = EmulatorProcess::start(&cards.join("card-000007.state"), &[]);
+        let (code, v, err) = verify(bundle, &self.library, &[]);
+        assert_eq!(
+            (code, v["verdict"].as_str()),
+            (32, Some("revoked")),
+            "{v} {err}"
+        );
+        emu.kill();
+    }
+
+    /// One that was not revoked is genuine; it stays in the reader for the
+    /// next steps, so the emulator is returned.
+    fn unrevoked_card_is_genuine(
+        &self,
+        cards: &std::path::Path,
+        bundle: &std::path::Path,
+    ) -> EmulatorProcess {
+        let emu = EmulatorProcess::start(&cards.join("card-000350.state"), &[]);
+        let (code, v, err) = verify(bundle, &self.library, &[]);
+        assert_eq!(
+            (code, v["verdict"].as_str()),
+            (0, Some("genuine")),
+            "{v} {err}"
+        );
+        emu
+    }
+
+    /// After that (a new process each time: a restart), the old, still fresh
+    /// bundle that would un-revoke the cards is refused; with --json the
+    /// error is the verify.v1 error document on stdout.
+    fn older_bundle_is_refused_after_a_restart(&self) {
+        let (code, v, err) = verify(&self.first, &self.library, &[]);
+        assert_eq!(code, 3, "{v} {err}");
+        assert!(
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("older than list #2")),
+            "{v} {err}"
+        );
+    }
+
+    /// Now `trust export` has nothing to miss, and the list is warned about
+    /// when it is close to its next update.
+    fn fresh_export_is_warned_near_its_next_update(&self) {
+        let again = self.path("again.bundle");
+        export_trust(&self.home, &again);
+        let (code, v, err) = verify(&again, &self.library, &["--warn-before-hours", "200"]);
+        assert_eq!(
+            (code, v["verdict"].as_str()),
+            (0, Some("genuine")),
+            "{v} {err}"
+        );
+        let warning: serde_json::Value = err
+            .lines()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .unwrap_or_else(|| panic!("no JSON warning: {err}"));
+        assert_eq!(warning["event"], "warning");
+        assert_eq!(warning["warning"], "revocation_list_expiring");
+    }
+}
+
+/// `trust show` reports the published list: 300 revoked, sequence 2, the
+/// issuer, a valid signature, not stale, and (as text) the count and the
+/// next update in 7 days.
+fn trust_show_reports_the_list(bundle: &std::path::Path) {
     let show: serde_json::Value =
         serde_json::from_str(ok(&["trust", "show", bundle.to_str().unwrap(), "--json"]).trim())
             .unwrap();
@@ -114,53 +193,24 @@ fn revoke_hundreds_publish_once_and_partners_see_it() {
         text.contains("in 7 d 0 h") || text.contains("in 6 d 23 h"),
         "{text}"
     );
+}
 
-    // A revoked card is revoked at the partner's reader.
-    let emu = EmulatorProcess::start(&cards.join("card-000007.state"), &[]);
-    let (code, v, err) = verify(&bundle, &library, &[]);
-    assert_eq!(
-        (code, v["verdict"].as_str()),
-        (32, Some("revoked")),
-        "{v} {err}"
-    );
-    emu.kill();
-    // One that was not revoked is genuine.
-    let emu = EmulatorProcess::start(&cards.join("card-000350.state"), &[]);
-    let (code, v, err) = verify(&bundle, &library, &[]);
-    assert_eq!(
-        (code, v["verdict"].as_str()),
-        (0, Some("genuine")),
-        "{v} {err}"
-    );
-
-    // After that (a new process each time: a restart), the old, still fresh
-    // bundle that would un-revoke the cards is refused.
-    let (code, v, err) = verify(&first, &library, &[]);
-    assert_eq!(code, 3, "{v} {err}");
-    // With --json the error is the verify.v1 error document on stdout.
-    assert!(
-        v["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("older than list #2")),
-        "{v} {err}"
-    );
-
-    // Now `trust export` has nothing to miss, and the list is warned about
-    // when it is close to its next update.
-    let again = d.join("again.bundle");
-    export_trust(&home, &again);
-    let (code, v, err) = verify(&again, &library, &["--warn-before-hours", "200"]);
-    assert_eq!(
-        (code, v["verdict"].as_str()),
-        (0, Some("genuine")),
-        "{v} {err}"
-    );
-    let warning: serde_json::Value = err
-        .lines()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("no JSON warning: {err}"));
-    assert_eq!(warning["event"], "warning");
-    assert_eq!(warning["warning"], "revocation_list_expiring");
+#[test]
+fn revoke_hundreds_publish_once_and_partners_see_it() {
+    let _lock = vpcd_lock();
+    if !bench_available("revoke_hundreds_publish_once") {
+        return;
+    }
+    let city = CityScale::open();
+    let cards = city.issue_400_in_one_batch();
+    city.revoke_300_one_at_a_time();
+    city.trust_export_refuses_the_stale_list();
+    let bundle = city.publish_once_past_every_old_limit();
+    trust_show_reports_the_list(&bundle);
+    city.revoked_card_is_revoked(&cards, &bundle);
+    let emu = city.unrevoked_card_is_genuine(&cards, &bundle);
+    city.older_bundle_is_refused_after_a_restart();
+    city.fresh_export_is_warned_near_its_next_update();
     emu.kill();
 }
 
