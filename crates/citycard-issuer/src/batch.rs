@@ -122,6 +122,21 @@ pub enum BatchEnd {
     LeaseLost,
 }
 
+impl BatchEnd {
+    /// Its machine name, the `end` of the batch summary: `completed`,
+    /// `interrupted`, `lease-lost`, `card-lost`, `no-card` or `stopped`.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Interrupted => "interrupted",
+            Self::LeaseLost => "lease-lost",
+            Self::CardLost { .. } => "card-lost",
+            Self::NoCard { .. } => "no-card",
+            Self::Fatal { .. } => "stopped",
+        }
+    }
+}
+
 /// Counts of a batch run.
 #[derive(Debug)]
 pub struct BatchSummary {

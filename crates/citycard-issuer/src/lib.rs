@@ -11,6 +11,7 @@ pub mod issue;
 pub mod personalise;
 pub mod piv;
 pub mod registry;
+pub mod report;
 pub mod resident;
 
 pub use error::IssuerError;

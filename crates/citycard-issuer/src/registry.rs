@@ -102,6 +102,15 @@ impl IssuerHome {
         self.dir().join("registry.sqlite")
     }
 
+    /// Where the registry is, for people: the SQLite file's path, or the
+    /// server's URL (which never holds a password).
+    pub fn registry_location(&self) -> String {
+        match &self.config().registry {
+            None => self.registry_path().display().to_string(),
+            Some(server) => server.url.clone(),
+        }
+    }
+
     /// Opens the registry wherever it lives (without the retention purge
     /// that [`IssuerHome::registry`] runs).
     pub fn open_registry(&self) -> Result<Box<dyn IssuanceRegistry + Send>, IssuerError> {
