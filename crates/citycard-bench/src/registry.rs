@@ -31,23 +31,34 @@ pub enum Target {
     },
 }
 
-/// One row of the registry table.
+/// One row of the registry table (fields in alphabetical order: the JSON
+/// keys come out sorted, as `citycard bench registry --json` has always
+/// printed them).
 #[derive(Clone, Debug, Serialize)]
 pub struct RegistryRow {
     /// `sqlite` or `postgres`.
     pub backend: String,
-    /// Stations issuing at once.
-    pub stations: usize,
-    /// Issuances completed (each three transactions).
-    pub issuances: usize,
-    /// Issuances per second, all stations together.
-    pub issuances_per_sec: f64,
-    /// Durable transactions (commits) per second, all stations together.
-    pub commits_per_sec: f64,
     /// Median latency of one commit, milliseconds.
     pub commit_p50_ms: f64,
     /// 95th percentile latency of one commit, milliseconds.
     pub commit_p95_ms: f64,
+    /// Durable transactions (commits) per second, all stations together.
+    pub commits_per_sec: f64,
+    /// Issuances completed (each three transactions).
+    pub issuances: usize,
+    /// Issuances per second, all stations together.
+    pub issuances_per_sec: f64,
+    /// Stations issuing at once.
+    pub stations: usize,
+}
+
+/// What `citycard bench registry --json` prints: the rows and the setup.
+#[derive(Clone, Debug, Serialize)]
+pub struct RegistryReport {
+    /// The table's rows.
+    pub rows: Vec<RegistryRow>,
+    /// How the run was set up (machine, server), for people.
+    pub setup: String,
 }
 
 fn open(

@@ -981,7 +981,7 @@ impl<'a> From<&'a AuditEntry> for AuditLine<'a> {
     }
 }
 
-/// What a PIV card carries: the keys [`CardIssued`] and [`BatchRow`] add
+/// What a PIV card carries: the keys [`CardIssued`] and [`BatchLine`] add
 /// for the PIV profile.
 struct PivKeys {
     key_generated: bool,
@@ -1064,7 +1064,7 @@ impl CardIssued {
 
 /// `batch --json`: one line per row.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct BatchRow {
+pub struct BatchLine {
     /// Issued or skipped: the card number.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub card_number: Option<String>,
@@ -1101,7 +1101,7 @@ pub struct BatchRow {
     pub status: String,
 }
 
-impl BatchRow {
+impl BatchLine {
     /// The line of `row`; `exit_code` is the exit code a refused or failed
     /// row's error maps to (unused for the others).
     pub fn new(row: &RowReport, exit_code: u8) -> Self {
@@ -1688,7 +1688,7 @@ mod tests {
                 resident_id: s("F-0001"),
                 schema_version: SCHEMA_VERSION,
             }),
-            pair(BatchRow {
+            pair(BatchLine {
                 card_number: Some(s("LG-000002")),
                 error: Some(s("e")),
                 exit_code: Some(1),

@@ -162,13 +162,28 @@ pub async fn bind(addr: SocketAddr, config: ServeConfig) -> std::io::Result<Boun
     })
 }
 
+/// The body of a 403: `{"error":"forbidden","message":…,"schema_version":1}`.
+#[derive(serde::Serialize)]
+struct Forbidden<'a> {
+    /// Always `forbidden`.
+    error: &'static str,
+    /// Why, for people.
+    message: &'a str,
+    /// Always 1.
+    schema_version: u64,
+}
+
 /// Refusal for a request whose Host or Origin is not allowed.
 fn forbidden(why: &str) -> Response {
-    let body = serde_json::json!({"schema_version": 1, "error": "forbidden", "message": why});
+    let body = Forbidden {
+        error: "forbidden",
+        message: why,
+        schema_version: 1,
+    };
     (
         StatusCode::FORBIDDEN,
         [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
+        serde_json::to_string(&body).unwrap_or_default(),
     )
         .into_response()
 }

@@ -66,7 +66,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<ExitCode> {
         if *json {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&serde_json::json!({"setup": setup, "rows": rows}))?
+                serde_json::to_string_pretty(&citycard_bench::registry::RegistryReport {
+                    rows,
+                    setup
+                })?
             );
         } else {
             print!("{}", citycard_bench::registry::render(&rows, &setup));

@@ -9,6 +9,7 @@ use citycard_card::{Applet, Faults, PersistentState, Storage};
 use citycard_emulator::{
     serve, FileStore, ServeOptions, ServeOutcome, TearingStorage, POWER_LOST_EXIT_STATUS,
 };
+use citycard_issuer::report::EmulatedCardState;
 use citycard_piv_card::{Faults as PivFaults, PivCard, PivState, Summary};
 use citycard_proto::{CardLost, ContactlessCard};
 use rand_chacha::rand_core::SeedableRng;
@@ -262,33 +263,22 @@ fn show(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let mut store =
         FileStore::new(path).with_context(|| format!("state file {}", path.display()))?;
     let Some(bytes) = store.load().map_err(|e| anyhow::anyhow!("{e}"))? else {
-        println!("{{\"life_cycle\":\"blank\",\"stored\":false}}");
+        println!("{}", serde_json::to_string(&EmulatedCardState::blank())?);
         return Ok(ExitCode::SUCCESS);
     };
     if PivState::is_piv_state(&bytes) {
         let summary =
             Summary::from_bytes(&bytes).map_err(|e| anyhow::anyhow!("PIV card state: {e}"))?;
-        let summary = serde_json::json!({
-            "profile": "piv",
-            "key_slots": summary.key_slots.iter().map(|s| format!("{s:02x}")).collect::<Vec<_>>(),
-            "objects": summary.objects.iter().map(|t| format!("{t:06x}")).collect::<Vec<_>>(),
-            "pin_tries_left": summary.pin_tries_left,
-            "puk_tries_left": summary.puk_tries_left,
-            "management_key_algorithm": format!("{:02x}", summary.management_key_algorithm),
-        });
-        println!("{summary}");
+        println!(
+            "{}",
+            serde_json::to_string(&EmulatedCardState::from(&summary))?
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let state = PersistentState::decode(&bytes).map_err(|_| anyhow::anyhow!("state is corrupt"))?;
-    let summary = serde_json::json!({
-        "life_cycle": state.life_cycle.name(),
-        "anchored_issuer": state.anchor.as_ref().map(|a| a.issuer.clone()),
-        "personalised": state.personalisation.is_some(),
-        "attributes": state.personalisation.as_ref().map(|p| p.values.iter().map(|a| a.id.name()).collect::<Vec<_>>()),
-        "groups": state.personalisation.as_ref().map(|p| p.groups.len()),
-        "card_date": state.card_date.map(|d| d.to_string()),
-        "cached_reader_certificates": state.cache.len(),
-    });
-    println!("{summary}");
+    println!(
+        "{}",
+        serde_json::to_string(&EmulatedCardState::from(&state))?
+    );
     Ok(ExitCode::SUCCESS)
 }

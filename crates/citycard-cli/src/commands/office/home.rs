@@ -6,6 +6,9 @@ use std::process::ExitCode;
 use crate::secrets::EnvOrPrompt;
 use citycard_issuer::home::{CityIdentity, IssuerHome};
 use citycard_issuer::registry::{MigrateReport, RegistryServer};
+use citycard_issuer::report::{
+    IssuerBackup, IssuerInit, IssuerMigrate, IssuerShow, ReconcileOrphans, ReconcileSpoiled,
+};
 
 use super::{print_json, HomeArg, KeyArgs, OutArgs};
 use crate::issuer_try;
@@ -176,15 +179,9 @@ fn init(new: &InitArgs) -> anyhow::Result<ExitCode> {
     if new.groups != 1 {
         issuer_try!(json, home.set_groups(new.groups));
     }
-    let fingerprint = issuer_try!(json, home.root_fingerprint());
+    let doc = issuer_try!(json, IssuerInit::new(&home, &new.dir));
     if json {
-        print_json(serde_json::json!({
-            "ok": true, "dir": new.dir, "city": new.city, "issuer_id": new.issuer_id,
-            "root_key": home.config().root.locator(), "root_fingerprint": fingerprint,
-            "retain_attributes_days": new.retain_attributes,
-            "registry": registry_location(&home),
-            "groups": home.config().groups,
-        }));
+        print_json(&doc)?;
     } else {
         println!(
             "Issuer home created in {} for {} (issuer id {}).",
@@ -192,9 +189,12 @@ fn init(new: &InitArgs) -> anyhow::Result<ExitCode> {
             new.city,
             new.issuer_id
         );
-        println!("Root key: {}", home.config().root.locator());
-        println!("Registry: {}", registry_location(&home));
-        println!("Root key fingerprint (give it to partners out of band): {fingerprint}");
+        println!("Root key: {}", doc.root_key);
+        println!("Registry: {}", doc.registry);
+        println!(
+            "Root key fingerprint (give it to partners out of band): {}",
+            doc.root_fingerprint
+        );
         match new.retain_attributes {
             None => println!("Resident attributes: not kept in the registry."),
             Some(d) => println!("Resident attributes: kept {d} day(s) after issue."),
@@ -214,7 +214,7 @@ fn reconcile(home: &HomeArg, spoil: bool, json: bool) -> anyhow::Result<ExitCode
             citycard_issuer::desk::abandon_orphans(&h, &mut reg, &super::actor())
         );
         if json {
-            print_json(serde_json::json!({"ok": true, "spoiled": r.spoiled, "listed": r.listed}));
+            print_json(&ReconcileSpoiled::from(&r))?;
         } else {
             println!(
                 "Spoiled: [{}]; on the next revocation list: [{}].",
@@ -226,17 +226,7 @@ fn reconcile(home: &HomeArg, spoil: bool, json: bool) -> anyhow::Result<ExitCode
     }
     let orphans = issuer_try!(json, citycard_issuer::desk::all_orphans(&h, &reg));
     if json {
-        let list: Vec<_> = orphans
-            .iter()
-            .map(|i| {
-                serde_json::json!({
-                    "card_number": i.card_number, "station": i.station,
-                    "reader": i.owner.as_ref().map(|o| &o.desk),
-                    "card_key_recorded": i.card_key.is_some(),
-                })
-            })
-            .collect();
-        print_json(serde_json::json!({"ok": true, "orphans": list}));
+        print_json(&ReconcileOrphans::new(&orphans))?;
     } else if orphans.is_empty() {
         println!("No intents left open by stopped runs.");
     } else {
@@ -263,9 +253,7 @@ fn backup(home: &HomeArg, out: &OutArgs, json: bool) -> anyhow::Result<ExitCode>
     let h = issuer_try!(json, IssuerHome::open(&home.dir));
     let report = issuer_try!(json, h.backup(&out.out, out.overwrite()));
     if json {
-        print_json(serde_json::json!({
-            "ok": true, "out": out.out, "files": report.files, "cards": report.cards,
-        }));
+        print_json(&IssuerBackup::new(&out.out, &report))?;
     } else {
         eprintln!(
             "Backup written to {} ({} files, registry with {} card record(s)). Keep it like the registry: it holds what the registry holds.",
@@ -279,73 +267,36 @@ fn backup(home: &HomeArg, out: &OutArgs, json: bool) -> anyhow::Result<ExitCode>
 
 fn show(home: &HomeArg, json: bool) -> anyhow::Result<ExitCode> {
     let h = issuer_try!(json, IssuerHome::open(&home.dir));
-    let fingerprint = issuer_try!(json, h.root_fingerprint());
-    let reg = issuer_try!(json, h.registry());
-    let counts = issuer_try!(json, reg.counts());
-    let (_, now) = issuer_try!(json, super::today());
-    let desks = issuer_try!(
-        json,
-        reg.active_leases(i64::try_from(now).unwrap_or(i64::MAX))
-    );
-    let kept = issuer_try!(json, reg.residents_with_attributes());
-    let stations = issuer_try!(json, h.stations());
-    let partners = issuer_try!(json, h.partners());
-    let c = h.config();
+    let s = issuer_try!(json, IssuerShow::of(&h));
     if json {
-        print_json(serde_json::json!({
-            "ok": true, "city": c.city, "issuer_id": c.issuer_id,
-            "root_key": c.root.locator(), "root_fingerprint": fingerprint,
-            "card_prefix": c.card_number_prefix, "card_validity_days": c.card_validity_days,
-            "retain_attributes_days": c.retain_attributes_days,
-            "residents_with_attributes": kept,
-            "cards": {"issued": counts.issued, "live": counts.live(), "revoked": counts.revoked,
-                      "spoiled": counts.spoiled, "open_intents": counts.open_intents},
-            "stations": stations.len(),
-            "stations_retired": stations.iter().filter(|s| s.retired_on.is_some()).count(),
-            "partners": partners.len(),
-            "desks_at_work": desks.len(),
-            "registry": registry_location(&h),
-        }));
+        print_json(&s)?;
     } else {
-        println!("City: {} (issuer id {})", c.city, c.issuer_id);
-        println!("Root key: {}", c.root.locator());
-        println!("Root key fingerprint: {fingerprint}");
-        println!("Registry: {}", registry_location(&h));
+        println!("City: {} (issuer id {})", s.city, s.issuer_id);
+        println!("Root key: {}", s.root_key);
+        println!("Root key fingerprint: {}", s.root_fingerprint);
+        println!("Registry: {}", s.registry);
         println!(
             "Card numbers: {}-NNNNNN, valid {} days",
-            c.card_number_prefix, c.card_validity_days
+            s.card_prefix, s.card_validity_days
         );
-        match c.retain_attributes_days {
+        match s.retain_attributes_days {
             None => println!("Resident attributes: not kept"),
             Some(d) => println!(
-                "Resident attributes: kept {d} day(s) after issue ({kept} resident(s) now)"
+                "Resident attributes: kept {d} day(s) after issue ({} resident(s) now)",
+                s.residents_with_attributes
             ),
         }
+        let c = &s.cards;
         println!(
             "Cards: {} issued ({} live, {} revoked), {} spoiled, {} in progress",
-            counts.issued,
-            counts.live(),
-            counts.revoked,
-            counts.spoiled,
-            counts.open_intents
+            c.issued, c.live, c.revoked, c.spoiled, c.open_intents
         );
         println!(
             "Stations: {} ({} retired); partners: {}; desks at work: {}",
-            stations.len(),
-            stations.iter().filter(|s| s.retired_on.is_some()).count(),
-            partners.len(),
-            desks.len()
+            s.stations, s.stations_retired, s.partners, s.desks_at_work
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Where the home's registry is, for people (a URL never holds a password).
-fn registry_location(home: &IssuerHome) -> String {
-    match &home.config().registry {
-        None => home.registry_path().display().to_string(),
-        Some(server) => server.url.clone(),
-    }
 }
 
 fn absolute(path: Option<PathBuf>) -> Option<PathBuf> {
@@ -366,13 +317,13 @@ fn migrate(
             issuer_try!(json, h.move_registry_to(server))
         }
     };
+    if json {
+        print_json(&IssuerMigrate::from(&report))?;
+        return Ok(ExitCode::SUCCESS);
+    }
     match report {
         MigrateReport::Upgraded { location, from, to } => {
-            if json {
-                print_json(serde_json::json!({
-                    "ok": true, "registry": location, "from_version": from, "to_version": to,
-                }));
-            } else if from == to {
+            if from == to {
                 println!("Registry {location}: schema version {to}, up to date.");
             } else {
                 println!("Registry {location}: schema upgraded from version {from} to {to}.");
@@ -383,23 +334,15 @@ fn migrate(
             copied,
             old_file,
         } => {
-            if json {
-                print_json(serde_json::json!({
-                    "ok": true, "registry": url, "cards": copied.cards,
-                    "audit_entries": copied.audit_entries, "leases": copied.leases,
-                    "residents": copied.residents, "old_file": old_file,
-                }));
-            } else {
-                println!(
-                    "Registry moved to {url}: {} card record(s), {} audit entries, {} resident(s) \
-                     with kept attributes.",
-                    copied.cards, copied.audit_entries, copied.residents
-                );
-                println!(
-                    "The old file is kept as {} (private); delete it once the move is checked.",
-                    old_file.display()
-                );
-            }
+            println!(
+                "Registry moved to {url}: {} card record(s), {} audit entries, {} resident(s) \
+                 with kept attributes.",
+                copied.cards, copied.audit_entries, copied.residents
+            );
+            println!(
+                "The old file is kept as {} (private); delete it once the move is checked.",
+                old_file.display()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -10,6 +10,7 @@ use citycard_issuer::batch::{BatchEnd, BatchJob, Counter, RowOutcome, RowReport,
 use citycard_issuer::cards::{CardProfile, CardSource};
 use citycard_issuer::home::IssuerHome;
 use citycard_issuer::piv::{self as piv_issue, PivIssued, PivOptions};
+use citycard_issuer::report::{BatchFinished, BatchLine, CardIssued};
 use citycard_issuer::resident;
 use citycard_keys::{open_management_key, ManagementKey, ManagementKeyLocation, SoftManagementKey};
 
@@ -221,11 +222,11 @@ impl BatchArgs {
     }
 }
 
-/// What a PIV card carries, for the operator (text) and for machines (JSON).
-fn piv_report(p: &PivIssued) -> (String, serde_json::Value) {
+/// What a PIV card carries, for the operator.
+fn piv_report(p: &PivIssued) -> String {
     let predicates: Vec<&str> = p.predicates.iter().map(|id| id.name()).collect();
     let not_on_card: Vec<&str> = p.not_on_card.iter().map(|id| id.name()).collect();
-    let text = format!(
+    format!(
         "Issued PIV card {} (valid {} to {}); certificate in 5FC101 read back and verified, slot 9E key {} and proven by a signature.\n\
          Signed age predicates (true on the issue date): {}.\n\
          Not written to the card (a PIV card is readable by anyone, so the PIV profile carries no resident data): {}.",
@@ -235,12 +236,7 @@ fn piv_report(p: &PivIssued) -> (String, serde_json::Value) {
         if p.key_generated { "generated on the card" } else { "supplied (--card-key-from)" },
         if predicates.is_empty() { "none".to_string() } else { predicates.join(", ") },
         if not_on_card.is_empty() { "none".to_string() } else { not_on_card.join(", ") },
-    );
-    let json = serde_json::json!({
-        "profile": "piv", "predicates": predicates, "not_on_card": not_on_card,
-        "key_generated": p.key_generated,
-    });
-    (text, json)
+    )
 }
 
 fn print_start(report: &StartReport) {
@@ -316,21 +312,15 @@ pub fn personalise(args: &PersonaliseArgs) -> anyhow::Result<ExitCode> {
     let stats = ch.transport().stats();
     match result {
         Ok((issued, piv)) => {
-            let piv = piv.as_ref().map(piv_report);
             if json {
-                let mut v = serde_json::json!({
-                    "ok": true, "resident_id": resident.resident_id, "card_number": issued.card_number,
-                    "issued_on": issued.issued_on.to_string(), "expires_on": issued.expires_on.to_string(),
-                    "apdus": stats.apdus, "bytes_sent": stats.bytes_sent, "bytes_received": stats.bytes_received,
-                });
-                if let (Some((_, extra)), Some(obj)) = (&piv, v.as_object_mut()) {
-                    if let Some(extra) = extra.as_object() {
-                        obj.extend(extra.clone());
-                    }
-                }
-                print_json(v);
-            } else if let Some((text, _)) = &piv {
-                println!("{text}");
+                print_json(&CardIssued::new(
+                    &resident.resident_id,
+                    &issued,
+                    piv.as_ref(),
+                    &stats,
+                ))?;
+            } else if let Some(p) = &piv {
+                println!("{}", piv_report(p));
             } else {
                 println!(
                     "Issued card {} (valid {} to {}) to resident {}; the card's check value matches what was sent.",
@@ -389,36 +379,14 @@ fn interrupt_flag() -> Arc<AtomicBool> {
     flag
 }
 
-fn row_json(r: &RowReport) -> serde_json::Value {
-    let mut v = serde_json::json!({"line": r.line, "resident_id": r.resident_id});
-    let o = v.as_object_mut();
-    let extra = match &r.outcome {
-        RowOutcome::Issued { card, piv } => {
-            let mut e = serde_json::json!({"ok": true, "status": "issued", "card_number": card.card_number});
-            if let (Some(p), Some(obj)) = (piv, e.as_object_mut()) {
-                if let Some(extra) = piv_report(p).1.as_object() {
-                    obj.extend(extra.clone());
-                }
-            }
-            e
-        }
-        RowOutcome::Skipped { card_number } => {
-            serde_json::json!({"ok": true, "status": "skipped", "card_number": card_number})
-        }
-        RowOutcome::Refused(e) => serde_json::json!({
-            "ok": false, "status": "refused", "field": e.field, "error": e.reason,
-            "exit_code": exit::INPUT,
-        }),
-        RowOutcome::Failed(e) => serde_json::json!({
-            "ok": false, "status": "failed", "error": e.to_string(),
-            "exit_code": code_of_issue_error(e),
-        }),
+/// A batch row's JSON line, with the exit code its failure maps to.
+fn row_json(r: &RowReport) -> BatchLine {
+    let code = match &r.outcome {
+        RowOutcome::Refused(_) => exit::INPUT,
+        RowOutcome::Failed(e) => code_of_issue_error(e),
+        RowOutcome::Issued { .. } | RowOutcome::Skipped { .. } => exit::OK,
     };
-    if let (Some(o), Some(extra)) = (o, extra.as_object()) {
-        o.extend(extra.clone());
-        o.insert("schema_version".into(), super::JSON_SCHEMA_VERSION.into());
-    }
-    v
+    BatchLine::new(r, code)
 }
 
 fn row_text(r: &RowReport) -> Option<String> {
@@ -491,7 +459,9 @@ pub fn batch(args: &BatchArgs) -> anyhow::Result<ExitCode> {
                     eprintln!("{text}");
                 }
                 if json {
-                    println!("{}", row_json(row));
+                    if let Err(e) = print_json(&row_json(row)) {
+                        eprintln!("citycard: error: line {}: {e}", row.line);
+                    }
                 }
                 if let Some(reader) = &announce {
                     eprintln!("Next: insert a blank card in {reader}…");
@@ -508,33 +478,28 @@ pub fn batch(args: &BatchArgs) -> anyhow::Result<ExitCode> {
         }
     };
     bar.finish_and_clear();
-    let (code, end, message) = match &summary.end {
-        BatchEnd::Completed if summary.failed + summary.refused == 0 => (exit::OK, "completed", None),
-        BatchEnd::Completed => (exit::BATCH_PARTIAL, "completed", None),
-        BatchEnd::Interrupted => (exit::INTERRUPTED, "interrupted", Some("interrupted by the operator; rerun with --resume to continue".to_string())),
-        BatchEnd::LeaseLost => (exit::REGISTRY, "lease-lost", Some("this desk's lease was taken over by another desk (was it suspended?); rerun with --resume".to_string())),
+    let end = summary.end.name();
+    let (code, message) = match &summary.end {
+        BatchEnd::Completed if summary.failed + summary.refused == 0 => (exit::OK, None),
+        BatchEnd::Completed => (exit::BATCH_PARTIAL, None),
+        BatchEnd::Interrupted => (exit::INTERRUPTED, Some("interrupted by the operator; rerun with --resume to continue".to_string())),
+        BatchEnd::LeaseLost => (exit::REGISTRY, Some("this desk's lease was taken over by another desk (was it suspended?); rerun with --resume".to_string())),
         BatchEnd::CardLost { line, error } => (
             code_of_issue_error(error),
-            "card-lost",
             Some(format!("line {line}: {error}; stopping: put the same card back and rerun with --resume")),
         ),
         BatchEnd::NoCard { line, error } => (
             code_of_issuer_error(error),
-            "no-card",
             Some(format!("line {line}: {error}; stopping (rerun with --resume to continue)")),
         ),
         BatchEnd::Fatal { line, error } => (
             code_of_issue_error(error),
-            "stopped",
             Some(format!("line {line}: {error}; stopping")),
         ),
     };
     let counts = issuer_try!(json, counter.registry.counts());
     if json {
-        print_json(serde_json::json!({"summary": {
-            "rows": total, "issued": summary.issued, "skipped": summary.skipped,
-            "refused": summary.refused, "failed": summary.failed, "end": end, "exit_code": code,
-            "registry": {"issued": counts.issued, "spoiled": counts.spoiled, "revoked": counts.revoked, "open_intents": counts.open_intents}}}));
+        print_json(&BatchFinished::new(&summary, code, &counts))?;
     }
     if let Some(m) = &message {
         eprintln!("citycard: {m}");

@@ -18,14 +18,12 @@ use citycard_files::{Overwrite, Written};
 use citycard_issuer::home::IssuerHome;
 use citycard_issuer::issue::IssueError;
 use citycard_issuer::personalise::PersonaliseError;
+use citycard_issuer::report::{Failure, KeyCertified, KeyRole};
 use citycard_issuer::IssuerError;
 use citycard_keys::{KeyLocation, Pkcs11Location};
 use citycard_registry::RegistryError;
 
 use crate::exit;
-
-/// Version of every JSON object the office commands print.
-pub const JSON_SCHEMA_VERSION: u64 = 1;
 
 /// The issuer home option shared by every office command.
 #[derive(clap::Args, Debug, Clone)]
@@ -45,37 +43,28 @@ pub struct ListArgs {
     pub json: bool,
 }
 
-/// Prints what a command that certifies a key printed: `role` (`station`,
-/// `preparer`) is the JSON key naming it, `what` the event (`added`,
-/// `renewed`).
+/// Prints what a command that certifies a key printed: `role` names the
+/// key's holder, `what` the event (`added`, `renewed`).
 fn print_certified(
     json: bool,
-    role: &str,
+    role: KeyRole,
     name: &str,
     what: &str,
     cert: &citycard_proto::cert::Certificate,
-) {
-    let b = cert.body();
-    let fingerprint = hex::encode(cert.fingerprint());
+) -> anyhow::Result<()> {
+    let doc = KeyCertified::new(role, name, cert);
     if json {
-        let mut v = serde_json::json!({
-            "ok": true, "effective": b.effective.to_string(),
-            "expiry": b.expiry.to_string(), "fingerprint": fingerprint,
-        });
-        if let Some(o) = v.as_object_mut() {
-            o.insert(role.into(), name.into());
-        }
-        print_json(v);
-    } else {
-        let mut title = role.to_string();
-        if let Some(first) = title.get_mut(..1) {
-            first.make_ascii_uppercase();
-        }
-        println!(
-            "{title} {name} {what}: certified from {} to {} (fingerprint {fingerprint}).",
-            b.effective, b.expiry
-        );
+        return print_json(&doc);
     }
+    let mut title = role.name().to_string();
+    if let Some(first) = title.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
+    println!(
+        "{title} {name} {what}: certified from {} to {} (fingerprint {}).",
+        doc.effective, doc.expiry, doc.fingerprint
+    );
+    Ok(())
 }
 
 /// Opens the home, runs `certify` (which certifies a key of `role` `name`
@@ -84,7 +73,7 @@ fn print_certified(
 pub fn certify(
     json: bool,
     home: &HomeArg,
-    role: &str,
+    role: KeyRole,
     name: &str,
     what: &str,
     certify: impl FnOnce(
@@ -95,7 +84,7 @@ pub fn certify(
     let h = crate::issuer_try!(json, IssuerHome::open(&home.dir));
     let (day, _) = crate::issuer_try!(json, today());
     let cert = crate::issuer_try!(json, certify(&h, day));
-    print_certified(json, role, name, what, &cert);
+    print_certified(json, role, name, what, &cert)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -237,19 +226,15 @@ pub fn fail_json(
     message: impl std::fmt::Display,
 ) -> anyhow::Result<ExitCode> {
     if json {
-        print_json(
-            serde_json::json!({"ok": false, "error": message.to_string(), "exit_code": code}),
-        );
+        print_json(&Failure::new(&message, code))?;
     }
     fail(code, message)
 }
 
-/// Prints one JSON object with `schema_version`.
-pub fn print_json(mut v: serde_json::Value) {
-    if let Some(o) = v.as_object_mut() {
-        o.insert("schema_version".into(), JSON_SCHEMA_VERSION.into());
-    }
-    println!("{v}");
+/// Prints one JSON document (citycard_issuer::report) on a line.
+pub fn print_json(doc: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(doc)?);
+    Ok(())
 }
 
 /// Unwraps an issuer result or returns its exit code (with `--json`, the

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use crate::secrets::EnvOrPrompt;
 use citycard_issuer::home::{IssuerHome, NewPartner};
+use citycard_issuer::report::{PartnerCredential, PartnerList};
 use citycard_issuer::IssuerError;
 use citycard_proto::attr::AttributeSet;
 
@@ -116,23 +117,13 @@ pub fn run(cmd: PartnerCommand) -> anyhow::Result<ExitCode> {
                     &mut deliver(&out)
                 )
             );
-            report(json, "enrolled", &name, &cert, &out);
+            report(json, "enrolled", &name, &cert, &out)?;
         }
         PartnerCommand::List(ListArgs { home, json }) => {
             let h = issuer_try!(json, IssuerHome::open(&home.dir));
             let partners = issuer_try!(json, h.partners());
             if json {
-                let list: Vec<_> = partners
-                    .iter()
-                    .map(|p| {
-                        serde_json::json!({
-                            "name": p.name, "grants": p.grants.to_string(),
-                            "effective": p.effective.to_string(), "expiry": p.expiry.to_string(),
-                            "fingerprint": p.fingerprint,
-                        })
-                    })
-                    .collect();
-                print_json(serde_json::json!({"ok": true, "partners": list}));
+                print_json(&PartnerList::new(&partners))?;
             } else if partners.is_empty() {
                 println!("No partners yet (citycard partner enrol NAME --dir DIR ...).");
             } else {
@@ -158,7 +149,7 @@ pub fn run(cmd: PartnerCommand) -> anyhow::Result<ExitCode> {
                 json,
                 h.renew_partner(&name, valid_days, &EnvOrPrompt, day, &mut deliver(&out))
             );
-            report(json, "renewed", &name, &cert, &out);
+            report(json, "renewed", &name, &cert, &out)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -170,13 +161,10 @@ fn report(
     name: &str,
     cert: &citycard_proto::cert::Certificate,
     out: &OutArgs,
-) {
+) -> anyhow::Result<()> {
     let b = cert.body();
     if json {
-        print_json(serde_json::json!({
-            "ok": true, "partner": name, "grants": b.grants.to_string(),
-            "effective": b.effective.to_string(), "expiry": b.expiry.to_string(), "out": out.out,
-        }));
+        print_json(&PartnerCredential::new(name, cert, &out.out))?;
     } else {
         println!(
             "Partner {name} {what}: grants {}, valid {} to {}. Credential written to {} (contains the reader's private key: hand it over securely).",
@@ -186,4 +174,5 @@ fn report(
             out.out.display()
         );
     }
+    Ok(())
 }

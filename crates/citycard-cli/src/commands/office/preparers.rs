@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use citycard_issuer::home::IssuerHome;
 use citycard_issuer::personalise::{self, Preparer};
+use citycard_issuer::report::{CardPrepared, KeyRole};
 use citycard_transport::{CardChannel, CardTransport, MemoryTransport, PcscContext, Traced};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -93,7 +94,7 @@ pub fn run(cmd: PreparerCommand, trace: bool) -> anyhow::Result<ExitCode> {
             valid_days,
             key,
             json,
-        } => certify(json, &home, "preparer", &name, "added", |h, day| {
+        } => certify(json, &home, KeyRole::Preparer, &name, "added", |h, day| {
             h.add_preparer(&name, valid_days, key.location(), &EnvOrPrompt, day)
         }),
         PreparerCommand::Prepare {
@@ -147,7 +148,7 @@ fn prepare(
         );
     }
     if json {
-        print_json(serde_json::json!({"ok": true, "preparer": name, "batch": batch}));
+        print_json(&CardPrepared::new(name, batch))?;
     } else {
         println!("Card prepared by {name} (batch {batch}): ready for a station.");
     }

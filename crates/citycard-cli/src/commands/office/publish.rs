@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use crate::secrets::EnvOrPrompt;
 use citycard_issuer::home::IssuerHome;
+use citycard_issuer::report::{RevocationPublished, TrustExported, TrustShow};
 
 use super::{fail_json, print_json, today, HomeArg, OutArgs};
 use crate::exit;
@@ -90,11 +91,7 @@ pub fn trust(cmd: TrustCommand) -> anyhow::Result<ExitCode> {
     issuer_try!(json, out.write(bundle.as_bytes()));
     let b = bundle.body();
     if json {
-        print_json(serde_json::json!({
-            "ok": true, "out": out.out, "bytes": bundle.as_bytes().len(),
-            "stations": b.stations.len(), "revocation_sequence": b.revocations.body().sequence,
-            "revoked": b.revocations.body().revoked.len(),
-        }));
+        print_json(&TrustExported::new(&out.out, &bundle))?;
     } else {
         eprintln!(
             "Trust bundle written to {} ({} bytes: root, {} station certificate(s), revocation list #{} with {} card(s)).",
@@ -127,11 +124,11 @@ pub fn revocation(cmd: RevocationCommand) -> anyhow::Result<ExitCode> {
     issuer_try!(json, out.write(bundle.as_bytes()));
     let list = bundle.body().revocations.body();
     if json {
-        print_json(serde_json::json!({
-            "ok": true, "out": out.out, "bytes": bundle.as_bytes().len(),
-            "group": list.group, "sequence": list.sequence, "revoked": list.revoked.len(),
-            "next_update_days": next_update_days,
-        }));
+        print_json(&RevocationPublished::new(
+            &out.out,
+            &bundle,
+            next_update_days,
+        ))?;
     } else {
         eprintln!(
             "Trust bundle with revocation list #{} written to {} ({} bytes, {} revoked card(s), next update in {next_update_days} day(s)). Give partners this file.",
@@ -150,34 +147,19 @@ fn trust_show(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
         Ok(b) => b,
         Err(e) => return fail_json(json, exit::INPUT, e),
     };
-    let verified = bundle.verify().is_ok();
-    let body = bundle.body();
-    let list = body.revocations.body();
-    let fingerprint = hex::encode(citycard_reader::root_fingerprint(&body.root));
     let now_unix = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let age = now_unix.saturating_sub(list.issued_at);
-    let stale = now_unix > list.next_update;
+    let shown = TrustShow::new(&bundle, now_unix);
+    let verified = shown.signature_valid;
+    let body = bundle.body();
+    let list = body.revocations.body();
+    let fingerprint = &shown.root_fingerprint;
+    let age = shown.revocation_list.age_secs;
+    let stale = shown.revocation_list.stale;
     if json {
-        print_json(serde_json::json!({
-            "issuer": body.issuer,
-            "group": body.group,
-            "root_fingerprint": fingerprint,
-            "signature_valid": verified,
-            "bundle_issued_at": body.issued_at,
-            "stations": body.stations.len(),
-            "revocation_list": {
-                "sequence": list.sequence,
-                "issued_at": list.issued_at,
-                "next_update": list.next_update,
-                "revoked": list.revoked.len(),
-                "age_secs": age,
-                "stale": stale,
-            },
-            "bytes": bundle.as_bytes().len(),
-        }));
+        print_json(&shown)?;
     } else {
         let when = |t: u64| {
             citycard_proto::Date::from_days_since_epoch((t / 86_400) as i64)

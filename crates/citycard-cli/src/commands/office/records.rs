@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use citycard_issuer::home::IssuerHome;
+use citycard_issuer::report::{AuditLine, CardShow, ResidentForgotten, ResidentShow, Revoked};
 use citycard_registry::{CardState, RegistryError, RevocationReason};
 
 use super::{actor, fail_json, print_json, HomeArg, OutArgs};
@@ -119,9 +120,7 @@ pub fn revoke(args: &RevokeArgs) -> anyhow::Result<ExitCode> {
     let reason = RevocationReason::from(args.reason);
     issuer_try!(json, reg.revoke(&args.card, reason, &actor()));
     if json {
-        print_json(
-            serde_json::json!({"ok": true, "card_number": args.card, "reason": reason.as_str()}),
-        );
+        print_json(&Revoked::new(&args.card, reason))?;
     } else {
         println!(
             "Card {} revoked ({reason}). Tell partners: `citycard revocation publish --dir {} --out BUNDLE --force` and give them BUNDLE.",
@@ -157,12 +156,7 @@ pub fn resident(cmd: ResidentCommand) -> anyhow::Result<ExitCode> {
             }
             let report = issuer_try!(json, reg.forget_resident(&resident_id, &actor()));
             if json {
-                print_json(serde_json::json!({
-                    "ok": true, "resident_id": resident_id,
-                    "attributes_erased": report.attributes_erased,
-                    "cards_unlinked": report.cards_unlinked,
-                    "wal_truncated": report.wal_truncated,
-                }));
+                print_json(&ResidentForgotten::new(&resident_id, &report))?;
             } else {
                 println!(
                     "Resident {resident_id} forgotten: {} stored attribute(s) erased, {} card record(s) unlinked{}.",
@@ -186,32 +180,24 @@ pub fn resident(cmd: ResidentCommand) -> anyhow::Result<ExitCode> {
             if live.is_none() && attributes.is_none() {
                 return fail_json(json, exit::REGISTRY, RegistryError::UnknownResident);
             }
-            let shown: Vec<(String, String)> = attributes
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(id, v)| (id.name().to_string(), display_value(id, &v)))
-                .collect();
+            let doc = ResidentShow::new(
+                &resident_id,
+                live.as_ref(),
+                &attributes.unwrap_or_default(),
+                until,
+            );
             if json {
-                let attrs: serde_json::Map<String, serde_json::Value> = shown
-                    .iter()
-                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                    .collect();
-                print_json(serde_json::json!({
-                    "ok": true, "resident_id": resident_id,
-                    "live_card": live.as_ref().map(|c| &c.card_number),
-                    "live_card_state": live.as_ref().map(|c| c.state.name()),
-                    "attributes": attrs, "retained_until": until,
-                }));
+                print_json(&doc)?;
             } else {
                 match &live {
                     Some(c) => println!("Live card: {} ({})", c.card_number, c.state.name()),
                     None => println!("Live card: none"),
                 }
-                if shown.is_empty() {
+                if doc.attributes.is_empty() {
                     println!("Stored attributes: none");
                 } else {
-                    for (k, v) in &shown {
-                        println!("  {k}: {v}");
+                    for a in &doc.attributes {
+                        println!("  {}: {}", a.name, a.value);
                     }
                     if let Some(t) = until {
                         println!("Kept until (unix time) {t}; `citycard resident forget` erases them now.");
@@ -220,18 +206,6 @@ pub fn resident(cmd: ResidentCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-fn display_value(id: citycard_proto::AttributeId, v: &[u8]) -> String {
-    if id == citycard_proto::AttributeId::BIRTH_DATE {
-        if let Ok(d) = citycard_proto::Date::from_bytes(v) {
-            return d.to_string();
-        }
-    }
-    match std::str::from_utf8(v) {
-        Ok(s) if id != citycard_proto::AttributeId::RESIDENT => s.to_string(),
-        _ => hex::encode(v),
     }
 }
 
@@ -249,26 +223,15 @@ pub fn card_record(number: &str, dir: &Path, json: bool) -> anyhow::Result<ExitC
             },
         );
     };
-    let (reason, revoked_at) = match &card.state {
-        CardState::Spoiled { reason } => (Some(reason.clone()), None),
-        CardState::Revoked { reason, at } => (Some(reason.to_string()), Some(*at)),
-        _ => (None, None),
-    };
+    let doc = CardShow::from(&card);
     if json {
-        print_json(serde_json::json!({
-            "ok": true, "card_number": card.card_number, "state": card.state.name(),
-            "reason": reason, "revoked_at": revoked_at, "station": card.station,
-            "issued_on": card.issued_on.to_string(), "expires_on": card.expires_on.to_string(),
-            "created_at": card.created_at,
-            "revocation_id": card.revocation_id.map(hex::encode),
-            "replaces": card.replaces.as_ref().map(|(c, _)| c),
-        }));
+        print_json(&doc)?;
     } else {
         println!(
             "Card {}: {}{}",
             card.card_number,
             card.state.name(),
-            reason.map(|r| format!(" ({r})")).unwrap_or_default()
+            doc.reason.map(|r| format!(" ({r})")).unwrap_or_default()
         );
         println!("Station: {}", card.station);
         println!("Valid: {} to {}", card.issued_on, card.expires_on);
@@ -297,12 +260,9 @@ pub fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
     // Streamed: a city's log is millions of lines.
     let write_all = |w: &mut dyn std::io::Write| -> Result<u64, citycard_issuer::IssuerError> {
         let n = reg.for_each_audit_since(since, &mut |e| {
-            let line = serde_json::json!({
-                "schema_version": super::JSON_SCHEMA_VERSION, "seq": e.seq, "at": e.at,
-                "actor": e.actor, "station": e.station, "action": e.action,
-                "card_number": e.card_number,
-            });
-            writeln!(w, "{line}").map_err(citycard_registry::RegistryError::Io)
+            serde_json::to_writer(&mut *w, &AuditLine::from(&e))
+                .map_err(|e| citycard_registry::RegistryError::Io(e.into()))?;
+            writeln!(w).map_err(citycard_registry::RegistryError::Io)
         })?;
         Ok(n)
     };

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use crate::secrets::EnvOrPrompt;
 use citycard_issuer::home::IssuerHome;
+use citycard_issuer::report::{KeyRole, StationList, StationRetired};
 
 use super::{certify, print_json, today, HomeArg, KeyArgs, ListArgs};
 use crate::issuer_try;
@@ -75,7 +76,7 @@ pub fn run(cmd: StationCommand) -> anyhow::Result<ExitCode> {
             valid_days,
             key,
             json,
-        } => certify(json, &home, "station", &name, "added", |h, day| {
+        } => certify(json, &home, KeyRole::Station, &name, "added", |h, day| {
             h.add_station(&name, valid_days, key.location(), &EnvOrPrompt, day)
         }),
         StationCommand::List(ListArgs { home, json }) => list(&home, json),
@@ -85,7 +86,7 @@ pub fn run(cmd: StationCommand) -> anyhow::Result<ExitCode> {
             valid_days,
             json,
         } => {
-            let code = certify(json, &home, "station", &name, "renewed", |h, day| {
+            let code = certify(json, &home, KeyRole::Station, &name, "renewed", |h, day| {
                 h.renew_station(&name, valid_days, &EnvOrPrompt, day)
             })?;
             if !json && code == ExitCode::SUCCESS {
@@ -98,9 +99,7 @@ pub fn run(cmd: StationCommand) -> anyhow::Result<ExitCode> {
             let (day, _) = issuer_try!(json, today());
             issuer_try!(json, h.retire_station(&name, &EnvOrPrompt, day));
             if json {
-                print_json(
-                    serde_json::json!({"ok": true, "station": name, "retired_on": day.to_string()}),
-                );
+                print_json(&StationRetired::new(&name, day))?;
             } else {
                 println!("Station {name} retired: it may no longer sign; its key is destroyed. Cards it issued keep verifying until its certificate expires.");
             }
@@ -113,17 +112,7 @@ fn list(home: &HomeArg, json: bool) -> anyhow::Result<ExitCode> {
     let h = issuer_try!(json, IssuerHome::open(&home.dir));
     let stations = issuer_try!(json, h.stations());
     if json {
-        let list: Vec<_> = stations
-            .iter()
-            .map(|s| {
-                serde_json::json!({
-                    "name": s.name, "effective": s.effective.to_string(),
-                    "expiry": s.expiry.to_string(), "key": s.key,
-                    "fingerprint": s.fingerprint, "retired_on": s.retired_on,
-                })
-            })
-            .collect();
-        print_json(serde_json::json!({"ok": true, "stations": list}));
+        print_json(&StationList::new(&stations))?;
     } else if stations.is_empty() {
         println!("No stations yet (citycard station add NAME --dir DIR).");
     } else {
