@@ -14,6 +14,7 @@ use citycard_registry::{
     schema::SCHEMA_VERSION, CardState, Counts, NewIssuance, Registry, RegistryError,
     RevocationReason, TOMBSTONE_PREFIX,
 };
+use citycard_testkit::pg::Cluster;
 use common::*;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rstest::rstest;
@@ -753,118 +754,160 @@ fn durability_intent_survives_drop_and_reopen(
     assert_eq!(reg.card(&number).unwrap().unwrap().state, CardState::Issued);
 }
 
-#[rstest]
-fn forget_keeps_revocation_and_erases_attributes(
-    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
-) {
-    let mut f = fixture_on(backend);
-    let first = issue(&mut *f.reg, "file-4711", 1);
-    // A replacement, so there is a chain of two cards for this person.
-    let attrs = attributes(NAME);
-    let second = f.reg.next_card_number("LG").unwrap();
-    let intent = f
-        .reg
-        .begin_intent(&with_replaces(
-            NewIssuance {
-                batch: Some(("night-1", 3)),
-                ..issuance(&second, "file-4711", &attrs)
-            },
-            RevocationReason::Lost,
-        ))
-        .unwrap();
-    // Open intent: refused.
-    assert!(matches!(
-        f.reg.forget_resident("file-4711", "op-1"),
-        Err(RegistryError::ResidentHasOpenIntent { .. })
-    ));
-    let (key, rid) = card_key(2);
-    f.reg.commit_issued(intent.id, &key, &rid, "op-1").unwrap();
-    // Someone else, kept.
-    issue_named(&mut *f.reg, "file-0001", "Kept Person", 3);
+/// A registry where resident `file-4711` has a chain of two cards — the
+/// first, and its replacement from batch night-1 (card key `key`,
+/// revocation id `rid`) — and `file-0001` ("Kept Person") has one.
+struct Chain {
+    f: AnyFixture,
+    first: String,
+    second: String,
+    key: [u8; 33],
+    rid: [u8; 8],
+}
 
-    if backend == Backend::Sqlite {
-        assert!(contains(
-            &all_bytes(Path::new(&f.location)),
-            NAME.as_bytes()
+impl Chain {
+    /// Issues the chain; while the replacement's intent is open, forgetting
+    /// the resident is refused.
+    fn issued_with_forget_refused_while_open(backend: Backend) -> Self {
+        let mut f = fixture_on(backend);
+        let first = issue(&mut *f.reg, "file-4711", 1);
+        // A replacement, so there is a chain of two cards for this person.
+        let attrs = attributes(NAME);
+        let second = f.reg.next_card_number("LG").unwrap();
+        let intent = f
+            .reg
+            .begin_intent(&with_replaces(
+                NewIssuance {
+                    batch: Some(("night-1", 3)),
+                    ..issuance(&second, "file-4711", &attrs)
+                },
+                RevocationReason::Lost,
+            ))
+            .unwrap();
+        // Open intent: refused.
+        assert!(matches!(
+            f.reg.forget_resident("file-4711", "op-1"),
+            Err(RegistryError::ResidentHasOpenIntent { .. })
         ));
-    }
-    let report = f.reg.forget_resident("file-4711", "op-1").unwrap();
-    assert_eq!(report.attributes_erased, attrs.len());
-    assert_eq!(report.cards_unlinked, 2);
-    // SQLite also empties its write-ahead log of the erased values.
-    assert_eq!(report.wal_truncated, backend == Backend::Sqlite);
-    assert!(matches!(
-        f.reg.forget_resident("file-4711", "op-1"),
-        Err(RegistryError::UnknownResident)
-    ));
-    assert!(matches!(
-        f.reg.forget_resident("nobody", "op-1"),
-        Err(RegistryError::UnknownResident)
-    ));
-    assert!(f.reg.resident_attributes("file-4711").unwrap().is_none());
-    assert!(f.reg.live_card_of("file-4711").unwrap().is_none());
-    assert!(f.reg.resident_attributes("file-0001").unwrap().is_some());
-
-    // The cards are still there, unlinked, and revocation still works.
-    let rec = f.reg.card(&second).unwrap().unwrap();
-    assert_eq!(rec.state, CardState::Issued);
-    assert_eq!(rec.resident_ref, None);
-    assert_eq!(rec.batch, None);
-    assert_eq!(rec.replaces, None);
-    assert_eq!(rec.card_key, Some(key));
-    f.reg
-        .revoke(&second, RevocationReason::Withdrawn, "op-1")
-        .unwrap();
-    let revoked: Vec<_> = f
-        .reg
-        .revoked()
-        .unwrap()
-        .into_iter()
-        .map(|r| r.card_number)
-        .collect();
-    assert_eq!(revoked, [first.clone(), second.clone()]);
-    // The revoked ids still reach the next list.
-    let listed = f.reg.revocation_ids_for(0, date(2026, 12, 1)).unwrap();
-    assert!(listed.contains(&rid), "{listed:?}");
-    // Tombstones are random per card: the two cards are not linked to each other.
-    let refs = resident_refs_of(&f, &[&first, &second]);
-    assert_eq!(refs.len(), 2);
-    assert!(
-        refs.iter().all(|r| r.starts_with(TOMBSTONE_PREFIX)),
-        "{refs:?}"
-    );
-    assert_ne!(refs[0], refs[1]);
-    assert_eq!(
-        f.reg
-            .audit_log()
-            .unwrap()
-            .iter()
-            .filter(|e| e.action == "forget")
-            .count(),
-        1
-    );
-    // Nothing of the person is left in the tables.
-    if let Some((cluster, db)) = &f.pg {
-        let mut c = admin_client(cluster, db);
-        let dump: String = c
-            .query_one(
-                "SELECT coalesce(string_agg(t::text, ' '), '') FROM ( \
-                 SELECT row_to_json(c)::text AS t FROM cards c \
-                 UNION ALL SELECT row_to_json(r)::text FROM residents r \
-                 UNION ALL SELECT row_to_json(a)::text FROM resident_attributes a \
-                 UNION ALL SELECT row_to_json(u)::text FROM audit u) rows",
-                &[],
-            )
-            .unwrap()
-            .get(0);
-        assert!(dump.contains("file-0001"), "the dump sees data");
-        for needle in ["file-4711", "night-1", NAME, ADDRESS] {
-            assert!(!dump.contains(needle), "{needle:?} still in a table");
+        let (key, rid) = card_key(2);
+        f.reg.commit_issued(intent.id, &key, &rid, "op-1").unwrap();
+        // Someone else, kept.
+        issue_named(&mut *f.reg, "file-0001", "Kept Person", 3);
+        Self {
+            f,
+            first,
+            second,
+            key,
+            rid,
         }
-        return;
     }
 
-    // No byte of the erased values is left in the files.
+    /// On SQLite the name is in the file before it is forgotten (so the
+    /// final scan can see it).
+    fn sqlite_file_holds_the_name(&self) {
+        if self.f.backend == Backend::Sqlite {
+            assert!(contains(
+                &all_bytes(Path::new(&self.f.location)),
+                NAME.as_bytes()
+            ));
+        }
+    }
+
+    /// Forgetting erases every attribute and unlinks both cards (SQLite also
+    /// empties its write-ahead log); a second time, or an unknown resident,
+    /// is refused; the kept resident keeps their attributes.
+    fn forget_erases_the_resident_once(&mut self) {
+        let reg = &mut self.f.reg;
+        let report = reg.forget_resident("file-4711", "op-1").unwrap();
+        assert_eq!(report.attributes_erased, attributes(NAME).len());
+        assert_eq!(report.cards_unlinked, 2);
+        assert_eq!(report.wal_truncated, self.f.backend == Backend::Sqlite);
+        assert!(matches!(
+            reg.forget_resident("file-4711", "op-1"),
+            Err(RegistryError::UnknownResident)
+        ));
+        assert!(matches!(
+            reg.forget_resident("nobody", "op-1"),
+            Err(RegistryError::UnknownResident)
+        ));
+        assert!(reg.resident_attributes("file-4711").unwrap().is_none());
+        assert!(reg.live_card_of("file-4711").unwrap().is_none());
+        assert!(reg.resident_attributes("file-0001").unwrap().is_some());
+    }
+
+    /// The cards are still there, unlinked, and revocation still works: both
+    /// are on the revoked list and the replacement's id reaches the next
+    /// published list.
+    fn cards_stay_unlinked_and_revocation_still_works(&mut self) {
+        let (first, second) = (&self.first, &self.second);
+        let reg = &mut self.f.reg;
+        let rec = reg.card(second).unwrap().unwrap();
+        assert_eq!(rec.state, CardState::Issued);
+        assert_eq!(rec.resident_ref, None);
+        assert_eq!(rec.batch, None);
+        assert_eq!(rec.replaces, None);
+        assert_eq!(rec.card_key, Some(self.key));
+        reg.revoke(second, RevocationReason::Withdrawn, "op-1")
+            .unwrap();
+        let revoked: Vec<_> = reg
+            .revoked()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.card_number)
+            .collect();
+        assert_eq!(revoked, [first.clone(), second.clone()]);
+        let listed = reg.revocation_ids_for(0, date(2026, 12, 1)).unwrap();
+        assert!(listed.contains(&self.rid), "{listed:?}");
+    }
+
+    /// Tombstones are random per card: the two cards are not linked to each
+    /// other; the audit log has one `forget` entry.
+    fn tombstones_do_not_link_the_cards(&self) {
+        let refs = resident_refs_of(&self.f, &[&self.first, &self.second]);
+        assert_eq!(refs.len(), 2);
+        assert!(
+            refs.iter().all(|r| r.starts_with(TOMBSTONE_PREFIX)),
+            "{refs:?}"
+        );
+        assert_ne!(refs[0], refs[1]);
+        assert_eq!(
+            self.f
+                .reg
+                .audit_log()
+                .unwrap()
+                .iter()
+                .filter(|e| e.action == "forget")
+                .count(),
+            1
+        );
+    }
+}
+
+/// PostgreSQL: nothing of the person is left in the tables (a dump of
+/// every row sees the kept resident, and none of the forgotten one).
+fn nothing_of_the_person_left_in_the_tables(cluster: &Cluster, db: &str) {
+    let mut c = admin_client(cluster, db);
+    let dump: String = c
+        .query_one(
+            "SELECT coalesce(string_agg(t::text, ' '), '') FROM ( \
+             SELECT row_to_json(c)::text AS t FROM cards c \
+             UNION ALL SELECT row_to_json(r)::text FROM residents r \
+             UNION ALL SELECT row_to_json(a)::text FROM resident_attributes a \
+             UNION ALL SELECT row_to_json(u)::text FROM audit u) rows",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(dump.contains("file-0001"), "the dump sees data");
+    for needle in ["file-4711", "night-1", NAME, ADDRESS] {
+        assert!(!dump.contains(needle), "{needle:?} still in a table");
+    }
+}
+
+/// SQLite: no byte of the erased values is left in the files once the
+/// registry is closed; the other resident's data is (the scan can see
+/// data), and the file passes its integrity check.
+fn no_byte_of_the_person_left_in_the_files(f: AnyFixture) {
     let path = std::path::PathBuf::from(&f.location);
     drop(f.reg);
     let bytes = all_bytes(&path);
@@ -880,9 +923,24 @@ fn forget_keeps_revocation_and_erases_attributes(
             String::from_utf8_lossy(needle)
         );
     }
-    // The other resident's data is still there (the scan can see data).
     assert!(contains(&bytes, b"file-0001"));
     Registry::open(&path).unwrap().integrity_check().unwrap();
+}
+
+#[rstest]
+fn forget_keeps_revocation_and_erases_attributes(
+    #[values(Backend::Sqlite, Backend::Postgres)] backend: Backend,
+) {
+    let mut chain = Chain::issued_with_forget_refused_while_open(backend);
+    chain.sqlite_file_holds_the_name();
+    chain.forget_erases_the_resident_once();
+    chain.cards_stay_unlinked_and_revocation_still_works();
+    chain.tombstones_do_not_link_the_cards();
+    if let Some((cluster, db)) = &chain.f.pg {
+        nothing_of_the_person_left_in_the_tables(cluster, db);
+        return;
+    }
+    no_byte_of_the_person_left_in_the_files(chain.f);
 }
 
 /// The `resident_ref` column of these cards, read under the registry.
