@@ -3,6 +3,9 @@
 //! PostgreSQL cluster: the office's first day on the server, and several
 //! offices (separate homes restored from one backup, so one city's keys)
 //! issuing at once with desks killed by SIGKILL and resumed.
+//!
+//! Long on purpose: each scenario is a struct with one method per step, and
+//! they share the server, home and desk helpers at the top.
 #![cfg(test)]
 
 use std::collections::BTreeSet;
