@@ -161,7 +161,7 @@ fn failed_token_station_add_leaves_no_orphan_key(hsm: &Hsm) {
 
 /// The root key in the token is sensitive and not extractable, and it is
 /// the root of the exported bundle `b`.
-fn token_root_key_is_not_extractable(hsm: &Hsm, b: &citycard_proto::TrustBundle) {
+fn token_root_key_is_not_extractable(hsm: &Hsm, b: &citycard_proto::revocation::TrustBundle) {
     std::env::set_var("SOFTHSM2_CONF", &hsm.conf);
     let loc = citycard_keys::Pkcs11Location {
         module: MODULE.into(),
@@ -190,7 +190,8 @@ fn root_key_in_softhsm2() {
     let bundle = hsm.tmp.path().join("b.bundle");
     let (c, text) = hsm.export(&bundle, "4321");
     assert_eq!(c, 0, "{text}");
-    let b = citycard_proto::TrustBundle::decode(&std::fs::read(&bundle).unwrap()).unwrap();
+    let b =
+        citycard_proto::revocation::TrustBundle::decode(&std::fs::read(&bundle).unwrap()).unwrap();
     b.verify().unwrap();
     // Wrong PIN: a key error, exit 6.
     let (c, text) = hsm.export(&hsm.tmp.path().join("c"), "0000");
@@ -378,7 +379,7 @@ fn an_expired_station_may_not_sign() {
             30,
             None,
             &secrets,
-            citycard_proto::Date::new(2020, 1, 1).unwrap(),
+            citycard_proto::date::Date::new(2020, 1, 1).unwrap(),
         )
         .unwrap();
     let r = tmp.path().join("r.json");

@@ -315,7 +315,9 @@ fn private_by_default() {
     }
     let mut bytes = std::fs::read(home.join("registry.sqlite")).unwrap();
     bytes.extend(std::fs::read(home.join("registry.sqlite-wal")).unwrap_or_default());
-    let birth = citycard_proto::Date::new(1958, 3, 14).unwrap().to_bytes();
+    let birth = citycard_proto::date::Date::new(1958, 3, 14)
+        .unwrap()
+        .to_bytes();
     for needle in [
         b"Quintessa".as_slice(),
         b"Marlowe",

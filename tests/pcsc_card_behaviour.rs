@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use citycard_e2e::{bench_available, connect, raw_link, vpcd_lock, EmulatorProcess};
 use citycard_proto::attr::{AttributeId, AttributeSet};
-use citycard_proto::{Error, StatusWord};
+use citycard_proto::{error::Error, sw::StatusWord};
 use citycard_testkit::keys::{city, date, reader, test_key, TODAY};
 use citycard_testkit::script::{
     self, personalise, sample_resident, select_command, Personalisation, Script, ScriptError,

@@ -16,7 +16,7 @@ use citycard_card::Applet;
 use citycard_e2e::{bench_available, connect, raw_link, vpcd_lock, EmulatorProcess};
 use citycard_emulator::FileStore;
 use citycard_proto::attr::AttributeId;
-use citycard_proto::{ContactlessCard, LifeCycle};
+use citycard_proto::{apdu::ContactlessCard, consts::LifeCycle};
 use citycard_testkit::keys::{city, date, reader_in_group, test_key, TestReader, TODAY};
 use citycard_testkit::linkage::{self, Received};
 use citycard_testkit::script::sample_resident;

@@ -13,7 +13,7 @@ use citycard_emulator::FileStore;
 use citycard_proto::apdu::Command;
 use citycard_proto::auth::{AuthRequest, ReaderSession};
 use citycard_proto::consts::{cla, ins};
-use citycard_proto::{crypto, ContactlessCard, Error};
+use citycard_proto::{apdu::ContactlessCard, crypto, error::Error};
 use citycard_testkit::keys::{city, date, reader, test_key, TestReader, TODAY};
 use citycard_testkit::script::{personalise_sample, pso_command, select_command};
 use citycard_transport::CardTransport;

@@ -25,8 +25,8 @@ fn tap(t: &mut citycard_transport::PcscTransport, pso: bool) -> Result<(), Strin
     let mut link = raw_link(t);
     let mut s = Script::new(&mut link);
     let req = [
-        citycard_proto::AttributeId::PSEUDONYM,
-        citycard_proto::AttributeId::RESIDENT,
+        citycard_proto::attr::AttributeId::PSEUDONYM,
+        citycard_proto::attr::AttributeId::RESIDENT,
     ]
     .into_iter()
     .collect();

@@ -14,7 +14,7 @@ use citycard_e2e::{
     bench_available, citycard, enrol_partner, export_trust, issuer_home, vpcd_lock,
     EmulatorProcess, ServedCard, READER,
 };
-use citycard_proto::{CardLost, ContactlessCard};
+use citycard_proto::{apdu::CardLost, apdu::ContactlessCard};
 
 struct City {
     home: String,

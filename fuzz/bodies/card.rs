@@ -23,7 +23,7 @@ use std::rc::Rc;
 use std::sync::OnceLock;
 
 use citycard_card::{Applet, PersistentState, Storage, StorageError};
-use citycard_proto::{ContactlessCard, LifeCycle};
+use citycard_proto::{apdu::ContactlessCard, consts::LifeCycle};
 use rand_chacha::rand_core::{CryptoRng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 

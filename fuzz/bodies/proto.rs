@@ -23,7 +23,7 @@ use citycard_proto::record::{DisclosedEntry, GroupRecord, RecordBody, StoredValu
 use citycard_proto::revocation::{
     RevocationList, RevocationListBody, TrustBundle, TrustBundleBody,
 };
-use citycard_proto::{crypto, tlv, AttributeId, AttributeSet, Date};
+use citycard_proto::{attr::AttributeId, attr::AttributeSet, crypto, date::Date, tlv};
 use p256::SecretKey;
 
 /// The proto fuzz targets, by name (each is a file in `fuzz/fuzz_targets`).

@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use citycard_card::{Applet, MemoryStorage};
-use citycard_proto::{CardLost, ContactlessCard};
+use citycard_proto::{apdu::CardLost, apdu::ContactlessCard};
 use citycard_reader::{verify, CardChannel, PartnerCredential, Policy, Trust, Verdict};
 use citycard_testkit::keys::{self, city, date, reader as test_reader, trust_bundle, BundleSpec};
 use citycard_transport::MemoryTransport;

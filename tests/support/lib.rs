@@ -76,7 +76,7 @@ impl ServedCard {
     }
 
     /// Serves any card implementation (built in the serving thread).
-    pub fn serve_card<C: citycard_proto::ContactlessCard>(
+    pub fn serve_card<C: citycard_proto::apdu::ContactlessCard>(
         make: impl FnOnce() -> C + Send + 'static,
     ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
@@ -262,19 +262,19 @@ struct SwapOnIssuedReset<C> {
     swap: Arc<AtomicBool>,
 }
 
-impl<S: Storage, R: rand_core::CryptoRngCore> citycard_proto::ContactlessCard
+impl<S: Storage, R: rand_core::CryptoRngCore> citycard_proto::apdu::ContactlessCard
     for SwapOnIssuedReset<Applet<S, R>>
 {
     fn atr(&self) -> Vec<u8> {
         self.inner.atr()
     }
     fn reset(&mut self) {
-        if self.inner.life_cycle() == Some(citycard_proto::LifeCycle::Issued) {
+        if self.inner.life_cycle() == Some(citycard_proto::consts::LifeCycle::Issued) {
             self.swap.store(true, Ordering::SeqCst);
         }
         self.inner.reset();
     }
-    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, citycard_proto::CardLost> {
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, citycard_proto::apdu::CardLost> {
         self.inner.transmit(command)
     }
 }

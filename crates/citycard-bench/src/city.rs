@@ -12,7 +12,7 @@ use citycard_issuer::personalise::{self, Preparer};
 use citycard_issuer::resident::{self, Resident};
 use citycard_keys::FixedSecrets;
 use citycard_proto::attr::{AttributeId, AttributeSet};
-use citycard_proto::Date;
+use citycard_proto::date::Date;
 use citycard_reader::{PartnerCredential, Policy, Trust};
 use citycard_transport::{CardChannel, CardTransport, MemoryTransport, Traced};
 use rand_chacha::rand_core::{RngCore, SeedableRng};
@@ -245,7 +245,7 @@ impl City {
     }
 
     /// Prepares a blank card with the city's preparer.
-    pub fn prepare<C: citycard_proto::ContactlessCard>(&self, card: C) -> anyhow::Result<C> {
+    pub fn prepare<C: citycard_proto::apdu::ContactlessCard>(&self, card: C) -> anyhow::Result<C> {
         let mut ch = CardChannel::new(MemoryTransport::new(card));
         let root = self.home.root_public_key()?;
         let sign = |m: &[u8]| self.preparer.signer.sign(m);

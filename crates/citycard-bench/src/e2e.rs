@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail};
 use citycard_card::{Applet, Storage};
 use citycard_emulator::{serve, ServeOptions};
-use citycard_proto::ContactlessCard;
+use citycard_proto::apdu::ContactlessCard;
 use citycard_reader::verify;
 use citycard_transport::{
     CardChannel, CardTransport, PcscContext, PcscTransport, Traced, TransportError,

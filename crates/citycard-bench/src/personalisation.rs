@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use citycard_card::{Applet, Storage};
 use citycard_emulator::{serve, FileStore, ServeOptions};
 use citycard_proto::consts::ins;
-use citycard_proto::{crypto, ContactlessCard, LifeCycle};
+use citycard_proto::{apdu::ContactlessCard, consts::LifeCycle, crypto};
 use citycard_registry::NewIssuance;
 use citycard_transport::{CardChannel, CardTransport, PcscContext, TraceEntry, Traced};
 use rand_chacha::rand_core::SeedableRng;
@@ -208,7 +208,7 @@ impl<S: Storage, R: rand_core::CryptoRngCore> ContactlessCard for SwapOnIssuedRe
         }
         self.inner.reset();
     }
-    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, citycard_proto::CardLost> {
+    fn transmit(&mut self, command: &[u8]) -> Result<Vec<u8>, citycard_proto::apdu::CardLost> {
         self.inner.transmit(command)
     }
 }

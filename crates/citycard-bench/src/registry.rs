@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use citycard_proto::{crypto, revocation, Date};
+use citycard_proto::{crypto, date::Date, revocation};
 use citycard_registry::{CardNumber, IssuanceRegistry, NewIssuance, PgRegistry, Registry};
 use rand_chacha::rand_core::SeedableRng;
 use serde::Serialize;

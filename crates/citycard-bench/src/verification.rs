@@ -277,7 +277,7 @@ struct CryptoInputs {
     card_ephemeral: p256::PublicKey,
     card_key: p256::PublicKey,
     station_key: p256::PublicKey,
-    record: citycard_proto::GroupRecord,
+    record: citycard_proto::record::GroupRecord,
 }
 
 fn crypto_inputs(

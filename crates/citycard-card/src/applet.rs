@@ -20,7 +20,7 @@ use citycard_proto::dispatch::{Application, Dispatcher, Header, Limits, Outcome,
 use citycard_proto::limits::{CACHE_ENTRIES, MAX_CARD_DATE_STEP, MAX_CHAINED_DATA};
 use citycard_proto::pers::{Prepare, SecureChannel, CHALLENGE_LEN};
 use citycard_proto::record::{StoredValue, SEED_LEN};
-use citycard_proto::{CardLost, ContactlessCard, LifeCycle, StatusWord};
+use citycard_proto::{apdu::CardLost, apdu::ContactlessCard, consts::LifeCycle, sw::StatusWord};
 use p256::SecretKey;
 use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;

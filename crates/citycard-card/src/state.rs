@@ -27,7 +27,7 @@ use citycard_proto::limits::{
 };
 use citycard_proto::record::{StoredValue, SEED_LEN, TAG_ATTRIBUTE};
 use citycard_proto::tlv;
-use citycard_proto::{Date, LifeCycle};
+use citycard_proto::{consts::LifeCycle, date::Date};
 use p256::{PublicKey, SecretKey};
 use zeroize::Zeroizing;
 

@@ -6,7 +6,7 @@
 //! Spec: `applet-spec/SPEC.md` §3.3 (tear safety).
 
 use alloc::vec::Vec;
-use citycard_proto::StatusWord;
+use citycard_proto::sw::StatusWord;
 use zeroize::Zeroizing;
 
 /// Why storage could not load or commit.

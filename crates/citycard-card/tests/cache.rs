@@ -9,7 +9,7 @@ use citycard_card::{Applet, MemoryStorage};
 use citycard_proto::attr::{AttributeId, AttributeSet};
 use citycard_proto::cert::{Certificate, CertificateBody, Role};
 use citycard_proto::limits::{CACHE_ENTRIES, MAX_CARD_DATE_STEP};
-use citycard_proto::{ContactlessCard, Date};
+use citycard_proto::{apdu::ContactlessCard, date::Date};
 use citycard_testkit::keys::{city, date, test_key, TestCity};
 use citycard_testkit::script::{personalise_sample, pso_command, select_command};
 use rand_chacha::rand_core::SeedableRng;

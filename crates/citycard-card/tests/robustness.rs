@@ -19,8 +19,8 @@ mod card;
 
 use card::{Card, Start, LIBRARY, STARTS, TERMINATE};
 use citycard_proto::auth::{answer_len, AuthRequest};
-use citycard_proto::Certificate;
-use citycard_proto::{ContactlessCard, LifeCycle};
+use citycard_proto::cert::Certificate;
+use citycard_proto::{apdu::ContactlessCard, consts::LifeCycle};
 use proptest::prelude::*;
 use proto::vector_steps;
 
@@ -614,7 +614,7 @@ fn pso_refusals_are_uniform() {
         (Start::Issued, apdu(Cmd::PsoReader)),
         (Start::IssuedCached, apdu(Cmd::PsoReader)),
     ] {
-        let data = citycard_proto::CommandView::parse(&cert)
+        let data = citycard_proto::apdu::CommandView::parse(&cert)
             .unwrap()
             .data
             .to_vec();
@@ -651,7 +651,7 @@ fn pso_refusals_are_uniform() {
 #[test]
 fn general_authenticate_refusals_are_decoys_of_the_same_length() {
     let ga = apdu(Cmd::GeneralAuthenticate);
-    let data = citycard_proto::CommandView::parse(&ga)
+    let data = citycard_proto::apdu::CommandView::parse(&ga)
         .unwrap()
         .data
         .to_vec();
@@ -729,7 +729,7 @@ fn general_authenticate_refusals_are_decoys_of_the_same_length() {
 #[test]
 fn external_authenticate_failures_are_6982() {
     let ea = apdu(Cmd::ExternalAuthenticate);
-    let data = citycard_proto::CommandView::parse(&ea)
+    let data = citycard_proto::apdu::CommandView::parse(&ea)
         .unwrap()
         .data
         .to_vec();

@@ -17,7 +17,7 @@ use citycard_proto::attr::{AttributeId, AttributeSet, ALL};
 use citycard_proto::auth::{answer_len, AuthRequest, ReaderSession};
 use citycard_proto::cert::{Certificate, CertificateBody, Role};
 use citycard_proto::consts::{cla, ins};
-use citycard_proto::{crypto, ContactlessCard, Date, Error, LifeCycle};
+use citycard_proto::{apdu::ContactlessCard, consts::LifeCycle, crypto, date::Date, error::Error};
 use citycard_testkit::keys::{
     city, city_named, date, reader, reader_in_group, test_key, TestCity, TestReader, ISSUE_DATE,
     TODAY, VALID_TO,

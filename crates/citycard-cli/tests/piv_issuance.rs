@@ -323,9 +323,10 @@ fn piv_revocation_is_published(o: &Office, number: &str, revocation_id: Option<[
         "--out",
         "city.bundle",
     ]);
-    let bundle =
-        citycard_proto::TrustBundle::decode(&std::fs::read(o.path("city.bundle")).unwrap())
-            .unwrap();
+    let bundle = citycard_proto::revocation::TrustBundle::decode(
+        &std::fs::read(o.path("city.bundle")).unwrap(),
+    )
+    .unwrap();
     bundle.verify().unwrap();
     assert!(bundle
         .body()
@@ -415,8 +416,8 @@ fn the_default_profile_output_is_unchanged() {
 
 /// Sends one APDU to an in-process card; the data and status word.
 fn apdu(
-    card: &mut impl citycard_proto::ContactlessCard,
-    cmd: &citycard_proto::Command,
+    card: &mut impl citycard_proto::apdu::ContactlessCard,
+    cmd: &citycard_proto::apdu::Command,
 ) -> (Vec<u8>, u16) {
     let mut r = card.transmit(&cmd.to_short_bytes().unwrap()).unwrap();
     let sw = r.split_off(r.len() - 2);
@@ -449,7 +450,7 @@ fn prepare_piv_card(path: &Path, key_hex: &str) {
     set.extend_from_slice(&hex::decode(key_hex).unwrap());
     let (_, sw) = apdu(
         &mut card,
-        &citycard_proto::Command::new(0x00, 0xFF, 0xFF, 0xFF).with_data(set),
+        &citycard_proto::apdu::Command::new(0x00, 0xFF, 0xFF, 0xFF).with_data(set),
     );
     assert_eq!(sw, 0x9000);
 }

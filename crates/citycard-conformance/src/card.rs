@@ -26,7 +26,7 @@ use citycard_proto::cert::Certificate;
 use citycard_proto::consts::{cla, ins};
 use citycard_proto::pers::CHALLENGE_LEN;
 use citycard_proto::record::StoredValue;
-use citycard_proto::{fci, Command, Date, Error as ProtoError};
+use citycard_proto::{apdu::Command, date::Date, error::Error as ProtoError, fci};
 use citycard_transport::CardTransport;
 use p256::PublicKey;
 use rand_core::OsRng;

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use citycard_proto::attr::{AttributeId, AttributeSet};
 use citycard_proto::cert::{Certificate, CertificateBody, Role};
 use citycard_proto::crypto;
-use citycard_proto::Date;
+use citycard_proto::date::Date;
 use p256::SecretKey;
 use rand_core::{OsRng, RngCore};
 

@@ -12,7 +12,7 @@
 //! `answer_len(request)` ([`LengthRule::FunctionOfRequest`]), and blank cards
 //! are prepared (PREPARE, STORE PREPARATION CERTIFICATE) instead of anchored.
 
-use citycard_proto::LifeCycle;
+use citycard_proto::consts::LifeCycle;
 use serde::Serialize;
 
 /// A version of `applet-spec/SPEC.md`.

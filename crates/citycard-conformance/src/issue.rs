@@ -12,7 +12,7 @@ use citycard_proto::limits::MAX_CHAINED_DATA;
 use citycard_proto::pers::CHALLENGE_LEN;
 use citycard_proto::pers::{self, CardAuthAnswer, Prepare, SecureChannel, StationAuth};
 use citycard_proto::record::{self, GroupRecord, RecordBody, StoredValue, SEED_LEN};
-use citycard_proto::{Command, Date};
+use citycard_proto::{apdu::Command, date::Date};
 use p256::{PublicKey, SecretKey};
 use rand_core::{OsRng, RngCore};
 

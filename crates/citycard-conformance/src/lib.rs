@@ -27,7 +27,7 @@ pub enum ConformanceError {
     UnknownVersion,
     /// Building the throwaway city's objects failed.
     #[error("building test objects: {0:?}")]
-    Proto(citycard_proto::Error),
+    Proto(citycard_proto::error::Error),
     /// A vector file is not valid.
     #[error("vector file: {0}")]
     Vector(String),
@@ -39,8 +39,8 @@ pub enum ConformanceError {
     Kit(&'static str),
 }
 
-impl From<citycard_proto::Error> for ConformanceError {
-    fn from(e: citycard_proto::Error) -> Self {
+impl From<citycard_proto::error::Error> for ConformanceError {
+    fn from(e: citycard_proto::error::Error) -> Self {
         Self::Proto(e)
     }
 }

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use citycard_proto::apdu::Command;
 use citycard_proto::consts::{cla, ins};
-use citycard_proto::Command;
 use citycard_transport::CardTransport;
 
 /// Why an exchange could not complete.

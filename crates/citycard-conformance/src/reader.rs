@@ -31,7 +31,9 @@ use citycard_proto::record::{self, GroupRecord};
 use citycard_proto::revocation::{
     RevocationList, RevocationListBody, TrustBundle, TrustBundleBody,
 };
-use citycard_proto::{crypto, fci, CardLost, Command, ContactlessCard, Date};
+use citycard_proto::{
+    apdu::CardLost, apdu::Command, apdu::ContactlessCard, crypto, date::Date, fci,
+};
 use citycard_reader::PartnerCredential;
 use citycard_transport::MemoryTransport;
 use rand_chacha::ChaCha20Rng;
@@ -281,7 +283,7 @@ fn random_seed() -> [u8; 32] {
 /// an earlier tap to use).
 fn earlier_tap(
     card: FaultyCard,
-    credential: &(p256::SecretKey, citycard_proto::Certificate),
+    credential: &(p256::SecretKey, citycard_proto::cert::Certificate),
     today: Date,
 ) -> FaultyCard {
     let mut t = MemoryTransport::new(card);

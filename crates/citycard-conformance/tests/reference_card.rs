@@ -5,7 +5,7 @@
 use citycard_card::{Applet, MemoryStorage};
 use citycard_conformance::{run_card_kit, Outcome};
 use citycard_proto::auth::AuthRequest;
-use citycard_proto::{CardLost, ContactlessCard};
+use citycard_proto::{apdu::CardLost, apdu::ContactlessCard};
 use citycard_transport::MemoryTransport;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;

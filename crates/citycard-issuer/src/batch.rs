@@ -30,7 +30,7 @@ pub struct Counter<'a> {
     /// Where the cards are.
     pub source: CardSource,
     /// Today (UTC).
-    pub today: citycard_proto::Date,
+    pub today: citycard_proto::date::Date,
     /// The operator, for the audit log.
     pub actor: String,
     /// Print every APDU on stderr.
@@ -161,7 +161,7 @@ impl<'a> Counter<'a> {
         home: &'a IssuerHome,
         mut station: LoadedStation,
         source: CardSource,
-        today: citycard_proto::Date,
+        today: citycard_proto::date::Date,
         actor: String,
     ) -> Result<Self, IssuerError> {
         let mut registry = home.registry()?;

@@ -65,7 +65,7 @@ pub struct EmulatedPreparation {
     preparer: crate::home::LoadedPreparer,
     issuer: String,
     root: p256::PublicKey,
-    today: citycard_proto::Date,
+    today: citycard_proto::date::Date,
 }
 
 impl EmulatedPreparation {
@@ -74,7 +74,7 @@ impl EmulatedPreparation {
         home: &crate::home::IssuerHome,
         name: &str,
         secrets: &dyn citycard_keys::SecretSource,
-        today: citycard_proto::Date,
+        today: citycard_proto::date::Date,
     ) -> Result<Self, IssuerError> {
         Ok(Self {
             preparer: home.preparer(name, secrets)?,

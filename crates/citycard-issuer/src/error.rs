@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use citycard_proto::Date;
+use citycard_proto::date::Date;
 
 /// Everything that can go wrong on the issuing side. Each variant maps to a
 /// distinct CLI exit code (see the README).
@@ -100,7 +100,7 @@ pub enum IssuerError {
     Registry(#[from] citycard_registry::RegistryError),
     /// A protocol object could not be built or decoded.
     #[error("protocol: {0}")]
-    Protocol(#[from] citycard_proto::Error),
+    Protocol(#[from] citycard_proto::error::Error),
     /// The last published revocation list misses cards revoked since: a
     /// bundle with it would tell partners nothing about them.
     #[error("the last published revocation list (#{sequence}) misses {missing} revoked card(s); run `citycard revocation publish`, which writes the bundle partners load")]

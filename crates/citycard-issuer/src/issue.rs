@@ -4,7 +4,7 @@
 
 use citycard_proto::attr::AttributeId;
 use citycard_proto::revocation::revocation_id;
-use citycard_proto::{crypto, Date};
+use citycard_proto::{crypto, date::Date};
 use citycard_registry::{
     CardNumber, Intent, IssuanceRegistry, NewIssuance, RegistryError, RevocationReason,
 };

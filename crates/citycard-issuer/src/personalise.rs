@@ -20,7 +20,7 @@ use citycard_proto::pers::{
     self, CardAuthAnswer, Prepare, SecureChannel, StationAuth, CHALLENGE_LEN,
 };
 use citycard_proto::record::{self, GroupRecord, RecordBody, StoredValue, SEED_LEN};
-use citycard_proto::{Date, StatusWord};
+use citycard_proto::{date::Date, sw::StatusWord};
 use citycard_registry::RegistryError;
 use citycard_transport::{CardChannel, CardTransport, TransportError};
 use p256::{PublicKey, SecretKey};
@@ -71,7 +71,7 @@ pub enum PersonaliseError {
     SignatureMismatch,
     /// Host-side protocol error (malformed card answer, bad input).
     #[error("protocol: {0}")]
-    Protocol(#[from] citycard_proto::Error),
+    Protocol(#[from] citycard_proto::error::Error),
     /// Not a usable PIV card: no PIV application, or no ECC P-256.
     #[error("not a usable PIV card: {0}")]
     NotPiv(NotPiv),
@@ -105,7 +105,7 @@ pub enum NotPiv {
     NoApplication(StatusWord),
     /// The SELECT answer could not be read.
     #[error("unreadable Application Property Template: {0}")]
-    UnreadableTemplate(#[source] citycard_proto::Error),
+    UnreadableTemplate(#[source] citycard_proto::error::Error),
     /// The card does not offer ECC P-256.
     #[error(
         "the card does not list ECC P-256 (mechanism 11) in its Application Property Template"
@@ -183,7 +183,7 @@ pub enum ReadBackMismatch {
     CertificateAbsent,
     /// PIV: the GET DATA answer or the container could not be read.
     #[error("unreadable object 5FC101: {0}")]
-    Unreadable(#[source] citycard_proto::Error),
+    Unreadable(#[source] citycard_proto::error::Error),
     /// PIV: the object differs from what was written.
     #[error("object 5FC101 differs from what was written")]
     ObjectDiffers,
@@ -250,7 +250,7 @@ fn select<T: CardTransport>(ch: &mut CardChannel<T>) -> Result<LifeCycle, Person
         return Err(PersonaliseError::NotACitycard(r.sw));
     }
     fci::life_cycle(&r.data).ok_or(PersonaliseError::Protocol(
-        citycard_proto::Error::MalformedTlv,
+        citycard_proto::error::Error::MalformedTlv,
     ))
 }
 
@@ -259,7 +259,10 @@ pub fn inspect<T: CardTransport>(ch: &mut CardChannel<T>) -> Result<LifeCycle, P
     select(ch)
 }
 
-fn expect_ok(step: &'static str, r: citycard_proto::Response) -> Result<Vec<u8>, PersonaliseError> {
+fn expect_ok(
+    step: &'static str,
+    r: citycard_proto::apdu::Response,
+) -> Result<Vec<u8>, PersonaliseError> {
     if r.sw == StatusWord::Success {
         Ok(r.data)
     } else {
@@ -367,7 +370,7 @@ fn authenticate<T: CardTransport>(
     )?;
     let challenge: [u8; CHALLENGE_LEN] = challenge
         .try_into()
-        .map_err(|_| PersonaliseError::Protocol(citycard_proto::Error::BadLength(0)))?;
+        .map_err(|_| PersonaliseError::Protocol(citycard_proto::error::Error::BadLength(0)))?;
     let ephemeral = SecretKey::random(&mut rng);
     let e_s = crypto::encode_point(&ephemeral.public_key());
     let signature = (station.sign)(&pers::station_auth_message(&challenge, &e_s, groups))
@@ -475,9 +478,9 @@ pub fn personalise_recording<T: CardTransport>(
     }
     values.sort_by_key(|v| v.id);
     if groups == 0 || usize::from(groups) > MAX_GROUPS {
-        return Err(PersonaliseError::Protocol(citycard_proto::Error::BadValue(
-            0x83,
-        )));
+        return Err(PersonaliseError::Protocol(
+            citycard_proto::error::Error::BadValue(0x83),
+        ));
     }
     match select(ch)? {
         LifeCycle::Prepared => {}
@@ -486,7 +489,7 @@ pub fn personalise_recording<T: CardTransport>(
     let (keys, mut channel) = authenticate(ch, trust, station, groups, rng)?;
     if keys.len() != usize::from(groups) {
         return Err(PersonaliseError::Protocol(
-            citycard_proto::Error::BadLength(0x87),
+            citycard_proto::error::Error::BadLength(0x87),
         ));
     }
     // The earliest point the keys are known, and nothing signed exists yet.

@@ -50,7 +50,7 @@ use citycard_proto::piv::{
     self, CardAuthenticationBody, CardAuthenticationCertificate, ManagementAlgorithm,
     OBJECT_CARD_AUTHENTICATION_CERTIFICATE, PIV_PREDICATES, SLOT_CARD_AUTHENTICATION,
 };
-use citycard_proto::{crypto, Date, StatusWord};
+use citycard_proto::{crypto, date::Date, sw::StatusWord};
 use citycard_registry::{CardState, IssuanceRegistry, RegistryError, RevocationReason};
 use citycard_transport::{CardChannel, CardTransport};
 use p256::PublicKey;
@@ -126,7 +126,10 @@ pub fn check_configured_key(key: &dyn ManagementKey, allow: bool) -> Result<(), 
     Ok(())
 }
 
-fn expect_ok(step: &'static str, r: citycard_proto::Response) -> Result<Vec<u8>, PersonaliseError> {
+fn expect_ok(
+    step: &'static str,
+    r: citycard_proto::apdu::Response,
+) -> Result<Vec<u8>, PersonaliseError> {
     if r.sw == StatusWord::Success {
         Ok(r.data)
     } else {

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use citycard_proto::attr::{AttributeId, AttributeKind};
-use citycard_proto::Date;
+use citycard_proto::date::Date;
 
 /// Field names refused with an explanation rather than "unknown field".
 pub const FORBIDDEN_FIELDS: &[&str] = &[

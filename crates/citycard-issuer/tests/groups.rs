@@ -17,7 +17,7 @@ use citycard_issuer::personalise::{self, PreparationTrust, Station};
 use citycard_issuer::resident::{validate, Resident};
 use citycard_proto::consts::ins;
 use citycard_proto::revocation::revocation_id;
-use citycard_proto::{crypto, AttributeId, AttributeSet, LifeCycle};
+use citycard_proto::{attr::AttributeId, attr::AttributeSet, consts::LifeCycle, crypto};
 use citycard_reader::{PartnerCredential, Policy, Trust, Verdict};
 use citycard_registry::{CardState, RevocationReason};
 use citycard_transport::{CardChannel, MemoryTransport};

@@ -10,7 +10,7 @@ use citycard_issuer::personalise::{
 };
 use citycard_proto::attr::{AttributeId, AttributeSet};
 use citycard_proto::cert::{Certificate, CertificateBody, Role};
-use citycard_proto::{crypto, Date, LifeCycle};
+use citycard_proto::{consts::LifeCycle, crypto, date::Date};
 use citycard_transport::{CardChannel, MemoryTransport};
 use p256::SecretKey;
 use rand_chacha::rand_core::SeedableRng;

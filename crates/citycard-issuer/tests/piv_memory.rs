@@ -25,7 +25,7 @@ use citycard_proto::piv::{
     SLOT_CARD_AUTHENTICATION,
 };
 use citycard_proto::revocation::revocation_id;
-use citycard_proto::{AttributeId, AttributeSet, Command, StatusWord};
+use citycard_proto::{apdu::Command, attr::AttributeId, attr::AttributeSet, sw::StatusWord};
 use citycard_registry::{CardState, IssuanceRegistry, RevocationReason};
 use citycard_transport::{CardChannel, CardTransport, MemoryTransport};
 use p256::PublicKey;
@@ -366,7 +366,7 @@ fn a_wrong_management_key_writes_nothing() {
     match &err {
         IssueError::Refused(PersonaliseError::ManagementKeyRefused(
             ManagementKeyRefusal::Refused { sw, .. },
-        )) => assert_ne!(*sw, citycard_proto::StatusWord::Success),
+        )) => assert_ne!(*sw, citycard_proto::sw::StatusWord::Success),
         other => panic!("{other:?}"),
     }
     // Wrong algorithm for the card's key (AES-192 on a 3DES card).

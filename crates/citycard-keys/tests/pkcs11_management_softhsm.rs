@@ -17,8 +17,8 @@ use citycard_keys::{
     ManagementKeyLocation, Pkcs11Location, Pkcs11ManagementKey, SoftManagementKey,
 };
 use citycard_piv_card::PivCard;
+use citycard_proto::apdu::ContactlessCard;
 use citycard_proto::piv::{self, ManagementAlgorithm, DEFAULT_MANAGEMENT_KEY};
-use citycard_proto::ContactlessCard;
 use cryptoki::context::{CInitializeArgs, Pkcs11};
 use cryptoki::object::{Attribute, KeyType, ObjectClass};
 use cryptoki::session::UserType;
@@ -174,7 +174,10 @@ fn a_missing_key_and_a_wrong_pin_are_distinct_errors() {
     assert!(matches!(err, KeyError::WrongPin(_)), "{err:?}");
 }
 
-fn exchange(card: &mut impl ContactlessCard, cmd: &citycard_proto::Command) -> (Vec<u8>, u16) {
+fn exchange(
+    card: &mut impl ContactlessCard,
+    cmd: &citycard_proto::apdu::Command,
+) -> (Vec<u8>, u16) {
     let mut r = card.transmit(&cmd.to_short_bytes().unwrap()).unwrap();
     let sw = r.split_off(r.len() - 2);
     (r, u16::from_be_bytes([sw[0], sw[1]]))
@@ -214,7 +217,7 @@ fn the_token_key_authenticates_to_a_piv_card() {
     set.extend_from_slice(&CITY_KEY);
     let (_, sw) = exchange(
         &mut card,
-        &citycard_proto::Command::new(0x00, 0xFF, 0xFF, 0xFF).with_data(set),
+        &citycard_proto::apdu::Command::new(0x00, 0xFF, 0xFF, 0xFF).with_data(set),
     );
     assert_eq!(sw, 0x9000);
     assert!(authenticate(&mut card, &key));

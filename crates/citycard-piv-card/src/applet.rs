@@ -16,7 +16,7 @@
 use alloc::vec::Vec;
 use citycard_card::storage::{Persistent, Storage};
 use citycard_proto::dispatch::{Application, Dispatcher, Header, Limits, Outcome, Segment};
-use citycard_proto::{CardLost, ContactlessCard, StatusWord};
+use citycard_proto::{apdu::CardLost, apdu::ContactlessCard, sw::StatusWord};
 use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::ecdsa::{Signature, SigningKey};
 use p256::elliptic_curve::sec1::ToEncodedPoint;

@@ -1,7 +1,7 @@
 //! Constants of the PIV card application (NIST SP 800-73-4 Part 1 and Part 2)
 //! and of the few Yubico extensions this card implements.
 
-use citycard_proto::StatusWord;
+use citycard_proto::sw::StatusWord;
 
 /// The full PIV application identifier: RID `A0 00 00 03 08` (NIST) and PIX
 /// `00 00 10 00 01 00` (SP 800-73-4 Part 1, §2.2).

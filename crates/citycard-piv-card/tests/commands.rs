@@ -7,7 +7,7 @@
 use citycard_card::{MemoryStorage, Storage, StorageError};
 use citycard_piv_card::consts::{DEFAULT_MANAGEMENT_KEY, PIV_AID};
 use citycard_piv_card::{Faults, PivCard, PivState};
-use citycard_proto::ContactlessCard;
+use citycard_proto::apdu::ContactlessCard;
 use des::cipher::{BlockDecrypt, KeyInit};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::ecdsa::{Signature, VerifyingKey};

@@ -4,7 +4,7 @@
 
 use citycard_card::{MemoryStorage, Storage};
 use citycard_piv_card::{PivCard, PivState, Summary};
-use citycard_proto::ContactlessCard;
+use citycard_proto::apdu::ContactlessCard;
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::ecdsa::{Signature, VerifyingKey};
 use rand_chacha::rand_core::SeedableRng;

@@ -33,9 +33,9 @@
 
 use alloc::vec::Vec;
 
+use crate::apdu::CardLost;
 use crate::apdu::{CommandView, CLA_CHAINING, HEADER_LEN, INS_GET_RESPONSE, MAX_SHORT_RESPONSE};
 use crate::sw::StatusWord;
-use crate::CardLost;
 
 /// What one command handler answers: the whole response data, or the status
 /// word that refuses the command.
@@ -146,7 +146,7 @@ pub trait Application {
 
     /// One raw command in, the whole response (data and SW) out, or
     /// [`CardLost`] when the card has no power (before or after the command):
-    /// the body of [`ContactlessCard::transmit`](crate::ContactlessCard::transmit).
+    /// the body of [`ContactlessCard::transmit`](crate::apdu::ContactlessCard::transmit).
     fn transmit_apdu(&mut self, raw: &[u8]) -> Result<Vec<u8>, CardLost>
     where
         Self: Sized,

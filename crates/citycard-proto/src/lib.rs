@@ -22,12 +22,4 @@ pub mod revocation;
 pub mod sw;
 pub mod tlv;
 
-pub use apdu::{CardLost, Command, CommandView, ContactlessCard, Response};
-pub use attr::{AttributeId, AttributeSet};
-pub use cert::{Certificate, CertificateBody, Role};
-pub use consts::{LifeCycle, AID};
-pub use date::Date;
-pub use error::Error;
-pub use record::{DisclosedEntry, GroupRecord, RecordBody, StoredValue};
-pub use revocation::{RevocationList, TrustBundle};
-pub use sw::StatusWord;
+// No root re-exports: every item has one path, `citycard_proto::<module>::<item>`.

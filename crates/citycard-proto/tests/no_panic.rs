@@ -42,7 +42,9 @@ fn seeds_and_mutations_never_panic() {
 fn seeds_are_accepted_by_their_decoder() {
     // The seeds are real objects: a decoder that refused them would leave
     // the fuzzer starting from nothing.
-    use citycard_proto::*;
+    use citycard_proto::cert::Certificate;
+    use citycard_proto::record::{DisclosedEntry, GroupRecord, StoredValue};
+    use citycard_proto::revocation::{RevocationList, TrustBundle};
     for (t, s) in bodies::seeds() {
         let ok = match t {
             "certificate" => Certificate::decode(&s).is_ok(),

@@ -9,7 +9,7 @@ use citycard_proto::auth::{
 };
 use citycard_proto::crypto::{self, OpCount};
 use citycard_proto::record::{RecordBody, StoredValue};
-use citycard_proto::{Date, Error};
+use citycard_proto::{date::Date, error::Error};
 use p256::{PublicKey, SecretKey};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use citycard_proto::attr::AttributeKind;
-use citycard_proto::{AttributeId, Date};
+use citycard_proto::{attr::AttributeId, date::Date};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

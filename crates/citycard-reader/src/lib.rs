@@ -31,5 +31,5 @@ pub use watch::{
 };
 
 // Re-exported so that partners need not depend on the protocol crates for the basics.
-pub use citycard_proto::{AttributeId, AttributeSet, Date};
+pub use citycard_proto::{attr::AttributeId, attr::AttributeSet, date::Date};
 pub use citycard_transport::{CardChannel, CardTransport, ChannelConfig};

@@ -4,7 +4,7 @@
 //! citycard application.
 
 use citycard_proto::piv::{self, CardAuthenticationCertificate, OID_CITYCARD_CARD_INFO};
-use citycard_proto::{AttributeId, AttributeSet, StatusWord};
+use citycard_proto::{attr::AttributeId, attr::AttributeSet, sw::StatusWord};
 use citycard_transport::{CardChannel, CardTransport};
 use rand_core::CryptoRngCore;
 

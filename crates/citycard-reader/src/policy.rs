@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use citycard_proto::{AttributeSet, Date};
+use citycard_proto::{attr::AttributeSet, date::Date};
 
 /// What to do when the revocation list is past its next update plus the grace
 /// period (SPEC §5.7).

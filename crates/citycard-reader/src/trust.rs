@@ -48,7 +48,7 @@ impl Trust {
     pub fn new(bundle: TrustBundle, credential: PartnerCredential) -> Result<Self, ReaderError> {
         bundle.verify().map_err(|_| ReaderError::BundleSignature)?;
         let cert = credential.certificate();
-        if cert.body().role != citycard_proto::Role::Reader || cert.body().domain.is_none() {
+        if cert.body().role != citycard_proto::cert::Role::Reader || cert.body().domain.is_none() {
             return Err(ReaderError::CredentialNotAReader);
         }
         if cert.body().issuer != bundle.body().issuer {

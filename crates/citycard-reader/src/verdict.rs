@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use citycard_proto::{AttributeId, AttributeSet, Date};
+use citycard_proto::{attr::AttributeId, attr::AttributeSet, date::Date};
 use citycard_transport::TransportError;
 use serde_json::Value;
 

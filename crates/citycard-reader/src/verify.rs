@@ -3,7 +3,10 @@
 use citycard_proto::auth::{Disclosure, ReaderSession};
 use citycard_proto::consts::{cla, ins, LifeCycle};
 use citycard_proto::fci;
-use citycard_proto::{AttributeId, AttributeSet, Command, Error as ProtoError, StatusWord};
+use citycard_proto::{
+    apdu::Command, attr::AttributeId, attr::AttributeSet, error::Error as ProtoError,
+    sw::StatusWord,
+};
 use citycard_transport::{CardChannel, CardTransport, ChannelConfig, TransportError};
 use rand_core::CryptoRngCore;
 
@@ -274,9 +277,9 @@ pub(crate) struct Issued<'a> {
     /// Fingerprint of the signing station's certificate.
     pub(crate) station: &'a [u8; citycard_proto::cert::FINGERPRINT_LEN],
     /// First valid day (the issue date).
-    pub(crate) valid_from: citycard_proto::Date,
+    pub(crate) valid_from: citycard_proto::date::Date,
     /// Last valid day.
-    pub(crate) valid_to: citycard_proto::Date,
+    pub(crate) valid_to: citycard_proto::date::Date,
     /// The card's revocation id.
     pub(crate) revocation_id: &'a citycard_proto::revocation::RevocationId,
 }
@@ -334,7 +337,7 @@ pub(crate) fn issuer_and_standing(
 pub(crate) fn send<T: CardTransport>(
     channel: &mut CardChannel<T>,
     cmd: &Command,
-) -> Result<citycard_proto::Response, Verdict> {
+) -> Result<citycard_proto::apdu::Response, Verdict> {
     channel.exchange(cmd).map_err(|e| match e {
         TransportError::CardRemoved => Verdict::CardRemoved,
         TransportError::ResponseTooLong { .. } | TransportError::TooManyGetResponse { .. } => {

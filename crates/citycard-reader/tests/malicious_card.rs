@@ -22,7 +22,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use citycard_proto::{CardLost, ContactlessCard};
+use citycard_proto::{apdu::CardLost, apdu::ContactlessCard};
 use citycard_reader::Verdict;
 use reader::{Scripted, MAX_APDUS};
 

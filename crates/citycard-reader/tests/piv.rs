@@ -7,7 +7,7 @@
 use citycard_proto::apdu::CommandView;
 use citycard_proto::piv::{self, CardAuthenticationBody, CardAuthenticationCertificate};
 use citycard_proto::revocation::{RevocationId, TrustBundle};
-use citycard_proto::{crypto, tlv, CardLost, ContactlessCard};
+use citycard_proto::{apdu::CardLost, apdu::ContactlessCard, crypto, tlv};
 use citycard_reader::{
     verify, AttributeId, AttributeSet, CardChannel, CardProfile, Date, PartnerCredential, Policy,
     Trust, Verdict,

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 
 use citycard_proto::revocation::TrustBundle;
-use citycard_proto::{AttributeSet, CardLost, ContactlessCard};
+use citycard_proto::{apdu::CardLost, apdu::ContactlessCard, attr::AttributeSet};
 use citycard_reader::{verify, CardChannel, PartnerCredential, Policy, Trust, Verdict};
 use citycard_testkit::reader_vectors::{self, ReaderVector};
 use citycard_transport::MemoryTransport;

@@ -14,8 +14,8 @@
 #![cfg(test)]
 
 use citycard_card::{Applet, MemoryStorage};
+use citycard_proto::apdu::ContactlessCard;
 use citycard_proto::attr::AttributeId;
-use citycard_proto::ContactlessCard;
 use citycard_testkit::keys::{city, date, reader_in_group, test_key, TestReader, TODAY};
 use citycard_testkit::linkage::{self, Received};
 use citycard_testkit::script::sample_resident;

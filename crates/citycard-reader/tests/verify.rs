@@ -18,7 +18,7 @@ use citycard_proto::cert::{Certificate, CertificateBody, Role};
 use citycard_proto::consts::{ins, AID};
 use citycard_proto::record::{GroupRecord, RecordBody, StoredValue};
 use citycard_proto::revocation::{RevocationId, TrustBundle};
-use citycard_proto::{crypto, tlv, CardLost, ContactlessCard};
+use citycard_proto::{apdu::CardLost, apdu::ContactlessCard, crypto, tlv};
 use citycard_reader::{
     verify, AttributeId, AttributeSet, CardChannel, CardTransport, Date, PartnerCredential, Policy,
     StalePolicy, Trust, Verdict,

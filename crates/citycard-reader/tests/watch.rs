@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use citycard_card::{Applet, MemoryStorage};
 use citycard_emulator::{serve, ServeOptions};
 use citycard_proto::revocation::{RevocationId, TrustBundle};
-use citycard_proto::{ContactlessCard, GroupRecord};
+use citycard_proto::{apdu::ContactlessCard, record::GroupRecord};
 use citycard_reader::watch::{channel_sink, TrustSource};
 use citycard_reader::{
     Clock, PartnerCredential, Policy, ReaderError, ReaderSelection, Shutdown, TapEvent, Verdict,

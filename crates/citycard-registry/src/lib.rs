@@ -20,7 +20,7 @@ pub use model::{
 pub use pg::PgRegistry;
 pub use sqlite::Registry;
 
-use citycard_proto::AttributeId;
+use citycard_proto::attr::AttributeId;
 use validate::check_retained;
 
 /// What every module of the crate uses.
@@ -30,7 +30,7 @@ mod prelude {
     pub(crate) use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     pub(crate) use citycard_proto::attr::AttributeKind;
-    pub(crate) use citycard_proto::{AttributeId, Date};
+    pub(crate) use citycard_proto::{attr::AttributeId, date::Date};
     pub(crate) use rusqlite::{
         params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
     };

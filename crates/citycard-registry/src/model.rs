@@ -3,7 +3,7 @@
 use core::fmt;
 use core::str::FromStr;
 
-use citycard_proto::{AttributeId, Date};
+use citycard_proto::{attr::AttributeId, date::Date};
 
 use crate::RegistryError;
 

@@ -1,6 +1,6 @@
 //! Unit tests that need the registry's internals (fault injection).
 
-use citycard_proto::{crypto, revocation, AttributeId, Date};
+use citycard_proto::{attr::AttributeId, crypto, date::Date, revocation};
 use rand_chacha::rand_core::SeedableRng;
 
 use crate::{CardState, NewIssuance, Registry, RegistryError, RevocationReason};

@@ -14,7 +14,7 @@ fn eight(base: u64) -> (Vec<[u8; 33]>, Vec<[u8; 8]>) {
     (0..8).map(|g| card_key(base + g)).unzip()
 }
 
-fn as_of() -> citycard_proto::Date {
+fn as_of() -> citycard_proto::date::Date {
     date(2027, 1, 1)
 }
 

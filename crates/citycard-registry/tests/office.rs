@@ -13,7 +13,7 @@ use rstest::rstest;
 
 fn next<'a>(
     resident: &'a str,
-    attrs: &'a [(citycard_proto::AttributeId, Vec<u8>)],
+    attrs: &'a [(citycard_proto::attr::AttributeId, Vec<u8>)],
 ) -> NewIssuance<'a> {
     NewIssuance {
         card_number: CardNumber::Next { prefix: "LG" },

@@ -14,7 +14,7 @@ fn issue_dated(
     f: &mut AnyFixture,
     resident: &str,
     seed: u64,
-    expires_on: citycard_proto::Date,
+    expires_on: citycard_proto::date::Date,
 ) -> String {
     let attrs = attributes(NAME);
     let number = f.reg.next_card_number("LG").unwrap();

@@ -9,7 +9,7 @@ mod common;
 
 use std::path::Path;
 
-use citycard_proto::AttributeId;
+use citycard_proto::attr::AttributeId;
 use citycard_registry::{
     schema::SCHEMA_VERSION, CardState, Counts, NewIssuance, Registry, RegistryError,
     RevocationReason, TOMBSTONE_PREFIX,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use citycard_card::Applet;
 use citycard_emulator::FileStore;
-use citycard_proto::ContactlessCard;
+use citycard_proto::apdu::ContactlessCard;
 use citycard_reader::watch::{
     watch_blocking_with, ReaderMonitor, ReaderPort, ReaderSystem, TrustSource,
 };

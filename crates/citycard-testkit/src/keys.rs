@@ -3,10 +3,10 @@
 use citycard_proto::attr::{AttributeId, AttributeSet};
 use citycard_proto::cert::{Certificate, CertificateBody, Role};
 use citycard_proto::crypto;
+use citycard_proto::date::Date;
 use citycard_proto::revocation::{
     RevocationId, RevocationList, RevocationListBody, TrustBundle, TrustBundleBody,
 };
-use citycard_proto::Date;
 use p256::SecretKey;
 
 /// The issuer identifier used in tests.

@@ -27,7 +27,7 @@ use citycard_proto::attr::{AttributeId, AttributeSet};
 use citycard_proto::auth::Disclosure;
 use citycard_proto::consts::{ins, label};
 use citycard_proto::record::TAG_ATTRIBUTE;
-use citycard_proto::{crypto, tlv, Date, Error};
+use citycard_proto::{crypto, date::Date, error::Error, tlv};
 use p256::SecretKey;
 
 use crate::keys::{TestCity, TestReader};

@@ -2,7 +2,7 @@
 //! the Card Authentication certificate from fixed keys, and one tap.
 
 use citycard_proto::piv::{self, CardAuthenticationBody, CardAuthenticationCertificate};
-use citycard_proto::{crypto, tlv, AttributeId, AttributeSet, Command};
+use citycard_proto::{apdu::Command, attr::AttributeId, attr::AttributeSet, crypto, tlv};
 use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::ecdsa::{Signature, SigningKey};
 use serde_json::{json, Value};

@@ -25,7 +25,7 @@ use citycard_proto::consts::{cla, ins};
 use citycard_proto::crypto::{self, OpCount};
 use citycard_proto::record::{GroupRecord, StoredValue};
 use citycard_proto::revocation::TrustBundle;
-use citycard_proto::{ContactlessCard, Date, Error as ProtoError};
+use citycard_proto::{apdu::ContactlessCard, date::Date, error::Error as ProtoError};
 use p256::pkcs8::{EncodePrivateKey, LineEnding};
 use p256::SecretKey;
 use rand_chacha::rand_core::SeedableRng;

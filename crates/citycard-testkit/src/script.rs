@@ -12,7 +12,7 @@ use citycard_proto::pers::{
     self, CardAuthAnswer, Prepare, SecureChannel, StationAuth, CHALLENGE_LEN,
 };
 use citycard_proto::record::{self, GroupRecord, RecordBody, StoredValue, SEED_LEN};
-use citycard_proto::{Date, StatusWord};
+use citycard_proto::{date::Date, sw::StatusWord};
 use p256::{PublicKey, SecretKey};
 use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
@@ -46,7 +46,7 @@ pub enum ScriptError {
     Status { what: &'static str, sw: StatusWord },
     /// Protocol failure on the host side.
     #[error("{0}")]
-    Protocol(#[from] citycard_proto::Error),
+    Protocol(#[from] citycard_proto::error::Error),
     /// The card's preparation certificate does not chain to the city's preparer.
     #[error("not prepared by this city")]
     NotPrepared,

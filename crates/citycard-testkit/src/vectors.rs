@@ -14,7 +14,7 @@ use citycard_proto::consts::{cla, ins};
 use citycard_proto::crypto;
 use citycard_proto::pers;
 use citycard_proto::record::{self, RecordBody, StoredValue};
-use citycard_proto::{ContactlessCard, StatusWord};
+use citycard_proto::{apdu::ContactlessCard, sw::StatusWord};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
@@ -296,7 +296,7 @@ fn select() -> Vector {
         s.note("SELECT, no FCI (P2=0C)");
         s.raw(
             &Command::new(0, ins::SELECT, 4, 0x0C)
-                .with_data(citycard_proto::AID.to_vec())
+                .with_data(citycard_proto::consts::AID.to_vec())
                 .to_short_bytes()
                 .unwrap(),
         )
@@ -392,7 +392,7 @@ fn prepare_vector(city: &TestCity) -> Vector {
         date(PREPARATION_DATE),
     )
     .unwrap();
-    let store = |cert: &citycard_proto::Certificate| {
+    let store = |cert: &citycard_proto::cert::Certificate| {
         Command::new(cla::PROPRIETARY, ins::STORE_PREPARATION_CERTIFICATE, 0, 0)
             .with_data(cert.as_bytes().to_vec())
     };
@@ -606,7 +606,9 @@ fn verify_cache_first(city: &TestCity) -> Vector {
         let first = script::general_authenticate(s, &lib, library, date(TODAY), e1);
         assert!(matches!(
             first,
-            Err(script::ScriptError::Protocol(citycard_proto::Error::Decoy))
+            Err(script::ScriptError::Protocol(
+                citycard_proto::error::Error::Decoy
+            ))
         ));
         s.note("PSO: VERIFY CERTIFICATE (reader)");
         s.expect_ok("PSO reader", &script::pso_command(&lib.certificate))
@@ -625,7 +627,7 @@ fn error_verify_uniform(city: &TestCity) -> Vector {
     let eph = test_key("uniform");
     b.key("reader_library", &lib.key);
     b.key("reader_ephemeral_uniform", &eph);
-    let req = |reader_fp: [u8; 8], requested: AttributeSet, on: citycard_proto::Date| {
+    let req = |reader_fp: [u8; 8], requested: AttributeSet, on: citycard_proto::date::Date| {
         citycard_proto::auth::AuthRequest {
             certificate: reader_fp,
             reader_ephemeral: crypto::encode_point(&eph.public_key()),

@@ -2,7 +2,7 @@
 //! exactly what the card produces, and every vector replays byte for byte.
 #![cfg(test)]
 
-use citycard_proto::ContactlessCard;
+use citycard_proto::apdu::ContactlessCard;
 use citycard_testkit::vectors::{card_for, generate_all, load_all, run, to_json, vectors_dir};
 
 #[test]

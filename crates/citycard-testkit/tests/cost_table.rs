@@ -66,7 +66,7 @@ fn verification_costs_match_the_spec() {
 /// (`personalise.json`, from the station's PSO to ACTIVATE), SPEC §12.
 #[test]
 fn personalisation_operations_match_the_spec() {
-    use citycard_proto::ContactlessCard;
+    use citycard_proto::apdu::ContactlessCard;
     let v = load_all(&vectors_dir())
         .unwrap()
         .into_iter()

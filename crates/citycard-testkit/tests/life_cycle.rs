@@ -4,7 +4,7 @@
 #![cfg(test)]
 
 use citycard_card::{Applet, MemoryStorage};
-use citycard_proto::{ContactlessCard, LifeCycle, StatusWord};
+use citycard_proto::{apdu::ContactlessCard, consts::LifeCycle, sw::StatusWord};
 use citycard_testkit::keys::{city, date, test_key, PREPARATION_DATE};
 use citycard_testkit::script::{personalise_sample, prepare, select_command, Script};
 use rand_chacha::rand_core::SeedableRng;
@@ -34,7 +34,7 @@ fn card_in(state: LifeCycle) -> Applet<MemoryStorage, ChaCha20Rng> {
         let data = ch.seal([0x80, 0xE6, 0, 0], &[]).unwrap();
         s.expect_ok(
             "terminate",
-            &citycard_proto::Command::new(0x80, 0xE6, 0, 0).with_data(data),
+            &citycard_proto::apdu::Command::new(0x80, 0xE6, 0, 0).with_data(data),
         )
         .unwrap();
     }

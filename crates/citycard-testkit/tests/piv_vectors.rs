@@ -5,8 +5,8 @@
 //! tap's signature verifies over its challenge.
 #![cfg(test)]
 
+use citycard_proto::cert::Certificate;
 use citycard_proto::piv::{self, CardAuthenticationCertificate};
-use citycard_proto::Certificate;
 use citycard_testkit::piv_vectors::{dir, generate_all, to_json};
 use serde_json::Value;
 

@@ -5,7 +5,7 @@
 
 use citycard_card::{Applet, PersistentState, Storage};
 use citycard_emulator::FileStore;
-use citycard_proto::{ContactlessCard, LifeCycle};
+use citycard_proto::{apdu::ContactlessCard, consts::LifeCycle};
 use citycard_testkit::script::tap_library;
 use rand_chacha::rand_core::SeedableRng;
 

@@ -5,7 +5,7 @@
 #![cfg(test)]
 
 use citycard_card::{Applet, MemoryStorage, Storage, StorageError};
-use citycard_proto::{ContactlessCard, LifeCycle};
+use citycard_proto::{apdu::ContactlessCard, consts::LifeCycle};
 use citycard_testkit::script::{personalise_sample, tap_library};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;

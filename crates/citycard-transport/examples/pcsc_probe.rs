@@ -18,7 +18,7 @@ use citycard_transport::{CardChannel, PcscContext, Traced, TransportError};
 fn parse(hex_apdu: &str) -> Result<Command, String> {
     let bytes = hex::decode(hex_apdu).map_err(|e| format!("{hex_apdu}: {e}"))?;
     if let (Err(_), Some((&[cla, ins, p1, p2], data))) = (
-        citycard_proto::CommandView::parse(&bytes),
+        citycard_proto::apdu::CommandView::parse(&bytes),
         bytes.split_first_chunk::<4>(),
     ) {
         if data.len() > 255 {
@@ -27,7 +27,7 @@ fn parse(hex_apdu: &str) -> Result<Command, String> {
         }
     }
     let view =
-        citycard_proto::CommandView::parse(&bytes).map_err(|e| format!("{hex_apdu}: {e}"))?;
+        citycard_proto::apdu::CommandView::parse(&bytes).map_err(|e| format!("{hex_apdu}: {e}"))?;
     let mut cmd = Command::new(view.cla, view.ins, view.p1, view.p2).with_data(view.data);
     cmd.le = view.le;
     Ok(cmd)

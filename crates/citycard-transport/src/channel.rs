@@ -4,7 +4,7 @@
 use citycard_proto::apdu::{
     short_le, CLA_CHAINING, HEADER_LEN, INS_GET_RESPONSE, MAX_SHORT_DATA, MAX_SHORT_RESPONSE,
 };
-use citycard_proto::{Command, CommandView, Response, StatusWord};
+use citycard_proto::{apdu::Command, apdu::CommandView, apdu::Response, sw::StatusWord};
 
 use crate::{CardTransport, TransportError};
 

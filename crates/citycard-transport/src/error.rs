@@ -1,11 +1,11 @@
 //! The crate's one error type.
 
-use citycard_proto::StatusWord;
+use citycard_proto::sw::StatusWord;
 
 /// Everything that can go wrong while exchanging APDUs with a card.
 ///
 /// Status words are *not* errors here: a card answering `6982` is a successful
-/// exchange whose [`Response`](citycard_proto::Response) carries that status word.
+/// exchange whose [`Response`](citycard_proto::apdu::Response) carries that status word.
 /// Errors mean that no trustworthy response exists (the card vanished, the
 /// reader failed, or the card broke the transport rules).
 #[non_exhaustive]

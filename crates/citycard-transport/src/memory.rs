@@ -1,7 +1,7 @@
 //! [`MemoryTransport`]: an in-process card driven exactly as a reader drives one.
 
+use citycard_proto::apdu::ContactlessCard;
 use citycard_proto::apdu::{HEADER_LEN, MAX_SHORT_COMMAND};
-use citycard_proto::ContactlessCard;
 
 use crate::transport::TransactionFn;
 use crate::{CardTransport, TransportError};
@@ -74,7 +74,7 @@ impl<C: ContactlessCard> CardTransport for MemoryTransport<C> {
         }
         match self.card.transmit(apdu) {
             Ok(response) => Ok(response),
-            Err(citycard_proto::CardLost) => {
+            Err(citycard_proto::apdu::CardLost) => {
                 self.powered = false;
                 Err(TransportError::CardRemoved)
             }

@@ -17,7 +17,7 @@ use citycard_proto::record::{
     self, GroupRecord, StoredValue, SEED_LEN, TAG_ATTRIBUTE, TAG_RECORD, TAG_SALT_SEED,
 };
 use citycard_proto::tlv;
-use citycard_proto::{Date, LifeCycle, StatusWord};
+use citycard_proto::{consts::LifeCycle, date::Date, sw::StatusWord};
 use p256::{PublicKey, SecretKey};
 use rand_core::CryptoRngCore;
 use zeroize::Zeroizing;

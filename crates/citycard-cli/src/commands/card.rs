@@ -11,7 +11,7 @@ use citycard_emulator::{
 };
 use citycard_issuer::report::EmulatedCardState;
 use citycard_piv_card::{Faults as PivFaults, PivCard, PivState, Summary};
-use citycard_proto::{CardLost, ContactlessCard};
+use citycard_proto::{apdu::CardLost, apdu::ContactlessCard};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 

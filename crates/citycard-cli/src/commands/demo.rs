@@ -23,7 +23,7 @@ use citycard_proto::piv::{
     self as piv_proto, CardAuthenticationCertificate, ManagementAlgorithm,
     OBJECT_CARD_AUTHENTICATION_CERTIFICATE,
 };
-use citycard_proto::{fci, Date, LifeCycle, StatusWord, AID};
+use citycard_proto::{consts::LifeCycle, consts::AID, date::Date, fci, sw::StatusWord};
 use citycard_reader::{verify, PartnerCredential, Policy, Trust, Verdict};
 use citycard_registry::{IssuanceRegistry, RevocationReason};
 use citycard_transport::{CardChannel, CardTransport, MemoryTransport, Traced};

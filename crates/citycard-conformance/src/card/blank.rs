@@ -3,9 +3,9 @@
 //! by the throwaway city's facility, what a prepared card refuses, challenges
 //! and command chaining, fresh randomness at power-up.
 
+use citycard_proto::apdu::Command;
 use citycard_proto::consts::{cla, ins, AID};
 use citycard_proto::pers::{self, CHALLENGE_LEN};
-use citycard_proto::Command;
 
 use super::run::Run;
 use super::{garbage, get_challenge, pso, select, LibraryTap};

@@ -5,7 +5,7 @@ use citycard_proto::attr::AttributeId;
 use citycard_proto::cert::Role;
 use citycard_proto::consts::{cla, ins};
 use citycard_proto::record;
-use citycard_proto::{tlv, Command};
+use citycard_proto::{apdu::Command, tlv};
 use p256::SecretKey;
 
 use crate::city::{self, City, GROUPS, OTHER_ISSUER};

@@ -8,7 +8,7 @@ use citycard_proto::attr::{AttributeId, AttributeSet};
 use citycard_proto::auth::{self, Disclosure, ReaderSession};
 use citycard_proto::pers::{self, CardAuthAnswer};
 use citycard_proto::record;
-use citycard_proto::{fci, Command, Date};
+use citycard_proto::{apdu::Command, date::Date, fci};
 use p256::SecretKey;
 use rand_core::OsRng;
 

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use citycard_keys::{KeyLocation, SecretSource, Signer};
 use citycard_proto::attr::{AttributeKind, AttributeSet, ALL};
 use citycard_proto::cert::{Certificate, CertificateBody};
-use citycard_proto::{crypto, Date};
+use citycard_proto::{crypto, date::Date};
 use p256::SecretKey;
 use serde::{Deserialize, Serialize};
 

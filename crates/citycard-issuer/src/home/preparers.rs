@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use citycard_keys::{KeyLocation, SecretSource, Signer};
 use citycard_proto::attr::AttributeSet;
 use citycard_proto::cert::{Certificate, CertificateBody, Role};
-use citycard_proto::Date;
+use citycard_proto::date::Date;
 
 use super::*;
 use crate::error::IssuerError;

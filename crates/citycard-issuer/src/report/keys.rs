@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use citycard_proto::cert::Certificate;
-use citycard_proto::Date;
+use citycard_proto::date::Date;
 use serde::Serialize;
 
 use crate::home::{PartnerInfo, StationInfo};

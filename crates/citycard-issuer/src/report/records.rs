@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use citycard_proto::revocation::TrustBundle;
-use citycard_proto::{AttributeId, Date};
+use citycard_proto::{attr::AttributeId, date::Date};
 use citycard_registry::{AuditEntry, CardRecord, CardState, RevocationReason};
 use serde::{Serialize, Serializer};
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use citycard_piv_card::Summary;
 use citycard_proto::cert::Certificate;
-use citycard_proto::{AttributeId, Date};
+use citycard_proto::{attr::AttributeId, date::Date};
 use citycard_registry::{AuditEntry, CardRecord, CardState, Counts, Intent, RevocationReason};
 
 use super::*;

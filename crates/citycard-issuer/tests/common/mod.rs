@@ -4,7 +4,7 @@
 use citycard_issuer::home::{IssuerHome, LoadedPreparer, LoadedStation};
 use citycard_issuer::personalise::{self, Preparer};
 use citycard_keys::FixedSecrets;
-use citycard_proto::Date;
+use citycard_proto::date::Date;
 use citycard_transport::{CardTransport, TransportError};
 
 /// A transport that loses the card right after the card has executed the

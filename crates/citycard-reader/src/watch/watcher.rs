@@ -716,12 +716,12 @@ mod tests {
     #[test]
     fn an_apdu_after_the_card_timeout_fails_with_a_timeout() {
         struct Echo;
-        impl citycard_proto::ContactlessCard for Echo {
+        impl citycard_proto::apdu::ContactlessCard for Echo {
             fn atr(&self) -> Vec<u8> {
                 vec![0x3B, 0x00]
             }
             fn reset(&mut self) {}
-            fn transmit(&mut self, _: &[u8]) -> Result<Vec<u8>, citycard_proto::CardLost> {
+            fn transmit(&mut self, _: &[u8]) -> Result<Vec<u8>, citycard_proto::apdu::CardLost> {
                 Ok(vec![0x90, 0x00])
             }
         }

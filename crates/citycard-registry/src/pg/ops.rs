@@ -16,7 +16,7 @@ use crate::validate::*;
 use crate::{
     Attributes, IssuanceRegistry, RegistryError, Result, SPOILED_AFTER_SIGNING, TOMBSTONE_PREFIX,
 };
-use citycard_proto::AttributeId;
+use citycard_proto::attr::AttributeId;
 
 const CARD_COLUMNS: &str = "intent_id, card_number, resident_ref, station, issued_on::text, \
     expires_on::text, state, card_key, revocation_id, spoil_reason, revoke_reason, revoked_at, \
@@ -810,7 +810,11 @@ impl IssuanceRegistry for PgRegistry {
         })
     }
 
-    fn revocation_ids_for(&self, group: u8, as_of: citycard_proto::Date) -> Result<Vec<[u8; 8]>> {
+    fn revocation_ids_for(
+        &self,
+        group: u8,
+        as_of: citycard_proto::date::Date,
+    ) -> Result<Vec<[u8; 8]>> {
         let cutoff = revocation_cutoff(group, as_of)?.to_string();
         let group = i32::from(group);
         // The cards' own revocation ids are group 0's; a card's group

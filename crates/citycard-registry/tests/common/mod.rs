@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use citycard_proto::{crypto, revocation, AttributeId, Date};
+use citycard_proto::{attr::AttributeId, crypto, date::Date, revocation};
 use std::sync::{Arc, Mutex, Weak};
 
 use citycard_registry::{

@@ -3,7 +3,7 @@
 //! `verify-library` vector card (issued, library certificate cached), raw and
 //! as the emulator's state file. Later versions must still read them (`tests/state_fixtures.rs`).
 
-use citycard_proto::ContactlessCard;
+use citycard_proto::apdu::ContactlessCard;
 use citycard_testkit::vectors::{card_for, load_all, vectors_dir};
 
 fn main() {

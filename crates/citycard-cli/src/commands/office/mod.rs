@@ -78,7 +78,7 @@ pub fn certify(
     what: &str,
     certify: impl FnOnce(
         &IssuerHome,
-        citycard_proto::Date,
+        citycard_proto::date::Date,
     ) -> Result<citycard_proto::cert::Certificate, IssuerError>,
 ) -> anyhow::Result<ExitCode> {
     let h = crate::issuer_try!(json, IssuerHome::open(&home.dir));
@@ -264,6 +264,6 @@ pub fn actor() -> String {
 }
 
 /// Today (UTC) and now (unix seconds).
-pub fn today() -> Result<(citycard_proto::Date, u64), IssuerError> {
+pub fn today() -> Result<(citycard_proto::date::Date, u64), IssuerError> {
     citycard_issuer::home::now()
 }

@@ -162,7 +162,7 @@ fn trust_show(file: &Path, json: bool) -> anyhow::Result<ExitCode> {
         print_json(&shown)?;
     } else {
         let when = |t: u64| {
-            citycard_proto::Date::from_days_since_epoch((t / 86_400) as i64)
+            citycard_proto::date::Date::from_days_since_epoch((t / 86_400) as i64)
                 .map(|d| format!("{d} {:02}:{:02} UTC", t % 86_400 / 3600, t % 3600 / 60))
                 .unwrap_or_else(|_| t.to_string())
         };

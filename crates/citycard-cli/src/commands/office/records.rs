@@ -250,7 +250,7 @@ pub fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
         out,
         force,
     } = cmd;
-    let since = match since.as_deref().map(citycard_proto::Date::parse_iso) {
+    let since = match since.as_deref().map(citycard_proto::date::Date::parse_iso) {
         None => 0,
         Some(Ok(d)) => d.days_since_epoch() * 86_400,
         Some(Err(_)) => return super::fail(exit::USAGE, "--since: expected YYYY-MM-DD"),
