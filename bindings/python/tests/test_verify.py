@@ -41,19 +41,22 @@ def city(tmp_path_factory):
     citycard = os.environ.get("CITYCARD_BIN") or shutil.which("citycard")
     assert citycard, "set CITYCARD_BIN to the citycard binary"
     d = tmp_path_factory.mktemp("city")
-    env = dict(os.environ, CITYCARD_PASSPHRASE="test only")
+    env = dict(os.environ, CITYCARD_PASSPHRASE="test city only")
 
     def run(*args):
-        subprocess.run([citycard, *args], cwd=d, env=env, check=True, capture_output=True)
+        done = subprocess.run([citycard, *args], cwd=d, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, f"citycard {' '.join(args)}: exit {done.returncode}: {done.stderr}"
 
     run("issuer", "init", "--dir", "city", "--city", "Liège", "--issuer-id", "LIEGE", "--card-prefix", "LG")
     run("station", "add", "desk-1", "--dir", "city", "--valid-days", "180")
+    run("preparer", "add", "prep-1", "--dir", "city")
     run("partner", "enrol", "library", "--dir", "city", "--attributes", "pseudonym,resident,name,age_over_65",
         "--out", "library.cred")
     run("trust", "export", "--dir", "city", "--out", "liege.bundle")
     (d / "alex.json").write_text(json.dumps({"resident_id": "F-0001", "name": "Alex Moreau",
                                              "birth_date": "1958-03-14", "address": "Rue Léopold 12"}))
-    run("personalise", "--dir", "city", "--station", "desk-1", "--reader", "emulated:cards", "--resident", "alex.json")
+    run("personalise", "--dir", "city", "--station", "desk-1", "--reader", "emulated:cards",
+        "--prepare-with", "prep-1", "--resident", "alex.json")
     return d
 
 
