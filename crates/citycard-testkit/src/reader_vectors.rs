@@ -522,9 +522,14 @@ fn tampered_value(city: &TestCity, full: &TestReader) -> ReaderVector {
     Given::of(city, full).vector(name, "A card that lies: it holds its keys and authenticates (the MAC verifies) but changed one byte of the name it discloses, so the value's digest is not among the record's signed slots. Verdict tampered.", tap, verdict("tampered"))
 }
 
-/// One byte of each answer flipped in transit.
-fn tampered_in_transit(city: &TestCity, library: &TestReader) -> ReaderVector {
-    let name = "reader-tampered-in-transit";
+/// A card of `name` with `library`'s certificate cached, and the tap so far
+/// (SELECT, then GENERAL AUTHENTICATE) with its genuine answer taken out, for
+/// a vector to alter.
+fn genuine_cached_answer(
+    name: &str,
+    city: &TestCity,
+    library: &TestReader,
+) -> (Card, Tap, Exchange) {
     let mut card = issued_card(name, city, date(VALID_TO));
     cached(&mut card, library);
     let (mut tap, opened) = procedure(
@@ -535,9 +540,16 @@ fn tampered_in_transit(city: &TestCity, library: &TestReader) -> ReaderVector {
         name,
     );
     assert!(opened.is_ok(), "the untouched answer is genuine");
+    let ga = tap.exchanges.pop().expect("GENERAL AUTHENTICATE");
+    (card, tap, ga)
+}
+
+/// One byte of each answer flipped in transit.
+fn tampered_in_transit(city: &TestCity, library: &TestReader) -> ReaderVector {
+    let name = "reader-tampered-in-transit";
     // The card had the certificate cached: the first answer was real. Flip it,
     // then the reader goes on as after a decoy.
-    let ga = tap.exchanges.pop().expect("GENERAL AUTHENTICATE");
+    let (mut card, mut tap, ga) = genuine_cached_answer(name, city, library);
     let mut flipped = hex::decode(&ga.response).expect("hex");
     flipped[60] ^= 0x01;
     tap.exchanges.push(Exchange {
@@ -563,17 +575,7 @@ fn tampered_in_transit(city: &TestCity, library: &TestReader) -> ReaderVector {
 /// An answer one byte short.
 fn tampered_length(city: &TestCity, library: &TestReader) -> ReaderVector {
     let name = "reader-tampered-length";
-    let mut card = issued_card(name, city, date(VALID_TO));
-    cached(&mut card, library);
-    let (mut tap, opened) = procedure(
-        &mut card,
-        library,
-        library.certificate.body().grants,
-        false,
-        name,
-    );
-    assert!(opened.is_ok());
-    let ga = tap.exchanges.pop().expect("GENERAL AUTHENTICATE");
+    let (_card, mut tap, ga) = genuine_cached_answer(name, city, library);
     let mut short = hex::decode(&ga.response).expect("hex");
     short.remove(short.len() - 3);
     tap.exchanges.push(Exchange {

@@ -521,6 +521,26 @@ impl IssuerHome {
         })
     }
 
+    /// Checks a new station's or preparer's name (`what`: "station name",
+    /// "preparer name") and validity, and that its directory `dir` does not
+    /// exist yet.
+    fn check_new_key_holder(
+        &self,
+        name: &str,
+        what: &'static str,
+        dir: &Path,
+        valid_days: u32,
+    ) -> Result<(), IssuerError> {
+        check_name(name, what)?;
+        if valid_days == 0 || valid_days > 3 * 366 {
+            return Err(IssuerError::InvalidValidity(valid_days));
+        }
+        if dir.exists() {
+            return Err(IssuerError::AlreadyExists(dir.to_path_buf()));
+        }
+        Ok(())
+    }
+
     /// Generates the key at `key`, then runs `make` with its signer. All or
     /// nothing: if anything fails, the key (file or token object) is
     /// destroyed again and `dir` (the new station's or preparer's directory)

@@ -26,14 +26,8 @@ impl IssuerHome {
         secrets: &dyn SecretSource,
         today: Date,
     ) -> Result<Certificate, IssuerError> {
-        check_name(name, "preparer name")?;
-        if valid_days == 0 || valid_days > 3 * 366 {
-            return Err(IssuerError::InvalidValidity(valid_days));
-        }
         let pdir = self.preparer_dir(name);
-        if pdir.exists() {
-            return Err(IssuerError::AlreadyExists(pdir));
-        }
+        self.check_new_key_holder(name, "preparer name", &pdir, valid_days)?;
         let root = self.root_signer(secrets)?;
         create_private_dir(&self.dir.join("preparers"))?;
         create_private_dir(&pdir)?;

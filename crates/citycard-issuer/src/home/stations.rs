@@ -81,14 +81,8 @@ impl IssuerHome {
         secrets: &dyn SecretSource,
         today: Date,
     ) -> Result<Certificate, IssuerError> {
-        check_name(name, "station name")?;
-        if valid_days == 0 || valid_days > 3 * 366 {
-            return Err(IssuerError::InvalidValidity(valid_days));
-        }
         let sdir = self.station_dir(name);
-        if sdir.exists() {
-            return Err(IssuerError::AlreadyExists(sdir));
-        }
+        self.check_new_key_holder(name, "station name", &sdir, valid_days)?;
         let root = self.root_signer(secrets)?;
         let passphrase = secrets.passphrase("the station's read-back key")?;
         if passphrase.chars().count() < citycard_keys::MIN_PASSPHRASE_LEN {
