@@ -398,40 +398,19 @@ fn genuine_vectors(
 ) -> Vec<ReaderVector> {
     let mut out = Vec::new();
     let name = "reader-genuine";
-    let mut card = issued_card(name, city, date(VALID_TO));
-    let (tap, opened) = procedure(
-        &mut card,
-        library,
-        library.certificate.body().grants,
-        false,
-        name,
-    );
+    let (tap, opened) = tap_new_card(name, city, library, false);
     let v = genuine(library, &opened.expect("genuine answer"));
     out.push(Given::of(city, library).vector(name, "A genuine card (3 groups) and the library reader of group 0, cache tried first (the policy default): SELECT, GENERAL AUTHENTICATE answered with a decoy (the card has not met this reader), PSO, GENERAL AUTHENTICATE answered for real. Verdict genuine: resident and the library's pseudonym.", tap, v));
 
     let name = "reader-genuine-certificate-first";
-    let mut card = issued_card(name, city, date(VALID_TO));
-    let (tap, opened) = procedure(
-        &mut card,
-        library,
-        library.certificate.body().grants,
-        true,
-        name,
-    );
+    let (tap, opened) = tap_new_card(name, city, library, true);
     let v = genuine(library, &opened.expect("genuine answer"));
     let mut given = Given::of(city, library);
     given.always_send_certificate = true;
     out.push(given.vector(name, "The same with the certificate sent first (always_send_certificate): SELECT, PSO, GENERAL AUTHENTICATE. Verdict genuine.", tap, v));
 
     let name = "reader-genuine-group-1";
-    let mut card = issued_card(name, city, date(VALID_TO));
-    let (tap, opened) = procedure(
-        &mut card,
-        transit,
-        transit.certificate.body().grants,
-        false,
-        name,
-    );
+    let (tap, opened) = tap_new_card(name, city, transit, false);
     let v = genuine(transit, &opened.expect("genuine answer"));
     out.push(Given::of(city, transit).vector(name, "A second linkability group: the transit reader of group 1, with group 1's trust bundle, on a 3-group card: the card answers with its group-1 record (another card key, signature and revocation id than group 0's). Verdict genuine: age_over_65 and age_over_18 hold, nothing else disclosed.", tap, v));
     out
@@ -520,6 +499,24 @@ fn tampered_value(city: &TestCity, full: &TestReader) -> ReaderVector {
     response.extend_from_slice(&[0x90, 0x00]);
     tap.push(&bytes(&session.command()), &response, "GENERAL AUTHENTICATE: a real answer, MAC made with the card's own key, but one byte of the disclosed name changed");
     Given::of(city, full).vector(name, "A card that lies: it holds its keys and authenticates (the MAC verifies) but changed one byte of the name it discloses, so the value's digest is not among the record's signed slots. Verdict tampered.", tap, verdict("tampered"))
+}
+
+/// A new card of `name` tapped once by `reader` asking for all it is
+/// granted (certificate sent first or not): the tap and what it opened.
+fn tap_new_card(
+    name: &str,
+    city: &TestCity,
+    reader: &TestReader,
+    send_certificate: bool,
+) -> (Tap, Result<Disclosure, ProtoError>) {
+    let mut card = issued_card(name, city, date(VALID_TO));
+    procedure(
+        &mut card,
+        reader,
+        reader.certificate.body().grants,
+        send_certificate,
+        name,
+    )
 }
 
 /// A card of `name` with `library`'s certificate cached, and the tap so far
