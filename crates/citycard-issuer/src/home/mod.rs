@@ -6,7 +6,6 @@
 //! DIR/root.key.pem                root key, encrypted PKCS#8 (unless it lives in a PKCS#11 token)
 //! DIR/stations/NAME/station.json  station certificate and key location
 //! DIR/stations/NAME/station.key.pem   station key (file keys only)
-//! DIR/stations/NAME/check.key.pem     the station's read-back reader key (encrypted PKCS#8)
 //! DIR/partners/NAME.cert          certificates issued to partners (public; the key went to the partner)
 //! DIR/revocation/current.crl      the last published revocation list (group 0;
 //!                                 group g: current-group-g.crl)
@@ -22,10 +21,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use citycard_keys::{KeyLocation, SecretSource, Signer};
-use citycard_proto::attr::{AttributeKind, AttributeSet, ALL};
+use citycard_proto::attr::AttributeSet;
 use citycard_proto::cert::{Certificate, CertificateBody};
 use citycard_proto::{crypto, date::Date};
-use p256::SecretKey;
 use serde::{Deserialize, Serialize};
 
 mod partners;
@@ -99,8 +97,6 @@ pub struct StationConfig {
     pub key: KeyLocation,
     /// The station certificate (hex of the `7F21` encoding).
     pub certificate: String,
-    /// The station's read-back reader certificate (hex).
-    pub check_certificate: String,
     /// The day the station was retired (it may no longer sign; its
     /// certificate stays in the trust bundle until it expires, so the cards
     /// it issued keep verifying).
@@ -139,10 +135,6 @@ pub struct LoadedStation {
     pub signer: Box<dyn Signer>,
     /// The station certificate.
     pub certificate: Certificate,
-    /// The read-back reader key.
-    pub check_key: SecretKey,
-    /// The read-back reader certificate.
-    pub check_certificate: Certificate,
     /// The desk lease this process holds while it issues with the station
     /// (see [`crate::desk`]); the intents it begins name it, so no other
     /// desk reconciles them while it works. `None`: intents without owner.
@@ -258,14 +250,6 @@ pub struct PartnerInfo {
 /// on paper.
 pub fn key_fingerprint(key: &p256::PublicKey) -> String {
     hex::encode(crypto::sha256(&[&crypto::encode_point(key)]))
-}
-
-/// Every stored attribute (what the read-back credential may read).
-pub fn all_stored() -> AttributeSet {
-    ALL.iter()
-        .copied()
-        .filter(|id| id.kind() == AttributeKind::Stored)
-        .collect()
 }
 
 impl IssuerHome {

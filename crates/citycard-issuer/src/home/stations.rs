@@ -7,42 +7,12 @@ use citycard_keys::{KeyLocation, SecretSource, Signer};
 use citycard_proto::attr::AttributeSet;
 use citycard_proto::cert::{Certificate, CertificateBody, Role};
 use citycard_proto::date::Date;
-use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
-use p256::SecretKey;
 
 use super::*;
 use crate::error::IssuerError;
 use citycard_files::{create_private_dir, write_file, Overwrite};
 
 impl IssuerHome {
-    /// The read-back credential of a station: a reader certificate that may
-    /// read every stored attribute, used only to check a card right after
-    /// issuing it.
-    pub(super) fn check_certificate(
-        &self,
-        root: &dyn Signer,
-        name: &str,
-        key: p256::PublicKey,
-        domain: [u8; 16],
-        today: Date,
-        expiry: Date,
-    ) -> Result<Certificate, IssuerError> {
-        self.sign_certificate(
-            root,
-            CertificateBody {
-                issuer: self.config.issuer_id.clone(),
-                holder: format!("{}-chk", &name[..name.len().min(12)]),
-                role: Role::Reader,
-                grants: all_stored(),
-                domain: Some(domain),
-                group: Some(0),
-                effective: today,
-                expiry,
-                public_key: key,
-            },
-        )
-    }
-
     pub(super) fn station_certificate(
         &self,
         root: &dyn Signer,
@@ -68,7 +38,7 @@ impl IssuerHome {
     }
 
     /// Adds an issuing station: a station key (file or PKCS#11) certified by
-    /// the root for `valid_days` from `today`, and its read-back credential.
+    /// the root for `valid_days` from `today`.
     ///
     /// All or nothing: on any failure the station directory and the key
     /// (file or token object) made by this call are removed, so a retry
@@ -84,13 +54,6 @@ impl IssuerHome {
         let sdir = self.station_dir(name);
         self.check_new_key_holder(name, "station name", &sdir, valid_days)?;
         let root = self.root_signer(secrets)?;
-        let passphrase = secrets.passphrase("the station's read-back key")?;
-        if passphrase.chars().count() < citycard_keys::MIN_PASSPHRASE_LEN {
-            return Err(citycard_keys::KeyError::WeakPassphrase {
-                min: citycard_keys::MIN_PASSPHRASE_LEN,
-            }
-            .into());
-        }
         create_private_dir(&sdir)?;
         let key = key.unwrap_or_else(|| {
             KeyLocation::File(PathBuf::from("stations").join(name).join("station.key.pem"))
@@ -99,31 +62,11 @@ impl IssuerHome {
             let expiry = today.add_days(valid_days.saturating_sub(1));
             let certificate =
                 self.station_certificate(root.as_ref(), name, signer.public_key(), today, expiry)?;
-            let check_key = SecretKey::random(&mut rand_core::OsRng);
-            let mut domain = [0u8; 16];
-            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut domain);
-            let check_certificate = self.check_certificate(
-                root.as_ref(),
-                name,
-                check_key.public_key(),
-                domain,
-                today,
-                expiry,
-            )?;
-            let pem = check_key
-                .to_pkcs8_encrypted_pem(
-                    &mut rand_core::OsRng,
-                    passphrase.as_bytes(),
-                    LineEnding::LF,
-                )
-                .map_err(|_| IssuerError::Config("cannot encrypt the read-back key".into()))?;
-            write_new(&sdir.join("check.key.pem"), pem.as_bytes())?;
             let config = StationConfig {
                 schema_version: SCHEMA_VERSION,
                 name: name.into(),
                 key: key.clone(),
                 certificate: hex::encode(certificate.as_bytes()),
-                check_certificate: hex::encode(check_certificate.as_bytes()),
                 retired_on: None,
             };
             let json = serde_json::to_vec_pretty(&config)
@@ -186,7 +129,7 @@ impl IssuerHome {
         Ok(out)
     }
 
-    /// Renews a station's certificate (and its read-back certificate) for
+    /// Renews a station's certificate for
     /// `valid_days` from `today`, for the same key. The station's file is
     /// replaced in one atomic step; the old certificate simply expires.
     pub fn renew_station(
@@ -204,21 +147,11 @@ impl IssuerHome {
             return Err(IssuerError::StationRetired(name.into()));
         }
         let old = decode_certificate(&c.certificate)?;
-        let old_check = decode_certificate(&c.check_certificate)?;
         let root = self.root_signer(secrets)?;
         let expiry = today.add_days(valid_days.saturating_sub(1));
         let certificate =
             self.station_certificate(root.as_ref(), name, old.body().public_key, today, expiry)?;
-        let check_certificate = self.check_certificate(
-            root.as_ref(),
-            name,
-            old_check.body().public_key,
-            old_check.body().domain.unwrap_or_default(),
-            today,
-            expiry,
-        )?;
         c.certificate = hex::encode(certificate.as_bytes());
-        c.check_certificate = hex::encode(check_certificate.as_bytes());
         let json = serde_json::to_vec_pretty(&c).map_err(|e| IssuerError::Config(e.to_string()))?;
         let mut reg = self.registry()?;
         reg.record_action("issuer", Some(name), "station-renewed")?;
@@ -261,6 +194,7 @@ impl IssuerHome {
             Overwrite::Replace,
         )?;
         citycard_keys::destroy(&self.resolve(&c.key), secrets)?;
+        // Homes made before protocol version 2 also hold a read-back key.
         let _ = fs::remove_file(self.station_dir(name).join("check.key.pem"));
         Ok(())
     }
@@ -278,7 +212,6 @@ impl IssuerHome {
             return Err(IssuerError::StationRetired(name.into()));
         }
         let certificate = decode_certificate(&c.certificate)?;
-        let check_certificate = decode_certificate(&c.check_certificate)?;
         if !certificate.is_valid_on(today) {
             return Err(IssuerError::StationNotValid {
                 name: name.into(),
@@ -293,22 +226,10 @@ impl IssuerHome {
                 "station {name}: key does not match its certificate"
             )));
         }
-        let passphrase = secrets.passphrase("the station's read-back key")?;
-        let pem_path = self.station_dir(name).join("check.key.pem");
-        let pem = fs::read_to_string(&pem_path).map_err(|e| IssuerError::io(&pem_path, e))?;
-        let check_key = SecretKey::from_pkcs8_encrypted_pem(&pem, passphrase.as_bytes())
-            .map_err(|_| IssuerError::Key(citycard_keys::KeyError::WrongPassphrase))?;
-        if check_key.public_key() != check_certificate.body().public_key {
-            return Err(IssuerError::Config(format!(
-                "station {name}: read-back key does not match"
-            )));
-        }
         Ok(LoadedStation {
             name: name.into(),
             signer,
             certificate,
-            check_key,
-            check_certificate,
             desk_lease: None,
         })
     }
